@@ -1,0 +1,244 @@
+"""The records that flow down the pipeline: frames, packets, conversation events, findings.
+
+capture -> Frame, decode -> Packet, flows -> Event + Conversation, rules -> Finding,
+report <- CaptureResult. Per-packet records are NamedTuples (cheap to build on the hot
+path); per-conversation and per-finding records are frozen dataclasses.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import IntFlag
+from typing import Literal, NamedTuple
+
+
+class Frame(NamedTuple):
+    """One record read from a capture file, before any decoding."""
+
+    number: int  # 1-based, as Wireshark numbers frames
+    ts: float  # seconds since the epoch
+    caplen: int
+    wirelen: int
+    linktype: int  # LINKTYPE_* value (pcap header or pcapng IDB)
+    data: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class CaptureWarning:
+    """Something in the input that was skipped or could not be fully used."""
+
+    code: str  # stable kebab-case, e.g. "truncated", "unknown-linktype"
+    message: str
+    frame: int | None = None
+
+
+class Quoted(NamedTuple):
+    """The packet an ICMP/ICMPv6 error quotes: the sender's own 5-tuple (and TCP seq)."""
+
+    src: bytes
+    dst: bytes
+    proto: int
+    sport: int
+    dport: int
+    seq: int  # TCP sequence number of the quoted segment, -1 when not TCP or not captured
+
+
+class Packet(NamedTuple):
+    """One decoded IP packet: only the fields the diagnosis needs.
+
+    Addresses are packed (4 or 16 bytes); the report layer formats them.
+    Fields that do not apply are 0 (numbers) or b"" (bytes), never None, except `quoted`.
+    """
+
+    number: int
+    ts: float
+    family: int  # 4 or 6
+    src: bytes
+    dst: bytes
+    proto: int  # IPPROTO_TCP=6, UDP=17, ICMP=1, ICMPV6=58
+    sport: int  # ICMP: 0
+    dport: int
+    ttl: int  # IPv4 TTL or IPv6 hop limit
+    ip_id: int  # IPv4 identification; -1 for IPv6
+    flags: int  # TCP flag bits (analyzer.protocol); 0 otherwise
+    seq: int
+    ack: int
+    win: int  # raw TCP window field (unscaled)
+    plen: int  # transport payload length from the IP length fields (not the captured length)
+    payload: bytes  # up to PAYLOAD_HEAD captured payload bytes
+    icmp_type: int  # -1 when not ICMP
+    icmp_code: int
+    quoted: Quoted | None  # set for ICMP errors that quote a packet
+    tcp_opts: int = 0  # TCP option bits present (analyzer.protocol OPT_*)
+    inner: "Packet | None" = None  # the encapsulated packet of a tunnel (Teredo, VXLAN, ...)
+
+
+PAYLOAD_HEAD = 64  # bytes of payload a Packet keeps: enough for TLS, TDS and HTTP sniffs
+
+
+class Mark(IntFlag):
+    """What the flow tracker observed about one packet within its conversation.
+
+    Observations only; judging them is the rules' job.
+    """
+
+    NONE = 0
+    RETRANSMISSION = 1 << 0  # carries sequence space already sent
+    OUT_OF_ORDER = 1 << 1  # fills a gap below the highest sequence seen
+    GAP = 1 << 2  # starts above the next expected sequence (bytes missing in capture)
+    DUP_ACK = 1 << 3  # pure ACK repeating the previous ack number and window
+    KEEPALIVE = 1 << 4  # seq = next-1 with 0 or 1 byte, after idle
+    KEEPALIVE_ACK = 1 << 5  # answers a keep-alive
+    ZERO_WINDOW = 1 << 6  # advertises window 0
+    WINDOW_PROBE = 1 << 7  # one byte into a zero window
+    ACKS_FIN = 1 << 8  # acknowledges the peer's FIN
+    AFTER_PEER_FIN = 1 << 9  # sent data after the peer's FIN was seen
+    AFTER_OWN_FIN = 1 << 10  # sent data/FIN-retransmit after its own FIN
+    AFTER_RST = 1 << 11  # any packet after a RST in this conversation
+    ACK_UNSEEN = 1 << 12  # acknowledges data the capture never saw
+    NEW_DATA = 1 << 13  # carries bytes never sent before
+    UNACKED_AT_RST = 1 << 14  # (on a RST) the peer had sent data this side never acknowledged
+    SYN_RETRANSMISSION = 1 << 15  # a repeated SYN or SYN/ACK
+    TTL_ODD = 1 << 16  # TTL/hop limit unlike every other packet of this direction
+    IPID_ODD = 1 << 17  # IP ID far from this direction's running sequence
+    ICMP_ERROR = 1 << 18  # an ICMP error quoting this conversation (direction = who sent the quoted packet's peer)
+
+
+Direction = Literal[0, 1]  # 0: client -> server, 1: server -> client
+
+
+class Event(NamedTuple):
+    """One packet of a conversation as the rules and the ladder diagram see it."""
+
+    frame: int
+    ts: float
+    dir: int  # 0 client->server, 1 server->client (ICMP errors: toward the quoted sender)
+    flags: int  # TCP flags, 0 for UDP/ICMP
+    seq: int  # relative to this direction's ISN (0 = SYN) when known, else absolute
+    ack: int  # relative to the peer's ISN when known
+    plen: int
+    win: int
+    ttl: int
+    ip_id: int
+    marks: int  # Mark bits
+    idle: float  # seconds since the previous packet of the conversation (0 for the first)
+    payload: str  # sniffed payload kind of this segment ("" when none): see analyzer.flows.sniff
+    icmp: tuple[int, int] | None  # (type, code) for an ICMP error attached to the conversation
+    icmp_src: bytes = b""  # who sent the ICMP error (packed address)
+
+
+@dataclass(frozen=True, slots=True)
+class Endpoint:
+    """One side of a conversation."""
+
+    addr: str  # "192.0.2.1" or "2001:db8::1"
+    port: int
+
+    def __str__(self) -> str:
+        return f"[{self.addr}]:{self.port}" if ":" in self.addr else f"{self.addr}:{self.port}"
+
+
+@dataclass(frozen=True, slots=True)
+class SideStats:
+    """What one side sent, and how its packets usually look (for forged-packet checks)."""
+
+    packets: int = 0
+    bytes: int = 0  # payload bytes (TCP: sequence space, excluding retransmissions where known)
+    retransmissions: int = 0
+    zero_windows: int = 0
+    dup_acks: int = 0
+    keepalives: int = 0
+    ttl: int = -1  # the usual TTL/hop limit (mode); -1 unknown
+    ttl_values: tuple[int, ...] = ()  # distinct values seen, at most a few
+    ip_id_mode: str = ""  # "incrementing", "zero", "random", "" unknown
+    state: str = ""  # endpoint state at the end, as RFC 793 names it from the wire (ESTABLISHED, FIN_WAIT_1, ...)
+    payload_kind: str = ""  # sniff of this side's first payload bytes ("tls-client-hello", "tds-prelogin", "http-request", ...)
+    payload_head: bytes = b""  # the first payload bytes themselves (bounded)
+    sent_fin: bool = False
+    sent_rst: bool = False
+    sent_syn: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Conversation:
+    """A finished (or capture-end) conversation, handed from flows to rules and reports."""
+
+    id: int  # 1-based, in order of first packet within the capture
+    stream: int  # Wireshark's tcp.stream / udp.stream index (0-based per protocol)
+    proto: Literal["tcp", "udp", "icmp"]
+    client: Endpoint
+    server: Endpoint
+    role_inferred: bool  # True when no SYN (TCP) / first sender (UDP) decided the roles
+    state: str  # Zeek conn_state (S0, SF, REJ, RSTO, ...)
+    history: str  # Zeek history letters
+    first_frame: int
+    last_frame: int
+    start: float
+    end: float
+    client_stats: SideStats
+    server_stats: SideStats
+    timeline: tuple[Event, ...]  # bounded: the head and the tail of the conversation
+    elided_after: int = -1  # index in timeline after which packets were dropped; -1 none
+    elided: int = 0  # how many packets were dropped there
+    handshake: bool = False  # SYN, SYN/ACK and ACK all seen
+    icmp_errors: int = 0
+    closed_by: str = ""  # "fin", "rst", "timeout", "" (still open at capture end)
+
+    @property
+    def packets(self) -> int:
+        return self.client_stats.packets + self.server_stats.packets
+
+    @property
+    def duration(self) -> float:
+        return self.end - self.start
+
+
+Level = Literal["error", "warning", "info"]
+LEVELS: tuple[Level, ...] = ("error", "warning", "info")  # most severe first
+
+
+@dataclass(frozen=True, slots=True)
+class SocketErrorSeen:
+    """The error one side's application saw, with how each platform spells it."""
+
+    side: Literal["client", "server"]
+    endpoint: str
+    operation: str  # connect, send, recv, recvfrom, close, ...
+    winsock: dict  # {"code": 10054, "name": "WSAECONNRESET", "message": "..."}
+    posix: dict  # {"name": "ECONNRESET", "linux": 104, "macos": 54}
+    seen_as: dict  # {"dotnet": ..., "java": ..., "python": ..., "curl": ...}
+    note: str = ""  # e.g. "local to the host: the capture cannot show it"
+
+
+@dataclass(frozen=True, slots=True)
+class Finding:
+    """A rule that matched one conversation."""
+
+    rule: str  # RST003
+    name: str  # stray-ack-after-fin
+    level: Level
+    title: str
+    message: str
+    conversation: int  # Conversation.id
+    errors: tuple[SocketErrorSeen, ...]
+    cause: str
+    remedy: str
+    confidence: Literal["high", "medium", "low"]
+    frames: tuple[int, ...]  # evidence frames, ascending
+    wireshark_filter: str
+    references: tuple[str, ...] = ()
+    falsepositives: tuple[str, ...] = ()
+
+
+@dataclass(slots=True)
+class CaptureResult:
+    """Everything learnt from one capture: what reports are functions of."""
+
+    path: str
+    format: str = ""  # "pcap", "pcapng" ("+gzip" etc. appended when compressed)
+    linktypes: list[str] = field(default_factory=list)
+    packets: int = 0
+    warnings: list[CaptureWarning] = field(default_factory=list)
+    conversations: list[Conversation] = field(default_factory=list)
+    findings: list[Finding] = field(default_factory=list)
+    error: str | None = None  # set when the capture could not be read at all
