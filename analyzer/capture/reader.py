@@ -1,0 +1,157 @@
+"""Opening a capture: recognise its format by magic and hand back an iterable of frames."""
+
+from __future__ import annotations
+
+import os
+import struct
+from typing import IO, Iterator
+
+from analyzer.capture.formats import (
+    OTHER_MAGICS,
+    PCAP_FCS_PRESENT,
+    PCAP_FCS_SHIFT,
+    PCAP_HEADER_LEN,
+    PCAP_LINKTYPE_MASK,
+    PCAP_MAGICS,
+    PCAPNG_BOM_BE,
+    PCAPNG_BOM_LE,
+    PCAPNG_MAGIC,
+    PCAPNG_MIN_SHB,
+)
+from analyzer.capture.pcap import walk_pcap
+from analyzer.capture.pcapng import Interface, walk_pcapng
+from analyzer.capture.source import Source, open_source
+from analyzer.errors import CaptureError
+from analyzer.model import CaptureWarning, Frame
+
+# Each warning code is listed at most this many times; the rest are counted in one summary
+# warning, so a capture full of faults cannot grow the list without bound.
+WARNINGS_PER_CODE = 10
+
+HINT_CONVERT = "if it is a capture in another format, convert it with `editcap -F pcap IN OUT` (Wireshark)"
+HINT_TEXT = ("this looks like text, e.g. tcpdump's printed output: capture with `tcpdump -w FILE`, "
+             "or turn a hex dump into a pcap with text2pcap")
+
+
+class Capture:
+    """An open capture: iterate it for Frames; `format`, `linktypes` and `warnings` describe it.
+
+    `linktypes` and `warnings` grow while iterating (pcapng interfaces appear as they are read).
+    Iterating a second time continues where the first stopped.
+    """
+
+    def __init__(self, source: Source) -> None:
+        self.path = source.path
+        self.format = ""
+        self.linktypes: list[int] = []
+        self.warnings: list[CaptureWarning] = []
+        self.snaplen = 0  # pcap header snaplen (pcapng: per interface)
+        self.fcs_len = -1  # pcap header FCS length in bytes when the F bit says so, else -1
+        self._source = source
+        self._ifaces: list[Interface] = []
+        self._consumed = 0  # bytes dropped from the front of the walk's buffer (for messages)
+        self._counts: dict[str, int] = {}
+        self._frames: Iterator[Frame] = iter(())
+        source.warn = lambda code, message: self._warn(code, message, None)
+
+    def __iter__(self) -> Iterator[Frame]:
+        return self._frames
+
+    def __enter__(self) -> Capture:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Release the file (a file object passed in by the caller is left open)."""
+        self._source.close()
+
+    def _warn(self, code: str, message: str, frame: int | None) -> None:
+        count = self._counts.get(code, 0) + 1
+        self._counts[code] = count
+        if count <= WARNINGS_PER_CODE:
+            # the stream-level warnings (compression, read errors) name the last frame read
+            self.warnings.append(CaptureWarning(code, message, frame))
+
+    def _finish(self, frames: int) -> None:
+        """Called once when the walk ends: summarise warnings that were not all listed."""
+        for code, count in self._counts.items():
+            if count > WARNINGS_PER_CODE:
+                self.warnings.append(CaptureWarning(
+                    code, f"{count - WARNINGS_PER_CODE} more '{code}' warnings not listed", None))
+        self._counts = {}
+        for i, w in enumerate(self.warnings):
+            if w.frame is None and w.code in ("truncated", "corrupt-compression", "read-error"):
+                self.warnings[i] = CaptureWarning(w.code, f"{w.message} (after frame {frames})", frames + 1)
+
+
+def open_capture(src: str | os.PathLike[str] | IO[bytes]) -> Capture:
+    """Open a pcap/pcapng capture (maybe gzip/bz2/xz compressed) from a path, "-" or a file object.
+
+    Raises CaptureError with a one-line message naming the path when nothing can be read.
+    """
+    source = open_source(src)
+    try:
+        cap = Capture(source)
+        head = source.start()
+        _detect(cap, source, head)
+        return cap
+    except BaseException:
+        source.close()
+        raise
+
+
+def _detect(cap: Capture, source: Source, head: bytes) -> None:
+    path = source.path
+    suffix = f"+{source.compression}" if source.compression else ""
+    inside = f" after {source.compression} decompression" if source.compression else ""
+    if not head:
+        raise CaptureError(f"{path}: empty file{inside}: not a pcap or pcapng capture")
+    magic = head[:4]
+    if magic in PCAP_MAGICS:
+        order, units, name = PCAP_MAGICS[magic]
+        head = source.top_up(head, PCAP_HEADER_LEN)
+        if len(head) < PCAP_HEADER_LEN:
+            raise CaptureError(
+                f"{path}: file ends inside the pcap header ({len(head)} of {PCAP_HEADER_LEN} bytes){inside}")
+        snaplen, ltinfo = struct.unpack_from(order + "II", head, 16)
+        cap.format = name + suffix
+        cap.snaplen = snaplen
+        cap.linktypes.append(ltinfo & PCAP_LINKTYPE_MASK)
+        if ltinfo & PCAP_FCS_PRESENT:
+            cap.fcs_len = 2 * (ltinfo >> PCAP_FCS_SHIFT)  # counted in 16-bit units
+        cap._frames = walk_pcap(cap, head, order, units, ltinfo & PCAP_LINKTYPE_MASK, snaplen)
+        return
+    if magic == PCAPNG_MAGIC:
+        head = source.top_up(head, 12)
+        if len(head) < 12:
+            raise CaptureError(f"{path}: file ends inside the pcapng section header ({len(head)} bytes){inside}")
+        if head[8:12] not in (PCAPNG_BOM_LE, PCAPNG_BOM_BE):
+            raise CaptureError(f"{path}: not a pcapng capture: bad byte-order magic {head[8:12].hex()}",
+                               hint=HINT_CONVERT)
+        head = source.top_up(head, PCAPNG_MIN_SHB)
+        if len(head) < PCAPNG_MIN_SHB:
+            raise CaptureError(f"{path}: file ends inside the pcapng section header ({len(head)} bytes){inside}")
+        cap.format = "pcapng" + suffix
+        cap._frames = walk_pcapng(cap, head)
+        return
+    other = next((what for m, what in OTHER_MAGICS.items() if head.startswith(m)), None)
+    if other:
+        raise CaptureError(f"{path}: a {other}, not a pcap or pcapng capture{inside}",
+                           hint="convert it with `editcap -F pcap IN OUT` (Wireshark)")
+    if len(head) < 4:
+        raise CaptureError(f"{path}: file too short ({len(head)} bytes){inside}: not a pcap or pcapng capture")
+    head = source.top_up(head, 64)
+    hint = HINT_TEXT if _looks_like_text(head) else HINT_CONVERT
+    raise CaptureError(f"{path}: not a pcap or pcapng capture (starts with {head[:4].hex()}){inside}", hint=hint)
+
+
+def _looks_like_text(data: bytes) -> bool:
+    for cut in range(4):  # the sample may end inside a multi-byte character
+        try:
+            text = data[: len(data) - cut].decode("utf-8")
+        except UnicodeDecodeError:
+            continue
+        return all(c.isprintable() or c in "\r\n\t" for c in text)
+    return False
