@@ -1,0 +1,147 @@
+"""Link-layer and IP facts the decoder looks up: link types, ethertypes, address families, headers.
+
+Each fact lives here once, with its source; the decoder never spells a magic number itself.
+"""
+
+from __future__ import annotations
+
+# Link types as written in pcap/pcapng headers (tcpdump.org "Link-Layer Header Types"),
+# named as libpcap's pcap_datalink_val_to_name() and `tcpdump -L` name them.
+LINKTYPE_NULL = 0  # BSD loopback: 4-byte address family in the capturing host's byte order
+LINKTYPE_EN10MB = 1  # Ethernet II / 802.3
+LINKTYPE_PPP = 9  # RFC 1661 PPP, optionally with RFC 1662 0xff 0x03 address/control
+LINKTYPE_RAW_DLT12 = 12  # raw IP: DLT_RAW on most BSDs and Linux (old files)
+LINKTYPE_RAW_DLT14 = 14  # raw IP: DLT_RAW on OpenBSD (old files)
+LINKTYPE_PPP_HDLC = 50  # PPP in HDLC-like framing (RFC 1662)
+LINKTYPE_PPP_ETHER = 51  # PPPoE session header without Ethernet (RFC 2516)
+LINKTYPE_RAW = 101  # raw IPv4 or IPv6, version from the first nibble
+LINKTYPE_LOOP = 108  # OpenBSD loopback: 4-byte address family in network byte order
+LINKTYPE_LINUX_SLL = 113  # Linux "cooked" v1: 16-byte header, protocol at offset 14
+LINKTYPE_IPV4 = 228  # raw IPv4 only
+LINKTYPE_IPV6 = 229  # raw IPv6 only
+LINKTYPE_NFLOG = 239  # Linux netfilter NFLOG: 4-byte header then TLVs
+LINKTYPE_LINUX_SLL2 = 276  # Linux "cooked" v2: 20-byte header, protocol at offset 0
+
+LINKTYPE_NAMES: dict[int, str] = {
+    0: "NULL", 1: "EN10MB", 6: "IEEE802", 7: "ARCNET", 8: "SLIP", 9: "PPP", 10: "FDDI",
+    12: "RAW", 14: "RAW", 50: "PPP_HDLC", 51: "PPP_ETHER", 100: "ATM_RFC1483", 101: "RAW",
+    102: "SLIP_BSDOS", 103: "PPP_BSDOS", 104: "C_HDLC", 105: "IEEE802_11", 107: "FRELAY",
+    108: "LOOP", 109: "ENC", 113: "LINUX_SLL", 114: "LTALK", 117: "PFLOG", 119: "PRISM_HEADER",
+    122: "IP_OVER_FC", 123: "SUNATM", 127: "IEEE802_11_RADIO", 129: "ARCNET_LINUX",
+    138: "APPLE_IP_OVER_IEEE1394", 139: "MTP2_WITH_PHDR", 140: "MTP2", 141: "MTP3", 142: "SCCP",
+    143: "DOCSIS", 144: "LINUX_IRDA", 163: "IEEE802_11_RADIO_AVS", 166: "PPP_PPPD",
+    169: "GPRS_LLC", 177: "LINUX_LAPD", 187: "BLUETOOTH_HCI_H4", 189: "USB_LINUX", 192: "PPI",
+    195: "IEEE802_15_4", 197: "ERF", 201: "BLUETOOTH_HCI_H4_WITH_PHDR", 209: "IPMB_LINUX",
+    215: "IEEE802_15_4_NONASK_PHY", 219: "MPLS", 220: "USB_LINUX_MMAPPED", 226: "IPNET",
+    227: "CAN_SOCKETCAN", 228: "IPV4", 229: "IPV6", 230: "IEEE802_15_4_NOFCS", 231: "DBUS",
+    235: "DVB_CI", 239: "NFLOG", 240: "NETANALYZER", 241: "NETANALYZER_TRANSPARENT",
+    242: "IPOIB", 243: "MPEG_2_TS", 246: "PFSYNC", 247: "INFINIBAND", 248: "SCTP",
+    249: "USBPCAP", 251: "BLUETOOTH_LE_LL", 252: "WIRESHARK_UPPER_PDU", 253: "NETLINK",
+    254: "BLUETOOTH_LINUX_MONITOR", 256: "BLUETOOTH_LE_LL_WITH_PHDR", 258: "PKTAP",
+    266: "USB_DARWIN", 267: "OPENFLOW", 271: "VSOCK", 272: "NORDIC_BLE", 274: "ETHERNET_MPACKET",
+    276: "LINUX_SLL2", 279: "EBHSCR", 280: "VPP_DISPATCH", 281: "DSA_TAG_BRCM", 283: "IEEE802_15_4_TAP",
+}
+
+
+def linktype_name(linktype: int) -> str:
+    """A link type as tcpdump names it, or its number when the name is unknown."""
+    return LINKTYPE_NAMES.get(linktype, f"LINKTYPE_{linktype}")
+
+
+# Ethertypes (IEEE 802 "EtherType" registry; IANA "ieee-802-numbers").
+ETHERTYPE_IPV4 = 0x0800
+ETHERTYPE_ARP = 0x0806
+ETHERTYPE_VLAN = 0x8100  # IEEE 802.1Q customer tag
+ETHERTYPE_IPV6 = 0x86DD
+ETHERTYPE_MPLS = 0x8847  # RFC 3032 unicast
+ETHERTYPE_MPLS_MCAST = 0x8848  # RFC 3032 multicast
+ETHERTYPE_PPPOE_DISC = 0x8863  # RFC 2516 discovery stage
+ETHERTYPE_PPPOE_SESS = 0x8864  # RFC 2516 session stage
+ETHERTYPE_QINQ = 0x88A8  # IEEE 802.1ad service tag
+ETHERTYPE_QINQ_OLD = 0x9100  # pre-802.1ad vendor service tag
+ETHERTYPE_MAX_8023_LEN = 1500  # values up to this are an 802.3 length, not a type (IEEE 802.3 3.2.6)
+
+VLAN_TPIDS = frozenset({ETHERTYPE_VLAN, ETHERTYPE_QINQ, ETHERTYPE_QINQ_OLD})
+MAX_VLAN_TAGS = 8  # more tags than any real network stacks: treat as garbage
+
+ETHERTYPE_NAMES: dict[int, str] = {
+    ETHERTYPE_IPV4: "IPv4", ETHERTYPE_ARP: "ARP", 0x8035: "RARP", ETHERTYPE_VLAN: "802.1Q",
+    ETHERTYPE_IPV6: "IPv6", 0x8808: "Ethernet flow control", 0x8809: "slow protocols (LACP)",
+    ETHERTYPE_MPLS: "MPLS", ETHERTYPE_MPLS_MCAST: "MPLS multicast",
+    ETHERTYPE_PPPOE_DISC: "PPPoE discovery", ETHERTYPE_PPPOE_SESS: "PPPoE session",
+    0x888E: "EAPOL (802.1X)", ETHERTYPE_QINQ: "802.1ad", 0x88CC: "LLDP", 0x88F7: "PTP",
+    0x8899: "Realtek RRCP", 0x893A: "IEEE 1905.1", 0x88E5: "MACsec", 0x8892: "PROFINET",
+    0x9000: "loopback (CTP)", ETHERTYPE_QINQ_OLD: "802.1Q-in-Q", 0x22F0: "AVTP", 0x6002: "DEC MOP",
+}
+
+# PPP protocol field (IANA "PPP DLL Protocol Numbers").
+PPP_IPV4 = 0x0021
+PPP_IPV6 = 0x0057
+PPP_ADDRESS_CONTROL = b"\xff\x03"  # RFC 1662 3.1: all-stations address, UI control
+
+PPPOE_HEADER_LEN = 6  # RFC 2516 4: ver/type, code, session id, length
+
+MPLS_LABEL_LEN = 4  # RFC 3032 2.1: label 20, TC 3, bottom-of-stack 1, TTL 8 bits
+MPLS_BOTTOM_OF_STACK = 0x01  # in the third byte of a label entry
+MAX_MPLS_LABELS = 8
+
+# Address families in BSD loopback headers (NULL, LOOP): AF_INET is 2 everywhere,
+# AF_INET6 differs by OS (tcpdump.org LINKTYPE_NULL; Wireshark packet-null.c).
+BSD_AF_INET = 2
+BSD_AF_INET6 = frozenset({24, 28, 30})  # NetBSD/OpenBSD/BSDi, FreeBSD/DragonFly, Darwin
+
+LINUX_SLL_HEADER_LEN = 16
+LINUX_SLL_PROTOCOL_OFFSET = 14
+LINUX_SLL2_HEADER_LEN = 20
+LINUX_SLL2_PROTOCOL_OFFSET = 0
+
+# NFLOG (tcpdump.org LINKTYPE_NFLOG): 4-byte header (family, version, resource id), then TLVs
+# whose 16-bit length and type are in the capturing host's byte order, padded to 4 bytes.
+NFLOG_HEADER_LEN = 4
+NFULA_PAYLOAD = 9  # TLV type holding the packet, starting at its network header
+
+# IPv6 extension headers walked to find the transport (RFC 8200 4; RFC 4302 AH).
+IPV6_HOPOPTS = 0
+IPV6_ROUTING = 43
+IPV6_FRAGMENT = 44
+IPV6_AH = 51  # length in 4-byte units minus 2, unlike the others (RFC 4302 2.2)
+IPV6_DSTOPTS = 60
+IPV6_ESP = 50  # payload encrypted: nothing to decode beyond it
+IPV6_NONXT = 59  # No Next Header: nothing follows
+IPV6_EXT_HEADERS = frozenset({IPV6_HOPOPTS, IPV6_ROUTING, IPV6_FRAGMENT, IPV6_AH, IPV6_DSTOPTS})
+MAX_IPV6_EXT_HEADERS = 16  # more than any real stack sends: guard against loops of garbage
+
+# Names for IP protocols the decoder skips, for warnings (IANA "Assigned Internet Protocol Numbers").
+IP_PROTO_NAMES: dict[int, str] = {
+    0: "HOPOPT", 2: "IGMP", 4: "IPIP", 8: "EGP", 9: "IGP", 41: "IPv6-in-IP", 46: "RSVP", 47: "GRE",
+    50: "ESP", 51: "AH", 59: "IPv6-NoNxt", 88: "EIGRP", 89: "OSPF", 103: "PIM", 112: "VRRP",
+    115: "L2TP", 132: "SCTP", 136: "UDPLite", 137: "MPLS-in-IP",
+}
+
+# Tunnels whose inner packets are decoded as well (Zeek logs both layers).
+TEREDO_PORT = 3544  # RFC 4380 server port; either side of the UDP exchange
+TEREDO_AUTH = b"\x00\x01"  # RFC 4380 5.1.1 authentication indicator
+TEREDO_ORIGIN = b"\x00\x00"  # RFC 4380 5.1.1 origin indication
+TEREDO_AUTH_FIXED_LEN = 13  # indicator 2, id-len 1, auth-len 1, nonce 8, confirmation 1
+TEREDO_ORIGIN_LEN = 8  # indicator 2, obfuscated port 2, obfuscated IPv4 4
+TEREDO_PREFIX = b"\x20\x01\x00\x00"  # RFC 4380 2.6: 2001:0000::/32
+VXLAN_PORT = 4789  # RFC 7348 5: IANA destination port
+VXLAN_HEADER_LEN = 8
+VXLAN_FLAG_VNI = 0x08  # RFC 7348 5: the I flag, set for a valid VNI
+MAX_TUNNEL_DEPTH = 2  # tunnels decoded inside tunnels at most this deep (Zeek's default max_depth)
+
+ETHERNET_HEADER_LEN = 14
+IPV4_MIN_HEADER_LEN = 20
+IPV6_HEADER_LEN = 40
+TCP_MIN_HEADER_LEN = 20
+UDP_HEADER_LEN = 8
+ICMP_HEADER_LEN = 8  # type, code, checksum and the 4-byte rest of header (RFC 792, RFC 4443)
+
+# TCP option kinds (IANA "TCP Option Kind Numbers").
+TCPOPT_EOL = 0
+TCPOPT_NOP = 1
+TCPOPT_MSS = 2
+TCPOPT_WSCALE = 3
+TCPOPT_SACK_PERM = 4
+TCPOPT_SACK = 5
+TCPOPT_TIMESTAMP = 8

@@ -1,0 +1,543 @@
+"""The packet decoder: one captured frame in, one lean Packet (or None, counted) out.
+
+Two paths give the same answers. The fast path reads untagged Ethernet + option-less,
+unfragmented IPv4 + TCP/UDP with a handful of precompiled structs at fixed offsets and no
+branches beyond the checks that prove the frame is that common case. Everything else (other link
+layers, VLAN tags, IPv4 options, IPv6 extension headers, ICMP errors, tunnels, truncation) takes
+the general path, which checks every length before it reads. tests/test_decode_reference.py holds
+both to the dpkt-based reference decoder, field by field, on every capture of the corpus.
+
+Nothing here raises on bad input: a frame that cannot be used is counted under a warning code
+and decode() returns None.
+"""
+
+from __future__ import annotations
+
+from struct import Struct
+
+from analyzer.decode import facts as F
+from analyzer.decode.warnings import Tally
+from analyzer.model import PAYLOAD_HEAD, CaptureWarning, Frame, Packet, Quoted
+from analyzer.protocol import (
+    ICMP4_ERROR_TYPES,
+    ICMP6_ERROR_TYPES,
+    IPPROTO_ICMP,
+    IPPROTO_ICMPV6,
+    IPPROTO_TCP,
+    IPPROTO_UDP,
+    OPT_MSS,
+    OPT_SACK,
+    OPT_SACK_PERM,
+    OPT_TIMESTAMP,
+    OPT_WSCALE,
+)
+
+# Ethernet type + IPv4 header up to the addresses, read in one call (fast path).
+_ETH_IP4 = Struct("!12xHBxHHHBB2x4s4s")  # type, ver/ihl, total length, id, frag, ttl, proto, src, dst
+_IP4 = Struct("!BxHHHBB2x4s4s")  # ver/ihl, total length, id, frag, ttl, proto, src, dst
+_IP6 = Struct("!BxxxHBB16s16s")  # ver/class, payload length, next header, hop limit, src, dst
+_TCP = Struct("!HHIIBBH")  # ports, seq, ack, data offset, flags, window
+_PORTS = Struct("!HH")
+_PORTS_SEQ = Struct("!HHI")
+_U16 = Struct("!H")
+_TLV_LE = Struct("<HH")
+_TLV_BE = Struct(">HH")
+_new = tuple.__new__  # builds a Packet without a Python-level __new__ call
+
+_OPT_BITS = {
+    F.TCPOPT_MSS: OPT_MSS, F.TCPOPT_WSCALE: OPT_WSCALE, F.TCPOPT_SACK_PERM: OPT_SACK_PERM,
+    F.TCPOPT_SACK: OPT_SACK, F.TCPOPT_TIMESTAMP: OPT_TIMESTAMP,
+}
+_IP4_FRAG_MASK = 0x3FFF  # MF flag + fragment offset: any bit set means a fragment (RFC 791)
+_IP4_OFFSET_MASK = 0x1FFF
+_IP6_FRAG_OFFSET_MASK = 0xFFF8  # RFC 8200 4.5, in 8-octet units already shifted left by 3
+_HEAD = PAYLOAD_HEAD
+
+
+def tcp_option_bits(data: bytes, p: int, end: int) -> int:
+    """The OPT_* bits of the TCP options in data[p:end]; stops at EOL or a malformed option."""
+    bits = 0
+    while p < end:
+        kind = data[p]
+        if kind == F.TCPOPT_EOL:
+            break
+        if kind == F.TCPOPT_NOP:
+            p += 1
+            continue
+        if p + 1 >= end:
+            break
+        length = data[p + 1]
+        if length < 2 or p + length > end:
+            break
+        bits |= _OPT_BITS.get(kind, 0)
+        p += length
+    return bits
+
+
+class Decoder:
+    """Decodes frames into Packets and tallies what it had to skip, for the capture's warnings."""
+
+    def __init__(self) -> None:
+        self._tally = Tally()
+        self._links = {
+            F.LINKTYPE_EN10MB: self._link_ethernet,
+            F.LINKTYPE_LINUX_SLL: self._link_sll,
+            F.LINKTYPE_LINUX_SLL2: self._link_sll2,
+            F.LINKTYPE_RAW: self._link_raw,
+            F.LINKTYPE_RAW_DLT12: self._link_raw,
+            F.LINKTYPE_RAW_DLT14: self._link_raw,
+            F.LINKTYPE_IPV4: self._link_ipv4,
+            F.LINKTYPE_IPV6: self._link_ipv6,
+            F.LINKTYPE_NULL: self._link_loopback,
+            F.LINKTYPE_LOOP: self._link_loopback,
+            F.LINKTYPE_NFLOG: self._link_nflog,
+            F.LINKTYPE_PPP: self._link_ppp,
+            F.LINKTYPE_PPP_HDLC: self._link_ppp,
+            F.LINKTYPE_PPP_ETHER: self._link_ppp_ether,
+        }
+
+    def warnings(self) -> list[CaptureWarning]:
+        """One warning per kind of thing skipped so far, with counts and the first frame."""
+        return self._tally.warnings()
+
+    def counts(self) -> dict[str, dict[str, int]]:
+        """Every tally by code and detail, including non-IP frames (which are not warnings)."""
+        return self._tally.counts()
+
+    # -- entry point ---------------------------------------------------------------------------
+
+    def decode(self, frame: Frame) -> Packet | None:
+        """The Packet in one frame, or None when it carries nothing usable (counted)."""
+        number, ts, _caplen, wirelen, linktype, data = frame
+        if linktype == 1:
+            # Fast path: untagged Ethernet, IPv4 with IHL 5, not a fragment, TCP or UDP, all of it
+            # captured and consistent with the IP total length. Anything else: general path.
+            try:
+                etype, vihl, tot, ip_id, frag, ttl, proto, src, dst = _ETH_IP4.unpack_from(data, 0)
+            except Exception:
+                return self._general(frame)
+            if etype != 0x0800 or vihl != 0x45 or frag & _IP4_FRAG_MASK:
+                return self._general(frame)
+            if proto == 6:
+                if tot < 40:
+                    return self._general(frame)
+                try:
+                    sport, dport, seq, ack, doff, flags, win = _TCP.unpack_from(data, 34)
+                except Exception:
+                    return self._general(frame)
+                thl = (doff >> 4) << 2
+                plen = tot - 20 - thl
+                if thl < 20 or plen < 0 or 34 + thl > len(data):
+                    return self._general(frame)
+                opts = tcp_option_bits(data, 54, 34 + thl) if thl > 20 else 0
+                if plen:
+                    start = 34 + thl
+                    payload = data[start:start + (plen if plen < _HEAD else _HEAD)]
+                else:
+                    payload = b""
+                return _new(Packet, (number, ts, 4, src, dst, 6, sport, dport, ttl, ip_id, flags,
+                                     seq, ack, win, plen, payload, -1, 0, None, opts, None))
+            if proto == 17:
+                plen = tot - 28
+                if plen < 0 or len(data) < 42:
+                    return self._general(frame)
+                sport, dport = _PORTS.unpack_from(data, 34)
+                if (sport == F.TEREDO_PORT or dport == F.TEREDO_PORT or dport == F.VXLAN_PORT
+                        or (plen >= 40 and len(data) > 42 and (data[42] >> 4 == 6 or data[42] == 0))):
+                    return self._general(frame)  # maybe a tunnel: Teredo payload starts 0x6_ or 0x00
+                payload = data[42:42 + (plen if plen < _HEAD else _HEAD)] if plen else b""
+                return _new(Packet, (number, ts, 4, src, dst, 17, sport, dport, ttl, ip_id, 0,
+                                     0, 0, 0, plen, payload, -1, 0, None, 0, None))
+        return self._general(frame)
+
+    def decode_general(self, frame: Frame) -> Packet | None:
+        """decode() without the fast path: for tests that hold the two paths to one answer."""
+        return self._general(frame)
+
+    def _general(self, frame: Frame) -> Packet | None:
+        link = self._links.get(frame.linktype)
+        if link is None:
+            self._tally.add("unknown-linktype", f"{F.linktype_name(frame.linktype)} ({frame.linktype})",
+                            frame.number)
+            return None
+        data = frame.data
+        try:
+            found = link(data, frame.number)
+            if found is None:
+                return None
+            version, off = found
+            return self._ip(frame.number, frame.ts, data, off, version, frame.wirelen, 0)
+        except Exception as exc:  # a decoder bug must not end the analysis: count it, go on
+            self._tally.add("decode-error", f"{type(exc).__name__}: {exc}", frame.number)
+            return None
+
+    # -- link layers: each returns (IP version expected or 0 for either, offset) or None -----
+
+    def _short(self, what: str, number: int) -> None:
+        self._tally.add("truncated-headers", what, number)
+
+    def _link_ethernet(self, data: bytes, number: int) -> tuple[int, int] | None:
+        if len(data) < F.ETHERNET_HEADER_LEN:
+            self._short("Ethernet", number)
+            return None
+        return self._ethertype(data, _U16.unpack_from(data, 12)[0], F.ETHERNET_HEADER_LEN, number)
+
+    def _ethertype(self, data: bytes, etype: int, off: int, number: int) -> tuple[int, int] | None:
+        """Follow VLAN tags, PPPoE and MPLS from an ethertype whose payload starts at off."""
+        for _ in range(F.MAX_VLAN_TAGS + 1):
+            if etype == F.ETHERTYPE_IPV4:
+                return 4, off
+            if etype == F.ETHERTYPE_IPV6:
+                return 6, off
+            if etype in F.VLAN_TPIDS:
+                if len(data) < off + 4:
+                    self._short("VLAN tag", number)
+                    return None
+                etype = _U16.unpack_from(data, off + 2)[0]
+                off += 4
+                continue
+            if etype == F.ETHERTYPE_PPPOE_SESS:
+                if len(data) < off + F.PPPOE_HEADER_LEN + 2:
+                    self._short("PPPoE", number)
+                    return None
+                return self._ppp_protocol(_U16.unpack_from(data, off + F.PPPOE_HEADER_LEN)[0],
+                                          off + F.PPPOE_HEADER_LEN + 2, number)
+            if etype == F.ETHERTYPE_MPLS or etype == F.ETHERTYPE_MPLS_MCAST:
+                return self._mpls(data, off, number)
+            break
+        else:
+            self._tally.add("malformed-link", "too many VLAN tags", number)
+            return None
+        if etype <= F.ETHERTYPE_MAX_8023_LEN:
+            self._tally.add("non-ip", "802.3/LLC", number)
+        else:
+            self._tally.add("non-ip", F.ETHERTYPE_NAMES.get(etype, f"ethertype 0x{etype:04x}"), number)
+        return None
+
+    def _ppp_protocol(self, protocol: int, off: int, number: int) -> tuple[int, int] | None:
+        if protocol == F.PPP_IPV4:
+            return 4, off
+        if protocol == F.PPP_IPV6:
+            return 6, off
+        self._tally.add("non-ip", f"PPP protocol 0x{protocol:04x}", number)
+        return None
+
+    def _mpls(self, data: bytes, off: int, number: int) -> tuple[int, int] | None:
+        for _ in range(F.MAX_MPLS_LABELS):
+            if len(data) < off + F.MPLS_LABEL_LEN + 1:
+                self._short("MPLS", number)
+                return None
+            bottom = data[off + 2] & F.MPLS_BOTTOM_OF_STACK
+            off += F.MPLS_LABEL_LEN
+            if bottom:
+                # RFC 3032 leaves the payload type to the label; the first nibble is the usual guess.
+                version = data[off] >> 4
+                if version == 4 or version == 6:
+                    return version, off
+                self._tally.add("non-ip", "MPLS payload not IP", number)
+                return None
+        self._tally.add("malformed-link", "MPLS label stack without bottom", number)
+        return None
+
+    def _link_sll(self, data: bytes, number: int) -> tuple[int, int] | None:
+        if len(data) < F.LINUX_SLL_HEADER_LEN:
+            self._short("Linux cooked header", number)
+            return None
+        etype = _U16.unpack_from(data, F.LINUX_SLL_PROTOCOL_OFFSET)[0]
+        return self._ethertype(data, etype, F.LINUX_SLL_HEADER_LEN, number)
+
+    def _link_sll2(self, data: bytes, number: int) -> tuple[int, int] | None:
+        if len(data) < F.LINUX_SLL2_HEADER_LEN:
+            self._short("Linux cooked v2 header", number)
+            return None
+        etype = _U16.unpack_from(data, F.LINUX_SLL2_PROTOCOL_OFFSET)[0]
+        return self._ethertype(data, etype, F.LINUX_SLL2_HEADER_LEN, number)
+
+    def _link_raw(self, data: bytes, number: int) -> tuple[int, int] | None:
+        return 0, 0
+
+    def _link_ipv4(self, data: bytes, number: int) -> tuple[int, int] | None:
+        return 4, 0
+
+    def _link_ipv6(self, data: bytes, number: int) -> tuple[int, int] | None:
+        return 6, 0
+
+    def _link_loopback(self, data: bytes, number: int) -> tuple[int, int] | None:
+        if len(data) < 4:
+            self._short("loopback header", number)
+            return None
+        # The family is a 32-bit value in either byte order: one end byte holds it, the rest are 0.
+        family = data[0] or data[3]
+        if family == F.BSD_AF_INET:
+            return 4, 4
+        if family in F.BSD_AF_INET6:
+            return 6, 4
+        self._tally.add("non-ip", f"loopback family {family}", number)
+        return None
+
+    def _link_nflog(self, data: bytes, number: int) -> tuple[int, int] | None:
+        p = F.NFLOG_HEADER_LEN
+        n = len(data)
+        if n < p:
+            self._short("NFLOG header", number)
+            return None
+        while p + 4 <= n:
+            length, kind = _TLV_LE.unpack_from(data, p)
+            if kind > 0xFF:  # written on a big-endian host: types are small numbers
+                length, kind = _TLV_BE.unpack_from(data, p)
+            if length < 4:
+                break
+            if kind == F.NFULA_PAYLOAD:
+                if p + length > n:
+                    self._short("NFLOG payload", number)
+                    return None
+                return 0, p + 4
+            p += (length + 3) & ~3
+        self._tally.add("non-ip", "NFLOG record without packet", number)
+        return None
+
+    def _link_ppp(self, data: bytes, number: int) -> tuple[int, int] | None:
+        off = 2 if data[:2] == F.PPP_ADDRESS_CONTROL else 0
+        if len(data) < off + 2:
+            self._short("PPP header", number)
+            return None
+        return self._ppp_protocol(_U16.unpack_from(data, off)[0], off + 2, number)
+
+    def _link_ppp_ether(self, data: bytes, number: int) -> tuple[int, int] | None:
+        if len(data) < F.PPPOE_HEADER_LEN + 2:
+            self._short("PPPoE", number)
+            return None
+        return self._ppp_protocol(_U16.unpack_from(data, F.PPPOE_HEADER_LEN)[0], F.PPPOE_HEADER_LEN + 2,
+                                  number)
+
+    # -- network layer -------------------------------------------------------------------------
+
+    def _ip(self, number: int, ts: float, data: bytes, off: int, expect: int, wire: int,
+            depth: int) -> Packet | None:
+        """Decode the IP packet at data[off:]; wire is the frame's length on the wire."""
+        n = len(data)
+        if n <= off:
+            self._short("IP", number)
+            return None
+        version = data[off] >> 4
+        if expect and version != expect:
+            self._tally.add("bad-ip-header", f"IPv{version} where IPv{expect} was announced", number)
+            return None
+        if version == 4:
+            if n < off + F.IPV4_MIN_HEADER_LEN:
+                self._short("IPv4", number)
+                return None
+            vihl, tot, ip_id, frag, ttl, proto, src, dst = _IP4.unpack_from(data, off)
+            ihl = (vihl & 0x0F) << 2
+            if ihl < F.IPV4_MIN_HEADER_LEN:
+                self._tally.add("bad-ip-header", f"IPv4 header length {ihl} < 20", number)
+                return None
+            if tot == 0:
+                # TCP segmentation offload: the sender's capture shows 0; the frame length is right.
+                tot = wire - off
+            if tot < ihl:
+                self._tally.add("bad-ip-header", f"IPv4 total length {tot} < header length {ihl}", number)
+                return None
+            if n < off + ihl:
+                self._short("IPv4 options", number)
+                return None
+            if frag & _IP4_OFFSET_MASK:
+                self._tally.add("ip-fragment", "IPv4", number)
+                return None
+            return self._transport(number, ts, 4, src, dst, proto, ttl, ip_id, data, off + ihl,
+                                   off + tot, depth)
+        if version == 6:
+            if n < off + F.IPV6_HEADER_LEN:
+                self._short("IPv6", number)
+                return None
+            _vc, plen, nxt, hlim, src, dst = _IP6.unpack_from(data, off)
+            p = off + F.IPV6_HEADER_LEN
+            if plen == 0 and nxt != F.IPV6_NONXT:
+                plen = wire - p  # jumbogram or segmentation offload: trust the frame length
+            end = p + plen
+            found = self._ip6_ext(data, p, end, nxt, number)
+            if found is None:
+                return None
+            nxt, p = found
+            return self._transport(number, ts, 6, src, dst, nxt, hlim, -1, data, p, end, depth)
+        self._tally.add("bad-ip-header", f"IP version {version}", number)
+        return None
+
+    def _ip6_ext(self, data: bytes, p: int, end: int, nxt: int, number: int) -> tuple[int, int] | None:
+        """Walk IPv6 extension headers from p: (transport protocol, its offset) or None (counted)."""
+        n = len(data)
+        for _ in range(F.MAX_IPV6_EXT_HEADERS):
+            if nxt not in F.IPV6_EXT_HEADERS:
+                return nxt, p
+            if n < p + 8:  # every extension header is at least 8 bytes
+                self._short("IPv6 extension header", number)
+                return None
+            if nxt == F.IPV6_FRAGMENT:
+                if _U16.unpack_from(data, p + 2)[0] & _IP6_FRAG_OFFSET_MASK:
+                    self._tally.add("ip-fragment", "IPv6", number)
+                    return None
+                length = 8
+            elif nxt == F.IPV6_AH:
+                length = (data[p + 1] + 2) << 2
+            else:
+                length = (data[p + 1] + 1) << 3
+            nxt = data[p]
+            p += length
+            if p > end:
+                self._tally.add("bad-ip-header", "IPv6 extension headers beyond the payload length", number)
+                return None
+        self._tally.add("bad-ip-header", "too many IPv6 extension headers", number)
+        return None
+
+    # -- transport layer -----------------------------------------------------------------------
+
+    def _transport(self, number: int, ts: float, family: int, src: bytes, dst: bytes, proto: int,
+                   ttl: int, ip_id: int, data: bytes, p: int, end: int, depth: int) -> Packet | None:
+        """Decode the transport header at p; end is where the IP length says the packet ends."""
+        lim = end if end < len(data) else len(data)  # captured bytes of this packet (no padding)
+        ip_plen = end - p
+        if proto == IPPROTO_TCP:
+            if lim < p + F.TCP_MIN_HEADER_LEN:
+                return self._transport_short("TCP", end, p + F.TCP_MIN_HEADER_LEN, number)
+            sport, dport, seq, ack, doff, flags, win = _TCP.unpack_from(data, p)
+            thl = (doff >> 4) << 2
+            if thl < F.TCP_MIN_HEADER_LEN:
+                self._tally.add("bad-transport-header", f"TCP header length {thl} < 20", number)
+                return None
+            opts = 0
+            if thl > F.TCP_MIN_HEADER_LEN:
+                if lim < p + thl:
+                    self._tally.add("truncated-headers", "TCP options (packet kept)", number)
+                opts = tcp_option_bits(data, p + F.TCP_MIN_HEADER_LEN, min(lim, p + thl))
+            plen = ip_plen - thl
+            if plen < 0:
+                plen = 0
+            payload = data[p + thl:min(lim, p + thl + _HEAD)] if plen else b""
+            return _new(Packet, (number, ts, family, src, dst, proto, sport, dport, ttl, ip_id, flags,
+                                 seq, ack, win, plen, payload, -1, 0, None, opts, None))
+        if proto == IPPROTO_UDP:
+            if lim < p + F.UDP_HEADER_LEN:
+                return self._transport_short("UDP", end, p + F.UDP_HEADER_LEN, number)
+            sport, dport = _PORTS.unpack_from(data, p)
+            plen = ip_plen - F.UDP_HEADER_LEN
+            if plen < 0:
+                plen = 0
+            q = p + F.UDP_HEADER_LEN
+            payload = data[q:min(lim, q + _HEAD)] if plen else b""
+            inner = None
+            if depth < F.MAX_TUNNEL_DEPTH and plen >= F.VXLAN_HEADER_LEN + F.ETHERNET_HEADER_LEN:
+                if dport == F.VXLAN_PORT:
+                    inner = self._vxlan(number, ts, data, q, lim, depth)
+                elif plen >= F.IPV6_HEADER_LEN:
+                    inner = self._teredo(number, ts, data, q, end, lim, depth,
+                                         sport == F.TEREDO_PORT or dport == F.TEREDO_PORT)
+            return _new(Packet, (number, ts, family, src, dst, proto, sport, dport, ttl, ip_id, 0,
+                                 0, 0, 0, plen, payload, -1, 0, None, 0, inner))
+        if proto == IPPROTO_ICMP or proto == IPPROTO_ICMPV6:
+            if lim < p + 4:
+                return self._transport_short("ICMP", end, p + 4, number)
+            icmp_type = data[p]
+            icmp_code = data[p + 1]
+            plen = ip_plen - F.ICMP_HEADER_LEN
+            if plen < 0:
+                plen = 0
+            q = p + F.ICMP_HEADER_LEN
+            payload = data[q:min(lim, q + _HEAD)] if plen else b""
+            quoted = None
+            if proto == IPPROTO_ICMP:
+                if icmp_type in ICMP4_ERROR_TYPES:
+                    quoted = _quote(data, q, lim, 4)
+            elif icmp_type in ICMP6_ERROR_TYPES:
+                quoted = _quote(data, q, lim, 6)
+            return _new(Packet, (number, ts, family, src, dst, proto, 0, 0, ttl, ip_id, 0,
+                                 0, 0, 0, plen, payload, icmp_type, icmp_code, quoted, 0, None))
+        if proto == F.IPV6_NONXT:
+            self._tally.add("non-ip", "IPv6 without payload (No Next Header)", number)
+            return None
+        name = F.IP_PROTO_NAMES.get(proto, "")
+        self._tally.add("unsupported-protocol", f"{name} ({proto})" if name else f"protocol {proto}", number)
+        return None
+
+    def _transport_short(self, what: str, end: int, need: int, number: int) -> None:
+        if end < need:
+            self._tally.add("bad-transport-header", f"{what} header longer than the IP packet", number)
+        else:
+            self._short(what, number)
+        return None
+
+    # -- tunnels: the outer UDP packet carries the decoded inner one -----------------------------
+
+    def _teredo(self, number: int, ts: float, data: bytes, q: int, end: int, lim: int, depth: int,
+                server_port: bool) -> Packet | None:
+        """The IPv6 packet in a Teredo datagram (RFC 4380 5.1.1), after its optional indications.
+
+        On the Teredo server port any IPv6 packet filling the datagram is Teredo; between clients
+        and relays (any ports, found by Zeek's dynamic protocol detection) one of its addresses
+        must also carry the Teredo prefix.
+        """
+        if data[q:q + 2] == F.TEREDO_AUTH:
+            if lim < q + 4:
+                return None
+            q += F.TEREDO_AUTH_FIXED_LEN + data[q + 2] + data[q + 3]
+        if data[q:q + 2] == F.TEREDO_ORIGIN:
+            q += F.TEREDO_ORIGIN_LEN
+        if lim < q + F.IPV6_HEADER_LEN or data[q] >> 4 != 6:
+            return None  # not Teredo after all (or a bare indication): the UDP packet stands alone
+        if F.IPV6_HEADER_LEN + _U16.unpack_from(data, q + 4)[0] != end - q:
+            return None
+        if not server_port and data[q + 8:q + 12] != F.TEREDO_PREFIX and data[q + 24:q + 28] != F.TEREDO_PREFIX:
+            return None
+        return self._ip(number, ts, data[:lim], q, 6, lim, depth + 1)
+
+    def _vxlan(self, number: int, ts: float, data: bytes, q: int, lim: int, depth: int) -> Packet | None:
+        """The Ethernet frame in a VXLAN datagram (RFC 7348 5), decoded down to its IP packet."""
+        e = q + F.VXLAN_HEADER_LEN
+        if lim < e + F.ETHERNET_HEADER_LEN or not data[q] & F.VXLAN_FLAG_VNI:
+            return None
+        inner = data[:lim]
+        found = self._ethertype(inner, _U16.unpack_from(inner, e + 12)[0], e + F.ETHERNET_HEADER_LEN,
+                                number)
+        if found is None:
+            return None
+        return self._ip(number, ts, inner, found[1], found[0], lim, depth + 1)
+
+
+def _quote(data: bytes, q: int, lim: int, version: int) -> Quoted | None:
+    """The 5-tuple (and TCP seq) of the packet an ICMP error quotes at data[q:lim], or None."""
+    if lim < q + 1 or data[q] >> 4 != version:
+        return None
+    if version == 4:
+        if lim < q + F.IPV4_MIN_HEADER_LEN:
+            return None
+        vihl, _tot, _id, frag, _ttl, proto, src, dst = _IP4.unpack_from(data, q)
+        ihl = (vihl & 0x0F) << 2
+        if ihl < F.IPV4_MIN_HEADER_LEN or lim < q + ihl:
+            return None
+        if frag & _IP4_OFFSET_MASK:
+            return Quoted(src, dst, proto, 0, 0, -1)  # a later fragment: no transport header
+        t = q + ihl
+    else:
+        if lim < q + F.IPV6_HEADER_LEN:
+            return None
+        _vc, _plen, proto, _hlim, src, dst = _IP6.unpack_from(data, q)
+        t = q + F.IPV6_HEADER_LEN
+        for _ in range(F.MAX_IPV6_EXT_HEADERS):
+            if proto not in F.IPV6_EXT_HEADERS:
+                break
+            if lim < t + 8:
+                return Quoted(src, dst, proto, 0, 0, -1)
+            if proto == F.IPV6_FRAGMENT and _U16.unpack_from(data, t + 2)[0] & _IP6_FRAG_OFFSET_MASK:
+                return Quoted(src, dst, data[t], 0, 0, -1)
+            length = 8 if proto == F.IPV6_FRAGMENT else (
+                (data[t + 1] + 2) << 2 if proto == F.IPV6_AH else (data[t + 1] + 1) << 3)
+            proto = data[t]
+            t += length
+        else:
+            return None
+    if proto == IPPROTO_TCP and lim >= t + 8:
+        sport, dport, seq = _PORTS_SEQ.unpack_from(data, t)
+        return Quoted(src, dst, proto, sport, dport, seq)
+    if (proto == IPPROTO_TCP or proto == IPPROTO_UDP) and lim >= t + 4:
+        sport, dport = _PORTS.unpack_from(data, t)
+        return Quoted(src, dst, proto, sport, dport, -1)
+    return Quoted(src, dst, proto, 0, 0, -1)
