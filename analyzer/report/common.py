@@ -1,0 +1,155 @@
+"""Helpers every report format shares: level order, counting, escaping, rule lookup."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from analyzer.model import LEVELS, CaptureResult, Conversation, Finding
+
+# Severity order: lower rank = more severe. "never" ranks above every level so nothing reaches it.
+LEVEL_RANK: dict[str, int] = {level: rank for rank, level in enumerate(LEVELS)}
+FAIL_ON_CHOICES: tuple[str, ...] = (*LEVELS, "never")
+
+
+def at_or_above(level: str, fail_on: str) -> bool:
+    """Whether a finding of `level` reaches the `--fail-on` threshold."""
+    if fail_on == "never":
+        return False
+    return LEVEL_RANK.get(level, len(LEVELS)) <= LEVEL_RANK.get(fail_on, len(LEVELS))
+
+
+def summary_counts(results: Iterable[CaptureResult]) -> dict[str, int]:
+    """Findings per level over all captures, keyed as the JSON contract's summary."""
+    counts = {"errors": 0, "warnings": 0, "info": 0}
+    key = {"error": "errors", "warning": "warnings", "info": "info"}
+    for result in results:
+        for finding in result.findings:
+            counts[key.get(finding.level, "info")] += 1
+    return counts
+
+
+def conversations_by_id(result: CaptureResult) -> dict[int, Conversation]:
+    """The capture's conversations keyed by Conversation.id (findings refer to them by id)."""
+    return {conv.id: conv for conv in result.conversations}
+
+
+def findings_by_conversation(result: CaptureResult) -> dict[int, list[Finding]]:
+    """Findings grouped by conversation id, most severe first, groups in conversation order."""
+    groups: dict[int, list[Finding]] = {}
+    for finding in sorted(result.findings, key=lambda f: (f.conversation, LEVEL_RANK.get(f.level, 9), f.rule)):
+        groups.setdefault(finding.conversation, []).append(finding)
+    return groups
+
+
+def plural(n: int, word: str, many: str | None = None) -> str:
+    """'1 error', '2 errors' ('info' stays 'info')."""
+    return f"{n} {word if n == 1 else (many or word + 's')}"
+
+
+def summary_line(results: list[CaptureResult]) -> str:
+    """One line a user reads last: counts per level, captures and conversations."""
+    counts = summary_counts(results)
+    convs = sum(len(r.conversations) for r in results)
+    failed = sum(1 for r in results if r.error)
+    line = (f"{plural(counts['errors'], 'error')}, {plural(counts['warnings'], 'warning')}, "
+            f"{counts['info']} info in {plural(len(results), 'capture')} ({plural(convs, 'conversation')})")
+    if failed:
+        line += f"; {failed} could not be read"
+    return line
+
+
+def frame_ranges(frames: Iterable[int]) -> str:
+    """Frame numbers compressed to ranges: (14, 15, 16, 20) -> '14-16, 20'."""
+    numbers = sorted(set(frames))
+    parts: list[str] = []
+    i = 0
+    while i < len(numbers):
+        j = i
+        while j + 1 < len(numbers) and numbers[j + 1] == numbers[j] + 1:
+            j += 1
+        parts.append(str(numbers[i]) if i == j else f"{numbers[i]}-{numbers[j]}")
+        i = j + 1
+    return ", ".join(parts)
+
+
+def fmt_duration(seconds: float) -> str:
+    """A duration short enough for a table cell: 0.000412s, 1.204s, 5m 12s."""
+    if seconds < 0:
+        seconds = 0.0
+    if seconds < 10:
+        return f"{seconds:.6f}s" if seconds < 0.01 else f"{seconds:.3f}s"
+    if seconds < 120:
+        return f"{seconds:.1f}s"
+    minutes, secs = divmod(int(seconds), 60)
+    if minutes < 120:
+        return f"{minutes}m {secs:02d}s"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}h {minutes:02d}m"
+
+
+# Characters never written raw to a terminal: C0 and C1 controls, DEL, and the Unicode
+# format characters that reorder or hide text (bidi overrides: CVE-2021-42574 "Trojan Source").
+_UNSAFE_TERM = re.compile("[\x00-\x1f\x7f-\x9f\u061c\u200b-\u200f\u202a-\u202e\u2066-\u2069\ufeff]")
+_UNSAFE_TERM_KEEP_NL = re.compile("[\x00-\x09\x0b-\x1f\x7f-\x9f\u061c\u200b-\u200f\u202a-\u202e\u2066-\u2069\ufeff]")
+
+
+def _escape_char(match: re.Match[str]) -> str:
+    code = ord(match.group())
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
+
+
+def clean(text: object) -> str:
+    """A capture-derived string made safe for one terminal line: controls shown as \\xNN."""
+    return _UNSAFE_TERM.sub(_escape_char, str(text))
+
+
+def clean_block(text: object) -> str:
+    """Like clean() but keeps newlines: for multi-line rule text (cause, remedy)."""
+    return _UNSAFE_TERM_KEEP_NL.sub(_escape_char, str(text))
+
+
+# XML 1.0 section 2.2 Char production: everything else is forbidden even as a character reference.
+_XML_FORBIDDEN = re.compile("[^\x09\x0a\x0d\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
+
+
+def xml_safe(text: object) -> str:
+    """A string with the characters XML 1.0 forbids replaced by their \\xNN spelling."""
+    return _XML_FORBIDDEN.sub(_escape_char, str(text))
+
+
+def _field(record: Any, name: str, default: Any = "") -> Any:
+    if isinstance(record, Mapping):
+        return record.get(name, default)
+    return getattr(record, name, default)
+
+
+def rule_records(rules: Any) -> list[dict[str, Any]]:
+    """The rule catalogue as plain dicts (code, name, title, level, description, doc), by code.
+
+    Accepts whatever the rules layer hands over: a mapping code -> rule, or an iterable of rule
+    records (dataclasses or dicts) having at least `code`; missing fields become "".
+    """
+    if rules is None:
+        return []
+    items = rules.values() if isinstance(rules, Mapping) else rules
+    records = []
+    for rule in items:
+        code = str(_field(rule, "code"))
+        if not code:
+            continue
+        records.append({
+            "code": code,
+            "name": str(_field(rule, "name")),
+            "title": str(_field(rule, "title")),
+            "level": str(_field(rule, "level", "warning")),
+            "description": str(_field(rule, "description") or _field(rule, "cause") or ""),
+            "doc": str(_field(rule, "doc") or ""),
+        })
+    return sorted(records, key=lambda r: r["code"])
+
+
+def display_path(path: str) -> str:
+    """How a capture is named in reports: '-' (standard input) is spelled out."""
+    return "<stdin>" if path == "-" else path

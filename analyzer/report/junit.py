@@ -1,0 +1,95 @@
+"""JUnit XML for CI test reporters (Jenkins, GitLab, GitHub test-report actions).
+
+One testsuite per capture; one failing testcase per conversation with a finding at or above
+--fail-on; the healthy rest summarised in one passing testcase. Built with xml.etree so capture
+strings are always character data; characters XML 1.0 forbids are spelled \\xNN first.
+"""
+
+from __future__ import annotations
+
+import xml.etree.ElementTree as ET
+
+from analyzer.model import CaptureResult
+from analyzer.report.common import (
+    at_or_above,
+    clean,
+    clean_block,
+    conversations_by_id,
+    display_path,
+    findings_by_conversation,
+    frame_ranges,
+    xml_safe,
+)
+from analyzer.report.options import ReportOptions
+
+
+def _el(parent: ET.Element, tag: str, text: str | None = None, **attrs: object) -> ET.Element:
+    # clean(): CI viewers show these strings too, so no terminal controls or bidi overrides either
+    node = ET.SubElement(parent, tag, {k: xml_safe(clean(v)) for k, v in attrs.items()})
+    if text is not None:
+        node.text = xml_safe(clean_block(text))
+    return node
+
+
+def render_junit(results: list[CaptureResult], opts: ReportOptions) -> str:
+    """`--format junit`: <testsuites> with one <testsuite> per capture."""
+    root = ET.Element("testsuites", {"name": "wsadiag"})
+    total_tests = total_failures = total_errors = 0
+    for result in results:
+        name = display_path(result.path)
+        suite = _el(root, "testsuite", name=name)
+        tests = failures = errors = 0
+        classname = "wsadiag." + name
+        if result.error:
+            case = _el(suite, "testcase", classname=classname, name="read capture")
+            _el(case, "error", result.error, message=result.error, type="capture-error")
+            tests, errors = 1, 1
+        else:
+            convs = conversations_by_id(result)
+            failing = {cid: [f for f in fs if at_or_above(f.level, opts.fail_on)]
+                       for cid, fs in findings_by_conversation(result).items()}
+            failing = {cid: fs for cid, fs in failing.items() if fs}
+            for cid, findings in failing.items():
+                conv = convs.get(cid)
+                label = f"conversation {cid}"
+                if conv is not None:
+                    label += f" {conv.proto} {conv.client} -> {conv.server}"
+                case = _el(suite, "testcase", classname=classname, name=label)
+                first = findings[0]
+                body: list[str] = []
+                for f in findings:
+                    body.append(f"{f.level.upper()} {f.rule} {f.name}: {f.title}")
+                    body.append(f"  {f.message}")
+                    for e in f.errors:
+                        ws, px = e.winsock or {}, e.posix or {}
+                        body.append(f"  {e.side} {e.endpoint} {e.operation}: {ws.get('code', '?')} "
+                                    f"{ws.get('name', '')} / {px.get('name', '')}")
+                    body.append(f"  cause: {f.cause}")
+                    body.append(f"  remedy: {f.remedy}")
+                    body.append(f"  frames {frame_ranges(f.frames)}; wireshark: {f.wireshark_filter}")
+                _el(case, "failure", "\n".join(body), message=f"{first.rule} {first.title}", type=first.rule)
+                tests += 1
+                failures += 1
+            healthy = len(result.conversations) - len(failing)
+            if healthy or not failing:
+                tests += 1
+                noun = f"{healthy} conversation{'s' if healthy != 1 else ''}"
+                name = (f"{noun} (--fail-on never)" if opts.fail_on == "never"
+                        else f"{noun} without findings at or above {opts.fail_on}")
+                _el(suite, "testcase", classname=classname, name=name)
+            if result.warnings:
+                _el(suite, "system-out", "\n".join(
+                    f"capture warning {w.code}" + (f" (frame {w.frame})" if w.frame is not None else "") + f": {w.message}"
+                    for w in result.warnings))
+        suite.set("tests", str(tests))
+        suite.set("failures", str(failures))
+        suite.set("errors", str(errors))
+        suite.set("skipped", "0")
+        total_tests += tests
+        total_failures += failures
+        total_errors += errors
+    root.set("tests", str(total_tests))
+    root.set("failures", str(total_failures))
+    root.set("errors", str(total_errors))
+    ET.indent(root)
+    return '<?xml version="1.0" encoding="UTF-8"?>\n' + ET.tostring(root, encoding="unicode") + "\n"

@@ -1,0 +1,22 @@
+"""The options every report format reads: one frozen record the CLI fills in."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from analyzer import __version__
+
+
+@dataclass(frozen=True, slots=True)
+class ReportOptions:
+    """How to render a report; every field has a default so tests can build one bare."""
+
+    fail_on: str = "warning"  # error|warning|info|never: junit fails testcases at or above it
+    color: bool = False  # ANSI colour in text output (the CLI decides: TTY and NO_COLOR unset)
+    rules: Any = None  # the rule catalogue (iterable or mapping of rule records/dicts) or None
+    tool_version: str = __version__
+    conversations_only: bool = False  # `wsadiag conversations`: conversation table, no findings
+    doc_base: str = "docs/rules/"  # SARIF helpUri = doc_base + CODE + ".md"; relative to the repo by default
+    ladder_context: int = 4  # packets shown either side of the evidence in ladder diagrams
+    ladder_max_rows: int = 40  # beyond this a ladder keeps the evidence and elides the rest

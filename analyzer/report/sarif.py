@@ -1,0 +1,134 @@
+"""SARIF 2.1.0 (OASIS) for code-scanning dashboards: one run, one result per finding.
+
+The analysed "artifact" is the capture file; a finding has no line in it, so the frame numbers go
+in the result's properties and the conversation is a logical location. partialFingerprints carry
+the baseline key (rule, client address, server endpoint, capture name) so dashboards track a
+finding across runs even though the client's ephemeral port changes.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import PurePosixPath, PureWindowsPath
+from typing import Any
+from urllib.parse import quote
+
+from analyzer.model import CaptureResult, Finding
+from analyzer.report.baseline import finding_key, fingerprint
+from analyzer.report.common import conversations_by_id, rule_records
+from analyzer.report.options import ReportOptions
+
+SARIF_SCHEMA = "https://docs.oasis-open.org/sarif/sarif/v2.1.0/errata01/os/schemas/sarif-schema-2.1.0.json"
+SARIF_VERSION = "2.1.0"
+
+# Finding level -> SARIF result.level (SARIF 3.27.10: none, note, warning, error).
+SARIF_LEVELS: dict[str, str] = {"error": "error", "warning": "warning", "info": "note"}
+
+
+def artifact_uri(path: str) -> str:
+    """A capture path as a SARIF URI reference: relative paths stay relative, absolute ones become file: URIs."""
+    if path == "-":
+        return "stdin"
+    if PureWindowsPath(path).drive:
+        return PureWindowsPath(path).as_uri()
+    posix = path.replace("\\", "/")
+    if posix.startswith("/"):
+        return PurePosixPath(posix).as_uri()
+    return quote(posix, safe="/")
+
+
+def _descriptor(rule: dict[str, Any], opts: ReportOptions) -> dict[str, Any]:
+    out: dict[str, Any] = {
+        "id": rule["code"],
+        "name": rule["name"] or rule["code"],
+        "shortDescription": {"text": rule["title"] or rule["code"]},
+        "fullDescription": {"text": rule["description"] or rule["title"] or rule["code"]},
+        "defaultConfiguration": {"level": SARIF_LEVELS.get(rule["level"], "warning")},
+    }
+    if rule["doc"]:
+        out["help"] = {"text": rule["doc"], "markdown": rule["doc"]}
+    if opts.doc_base:
+        out["helpUri"] = f"{opts.doc_base}{rule['code']}.md"
+    return out
+
+
+def _rule_from_finding(f: Finding) -> dict[str, Any]:
+    """A descriptor for a finding whose rule is not in the catalogue handed over."""
+    return {"code": f.rule, "name": f.name, "title": f.title, "level": f.level, "description": f.cause, "doc": ""}
+
+
+def render_sarif(results: list[CaptureResult], opts: ReportOptions) -> str:
+    """`--format sarif`: a SARIF 2.1.0 log."""
+    rules = {r["code"]: r for r in rule_records(opts.rules)}
+    for result in results:
+        for f in result.findings:
+            rules.setdefault(f.rule, _rule_from_finding(f))
+    codes = sorted(rules)
+    index = {code: i for i, code in enumerate(codes)}
+
+    artifacts: list[dict[str, Any]] = []
+    sarif_results: list[dict[str, Any]] = []
+    notifications: list[dict[str, Any]] = []
+    for a_index, result in enumerate(results):
+        uri = artifact_uri(result.path)
+        mime = "application/x-pcapng" if result.format.startswith("pcapng") else "application/vnd.tcpdump.pcap"
+        artifacts.append({"location": {"uri": uri}, "mimeType": mime})
+        location = {"physicalLocation": {"artifactLocation": {"uri": uri, "index": a_index}}}
+        if result.error:
+            notifications.append({"level": "error", "message": {"text": f"cannot read capture: {result.error}"},
+                                  "locations": [location]})
+        for w in result.warnings:
+            text = w.message + (f" (frame {w.frame})" if w.frame is not None else "")
+            notifications.append({"level": "warning", "message": {"text": text}, "locations": [location],
+                                  "descriptor": {"id": w.code}})
+        if opts.conversations_only:
+            continue
+        convs = conversations_by_id(result)
+        for f in result.findings:
+            conv = convs.get(f.conversation)
+            conv_name = f"conversation {f.conversation}"
+            logical: dict[str, Any] = {"name": conv_name, "kind": "object",
+                                       "fullyQualifiedName": f"{result.path}#{f.conversation}"}
+            props: dict[str, Any] = {
+                "frames": list(f.frames),
+                "conversation": f.conversation,
+                "confidence": f.confidence,
+                "wiresharkFilter": f.wireshark_filter,
+                "cause": f.cause,
+                "remedy": f.remedy,
+                "errors": [{"side": e.side, "endpoint": e.endpoint, "operation": e.operation,
+                            "winsock": dict(e.winsock), "posix": dict(e.posix)} for e in f.errors],
+            }
+            if conv is not None:
+                logical["name"] = f"{conv_name} {conv.proto} {conv.client} -> {conv.server}"
+                props.update(proto=conv.proto, client=str(conv.client), server=str(conv.server), state=conv.state,
+                             history=conv.history)
+            if f.references:
+                props["references"] = list(f.references)
+            message = f"{f.message} (frames {', '.join(map(str, f.frames))}; remedy: {f.remedy})"
+            sarif_results.append({
+                "ruleId": f.rule,
+                "ruleIndex": index[f.rule],
+                "level": SARIF_LEVELS.get(f.level, "warning"),
+                "message": {"text": message},
+                "locations": [{**location, "logicalLocations": [logical]}],
+                "partialFingerprints": {"wsadiagFinding/v1": fingerprint(finding_key(result, f, conv))},
+                "properties": props,
+            })
+
+    run: dict[str, Any] = {
+        "tool": {"driver": {
+            "name": "wsadiag",
+            "version": opts.tool_version,
+            "semanticVersion": opts.tool_version,
+            "rules": [_descriptor(rules[c], opts) for c in codes],
+        }},
+        "artifacts": artifacts,
+        "invocations": [{
+            "executionSuccessful": not any(r.error for r in results),
+            "toolExecutionNotifications": notifications,
+        }],
+        "results": sarif_results,
+    }
+    log = {"$schema": SARIF_SCHEMA, "version": SARIF_VERSION, "runs": [run]}
+    return json.dumps(log, indent=2, ensure_ascii=False) + "\n"
