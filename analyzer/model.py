@@ -242,3 +242,4 @@ class CaptureResult:
     conversations: list[Conversation] = field(default_factory=list)
     findings: list[Finding] = field(default_factory=list)
     error: str | None = None  # set when the capture could not be read at all
+    conversation_count: int = 0  # all conversations seen; `conversations` may hold only those with findings

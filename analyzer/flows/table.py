@@ -1,0 +1,741 @@
+"""The conversation table: packets in, finished Conversations out.
+
+Each TCP conversation follows Zeek's endpoint state machine (so conn_state and history mean what
+they mean in Zeek) and adds what a diagnosis needs: sequence tracking, idle gaps, TTL/IP ID
+habits, payload sniffs and a bounded timeline. A conversation is handed on (to `emit`) as soon
+as it can no longer change, so memory follows the conversations alive at once.
+
+Eviction policy (documented in the README):
+- closed (both FINs, or a RST): handed on CLOSE_LINGER seconds of capture time after its last
+  packet, or when a new SYN reuses its 5-tuple;
+- UDP and ICMP: after UDP_IDLE seconds without a packet (Zeek's udp_inactivity_timeout);
+- a TCP attempt that got no answer: after ATTEMPT_IDLE seconds;
+- any other TCP conversation: after TCP_IDLE seconds without a packet;
+- when `max_conversations` are alive, the least recently active tenth is handed on early, with a
+  warning; everything left is handed on at the end of the capture.
+"""
+
+from __future__ import annotations
+
+import socket
+from collections import deque
+from typing import Callable
+
+from analyzer.flows import zeek
+from analyzer.flows.sniff import sniff
+from analyzer.model import CaptureWarning, Conversation, Endpoint, Event, Mark, Packet, SideStats
+from analyzer.protocol import (ACK, FIN, IPPROTO_ICMP, IPPROTO_ICMPV6, IPPROTO_TCP, IPPROTO_UDP,
+                               LIKELY_SERVER_PORTS, RST, SYN)
+
+CLOSE_LINGER = 5.0  # seconds; Zeek's tcp_close_delay / tcp_reset_delay
+UDP_IDLE = 60.0  # Zeek's udp_inactivity_timeout
+ATTEMPT_IDLE = 180.0  # longer than any stack's connect() retry schedule (Linux: 127 s)
+TCP_IDLE = 7300.0  # beyond the 2-hour default keep-alive time, so idle-timeout resets stay in one conversation
+SWEEP_EVERY = 60.0  # seconds of capture time between full idle sweeps
+TIMELINE_HEAD = 32  # events kept from the start of a conversation
+TIMELINE_TAIL = 96  # events kept from its end
+MAX_TTL_VALUES = 8  # distinct TTLs counted per side
+DEFAULT_MAX_CONVERSATIONS = 200_000
+
+_M32 = 0xFFFFFFFF
+_HALF = 0x80000000
+_CONTROL = SYN | FIN | RST
+
+# Per-direction history-seen bits (Zeek's HIST_*), shifted left 16 for the responder.
+_H_SYN, _H_FIN, _H_RST, _H_ACK, _H_DATA, _H_MULTI, _H_FINRST = 1, 2, 4, 8, 16, 32, 64
+
+# Mark bits as plain ints for the hot path.
+_RETX = int(Mark.RETRANSMISSION)
+_OOO = int(Mark.OUT_OF_ORDER)
+_GAP = int(Mark.GAP)
+_DUPACK = int(Mark.DUP_ACK)
+_KA = int(Mark.KEEPALIVE)
+_KA_ACK = int(Mark.KEEPALIVE_ACK)
+_ZWIN = int(Mark.ZERO_WINDOW)
+_WPROBE = int(Mark.WINDOW_PROBE)
+_ACKS_FIN = int(Mark.ACKS_FIN)
+_AFTER_PEER_FIN = int(Mark.AFTER_PEER_FIN)
+_AFTER_OWN_FIN = int(Mark.AFTER_OWN_FIN)
+_AFTER_RST = int(Mark.AFTER_RST)
+_ACK_UNSEEN = int(Mark.ACK_UNSEEN)
+_NEW_DATA = int(Mark.NEW_DATA)
+_UNACKED_AT_RST = int(Mark.UNACKED_AT_RST)
+_SYN_RETX = int(Mark.SYN_RETRANSMISSION)
+_TTL_ODD = int(Mark.TTL_ODD)
+_IPID_ODD = int(Mark.IPID_ODD)
+_ICMP_ERROR = int(Mark.ICMP_ERROR)
+
+
+def _sdelta(a: int, b: int) -> int:
+    """a - b in 32-bit sequence space, as a signed number."""
+    d = (a - b) & _M32
+    return d - 0x100000000 if d >= _HALF else d
+
+
+class _End:
+    """One endpoint's view of a conversation while it is alive."""
+
+    __slots__ = ("state", "prev_state", "start", "last", "ackseq", "did_close", "pkts", "payload",
+                 "rxmit", "rxmit_next", "zwin", "zwin_next", "gaps", "gaps_next", "dupacks", "keepalives",
+                 "hist_syn", "hist_fin", "hist_rst", "last_ack", "last_win", "fin_seq", "syn_seq",
+                 "max_ack", "gap_pending", "last_was_ka", "ttls", "ipid_last", "ipid_steps", "ipid_small",
+                 "ipid_zero", "kind", "head", "sent_syn", "sent_fin", "sent_rst", "seq_known", "fin_frame")
+
+    def __init__(self) -> None:
+        self.state = zeek.INACTIVE
+        self.prev_state = zeek.INACTIVE
+        self.start = self.last = self.ackseq = 0
+        self.seq_known = False
+        self.did_close = False
+        self.pkts = self.payload = 0
+        self.rxmit = self.zwin = self.gaps = self.dupacks = self.keepalives = 0
+        self.rxmit_next = self.zwin_next = self.gaps_next = 1
+        self.hist_syn = self.hist_fin = self.hist_rst = -1
+        self.last_ack = self.last_win = -1
+        self.fin_seq = self.syn_seq = -1
+        self.fin_frame = 0
+        self.max_ack = -1
+        self.gap_pending = False
+        self.last_was_ka = False
+        self.ttls: dict[int, int] = {}
+        self.ipid_last = -1
+        self.ipid_steps = self.ipid_small = self.ipid_zero = 0
+        self.kind = ""
+        self.head = b""
+        self.sent_syn = self.sent_fin = self.sent_rst = False
+
+    def set_state(self, new: int) -> None:
+        if new != self.state:
+            self.prev_state = self.state
+            self.state = new
+
+    def size(self) -> int:
+        """Payload bytes in sequence space, as Zeek's TCP_Endpoint::Size counts them."""
+        if not self.seq_known:
+            return 0
+        if self.prev_state == zeek.SYN_SENT and self.state == zeek.RESET:
+            return 0
+        top = max(_sdelta(self.last, self.start), _sdelta(self.ackseq, self.start))
+        size = max(top, 0)
+        if size > 0:
+            size -= 1  # the SYN's octet (real or assumed)
+        if size > 0 and (self.state == zeek.CLOSED or (self.prev_state == zeek.CLOSED and self.state == zeek.RESET)):
+            size -= 1  # the FIN's octet
+        return size
+
+
+class _Flow:
+    """A conversation while it is alive."""
+
+    __slots__ = ("id", "stream", "proto", "c_addr", "c_port", "s_addr", "s_port", "inferred", "orig", "resp",
+                 "history", "hist_seen", "first_frame", "last_frame", "start", "last_ts", "head", "tail",
+                 "npk", "icmp_errors", "closed", "rst_seen", "key", "syn_seen", "synack_seen", "ack_seen")
+
+    def __init__(self, key: tuple, proto: str, c_addr: bytes, c_port: int, s_addr: bytes, s_port: int,
+                 inferred: bool, pkt: Packet) -> None:
+        self.key = key
+        self.proto = proto
+        self.c_addr, self.c_port, self.s_addr, self.s_port = c_addr, c_port, s_addr, s_port
+        self.inferred = inferred
+        self.orig = _End()
+        self.resp = _End()
+        self.history: list[str] = []
+        self.hist_seen = 0
+        self.first_frame = self.last_frame = pkt.number
+        self.start = self.last_ts = pkt.ts
+        self.head: list[Event] = []
+        self.tail: deque[Event] = deque(maxlen=TIMELINE_TAIL)
+        self.npk = 0
+        self.icmp_errors = 0
+        self.closed = False
+        self.rst_seen = False
+        self.syn_seen = self.synack_seen = self.ack_seen = False
+        self.id = 0
+        self.stream = 0
+
+    def check_history(self, bit: int, letter: str, is_orig: bool) -> bool:
+        """Record a once-per-direction letter; True if it had been recorded already (Zeek's CheckHistory)."""
+        mask = bit if is_orig else bit << 16
+        if self.hist_seen & mask:
+            return True
+        self.hist_seen |= mask
+        self.history.append(letter if is_orig else letter.lower())
+        return False
+
+
+class FlowTable:
+    """Builds conversations from packets and hands each on when it can no longer change."""
+
+    def __init__(self, emit: Callable[[Conversation], None], max_conversations: int = DEFAULT_MAX_CONVERSATIONS) -> None:
+        self.emit = emit
+        self.max_conversations = max(16, max_conversations)
+        self.flows: dict[tuple, _Flow] = {}
+        self.closing: deque[_Flow] = deque()
+        self.next_id = 1
+        self.streams = {"tcp": 0, "udp": 0, "icmp": 0}
+        self.next_sweep = None  # capture time of the next idle sweep
+        self.evicted_early = 0
+        self.unmatched_icmp = 0
+
+    # -- packets in -------------------------------------------------------------------------
+
+    def add(self, pkt: Packet) -> None:
+        """Account one packet (and the packet a tunnel carries inside it)."""
+        if self.closing or self.next_sweep is None or pkt.ts >= self.next_sweep:
+            self._expire(pkt.ts)
+        proto = pkt.proto
+        if proto == IPPROTO_TCP:
+            self._tcp(pkt)
+        elif proto == IPPROTO_UDP:
+            self._udp(pkt)
+        elif proto == IPPROTO_ICMP or proto == IPPROTO_ICMPV6:
+            self._icmp(pkt)
+        if pkt.inner is not None:
+            self.add(pkt.inner)
+
+    def _expire(self, ts: float) -> None:
+        """Hand on the closed conversations whose linger time has passed, and sweep idle ones."""
+        closing = self.closing
+        while closing:
+            flow = closing[0]
+            if self.flows.get(flow.key) is not flow:
+                closing.popleft()  # already handed on
+            elif flow.last_ts + CLOSE_LINGER < ts:
+                closing.popleft()
+                self._finish(flow, "")
+            else:
+                break
+        if self.next_sweep is None:
+            self.next_sweep = ts + SWEEP_EVERY
+        elif ts >= self.next_sweep:
+            self.next_sweep = ts + SWEEP_EVERY
+            self._sweep(ts)
+
+    def _lookup(self, proto: int, src: bytes, sport: int, dst: bytes, dport: int) -> tuple[tuple, _Flow | None]:
+        if src < dst or (src == dst and sport <= dport):
+            key = (proto, src, sport, dst, dport)
+        else:
+            key = (proto, dst, dport, src, sport)
+        return key, self.flows.get(key)
+
+    def _new_flow(self, key: tuple, proto: str, pkt: Packet, flip: bool, inferred: bool) -> _Flow:
+        if len(self.flows) >= self.max_conversations:
+            self._evict_oldest()
+        if flip:
+            flow = _Flow(key, proto, pkt.dst, pkt.dport, pkt.src, pkt.sport, inferred, pkt)
+            flow.history.append("^")
+        else:
+            flow = _Flow(key, proto, pkt.src, pkt.sport, pkt.dst, pkt.dport, inferred, pkt)
+        flow.id = self.next_id
+        self.next_id += 1
+        flow.stream = self.streams[proto]
+        self.streams[proto] += 1
+        self.flows[key] = flow
+        return flow
+
+    def _tcp(self, pkt: Packet) -> None:
+        key, flow = self._lookup(IPPROTO_TCP, pkt.src, pkt.sport, pkt.dst, pkt.dport)
+        flags = pkt.flags
+        ts = pkt.ts
+        if flow is not None:
+            idle_limit = ATTEMPT_IDLE if flow.resp.state == zeek.INACTIVE else TCP_IDLE
+            if ts - flow.last_ts > idle_limit:
+                self._finish(flow, "timeout")
+                flow = None
+            elif flags & (SYN | ACK) == SYN and (flow.closed or flow.rst_seen):
+                # A SYN on a closed 5-tuple starts a new conversation, as in Zeek, even when it
+                # repeats the old ISN (Windows retries a refused connect() that way).
+                self._finish(flow, "")
+                flow = None
+        if flow is None:
+            flip = False
+            inferred = not (flags & SYN and not flags & ACK)
+            if inferred:
+                # Started without a pure SYN: guess the server from the ports, as Zeek does.
+                if pkt.sport in LIKELY_SERVER_PORTS:
+                    if pkt.dport in LIKELY_SERVER_PORTS:
+                        flip = not flags & SYN and pkt.sport < pkt.dport
+                    else:
+                        flip = True
+            flow = self._new_flow(key, "tcp", pkt, flip, inferred)
+        is_orig = pkt.src == flow.c_addr and pkt.sport == flow.c_port
+        if flow.c_addr == flow.s_addr and flow.c_port == flow.s_port:
+            is_orig = True
+        self._tcp_packet(flow, pkt, is_orig)
+
+    def _tcp_packet(self, flow: _Flow, pkt: Packet, is_orig: bool) -> None:
+        """Zeek's TCPSessionAdapter::Process, plus the observations a diagnosis needs."""
+        end = flow.orig if is_orig else flow.resp
+        peer = flow.resp if is_orig else flow.orig
+        flags = pkt.flags
+        seq = pkt.seq
+        ack = pkt.ack
+        plen = pkt.plen
+        is_syn = flags & SYN
+        is_fin = flags & FIN
+        is_rst = flags & RST
+        is_ack = flags & ACK
+        seg_len = plen + (1 if is_syn else 0) + (1 if is_fin else 0)
+        if is_rst:
+            seg_len -= plen
+        past = (seq + seg_len) & _M32
+        marks = _AFTER_RST if flow.rst_seen else 0
+
+        # init_endpoint
+        st = end.state
+        if st == zeek.INACTIVE:
+            if is_syn:
+                end.start = end.ackseq = seq
+                end.last = past
+            else:
+                end.start = end.ackseq = (seq - 1) & _M32
+                end.last = seq
+            end.seq_known = True
+        elif is_syn and (st in (zeek.SYN_SENT, zeek.SYN_ACK_SENT, zeek.ESTABLISHED, zeek.PARTIAL)
+                         or (st == zeek.RESET and end.prev_state == zeek.INACTIVE)):
+            if seq != end.start:
+                end.start = end.ackseq = seq
+                end.last = past
+
+        rel_seq = _sdelta(seq, end.start)
+        if rel_seq < 0:
+            rel_seq &= _M32
+
+        # Observations, made against what was known before this packet.
+        delta_last = _sdelta(past, end.last)
+        keepalive = False
+        if plen:
+            if plen <= 1 and not flags & _CONTROL and end.state in (zeek.ESTABLISHED, zeek.PARTIAL) \
+                    and _sdelta(seq, end.last) == -1:
+                keepalive = True
+                marks |= _KA
+                end.keepalives += 1
+            elif not is_rst:
+                ahead = _sdelta(seq, end.last)
+                if ahead > 0 and end.pkts:
+                    marks |= _GAP | _NEW_DATA
+                    end.gap_pending = True
+                    end.gaps += 1
+                    if end.gaps == end.gaps_next:
+                        end.gaps_next *= 10
+                        flow.history.append("G" if is_orig else "g")
+                elif delta_last > 0:
+                    marks |= _NEW_DATA
+                elif end.gap_pending:
+                    marks |= _OOO
+                elif plen == 1 and peer.last_win == 0 and ahead == 0:
+                    marks |= _WPROBE
+                else:
+                    marks |= _RETX
+            if peer.sent_fin:
+                marks |= _AFTER_PEER_FIN
+            if end.fin_seq >= 0 and _sdelta(seq, end.fin_seq) >= 0:
+                marks |= _AFTER_OWN_FIN
+        elif is_ack and not flags & _CONTROL:
+            if peer.last_was_ka:
+                marks |= _KA_ACK
+            elif ack == end.last_ack and pkt.win == end.last_win:
+                marks |= _DUPACK
+                end.dupacks += 1
+        if is_syn:
+            if end.sent_syn and seq == end.syn_seq:
+                marks |= _SYN_RETX
+            end.sent_syn = True
+            end.syn_seq = seq
+        if is_ack and peer.fin_seq >= 0 and _sdelta(ack, (peer.fin_seq + 1) & _M32) >= 0:
+            marks |= _ACKS_FIN
+        if is_ack and not is_rst and peer.seq_known and peer.state != zeek.INACTIVE and _sdelta(ack, peer.last) > 0:
+            marks |= _ACK_UNSEEN
+        if is_rst:
+            if peer.seq_known and peer.payload and (end.max_ack < 0 or _sdelta(peer.last, end.max_ack) > (1 if peer.sent_fin else 0)):
+                marks |= _UNACKED_AT_RST
+            flow.rst_seen = True
+            end.sent_rst = True
+        if pkt.win == 0 and not is_rst and not is_syn:
+            marks |= _ZWIN
+        end.last_was_ka = keepalive
+
+        # update_history
+        bits = (1 if is_syn else 0) + (1 if is_fin else 0) + (1 if is_rst else 0)
+        if bits > 1:
+            if is_fin and is_rst:
+                flow.check_history(_H_FINRST, "I", is_orig)
+            else:
+                flow.check_history(_H_MULTI, "Q", is_orig)
+        elif bits == 1:
+            if is_syn:
+                code = "H" if is_ack else "S"
+                if flow.check_history(_H_SYN, code, is_orig) and rel_seq != end.hist_syn:
+                    flow.history.append(code if is_orig else code.lower())
+                end.hist_syn = rel_seq
+            if is_fin:
+                fin_at = rel_seq + plen
+                if flow.check_history(_H_FIN, "F", is_orig) and fin_at != end.hist_fin:
+                    flow.history.append("F" if is_orig else "f")
+                end.hist_fin = fin_at
+            if is_rst:
+                if flow.check_history(_H_RST, "R", is_orig) and rel_seq != end.hist_rst:
+                    flow.history.append("R" if is_orig else "r")
+                end.hist_rst = rel_seq
+        elif plen:
+            flow.check_history(_H_DATA, "D", is_orig)
+        elif is_ack:
+            flow.check_history(_H_ACK, "A", is_orig)
+
+        # update_window: zero windows count unless they come with or after a RST, or after the peer's FIN.
+        if pkt.win == 0 and not is_rst and not is_syn and peer.state != zeek.CLOSED and end.state != zeek.RESET:
+            end.zwin += 1
+            if end.zwin == end.zwin_next:
+                end.zwin_next *= 10
+                flow.history.append("W" if is_orig else "w")
+
+        if is_fin:
+            if not end.sent_fin:
+                end.fin_frame = pkt.number
+            end.sent_fin = True
+            end.fin_seq = (seq + plen) & _M32
+
+        # Acknowledgements.
+        rel_ack = 0
+        if is_ack:
+            if peer.state == zeek.INACTIVE:
+                rel_ack = 1
+                peer.start = peer.ackseq = (ack - 1) & _M32
+                peer.last = (ack - 1) & _M32
+                peer.seq_known = True
+            else:
+                rel_ack = _sdelta(ack, peer.start) & _M32
+                if not is_rst and _sdelta(ack, peer.ackseq) > 0 and not (ack == 0 and _sdelta(ack, peer.ackseq) > 1048576):
+                    peer.ackseq = ack
+            if not is_rst and (end.max_ack < 0 or _sdelta(ack, end.max_ack) > 0):
+                end.max_ack = ack
+            end.last_ack = ack
+        end.last_win = pkt.win
+
+        # update_last_seq
+        if (is_syn or is_rst) and (delta_last > 1048576 or delta_last < -1048576):
+            pass
+        elif is_fin and end.last == ((end.start + 1) & _M32):
+            end.last = past
+        elif end.state == zeek.RESET:
+            pass
+        elif delta_last > 0:
+            end.last = past
+        elif plen:
+            end.rxmit += 1
+            if end.rxmit == end.rxmit_next:
+                end.rxmit_next *= 10
+                flow.history.append("T" if is_orig else "t")
+        if end.gap_pending and delta_last >= 0 and not (marks & _GAP):
+            end.gap_pending = False
+
+        self._state_machine(flow, end, peer, pkt, is_orig, flags, plen)
+        self._account(flow, end, pkt, is_orig, marks, rel_seq, rel_ack)
+        o, r = flow.orig.state, flow.resp.state
+        # Zeek's "close complete": a RST, both FINs, or a FIN from one side while the other never spoke.
+        if (o == zeek.RESET or r == zeek.RESET or (o == zeek.CLOSED and r in (zeek.CLOSED, zeek.INACTIVE))
+                or (r == zeek.CLOSED and o == zeek.INACTIVE)):
+            if not flow.closed:
+                flow.closed = True
+                self.closing.append(flow)
+
+    def _state_machine(self, flow: _Flow, end: _End, peer: _End, pkt: Packet, is_orig: bool,
+                       flags: int, plen: int) -> None:
+        """Zeek's UpdateStateMachine: one endpoint's state from the packet it sent."""
+        is_syn = flags & SYN
+        is_fin = flags & FIN
+        is_rst = flags & RST
+        is_ack = flags & ACK
+        st = end.state
+        if st == zeek.INACTIVE:
+            if is_syn:
+                if is_orig:
+                    end.set_state(zeek.SYN_ACK_SENT if is_ack else zeek.SYN_SENT)
+                else:
+                    if not is_ack and peer.state == zeek.SYN_ACK_SENT:
+                        peer.set_state(zeek.ESTABLISHED)  # SYN and SYN/ACK seen in reverse order
+                    if peer.state == zeek.SYN_SENT:
+                        peer.set_state(zeek.ESTABLISHED)
+                    end.set_state(zeek.ESTABLISHED)
+            if is_fin:
+                end.set_state(zeek.CLOSED)
+            if is_rst:
+                end.set_state(zeek.RESET)
+            if end.state == zeek.INACTIVE:
+                if not is_orig and plen == 0 and flow.orig.state == zeek.SYN_SENT:
+                    pass  # an ACK of the SYN before the SYN/ACK: not a partial connection
+                elif is_ack and peer.state == zeek.ESTABLISHED:
+                    end.set_state(zeek.ESTABLISHED)
+                else:
+                    end.set_state(zeek.PARTIAL)
+        elif st in (zeek.SYN_SENT, zeek.SYN_ACK_SENT):
+            if is_fin:
+                end.set_state(zeek.CLOSED)
+            if is_rst:
+                end.set_state(zeek.RESET)
+        elif st in (zeek.ESTABLISHED, zeek.PARTIAL):
+            if is_syn and st == zeek.PARTIAL and peer.state == zeek.INACTIVE and not is_ack:
+                end.set_state(zeek.SYN_SENT)
+            if is_fin and not is_rst:
+                end.set_state(zeek.CLOSED)
+                if peer.state == zeek.RESET and peer.prev_state == zeek.CLOSED:
+                    peer.set_state(zeek.CLOSED)  # the peer's FIN then RST was a normal close
+            if is_rst:
+                end.set_state(zeek.RESET)
+        elif st == zeek.CLOSED:
+            if is_rst and peer.state != zeek.CLOSED:
+                end.set_state(zeek.RESET)
+        if is_syn:
+            if is_ack:
+                flow.synack_seen = True
+            else:
+                flow.syn_seen = True
+        elif is_ack and is_orig and flow.synack_seen:
+            flow.ack_seen = True
+
+    def _account(self, flow: _Flow, end: _End, pkt: Packet, is_orig: bool, marks: int, rel_seq: int,
+                 rel_ack: int) -> None:
+        """Counters, habits and the timeline entry shared by every protocol."""
+        end.pkts += 1
+        plen = pkt.plen
+        kind = ""
+        if plen:
+            end.payload += plen
+            if pkt.payload:
+                kind = sniff(pkt.payload)
+                if not end.head:
+                    end.head = pkt.payload
+                    end.kind = kind
+        ttls = end.ttls
+        ttl = pkt.ttl
+        if ttl in ttls:
+            ttls[ttl] += 1
+        elif len(ttls) < MAX_TTL_VALUES:
+            ttls[ttl] = 1
+        ip_id = pkt.ip_id
+        if ip_id >= 0:
+            if ip_id == 0:
+                end.ipid_zero += 1
+            if end.ipid_last >= 0:
+                end.ipid_steps += 1
+                if 0 < ((ip_id - end.ipid_last) & 0xFFFF) < 256:
+                    end.ipid_small += 1
+            end.ipid_last = ip_id
+        ts = pkt.ts
+        idle = ts - flow.last_ts if flow.npk else 0.0
+        if idle < 0:
+            idle = 0.0
+        ev = Event(pkt.number, ts, 0 if is_orig else 1, pkt.flags, rel_seq, rel_ack, plen, pkt.win, ttl,
+                   ip_id, marks, idle, kind, None)
+        if len(flow.head) < TIMELINE_HEAD:
+            flow.head.append(ev)
+        else:
+            flow.tail.append(ev)
+        flow.npk += 1
+        if ts > flow.last_ts:
+            flow.last_ts = ts
+        flow.last_frame = pkt.number
+
+    def _udp(self, pkt: Packet) -> None:
+        key, flow = self._lookup(IPPROTO_UDP, pkt.src, pkt.sport, pkt.dst, pkt.dport)
+        if flow is not None and pkt.ts - flow.last_ts > UDP_IDLE:
+            self._finish(flow, "timeout")
+            flow = None
+        if flow is None:
+            flip = pkt.sport in LIKELY_SERVER_PORTS and pkt.dport not in LIKELY_SERVER_PORTS
+            flow = self._new_flow(key, "udp", pkt, flip, flip)
+        is_orig = pkt.src == flow.c_addr and pkt.sport == flow.c_port
+        if flow.c_addr == flow.s_addr and flow.c_port == flow.s_port:
+            is_orig = True
+        end = flow.orig if is_orig else flow.resp
+        end.state = zeek.ESTABLISHED
+        flow.check_history(_H_DATA, "D", is_orig)
+        self._account(flow, end, pkt, is_orig, _AFTER_RST if flow.rst_seen else 0, 0, 0)
+
+    def _icmp(self, pkt: Packet) -> None:
+        q = pkt.quoted
+        if q is not None and q.proto in (IPPROTO_TCP, IPPROTO_UDP):
+            _, flow = self._lookup(q.proto, q.src, q.sport, q.dst, q.dport)
+            if flow is not None:
+                self._icmp_error(flow, pkt, q.src == flow.c_addr and q.sport == flow.c_port)
+                return
+            self.unmatched_icmp += 1
+        # Anything else is a conversation of its own between the two hosts, as in Zeek's conn.log.
+        key, flow = self._lookup(pkt.proto, pkt.src, pkt.icmp_type, pkt.dst, 0)
+        if flow is not None and pkt.ts - flow.last_ts > UDP_IDLE:
+            self._finish(flow, "timeout")
+            flow = None
+        if flow is None:
+            flow = self._new_flow(key, "icmp", pkt._replace(sport=pkt.icmp_type, dport=pkt.icmp_code), False, False)
+        is_orig = pkt.src == flow.c_addr
+        end = flow.orig if is_orig else flow.resp
+        end.state = zeek.ESTABLISHED
+        self._account(flow, end, pkt, is_orig, 0, 0, 0)
+
+    def _icmp_error(self, flow: _Flow, pkt: Packet, quotes_client: bool) -> None:
+        """Attach an ICMP error to the conversation whose packet it quotes."""
+        flow.icmp_errors += 1
+        q = pkt.quoted
+        end = flow.orig if quotes_client else flow.resp
+        rel_seq = _sdelta(q.seq, end.start) & _M32 if q.seq >= 0 and end.seq_known else 0
+        ts = pkt.ts
+        idle = max(0.0, ts - flow.last_ts)
+        # The error travels toward the sender of the quoted packet.
+        ev = Event(pkt.number, ts, 1 if quotes_client else 0, 0, rel_seq, 0, pkt.plen, 0, pkt.ttl, pkt.ip_id,
+                   _ICMP_ERROR | (_AFTER_RST if flow.rst_seen else 0), idle, "", (pkt.icmp_type, pkt.icmp_code), pkt.src)
+        if len(flow.head) < TIMELINE_HEAD:
+            flow.head.append(ev)
+        else:
+            flow.tail.append(ev)
+        flow.npk += 1
+        if ts > flow.last_ts:
+            flow.last_ts = ts
+        flow.last_frame = pkt.number
+
+    # -- conversations out ------------------------------------------------------------------
+
+    def _sweep(self, now: float) -> None:
+        """Hand on every conversation that has been idle past its limit."""
+        done = []
+        for flow in self.flows.values():
+            idle = now - flow.last_ts
+            if flow.closed:
+                limit = CLOSE_LINGER
+            elif flow.proto != "tcp":
+                limit = UDP_IDLE
+            elif flow.resp.state == zeek.INACTIVE:
+                limit = ATTEMPT_IDLE
+            else:
+                limit = TCP_IDLE
+            if idle > limit:
+                done.append(flow)
+        for flow in done:
+            self._finish(flow, "" if flow.closed else "timeout")
+
+    def _evict_oldest(self) -> None:
+        """The table is full: hand on the least recently active tenth."""
+        flows = sorted(self.flows.values(), key=lambda f: f.last_ts)
+        for flow in flows[: max(1, len(flows) // 10)]:
+            self._finish(flow, "")
+            self.evicted_early += 1
+
+    def flush(self) -> None:
+        """The capture ended: hand on everything still alive, in order of first packet."""
+        for flow in sorted(self.flows.values(), key=lambda f: f.id):
+            self._finish(flow, "")
+
+    def warnings(self) -> list[CaptureWarning]:
+        out = []
+        if self.evicted_early:
+            out.append(CaptureWarning(
+                "conversation-table-full",
+                f"more than {self.max_conversations} conversations were alive at once; "
+                f"{self.evicted_early} were handed on early and may be split in two "
+                f"(raise --max-conversations to keep them whole)"))
+        return out
+
+    def _finish(self, flow: _Flow, why: str) -> None:
+        if self.flows.get(flow.key) is flow:
+            del self.flows[flow.key]
+        self.emit(build_conversation(flow, why))
+
+
+def _addr(packed: bytes) -> str:
+    return socket.inet_ntop(socket.AF_INET6 if len(packed) == 16 else socket.AF_INET, packed)
+
+
+def _ttl_habit(end: _End) -> tuple[int, tuple[int, ...]]:
+    if not end.ttls:
+        return -1, ()
+    usual = max(end.ttls.items(), key=lambda kv: kv[1])[0]
+    return usual, tuple(sorted(end.ttls))
+
+
+def _ipid_habit(end: _End) -> str:
+    if end.ipid_last < 0:
+        return ""
+    if end.ipid_zero == end.pkts:
+        return "zero"
+    if end.ipid_steps < 2:
+        return ""
+    return "incrementing" if end.ipid_small >= 0.8 * end.ipid_steps else "random"
+
+
+def _endpoint_state(end: _End, peer: _End, proto: str) -> str:
+    """The RFC 793 state an endpoint is in at the end, as far as the wire shows."""
+    if proto != "tcp":
+        return "ACTIVE" if end.pkts else ""
+    st = end.state
+    if st == zeek.RESET:
+        return "RESET"
+    if st == zeek.CLOSED:
+        if peer.state == zeek.CLOSED:
+            # The side that closed first waits in TIME_WAIT; the other is done once its FIN is acked.
+            return "TIME_WAIT" if end.fin_frame <= peer.fin_frame else "CLOSED"
+        return "FIN_WAIT"
+    if peer.state == zeek.CLOSED:
+        return "CLOSE_WAIT"
+    return {zeek.INACTIVE: "", zeek.SYN_SENT: "SYN_SENT", zeek.SYN_ACK_SENT: "SYN_RECEIVED",
+            zeek.PARTIAL: "ESTABLISHED", zeek.ESTABLISHED: "ESTABLISHED"}[st]
+
+
+def _odd_marks(events: list[Event], end: _End, direction: int) -> None:
+    """Mark packets whose TTL or IP ID is unlike every other packet of the same sender."""
+    usual, _ = _ttl_habit(end)
+    ttls = end.ttls
+    check_ipid = _ipid_habit(end) == "incrementing"
+    idx = [i for i, e in enumerate(events) if e.dir == direction and e.icmp is None]
+    if len(idx) < 3:
+        check_ipid = False
+    for n, i in enumerate(idx):
+        ev = events[i]
+        add = 0
+        if usual >= 0 and ev.ttl != usual and ttls.get(ev.ttl, 0) == 1 and ttls.get(usual, 0) >= 2:
+            add |= _TTL_ODD
+        if check_ipid:
+            neighbours = [events[idx[j]].ip_id for j in (n - 1, n + 1) if 0 <= j < len(idx)]
+            if all(min((ev.ip_id - o) & 0xFFFF, (o - ev.ip_id) & 0xFFFF) > 1024 for o in neighbours):
+                add |= _IPID_ODD
+        if add:
+            events[i] = ev._replace(marks=ev.marks | add)
+
+
+def build_conversation(flow: _Flow, why: str) -> Conversation:
+    """Freeze a live flow into the Conversation record the rules and reports read."""
+    orig, resp = flow.orig, flow.resp
+    history = "".join(flow.history)
+    events = flow.head + list(flow.tail)
+    elided = flow.npk - len(events)
+    _odd_marks(events, orig, 0)
+    _odd_marks(events, resp, 1)
+    proto = flow.proto
+    if proto == "tcp":
+        orig_size, resp_size = orig.size(), resp.size()
+        o_state, r_state = orig.state, resp.state
+    else:
+        orig_size, resp_size = orig.payload, resp.payload
+        o_state, r_state = (1 if orig.pkts else 0), (1 if resp.pkts else 0)
+    state = zeek.conn_state(proto, o_state, r_state, orig_size, resp_size, history)
+    if orig.state == zeek.RESET or resp.state == zeek.RESET:
+        closed_by = "rst"
+    elif orig.state == zeek.CLOSED and resp.state == zeek.CLOSED:
+        closed_by = "fin"
+    else:
+        closed_by = why
+    stats = []
+    for end, peer, size in ((orig, resp, orig_size), (resp, orig, resp_size)):
+        usual, values = _ttl_habit(end)
+        stats.append(SideStats(
+            packets=end.pkts, bytes=size, retransmissions=end.rxmit, zero_windows=end.zwin,
+            dup_acks=end.dupacks, keepalives=end.keepalives, ttl=usual, ttl_values=values,
+            ip_id_mode=_ipid_habit(end), state=_endpoint_state(end, peer, proto), payload_kind=end.kind,
+            payload_head=end.head, sent_fin=end.sent_fin, sent_rst=end.sent_rst, sent_syn=end.sent_syn))
+    return Conversation(
+        id=flow.id, stream=flow.stream, proto=proto,
+        client=Endpoint(_addr(flow.c_addr), flow.c_port), server=Endpoint(_addr(flow.s_addr), flow.s_port),
+        role_inferred=flow.inferred, state=state, history=history,
+        first_frame=flow.first_frame, last_frame=flow.last_frame, start=flow.start, end=flow.last_ts,
+        client_stats=stats[0], server_stats=stats[1], timeline=tuple(events),
+        elided_after=(len(flow.head) - 1) if elided > 0 else -1, elided=elided,
+        handshake=flow.syn_seen and flow.synack_seen and flow.ack_seen,
+        icmp_errors=flow.icmp_errors, closed_by=closed_by)

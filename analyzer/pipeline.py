@@ -1,0 +1,89 @@
+"""One capture in, one CaptureResult out: capture -> decode -> flows -> rules."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from typing import IO, Callable, Protocol
+
+from analyzer.capture import open_capture
+from analyzer.decode import Decoder, linktype_name
+from analyzer.errors import CaptureError
+from analyzer.flows import FlowTable
+from analyzer.flows.table import DEFAULT_MAX_CONVERSATIONS
+from analyzer.model import CaptureResult, CaptureWarning, Conversation, Finding
+
+
+class RuleEvaluator(Protocol):
+    """What the pipeline needs of a rule set."""
+
+    def evaluate(self, conv: Conversation) -> list[Finding]: ...
+
+
+def analyze_capture(
+    source: str | os.PathLike[str] | IO[bytes],
+    rules: RuleEvaluator | None = None,
+    conv_filter: Callable[[Conversation], bool] | None = None,
+    *,
+    keep: str = "findings",
+    max_conversations: int = DEFAULT_MAX_CONVERSATIONS,
+    progress: Callable[[int], None] | None = None,
+) -> CaptureResult:
+    """Read and diagnose one capture.
+
+    keep: which conversations the result holds: "findings" (those with a finding, whole),
+    "all" (every conversation, those without findings without their timeline), "all-full".
+    Never raises for a bad capture: the result's `error` and `warnings` say what went wrong.
+    """
+    name = "-" if source == "-" else (os.fspath(source) if isinstance(source, (str, os.PathLike)) else getattr(source, "name", "-"))
+    result = CaptureResult(path=str(name))
+    try:
+        cap = open_capture(source)
+    except CaptureError as exc:
+        result.error = str(exc)
+        return result
+
+    conversations: list[Conversation] = []
+
+    def emit(conv: Conversation) -> None:
+        if conv_filter is not None and not conv_filter(conv):
+            return
+        result.conversation_count += 1
+        findings = rules.evaluate(conv) if rules is not None else []
+        if findings:
+            result.findings.extend(findings)
+            conversations.append(conv)
+        elif keep == "all-full":
+            conversations.append(conv)
+        elif keep == "all":
+            conversations.append(dataclasses.replace(conv, timeline=()))
+
+    table = FlowTable(emit, max_conversations=max_conversations)
+    decoder = Decoder()
+    decode = decoder.decode
+    add = table.add
+    frames = 0
+    with cap:
+        result.format = cap.format
+        try:
+            for frame in cap:
+                frames += 1
+                pkt = decode(frame)
+                if pkt is not None:
+                    add(pkt)
+                if progress is not None and not frames & 0xFFFF:
+                    progress(frames)
+        except KeyboardInterrupt:
+            result.warnings.append(CaptureWarning("interrupted", f"interrupted after {frames} frames; the report covers those"))
+        table.flush()
+        result.packets = frames
+        result.linktypes = [linktype_name(lt) for lt in cap.linktypes]
+        result.warnings[:0] = list(cap.warnings)
+    result.warnings.extend(decoder.warnings())
+    result.warnings.extend(table.warnings())
+    if frames == 0 and not result.error:
+        result.warnings.append(CaptureWarning("no-packets", "the capture holds no packets"))
+    conversations.sort(key=lambda c: c.id)
+    result.conversations = conversations
+    result.findings.sort(key=lambda f: (f.conversation, f.frames[:1], f.rule))
+    return result
