@@ -1,0 +1,477 @@
+"""The rule language: every step predicate and `where:` condition, documented and compiled here.
+
+A rule's `match:` is turned, once at load time, into plain closures over `Event` and
+`Conversation`. The tables below are the single source of the vocabulary: the compiler
+dispatches on them and `vocabulary_markdown()` documents them.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from analyzer.model import Conversation, Event, Mark
+from analyzer.protocol import TCP_FLAG_NAMES
+from analyzer.rules.source import Source
+from analyzer.rules.tables import (
+    CONN_STATES, DURATION_UNITS, ICMP_ANY, ICMP_ERRORS, ICMP_GROUPS, MARK_NAMES, MAX_DURATION,
+    PAYLOAD_KINDS, PROTOS,
+)
+
+MAX_STEPS = 32  # steps in one sequence; a longer chain is not a diagnosable pattern
+SIDES = ("A", "B", "client", "server")
+
+# Step predicates: name -> (value syntax, meaning). Order is the documentation order.
+STEP_PREDICATES: dict[str, tuple[str, str]] = {
+    "from": ("A | B | client | server", "the packet travels from that side (an ICMP error travels toward the side whose packet it quotes)"),
+    "to": ("A | B | client | server", "the packet travels toward that side (`to: A` is `from: B`)"),
+    "flags": ("FLAG or [FLAG, ...]", "all of these TCP flags are set (SYN, ACK, FIN, RST, PSH, URG, ECE, CWR)"),
+    "flags_any": ("[FLAG, ...]", "at least one of these TCP flags is set"),
+    "not_flags": ("FLAG or [FLAG, ...]", "none of these TCP flags is set"),
+    "flags_exact": ("FLAG or [FLAG, ...]", "exactly these TCP flags are set, no others (`[RST]` is a bare RST without ACK)"),
+    "data": ("true | false", "the segment carries payload (plen > 0), or carries none"),
+    "acks": ("fin", "the segment acknowledges the peer's FIN"),
+    "kind": ("MARK or [MARK, ...]", "the flow tracker marked the packet with all of these observations (see the mark table)"),
+    "kind_any": ("[MARK, ...]", "the packet carries at least one of these marks"),
+    "not_kind": ("MARK or [MARK, ...]", "the packet carries none of these marks"),
+    "payload": ("KIND or [KIND, ...]", "the sniffed payload of this segment is one of these kinds (see the payload table)"),
+    "icmp": ("NAME, [NAME, ...] or {type: T, code: C}", "the packet is an ICMP/ICMPv6 error of one of these kinds (see the ICMP table); `any` is every error"),
+    "within": ("DURATION", "at most this long after the previous matched step (`500ms`, `1s`, `4m`, `2h`)"),
+    "after_idle": ("DURATION", "the packet came after at least this long without any packet in the conversation"),
+    "absent": ("true", "a negative step: no packet matching the other predicates lies between the neighbouring matched steps (before the first step, or after the last, when it stands at an end)"),
+}
+
+# `where:` conditions on the whole conversation.
+WHERE_CONDITIONS: dict[str, tuple[str, str]] = {
+    "proto": ("tcp | udp | icmp, or a list", "the conversation's transport"),
+    "state": ("STATE or [STATE, ...]", "Zeek conn_state is one of these (S0, S1, SF, REJ, S2, S3, RSTO, RSTR, RSTOS0, RSTRH, SH, SHR, OTH)"),
+    "not_state": ("STATE or [STATE, ...]", "Zeek conn_state is none of these"),
+    "handshake": ("true | false", "SYN, SYN/ACK and ACK were all seen (or not)"),
+    "role_inferred": ("true | false", "client and server were guessed because the handshake or first packet was missing"),
+    "closed_by": ("fin | rst | timeout | \"\", or a list", "how the flow tracker saw the conversation end"),
+    "history_has": ("LETTERS", "every one of these Zeek history letters appears (upper case: client, lower case: server)"),
+    "history_lacks": ("LETTERS", "none of these Zeek history letters appears"),
+    "A / B / client / server": ("{CONDITION: VALUE, ...}", "conditions on what that side sent (see the side table)"),
+}
+
+# Conditions on one side's SideStats inside `where:`.
+SIDE_CONDITIONS: dict[str, tuple[str, str]] = {
+    "sent_fin": ("true | false", "the side sent a FIN"),
+    "sent_rst": ("true | false", "the side sent a RST"),
+    "sent_syn": ("true | false", "the side sent a SYN"),
+    "payload_kind": ("KIND or [KIND, ...]", "the sniff of the side's first payload is one of these"),
+    "state": ("STATE or [STATE, ...]", "the side's RFC 793 endpoint state at the end (ESTABLISHED, FIN_WAIT_1, CLOSED, ...)"),
+    "packets": ("N or \"OP N\"", "packets the side sent; OP is one of == != > >= < <="),
+    "bytes": ("N or \"OP N\"", "payload bytes the side sent"),
+    "retransmissions": ("N or \"OP N\"", "retransmitted segments the side sent"),
+    "zero_windows": ("N or \"OP N\"", "zero-window advertisements the side sent"),
+    "dup_acks": ("N or \"OP N\"", "duplicate ACKs the side sent"),
+    "keepalives": ("N or \"OP N\"", "keep-alive probes the side sent"),
+}
+
+_COMPARE = re.compile(r"^\s*(==|!=|>=|<=|>|<)?\s*(\d{1,12})\s*$")
+_DURATION = re.compile(r"^\s*(\d{1,9}(?:\.\d{1,6})?)\s*(ms|s|m|h|d)?\s*$")
+_OPS: dict[str, Callable[[int, int], bool]] = {
+    "==": lambda a, b: a == b, "!=": lambda a, b: a != b, ">": lambda a, b: a > b,
+    ">=": lambda a, b: a >= b, "<": lambda a, b: a < b, "<=": lambda a, b: a <= b,
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Step:
+    """One compiled step: a predicate over an Event plus what the matcher and prefilter need."""
+
+    pred: Callable[[Event], bool]
+    absent: bool
+    within: float | None  # seconds since the previous positive step
+    dir: int | None  # required direction, None = either
+    need_flags: int  # flags the step requires (prefilter)
+    need_marks: int  # marks the step requires (prefilter)
+    need_icmp: bool
+    payloads: frozenset[str] | None  # payload kinds of which one is required (prefilter)
+    where: tuple  # the rule-file path of this step, for messages
+
+
+@dataclass(frozen=True, slots=True)
+class Pattern:
+    """One compiled alternative of `match:` for one binding of A and B."""
+
+    where: tuple[Callable[[Conversation], bool], ...]
+    steps: tuple[Step, ...]  # in file order, positive and absent
+    until: Step | None
+    positives: int
+
+
+def _names(src: Source, where: tuple, value: object) -> list[str]:
+    if isinstance(value, str):
+        return [value]
+    if isinstance(value, list) and value and all(isinstance(v, str) for v in value):
+        if len(value) > 32:
+            raise src.error(where, "at most 32 names in one list")
+        return list(value)
+    raise src.error(where, "expected a name or a list of names")
+
+
+def _bool(src: Source, where: tuple, value: object) -> bool:
+    if not isinstance(value, bool):
+        raise src.error(where, f"expected true or false, got {value!r}")
+    return value
+
+
+def parse_duration(src: Source, where: tuple, value: object) -> float:
+    """Seconds from a rule duration: a number of seconds or '500ms', '1.5s', '4m', '2h', '1d'."""
+    if isinstance(value, bool):
+        raise src.error(where, f"expected a duration like 1s or 500ms, got {value!r}")
+    if isinstance(value, (int, float)):
+        seconds = float(value)
+    elif isinstance(value, str) and (m := _DURATION.match(value)):
+        seconds = float(m.group(1)) * DURATION_UNITS[m.group(2) or "s"]
+    else:
+        raise src.error(where, f"expected a duration like 1s, 500ms, 4m or 2h, got {value!r}")
+    if not 0 <= seconds <= MAX_DURATION:
+        raise src.error(where, f"duration {value!r} is out of range (0 to {MAX_DURATION / 86400:.0f} days)")
+    return seconds
+
+
+def _compare(src: Source, where: tuple, value: object) -> Callable[[int], bool]:
+    if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+        op, n = "==", value
+    elif isinstance(value, str) and (m := _COMPARE.match(value)):
+        op, n = m.group(1) or "==", int(m.group(2))
+    else:
+        raise src.error(where, f"expected a count like 3 or \"> 0\", got {value!r}")
+    fn = _OPS[op]
+    return lambda x: fn(x, n)
+
+
+def _flag_mask(src: Source, where: tuple, value: object) -> int:
+    mask = 0
+    for name in _names(src, where, value):
+        bit = TCP_FLAG_NAMES.get(name.upper())
+        if bit is None:
+            raise src.error(where, f"unknown TCP flag {name!r} (known: {', '.join(TCP_FLAG_NAMES)})")
+        mask |= bit
+    return mask
+
+
+def _mark_mask(src: Source, where: tuple, value: object) -> int:
+    mask = 0
+    for name in _names(src, where, value):
+        bit = MARK_NAMES.get(name)
+        if bit is None:
+            raise src.error(where, f"unknown packet kind {name!r} (known: {', '.join(MARK_NAMES)})")
+        mask |= bit
+    return mask
+
+
+def _payloads(src: Source, where: tuple, value: object) -> frozenset[str]:
+    kinds = _names(src, where, value)
+    for k in kinds:
+        if k not in PAYLOAD_KINDS:
+            raise src.error(where, f"unknown payload kind {k!r} (known: {', '.join(PAYLOAD_KINDS)})")
+    return frozenset(kinds)
+
+
+def icmp_names(src: Source, where: tuple, value: object) -> tuple[frozenset, frozenset] | None:
+    """ICMPv4 and ICMPv6 (type, code) sets for an `icmp:` value; None means any ICMP error."""
+    if isinstance(value, dict):
+        t, c = value.get("type"), value.get("code")
+        if not isinstance(t, int) or isinstance(t, bool) or not 0 <= t <= 255 or (
+                c is not None and (not isinstance(c, int) or isinstance(c, bool) or not 0 <= c <= 255)):
+            raise src.error(where, "icmp {type, code} must be integers 0-255")
+        extra = set(value) - {"type", "code"}
+        if extra:
+            raise src.error(where, f"icmp takes only type and code, not {sorted(extra)}")
+        pairs = frozenset({(t, c)} if c is not None else {(t, code) for code in range(256)})
+        return pairs, pairs
+    v4: set = set()
+    v6: set = set()
+    for name in _names(src, where, value):
+        if name == ICMP_ANY:
+            return None
+        for member in ICMP_GROUPS.get(name, (name,)):
+            if member not in ICMP_ERRORS:
+                known = [*ICMP_ERRORS, *ICMP_GROUPS, ICMP_ANY]
+                raise src.error(where, f"unknown ICMP error {name!r} (known: {', '.join(known)})")
+            a, b = ICMP_ERRORS[member]
+            v4 |= a
+            v6 |= b
+    return frozenset(v4), frozenset(v6)
+
+
+def _side_dir(src: Source, where: tuple, side: object, a_dir: int) -> int:
+    if side == "A":
+        return a_dir
+    if side == "B":
+        return 1 - a_dir
+    if side == "client":
+        return 0
+    if side == "server":
+        return 1
+    raise src.error(where, f"expected a side (A, B, client or server), got {side!r}")
+
+
+def compile_step(src: Source, where: tuple, raw: object, a_dir: int, *, first: bool) -> Step:
+    """Compiles one step mapping into a single closure with its masks precomputed."""
+    if not isinstance(raw, dict) or not raw:
+        raise src.error(where, "a step is a mapping of predicates, e.g. {from: A, flags: [RST]}")
+    for key in raw:
+        if key not in STEP_PREDICATES:
+            raise src.error(where + (key,), f"unknown step predicate {key!r} (known: {', '.join(STEP_PREDICATES)})")
+    at = lambda key: where + (key,)  # noqa: E731 - a path helper local to this compile
+    d: int | None = None
+    if "from" in raw:
+        d = _side_dir(src, at("from"), raw["from"], a_dir)
+    if "to" in raw:
+        t = 1 - _side_dir(src, at("to"), raw["to"], a_dir)
+        if d is not None and d != t:
+            raise src.error(at("to"), "`from` and `to` name the same side")
+        d = t
+    f_all = _flag_mask(src, at("flags"), raw["flags"]) if "flags" in raw else 0
+    f_any = _flag_mask(src, at("flags_any"), raw["flags_any"]) if "flags_any" in raw else 0
+    f_none = _flag_mask(src, at("not_flags"), raw["not_flags"]) if "not_flags" in raw else 0
+    f_exact = _flag_mask(src, at("flags_exact"), raw["flags_exact"]) if "flags_exact" in raw else -1
+    if f_all & f_none:
+        raise src.error(at("not_flags"), "a flag is both required and forbidden")
+    data = _bool(src, at("data"), raw["data"]) if "data" in raw else None
+    m_all = _mark_mask(src, at("kind"), raw["kind"]) if "kind" in raw else 0
+    if "acks" in raw:
+        if raw["acks"] != "fin":
+            raise src.error(at("acks"), f"acks takes `fin`, got {raw['acks']!r}")
+        m_all |= Mark.ACKS_FIN
+    m_any = _mark_mask(src, at("kind_any"), raw["kind_any"]) if "kind_any" in raw else 0
+    m_none = _mark_mask(src, at("not_kind"), raw["not_kind"]) if "not_kind" in raw else 0
+    if m_all & m_none:
+        raise src.error(at("not_kind"), "a kind is both required and forbidden")
+    payloads = _payloads(src, at("payload"), raw["payload"]) if "payload" in raw else None
+    want_icmp = "icmp" in raw
+    icmp_sets = icmp_names(src, at("icmp"), raw["icmp"]) if want_icmp else None
+    within = parse_duration(src, at("within"), raw["within"]) if "within" in raw else None
+    idle = parse_duration(src, at("after_idle"), raw["after_idle"]) if "after_idle" in raw else None
+    absent = _bool(src, at("absent"), raw["absent"]) if "absent" in raw else False
+    if "absent" in raw and not absent:
+        raise src.error(at("absent"), "write `absent: true` or leave it out")
+    if absent and within is not None:
+        raise src.error(at("within"), "an absent step has no time of its own to measure `within` from")
+    if within is not None and first:
+        raise src.error(at("within"), "`within` on the first step has no previous step to measure from")
+    if absent and set(raw) == {"absent"}:
+        raise src.error(where, "an absent step needs at least one predicate saying what must not appear")
+
+    v4, v6 = icmp_sets if icmp_sets is not None else (None, None)
+
+    def pred(e: Event) -> bool:
+        if d is not None and e.dir != d:
+            return False
+        f = e.flags
+        if f & f_all != f_all or f & f_none:
+            return False
+        if f_any and not f & f_any:
+            return False
+        if f_exact >= 0 and f != f_exact:
+            return False
+        if data is not None and (e.plen > 0) != data:
+            return False
+        m = e.marks
+        if m & m_all != m_all or m & m_none:
+            return False
+        if m_any and not m & m_any:
+            return False
+        if payloads is not None and e.payload not in payloads:
+            return False
+        if want_icmp:
+            if e.icmp is None:
+                return False
+            if v4 is not None:
+                # The ICMP sender's address length tells the family; unknown: either table.
+                fam = len(e.icmp_src)
+                if fam == 16:
+                    ok = e.icmp in v6
+                elif fam == 4:
+                    ok = e.icmp in v4
+                else:
+                    ok = e.icmp in v4 or e.icmp in v6
+                if not ok:
+                    return False
+        if idle is not None and e.idle < idle:
+            return False
+        return True
+
+    return Step(pred=pred, absent=absent, within=within, dir=d,
+                need_flags=f_all | max(f_exact, 0), need_marks=m_all, need_icmp=want_icmp,
+                payloads=payloads, where=where)
+
+
+def _side_conditions(src: Source, where: tuple, raw: object) -> list[Callable]:
+    if not isinstance(raw, dict):
+        raise src.error(where, "side conditions are a mapping, e.g. {sent_fin: false}")
+    out: list[Callable] = []
+    for key, value in raw.items():
+        at = where + (key,)
+        if key not in SIDE_CONDITIONS:
+            raise src.error(at, f"unknown side condition {key!r} (known: {', '.join(SIDE_CONDITIONS)})")
+        if key in ("sent_fin", "sent_rst", "sent_syn"):
+            want = _bool(src, at, value)
+            out.append(lambda s, k=key, w=want: getattr(s, k) == w)
+        elif key == "payload_kind":
+            kinds = _payloads(src, at, value)
+            out.append(lambda s, ks=kinds: s.payload_kind in ks)
+        elif key == "state":
+            states = frozenset(_names(src, at, value))
+            out.append(lambda s, st=states: s.state in st)
+        else:
+            cmp = _compare(src, at, value)
+            out.append(lambda s, k=key, c=cmp: c(getattr(s, k)))
+    return out
+
+
+def compile_where(src: Source, where: tuple, raw: object, a_dir: int) -> list[Callable[[Conversation], bool]]:
+    """Compiles `where:` into conversation predicates for one binding of A."""
+    if not isinstance(raw, dict):
+        raise src.error(where, "`where` is a mapping of conditions, e.g. {proto: tcp, handshake: true}")
+    out: list[Callable[[Conversation], bool]] = []
+    for key, value in raw.items():
+        at = where + (key,)
+        if key == "proto":
+            protos = frozenset(_names(src, at, value))
+            if protos - PROTOS:
+                raise src.error(at, f"unknown protocol {sorted(protos - PROTOS)} (known: tcp, udp, icmp)")
+            out.append(lambda c, p=protos: c.proto in p)
+        elif key in ("state", "not_state"):
+            states = frozenset(_names(src, at, value))
+            if states - CONN_STATES:
+                raise src.error(at, f"unknown conn_state {sorted(states - CONN_STATES)} (known: {', '.join(sorted(CONN_STATES))})")
+            if key == "state":
+                out.append(lambda c, s=states: c.state in s)
+            else:
+                out.append(lambda c, s=states: c.state not in s)
+        elif key in ("handshake", "role_inferred"):
+            want = _bool(src, at, value)
+            out.append(lambda c, k=key, w=want: getattr(c, k) == w)
+        elif key == "closed_by":
+            ways = frozenset(_names(src, at, value))
+            out.append(lambda c, w=ways: c.closed_by in w)
+        elif key in ("history_has", "history_lacks"):
+            if not isinstance(value, str) or not value.isalpha():
+                raise src.error(at, "expected Zeek history letters, e.g. \"Dd\"")
+            letters = tuple(value)
+            if key == "history_has":
+                out.append(lambda c, ls=letters: all(x in c.history for x in ls))
+            else:
+                out.append(lambda c, ls=letters: not any(x in c.history for x in ls))
+        elif key in SIDES:
+            side = _side_dir(src, at, key, a_dir)
+            conds = _side_conditions(src, at, value)
+            attr = "client_stats" if side == 0 else "server_stats"
+            out.append(lambda c, a=attr, cs=tuple(conds): all(f(getattr(c, a)) for f in cs))
+        else:
+            raise src.error(at, f"unknown where condition {key!r} (known: {', '.join(k for k in WHERE_CONDITIONS if ' ' not in k)}, A, B, client, server)")
+    return out
+
+
+def compile_pattern(src: Source, where: tuple, raw: dict, a_dir: int, outer_where: list) -> Pattern:
+    """Compiles one `sequence:` (with its `where:` and `until:`) for one binding of A."""
+    seq = raw.get("sequence")
+    if not isinstance(seq, list) or not seq:
+        raise src.error(where + ("sequence",), "`sequence` is a non-empty list of steps")
+    if len(seq) > MAX_STEPS:
+        raise src.error(where + ("sequence",), f"{len(seq)} steps: at most {MAX_STEPS} steps in a sequence")
+    conds = list(outer_where)
+    if "where" in raw:
+        conds += compile_where(src, where + ("where",), raw["where"], a_dir)
+    steps: list[Step] = []
+    seen_positive = False
+    for i, s in enumerate(seq):
+        absent = isinstance(s, dict) and s.get("absent") is True
+        step = compile_step(src, where + ("sequence", i), s, a_dir, first=not seen_positive and not absent)
+        seen_positive = seen_positive or not step.absent
+        steps.append(step)
+    positives = sum(1 for s in steps if not s.absent)
+    if positives == 0:
+        raise src.error(where + ("sequence",), "a sequence needs at least one step that is not `absent`")
+    until = None
+    if "until" in raw:
+        u = raw["until"]
+        if isinstance(u, dict) and "absent" in u:
+            raise src.error(where + ("until", "absent"), "`until` is already a negative step; drop `absent`")
+        until = compile_step(src, where + ("until",), u, a_dir, first=True)
+        if until.within is not None:
+            raise src.error(where + ("until", "within"), "`until` has no time of its own")
+    return Pattern(where=tuple(conds), steps=tuple(steps), until=until, positives=positives)
+
+
+def uses_ab(raw: object) -> bool:
+    """Whether a rule fragment mentions side A or B (if not, one binding of A suffices)."""
+    if isinstance(raw, dict):
+        return any(k in ("A", "B") or (k in ("from", "to", "side") and v in ("A", "B")) or uses_ab(v)
+                   for k, v in raw.items())
+    if isinstance(raw, list):
+        return any(uses_ab(v) for v in raw)
+    return False
+
+
+def _cell(text: str) -> str:
+    return text.replace("|", "\\|")
+
+
+def vocabulary_markdown() -> str:
+    """The rule language reference, generated from the tables the compiler uses."""
+    out = ["# The wsadiag rule language", "",
+           "A rule's `match:` has optional `where:` conditions on the whole conversation and a",
+           "`sequence:` of ordered steps (or `any_of:` a list of such {where, sequence, until}",
+           "alternatives). A and B bind to the two sides of the conversation: both bindings are",
+           "tried unless `match: {A: client}` (or `A: server`) pins A. Steps match packets in",
+           "order; each step after the first is matched after the previous one. `until:` is a",
+           "step that must not occur between the first and the last matched step.", "",
+           "## Step predicates", "", "| predicate | value | meaning |", "|---|---|---|"]
+    out += [f"| `{k}` | {_cell(v)} | {_cell(d)} |" for k, (v, d) in STEP_PREDICATES.items()]
+    out += ["", "## `where:` conditions", "", "| condition | value | meaning |", "|---|---|---|"]
+    out += [f"| `{k}` | {_cell(v)} | {_cell(d)} |" for k, (v, d) in WHERE_CONDITIONS.items()]
+    out += ["", "## Side conditions (under `where: {A: {...}}`)", "", "| condition | value | meaning |", "|---|---|---|"]
+    out += [f"| `{k}` | {_cell(v)} | {_cell(d)} |" for k, (v, d) in SIDE_CONDITIONS.items()]
+    out += ["", "## Packet kinds (`kind:`)", "", "| kind | observation by the flow tracker |", "|---|---|"]
+    for name, bit in MARK_NAMES.items():
+        doc = _MARK_DOCS.get(Mark(bit).name, "")
+        out.append(f"| `{name}` | {doc} |")
+    out += ["", "## Payload kinds (`payload:`, `payload_kind:`)", "", "| kind | meaning |", "|---|---|"]
+    out += [f"| `{k}` | {d} |" for k, d in PAYLOAD_KINDS.items()]
+    out += ["", "## ICMP errors (`icmp:`)", "", "| name | ICMPv4 type/code | ICMPv6 type/code |", "|---|---|---|"]
+    for name, (v4, v6) in ICMP_ERRORS.items():
+        fmt = lambda s: ", ".join(f"{t}/{c}" for t, c in sorted(s)) or "-"  # noqa: E731
+        out.append(f"| `{name}` | {fmt(v4)} | {fmt(v6)} |")
+    for name, members in ICMP_GROUPS.items():
+        out.append(f"| `{name}` | any of {', '.join(members)} | |")
+    out.append(f"| `{ICMP_ANY}` | every ICMP error attached to the conversation | |")
+    out += ["", "## Durations", "",
+            "A number of seconds, or a number with a unit: `ms`, `s`, `m`, `h`, `d` (e.g. `500ms`, `1.5s`, `4m`).",
+            f"At most {MAX_DURATION / 86400:.0f} days.", "",
+            "## Message placeholders", "",
+            "`message:` may use these, substituted by name (no expressions):", ""]
+    from analyzer.rules.engine import PLACEHOLDERS, STEP_FIELDS  # the engine fills them
+    out += [f"- `{{{k}}}`: {d}" for k, d in PLACEHOLDERS.items()]
+    out.append(f"- `{{stepN.FIELD}}` for the N-th matched step (1-based, absent steps not counted), "
+               f"FIELD one of: {', '.join(STEP_FIELDS)}")
+    out.append("")
+    return "\n".join(out)
+
+
+def _mark_docs() -> dict[str, str]:
+    # The comments on Mark's members are the documentation; read them from model.py's source
+    # once, so the vocabulary cannot drift from the tracker's own words.
+    import inspect
+
+    import analyzer.model as model
+    docs: dict[str, str] = {}
+    try:
+        text = inspect.getsource(model.Mark)
+    except (OSError, TypeError):
+        return docs
+    for line in text.splitlines():
+        m = re.match(r"\s*([A-Z_]+)\s*=\s*[^#]*#\s*(.*)$", line)
+        if m:
+            docs[m.group(1)] = m.group(2).strip()
+    return docs
+
+
+_MARK_DOCS = _mark_docs()

@@ -1,0 +1,281 @@
+"""Finds, validates and compiles rule files into a RuleSet; applies --select/--ignore."""
+
+from __future__ import annotations
+
+import functools
+import json
+import re
+from collections.abc import Iterable
+from importlib import resources
+from pathlib import Path
+
+from analyzer.errors import RuleError, UsageError
+from analyzer.rules.engine import ErrorSpec, Rule, RuleSet, check_placeholder, template_names
+from analyzer.rules.language import compile_pattern, compile_where, icmp_names, uses_ab
+from analyzer.rules.source import Source, parse, read
+from analyzer.rules.tables import OPERATIONS
+
+# The sections every rule doc has, in this order (ruff's "what it does / why / example").
+DOC_SECTIONS = ("## What it detects", "## Why it happens", "## What each side sees", "## Example")
+
+_SELECTOR = re.compile(r"^[A-Z]{1,5}[0-9]{0,3}$")
+_REPO_RULES = Path(__file__).resolve().parents[2] / "rules"
+
+
+@functools.cache
+def _validator():
+    try:
+        import jsonschema
+    except ImportError:  # the compiler's own checks still catch every malformed rule
+        return None
+    schema = json.loads(resources.files("analyzer.rules").joinpath("schema.json").read_text("utf-8"))
+    return jsonschema.Draft202012Validator(schema)
+
+
+def _dotted(path: Iterable) -> str:
+    out = ""
+    for p in path:
+        out += f"[{p}]" if isinstance(p, int) else (f".{p}" if out else str(p))
+    return out or "(top level)"
+
+
+def _schema_check(src: Source) -> None:
+    validator = _validator()
+    if validator is None:
+        return
+    errors = list(validator.iter_errors(src.data))
+    if not errors:
+        return
+    err = min(errors, key=lambda e: (src.line(tuple(e.absolute_path)), -len(e.absolute_path)))
+    while err.context:  # oneOf/anyOf: report the branch that got furthest
+        err = max(err.context, key=lambda e: len(e.absolute_path))
+    where = tuple(err.absolute_path)
+    inside_step = any(p in ("sequence", "until") for p in where) and err.validator == "additionalProperties"
+    if err.validator == "additionalProperties" and isinstance(err.instance, dict):
+        known = set(err.schema.get("properties", {}))
+        extra = [k for k in err.instance if k not in known]
+        key = extra[0] if extra else "?"
+        last = where[-1] if where else ""
+        what = ("unknown step predicate" if inside_step and isinstance(last, int) or last == "until"
+                else "unknown where condition" if last == "where"
+                else "unknown key")
+        raise src.error(where + (key,), f"{_dotted(where + (key,))}: {what} {key!r} (known: {', '.join(sorted(known))})")
+    if err.validator == "required":
+        raise src.error(where, f"{_dotted(where)}: {err.message}")
+    raise src.error(where, f"{_dotted(where)}: {err.message}")
+
+
+def _own_checks(src: Source, file_name: str | None) -> None:
+    d = src.data
+    required = ("code", "name", "title", "level", "status", "message", "match", "errors", "cause",
+                "remedy", "confidence", "falsepositives", "references", "samples", "doc")
+    for key in required:
+        if key not in d:
+            raise src.error((), f"missing required key {key!r}")
+    for key in ("code", "name", "title", "message", "cause", "remedy", "doc"):
+        if not isinstance(d[key], str) or not d[key].strip():
+            raise src.error((key,), f"{key} must be non-empty text")
+    if not re.fullmatch(r"[A-Z]{2,5}[0-9]{3}", d["code"]):
+        raise src.error(("code",), f"code {d['code']!r} must be a family prefix and 3 digits, e.g. RST003")
+    if not re.fullmatch(r"[a-z][a-z0-9]*(-[a-z0-9]+)*", d["name"]):
+        raise src.error(("name",), f"name {d['name']!r} must be kebab-case, e.g. stray-ack-after-fin")
+    for key, allowed in (("level", ("error", "warning", "info")), ("status", ("stable", "experimental")),
+                         ("confidence", ("high", "medium", "low"))):
+        if d[key] not in allowed:
+            raise src.error((key,), f"{key} must be one of {', '.join(allowed)}, not {d[key]!r}")
+    if file_name is not None and file_name != f"{d['code']}-{d['name']}.yaml":
+        raise src.error(("code",), f"file is named {file_name!r} but the rule is {d['code']}-{d['name']}.yaml")
+    pos = 0
+    for section in DOC_SECTIONS:
+        found = d["doc"].find(section, pos)
+        if found < 0:
+            raise src.error(("doc",), f"doc lacks the section {section!r} (sections, in order: {', '.join(DOC_SECTIONS)})")
+        pos = found + len(section)
+    for key in ("falsepositives", "references"):
+        if not isinstance(d[key], list) or not all(isinstance(x, str) and x.strip() for x in d[key]):
+            raise src.error((key,), f"{key} must be a list of text")
+    s = d["samples"]
+    if not isinstance(s, dict) or set(s) - {"fires", "silent"}:
+        raise src.error(("samples",), "samples is {fires: [samples/...], silent: [samples/...]}")
+    for key in ("fires", "silent"):
+        v = s.get(key, [])
+        if not isinstance(v, list) or not all(isinstance(x, str) and x.startswith("samples/") for x in v):
+            raise src.error(("samples", key), "sample paths are a list of samples/NAME.pcap")
+    sup = d.get("supersedes", [])
+    if not isinstance(sup, list) or not all(isinstance(x, str) for x in sup):
+        raise src.error(("supersedes",), "supersedes is a list of rule codes")
+
+
+def _errors(src: Source, raw: object, family_ok: bool) -> tuple[ErrorSpec, ...]:
+    from analyzer import winsock  # the socket-error catalogue names the valid Winsock errors
+
+    if not isinstance(raw, list):
+        raise src.error(("errors",), "errors is a list of {side, operation, winsock}")
+    out = []
+    for i, e in enumerate(raw):
+        at = ("errors", i)
+        if not isinstance(e, dict):
+            raise src.error(at, "an error is {side: A, operation: recv, winsock: WSAECONNRESET}")
+        for key in ("side", "operation", "winsock"):
+            if key not in e:
+                raise src.error(at, f"error entry lacks {key!r}")
+        if e["side"] not in ("A", "B", "client", "server"):
+            raise src.error(at + ("side",), f"side must be A, B, client or server, not {e['side']!r}")
+        if e["side"] in ("A", "B") and not family_ok:
+            raise src.error(at + ("side",), "the match pins no A/B binding: name client or server")
+        if e["operation"] not in OPERATIONS:
+            raise src.error(at + ("operation",), f"unknown operation {e['operation']!r} (known: {', '.join(sorted(OPERATIONS))})")
+        name = e["winsock"]
+        if not isinstance(name, str):
+            raise src.error(at + ("winsock",), "winsock is an error name like WSAECONNRESET")
+        try:
+            winsock.lookup(name)
+        except UsageError as exc:
+            raise src.error(at + ("winsock",), f"unknown Winsock error {name!r}: {exc}") from None
+        note = e.get("note", "")
+        if not isinstance(note, str):
+            raise src.error(at + ("note",), "note is text")
+        cond = icmp_names(src, at + ("if_icmp",), e["if_icmp"]) if "if_icmp" in e else None
+        if "if_icmp" in e and cond is None:
+            raise src.error(at + ("if_icmp",), "if_icmp: any is always true; leave it out")
+        out.append(ErrorSpec(e["side"], e["operation"], name, note, cond))
+    return tuple(out)
+
+
+def compile_rule(src: Source, file_name: str | None = None) -> Rule:
+    """Validates a parsed rule file and compiles its match for each binding of A and B."""
+    _schema_check(src)
+    _own_checks(src, file_name)
+    d = src.data
+    m = d["match"]
+    if not isinstance(m, dict):
+        raise src.error(("match",), "match is a mapping with `sequence` (or `any_of`) and optional `where`")
+    if ("sequence" in m) == ("any_of" in m):
+        raise src.error(("match",), "match has either `sequence` or `any_of`, not both and not neither")
+    pin = m.get("A")
+    if pin is not None and pin not in ("client", "server"):
+        raise src.error(("match", "A"), "`A:` pins A to `client` or `server`")
+    body = {k: v for k, v in m.items() if k != "A"}
+    symmetric = uses_ab(body) or uses_ab(d["errors"])
+    dirs = (0 if pin == "client" else 1,) if pin else ((0, 1) if symmetric else (0,))
+    bindings = []
+    for a_dir in dirs:
+        outer = compile_where(src, ("match", "where"), m["where"], a_dir) if "where" in m else []
+        if "any_of" in m:
+            alts = m["any_of"]
+            if not isinstance(alts, list) or not alts or len(alts) > 8:
+                raise src.error(("match", "any_of"), "any_of is a list of 1 to 8 {sequence, where, until}")
+            pats = []
+            for i, alt in enumerate(alts):
+                if not isinstance(alt, dict) or "sequence" not in alt:
+                    raise src.error(("match", "any_of", i), "each alternative has a `sequence`")
+                pats.append(compile_pattern(src, ("match", "any_of", i), alt, a_dir, outer))
+        else:
+            inner = {k: v for k, v in m.items() if k in ("sequence", "until")}
+            pats = [compile_pattern(src, ("match",), inner, a_dir, outer)]
+        bindings.append((a_dir, tuple(pats)))
+    steps = min(p.positives for p in bindings[0][1])
+    for name in template_names(d["message"]):
+        why = check_placeholder(name, steps)
+        if why:
+            raise src.error(("message",), why)
+    errors = _errors(src, d["errors"], symmetric or pin is not None)
+    return Rule(
+        code=d["code"], name=d["name"], title=d["title"].strip(), level=d["level"], status=d["status"],
+        message=d["message"].strip(), doc=d["doc"], cause=d["cause"].strip(), remedy=d["remedy"].strip(),
+        confidence=d["confidence"], falsepositives=tuple(d["falsepositives"]),
+        references=tuple(d["references"]),
+        samples={"fires": tuple(d["samples"].get("fires", ())), "silent": tuple(d["samples"].get("silent", ()))},
+        errors=errors, path=src.path, supersedes=tuple(d.get("supersedes", ())), bindings=tuple(bindings),
+        lines={"code": src.line(("code",)), "supersedes": src.line(("supersedes",))},
+    )
+
+
+def _builtin_files() -> list[tuple[str, str]]:
+    # Installed: the top-level rules/ folder is packaged as analyzer._rules; in a checkout,
+    # read the repository's rules/ folder directly.
+    try:
+        root = resources.files("analyzer._rules")
+        files = [(f"rules/{p.name}", p.read_text("utf-8")) for p in root.iterdir() if p.name.endswith(".yaml")]
+        if files:
+            return files
+    except (ModuleNotFoundError, FileNotFoundError, NotADirectoryError):
+        pass
+    if not _REPO_RULES.is_dir():
+        return []
+    return [(f"rules/{p.name}", p.read_text("utf-8")) for p in sorted(_REPO_RULES.glob("*.yaml"))]
+
+
+@functools.cache
+def builtin_rules() -> tuple[Rule, ...]:
+    """The rules shipped with wsadiag, compiled once per process."""
+    out = []
+    for shown, text in sorted(_builtin_files()):
+        out.append(compile_rule(parse(text, shown), shown.rsplit("/", 1)[-1]))
+    return tuple(out)
+
+
+def _extra_files(dirs: Iterable[str | Path]) -> list[Path]:
+    files: list[Path] = []
+    for d in dirs:
+        p = Path(d)
+        if p.is_dir():
+            files += sorted(p.glob("*.yaml")) + sorted(p.glob("*.yml"))
+        elif p.is_file():
+            files.append(p)
+        else:
+            raise UsageError(f"rule directory not found: {d}", hint="--rules takes a folder of *.yaml rule files")
+    return files
+
+
+def _selected(code: str, select: list[str], ignore: list[str]) -> bool:
+    # Like ruff: the most specific selector (longest prefix) decides; select wins a tie.
+    best_sel = max((len(s) for s in select if code.startswith(s)), default=-1)
+    best_ign = max((len(s) for s in ignore if code.startswith(s)), default=-1)
+    return best_sel >= 0 and best_sel >= best_ign
+
+
+def _selectors(raw: Iterable[str], codes: list[str], option: str) -> list[str]:
+    out = []
+    for token in raw:
+        for part in str(token).split(","):
+            s = part.strip().upper()
+            if not s:
+                continue
+            if s == "ALL":
+                out.append("")
+                continue
+            if not _SELECTOR.match(s) or not any(c.startswith(s) for c in codes):
+                raise UsageError(f"{option}: unknown rule code or prefix {part.strip()!r}",
+                                 hint="`wsadiag rules` lists the rule codes")
+            out.append(s)
+    return out
+
+
+def load_rules(extra_dirs: Iterable[str | Path] = (), select: Iterable[str] = (),
+               ignore: Iterable[str] = ()) -> RuleSet:
+    """The built-in rules plus every *.yaml in extra_dirs, filtered by select/ignore codes or prefixes."""
+    rules = list(builtin_rules())
+    for path in _extra_files(extra_dirs):
+        rules.append(compile_rule(read(path), path.name))
+    seen: dict[str, Rule] = {}
+    names: dict[str, Rule] = {}
+    for r in rules:
+        if r.code in seen:
+            raise RuleError(f"{r.path}:{_code_line(r)}: duplicate rule code {r.code} (also in {seen[r.code].path})")
+        if r.name in names:
+            raise RuleError(f"{r.path}:{_code_line(r)}: duplicate rule name {r.name} (also {names[r.name].code} in {names[r.name].path})")
+        seen[r.code] = r
+        names[r.name] = r
+    for r in rules:
+        for code in r.supersedes:
+            if code not in seen:
+                raise RuleError(f"{r.path}:{_code_line(r, 'supersedes')}: supersedes unknown rule {code}")
+    codes = sorted(seen)
+    sel = _selectors(select, codes, "--select") or [""]
+    ign = _selectors(ignore, codes, "--ignore")
+    return RuleSet([r for r in rules if _selected(r.code, sel, ign)])
+
+
+def _code_line(rule: Rule, key: str = "code") -> int:
+    return rule.lines.get(key, rule.lines.get("code", 1))
