@@ -640,8 +640,11 @@ def icmp_name(family: int, type: int, code: int) -> str:
     if name is not None:
         return name
     kind = ICMP_NAMES.get((family, type, None))
-    proto = "ICMP" if family == 4 else "ICMPv6"
-    return f"{kind} (code {code})" if kind else f"{proto} type {type} code {code}"
+    if kind is None:
+        return f"{'ICMP' if family == 4 else 'ICMPv6'} type {type} code {code}"
+    if code == 0 and not any(f == family and t == type and c is not None for f, t, c in ICMP_NAMES):
+        return kind  # a type without named codes (echo, source quench, packet too big)
+    return f"{kind} (code {code})"
 
 
 def _linux_icmp(family: int, type: int, code: int) -> tuple[str, bool] | None:
