@@ -1,0 +1,66 @@
+"""A progress bar on stderr for captures that take more than a moment to read.
+
+Shown only when stderr is a terminal (never in pipes, CI logs or tests), and only once a capture
+has taken longer than `delay` seconds, so small captures print nothing. Drawn with rich (already a
+dependency of the environment; it handles terminal width and redraw). The caller reports bytes
+consumed per read chunk, not per packet: one time check per call keeps the hot path plain.
+
+    with CaptureProgress("big.pcap", total=os.path.getsize("big.pcap")) as bar:
+        for chunk in ...: bar.update(bytes_so_far)
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from typing import IO
+
+from analyzer.report.common import clean
+
+
+class CaptureProgress:
+    """Context manager that draws a transient bar for one capture once it runs past `delay`."""
+
+    def __init__(self, label: str, total: int | None = None, stream: IO[str] | None = None,
+                 delay: float = 0.5, enabled: bool | None = None) -> None:
+        self.stream = stream if stream is not None else sys.stderr
+        isatty = getattr(self.stream, "isatty", None)
+        self.enabled = enabled if enabled is not None else bool(isatty and isatty())
+        self.label = clean(label)  # a file name from the user: no control sequences to the terminal
+        self.total = total if total and total > 0 else None
+        self.delay = delay
+        self._start = time.monotonic()
+        self._progress = None  # rich.progress.Progress once shown
+        self._task = None
+        self.shown = False
+
+    def __enter__(self) -> CaptureProgress:
+        self._start = time.monotonic()
+        return self
+
+    def _show(self) -> None:
+        from rich.console import Console
+        from rich.markup import escape
+        from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn
+
+        console = Console(file=self.stream, stderr=self.stream is sys.stderr)
+        self._progress = Progress(TextColumn("{task.description}"), BarColumn(), DownloadColumn(),
+                                  TimeRemainingColumn(), console=console, transient=True)
+        self._progress.start()
+        self._task = self._progress.add_task(escape(self.label), total=self.total)
+        self.shown = True
+
+    def update(self, done: int) -> None:
+        """Report `done` bytes consumed so far."""
+        if not self.enabled:
+            return
+        if self._progress is None:
+            if time.monotonic() - self._start < self.delay:
+                return
+            self._show()
+        self._progress.update(self._task, completed=done)
+
+    def __exit__(self, *exc: object) -> None:
+        if self._progress is not None:
+            self._progress.stop()
+            self._progress = None
