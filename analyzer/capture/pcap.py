@@ -26,8 +26,10 @@ def record_limit(snaplen: int) -> int:
 def walk_pcap(cap: Capture, buf: bytes, order: str, units: int, linktype: int, snaplen: int) -> Iterator[Frame]:
     """Yield the frames of a pcap stream whose first bytes (global header included) are `buf`.
 
-    Timestamps whose fraction is not below one second (`units`) are still yielded, computed
-    as seconds + fraction/units (so they spill into the next seconds), and reported once.
+    A record whose timestamp fraction is not below one second (`units`) is still yielded,
+    with the fraction dropped: seconds + fraction would jump minutes ahead (a 2^31 µs
+    fraction is 35 minutes) and fake idle gaps, while the seconds field is usually sound.
+    The first such record is reported ("bad-timestamp").
     """
     unpack = struct.Struct(order + "IIII").unpack_from
     read = cap._source.read
@@ -96,10 +98,10 @@ def walk_pcap(cap: Capture, buf: bytes, order: str, units: int, linktype: int, s
                 cap._warn(
                     "bad-timestamp",
                     f"frame {n} has a timestamp fraction of {frac} (must be below {units}); "
-                    "such timestamps are used as seconds + fraction and may be out of order",
+                    "such timestamps are taken as whole seconds",
                     n,
                 )
-            yield new(F, (n, sec + frac / units, incl, orig, linktype, buf[pos + hlen : nxt]))
+            yield new(F, (n, float(sec), incl, orig, linktype, buf[pos + hlen : nxt]))
             pos = nxt
     finally:
         cap._finish(n)
