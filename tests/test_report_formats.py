@@ -354,3 +354,10 @@ def test_github_escaping() -> None:
     out = render("github", rc.hostile_case(), OPTS)
     assert all(line.startswith("::") for line in out.splitlines())  # no line a capture string started
     assert "\x1b" not in out and "\x07" not in out
+
+
+def test_ladder_names_a_long_silence() -> None:
+    out = render("text", rc.warnings_case(), OPTS)
+    lines = out.splitlines()
+    idle = next(i for i, line in enumerate(lines) if "idle 350.0s" in line)
+    assert " 5 " in lines[idle - 1] and " 7 " in lines[idle + 1]  # between the last data and the late send

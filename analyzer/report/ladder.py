@@ -68,6 +68,9 @@ def packet_label(conv: Conversation, ev: Event) -> str:
     return " ".join(parts)
 
 
+IDLE_SHOWN = 1.0  # seconds of silence between two adjacent packets worth a row of its own
+
+
 def _gap_label(n: int) -> str:
     return f"\u2026 {n} packet{'s' if n != 1 else ''} \u2026"
 
@@ -108,9 +111,11 @@ def ladder_rows(conv: Conversation, finding: Finding | None, context: int = 4, m
     previous = -1
     for i in keep:
         gap = skipped_between(previous, i)
+        ev = timeline[i]
         if gap:
             rows.append(LadderRow("gap", label=_gap_label(gap), skipped=gap))
-        ev = timeline[i]
+        elif previous >= 0 and ev.ts - timeline[previous].ts >= IDLE_SHOWN:
+            rows.append(LadderRow("gap", label=f"idle {ev.ts - timeline[previous].ts:.1f}s"))
         rows.append(LadderRow("packet", event=ev, culprit=ev.frame in evidence,
                               label=packet_label(conv, ev), offset=ev.ts - conv.start))
         previous = i
