@@ -45,6 +45,9 @@ PLACEHOLDERS: dict[str, str] = {
 }
 STEP_FIELDS = ("frame", "time", "idle", "flags", "plen", "seq", "ack", "win", "ttl", "ip_id",
                "payload", "icmp", "sender")
+# `winsock: from-icmp`: the error Windows reports for the ICMP error in the evidence, looked up
+# in the socket-error catalogue's ICMP table rather than repeated in rule files.
+FROM_ICMP = "from-icmp"
 _PLACEHOLDER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_]+)?)\}")
 _STEP_REF = re.compile(r"^step([1-9][0-9]?)\.([a-z_]+)$")
 
@@ -333,7 +336,17 @@ def _finding(rule: Rule, conv: Conversation, a_dir: int, chain: list[int],
             if not ((fam != 16 and icmp_ev.icmp in v4) or (fam != 4 and icmp_ev.icmp in v6)):
                 continue
         d = _side(spec.side, a_dir)
-        seen = winsock.seen("client" if d == 0 else "server", str(ends[d]), spec.operation, spec.winsock)
+        name = spec.winsock
+        if name == FROM_ICMP:
+            if icmp_ev is None or icmp_ev.icmp is None:
+                continue
+            family = 6 if ":" in conv.client.addr else 4
+            transport = "udp" if conv.proto == "udp" else "tcp"
+            phase = "established" if conv.handshake else "connect"
+            name = winsock.icmp_error(family, icmp_ev.icmp[0], icmp_ev.icmp[1], transport, "windows", phase)
+            if name is None:
+                continue
+        seen = winsock.seen("client" if d == 0 else "server", str(ends[d]), spec.operation, name)
         if spec.note:
             seen = dataclasses.replace(seen, note=spec.note)
         errors.append(seen)

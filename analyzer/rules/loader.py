@@ -10,7 +10,7 @@ from importlib import resources
 from pathlib import Path
 
 from analyzer.errors import RuleError, UsageError
-from analyzer.rules.engine import ErrorSpec, Rule, RuleSet, check_placeholder, template_names
+from analyzer.rules.engine import FROM_ICMP, ErrorSpec, Rule, RuleSet, check_placeholder, template_names
 from analyzer.rules.language import compile_pattern, compile_where, icmp_names, uses_ab
 from analyzer.rules.source import Source, parse, read
 from analyzer.rules.tables import OPERATIONS
@@ -129,7 +129,8 @@ def _errors(src: Source, raw: object, family_ok: bool) -> tuple[ErrorSpec, ...]:
         if not isinstance(name, str):
             raise src.error(at + ("winsock",), "winsock is an error name like WSAECONNRESET")
         try:
-            winsock.lookup(name)
+            if name != FROM_ICMP:
+                winsock.lookup(name)
         except UsageError as exc:
             raise src.error(at + ("winsock",), f"unknown Winsock error {name!r}: {exc}") from None
         note = e.get("note", "")

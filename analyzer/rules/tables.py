@@ -44,17 +44,8 @@ ICMP_GROUPS: dict[str, tuple[str, ...]] = {
 }
 ICMP_ANY = "any"
 
-# What the flow tracker's payload sniff calls a segment's payload (Event.payload).
-PAYLOAD_KINDS: dict[str, str] = {
-    "tls-client-hello": "a TLS handshake record carrying a ClientHello",
-    "tls-server-hello": "a TLS handshake record carrying a ServerHello",
-    "tls-alert": "a TLS alert record",
-    "tls": "any other TLS record",
-    "tds-prelogin": "a TDS (SQL Server) PRELOGIN message",
-    "tds": "any other TDS message",
-    "http-request": "an HTTP/1.x request line",
-    "http-response": "an HTTP/1.x status line",
-}
+# What the flow tracker's payload sniff calls a segment's payload (Event.payload): its own table.
+from analyzer.flows.sniff import PAYLOAD_KINDS  # noqa: E402,F401
 
 # Zeek conn_state values (Zeek base/protocols/conn/main.zeek, conn_state field doc).
 CONN_STATES = frozenset({
