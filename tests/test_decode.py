@@ -345,3 +345,10 @@ def test_corrupted_real_looking_frames_never_raise(name, flips) -> None:
     pkt = dec.decode(frame)
     assert "decode-error" not in dec.counts()
     assert pkt == Decoder().decode_general(frame)
+
+
+@pytest.mark.parametrize("wrap", [lambda seg: eth(0x0800, ipv4(6, seg)), lambda seg: eth(0x86DD, ipv6(6, seg))],
+                         ids=["ipv4", "ipv6"])
+def test_the_usual_nop_nop_timestamp_block(wrap) -> None:
+    pkt = decode(wrap(tcp(flags=ACK, opts=bytes.fromhex("0101080a0000000100000002"), payload=b"ok")))
+    assert (pkt.tcp_opts, pkt.plen, pkt.payload) == (OPT_TIMESTAMP, 2, b"ok")

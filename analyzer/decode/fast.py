@@ -42,6 +42,7 @@ _PORTS_SEQ = Struct("!HHI")
 _U16 = Struct("!H")
 _TLV_LE = Struct("<HH")
 _TLV_BE = Struct(">HH")
+_NOP_NOP_TS = b"\x01\x01\x08\x0a"  # the usual 12-byte option block: NOP, NOP, timestamp
 _new = tuple.__new__  # builds a Packet without a Python-level __new__ call
 
 _OPT_BITS = {
@@ -117,6 +118,8 @@ class Decoder:
             except Exception:
                 return self._general(frame)
             if etype != 0x0800 or vihl != 0x45 or frag & _IP4_FRAG_MASK:
+                if etype == 0x86DD:
+                    return self._fast_ip6(frame, number, ts, data)
                 return self._general(frame)
             if proto == 6:
                 if tot < 40:
@@ -129,7 +132,12 @@ class Decoder:
                 plen = tot - 20 - thl
                 if thl < 20 or plen < 0 or 34 + thl > len(data):
                     return self._general(frame)
-                opts = tcp_option_bits(data, 54, 34 + thl) if thl > 20 else 0
+                if thl == 20:
+                    opts = 0
+                elif thl == 32 and data[54:58] == _NOP_NOP_TS:
+                    opts = OPT_TIMESTAMP  # what Linux and BSD put on every segment after the SYN
+                else:
+                    opts = tcp_option_bits(data, 54, 34 + thl)
                 if plen:
                     start = 34 + thl
                     payload = data[start:start + (plen if plen < _HEAD else _HEAD)]
@@ -148,6 +156,49 @@ class Decoder:
                 payload = data[42:42 + (plen if plen < _HEAD else _HEAD)] if plen else b""
                 return _new(Packet, (number, ts, 4, src, dst, 17, sport, dport, ttl, ip_id, 0,
                                      0, 0, 0, plen, payload, -1, 0, None, 0, None))
+        return self._general(frame)
+
+    def _fast_ip6(self, frame: Frame, number: int, ts: float, data: bytes) -> Packet | None:
+        """Fast path for untagged Ethernet + IPv6 without extension headers + TCP/UDP."""
+        try:
+            vc, plen6, nxt, hlim, src, dst = _IP6.unpack_from(data, 14)
+        except Exception:
+            return self._general(frame)
+        if vc >> 4 != 6:
+            return self._general(frame)
+        if nxt == 6:
+            try:
+                sport, dport, seq, ack, doff, flags, win = _TCP.unpack_from(data, 54)
+            except Exception:
+                return self._general(frame)
+            thl = (doff >> 4) << 2
+            plen = plen6 - thl
+            if thl < 20 or plen < 0 or 54 + thl > len(data):
+                return self._general(frame)
+            if thl == 20:
+                opts = 0
+            elif thl == 32 and data[74:78] == _NOP_NOP_TS:
+                opts = OPT_TIMESTAMP
+            else:
+                opts = tcp_option_bits(data, 74, 54 + thl)
+            if plen:
+                start = 54 + thl
+                payload = data[start:start + (plen if plen < _HEAD else _HEAD)]
+            else:
+                payload = b""
+            return _new(Packet, (number, ts, 6, src, dst, 6, sport, dport, hlim, -1, flags,
+                                 seq, ack, win, plen, payload, -1, 0, None, opts, None))
+        if nxt == 17:
+            plen = plen6 - 8
+            if plen < 0 or len(data) < 62:
+                return self._general(frame)
+            sport, dport = _PORTS.unpack_from(data, 54)
+            if sport == F.TEREDO_PORT or dport == F.TEREDO_PORT or dport == F.VXLAN_PORT or (
+                    plen >= 40 and len(data) > 62 and (data[62] >> 4 == 6 or data[62] == 0)):
+                return self._general(frame)
+            payload = data[62:62 + (plen if plen < _HEAD else _HEAD)] if plen else b""
+            return _new(Packet, (number, ts, 6, src, dst, 17, sport, dport, hlim, -1, 0,
+                                 0, 0, 0, plen, payload, -1, 0, None, 0, None))
         return self._general(frame)
 
     def decode_general(self, frame: Frame) -> Packet | None:
