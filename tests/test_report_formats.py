@@ -361,3 +361,15 @@ def test_ladder_names_a_long_silence() -> None:
     lines = out.splitlines()
     idle = next(i for i, line in enumerate(lines) if "idle 350.0s" in line)
     assert " 5 " in lines[idle - 1] and " 7 " in lines[idle + 1]  # between the last data and the late send
+
+
+def test_counts_include_conversations_not_kept() -> None:
+    # `wsadiag analyze` keeps only conversations with findings; the totals must still count all
+    case = rc.rst003_case()
+    case[0].conversation_count = 40
+    case[0].conversations = [c for c in case[0].conversations if c.id in (1, 3)]
+    assert "40 conversations" in render("text", case, OPTS)
+    junit = ET.fromstring(render("junit", case, OPTS))
+    assert [c.get("name") for c in junit.iter("testcase") if c.find("failure") is None] == [
+        "38 conversations without findings at or above warning"]
+    assert to_json_document(case)["captures"][0]["conversation_count"] == 40

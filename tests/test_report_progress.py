@@ -29,9 +29,16 @@ def test_silent_for_a_quick_capture() -> None:
 
 def test_shown_on_a_terminal_after_the_delay() -> None:
     stream = _Tty()
-    with CaptureProgress("big\x1b[2J.pcap", total=1000, stream=stream, delay=0.01) as bar:
+    with CaptureProgress("big\x1b[2J.pcap", stream=stream, delay=0.01) as bar:
         time.sleep(0.02)
         bar.update(500)
         assert bar.shown
     out = stream.getvalue()
     assert "big" in out and "\x1b[2J" not in out  # the file name is escaped, not executed
+
+
+def test_counts_frames_without_a_total() -> None:
+    stream = _Tty()
+    with CaptureProgress("big.pcap", stream=stream, delay=0) as bar:
+        bar.update(131072)
+    assert "131,072 frames" in stream.getvalue()

@@ -43,6 +43,11 @@ def findings_by_conversation(result: CaptureResult) -> dict[int, list[Finding]]:
     return groups
 
 
+def conversation_total(result: CaptureResult) -> int:
+    """All conversations the capture held: `conversations` may keep only those with findings."""
+    return max(result.conversation_count, len(result.conversations))
+
+
 def plural(n: int, word: str, many: str | None = None) -> str:
     """'1 error', '2 errors' ('info' stays 'info')."""
     return f"{n} {word if n == 1 else (many or word + 's')}"
@@ -51,7 +56,7 @@ def plural(n: int, word: str, many: str | None = None) -> str:
 def summary_line(results: list[CaptureResult]) -> str:
     """One line a user reads last: counts per level, captures and conversations."""
     counts = summary_counts(results)
-    convs = sum(len(r.conversations) for r in results)
+    convs = sum(conversation_total(r) for r in results)
     failed = sum(1 for r in results if r.error)
     line = (f"{plural(counts['errors'], 'error')}, {plural(counts['warnings'], 'warning')}, "
             f"{counts['info']} info in {plural(len(results), 'capture')} ({plural(convs, 'conversation')})")

@@ -14,6 +14,7 @@ import jinja2
 from analyzer.model import CaptureResult
 from analyzer.report.common import (
     clean,
+    conversation_total,
     conversations_by_id,
     display_path,
     findings_by_conversation,
@@ -55,7 +56,8 @@ def _capture_view(result: CaptureResult, index: int, opts: ReportOptions) -> dic
                 ladder = svg_ladder(conv, ladder_rows(conv, f, opts.ladder_context, opts.ladder_max_rows))
             findings.append({"f": f, "conv": conv, "ladder": ladder, "anchor": f"c{index}-f{conv_id}-{n}"})
     return {"r": result, "name": display_path(result.path), "findings": findings,
-            "counts": summary_counts([result]), "anchor": f"c{index}"}
+            "counts": summary_counts([result]), "anchor": f"c{index}",
+            "total": conversation_total(result)}
 
 
 def render_html(results: list[CaptureResult], opts: ReportOptions) -> str:

@@ -6,7 +6,7 @@ import json
 from typing import Any
 
 from analyzer.model import CaptureResult, Conversation, Finding, SocketErrorSeen
-from analyzer.report.common import conversations_by_id, summary_counts
+from analyzer.report.common import conversation_total, conversations_by_id, summary_counts
 from analyzer.report.options import ReportOptions
 
 JSON_VERSION = 1  # bump when a field of the contract is renamed or removed
@@ -76,6 +76,8 @@ def capture_dict(result: CaptureResult, opts: ReportOptions) -> dict[str, Any]:
         "packets": result.packets,
         "warnings": [{"code": w.code, "message": w.message, "frame": w.frame} for w in result.warnings],
         "conversations": [conversation_dict(c) for c in result.conversations],
+        # every conversation seen; `conversations` may list only those with findings (wsadiag analyze)
+        "conversation_count": conversation_total(result),
     }
     if not opts.conversations_only:
         out["findings"] = [finding_dict(f) for f in result.findings]

@@ -14,6 +14,7 @@ from analyzer.report.common import (
     at_or_above,
     clean,
     clean_block,
+    conversation_total,
     conversations_by_id,
     display_path,
     findings_by_conversation,
@@ -70,7 +71,7 @@ def render_junit(results: list[CaptureResult], opts: ReportOptions) -> str:
                 _el(case, "failure", "\n".join(body), message=f"{first.rule} {first.title}", type=first.rule)
                 tests += 1
                 failures += 1
-            healthy = len(result.conversations) - len(failing)
+            healthy = conversation_total(result) - len(failing)
             if healthy or not failing:
                 tests += 1
                 noun = f"{healthy} conversation{'s' if healthy != 1 else ''}"

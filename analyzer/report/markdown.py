@@ -13,6 +13,7 @@ import re
 from analyzer.model import CaptureResult, Conversation, Finding
 from analyzer.report.common import (
     clean,
+    conversation_total,
     conversations_by_id,
     display_path,
     findings_by_conversation,
@@ -64,7 +65,7 @@ def _summary_table(results: list[CaptureResult]) -> list[str]:
     for r in results:
         c = summary_counts([r])
         fmt = md(r.format) if not r.error else "**cannot read**: " + md(r.error)
-        lines.append(f"| {md(display_path(r.path))} | {fmt} | {r.packets} | {len(r.conversations)} | "
+        lines.append(f"| {md(display_path(r.path))} | {fmt} | {r.packets} | {conversation_total(r)} | "
                      f"{c['errors']} | {c['warnings']} | {c['info']} |")
     return lines
 

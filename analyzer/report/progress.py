@@ -2,11 +2,11 @@
 
 Shown only when stderr is a terminal (never in pipes, CI logs or tests), and only once a capture
 has taken longer than `delay` seconds, so small captures print nothing. Drawn with rich (already a
-dependency of the environment; it handles terminal width and redraw). The caller reports bytes
-consumed per read chunk, not per packet: one time check per call keeps the hot path plain.
+dependency of the environment; it handles terminal width and redraw). The caller reports progress
+every so many frames (the pipeline: every 65536), not per packet, so the hot path stays plain.
 
-    with CaptureProgress("big.pcap", total=os.path.getsize("big.pcap")) as bar:
-        for chunk in ...: bar.update(bytes_so_far)
+    with CaptureProgress("big.pcap") as bar:
+        analyze_capture(path, rules, progress=bar.update)   # bar.update(frames_so_far)
 """
 
 from __future__ import annotations
@@ -22,13 +22,14 @@ class CaptureProgress:
     """Context manager that draws a transient bar for one capture once it runs past `delay`."""
 
     def __init__(self, label: str, total: int | None = None, stream: IO[str] | None = None,
-                 delay: float = 0.5, enabled: bool | None = None) -> None:
+                 delay: float = 0.5, enabled: bool | None = None, unit: str = "frames") -> None:
         self.stream = stream if stream is not None else sys.stderr
         isatty = getattr(self.stream, "isatty", None)
         self.enabled = enabled if enabled is not None else bool(isatty and isatty())
         self.label = clean(label)  # a file name from the user: no control sequences to the terminal
         self.total = total if total and total > 0 else None
         self.delay = delay
+        self.unit = unit
         self._start = time.monotonic()
         self._progress = None  # rich.progress.Progress once shown
         self._task = None
@@ -41,17 +42,19 @@ class CaptureProgress:
     def _show(self) -> None:
         from rich.console import Console
         from rich.markup import escape
-        from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn
+        from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
         console = Console(file=self.stream, stderr=self.stream is sys.stderr)
-        self._progress = Progress(TextColumn("{task.description}"), BarColumn(), DownloadColumn(),
-                                  TimeRemainingColumn(), console=console, transient=True)
+        # without a total the bar pulses: a pcap's frame count is unknown until it is read
+        self._progress = Progress(TextColumn("{task.description}"), BarColumn(),
+                                  TextColumn("{task.completed:,} " + escape(self.unit)), TimeElapsedColumn(),
+                                  console=console, transient=True)
         self._progress.start()
         self._task = self._progress.add_task(escape(self.label), total=self.total)
         self.shown = True
 
     def update(self, done: int) -> None:
-        """Report `done` bytes consumed so far."""
+        """Report `done` units (frames) handled so far."""
         if not self.enabled:
             return
         if self._progress is None:

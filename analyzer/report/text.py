@@ -10,6 +10,7 @@ from analyzer.model import CaptureResult, Conversation, Finding
 from analyzer.report.common import (
     clean,
     clean_block,
+    conversation_total,
     conversations_by_id,
     display_path,
     findings_by_conversation,
@@ -96,7 +97,7 @@ def _capture_head(result: CaptureResult, paint: _Painter) -> list[str]:
         return [f"{paint('bold', name)}: {paint('error', 'cannot read')}: {clean(result.error)}"]
     linktypes = ",".join(clean(t) for t in result.linktypes) or "?"
     lines = [f"{paint('bold', name)}: {clean(result.format) or '?'} {linktypes}, {result.packets} packets, "
-             f"{plural(len(result.conversations), 'conversation')}"]
+             f"{plural(conversation_total(result), 'conversation')}"]
     for w in result.warnings:
         where = f" (frame {w.frame})" if w.frame is not None else ""
         lines.append(f"  {paint('warning', 'capture warning')} {clean(w.code)}{where}: {clean(w.message)}")
