@@ -11,7 +11,7 @@ from pathlib import Path
 
 from analyzer.errors import RuleError, UsageError
 from analyzer.rules.engine import FROM_ICMP, ErrorSpec, Rule, RuleSet, check_placeholder, template_names
-from analyzer.rules.language import compile_pattern, compile_where, icmp_names, uses_ab
+from analyzer.rules.language import MAX_STEPS, compile_pattern, compile_where, icmp_names, uses_ab
 from analyzer.rules.source import Source, parse, read
 from analyzer.rules.tables import OPERATIONS
 
@@ -39,7 +39,23 @@ def _dotted(path: Iterable) -> str:
     return out or "(top level)"
 
 
+def _size_check(src: Source) -> None:
+    # Before the schema walks them: a sequence far past the limit is refused at once.
+    m = src.data.get("match")
+    if not isinstance(m, dict):
+        return
+    places = [(("match", "sequence"), m.get("sequence"))]
+    alts = m.get("any_of")
+    if isinstance(alts, list):
+        places += [(("match", "any_of", i, "sequence"), a.get("sequence")) for i, a in enumerate(alts[:64])
+                   if isinstance(a, dict)]
+    for where, seq in places:
+        if isinstance(seq, list) and len(seq) > MAX_STEPS:
+            raise src.error(where, f"{_dotted(where)}: {len(seq)} steps; at most {MAX_STEPS} allowed")
+
+
 def _schema_check(src: Source) -> None:
+    _size_check(src)
     validator = _validator()
     if validator is None:
         return
@@ -60,9 +76,12 @@ def _schema_check(src: Source) -> None:
                 else "unknown where condition" if last == "where"
                 else "unknown key")
         raise src.error(where + (key,), f"{_dotted(where + (key,))}: {what} {key!r} (known: {', '.join(sorted(known))})")
-    if err.validator == "required":
-        raise src.error(where, f"{_dotted(where)}: {err.message}")
-    raise src.error(where, f"{_dotted(where)}: {err.message}")
+    if err.validator in ("maxItems", "minItems") and isinstance(err.instance, list):
+        what = "steps" if where and where[-1] == "sequence" else "items"
+        bound = "at most" if err.validator == "maxItems" else "at least"
+        raise src.error(where, f"{_dotted(where)}: {len(err.instance)} {what}; {bound} {err.validator_value} allowed")
+    message = err.message if len(err.message) <= 200 else err.message[:200] + "..."
+    raise src.error(where, f"{_dotted(where)}: {message}")
 
 
 def _own_checks(src: Source, file_name: str | None) -> None:

@@ -9,7 +9,10 @@ import yaml
 
 from analyzer.errors import RuleError
 
-MAX_RULE_BYTES = 256 * 1024  # a rule is a page of YAML; anything bigger is not a rule file
+MAX_RULE_BYTES = 64 * 1024  # a rule is a page of YAML; anything bigger is not a rule file
+
+# libyaml's parser when PyYAML has it (same safe constructors, ~20x faster on big input).
+_Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,7 +41,7 @@ class Source:
 def _reject_aliases(text: str, path: str) -> None:
     # Rule files need no anchors; refusing aliases keeps a small file from expanding into an
     # exponential tree that validation would then walk.
-    for event in yaml.parse(text, Loader=yaml.SafeLoader):
+    for event in yaml.parse(text, Loader=_Loader):
         if isinstance(event, yaml.AliasEvent):
             raise RuleError(f"{path}:{event.start_mark.line + 1}: YAML aliases (*name) are not allowed in rule files")
 
@@ -68,7 +71,7 @@ def parse(text: str, path: str) -> Source:
         raise RuleError(f"{path}:1: file is larger than {MAX_RULE_BYTES // 1024} KiB; a rule file is one rule")
     try:
         _reject_aliases(text, path)
-        loader = yaml.SafeLoader(text)
+        loader = _Loader(text)
         try:
             node = loader.get_single_node()
             lines: dict[tuple, int] = {}
