@@ -1,0 +1,167 @@
+"""The scapy-crafted samples: patterns that no Linux stack in a namespace produces on demand.
+
+Every session is seen from a capture on the client's host. Initial TTLs: Windows 128, Linux 64;
+a server N hops away arrives with its initial TTL less N.
+"""
+
+from __future__ import annotations
+
+from .craft import End, Session, http_request, http_response
+
+CLIENT_MAC, GATEWAY_MAC = "02:00:5e:10:00:33", "02:00:5e:10:00:01"
+CLIENT_IP, SERVER_IP = "192.0.2.33", "203.0.113.80"
+
+
+def windows_client(port: int = 49732) -> End:
+    return End(CLIENT_MAC, CLIENT_IP, port, ttl=128, ipid=0x3A10, isn=0x5C3B1A20, ts_base=28411203)
+
+
+def linux_client(port: int = 41874) -> End:
+    return End(CLIENT_MAC, CLIENT_IP, port, ttl=64, ipid=0x9E21, isn=0x1F00D1E5, ts_base=3561120044)
+
+
+def linux_server(port: int = 80, hops: int = 12) -> End:
+    return End(GATEWAY_MAC, SERVER_IP, port, ttl=64 - hops, ipid=0x5D03, isn=0xA4B1C000, ts_base=912345678)
+
+
+def windows_server(port: int = 80, hops: int = 8) -> End:
+    return End(GATEWAY_MAC, SERVER_IP, port, ttl=128 - hops, ipid=0x11F0, isn=0x73E2A901, ts_base=15500321)
+
+
+RTT = 0.024
+
+
+def exchange(s: Session, path: str = "/", size: int = 2400) -> None:
+    """One request and its response, each acknowledged."""
+    s.data("client", http_request(path), dt=0.002, ack_after=RTT / 2)
+    s.data("server", http_response(size), dt=0.004, ack_after=0.0004)
+
+
+def fin_close(s: Session, first: str = "client") -> None:
+    """A clean close: FIN from FIRST, its ACK, the peer's FIN, the last ACK."""
+    other = "server" if first == "client" else "client"
+    s.seg(first, "FA", dt=0.05)
+    s.seg(other, "A", dt=RTT / 2)
+    s.seg(other, "FA", dt=0.003)
+    s.seg(first, "A", dt=RTT / 2)
+
+
+def register(sample, fires) -> None:
+    """Add the crafted samples to make_samples.py's registry."""
+
+    @sample("rst003-stray-ack-after-fin", "scapy",
+            "A Windows client closes first (FIN), the server answers with its FIN, the client ACKs "
+            "it and then sends a duplicate ACK; the server, already closed, answers RST (KB Q152474).",
+            expect=[fires("RST003")], ext=".pcapng")
+    def rst003(path):
+        s = Session(windows_client(), linux_server())
+        s.handshake(RTT)
+        exchange(s)
+        fin_close(s, "client")
+        last = s.packets[-1]
+        # The duplicate: same seq and ack as the last ACK, 200 ms later.
+        s.seg("client", "A", dt=0.2, seq=last["TCP"].seq, ack=last["TCP"].ack)
+        # No connection left at the server: RFC 793 reset takes its seq from the segment's ACK field.
+        s.seg("server", "R", dt=RTT / 2, seq=last["TCP"].ack, ack=0)
+        s.write(path, pcapng=True)
+
+    @sample("rst003-silent-normal-close", "scapy",
+            "The same session closed cleanly: FIN, FIN, last ACK, and no stray segment after it.",
+            silent_for=("RST003", "RST010"))
+    def rst003_silent(path):
+        s = Session(windows_client(), linux_server())
+        s.handshake(RTT)
+        exchange(s)
+        fin_close(s, "client")
+        s.write(path)
+
+    @sample("rst006-data-after-shutdown-receive", "scapy",
+            "A Windows server that called shutdown(SD_RECEIVE) after answering the first request "
+            "resets the connection when the client's second request arrives; it never sent a FIN.",
+            expect=[fires("RST006", "client", "WSAECONNRESET")])
+    def rst006(path):
+        s = Session(linux_client(), windows_server())
+        s.handshake(RTT)
+        exchange(s, "/first")
+        before = s.ends["client"].seq
+        s.data("client", http_request("/second"), dt=1.5, ack_after=None)
+        server = s.ends["server"]
+        s.seg("server", "RA", dt=RTT / 2, seq=server.seq, ack=before)
+        s.write(path)
+
+    @sample("rst006-silent-data-acked", "scapy",
+            "The same two requests to a Windows server that keeps receiving: the second is answered "
+            "and both sides close with FIN.", silent_for=("RST006",))
+    def rst006_silent(path):
+        s = Session(linux_client(), windows_server())
+        s.handshake(RTT)
+        exchange(s, "/first")
+        s.seg("client", "PA", dt=1.5, payload=http_request("/second"))
+        s.seg("server", "A", dt=RTT / 2)
+        s.data("server", http_response(900), dt=0.004, ack_after=0.0004)
+        fin_close(s, "client")
+        s.write(path)
+
+    @sample("rst007-half-open-after-restart", "scapy",
+            "After one exchange the server restarts and loses the connection; 20 s later the "
+            "client's next request is answered by a bare RST (no ACK) from a server that no longer "
+            "knows it.", expect=[fires("RST007", "client", "WSAECONNRESET")])
+    def rst007(path):
+        s = Session(linux_client(), linux_server())
+        s.handshake(RTT)
+        exchange(s, "/first")
+        s.data("client", http_request("/second"), dt=20.0, ack_after=None)
+        server = s.ends["server"]
+        # No socket: RFC 793 takes the RST's seq from the segment's ACK field; ack 0, no ACK flag.
+        s.seg("server", "R", dt=RTT / 2, seq=server.seq, ack=0, ipid=(server.ipid + 37) & 0xFFFF)
+        s.write(path)
+
+    @sample("rst007-silent-idle-then-answered", "scapy",
+            "The same 20 s silence, but the server still knows the connection: the next request is "
+            "answered and both close with FIN.", silent_for=("RST007", "RST008"))
+    def rst007_silent(path):
+        s = Session(linux_client(), linux_server())
+        s.handshake(RTT)
+        exchange(s, "/first")
+        s.seg("client", "PA", dt=20.0, payload=http_request("/second"))
+        s.seg("server", "A", dt=RTT / 2)
+        s.data("server", http_response(700), dt=0.004, ack_after=0.0004)
+        fin_close(s, "client")
+        s.write(path)
+
+    def banner_then_reset(path, idle: float) -> None:
+        # A server-speaks-first protocol (port 7000): the server's banner, acknowledged, then
+        # silence, then a RST in the server's name with consistent seq, ack, TTL and IP ID.
+        s = Session(linux_client(), linux_server(port=7000))
+        s.handshake(RTT)
+        s.data("server", b"220 wsadiag sample service ready\r\n", dt=0.003, ack_after=0.0004)
+        server = s.ends["server"]
+        s.seg("server", "RA", dt=idle, seq=server.seq, ack=s.ends["client"].seq)
+        s.write(path)
+
+    @sample("rst008-reset-after-idle", "scapy",
+            "The server's banner, then 360 s of silence, then a RST in the server's name: what a "
+            "load balancer's idle timeout (350 s, AWS NLB) does to an idle connection.",
+            expect=[fires("RST008", "client", "WSAECONNRESET")], silent_for=("RST007",))
+    def rst008(path):
+        banner_then_reset(path, 360.0)
+
+    @sample("rst008-silent-short-idle", "scapy",
+            "The same banner and RST, but after only 20 s of silence: an abortive close, not an "
+            "idle timeout.", expect=[fires("RST001", "client", "WSAECONNRESET")], silent_for=("RST008",))
+    def rst008_silent(path):
+        banner_then_reset(path, 20.0)
+
+    @sample("rst009-forged-reset-ttl-ipid", "scapy",
+            "While a Windows client waits for its second response, a RST claiming to be the server "
+            "arrives with TTL 64 and IP ID 54321, where the server's packets arrive with TTL 52 and "
+            "IDs counting up from 23811.", expect=[fires("RST009", "client", "WSAECONNRESET")],
+            silent_for=("RST002",))
+    def rst009(path):
+        s = Session(windows_client(), linux_server())
+        s.handshake(RTT)
+        exchange(s, "/first")
+        s.data("client", http_request("/second"), dt=0.8, ack_after=RTT / 2)
+        server = s.ends["server"]
+        s.seg("server", "RA", dt=0.003, seq=server.seq, ack=s.ends["client"].seq, ttl=64, ipid=54321)
+        s.write(path)
