@@ -102,6 +102,10 @@ def walk_pcapng(cap: Capture, buf: bytes) -> Iterator[Frame]:
     epb = struct.Struct("<IIIIIII").unpack_from
     u32 = struct.Struct("<I").unpack_from
     ifaces: list[Interface] = cap._ifaces
+    # (linktype, units, offset) per interface of the current section, for the fast path
+    fast: list[tuple[int, int, int]] = []
+    epb_type = BT_EPB
+    ts_max = TS_MAX
     pos = 0
     end = len(buf)
     n = 0
@@ -113,22 +117,22 @@ def walk_pcapng(cap: Capture, buf: bytes) -> Iterator[Frame]:
                 btype, blen, ifid, hi, lo, caplen, orig = epb(buf, pos)
                 nxt = pos + blen
                 if (
-                    btype != BT_EPB
+                    btype != epb_type
                     or nxt > end
                     or blen & 3
                     or caplen > blen - 32
-                    or ifid >= len(ifaces)
+                    or ifid >= len(fast)
                     or u32(buf, nxt - 4)[0] != blen
                 ):
                     break
-                i = ifaces[ifid]
-                ts = ((hi << 32) | lo) / i.units + i.offset
+                lt, units, off = fast[ifid]
+                ts = ((hi << 32) | lo) / units + off
                 n += 1
-                if not 0.0 <= ts < TS_MAX:
+                if not 0.0 <= ts < ts_max:
                     bad_ts += 1
                     if bad_ts == 1:
                         _warn_ts(cap, n, ts)
-                yield new(F, (n, ts, caplen, orig, i.linktype, buf[pos + 28 : pos + 28 + caplen]))
+                yield new(F, (n, ts, caplen, orig, lt, buf[pos + 28 : pos + 28 + caplen]))
                 pos = nxt
 
             # slow path: one block of any kind, or a refill
@@ -241,6 +245,7 @@ def walk_pcapng(cap: Capture, buf: bytes) -> Iterator[Frame]:
                     return
                 iface = parse_idb(cap, buf, pos, nxt, order, n + 1)
                 ifaces.append(iface)
+                fast.append((iface.linktype, iface.units, iface.offset))
                 if iface.linktype not in cap.linktypes:
                     cap.linktypes.append(iface.linktype)
             elif btype == BT_SHB:
@@ -250,6 +255,7 @@ def walk_pcapng(cap: Capture, buf: bytes) -> Iterator[Frame]:
                               f"{major}.{minor}; reading stops", n + 1)
                     return
                 ifaces.clear()  # interface ids are per section
+                fast.clear()
             # other block types (statistics, name resolution, custom, ...) carry no packets
             pos = nxt
     finally:
