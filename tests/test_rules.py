@@ -415,3 +415,8 @@ def test_from_icmp_errors_follow_the_icmp_code():
 def test_empty_timeline_and_unrelated_conversation():
     rs = load_rules()
     assert rs.evaluate(conv([ev(1, 0, 0, "S"), ev(2, 0.01, 1, "SA"), ev(3, 0.02, 0, "A")])) == []
+
+
+def test_vocabulary_doc_is_up_to_date():
+    # Regenerate with: python -c "from analyzer.rules import vocabulary_markdown as v; print(v(), end='')" > docs/rules/vocabulary.md
+    assert (REPO / "docs/rules/vocabulary.md").read_text() == vocabulary_markdown()

@@ -35,7 +35,7 @@ class Source:
     def error(self, where: tuple, what: str) -> RuleError:
         """A RuleError that names this file, the line of `where`, and what is wrong."""
         return RuleError(f"{self.path}:{self.line(where)}: {what}",
-                         hint="see `wsadiag rules --vocabulary` for the rule language")
+                         hint="the rule language is described in docs/rules/vocabulary.md")
 
 
 def _reject_aliases(text: str, path: str) -> None:
