@@ -242,33 +242,60 @@ def test_gzipped_text_is_refused_with_a_hint(tmp_path):
 # --- pipes and stdin ---
 
 
-def test_pipe_yields_each_frame_as_soon_as_its_record_arrives():
+def stream_through_pipe(header: bytes, records: list[bytes], encode=lambda b: b, end=lambda: b"") -> tuple[list, object]:
+    """Write `header`, then one record at a time into a pipe, each only after the reader
+    has yielded the previous frame; fail if a frame waits for the next record."""
     rfd, wfd = os.pipe()
-    records = [pcap_record(bytes([i]) * 50, 1_700_000_000 + i) for i in range(3)]
-    seen: list[int] = []
     arrived = threading.Event()
     failures: list[str] = []
 
     def writer() -> None:
         with os.fdopen(wfd, "wb", buffering=0) as w:
-            w.write(pcap_header())
+            w.write(encode(header))
             for i, rec in enumerate(records):
-                w.write(rec)
-                # the reader must see this frame before the next record is written
+                w.write(encode(rec))
                 if not arrived.wait(timeout=10):
                     failures.append(f"frame {i + 1} not yielded while the pipe stayed open")
                     return
                 arrived.clear()
+            w.write(end())
 
     t = threading.Thread(target=writer, daemon=True)
     t.start()
+    seen = []
     with os.fdopen(rfd, "rb") as r, open_capture(r) as cap:
         for frame in cap:
-            seen.append(frame.number)
+            seen.append(frame)
             arrived.set()
     t.join(timeout=10)
     assert failures == []
-    assert seen == [1, 2, 3]
+    return seen, cap
+
+
+def test_pipe_yields_each_frame_as_soon_as_its_record_arrives():
+    records = [pcap_record(bytes([i]) * 50, 1_700_000_000 + i) for i in range(3)]
+    frames, cap = stream_through_pipe(pcap_header(), records)
+    assert [f.number for f in frames] == [1, 2, 3]
+    assert cap.warnings == []
+
+
+def test_pcapng_pipe_yields_each_frame_as_soon_as_its_block_arrives():
+    frames, cap = stream_through_pipe(shb() + idb(), [epb(bytes([i]) * 33) for i in range(3)])
+    assert [f.data for f in frames] == [bytes([i]) * 33 for i in range(3)]
+
+
+def test_gzip_pipe_with_flushes_yields_frames_as_they_come():
+    import zlib
+
+    z = zlib.compressobj(wbits=31)  # a gzip stream, flushed after each record as `gzip` over a socket would be
+
+    def encode(b: bytes) -> bytes:
+        return z.compress(b) + z.flush(zlib.Z_SYNC_FLUSH)
+
+    records = [pcap_record(bytes([i]) * 50) for i in range(3)]
+    frames, cap = stream_through_pipe(pcap_header(), records, encode, end=z.flush)
+    assert [f.data for f in frames] == [bytes([i]) * 50 for i in range(3)]
+    assert cap.format == "pcap+gzip"
     assert cap.warnings == []
 
 

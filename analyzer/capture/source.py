@@ -87,7 +87,7 @@ class Source:
         """
         try:
             prefix = self.read_at_least(self._raw_read, 8)
-        except OSError as exc:
+        except (OSError, ValueError) as exc:
             raise CaptureError(f"{self.path}: cannot read: {_why(exc)}") from None
         for magic, name, opener in COMPRESSIONS:
             if prefix.startswith(magic):
@@ -111,13 +111,16 @@ class Source:
             return head
         return head + self.read_at_least(self.read, n - len(head))
 
-    @staticmethod
-    def read_at_least(read: Callable[[int], bytes], n: int) -> bytes:
-        """Read until `n` bytes or the end: magic detection needs the whole header even from a pipe."""
+    def read_at_least(self, read: Callable[[int], bytes], n: int) -> bytes:
+        """Read until `n` bytes or more, or the end: magic detection needs the whole header even from a pipe.
+
+        Always asks for a whole chunk: gzip's reader, asked for a few bytes, can keep decompressed
+        output back until more input arrives, which on a pipe means waiting for the next record.
+        """
         parts = []
         have = 0
         while have < n:
-            data = read(n - have)
+            data = read(self.chunk)
             if not data:
                 break
             parts.append(data)
@@ -125,11 +128,11 @@ class Source:
         return b"".join(parts)
 
     def read(self, n: int) -> bytes:
-        """Some bytes (at most `n`), or b"" at the end of the stream or after an error."""
+        """Some bytes (a chunk, or at least `n` if more is asked), or b"" at the end or after an error."""
         if self.failed:
             return b""
         try:
-            return self._read(n)
+            return self._read(max(n, self.chunk))
         except EOFError:
             self.failed = True
             self.warn("truncated", f"{self.compression} stream ends early: the capture is cut short")
