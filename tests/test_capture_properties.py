@@ -11,7 +11,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from analyzer.capture import open_capture
+from analyzer.capture import WARNING_CODES, open_capture
 from analyzer.errors import CaptureError
 from tests.corpus import CORPUS
 from tests.test_capture import (
@@ -86,6 +86,7 @@ def read(data: bytes | io.RawIOBase) -> tuple[list, list] | None:
         assert len(frame.data) == frame.caplen
         frames.append(frame)
         assert len(frames) < 100_000  # iteration ends
+    assert all(w.code in WARNING_CODES for w in cap.warnings)  # every code is documented
     return frames, cap.warnings
 
 

@@ -7,6 +7,6 @@
         cap.format, cap.linktypes, cap.warnings
 """
 
-from analyzer.capture.reader import Capture, open_capture
+from analyzer.capture.reader import WARNING_CODES, Capture, open_capture
 
-__all__ = ["Capture", "open_capture"]
+__all__ = ["WARNING_CODES", "Capture", "open_capture"]

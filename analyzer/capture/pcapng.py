@@ -8,6 +8,7 @@ through `_slow`, which also reports what is wrong.
 from __future__ import annotations
 
 import struct
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Iterator
 
 from analyzer.capture.formats import (
@@ -37,17 +38,15 @@ BLOCK_NAMES = {BT_SHB: "section header", BT_IDB: "interface description", BT_PB:
                BT_SPB: "simple packet", BT_EPB: "enhanced packet"}
 
 
+@dataclass(frozen=True, slots=True)
 class Interface:
     """What a packet block needs from its Interface Description Block."""
 
-    __slots__ = ("linktype", "snaplen", "units", "offset", "fcslen")
-
-    def __init__(self, linktype: int, snaplen: int, units: int, offset: int, fcslen: int) -> None:
-        self.linktype = linktype
-        self.snaplen = snaplen
-        self.units = units  # timestamp units per second (if_tsresol)
-        self.offset = offset  # seconds added to every timestamp (if_tsoffset)
-        self.fcslen = fcslen  # -1 unknown
+    linktype: int
+    snaplen: int  # 0: no limit
+    units: int  # timestamp units per second (if_tsresol)
+    offset: int  # seconds added to every timestamp (if_tsoffset)
+    fcslen: int  # bytes of FCS at the end of each packet (if_fcslen); -1 unknown
 
 
 def tsresol_units(value: int) -> int:

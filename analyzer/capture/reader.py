@@ -24,6 +24,19 @@ from analyzer.capture.source import Source, open_source
 from analyzer.errors import CaptureError
 from analyzer.model import CaptureWarning, Frame
 
+# The CaptureWarning codes this package emits; the frame number is the frame that was lost or
+# affected (for a fault between frames, the number the next frame would have had).
+WARNING_CODES: dict[str, str] = {
+    "truncated": "the capture ends inside a record or block (or its compressed stream ends early)",
+    "bad-record-length": "a record claims an impossible captured length; reading stops there",
+    "bad-block": "a pcapng block has an impossible or mismatched length, or a bad section header; reading stops",
+    "bad-option": "pcapng interface options run past their block; the rest of them are ignored",
+    "unknown-interface": "a pcapng packet refers to an interface its section does not describe; it is skipped",
+    "bad-timestamp": "a timestamp is out of range; the frame is kept (pcap: fraction dropped), reported once",
+    "corrupt-compression": "the gzip/bz2/xz data is corrupt; frames decompressed before it are kept",
+    "read-error": "the operating system reported a read error; frames before it are kept",
+}
+
 # Each warning code is listed at most this many times; the rest are counted in one summary
 # warning, so a capture full of faults cannot grow the list without bound.
 WARNINGS_PER_CODE = 10
