@@ -232,6 +232,7 @@ def _run(args: argparse.Namespace, ruleset, keep: str) -> list[CaptureResult]:
     from analyzer.filter import compile_filter
     from analyzer.pipeline import analyze_capture
     from analyzer.report.progress import CaptureProgress
+    from analyzer.report.common import clean
 
     conv_filter = compile_filter(args.filter) if args.filter else None
     extra = {} if args.max_conversations is None else {"max_conversations": args.max_conversations}
@@ -243,7 +244,7 @@ def _run(args: argparse.Namespace, ruleset, keep: str) -> list[CaptureResult]:
         if path == "-":
             result.path = "-"
         if result.error:
-            print(f"error: {result.error}", file=sys.stderr)
+            print(f"error: {clean(result.error)}", file=sys.stderr)  # the path may hold ESC or newlines
         results.append(result)
     return results
 
