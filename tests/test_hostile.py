@@ -370,3 +370,52 @@ def test_arbitrary_frames_after_a_valid_header(payload, linktype):
     data = struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 65535, linktype) + payload
     result = analyze(data)
     assert result.error is None
+
+
+# --- random packet sequences: flags, sequence numbers and clocks a real stack never produces ---
+
+HOSTS = [bytes([192, 0, 2, 1]), bytes([198, 51, 100, 2]), bytes([203, 0, 113, 1])]
+PORTS = [80, 443, 40000, 40001]
+ETH_IP4 = bytes.fromhex("020000000002" "020000000001" "0800")
+
+
+def ip4(proto: int, body: bytes, src: bytes, dst: bytes) -> bytes:
+    return struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(body), 0, 0, 64, proto, 0, src, dst) + body
+
+
+SEQ = st.one_of(st.integers(0, 2**32 - 1), st.sampled_from([0, 1, 1000, 1001, 2**31, 2**32 - 1]))
+TCP_PACKET = st.builds(
+    lambda s, d, sp, dp, seq, ack, flags, pl: ip4(6, struct.pack("!HHIIBBHHH", sp, dp, seq, ack, 0x50, flags, 0, 0, 0)
+                                                  + pl, s, d),
+    st.sampled_from(HOSTS), st.sampled_from(HOSTS), st.sampled_from(PORTS), st.sampled_from(PORTS),
+    SEQ, SEQ, st.integers(0, 255), st.binary(max_size=40))
+UDP_PACKET = st.builds(
+    lambda s, d, sp, dp, pl: ip4(17, struct.pack("!HHHH", sp, dp, 8 + len(pl), 0) + pl, s, d),
+    st.sampled_from(HOSTS), st.sampled_from(HOSTS), st.sampled_from(PORTS), st.sampled_from(PORTS),
+    st.binary(max_size=20))
+# an ICMP message of any type and code, quoting an earlier packet of the capture (by index) or garbage
+ICMP_PACKET = st.tuples(st.sampled_from(HOSTS), st.sampled_from(HOSTS), st.integers(0, 255), st.integers(0, 255),
+                        st.integers(0, 80), st.binary(max_size=60))
+
+
+@given(st.lists(st.one_of(TCP_PACKET, UDP_PACKET, ICMP_PACKET), max_size=60),
+       st.lists(st.floats(-1000, 100_000, allow_nan=False), min_size=60, max_size=60),
+       st.sampled_from([16, 200_000]))
+@PROPS
+def test_random_packet_sequences_with_time_going_backwards(packets, offsets, max_conversations):
+    frames: list[tuple[float, bytes]] = []
+    for i, pkt in enumerate(packets):
+        if isinstance(pkt, tuple):
+            src, dst, kind, code, quote, garbage = pkt
+            body = frames[quote][1][14:] if quote < len(frames) else garbage
+            pkt = ip4(1, struct.pack("!BBHI", kind, code, 0, 0) + body, src, dst)
+        frames.append((1_700_000_000 + offsets[i], ETH_IP4 + pkt))
+    result = analyze_capture(io.BytesIO(pcap_bytes(frames)), RULES, keep="all-full",
+                             max_conversations=max_conversations)
+    render_all(result)
+    assert result.error is None and result.packets == len(frames)
+    assert result.conversation_count <= len(frames)
+    assert sum(c.packets for c in result.conversations) <= len(frames)
+    for conv in result.conversations:
+        assert len(conv.timeline) <= conv.packets + conv.icmp_errors
+        assert conv.first_frame <= conv.last_frame
