@@ -28,10 +28,7 @@ SIDECARS = sorted(p for p in SAMPLES.glob("*.yaml") if _capture(p) is not None)
 
 # Samples whose expected finding needs an observation the flow tracker does not make yet.
 # strict: once the tracker makes it, the test passes and this entry must go.
-TRACKER_GAPS = {
-    "con004-forged-refusal": "TTL_ODD needs the server host's TTL from its other conversations",
-    "rst009-silent-server-reset": "UNACKED_AT_RST is set although the RST's own ACK covers the data",
-}
+TRACKER_GAPS: dict[str, str] = {}  # sample -> why the tracker cannot get it right yet (strict xfail)
 
 
 @functools.cache

@@ -36,6 +36,7 @@ TIMELINE_HEAD = 32  # events kept from the start of a conversation
 TIMELINE_TAIL = 96  # events kept from its end
 MAX_TTL_VALUES = 8  # distinct TTLs counted per side
 DEFAULT_MAX_CONVERSATIONS = 200_000
+MAX_HOSTS = 65_536  # addresses whose TTL habits are remembered across conversations
 
 _M32 = 0xFFFFFFFF
 _HALF = 0x80000000
@@ -176,6 +177,7 @@ class FlowTable:
         self.next_sweep = None  # capture time of the next idle sweep
         self.evicted_early = 0
         self.unmatched_icmp = 0
+        self.host_ttls: dict[bytes, dict[int, int]] = {}
 
     # -- packets in -------------------------------------------------------------------------
 
@@ -304,13 +306,14 @@ class FlowTable:
         # Observations, made against what was known before this packet.
         delta_last = _sdelta(past, end.last)
         keepalive = False
-        if plen:
-            if plen <= 1 and not flags & _CONTROL and end.state in (zeek.ESTABLISHED, zeek.PARTIAL) \
-                    and _sdelta(seq, end.last) == -1:
-                keepalive = True
-                marks |= _KA
-                end.keepalives += 1
-            elif not is_rst:
+        if plen <= 1 and not flags & _CONTROL and end.state in (zeek.ESTABLISHED, zeek.PARTIAL) \
+                and _sdelta(seq, end.last) == -1:
+            # seq one below the next byte, with no byte (Linux) or one garbage byte (Windows).
+            keepalive = True
+            marks |= _KA
+            end.keepalives += 1
+        elif plen:
+            if not is_rst:
                 ahead = _sdelta(seq, end.last)
                 if ahead > 0 and end.pkts:
                     marks |= _GAP | _NEW_DATA
@@ -334,6 +337,7 @@ class FlowTable:
         elif is_ack and not flags & _CONTROL:
             if peer.last_was_ka:
                 marks |= _KA_ACK
+                peer.last_was_ka = False
             elif ack == end.last_ack and pkt.win == end.last_win:
                 marks |= _DUPACK
                 end.dupacks += 1
@@ -347,7 +351,10 @@ class FlowTable:
         if is_ack and not is_rst and peer.seq_known and peer.state != zeek.INACTIVE and _sdelta(ack, peer.last) > 0:
             marks |= _ACK_UNSEEN
         if is_rst:
-            if peer.seq_known and peer.payload and (end.max_ack < 0 or _sdelta(peer.last, end.max_ack) > (1 if peer.sent_fin else 0)):
+            acked = end.max_ack
+            if is_ack and (acked < 0 or _sdelta(ack, acked) > 0):
+                acked = ack  # the RST's own acknowledgement counts
+            if peer.seq_known and peer.payload and (acked < 0 or _sdelta(peer.last, acked) > (1 if peer.sent_fin else 0)):
                 marks |= _UNACKED_AT_RST
             flow.rst_seen = True
             end.sent_rst = True
@@ -513,9 +520,9 @@ class FlowTable:
         elif len(ttls) < MAX_TTL_VALUES:
             ttls[ttl] = 1
         ip_id = pkt.ip_id
-        if ip_id >= 0:
-            if ip_id == 0:
-                end.ipid_zero += 1
+        if ip_id == 0:
+            end.ipid_zero += 1  # Linux sends 0 on SYN/ACKs and socketless RSTs: no information
+        elif ip_id > 0:
             if end.ipid_last >= 0:
                 end.ipid_steps += 1
                 if 0 < ((ip_id - end.ipid_last) & 0xFFFF) < 256:
@@ -637,7 +644,21 @@ class FlowTable:
     def _finish(self, flow: _Flow, why: str) -> None:
         if self.flows.get(flow.key) is flow:
             del self.flows[flow.key]
-        self.emit(build_conversation(flow, why))
+        self.emit(build_conversation(flow, why, self.host_ttls))
+        self._learn_hosts(flow)
+
+    def _learn_hosts(self, flow: _Flow) -> None:
+        """Remember each address's TTLs, for judging sides that sent too little to judge alone."""
+        hosts = self.host_ttls
+        if len(hosts) >= MAX_HOSTS:
+            hosts.clear()  # crude but bounded; the knowledge is a hint, not a fact
+        for addr, end in ((flow.c_addr, flow.orig), (flow.s_addr, flow.resp)):
+            if not end.ttls:
+                continue
+            known = hosts.setdefault(addr, {})
+            for ttl, count in end.ttls.items():
+                if ttl in known or len(known) < MAX_TTL_VALUES:
+                    known[ttl] = known.get(ttl, 0) + count
 
 
 def _addr(packed: bytes) -> str:
@@ -653,12 +674,12 @@ def _ttl_habit(end: _End) -> tuple[int, tuple[int, ...]]:
 
 def _ipid_habit(end: _End) -> str:
     if end.ipid_last < 0:
+        return "zero" if end.ipid_zero and end.ipid_zero == end.pkts else ""
+    steps, small = end.ipid_steps, end.ipid_small
+    if steps < 2:
         return ""
-    if end.ipid_zero == end.pkts:
-        return "zero"
-    if end.ipid_steps < 2:
-        return ""
-    return "incrementing" if end.ipid_small >= 0.8 * end.ipid_steps else "random"
+    # One outlier (the packet under suspicion itself) must not hide the habit.
+    return "incrementing" if small >= 0.8 * steps or (steps >= 3 and small >= steps - 1) else "random"
 
 
 def _endpoint_state(end: _End, peer: _End, proto: str) -> str:
@@ -679,35 +700,51 @@ def _endpoint_state(end: _End, peer: _End, proto: str) -> str:
             zeek.PARTIAL: "ESTABLISHED", zeek.ESTABLISHED: "ESTABLISHED"}[st]
 
 
-def _odd_marks(events: list[Event], end: _End, direction: int) -> None:
-    """Mark packets whose TTL or IP ID is unlike every other packet of the same sender."""
+def _odd_marks(events: list[Event], end: _End, direction: int, host_ttls: dict[int, int] | None) -> None:
+    """Mark packets whose TTL or IP ID is unlike every other packet of the same sender.
+
+    A side with too few packets of its own (a refusal is one RST) is judged against the TTLs its
+    host showed in conversations that ended earlier in the capture.
+    """
     usual, _ = _ttl_habit(end)
     ttls = end.ttls
-    check_ipid = _ipid_habit(end) == "incrementing"
     idx = [i for i, e in enumerate(events) if e.dir == direction and e.icmp is None]
-    if len(idx) < 3:
-        check_ipid = False
-    for n, i in enumerate(idx):
+    ided = [i for i in idx if events[i].ip_id > 0]
+    check_ipid = len(ided) >= 3 and _ipid_habit(end) == "incrementing"
+    host_usual = -1
+    if host_ttls and end.pkts < 3:
+        value, count = max(host_ttls.items(), key=lambda kv: kv[1])
+        if count >= 2:
+            host_usual = value
+    for i in idx:
         ev = events[i]
         add = 0
         if usual >= 0 and ev.ttl != usual and ttls.get(ev.ttl, 0) == 1 and ttls.get(usual, 0) >= 2:
             add |= _TTL_ODD
-        if check_ipid:
-            neighbours = [events[idx[j]].ip_id for j in (n - 1, n + 1) if 0 <= j < len(idx)]
-            if all(min((ev.ip_id - o) & 0xFFFF, (o - ev.ip_id) & 0xFFFF) > 1024 for o in neighbours):
-                add |= _IPID_ODD
+        elif host_usual >= 0 and ev.ttl not in host_ttls:
+            add |= _TTL_ODD
         if add:
             events[i] = ev._replace(marks=ev.marks | add)
+    if check_ipid:
+        for n, i in enumerate(ided):
+            ev = events[i]
+            neighbours = [events[ided[j]].ip_id for j in (n - 1, n + 1) if 0 <= j < len(ided)]
+            if all(min((ev.ip_id - o) & 0xFFFF, (o - ev.ip_id) & 0xFFFF) > 1024 for o in neighbours):
+                events[i] = ev._replace(marks=ev.marks | _IPID_ODD)
 
 
-def build_conversation(flow: _Flow, why: str) -> Conversation:
-    """Freeze a live flow into the Conversation record the rules and reports read."""
+def build_conversation(flow: _Flow, why: str, hosts: dict[bytes, dict[int, int]] | None = None) -> Conversation:
+    """Freeze a live flow into the Conversation record the rules and reports read.
+
+    hosts: TTLs seen per address in conversations that ended before this one (None: unknown).
+    """
     orig, resp = flow.orig, flow.resp
     history = "".join(flow.history)
     events = flow.head + list(flow.tail)
     elided = flow.npk - len(events)
-    _odd_marks(events, orig, 0)
-    _odd_marks(events, resp, 1)
+    hosts = hosts or {}
+    _odd_marks(events, orig, 0, hosts.get(flow.c_addr))
+    _odd_marks(events, resp, 1, hosts.get(flow.s_addr))
     proto = flow.proto
     if proto == "tcp":
         orig_size, resp_size = orig.size(), resp.size()
@@ -716,7 +753,7 @@ def build_conversation(flow: _Flow, why: str) -> Conversation:
         orig_size, resp_size = orig.payload, resp.payload
         o_state, r_state = (1 if orig.pkts else 0), (1 if resp.pkts else 0)
     state = zeek.conn_state(proto, o_state, r_state, orig_size, resp_size, history)
-    if orig.state == zeek.RESET or resp.state == zeek.RESET:
+    if orig.sent_rst or resp.sent_rst:
         closed_by = "rst"
     elif orig.state == zeek.CLOSED and resp.state == zeek.CLOSED:
         closed_by = "fin"
