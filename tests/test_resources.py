@@ -283,3 +283,28 @@ def test_deeply_nested_icmp_does_not_recurse():
     assert result.packets == 1 and result.error is None
     for fmt in FORMATS:
         render(fmt, [result], ReportOptions())
+
+
+# --- decompression bombs ---
+
+
+@linux_only
+def test_gzip_bomb_of_empty_records_is_streamed(tmp_path):
+    """An 8 KiB gzip file that inflates to a pcap of 8 MiB of zeros: 524,288 empty records.
+    Bound: 50 MiB of peak resident growth: decompression is streamed in chunks, so memory
+    does not follow the inflated size (a reader that inflated it whole would hold 8 MiB here,
+    and 1 GiB for a 1 MiB bomb). The time is linear in the inflated size; every record counts."""
+    import gzip
+
+    path = tmp_path / "bomb.pcap.gz"
+    with gzip.open(path, "wb", compresslevel=9) as gz:
+        gz.write(PCAP_HEADER)
+        zeros = b"\0" * MB
+        for _ in range(8):
+            gz.write(zeros)
+    assert path.stat().st_size < 16 * 1024
+    got = run_child(path)
+    assert got["error"] is None
+    assert got["packets"] == 8 * MB // 16
+    assert any(code == "truncated-headers" for code, _ in got["warnings"])
+    assert got["growth"] < 50 * MB, f"grew {got['growth'] / MB:.0f} MiB"
