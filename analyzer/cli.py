@@ -124,7 +124,9 @@ def entrypoint() -> None:
 
 
 def _print_error(exc: WsadiagError) -> None:
-    message = str(exc).replace("\n", " ")
+    from analyzer.report.common import clean  # messages name paths, which may hold ESC or newlines
+
+    message = clean(str(exc).replace("\n", " "))
     print(f"error: {message}", file=sys.stderr)
     if exc.hint:
         print(f"hint: {exc.hint}", file=sys.stderr)

@@ -152,3 +152,14 @@ def test_unreadable_capture_with_a_hostile_name_gives_one_clean_error_line(tmp_p
     assert len(errors) == 1, err
     assert "\x1b" not in err, "a capture's name sent a raw escape sequence to the terminal"
     assert "pwned" in errors[0], "the error line does not name the whole file"
+
+
+def test_usage_error_naming_a_hostile_folder_is_one_clean_line(tmp_path, capsys):
+    folder = tmp_path / "empty\x1b[2J\nfolder"
+    folder.mkdir()
+    code = main(["analyze", str(folder), "--no-progress"])
+    _, err = capsys.readouterr()
+    assert code == 2
+    assert "\x1b" not in err
+    assert len([line for line in err.splitlines() if line.startswith("error:")]) == 1
+    assert len(err.splitlines()) <= 2  # the error line and at most one hint line
