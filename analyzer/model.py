@@ -99,8 +99,8 @@ class Mark(IntFlag):
     NEW_DATA = 1 << 13  # carries bytes never sent before
     UNACKED_AT_RST = 1 << 14  # (on a RST) the peer had sent data this side never acknowledged
     SYN_RETRANSMISSION = 1 << 15  # a repeated SYN or SYN/ACK
-    TTL_ODD = 1 << 16  # TTL/hop limit unlike every other packet of this direction
-    IPID_ODD = 1 << 17  # IP ID far from this direction's running sequence
+    TTL_ODD = 1 << 16  # TTL/hop limit unlike every other packet of this direction (set in conversations with a RST or ICMP error)
+    IPID_ODD = 1 << 17  # IP ID far from this direction's running sequence (likewise)
     ICMP_ERROR = 1 << 18  # an ICMP error quoting this conversation (direction = who sent the quoted packet's peer)
 
 

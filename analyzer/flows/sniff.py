@@ -29,6 +29,12 @@ TDS_TYPES = frozenset({TDS_SQL_BATCH, TDS_RPC, TDS_TABULAR_RESULT, TDS_ATTENTION
 # HTTP/1.x request methods (RFC 9110 section 9, plus PATCH from RFC 5789), with the space after them.
 HTTP_METHODS = (b"GET ", b"POST ", b"HEAD ", b"PUT ", b"DELETE ", b"OPTIONS ", b"PATCH ", b"CONNECT ", b"TRACE ")
 
+# First bytes that can start a payload `sniff` recognises: the hot path calls it only for these.
+# SSLv2-format hellos are recognised only with a record length under 512 bytes (0x80, 0x81).
+SNIFF_FIRST_BYTES = frozenset(
+    [TLS_CHANGE_CIPHER_SPEC, TLS_ALERT, TLS_HANDSHAKE, TLS_APPLICATION_DATA, 0x80, 0x81, *TDS_TYPES]
+    + [m[0] for m in HTTP_METHODS] + [ord("H"), ord("S")])
+
 # The kinds `sniff` returns; rules name them in `payload:` steps.
 PAYLOAD_KINDS: dict[str, str] = {
     "tls-client-hello": "a TLS handshake record carrying a ClientHello (or an SSLv2-format ClientHello)",
@@ -58,7 +64,7 @@ def sniff(head: bytes) -> str:
                     return "tls-server-hello"
             return "tls-handshake"
         return "tls-alert" if b0 == TLS_ALERT else "tls"
-    if b0 & 0x80 and len(head) > 3 and head[2] == TLS_HS_CLIENT_HELLO and head[3] in (2, 3):
+    if b0 in (0x80, 0x81) and len(head) > 3 and head[2] == TLS_HS_CLIENT_HELLO and head[3] in (2, 3):
         return "tls-client-hello"  # SSLv2-format record header (RFC 6101 appendix E.2)
     if b0 in TDS_TYPES and head[1] <= 0x1F and len(head) >= 8:
         length = (head[2] << 8) | head[3]

@@ -22,7 +22,7 @@ from collections import deque
 from typing import Callable
 
 from analyzer.flows import zeek
-from analyzer.flows.sniff import sniff
+from analyzer.flows.sniff import SNIFF_FIRST_BYTES, sniff
 from analyzer.model import CaptureWarning, Conversation, Endpoint, Event, Mark, Packet, SideStats
 from analyzer.protocol import (ACK, FIN, IPPROTO_ICMP, IPPROTO_ICMPV6, IPPROTO_TCP, IPPROTO_UDP,
                                LIKELY_SERVER_PORTS, RST, SYN)
@@ -32,6 +32,7 @@ UDP_IDLE = 60.0  # Zeek's udp_inactivity_timeout
 ATTEMPT_IDLE = 180.0  # longer than any stack's connect() retry schedule (Linux: 127 s)
 TCP_IDLE = 7300.0  # beyond the 2-hour default keep-alive time, so idle-timeout resets stay in one conversation
 SWEEP_EVERY = 60.0  # seconds of capture time between full idle sweeps
+CHECK_EVERY = 1.0  # seconds of capture time between looks at closed conversations
 TIMELINE_HEAD = 32  # events kept from the start of a conversation
 TIMELINE_TAIL = 96  # events kept from its end
 MAX_TTL_VALUES = 8  # distinct TTLs counted per side
@@ -175,6 +176,7 @@ class FlowTable:
         self.next_id = 1
         self.streams = {"tcp": 0, "udp": 0, "icmp": 0}
         self.next_sweep = None  # capture time of the next idle sweep
+        self.next_check = float("-inf")  # capture time of the next look at closed conversations
         self.evicted_early = 0
         self.unmatched_icmp = 0
         self.host_ttls: dict[bytes, dict[int, int]] = {}
@@ -183,7 +185,8 @@ class FlowTable:
 
     def add(self, pkt: Packet) -> None:
         """Account one packet (and the packet a tunnel carries inside it)."""
-        if self.closing or self.next_sweep is None or pkt.ts >= self.next_sweep:
+        if pkt.ts >= self.next_check:
+            self.next_check = pkt.ts + CHECK_EVERY
             self._expire(pkt.ts)
         proto = pkt.proto
         if proto == IPPROTO_TCP:
@@ -236,47 +239,53 @@ class FlowTable:
         return flow
 
     def _tcp(self, pkt: Packet) -> None:
-        key, flow = self._lookup(IPPROTO_TCP, pkt.src, pkt.sport, pkt.dst, pkt.dport)
+        """Zeek's TCPSessionAdapter::Process, plus the observations a diagnosis needs.
+
+        One long function on purpose: it runs for every TCP packet, and Python charges for calls.
+        """
+        src, sport, dst, dport = pkt.src, pkt.sport, pkt.dst, pkt.dport
+        if src < dst or (src == dst and sport <= dport):
+            key = (6, src, sport, dst, dport)
+        else:
+            key = (6, dst, dport, src, sport)
+        flow = self.flows.get(key)
         flags = pkt.flags
         ts = pkt.ts
         if flow is not None:
-            idle_limit = ATTEMPT_IDLE if flow.resp.state == zeek.INACTIVE else TCP_IDLE
-            if ts - flow.last_ts > idle_limit:
+            if flow.closed:
+                if ts - flow.last_ts > CLOSE_LINGER or flags & (SYN | ACK) == SYN:
+                    # Closed and lingered, or a SYN on a closed 5-tuple: a new conversation, as in
+                    # Zeek, even when the SYN repeats the old ISN (Windows retries connect() so).
+                    self._finish(flow, "")
+                    flow = None
+            elif ts - flow.last_ts > (ATTEMPT_IDLE if flow.resp.state == zeek.INACTIVE else TCP_IDLE):
                 self._finish(flow, "timeout")
-                flow = None
-            elif flags & (SYN | ACK) == SYN and (flow.closed or flow.rst_seen):
-                # A SYN on a closed 5-tuple starts a new conversation, as in Zeek, even when it
-                # repeats the old ISN (Windows retries a refused connect() that way).
-                self._finish(flow, "")
                 flow = None
         if flow is None:
             flip = False
             inferred = not (flags & SYN and not flags & ACK)
             if inferred:
                 # Started without a pure SYN: guess the server from the ports, as Zeek does.
-                if pkt.sport in LIKELY_SERVER_PORTS:
-                    if pkt.dport in LIKELY_SERVER_PORTS:
-                        flip = not flags & SYN and pkt.sport < pkt.dport
+                if sport in LIKELY_SERVER_PORTS:
+                    if dport in LIKELY_SERVER_PORTS:
+                        flip = not flags & SYN and sport < dport
                     else:
                         flip = True
             flow = self._new_flow(key, "tcp", pkt, flip, inferred)
-        is_orig = pkt.src == flow.c_addr and pkt.sport == flow.c_port
-        if flow.c_addr == flow.s_addr and flow.c_port == flow.s_port:
-            is_orig = True
-        self._tcp_packet(flow, pkt, is_orig)
-
-    def _tcp_packet(self, flow: _Flow, pkt: Packet, is_orig: bool) -> None:
-        """Zeek's TCPSessionAdapter::Process, plus the observations a diagnosis needs."""
-        end = flow.orig if is_orig else flow.resp
-        peer = flow.resp if is_orig else flow.orig
-        flags = pkt.flags
+        is_orig = (src == flow.c_addr and sport == flow.c_port) or (flow.c_addr == flow.s_addr and flow.c_port == flow.s_port)
+        if is_orig:
+            end, peer = flow.orig, flow.resp
+        else:
+            end, peer = flow.resp, flow.orig
         seq = pkt.seq
         ack = pkt.ack
         plen = pkt.plen
+        win = pkt.win
         is_syn = flags & SYN
         is_fin = flags & FIN
         is_rst = flags & RST
         is_ack = flags & ACK
+        control = flags & _CONTROL
         seg_len = plen + (1 if is_syn else 0) + (1 if is_fin else 0)
         if is_rst:
             seg_len -= plen
@@ -293,28 +302,30 @@ class FlowTable:
                 end.start = end.ackseq = (seq - 1) & _M32
                 end.last = seq
             end.seq_known = True
-        elif is_syn and (st in (zeek.SYN_SENT, zeek.SYN_ACK_SENT, zeek.ESTABLISHED, zeek.PARTIAL)
-                         or (st == zeek.RESET and end.prev_state == zeek.INACTIVE)):
-            if seq != end.start:
-                end.start = end.ackseq = seq
-                end.last = past
+        elif is_syn and seq != end.start and (st in (zeek.SYN_SENT, zeek.SYN_ACK_SENT, zeek.ESTABLISHED, zeek.PARTIAL)
+                                              or (st == zeek.RESET and end.prev_state == zeek.INACTIVE)):
+            end.start = end.ackseq = seq
+            end.last = past
 
-        rel_seq = _sdelta(seq, end.start)
-        if rel_seq < 0:
-            rel_seq &= _M32
+        rel_seq = (seq - end.start) & _M32
+        last = end.last
+        # Sequence deltas in 32-bit space, inlined (signed): past - last and seq - last.
+        delta_last = (past - last) & _M32
+        if delta_last >= _HALF:
+            delta_last -= 0x100000000
+        ahead = (seq - last) & _M32
+        if ahead >= _HALF:
+            ahead -= 0x100000000
 
         # Observations, made against what was known before this packet.
-        delta_last = _sdelta(past, end.last)
         keepalive = False
-        if plen <= 1 and not flags & _CONTROL and end.state in (zeek.ESTABLISHED, zeek.PARTIAL) \
-                and _sdelta(seq, end.last) == -1:
+        if plen <= 1 and not control and ahead == -1 and (st == zeek.ESTABLISHED or st == zeek.PARTIAL):
             # seq one below the next byte, with no byte (Linux) or one garbage byte (Windows).
             keepalive = True
             marks |= _KA
             end.keepalives += 1
         elif plen:
             if not is_rst:
-                ahead = _sdelta(seq, end.last)
                 if ahead > 0 and end.pkts:
                     marks |= _GAP | _NEW_DATA
                     end.gap_pending = True
@@ -332,97 +343,112 @@ class FlowTable:
                     marks |= _RETX
             if peer.sent_fin:
                 marks |= _AFTER_PEER_FIN
-            if end.fin_seq >= 0 and _sdelta(seq, end.fin_seq) >= 0:
+            if end.fin_seq >= 0 and not (seq - end.fin_seq) & _HALF:
                 marks |= _AFTER_OWN_FIN
-        elif is_ack and not flags & _CONTROL:
+        elif is_ack and not control:
             if peer.last_was_ka:
                 marks |= _KA_ACK
                 peer.last_was_ka = False
-            elif ack == end.last_ack and pkt.win == end.last_win:
+            elif ack == end.last_ack and win == end.last_win:
                 marks |= _DUPACK
                 end.dupacks += 1
-        if is_syn:
-            if end.sent_syn and seq == end.syn_seq:
-                marks |= _SYN_RETX
-            end.sent_syn = True
-            end.syn_seq = seq
-        if is_ack and peer.fin_seq >= 0 and _sdelta(ack, (peer.fin_seq + 1) & _M32) >= 0:
-            marks |= _ACKS_FIN
-        if is_ack and not is_rst and peer.seq_known and peer.state != zeek.INACTIVE and _sdelta(ack, peer.last) > 0:
-            marks |= _ACK_UNSEEN
-        if is_rst:
-            acked = end.max_ack
-            if is_ack and (acked < 0 or _sdelta(ack, acked) > 0):
-                acked = ack  # the RST's own acknowledgement counts
-            if peer.seq_known and peer.payload and (acked < 0 or _sdelta(peer.last, acked) > (1 if peer.sent_fin else 0)):
-                marks |= _UNACKED_AT_RST
-            flow.rst_seen = True
-            end.sent_rst = True
-        if pkt.win == 0 and not is_rst and not is_syn:
-            marks |= _ZWIN
         end.last_was_ka = keepalive
+        if is_ack:
+            fin_seq = peer.fin_seq
+            if fin_seq >= 0 and not (ack - fin_seq - 1) & _HALF:
+                marks |= _ACKS_FIN
+            if not is_rst and peer.state != zeek.INACTIVE and peer.seq_known:
+                beyond = (ack - peer.last) & _M32
+                if beyond and beyond < _HALF:
+                    marks |= _ACK_UNSEEN
+        if win == 0 and not is_rst and not is_syn:
+            marks |= _ZWIN
 
-        # update_history
-        bits = (1 if is_syn else 0) + (1 if is_fin else 0) + (1 if is_rst else 0)
-        if bits > 1:
-            if is_fin and is_rst:
-                flow.check_history(_H_FINRST, "I", is_orig)
-            else:
-                flow.check_history(_H_MULTI, "Q", is_orig)
-        elif bits == 1:
+        if control:
             if is_syn:
-                code = "H" if is_ack else "S"
-                if flow.check_history(_H_SYN, code, is_orig) and rel_seq != end.hist_syn:
-                    flow.history.append(code if is_orig else code.lower())
-                end.hist_syn = rel_seq
-            if is_fin:
-                fin_at = rel_seq + plen
-                if flow.check_history(_H_FIN, "F", is_orig) and fin_at != end.hist_fin:
-                    flow.history.append("F" if is_orig else "f")
-                end.hist_fin = fin_at
+                if end.sent_syn and seq == end.syn_seq:
+                    marks |= _SYN_RETX
+                end.sent_syn = True
+                end.syn_seq = seq
             if is_rst:
-                if flow.check_history(_H_RST, "R", is_orig) and rel_seq != end.hist_rst:
-                    flow.history.append("R" if is_orig else "r")
-                end.hist_rst = rel_seq
-        elif plen:
-            flow.check_history(_H_DATA, "D", is_orig)
-        elif is_ack:
-            flow.check_history(_H_ACK, "A", is_orig)
+                acked = end.max_ack
+                if is_ack and (acked < 0 or (ack - acked) & _M32 and not (ack - acked) & _HALF):
+                    acked = ack  # the RST's own acknowledgement counts
+                if peer.seq_known and peer.payload:
+                    if acked < 0:
+                        marks |= _UNACKED_AT_RST
+                    else:
+                        unacked = (peer.last - acked) & _M32
+                        if unacked < _HALF and unacked > (1 if peer.sent_fin else 0):
+                            marks |= _UNACKED_AT_RST
+                flow.rst_seen = True
+                end.sent_rst = True
+            # update_history for control packets
+            bits = (1 if is_syn else 0) + (1 if is_fin else 0) + (1 if is_rst else 0)
+            if bits > 1:
+                if is_fin and is_rst:
+                    flow.check_history(_H_FINRST, "I", is_orig)
+                else:
+                    flow.check_history(_H_MULTI, "Q", is_orig)
+            else:
+                rel = rel_seq - 0x100000000 if rel_seq >= _HALF else rel_seq
+                if is_syn:
+                    code = "H" if is_ack else "S"
+                    if flow.check_history(_H_SYN, code, is_orig) and rel != end.hist_syn:
+                        flow.history.append(code if is_orig else code.lower())
+                    end.hist_syn = rel
+                elif is_fin:
+                    fin_at = rel + plen
+                    if flow.check_history(_H_FIN, "F", is_orig) and fin_at != end.hist_fin:
+                        flow.history.append("F" if is_orig else "f")
+                    end.hist_fin = fin_at
+                else:
+                    if flow.check_history(_H_RST, "R", is_orig) and rel != end.hist_rst:
+                        flow.history.append("R" if is_orig else "r")
+                    end.hist_rst = rel
+            if is_fin:
+                if not end.sent_fin:
+                    end.fin_frame = pkt.number
+                end.sent_fin = True
+                end.fin_seq = (seq + plen) & _M32
+        else:
+            mask = (_H_DATA if plen else _H_ACK if is_ack else 0) << (0 if is_orig else 16)
+            if mask and not flow.hist_seen & mask:
+                flow.hist_seen |= mask
+                letter = ("D" if plen else "A") if is_orig else ("d" if plen else "a")
+                flow.history.append(letter)
 
         # update_window: zero windows count unless they come with or after a RST, or after the peer's FIN.
-        if pkt.win == 0 and not is_rst and not is_syn and peer.state != zeek.CLOSED and end.state != zeek.RESET:
+        if win == 0 and not is_rst and not is_syn and peer.state != zeek.CLOSED and end.state != zeek.RESET:
             end.zwin += 1
             if end.zwin == end.zwin_next:
                 end.zwin_next *= 10
                 flow.history.append("W" if is_orig else "w")
-
-        if is_fin:
-            if not end.sent_fin:
-                end.fin_frame = pkt.number
-            end.sent_fin = True
-            end.fin_seq = (seq + plen) & _M32
 
         # Acknowledgements.
         rel_ack = 0
         if is_ack:
             if peer.state == zeek.INACTIVE:
                 rel_ack = 1
-                peer.start = peer.ackseq = (ack - 1) & _M32
-                peer.last = (ack - 1) & _M32
+                peer.start = peer.ackseq = peer.last = (ack - 1) & _M32
                 peer.seq_known = True
             else:
-                rel_ack = _sdelta(ack, peer.start) & _M32
-                if not is_rst and _sdelta(ack, peer.ackseq) > 0 and not (ack == 0 and _sdelta(ack, peer.ackseq) > 1048576):
-                    peer.ackseq = ack
-            if not is_rst and (end.max_ack < 0 or _sdelta(ack, end.max_ack) > 0):
-                end.max_ack = ack
+                rel_ack = (ack - peer.start) & _M32
+                if not is_rst:
+                    d = (ack - peer.ackseq) & _M32
+                    if d and d < _HALF and not (ack == 0 and d > 1048576):
+                        peer.ackseq = ack
+            if not is_rst:
+                max_ack = end.max_ack
+                if max_ack < 0 or ((ack - max_ack) & _M32 and not (ack - max_ack) & _HALF):
+                    end.max_ack = ack
             end.last_ack = ack
-        end.last_win = pkt.win
+        end.last_win = win
 
         # update_last_seq
         if (is_syn or is_rst) and (delta_last > 1048576 or delta_last < -1048576):
             pass
-        elif is_fin and end.last == ((end.start + 1) & _M32):
+        elif is_fin and last == ((end.start + 1) & _M32):
             end.last = past
         elif end.state == zeek.RESET:
             pass
@@ -433,16 +459,60 @@ class FlowTable:
             if end.rxmit == end.rxmit_next:
                 end.rxmit_next *= 10
                 flow.history.append("T" if is_orig else "t")
-        if end.gap_pending and delta_last >= 0 and not (marks & _GAP):
+        if end.gap_pending and delta_last >= 0 and not marks & _GAP:
             end.gap_pending = False
 
-        self._state_machine(flow, end, peer, pkt, is_orig, flags, plen)
-        self._account(flow, end, pkt, is_orig, marks, rel_seq, rel_ack)
-        o, r = flow.orig.state, flow.resp.state
-        # Zeek's "close complete": a RST, both FINs, or a FIN from one side while the other never spoke.
-        if (o == zeek.RESET or r == zeek.RESET or (o == zeek.CLOSED and r in (zeek.CLOSED, zeek.INACTIVE))
-                or (r == zeek.CLOSED and o == zeek.INACTIVE)):
-            if not flow.closed:
+        if control or st == zeek.INACTIVE:
+            self._state_machine(flow, end, peer, pkt, is_orig, flags, plen)
+        elif is_orig and is_ack and not flow.ack_seen and flow.synack_seen:
+            flow.ack_seen = True
+
+        # Counters, habits and the timeline entry.
+        end.pkts += 1
+        kind = ""
+        if plen:
+            end.payload += plen
+            head = pkt.payload
+            if head:
+                if head[0] in SNIFF_FIRST_BYTES:
+                    kind = sniff(head)
+                if not end.head:
+                    end.head = head
+                    end.kind = kind
+        ttl = pkt.ttl
+        ttls = end.ttls
+        if ttl in ttls:
+            ttls[ttl] += 1
+        elif len(ttls) < MAX_TTL_VALUES:
+            ttls[ttl] = 1
+        ip_id = pkt.ip_id
+        if ip_id > 0:
+            if end.ipid_last >= 0:
+                end.ipid_steps += 1
+                if 0 < ((ip_id - end.ipid_last) & 0xFFFF) < 256:
+                    end.ipid_small += 1
+            end.ipid_last = ip_id
+        elif ip_id == 0:
+            end.ipid_zero += 1  # Linux sends 0 on SYN/ACKs and socketless RSTs: no information
+        idle = ts - flow.last_ts
+        if idle < 0 or not flow.npk:
+            idle = 0.0
+        ev = Event(pkt.number, ts, 0 if is_orig else 1, flags, rel_seq, rel_ack, plen, win, ttl,
+                   ip_id, marks, idle, kind, None)
+        if flow.npk < TIMELINE_HEAD:
+            flow.head.append(ev)
+        else:
+            flow.tail.append(ev)
+        flow.npk += 1
+        if ts > flow.last_ts:
+            flow.last_ts = ts
+        flow.last_frame = pkt.number
+
+        if control and not flow.closed:
+            o, r = flow.orig.state, flow.resp.state
+            # Zeek's "close complete": a RST, both FINs, or a FIN from one side while the other never spoke.
+            if (o == zeek.RESET or r == zeek.RESET or (o == zeek.CLOSED and r in (zeek.CLOSED, zeek.INACTIVE))
+                    or (r == zeek.CLOSED and o == zeek.INACTIVE)):
                 flow.closed = True
                 self.closing.append(flow)
 
@@ -509,7 +579,8 @@ class FlowTable:
         if plen:
             end.payload += plen
             if pkt.payload:
-                kind = sniff(pkt.payload)
+                if pkt.payload[0] in SNIFF_FIRST_BYTES:
+                    kind = sniff(pkt.payload)
                 if not end.head:
                     end.head = pkt.payload
                     end.kind = kind
@@ -742,9 +813,11 @@ def build_conversation(flow: _Flow, why: str, hosts: dict[bytes, dict[int, int]]
     history = "".join(flow.history)
     events = flow.head + list(flow.tail)
     elided = flow.npk - len(events)
-    hosts = hosts or {}
-    _odd_marks(events, orig, 0, hosts.get(flow.c_addr))
-    _odd_marks(events, resp, 1, hosts.get(flow.s_addr))
+    if orig.sent_rst or resp.sent_rst or flow.icmp_errors:
+        # TTL/IP ID oddness only matters for telling who really sent a RST or an ICMP error.
+        hosts = hosts or {}
+        _odd_marks(events, orig, 0, hosts.get(flow.c_addr))
+        _odd_marks(events, resp, 1, hosts.get(flow.s_addr))
     proto = flow.proto
     if proto == "tcp":
         orig_size, resp_size = orig.size(), resp.size()
