@@ -1,0 +1,74 @@
+"""Findings on real third-party captures: the failures issue 3 names are found, the healthy controls stay quiet."""
+
+from __future__ import annotations
+
+import functools
+
+import pytest
+
+from analyzer.pipeline import analyze_capture
+from analyzer.rules import load_rules
+from tests.corpus import corpus_file, needs_corpus
+
+# capture -> (rule that must fire, side whose error is checked, the Winsock name it saw)
+FAILURES = {
+    "zeek/traces/pop3/pop3.pcap": ("CON001", "client", "WSAECONNREFUSED"),
+    "zeek/traces/tcp/rst-inject-rae.pcap": ("RST009", "client", "WSAECONNRESET"),
+    "zeek/traces/tls/https-to-http.pcap": ("TLS001", "client", "WSAECONNRESET"),
+    # The AFS file server (port 7003) calls back the client's port 1792, whose host answers port
+    # unreachable: the error belongs to the side that sent the datagram, here the server.
+    "tcpdump/afs.pcap": ("UDP001", "server", "WSAECONNRESET"),
+    "arkime/wireshark-smb-on-windows10.pcap": ("RST010", "server", "WSAECONNRESET"),
+}
+HEALTHY = ["zeek/traces/wikipedia.pcap", "zeek/traces/ftp/ipv4.pcap", "arkime/tds7.pcap"]
+
+
+@functools.cache
+def _rules():
+    return load_rules()
+
+
+def _result(rel: str):
+    result = analyze_capture(corpus_file(rel), _rules())
+    assert result.error is None, result.error
+    return result
+
+
+@needs_corpus
+@pytest.mark.parametrize("rel", sorted(FAILURES))
+def test_known_failure_is_found_with_its_socket_error(rel):
+    rule, side, winsock = FAILURES[rel]
+    findings = [f for f in _result(rel).findings if f.rule == rule]
+    assert findings, f"{rule} did not fire on {rel}"
+    for finding in findings:
+        seen = {(e.side, e.winsock["name"]) for e in finding.errors}
+        assert (side, winsock) in seen, f"{rule} on {rel}: errors {seen}"
+        assert finding.frames and finding.wireshark_filter
+
+
+@needs_corpus
+def test_refused_pop3_connections_are_each_reported():
+    refused = [f for f in _result("zeek/traces/pop3/pop3.pcap").findings if f.rule == "CON001"]
+    assert len(refused) == 6  # Zeek logs six REJ connections in this trace
+
+
+@needs_corpus
+def test_windows_smb_resets_are_told_apart_as_harmless():
+    findings = _result("arkime/wireshark-smb-on-windows10.pcap").findings
+    assert len([f for f in findings if f.rule == "RST010"]) == 5
+    assert all(f.level == "info" for f in findings)
+
+
+@needs_corpus
+def test_forged_reset_is_not_also_reported_as_a_refusal():
+    rules = {f.rule for f in _result("zeek/traces/tcp/rst-inject-rae.pcap").findings}
+    assert rules == {"RST009"}
+
+
+@needs_corpus
+@pytest.mark.parametrize("rel", HEALTHY)
+def test_healthy_control_has_no_error_or_warning(rel):
+    result = _result(rel)
+    assert result.conversation_count > 0
+    loud = [(f.rule, f.conversation) for f in result.findings if f.level in ("error", "warning")]
+    assert loud == []
