@@ -181,6 +181,7 @@ def test_live_tcpdump_pipe_is_diagnosed(tmp_path):
     try:
         ready = dump.stderr.readline()  # tcpdump says "listening on lo, ..." once it captures
         assert b"listening on" in ready, ready
+        time.sleep(0.5)  # tcpdump prints that line a moment before its socket sees packets
         with socket.socket() as s:
             with pytest.raises(ConnectionRefusedError):
                 s.connect(("127.0.0.1", port))
