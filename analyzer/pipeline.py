@@ -56,7 +56,11 @@ def analyze_capture(
         elif keep == "all-full":
             conversations.append(conv)
         elif keep == "all":
-            conversations.append(dataclasses.replace(conv, timeline=()))
+            # A listing needs no packets: drop the timeline and payload bytes to stay small.
+            conversations.append(dataclasses.replace(
+                conv, timeline=(),
+                client_stats=dataclasses.replace(conv.client_stats, payload_head=b""),
+                server_stats=dataclasses.replace(conv.server_stats, payload_head=b"")))
 
     table = FlowTable(emit, max_conversations=max_conversations)
     decoder = Decoder()
