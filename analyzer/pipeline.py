@@ -20,6 +20,37 @@ class RuleEvaluator(Protocol):
     def evaluate(self, conv: Conversation) -> list[Finding]: ...
 
 
+EVIDENCE_CONTEXT = 8  # packets kept either side of the evidence (reports show 4)
+HANDSHAKE_KEPT = 3  # packets kept from the start
+
+
+def keep_evidence(conv: Conversation, findings: list[Finding]) -> Conversation:
+    """The conversation with only the packets a report draws: the start and the evidence, with context.
+
+    Conversations with findings are kept until the end of the capture; trimming their timelines
+    keeps that memory small when a capture holds thousands of failures.
+    """
+    timeline = conv.timeline
+    frames = {f for finding in findings for f in finding.frames}
+    marked = [i for i, ev in enumerate(timeline) if ev.frame in frames]
+    if not marked:
+        return conv
+    lo = max(marked[0] - EVIDENCE_CONTEXT, HANDSHAKE_KEPT)
+    hi = marked[-1] + EVIDENCE_CONTEXT + 1
+    if conv.elided and lo <= conv.elided_after:
+        lo = HANDSHAKE_KEPT if conv.elided_after < HANDSHAKE_KEPT else conv.elided_after + 1
+        if lo > marked[0]:
+            return dataclasses.replace(conv, timeline=timeline[:hi])  # the evidence straddles the old gap
+    dropped = lo - HANDSHAKE_KEPT
+    if dropped <= 0 and hi >= len(timeline):
+        return conv
+    kept = timeline[:HANDSHAKE_KEPT] + timeline[lo:hi]
+    if dropped <= 0:
+        return dataclasses.replace(conv, timeline=kept)
+    return dataclasses.replace(conv, timeline=kept, elided_after=HANDSHAKE_KEPT - 1,
+                               elided=conv.elided + dropped)
+
+
 def analyze_capture(
     source: str | os.PathLike[str] | IO[bytes],
     rules: RuleEvaluator | None = None,
@@ -52,7 +83,7 @@ def analyze_capture(
         findings = rules.evaluate(conv) if rules is not None else []
         if findings:
             result.findings.extend(findings)
-            conversations.append(conv)
+            conversations.append(conv if keep == "all-full" else keep_evidence(conv, findings))
         elif keep == "all-full":
             conversations.append(conv)
         elif keep == "all":

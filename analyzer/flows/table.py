@@ -31,7 +31,7 @@ CLOSE_LINGER = 5.0  # seconds; Zeek's tcp_close_delay / tcp_reset_delay
 UDP_IDLE = 60.0  # Zeek's udp_inactivity_timeout
 ATTEMPT_IDLE = 180.0  # longer than any stack's connect() retry schedule (Linux: 127 s)
 TCP_IDLE = 7300.0  # beyond the 2-hour default keep-alive time, so idle-timeout resets stay in one conversation
-SWEEP_EVERY = 60.0  # seconds of capture time between full idle sweeps
+SWEEP_EVERY = 10.0  # seconds of capture time between full idle sweeps
 CHECK_EVERY = 1.0  # seconds of capture time between looks at closed conversations
 TIMELINE_HEAD = 16  # events kept from the start of a conversation (the handshake and first exchange)
 TIMELINE_TAIL = 48  # events kept from its end (where failures show)
@@ -146,7 +146,7 @@ class _Flow:
         self.first_frame = self.last_frame = pkt.number
         self.start = self.last_ts = pkt.ts
         self.head: list[Event] = []
-        self.tail: deque[Event] = deque(maxlen=TIMELINE_TAIL)
+        self.tail: deque[Event] | None = None  # made when the head is full: most flows never need it
         self.npk = 0
         self.icmp_errors = 0
         self.closed = False
@@ -502,6 +502,8 @@ class FlowTable:
         if flow.npk < TIMELINE_HEAD:
             flow.head.append(ev)
         else:
+            if flow.tail is None:
+                flow.tail = deque(maxlen=TIMELINE_TAIL)
             flow.tail.append(ev)
         flow.npk += 1
         if ts > flow.last_ts:
@@ -608,6 +610,8 @@ class FlowTable:
         if len(flow.head) < TIMELINE_HEAD:
             flow.head.append(ev)
         else:
+            if flow.tail is None:
+                flow.tail = deque(maxlen=TIMELINE_TAIL)
             flow.tail.append(ev)
         flow.npk += 1
         if ts > flow.last_ts:
@@ -664,6 +668,8 @@ class FlowTable:
         if len(flow.head) < TIMELINE_HEAD:
             flow.head.append(ev)
         else:
+            if flow.tail is None:
+                flow.tail = deque(maxlen=TIMELINE_TAIL)
             flow.tail.append(ev)
         flow.npk += 1
         if ts > flow.last_ts:
@@ -811,7 +817,7 @@ def build_conversation(flow: _Flow, why: str, hosts: dict[bytes, dict[int, int]]
     """
     orig, resp = flow.orig, flow.resp
     history = "".join(flow.history)
-    events = flow.head + list(flow.tail)
+    events = flow.head + list(flow.tail or ())
     elided = flow.npk - len(events)
     if orig.sent_rst or resp.sent_rst or flow.icmp_errors:
         # TTL/IP ID oddness only matters for telling who really sent a RST or an ICMP error.
