@@ -92,3 +92,41 @@ def rules_catalogue(ruleset, fmt: str = "text") -> str:
     lines = [f"{r.code:<7} {r.level:<7} {r.name:<{width}}  {r.title}" for r in rules]
     lines.append(f"\n{len(rules)} rules; `wsadiag explain CODE` shows one.")
     return "\n".join(lines)
+
+
+def rule_markdown(rule) -> str:
+    """A rule's documentation page (docs/rules/CODE.md), generated from its file."""
+    lines = [f"# {rule.code} {rule.name}", "", f"**{rule.title}** — level `{rule.level}`, confidence "
+             f"{rule.confidence}, status {rule.status}.", "", rule.doc.strip(), ""]
+    if rule.errors:
+        lines += ["## Socket errors", "", "| side | call | Winsock | POSIX | note |", "| --- | --- | --- | --- | --- |"]
+        for spec in rule.errors:
+            if spec.winsock == "from-icmp":
+                lines.append(f"| {spec.side} | {spec.operation} | from the ICMP type and code | | {spec.note} |")
+                continue
+            err = winsock.lookup(spec.winsock)
+            lines.append(f"| {spec.side} | {spec.operation} | {err.code} {err.name} | {err.posix_name or ''} | {spec.note} |")
+        lines.append("")
+    lines += ["## Cause", "", rule.cause.strip(), "", "## Remedy", "", rule.remedy.strip(), ""]
+    if rule.falsepositives:
+        lines += ["## When it is harmless", ""] + [f"- {fp}" for fp in rule.falsepositives] + [""]
+    if rule.references:
+        lines += ["## References", ""] + [f"- {ref}" for ref in rule.references] + [""]
+    samples = rule.samples or {}
+    lines += ["## Samples", ""]
+    lines += [f"- fires: `{p}`" for p in samples.get("fires", ())]
+    lines += [f"- stays silent: `{p}`" for p in samples.get("silent", ())]
+    return "\n".join(lines) + "\n"
+
+
+def write_rule_docs(ruleset, folder) -> list[str]:
+    """Write docs/rules/CODE.md for every rule; return the file names."""
+    from pathlib import Path
+
+    out = Path(folder)
+    out.mkdir(parents=True, exist_ok=True)
+    names = []
+    for rule in ruleset.rules:
+        (out / f"{rule.code}.md").write_text(rule_markdown(rule), encoding="utf-8")
+        names.append(f"{rule.code}.md")
+    return names
