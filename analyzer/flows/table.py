@@ -155,6 +155,19 @@ class _Flow:
         self.id = 0
         self.stream = 0
 
+    def record(self, ev: Event) -> None:
+        """Add a packet to the bounded timeline (the TCP hot path does the same inline)."""
+        if self.npk < TIMELINE_HEAD:
+            self.head.append(ev)
+        else:
+            if self.tail is None:
+                self.tail = deque(maxlen=TIMELINE_TAIL)
+            self.tail.append(ev)
+        self.npk += 1
+        if ev.ts > self.last_ts:
+            self.last_ts = ev.ts
+        self.last_frame = ev.frame
+
     def check_history(self, bit: int, letter: str, is_orig: bool) -> bool:
         """Record a once-per-direction letter; True if it had been recorded already (Zeek's CheckHistory)."""
         mask = bit if is_orig else bit << 16
@@ -607,16 +620,7 @@ class FlowTable:
             idle = 0.0
         ev = Event(pkt.number, ts, 0 if is_orig else 1, pkt.flags, rel_seq, rel_ack, plen, pkt.win, ttl,
                    ip_id, marks, idle, kind, None)
-        if len(flow.head) < TIMELINE_HEAD:
-            flow.head.append(ev)
-        else:
-            if flow.tail is None:
-                flow.tail = deque(maxlen=TIMELINE_TAIL)
-            flow.tail.append(ev)
-        flow.npk += 1
-        if ts > flow.last_ts:
-            flow.last_ts = ts
-        flow.last_frame = pkt.number
+        flow.record(ev)
 
     def _udp(self, pkt: Packet) -> None:
         key, flow = self._lookup(IPPROTO_UDP, pkt.src, pkt.sport, pkt.dst, pkt.dport)
@@ -665,16 +669,7 @@ class FlowTable:
         # The error travels toward the sender of the quoted packet.
         ev = Event(pkt.number, ts, 1 if quotes_client else 0, 0, rel_seq, 0, pkt.plen, 0, pkt.ttl, pkt.ip_id,
                    _ICMP_ERROR | (_AFTER_RST if flow.rst_seen else 0), idle, "", (pkt.icmp_type, pkt.icmp_code), pkt.src)
-        if len(flow.head) < TIMELINE_HEAD:
-            flow.head.append(ev)
-        else:
-            if flow.tail is None:
-                flow.tail = deque(maxlen=TIMELINE_TAIL)
-            flow.tail.append(ev)
-        flow.npk += 1
-        if ts > flow.last_ts:
-            flow.last_ts = ts
-        flow.last_frame = pkt.number
+        flow.record(ev)
 
     # -- conversations out ------------------------------------------------------------------
 
