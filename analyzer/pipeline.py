@@ -20,6 +20,7 @@ class RuleEvaluator(Protocol):
     def evaluate(self, conv: Conversation) -> list[Finding]: ...
 
 
+MAX_FINDINGS_PER_RULE = 1000  # per capture: keeps memory bounded on port scans and mass outages
 EVIDENCE_CONTEXT = 8  # packets kept either side of the evidence (reports show 4)
 HANDSHAKE_KEPT = 3  # packets kept from the start
 
@@ -58,6 +59,7 @@ def analyze_capture(
     *,
     keep: str = "findings",
     max_conversations: int = DEFAULT_MAX_CONVERSATIONS,
+    max_findings_per_rule: int = MAX_FINDINGS_PER_RULE,
     progress: Callable[[int], None] | None = None,
 ) -> CaptureResult:
     """Read and diagnose one capture.
@@ -75,12 +77,17 @@ def analyze_capture(
         return result
 
     conversations: list[Conversation] = []
+    per_rule: dict[str, int] = {}  # findings seen per rule, kept or not
 
     def emit(conv: Conversation) -> None:
         if conv_filter is not None and not conv_filter(conv):
             return
         result.conversation_count += 1
         findings = rules.evaluate(conv) if rules is not None else []
+        if findings:
+            for f in findings:
+                per_rule[f.rule] = per_rule.get(f.rule, 0) + 1
+            findings = [f for f in findings if per_rule[f.rule] <= max_findings_per_rule]
         if findings:
             result.findings.extend(findings)
             conversations.append(conv if keep == "all-full" else keep_evidence(conv, findings))
@@ -116,6 +123,11 @@ def analyze_capture(
         result.warnings[:0] = list(cap.warnings)
     result.warnings.extend(decoder.warnings())
     result.warnings.extend(table.warnings())
+    for code, seen in sorted(per_rule.items()):
+        if seen > max_findings_per_rule:
+            result.warnings.append(CaptureWarning(
+                "findings-capped", f"{code} fired on {seen} conversations; the first {max_findings_per_rule} "
+                f"are reported (a scan or an outage repeats one pattern; --filter narrows the capture)"))
     if frames == 0 and not result.error:
         result.warnings.append(CaptureWarning("no-packets", "the capture holds no packets"))
     conversations.sort(key=lambda c: c.id)

@@ -218,3 +218,20 @@ def test_table_cap_hands_on_early_with_a_warning(tmp_path):
     assert result.conversation_count == 300
     assert all(c.state == "S0" for c in result.conversations)
     assert any(w.code == "conversation-table-full" for w in result.warnings)
+
+
+def test_findings_per_rule_are_capped_with_a_warning(tmp_path):
+    from analyzer.rules import load_rules
+
+    pkts = []
+    for i in range(30):  # a port scan: thirty refused connections
+        syn = Ether(**MACS) / IP(src=C, dst=S) / TCP(sport=30000 + i, dport=1000 + i, flags="S", seq=i)
+        rst = Ether(**MACS) / IP(src=S, dst=C) / TCP(sport=1000 + i, dport=30000 + i, flags="RA", ack=i + 1)
+        syn.time, rst.time = 1.0 + i, 1.0005 + i
+        pkts += [syn, rst]
+    path = tmp_path / "scan.pcap"
+    wrpcap(str(path), pkts)
+    result = analyze_capture(path, load_rules(), max_findings_per_rule=10)
+    assert [f.rule for f in result.findings] == ["CON001"] * 10
+    (warning,) = [w for w in result.warnings if w.code == "findings-capped"]
+    assert "CON001 fired on 30 conversations" in warning.message
