@@ -19,10 +19,9 @@ from typing import Sequence
 
 from analyzer import __version__
 from analyzer.errors import UsageError, WsadiagError
-from analyzer.model import LEVELS, CaptureResult
+from analyzer.model import FAIL_ON, LEVELS, CaptureResult
 
 EXIT_OK, EXIT_FINDINGS, EXIT_ERROR = 0, 1, 2
-FAIL_ON = (*LEVELS, "never")
 CAPTURE_SUFFIXES = (".pcap", ".pcapng", ".cap", ".dmp", ".pcap.gz", ".pcapng.gz", ".pcap.bz2", ".pcap.xz",
                     ".pcapng.bz2", ".pcapng.xz", ".gz", ".bz2", ".xz")
 
@@ -233,8 +232,8 @@ def expand_captures(items: Sequence[str]) -> list[str]:
 def _run(args: argparse.Namespace, ruleset, keep: str) -> list[CaptureResult]:
     from analyzer.filter import compile_filter
     from analyzer.pipeline import analyze_capture
-    from analyzer.report.progress import CaptureProgress
     from analyzer.report.common import clean
+    from analyzer.report.progress import CaptureProgress
 
     conv_filter = compile_filter(args.filter) if args.filter else None
     extra = {} if args.max_conversations is None else {"max_conversations": args.max_conversations}

@@ -101,10 +101,7 @@ class Mark(IntFlag):
     SYN_RETRANSMISSION = 1 << 15  # a repeated SYN or SYN/ACK
     TTL_ODD = 1 << 16  # TTL/hop limit unlike every other packet of this direction (set in conversations with a RST or ICMP error)
     IPID_ODD = 1 << 17  # IP ID far from this direction's running sequence (likewise)
-    ICMP_ERROR = 1 << 18  # an ICMP error quoting this conversation (direction = who sent the quoted packet's peer)
-
-
-Direction = Literal[0, 1]  # 0: client -> server, 1: server -> client
+    ICMP_ERROR = 1 << 18  # an ICMP error quoting this conversation; its dir points at the quoted packet's sender
 
 
 class Event(NamedTuple):
@@ -195,6 +192,7 @@ class Conversation:
 
 Level = Literal["error", "warning", "info"]
 LEVELS: tuple[Level, ...] = ("error", "warning", "info")  # most severe first
+FAIL_ON: tuple[str, ...] = (*LEVELS, "never")  # what --fail-on accepts
 
 
 @dataclass(frozen=True, slots=True)

@@ -30,9 +30,6 @@ IPPROTO_TCP = 6
 IPPROTO_UDP = 17
 IPPROTO_ICMPV6 = 58
 
-PROTO_NAMES: dict[int, str] = {IPPROTO_TCP: "tcp", IPPROTO_UDP: "udp", IPPROTO_ICMP: "icmp", IPPROTO_ICMPV6: "icmp"}
-
-
 def flag_string(flags: int) -> str:
     """Flags as Wireshark lists them, e.g. 'SYN, ACK'."""
     return ", ".join(name for name, bit in TCP_FLAG_NAMES.items() if flags & bit)

@@ -77,7 +77,7 @@ def _sdelta(a: int, b: int) -> int:
 class _End:
     """One endpoint's view of a conversation while it is alive."""
 
-    __slots__ = ("state", "prev_state", "start", "last", "ackseq", "did_close", "pkts", "payload",
+    __slots__ = ("state", "prev_state", "start", "last", "ackseq", "pkts", "payload",
                  "rxmit", "rxmit_next", "zwin", "zwin_next", "gaps", "gaps_next", "dupacks", "keepalives",
                  "hist_syn", "hist_fin", "hist_rst", "last_ack", "last_win", "fin_seq", "syn_seq",
                  "max_ack", "gap_pending", "last_was_ka", "ttls", "ipid_last", "ipid_steps", "ipid_small",
@@ -88,7 +88,6 @@ class _End:
         self.prev_state = zeek.INACTIVE
         self.start = self.last = self.ackseq = 0
         self.seq_known = False
-        self.did_close = False
         self.pkts = self.payload = 0
         self.rxmit = self.zwin = self.gaps = self.dupacks = self.keepalives = 0
         self.rxmit_next = self.zwin_next = self.gaps_next = 1
@@ -191,7 +190,6 @@ class FlowTable:
         self.next_sweep = None  # capture time of the next idle sweep
         self.next_check = float("-inf")  # capture time of the next look at closed conversations
         self.evicted_early = 0
-        self.unmatched_icmp = 0
         self.host_ttls: dict[bytes, dict[int, int]] = {}
 
     # -- packets in -------------------------------------------------------------------------
@@ -645,7 +643,6 @@ class FlowTable:
             if flow is not None:
                 self._icmp_error(flow, pkt, q.src == flow.c_addr and q.sport == flow.c_port)
                 return
-            self.unmatched_icmp += 1
         # Anything else is a conversation of its own between the two hosts, as in Zeek's conn.log.
         key, flow = self._lookup(pkt.proto, pkt.src, pkt.icmp_type, pkt.dst, 0)
         if flow is not None and pkt.ts - flow.last_ts > UDP_IDLE:

@@ -16,8 +16,6 @@ ESTABLISHED = 4
 CLOSED = 5  # sent a FIN
 RESET = 6  # sent a RST
 
-ENDPOINT_STATE_NAMES = ("INACTIVE", "SYN_SENT", "SYN_ACK_SENT", "PARTIAL", "ESTABLISHED", "CLOSED", "RESET")
-
 # conn_state values and their meaning (Zeek's wording, shortened).
 CONN_STATES: dict[str, str] = {
     "S0": "Connection attempt seen, no reply.",
@@ -54,7 +52,6 @@ HISTORY_LETTERS: dict[str, str] = {
 
 # A, D, I, Q are recorded once per direction; S, H, F, R again when the sequence number changes;
 # T, G, W on a logarithmic scale: the second letter after 10 events, the third after 100, ...
-SCALED_LETTERS = "TGW"
 
 
 def conn_state(proto: str, orig: int, resp: int, orig_size: int, resp_size: int, history: str) -> str:

@@ -10,7 +10,6 @@ from analyzer.model import LEVELS, CaptureResult, Conversation, Finding
 
 # Severity order: lower rank = more severe. "never" ranks above every level so nothing reaches it.
 LEVEL_RANK: dict[str, int] = {level: rank for rank, level in enumerate(LEVELS)}
-FAIL_ON_CHOICES: tuple[str, ...] = (*LEVELS, "never")
 
 
 def at_or_above(level: str, fail_on: str) -> bool:

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 from analyzer.model import Conversation, Event, Finding, Mark
 from analyzer.protocol import ACK, RST, TCP_FLAG_NAMES
+from analyzer.winsock import icmp_name
 
 # Short annotations for the flow tracker's observations, in the order they are shown.
 MARK_LABELS: tuple[tuple[Mark, str], ...] = (
@@ -47,7 +48,9 @@ class LadderRow:
 def packet_label(conv: Conversation, ev: Event) -> str:
     """What the arrow of one packet says: flags, relative seq/ack, length, observations."""
     if ev.icmp is not None:
-        parts = [f"ICMP {ev.icmp[0]}/{ev.icmp[1]}"]
+        family = 6 if ":" in conv.client.addr else 4  # an ICMP error shares its conversation's family
+        name = icmp_name(family, *ev.icmp)
+        parts = [name if name.startswith("ICMP") else ("ICMPv6 " if family == 6 else "ICMP ") + name]
     elif conv.proto == "tcp":
         flags = ",".join(name for name, bit in TCP_FLAG_NAMES.items() if ev.flags & bit) or "none"
         parts = [flags, f"seq={ev.seq}"]

@@ -46,11 +46,10 @@ ICMP_ANY = "any"
 
 # What the flow tracker's payload sniff calls a segment's payload (Event.payload): its own table.
 from analyzer.flows.sniff import PAYLOAD_KINDS  # noqa: E402,F401
+from analyzer.flows.zeek import CONN_STATES as ZEEK_CONN_STATES  # noqa: E402
 
-# Zeek conn_state values (Zeek base/protocols/conn/main.zeek, conn_state field doc).
-CONN_STATES = frozenset({
-    "S0", "S1", "SF", "REJ", "S2", "S3", "RSTO", "RSTR", "RSTOS0", "RSTRH", "SH", "SHR", "OTH",
-})
+# Zeek conn_state values a `where: {state: ...}` may name: the table in analyzer.flows.zeek.
+CONN_STATES = frozenset(ZEEK_CONN_STATES)
 
 PROTOS = frozenset({"tcp", "udp", "icmp"})
 
