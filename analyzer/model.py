@@ -7,9 +7,12 @@ path); per-conversation and per-finding records are frozen dataclasses.
 
 from __future__ import annotations
 
+import builtins
 from dataclasses import dataclass, field
 from enum import IntFlag
 from typing import Literal, NamedTuple
+
+Transport = Literal["tcp", "udp", "icmp"]  # a Conversation's protocol
 
 
 class Frame(NamedTuple):
@@ -150,7 +153,7 @@ class SideStats:
     ip_id_mode: str = ""  # "incrementing", "zero", "random", "" unknown
     state: str = ""  # endpoint state at the end, as RFC 793 names it from the wire (ESTABLISHED, FIN_WAIT_1, ...)
     payload_kind: str = ""  # sniff of this side's first payload bytes ("tls-client-hello", "tds-prelogin", "http-request", ...)
-    payload_head: bytes = b""  # the first payload bytes themselves (bounded)
+    payload_head: builtins.bytes = b""  # the first payload bytes themselves (bounded); `bytes` is a field here
     sent_fin: bool = False
     sent_rst: bool = False
     sent_syn: bool = False
@@ -162,7 +165,7 @@ class Conversation:
 
     id: int  # 1-based, in order of first packet within the capture
     stream: int  # Wireshark's tcp.stream / udp.stream index (0-based per protocol)
-    proto: Literal["tcp", "udp", "icmp"]
+    proto: Transport
     client: Endpoint
     server: Endpoint
     role_inferred: bool  # True when no SYN (TCP) / first sender (UDP) decided the roles

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import gc
 import os
 from typing import IO, Callable, Protocol
 
@@ -105,6 +106,10 @@ def analyze_capture(
     decode = decoder.decode
     add = table.add
     frames = 0
+    # The packet loop allocates millions of short-lived tuples and makes no reference cycles, so
+    # the cycle collector would only rescan live conversations over and over: pause it.
+    collecting = gc.isenabled()
+    gc.disable()
     with cap:
         result.format = cap.format
         try:
@@ -117,6 +122,9 @@ def analyze_capture(
                     progress(frames)
         except KeyboardInterrupt:
             result.warnings.append(CaptureWarning("interrupted", f"interrupted after {frames} frames; the report covers those"))
+        finally:
+            if collecting:
+                gc.enable()
         table.flush()
         result.packets = frames
         result.linktypes = [linktype_name(lt) for lt in cap.linktypes]

@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+from typing import Final
+
 # TCP header flag bits (RFC 9293 section 3.1; ECE/CWR from RFC 3168).
-FIN = 0x01
-SYN = 0x02
-RST = 0x04
-PSH = 0x08
-ACK = 0x10
-URG = 0x20
-ECE = 0x40
-CWR = 0x80
+FIN: Final = 0x01
+SYN: Final = 0x02
+RST: Final = 0x04
+PSH: Final = 0x08
+ACK: Final = 0x10
+URG: Final = 0x20
+ECE: Final = 0x40
+CWR: Final = 0x80
 
 TCP_FLAG_NAMES: dict[str, int] = {
     "FIN": FIN, "SYN": SYN, "RST": RST, "PSH": PSH,
@@ -18,17 +20,17 @@ TCP_FLAG_NAMES: dict[str, int] = {
 }
 
 # TCP options seen on a segment, as bits of Packet.tcp_opts (kinds from RFC 9293, 7323, 2018).
-OPT_MSS = 0x01  # kind 2
-OPT_WSCALE = 0x02  # kind 3
-OPT_SACK_PERM = 0x04  # kind 4
-OPT_SACK = 0x08  # kind 5
-OPT_TIMESTAMP = 0x10  # kind 8
+OPT_MSS: Final = 0x01  # kind 2
+OPT_WSCALE: Final = 0x02  # kind 3
+OPT_SACK_PERM: Final = 0x04  # kind 4
+OPT_SACK: Final = 0x08  # kind 5
+OPT_TIMESTAMP: Final = 0x10  # kind 8
 
 # IP protocol numbers (IANA "Assigned Internet Protocol Numbers").
-IPPROTO_ICMP = 1
-IPPROTO_TCP = 6
-IPPROTO_UDP = 17
-IPPROTO_ICMPV6 = 58
+IPPROTO_ICMP: Final = 1
+IPPROTO_TCP: Final = 6
+IPPROTO_UDP: Final = 17
+IPPROTO_ICMPV6: Final = 58
 
 def flag_string(flags: int) -> str:
     """Flags as Wireshark lists them, e.g. 'SYN, ACK'."""
@@ -36,8 +38,8 @@ def flag_string(flags: int) -> str:
 
 # ICMP messages that quote the packet that caused them (RFC 792: destination unreachable 3,
 # source quench 4, redirect 5, time exceeded 11, parameter problem 12; RFC 4443 2.1: ICMPv6 1-4).
-ICMP4_ERROR_TYPES = frozenset({3, 4, 5, 11, 12})
-ICMP6_ERROR_TYPES = frozenset({1, 2, 3, 4})
+ICMP4_ERROR_TYPES: Final = frozenset({3, 4, 5, 11, 12})
+ICMP6_ERROR_TYPES: Final = frozenset({1, 2, 3, 4})
 
 
 # Ports a server is likely to listen on: used, like Zeek's `likely_server_ports`, to guess the

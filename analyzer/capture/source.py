@@ -14,7 +14,7 @@ import os
 import stat
 import sys
 import zlib
-from typing import IO, Callable
+from typing import IO, Any, Callable
 
 from analyzer.capture.formats import BZIP2_MAGIC, GZIP_MAGIC, XZ_MAGIC
 from analyzer.errors import CaptureError
@@ -23,7 +23,7 @@ FILE_CHUNK = 1 << 20  # regular files: big reads amortise the per-read buffer co
 PIPE_CHUNK = 1 << 16  # pipes: at most one pipe buffer per read; returns what has arrived
 
 # name appended to the format, and the stream reader class that decompresses it
-COMPRESSIONS: tuple[tuple[bytes, str, Callable[[IO[bytes]], IO[bytes]]], ...] = (
+COMPRESSIONS: tuple[tuple[bytes, str, Callable[[Any], Any]], ...] = (  # opener: file-like -> decompressing reader
     (GZIP_MAGIC, "gzip", lambda f: gzip.GzipFile(fileobj=f, mode="rb")),
     (BZIP2_MAGIC, "bz2", lambda f: bz2.BZ2File(f, mode="rb")),
     (XZ_MAGIC, "xz", lambda f: lzma.LZMAFile(f, mode="rb")),
@@ -68,7 +68,7 @@ class Source:
         self.warn: Warn = lambda code, message: None
         self._fobj = fobj
         self._owned = owned
-        self._decomp: IO[bytes] | None = None
+        self._decomp: Any = None  # a GzipFile, BZ2File or LZMAFile once one is opened
         regular = _is_regular(fobj)
         self.chunk = FILE_CHUNK if regular else PIPE_CHUNK
         if regular or not hasattr(fobj, "read1"):
@@ -97,7 +97,7 @@ class Source:
                     if self._regular:
                         self._read = self._decomp.read
                     else:
-                        self._read = self._decomp.read1  # type: ignore[attr-defined]
+                        self._read = self._decomp.read1
                     return self.read_at_least(self._read, 8)
                 except EOFError:
                     raise CaptureError(f"{self.path}: {name} stream ends before any data") from None

@@ -5,22 +5,24 @@ Each fact lives here once, with its source; the decoder never spells a magic num
 
 from __future__ import annotations
 
+from typing import Final
+
 # Link types as written in pcap/pcapng headers (tcpdump.org "Link-Layer Header Types"),
 # named as libpcap's pcap_datalink_val_to_name() and `tcpdump -L` name them.
-LINKTYPE_NULL = 0  # BSD loopback: 4-byte address family in the capturing host's byte order
-LINKTYPE_EN10MB = 1  # Ethernet II / 802.3
-LINKTYPE_PPP = 9  # RFC 1661 PPP, optionally with RFC 1662 0xff 0x03 address/control
-LINKTYPE_RAW_DLT12 = 12  # raw IP: DLT_RAW on most BSDs and Linux (old files)
-LINKTYPE_RAW_DLT14 = 14  # raw IP: DLT_RAW on OpenBSD (old files)
-LINKTYPE_PPP_HDLC = 50  # PPP in HDLC-like framing (RFC 1662)
-LINKTYPE_PPP_ETHER = 51  # PPPoE session header without Ethernet (RFC 2516)
-LINKTYPE_RAW = 101  # raw IPv4 or IPv6, version from the first nibble
-LINKTYPE_LOOP = 108  # OpenBSD loopback: 4-byte address family in network byte order
-LINKTYPE_LINUX_SLL = 113  # Linux "cooked" v1: 16-byte header, protocol at offset 14
-LINKTYPE_IPV4 = 228  # raw IPv4 only
-LINKTYPE_IPV6 = 229  # raw IPv6 only
-LINKTYPE_NFLOG = 239  # Linux netfilter NFLOG: 4-byte header then TLVs
-LINKTYPE_LINUX_SLL2 = 276  # Linux "cooked" v2: 20-byte header, protocol at offset 0
+LINKTYPE_NULL: Final = 0  # BSD loopback: 4-byte address family in the capturing host's byte order
+LINKTYPE_EN10MB: Final = 1  # Ethernet II / 802.3
+LINKTYPE_PPP: Final = 9  # RFC 1661 PPP, optionally with RFC 1662 0xff 0x03 address/control
+LINKTYPE_RAW_DLT12: Final = 12  # raw IP: DLT_RAW on most BSDs and Linux (old files)
+LINKTYPE_RAW_DLT14: Final = 14  # raw IP: DLT_RAW on OpenBSD (old files)
+LINKTYPE_PPP_HDLC: Final = 50  # PPP in HDLC-like framing (RFC 1662)
+LINKTYPE_PPP_ETHER: Final = 51  # PPPoE session header without Ethernet (RFC 2516)
+LINKTYPE_RAW: Final = 101  # raw IPv4 or IPv6, version from the first nibble
+LINKTYPE_LOOP: Final = 108  # OpenBSD loopback: 4-byte address family in network byte order
+LINKTYPE_LINUX_SLL: Final = 113  # Linux "cooked" v1: 16-byte header, protocol at offset 14
+LINKTYPE_IPV4: Final = 228  # raw IPv4 only
+LINKTYPE_IPV6: Final = 229  # raw IPv6 only
+LINKTYPE_NFLOG: Final = 239  # Linux netfilter NFLOG: 4-byte header then TLVs
+LINKTYPE_LINUX_SLL2: Final = 276  # Linux "cooked" v2: 20-byte header, protocol at offset 0
 
 LINKTYPE_NAMES: dict[int, str] = {
     0: "NULL", 1: "EN10MB", 6: "IEEE802", 7: "ARCNET", 8: "SLIP", 9: "PPP", 10: "FDDI",
@@ -49,20 +51,20 @@ def linktype_name(linktype: int) -> str:
 
 
 # Ethertypes (IEEE 802 "EtherType" registry; IANA "ieee-802-numbers").
-ETHERTYPE_IPV4 = 0x0800
-ETHERTYPE_ARP = 0x0806
-ETHERTYPE_VLAN = 0x8100  # IEEE 802.1Q customer tag
-ETHERTYPE_IPV6 = 0x86DD
-ETHERTYPE_MPLS = 0x8847  # RFC 3032 unicast
-ETHERTYPE_MPLS_MCAST = 0x8848  # RFC 3032 multicast
-ETHERTYPE_PPPOE_DISC = 0x8863  # RFC 2516 discovery stage
-ETHERTYPE_PPPOE_SESS = 0x8864  # RFC 2516 session stage
-ETHERTYPE_QINQ = 0x88A8  # IEEE 802.1ad service tag
-ETHERTYPE_QINQ_OLD = 0x9100  # pre-802.1ad vendor service tag
-ETHERTYPE_MAX_8023_LEN = 1500  # values up to this are an 802.3 length, not a type (IEEE 802.3 3.2.6)
+ETHERTYPE_IPV4: Final = 0x0800
+ETHERTYPE_ARP: Final = 0x0806
+ETHERTYPE_VLAN: Final = 0x8100  # IEEE 802.1Q customer tag
+ETHERTYPE_IPV6: Final = 0x86DD
+ETHERTYPE_MPLS: Final = 0x8847  # RFC 3032 unicast
+ETHERTYPE_MPLS_MCAST: Final = 0x8848  # RFC 3032 multicast
+ETHERTYPE_PPPOE_DISC: Final = 0x8863  # RFC 2516 discovery stage
+ETHERTYPE_PPPOE_SESS: Final = 0x8864  # RFC 2516 session stage
+ETHERTYPE_QINQ: Final = 0x88A8  # IEEE 802.1ad service tag
+ETHERTYPE_QINQ_OLD: Final = 0x9100  # pre-802.1ad vendor service tag
+ETHERTYPE_MAX_8023_LEN: Final = 1500  # values up to this are an 802.3 length, not a type (IEEE 802.3 3.2.6)
 
-VLAN_TPIDS = frozenset({ETHERTYPE_VLAN, ETHERTYPE_QINQ, ETHERTYPE_QINQ_OLD})
-MAX_VLAN_TAGS = 8  # more tags than any real network stacks: treat as garbage
+VLAN_TPIDS: Final = frozenset({ETHERTYPE_VLAN, ETHERTYPE_QINQ, ETHERTYPE_QINQ_OLD})
+MAX_VLAN_TAGS: Final = 8  # more tags than any real network stacks: treat as garbage
 
 ETHERTYPE_NAMES: dict[int, str] = {
     ETHERTYPE_IPV4: "IPv4", ETHERTYPE_ARP: "ARP", 0x8035: "RARP", ETHERTYPE_VLAN: "802.1Q",
@@ -75,41 +77,41 @@ ETHERTYPE_NAMES: dict[int, str] = {
 }
 
 # PPP protocol field (IANA "PPP DLL Protocol Numbers").
-PPP_IPV4 = 0x0021
-PPP_IPV6 = 0x0057
-PPP_ADDRESS_CONTROL = b"\xff\x03"  # RFC 1662 3.1: all-stations address, UI control
+PPP_IPV4: Final = 0x0021
+PPP_IPV6: Final = 0x0057
+PPP_ADDRESS_CONTROL: Final = b"\xff\x03"  # RFC 1662 3.1: all-stations address, UI control
 
-PPPOE_HEADER_LEN = 6  # RFC 2516 4: ver/type, code, session id, length
+PPPOE_HEADER_LEN: Final = 6  # RFC 2516 4: ver/type, code, session id, length
 
-MPLS_LABEL_LEN = 4  # RFC 3032 2.1: label 20, TC 3, bottom-of-stack 1, TTL 8 bits
-MPLS_BOTTOM_OF_STACK = 0x01  # in the third byte of a label entry
-MAX_MPLS_LABELS = 8
+MPLS_LABEL_LEN: Final = 4  # RFC 3032 2.1: label 20, TC 3, bottom-of-stack 1, TTL 8 bits
+MPLS_BOTTOM_OF_STACK: Final = 0x01  # in the third byte of a label entry
+MAX_MPLS_LABELS: Final = 8
 
 # Address families in BSD loopback headers (NULL, LOOP): AF_INET is 2 everywhere,
 # AF_INET6 differs by OS (tcpdump.org LINKTYPE_NULL; Wireshark packet-null.c).
-BSD_AF_INET = 2
-BSD_AF_INET6 = frozenset({24, 28, 30})  # NetBSD/OpenBSD/BSDi, FreeBSD/DragonFly, Darwin
+BSD_AF_INET: Final = 2
+BSD_AF_INET6: Final = frozenset({24, 28, 30})  # NetBSD/OpenBSD/BSDi, FreeBSD/DragonFly, Darwin
 
-LINUX_SLL_HEADER_LEN = 16
-LINUX_SLL_PROTOCOL_OFFSET = 14
-LINUX_SLL2_HEADER_LEN = 20
-LINUX_SLL2_PROTOCOL_OFFSET = 0
+LINUX_SLL_HEADER_LEN: Final = 16
+LINUX_SLL_PROTOCOL_OFFSET: Final = 14
+LINUX_SLL2_HEADER_LEN: Final = 20
+LINUX_SLL2_PROTOCOL_OFFSET: Final = 0
 
 # NFLOG (tcpdump.org LINKTYPE_NFLOG): 4-byte header (family, version, resource id), then TLVs
 # whose 16-bit length and type are in the capturing host's byte order, padded to 4 bytes.
-NFLOG_HEADER_LEN = 4
-NFULA_PAYLOAD = 9  # TLV type holding the packet, starting at its network header
+NFLOG_HEADER_LEN: Final = 4
+NFULA_PAYLOAD: Final = 9  # TLV type holding the packet, starting at its network header
 
 # IPv6 extension headers walked to find the transport (RFC 8200 4; RFC 4302 AH).
-IPV6_HOPOPTS = 0
-IPV6_ROUTING = 43
-IPV6_FRAGMENT = 44
-IPV6_AH = 51  # length in 4-byte units minus 2, unlike the others (RFC 4302 2.2)
-IPV6_DSTOPTS = 60
-IPV6_ESP = 50  # payload encrypted: nothing to decode beyond it
-IPV6_NONXT = 59  # No Next Header: nothing follows
-IPV6_EXT_HEADERS = frozenset({IPV6_HOPOPTS, IPV6_ROUTING, IPV6_FRAGMENT, IPV6_AH, IPV6_DSTOPTS})
-MAX_IPV6_EXT_HEADERS = 16  # more than any real stack sends: guard against loops of garbage
+IPV6_HOPOPTS: Final = 0
+IPV6_ROUTING: Final = 43
+IPV6_FRAGMENT: Final = 44
+IPV6_AH: Final = 51  # length in 4-byte units minus 2, unlike the others (RFC 4302 2.2)
+IPV6_DSTOPTS: Final = 60
+IPV6_ESP: Final = 50  # payload encrypted: nothing to decode beyond it
+IPV6_NONXT: Final = 59  # No Next Header: nothing follows
+IPV6_EXT_HEADERS: Final = frozenset({IPV6_HOPOPTS, IPV6_ROUTING, IPV6_FRAGMENT, IPV6_AH, IPV6_DSTOPTS})
+MAX_IPV6_EXT_HEADERS: Final = 16  # more than any real stack sends: guard against loops of garbage
 
 # Names for IP protocols the decoder skips, for warnings (IANA "Assigned Internet Protocol Numbers").
 IP_PROTO_NAMES: dict[int, str] = {
@@ -119,29 +121,29 @@ IP_PROTO_NAMES: dict[int, str] = {
 }
 
 # Tunnels whose inner packets are decoded as well (Zeek logs both layers).
-TEREDO_PORT = 3544  # RFC 4380 server port; either side of the UDP exchange
-TEREDO_AUTH = b"\x00\x01"  # RFC 4380 5.1.1 authentication indicator
-TEREDO_ORIGIN = b"\x00\x00"  # RFC 4380 5.1.1 origin indication
-TEREDO_AUTH_FIXED_LEN = 13  # indicator 2, id-len 1, auth-len 1, nonce 8, confirmation 1
-TEREDO_ORIGIN_LEN = 8  # indicator 2, obfuscated port 2, obfuscated IPv4 4
-TEREDO_PREFIX = b"\x20\x01\x00\x00"  # RFC 4380 2.6: 2001:0000::/32
-VXLAN_PORT = 4789  # RFC 7348 5: IANA destination port
-VXLAN_HEADER_LEN = 8
-VXLAN_FLAG_VNI = 0x08  # RFC 7348 5: the I flag, set for a valid VNI
-MAX_TUNNEL_DEPTH = 2  # tunnels decoded inside tunnels at most this deep (Zeek's default max_depth)
+TEREDO_PORT: Final = 3544  # RFC 4380 server port; either side of the UDP exchange
+TEREDO_AUTH: Final = b"\x00\x01"  # RFC 4380 5.1.1 authentication indicator
+TEREDO_ORIGIN: Final = b"\x00\x00"  # RFC 4380 5.1.1 origin indication
+TEREDO_AUTH_FIXED_LEN: Final = 13  # indicator 2, id-len 1, auth-len 1, nonce 8, confirmation 1
+TEREDO_ORIGIN_LEN: Final = 8  # indicator 2, obfuscated port 2, obfuscated IPv4 4
+TEREDO_PREFIX: Final = b"\x20\x01\x00\x00"  # RFC 4380 2.6: 2001:0000::/32
+VXLAN_PORT: Final = 4789  # RFC 7348 5: IANA destination port
+VXLAN_HEADER_LEN: Final = 8
+VXLAN_FLAG_VNI: Final = 0x08  # RFC 7348 5: the I flag, set for a valid VNI
+MAX_TUNNEL_DEPTH: Final = 2  # tunnels decoded inside tunnels at most this deep (Zeek's default max_depth)
 
-ETHERNET_HEADER_LEN = 14
-IPV4_MIN_HEADER_LEN = 20
-IPV6_HEADER_LEN = 40
-TCP_MIN_HEADER_LEN = 20
-UDP_HEADER_LEN = 8
-ICMP_HEADER_LEN = 8  # type, code, checksum and the 4-byte rest of header (RFC 792, RFC 4443)
+ETHERNET_HEADER_LEN: Final = 14
+IPV4_MIN_HEADER_LEN: Final = 20
+IPV6_HEADER_LEN: Final = 40
+TCP_MIN_HEADER_LEN: Final = 20
+UDP_HEADER_LEN: Final = 8
+ICMP_HEADER_LEN: Final = 8  # type, code, checksum and the 4-byte rest of header (RFC 792, RFC 4443)
 
 # TCP option kinds (IANA "TCP Option Kind Numbers").
-TCPOPT_EOL = 0
-TCPOPT_NOP = 1
-TCPOPT_MSS = 2
-TCPOPT_WSCALE = 3
-TCPOPT_SACK_PERM = 4
-TCPOPT_SACK = 5
-TCPOPT_TIMESTAMP = 8
+TCPOPT_EOL: Final = 0
+TCPOPT_NOP: Final = 1
+TCPOPT_MSS: Final = 2
+TCPOPT_WSCALE: Final = 3
+TCPOPT_SACK_PERM: Final = 4
+TCPOPT_SACK: Final = 5
+TCPOPT_TIMESTAMP: Final = 8

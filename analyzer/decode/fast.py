@@ -13,6 +13,8 @@ and decode() returns None.
 
 from __future__ import annotations
 
+from typing import Final
+
 from struct import Struct
 
 from analyzer.decode import facts as F
@@ -33,26 +35,26 @@ from analyzer.protocol import (
 )
 
 # Ethernet type + IPv4 header up to the addresses, read in one call (fast path).
-_ETH_IP4 = Struct("!12xHBxHHHBB2x4s4s")  # type, ver/ihl, total length, id, frag, ttl, proto, src, dst
-_IP4 = Struct("!BxHHHBB2x4s4s")  # ver/ihl, total length, id, frag, ttl, proto, src, dst
-_IP6 = Struct("!BxxxHBB16s16s")  # ver/class, payload length, next header, hop limit, src, dst
-_TCP = Struct("!HHIIBBH")  # ports, seq, ack, data offset, flags, window
-_PORTS = Struct("!HH")
-_PORTS_SEQ = Struct("!HHI")
-_U16 = Struct("!H")
-_TLV_LE = Struct("<HH")
-_TLV_BE = Struct(">HH")
-_NOP_NOP_TS = b"\x01\x01\x08\x0a"  # the usual 12-byte option block: NOP, NOP, timestamp
+_ETH_IP4: Final = Struct("!12xHBxHHHBB2x4s4s")  # type, ver/ihl, total length, id, frag, ttl, proto, src, dst
+_IP4: Final = Struct("!BxHHHBB2x4s4s")  # ver/ihl, total length, id, frag, ttl, proto, src, dst
+_IP6: Final = Struct("!BxxxHBB16s16s")  # ver/class, payload length, next header, hop limit, src, dst
+_TCP: Final = Struct("!HHIIBBH")  # ports, seq, ack, data offset, flags, window
+_PORTS: Final = Struct("!HH")
+_PORTS_SEQ: Final = Struct("!HHI")
+_U16: Final = Struct("!H")
+_TLV_LE: Final = Struct("<HH")
+_TLV_BE: Final = Struct(">HH")
+_NOP_NOP_TS: Final = b"\x01\x01\x08\x0a"  # the usual 12-byte option block: NOP, NOP, timestamp
 _new = tuple.__new__  # builds a Packet without a Python-level __new__ call
 
-_OPT_BITS = {
+_OPT_BITS: Final = {
     F.TCPOPT_MSS: OPT_MSS, F.TCPOPT_WSCALE: OPT_WSCALE, F.TCPOPT_SACK_PERM: OPT_SACK_PERM,
     F.TCPOPT_SACK: OPT_SACK, F.TCPOPT_TIMESTAMP: OPT_TIMESTAMP,
 }
-_IP4_FRAG_MASK = 0x3FFF  # MF flag + fragment offset: any bit set means a fragment (RFC 791)
-_IP4_OFFSET_MASK = 0x1FFF
-_IP6_FRAG_OFFSET_MASK = 0xFFF8  # RFC 8200 4.5, in 8-octet units already shifted left by 3
-_HEAD = PAYLOAD_HEAD
+_IP4_FRAG_MASK: Final = 0x3FFF  # MF flag + fragment offset: any bit set means a fragment (RFC 791)
+_IP4_OFFSET_MASK: Final = 0x1FFF
+_IP6_FRAG_OFFSET_MASK: Final = 0xFFF8  # RFC 8200 4.5, in 8-octet units already shifted left by 3
+_HEAD: Final = PAYLOAD_HEAD
 
 
 def tcp_option_bits(data: bytes, p: int, end: int) -> int:
@@ -449,7 +451,8 @@ class Decoder:
         ip_plen = end - p
         if proto == IPPROTO_TCP:
             if lim < p + F.TCP_MIN_HEADER_LEN:
-                return self._transport_short("TCP", end, p + F.TCP_MIN_HEADER_LEN, number)
+                self._transport_short("TCP", end, p + F.TCP_MIN_HEADER_LEN, number)
+                return None
             sport, dport, seq, ack, doff, flags, win = _TCP.unpack_from(data, p)
             thl = (doff >> 4) << 2
             if thl < F.TCP_MIN_HEADER_LEN:
@@ -468,7 +471,8 @@ class Decoder:
                                  seq, ack, win, plen, payload, -1, 0, None, opts, None))
         if proto == IPPROTO_UDP:
             if lim < p + F.UDP_HEADER_LEN:
-                return self._transport_short("UDP", end, p + F.UDP_HEADER_LEN, number)
+                self._transport_short("UDP", end, p + F.UDP_HEADER_LEN, number)
+                return None
             sport, dport = _PORTS.unpack_from(data, p)
             plen = ip_plen - F.UDP_HEADER_LEN
             if plen < 0:
@@ -486,7 +490,8 @@ class Decoder:
                                  0, 0, 0, plen, payload, -1, 0, None, 0, inner))
         if proto == IPPROTO_ICMP or proto == IPPROTO_ICMPV6:
             if lim < p + 4:
-                return self._transport_short("ICMP", end, p + 4, number)
+                self._transport_short("ICMP", end, p + 4, number)
+                return None
             icmp_type = data[p]
             icmp_code = data[p + 1]
             plen = ip_plen - F.ICMP_HEADER_LEN

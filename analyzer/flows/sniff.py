@@ -5,33 +5,35 @@ Only fixed-offset byte tests (no regular expressions): this runs for every data 
 
 from __future__ import annotations
 
+from typing import Final
+
 # TLS record content types (RFC 8446 section 5.1) and handshake types (section 4).
-TLS_CHANGE_CIPHER_SPEC = 20
-TLS_ALERT = 21
-TLS_HANDSHAKE = 22
-TLS_APPLICATION_DATA = 23
-TLS_HS_CLIENT_HELLO = 1
-TLS_HS_SERVER_HELLO = 2
+TLS_CHANGE_CIPHER_SPEC: Final = 20
+TLS_ALERT: Final = 21
+TLS_HANDSHAKE: Final = 22
+TLS_APPLICATION_DATA: Final = 23
+TLS_HS_CLIENT_HELLO: Final = 1
+TLS_HS_SERVER_HELLO: Final = 2
 
 # TDS packet types (MS-TDS 2.2.3.1.1): the first byte of every TDS packet header.
-TDS_SQL_BATCH = 0x01
-TDS_RPC = 0x03
-TDS_TABULAR_RESULT = 0x04
-TDS_ATTENTION = 0x06
-TDS_BULK_LOAD = 0x07
-TDS_TRANSACTION_MANAGER = 0x0E
-TDS_LOGIN7 = 0x10
-TDS_SSPI = 0x11
-TDS_PRELOGIN = 0x12
-TDS_TYPES = frozenset({TDS_SQL_BATCH, TDS_RPC, TDS_TABULAR_RESULT, TDS_ATTENTION, TDS_BULK_LOAD,
+TDS_SQL_BATCH: Final = 0x01
+TDS_RPC: Final = 0x03
+TDS_TABULAR_RESULT: Final = 0x04
+TDS_ATTENTION: Final = 0x06
+TDS_BULK_LOAD: Final = 0x07
+TDS_TRANSACTION_MANAGER: Final = 0x0E
+TDS_LOGIN7: Final = 0x10
+TDS_SSPI: Final = 0x11
+TDS_PRELOGIN: Final = 0x12
+TDS_TYPES: Final = frozenset({TDS_SQL_BATCH, TDS_RPC, TDS_TABULAR_RESULT, TDS_ATTENTION, TDS_BULK_LOAD,
                        TDS_TRANSACTION_MANAGER, TDS_LOGIN7, TDS_SSPI, TDS_PRELOGIN})
 
 # HTTP/1.x request methods (RFC 9110 section 9, plus PATCH from RFC 5789), with the space after them.
-HTTP_METHODS = (b"GET ", b"POST ", b"HEAD ", b"PUT ", b"DELETE ", b"OPTIONS ", b"PATCH ", b"CONNECT ", b"TRACE ")
+HTTP_METHODS: Final = (b"GET ", b"POST ", b"HEAD ", b"PUT ", b"DELETE ", b"OPTIONS ", b"PATCH ", b"CONNECT ", b"TRACE ")
 
 # First bytes that can start a payload `sniff` recognises: the hot path calls it only for these.
 # SSLv2-format hellos are recognised only with a record length under 512 bytes (0x80, 0x81).
-SNIFF_FIRST_BYTES = frozenset(
+SNIFF_FIRST_BYTES: Final = frozenset(
     [TLS_CHANGE_CIPHER_SPEC, TLS_ALERT, TLS_HANDSHAKE, TLS_APPLICATION_DATA, 0x80, 0x81, *TDS_TYPES]
     + [m[0] for m in HTTP_METHODS] + [ord("H"), ord("S")])
 

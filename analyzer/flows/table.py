@@ -19,53 +19,54 @@ from __future__ import annotations
 
 import socket
 from collections import deque
-from typing import Callable
+from typing import Callable, Final
 
 from analyzer.flows import zeek
 from analyzer.flows.sniff import SNIFF_FIRST_BYTES, sniff
-from analyzer.model import CaptureWarning, Conversation, Endpoint, Event, Mark, Packet, SideStats
+from analyzer.model import CaptureWarning, Conversation, Endpoint, Event, Mark, Packet, SideStats, Transport
 from analyzer.protocol import (ACK, FIN, IPPROTO_ICMP, IPPROTO_ICMPV6, IPPROTO_TCP, IPPROTO_UDP,
                                LIKELY_SERVER_PORTS, RST, SYN)
 
-CLOSE_LINGER = 5.0  # seconds; Zeek's tcp_close_delay / tcp_reset_delay
-UDP_IDLE = 60.0  # Zeek's udp_inactivity_timeout
-ATTEMPT_IDLE = 180.0  # longer than any stack's connect() retry schedule (Linux: 127 s)
-TCP_IDLE = 7300.0  # beyond the 2-hour default keep-alive time, so idle-timeout resets stay in one conversation
-SWEEP_EVERY = 10.0  # seconds of capture time between full idle sweeps
-CHECK_EVERY = 1.0  # seconds of capture time between looks at closed conversations
-TIMELINE_HEAD = 12  # events kept from the start of a conversation (the handshake and first exchange)
-TIMELINE_TAIL = 36  # events kept from its end (where failures show)
-MAX_TTL_VALUES = 8  # distinct TTLs counted per side
-DEFAULT_MAX_CONVERSATIONS = 200_000
-MAX_HOSTS = 65_536  # addresses whose TTL habits are remembered across conversations
+CLOSE_LINGER: Final = 5.0  # seconds; Zeek's tcp_close_delay / tcp_reset_delay
+UDP_IDLE: Final = 60.0  # Zeek's udp_inactivity_timeout
+ATTEMPT_IDLE: Final = 180.0  # longer than any stack's connect() retry schedule (Linux: 127 s)
+TCP_IDLE: Final = 7300.0  # beyond the 2-hour default keep-alive time, so idle-timeout resets stay in one conversation
+SWEEP_EVERY: Final = 10.0  # seconds of capture time between full idle sweeps
+CHECK_EVERY: Final = 1.0  # seconds of capture time between looks at closed conversations
+TIMELINE_HEAD: Final = 12  # events kept from the start of a conversation (the handshake and first exchange)
+TIMELINE_TAIL: Final = 36  # events kept from its end (where failures show)
+MAX_TTL_VALUES: Final = 8  # distinct TTLs counted per side
+DEFAULT_MAX_CONVERSATIONS: Final = 200_000
+MAX_HOSTS: Final = 65_536  # addresses whose TTL habits are remembered across conversations
 
-_M32 = 0xFFFFFFFF
-_HALF = 0x80000000
-_CONTROL = SYN | FIN | RST
+_new = tuple.__new__  # builds an Event without NamedTuple's Python-level __new__
+_M32: Final = 0xFFFFFFFF
+_HALF: Final = 0x80000000
+_CONTROL: Final = SYN | FIN | RST
 
 # Per-direction history-seen bits (Zeek's HIST_*), shifted left 16 for the responder.
 _H_SYN, _H_FIN, _H_RST, _H_ACK, _H_DATA, _H_MULTI, _H_FINRST = 1, 2, 4, 8, 16, 32, 64
 
 # Mark bits as plain ints for the hot path.
-_RETX = int(Mark.RETRANSMISSION)
-_OOO = int(Mark.OUT_OF_ORDER)
-_GAP = int(Mark.GAP)
-_DUPACK = int(Mark.DUP_ACK)
-_KA = int(Mark.KEEPALIVE)
-_KA_ACK = int(Mark.KEEPALIVE_ACK)
-_ZWIN = int(Mark.ZERO_WINDOW)
-_WPROBE = int(Mark.WINDOW_PROBE)
-_ACKS_FIN = int(Mark.ACKS_FIN)
-_AFTER_PEER_FIN = int(Mark.AFTER_PEER_FIN)
-_AFTER_OWN_FIN = int(Mark.AFTER_OWN_FIN)
-_AFTER_RST = int(Mark.AFTER_RST)
-_ACK_UNSEEN = int(Mark.ACK_UNSEEN)
-_NEW_DATA = int(Mark.NEW_DATA)
-_UNACKED_AT_RST = int(Mark.UNACKED_AT_RST)
-_SYN_RETX = int(Mark.SYN_RETRANSMISSION)
-_TTL_ODD = int(Mark.TTL_ODD)
-_IPID_ODD = int(Mark.IPID_ODD)
-_ICMP_ERROR = int(Mark.ICMP_ERROR)
+_RETX: Final = int(Mark.RETRANSMISSION)
+_OOO: Final = int(Mark.OUT_OF_ORDER)
+_GAP: Final = int(Mark.GAP)
+_DUPACK: Final = int(Mark.DUP_ACK)
+_KA: Final = int(Mark.KEEPALIVE)
+_KA_ACK: Final = int(Mark.KEEPALIVE_ACK)
+_ZWIN: Final = int(Mark.ZERO_WINDOW)
+_WPROBE: Final = int(Mark.WINDOW_PROBE)
+_ACKS_FIN: Final = int(Mark.ACKS_FIN)
+_AFTER_PEER_FIN: Final = int(Mark.AFTER_PEER_FIN)
+_AFTER_OWN_FIN: Final = int(Mark.AFTER_OWN_FIN)
+_AFTER_RST: Final = int(Mark.AFTER_RST)
+_ACK_UNSEEN: Final = int(Mark.ACK_UNSEEN)
+_NEW_DATA: Final = int(Mark.NEW_DATA)
+_UNACKED_AT_RST: Final = int(Mark.UNACKED_AT_RST)
+_SYN_RETX: Final = int(Mark.SYN_RETRANSMISSION)
+_TTL_ODD: Final = int(Mark.TTL_ODD)
+_IPID_ODD: Final = int(Mark.IPID_ODD)
+_ICMP_ERROR: Final = int(Mark.ICMP_ERROR)
 
 
 def _sdelta(a: int, b: int) -> int:
@@ -132,7 +133,7 @@ class _Flow:
                  "history", "hist_seen", "first_frame", "last_frame", "start", "last_ts", "head", "tail",
                  "npk", "icmp_errors", "closed", "rst_seen", "key", "syn_seen", "synack_seen", "ack_seen")
 
-    def __init__(self, key: tuple, proto: str, c_addr: bytes, c_port: int, s_addr: bytes, s_port: int,
+    def __init__(self, key: tuple, proto: Transport, c_addr: bytes, c_port: int, s_addr: bytes, s_port: int,
                  inferred: bool, pkt: Packet) -> None:
         self.key = key
         self.proto = proto
@@ -187,7 +188,7 @@ class FlowTable:
         self.closing: deque[_Flow] = deque()
         self.next_id = 1
         self.streams = {"tcp": 0, "udp": 0, "icmp": 0}
-        self.next_sweep = None  # capture time of the next idle sweep
+        self.next_sweep: float | None = None  # capture time of the next idle sweep
         self.next_check = float("-inf")  # capture time of the next look at closed conversations
         self.evicted_early = 0
         self.host_ttls: dict[bytes, dict[int, int]] = {}
@@ -234,7 +235,7 @@ class FlowTable:
             key = (proto, dst, dport, src, sport)
         return key, self.flows.get(key)
 
-    def _new_flow(self, key: tuple, proto: str, pkt: Packet, flip: bool, inferred: bool) -> _Flow:
+    def _new_flow(self, key: tuple, proto: Transport, pkt: Packet, flip: bool, inferred: bool) -> _Flow:
         if len(self.flows) >= self.max_conversations:
             self._evict_oldest()
         if flip:
@@ -508,8 +509,8 @@ class FlowTable:
         idle = ts - flow.last_ts
         if idle < 0 or not flow.npk:
             idle = 0.0
-        ev = Event(pkt.number, ts, 0 if is_orig else 1, flags, rel_seq, rel_ack, plen, win, ttl,
-                   ip_id, marks, idle, kind, None)
+        ev = _new(Event, (pkt.number, ts, 0 if is_orig else 1, flags, rel_seq, rel_ack, plen, win, ttl,
+                          ip_id, marks, idle, kind, None, b""))
         if flow.npk < TIMELINE_HEAD:
             flow.head.append(ev)
         else:
@@ -616,8 +617,8 @@ class FlowTable:
         idle = ts - flow.last_ts if flow.npk else 0.0
         if idle < 0:
             idle = 0.0
-        ev = Event(pkt.number, ts, 0 if is_orig else 1, pkt.flags, rel_seq, rel_ack, plen, pkt.win, ttl,
-                   ip_id, marks, idle, kind, None)
+        ev = _new(Event, (pkt.number, ts, 0 if is_orig else 1, pkt.flags, rel_seq, rel_ack, plen, pkt.win, ttl,
+                          ip_id, marks, idle, kind, None, b""))
         flow.record(ev)
 
     def _udp(self, pkt: Packet) -> None:
@@ -659,6 +660,8 @@ class FlowTable:
         """Attach an ICMP error to the conversation whose packet it quotes."""
         flow.icmp_errors += 1
         q = pkt.quoted
+        if q is None:
+            return
         end = flow.orig if quotes_client else flow.resp
         rel_seq = _sdelta(q.seq, end.start) & _M32 if q.seq >= 0 and end.seq_known else 0
         ts = pkt.ts
@@ -781,6 +784,8 @@ def _odd_marks(events: list[Event], end: _End, direction: int, host_ttls: dict[i
     ided = [i for i in idx if events[i].ip_id > 0]
     check_ipid = len(ided) >= 3 and _ipid_habit(end) == "incrementing"
     host_usual = -1
+    if host_ttls is None:
+        host_ttls = {}
     if host_ttls and end.pkts < 3:
         value, count = max(host_ttls.items(), key=lambda kv: kv[1])
         if count >= 2:

@@ -7,14 +7,16 @@ point at this table.
 
 from __future__ import annotations
 
+from typing import Final
+
 # Endpoint states of Zeek's TCP analyzer, as seen from the wire.
-INACTIVE = 0  # nothing sent yet
-SYN_SENT = 1  # sent a SYN
-SYN_ACK_SENT = 2  # sent a SYN/ACK first (an originator that answers its own SYN)
-PARTIAL = 3  # sent data without any SYN seen (capture started mid-stream)
-ESTABLISHED = 4
-CLOSED = 5  # sent a FIN
-RESET = 6  # sent a RST
+INACTIVE: Final = 0  # nothing sent yet
+SYN_SENT: Final = 1  # sent a SYN
+SYN_ACK_SENT: Final = 2  # sent a SYN/ACK first (an originator that answers its own SYN)
+PARTIAL: Final = 3  # sent data without any SYN seen (capture started mid-stream)
+ESTABLISHED: Final = 4
+CLOSED: Final = 5  # sent a FIN
+RESET: Final = 6  # sent a RST
 
 # conn_state values and their meaning (Zeek's wording, shortened).
 CONN_STATES: dict[str, str] = {
