@@ -11,11 +11,12 @@ import os
 from setuptools import setup
 
 COMPILED = [
+    "analyzer/wire.py",
+    "analyzer/capture/pcap.py",
+    "analyzer/decode/fast.py",
     "analyzer/flows/table.py",
     "analyzer/flows/sniff.py",
     "analyzer/flows/zeek.py",
-    "analyzer/decode/fast.py",
-    "analyzer/capture/pcap.py",
 ]
 
 

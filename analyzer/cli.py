@@ -94,7 +94,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     debug = "--debug" in argv
     try:
         args = build_parser().parse_args(argv)
-        return _VERBS[args.verb](args)
+        from analyzer.pipeline import collector_paused  # a one-shot run: reports too are built without cycles
+
+        with collector_paused():
+            return _VERBS[args.verb](args)
     except WsadiagError as exc:
         _print_error(exc)
         if debug:

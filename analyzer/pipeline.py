@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import gc
 import os
-from typing import IO, Callable, Protocol
+from typing import IO, Callable, Iterator, Protocol
 
 from analyzer.capture import open_capture
 from analyzer.decode import Decoder, linktype_name
@@ -53,6 +54,23 @@ def keep_evidence(conv: Conversation, findings: list[Finding]) -> Conversation:
                                elided=conv.elided + dropped)
 
 
+@contextlib.contextmanager
+def collector_paused() -> Iterator[None]:
+    """Pause Python's cycle collector for a whole analysis.
+
+    The analysis makes millions of short-lived tuples and no reference cycles (memory is freed by
+    reference counting, and bounded by the conversation table's eviction policy), so the
+    collector would only rescan the live conversations over and over.
+    """
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
+
+
 def analyze_capture(
     source: str | os.PathLike[str] | IO[bytes],
     rules: RuleEvaluator | None = None,
@@ -69,6 +87,13 @@ def analyze_capture(
     "all" (every conversation, those without findings without their timeline), "all-full".
     Never raises for a bad capture: the result's `error` and `warnings` say what went wrong.
     """
+    with collector_paused():
+        return _analyze(source, rules, conv_filter, keep, max_conversations, max_findings_per_rule, progress)
+
+
+def _analyze(source: str | os.PathLike[str] | IO[bytes], rules: RuleEvaluator | None,
+             conv_filter: Callable[[Conversation], bool] | None, keep: str, max_conversations: int,
+             max_findings_per_rule: int, progress: Callable[[int], None] | None) -> CaptureResult:
     name = "-" if source == "-" else (os.fspath(source) if isinstance(source, (str, os.PathLike)) else getattr(source, "name", "-"))
     result = CaptureResult(path=str(name))
     try:
@@ -103,30 +128,15 @@ def analyze_capture(
 
     table = FlowTable(emit, max_conversations=max_conversations)
     decoder = Decoder()
-    decode = decoder.decode
-    add = table.add
-    frames = 0
-    # The packet loop allocates millions of short-lived tuples and makes no reference cycles, so
-    # the cycle collector would only rescan live conversations over and over: pause it.
-    collecting = gc.isenabled()
-    gc.disable()
     with cap:
         result.format = cap.format
         try:
-            for frame in cap:
-                frames += 1
-                pkt = decode(frame)
-                if pkt is not None:
-                    add(pkt)
-                if progress is not None and not frames & 0xFFFF:
-                    progress(frames)
+            cap.feed(decoder, table, progress)
         except KeyboardInterrupt:
-            result.warnings.append(CaptureWarning("interrupted", f"interrupted after {frames} frames; the report covers those"))
-        finally:
-            if collecting:
-                gc.enable()
+            result.warnings.append(CaptureWarning(
+                "interrupted", f"interrupted after {cap.frames} frames; the report covers those"))
         table.flush()
-        result.packets = frames
+        result.packets = cap.frames
         result.linktypes = [linktype_name(lt) for lt in cap.linktypes]
         result.warnings[:0] = list(cap.warnings)
     result.warnings.extend(decoder.warnings())
@@ -136,7 +146,7 @@ def analyze_capture(
             result.warnings.append(CaptureWarning(
                 "findings-capped", f"{code} fired on {seen} conversations; the first {max_findings_per_rule} "
                 f"are reported (a scan or an outage repeats one pattern; --filter narrows the capture)"))
-    if frames == 0 and not result.error:
+    if result.packets == 0 and not result.error:
         result.warnings.append(CaptureWarning("no-packets", "the capture holds no packets"))
     conversations.sort(key=lambda c: c.id)
     result.conversations = conversations

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import struct
-from typing import IO, Iterator
+from typing import IO, Callable, Iterator
 
 from analyzer.capture.formats import (
     OTHER_MAGICS,
@@ -18,10 +18,11 @@ from analyzer.capture.formats import (
     PCAPNG_MAGIC,
     PCAPNG_MIN_SHB,
 )
-from analyzer.capture.pcap import walk_pcap
+from analyzer.capture.pcap import feed_pcap, walk_pcap
 from analyzer.capture.pcapng import Interface, walk_pcapng
 from analyzer.capture.source import Source, open_source
 from analyzer.errors import CaptureError
+from analyzer.decode.fast import Decoder, Sink
 from analyzer.model import CaptureWarning, Frame
 
 # The CaptureWarning codes this package emits; the frame number is the frame that was lost or
@@ -65,10 +66,37 @@ class Capture:
         self._consumed = 0  # bytes dropped from the front of the walk's buffer (for messages)
         self._counts: dict[str, int] = {}
         self._frames: Iterator[Frame] = iter(())
+        self._pcap: tuple[bytes, str, int, int, int] | None = None  # a pcap walk not started yet: feed() takes it
+        self.frames = 0  # frames read, once a walk has ended
         source.warn = lambda code, message: self._warn(code, message, None)
 
     def __iter__(self) -> Iterator[Frame]:
+        self._pcap = None
         return self._frames
+
+    def feed(self, decoder: Decoder, sink: Sink, progress: Callable[[int], None] | None = None) -> int:
+        """Decode every frame into `sink` (the packet loop of a whole analysis); the number of frames read.
+
+        A pcap file is decoded in place in the reader's buffer; pcapng goes frame by frame.
+        progress(frames) is called every 65,536 frames.
+        """
+        if self._pcap is not None:
+            head, order, units, linktype, snaplen = self._pcap
+            self._pcap = None
+            self._frames = iter(())
+            feed_pcap(self, head, order, units, linktype, snaplen, decoder, sink, progress)
+            return self.frames
+        n = 0
+        try:
+            for frame in self._frames:
+                n += 1
+                data = frame.data
+                decoder.take(data, 0, len(data), frame.wirelen, frame.number, frame.ts, frame.linktype, sink)
+                if progress is not None and not n & 0xFFFF:
+                    progress(n)
+        finally:
+            self.frames = n  # also when interrupted, with the walk still suspended
+        return n
 
     def __enter__(self) -> Capture:
         return self
@@ -89,6 +117,7 @@ class Capture:
 
     def _finish(self, frames: int) -> None:
         """Called once when the walk ends: summarise warnings that were not all listed."""
+        self.frames = frames
         for code, count in self._counts.items():
             if count > WARNINGS_PER_CODE:
                 self.warnings.append(CaptureWarning(
@@ -135,6 +164,7 @@ def _detect(cap: Capture, source: Source, head: bytes) -> None:
         if ltinfo & PCAP_FCS_PRESENT:
             cap.fcs_len = 2 * (ltinfo >> PCAP_FCS_SHIFT)  # counted in 16-bit units
         cap._frames = walk_pcap(cap, head, order, units, ltinfo & PCAP_LINKTYPE_MASK, snaplen)
+        cap._pcap = (head, order, units, ltinfo & PCAP_LINKTYPE_MASK, snaplen)
         return
     if magic == PCAPNG_MAGIC:
         head = source.top_up(head, 12)

@@ -1,11 +1,13 @@
-"""The packet decoder: one captured frame in, one lean Packet (or None, counted) out.
+"""The packet decoder: one captured frame in, its packet handed on (or the frame counted as skipped).
 
 Two paths give the same answers. The fast path reads untagged Ethernet + option-less,
-unfragmented IPv4 + TCP/UDP with a handful of precompiled structs at fixed offsets and no
-branches beyond the checks that prove the frame is that common case. Everything else (other link
-layers, VLAN tags, IPv4 options, IPv6 extension headers, ICMP errors, tunnels, truncation) takes
-the general path, which checks every length before it reads. tests/test_decode_reference.py holds
-both to the dpkt-based reference decoder, field by field, on every capture of the corpus.
+unfragmented IPv4 (or IPv6 without extension headers) + TCP/UDP at fixed offsets, straight out
+of the reader's buffer, and hands the header fields to a Sink without building any object but
+the addresses and payload head. Everything else (other link layers, VLAN tags, IPv4 options,
+IPv6 extension headers, ICMP errors, tunnels, truncation) takes the general path, which checks
+every length before it reads and builds a Packet. decode() returns the Packet either path gives;
+tests/test_decode_corpus.py holds both paths to the dpkt-based reference decoder, field by field,
+on every capture of the corpus.
 
 Nothing here raises on bad input: a frame that cannot be used is counted under a warning code
 and decode() returns None.
@@ -13,9 +15,8 @@ and decode() returns None.
 
 from __future__ import annotations
 
-from typing import Final
-
 from struct import Struct
+from typing import Final
 
 from analyzer.decode import facts as F
 from analyzer.decode.warnings import Tally
@@ -33,9 +34,8 @@ from analyzer.protocol import (
     OPT_TIMESTAMP,
     OPT_WSCALE,
 )
+from analyzer.wire import be16, be32
 
-# Ethernet type + IPv4 header up to the addresses, read in one call (fast path).
-_ETH_IP4: Final = Struct("!12xHBxHHHBB2x4s4s")  # type, ver/ihl, total length, id, frag, ttl, proto, src, dst
 _IP4: Final = Struct("!BxHHHBB2x4s4s")  # ver/ihl, total length, id, frag, ttl, proto, src, dst
 _IP6: Final = Struct("!BxxxHBB16s16s")  # ver/class, payload length, next header, hop limit, src, dst
 _TCP: Final = Struct("!HHIIBBH")  # ports, seq, ack, data offset, flags, window
@@ -44,7 +44,6 @@ _PORTS_SEQ: Final = Struct("!HHI")
 _U16: Final = Struct("!H")
 _TLV_LE: Final = Struct("<HH")
 _TLV_BE: Final = Struct(">HH")
-_NOP_NOP_TS: Final = b"\x01\x01\x08\x0a"  # the usual 12-byte option block: NOP, NOP, timestamp
 _new = tuple.__new__  # builds a Packet without a Python-level __new__ call
 
 _OPT_BITS: Final = {
@@ -77,11 +76,83 @@ def tcp_option_bits(data: bytes, p: int, end: int) -> int:
     return bits
 
 
+def _payload(data: bytes, start: int, plen: int, stop: int) -> bytes:
+    """Up to PAYLOAD_HEAD payload bytes from start, not past the captured frame's end."""
+    if not plen:
+        return b""
+    end = start + (plen if plen < _HEAD else _HEAD)
+    return data[start:end if end < stop else stop]
+
+
+def _options(data: bytes, q: int, thl: int) -> int:
+    """The OPT_* bits of the TCP header at q, whose length thl is known to be captured."""
+    if thl == 20:
+        return 0
+    o = q + 20
+    if thl == 32 and data[o] == 1 and data[o + 1] == 1 and data[o + 2] == 8 and data[o + 3] == 10:
+        return OPT_TIMESTAMP  # NOP, NOP, timestamp: what Linux and BSD put on every segment after the SYN
+    return tcp_option_bits(data, o, q + thl)
+
+
+def _maybe_tunnel(data: bytes, q: int, sport: int, dport: int, plen: int, stop: int) -> bool:
+    """A UDP datagram at q that may carry Teredo or VXLAN: the general path looks inside it."""
+    if sport == F.TEREDO_PORT or dport == F.TEREDO_PORT or dport == F.VXLAN_PORT:
+        return True
+    # Teredo's payload starts with an IPv6 header (0x6_) or an indication header (0x00).
+    return plen >= 40 and q + 8 < stop and (data[q + 8] >> 4 == 6 or data[q + 8] == 0)
+
+
+class Sink:
+    """Where Decoder.take hands each decoded packet (the flow table is one).
+
+    The fast path calls tcp() or udp() with the header fields; everything else arrives as a
+    Packet through packet(). Fields mean what Packet's fields of the same names mean; `key` is
+    the source address, the destination address and the two ports as the headers hold them
+    (12 bytes for IPv4, 36 for IPv6: analyzer.flows.table.endpoint_key).
+    """
+
+    def tcp(self, number: int, ts: float, key: bytes, sport: int, dport: int, flags: int, seq: int, ack: int,
+            win: int, plen: int, ttl: int, ip_id: int, payload: bytes, opts: int) -> None:
+        raise NotImplementedError
+
+    def udp(self, number: int, ts: float, key: bytes, sport: int, dport: int, plen: int, ttl: int, ip_id: int,
+            payload: bytes) -> None:
+        raise NotImplementedError
+
+    def packet(self, pkt: Packet) -> None:
+        raise NotImplementedError
+
+
+class _Keep(Sink):
+    """The sink behind Decoder.decode: keeps the one Packet."""
+
+    def __init__(self) -> None:
+        self.pkt: Packet | None = None
+
+    def tcp(self, number: int, ts: float, key: bytes, sport: int, dport: int, flags: int, seq: int, ack: int,
+            win: int, plen: int, ttl: int, ip_id: int, payload: bytes, opts: int) -> None:
+        family = 4 if len(key) == 12 else 6
+        alen = 4 if family == 4 else 16
+        self.pkt = Packet(number, ts, family, key[:alen], key[alen:2 * alen], IPPROTO_TCP, sport, dport, ttl, ip_id,
+                          flags, seq, ack, win, plen, payload, -1, 0, None, opts, None)
+
+    def udp(self, number: int, ts: float, key: bytes, sport: int, dport: int, plen: int, ttl: int, ip_id: int,
+            payload: bytes) -> None:
+        family = 4 if len(key) == 12 else 6
+        alen = 4 if family == 4 else 16
+        self.pkt = Packet(number, ts, family, key[:alen], key[alen:2 * alen], IPPROTO_UDP, sport, dport, ttl, ip_id,
+                          0, 0, 0, 0, plen, payload, -1, 0, None, 0, None)
+
+    def packet(self, pkt: Packet) -> None:
+        self.pkt = pkt
+
+
 class Decoder:
     """Decodes frames into Packets and tallies what it had to skip, for the capture's warnings."""
 
     def __init__(self) -> None:
         self._tally = Tally()
+        self._keep = _Keep()
         self._links = {
             F.LINKTYPE_EN10MB: self._link_ethernet,
             F.LINKTYPE_LINUX_SLL: self._link_sll,
@@ -107,101 +178,77 @@ class Decoder:
         """Every tally by code and detail, including non-IP frames (which are not warnings)."""
         return self._tally.counts()
 
-    # -- entry point ---------------------------------------------------------------------------
+    # -- entry points --------------------------------------------------------------------------
 
     def decode(self, frame: Frame) -> Packet | None:
         """The Packet in one frame, or None when it carries nothing usable (counted)."""
-        number, ts, _caplen, wirelen, linktype, data = frame
-        if linktype == 1:
-            # Fast path: untagged Ethernet, IPv4 with IHL 5, not a fragment, TCP or UDP, all of it
-            # captured and consistent with the IP total length. Anything else: general path.
-            try:
-                etype, vihl, tot, ip_id, frag, ttl, proto, src, dst = _ETH_IP4.unpack_from(data, 0)
-            except Exception:
-                return self._general(frame)
-            if etype != 0x0800 or vihl != 0x45 or frag & _IP4_FRAG_MASK:
-                if etype == 0x86DD:
-                    return self._fast_ip6(frame, number, ts, data)
-                return self._general(frame)
-            if proto == 6:
-                if tot < 40:
-                    return self._general(frame)
-                try:
-                    sport, dport, seq, ack, doff, flags, win = _TCP.unpack_from(data, 34)
-                except Exception:
-                    return self._general(frame)
-                thl = (doff >> 4) << 2
-                plen = tot - 20 - thl
-                if thl < 20 or plen < 0 or 34 + thl > len(data):
-                    return self._general(frame)
-                if thl == 20:
-                    opts = 0
-                elif thl == 32 and data[54:58] == _NOP_NOP_TS:
-                    opts = OPT_TIMESTAMP  # what Linux and BSD put on every segment after the SYN
-                else:
-                    opts = tcp_option_bits(data, 54, 34 + thl)
-                if plen:
-                    start = 34 + thl
-                    payload = data[start:start + (plen if plen < _HEAD else _HEAD)]
-                else:
-                    payload = b""
-                return _new(Packet, (number, ts, 4, src, dst, 6, sport, dport, ttl, ip_id, flags,
-                                     seq, ack, win, plen, payload, -1, 0, None, opts, None))
-            if proto == 17:
-                plen = tot - 28
-                if plen < 0 or len(data) < 42:
-                    return self._general(frame)
-                sport, dport = _PORTS.unpack_from(data, 34)
-                if (sport == F.TEREDO_PORT or dport == F.TEREDO_PORT or dport == F.VXLAN_PORT
-                        or (plen >= 40 and len(data) > 42 and (data[42] >> 4 == 6 or data[42] == 0))):
-                    return self._general(frame)  # maybe a tunnel: Teredo payload starts 0x6_ or 0x00
-                payload = data[42:42 + (plen if plen < _HEAD else _HEAD)] if plen else b""
-                return _new(Packet, (number, ts, 4, src, dst, 17, sport, dport, ttl, ip_id, 0,
-                                     0, 0, 0, plen, payload, -1, 0, None, 0, None))
-        return self._general(frame)
+        keep = self._keep
+        data = frame.data
+        self.take(data, 0, len(data), frame.wirelen, frame.number, frame.ts, frame.linktype, keep)
+        pkt = keep.pkt
+        keep.pkt = None
+        return pkt
 
-    def _fast_ip6(self, frame: Frame, number: int, ts: float, data: bytes) -> Packet | None:
-        """Fast path for untagged Ethernet + IPv6 without extension headers + TCP/UDP."""
-        try:
-            vc, plen6, nxt, hlim, src, dst = _IP6.unpack_from(data, 14)
-        except Exception:
-            return self._general(frame)
-        if vc >> 4 != 6:
-            return self._general(frame)
-        if nxt == 6:
-            try:
-                sport, dport, seq, ack, doff, flags, win = _TCP.unpack_from(data, 54)
-            except Exception:
-                return self._general(frame)
-            thl = (doff >> 4) << 2
-            plen = plen6 - thl
-            if thl < 20 or plen < 0 or 54 + thl > len(data):
-                return self._general(frame)
-            if thl == 20:
-                opts = 0
-            elif thl == 32 and data[74:78] == _NOP_NOP_TS:
-                opts = OPT_TIMESTAMP
-            else:
-                opts = tcp_option_bits(data, 74, 54 + thl)
-            if plen:
-                start = 54 + thl
-                payload = data[start:start + (plen if plen < _HEAD else _HEAD)]
-            else:
-                payload = b""
-            return _new(Packet, (number, ts, 6, src, dst, 6, sport, dport, hlim, -1, flags,
-                                 seq, ack, win, plen, payload, -1, 0, None, opts, None))
-        if nxt == 17:
-            plen = plen6 - 8
-            if plen < 0 or len(data) < 62:
-                return self._general(frame)
-            sport, dport = _PORTS.unpack_from(data, 54)
-            if sport == F.TEREDO_PORT or dport == F.TEREDO_PORT or dport == F.VXLAN_PORT or (
-                    plen >= 40 and len(data) > 62 and (data[62] >> 4 == 6 or data[62] == 0)):
-                return self._general(frame)
-            payload = data[62:62 + (plen if plen < _HEAD else _HEAD)] if plen else b""
-            return _new(Packet, (number, ts, 6, src, dst, 17, sport, dport, hlim, -1, 0,
-                                 0, 0, 0, plen, payload, -1, 0, None, 0, None))
-        return self._general(frame)
+    def take(self, data: bytes, start: int, stop: int, wirelen: int, number: int, ts: float, linktype: int,
+             sink: Sink) -> None:
+        """Decode the frame data[start:stop] and hand it to `sink`; a frame that cannot be used is counted.
+
+        Fast path: untagged Ethernet, IPv4 with IHL 5 that is not a fragment or IPv6 without
+        extension headers, then TCP or UDP with its whole header captured. Its fields go to
+        sink.tcp() or sink.udp() as numbers read in place, without building a Packet. Anything
+        else takes the general path and reaches sink.packet().
+        """
+        p = start
+        n = stop - start
+        if linktype == 1 and n >= 34:
+            etype = be16(data, p + 12)
+            if etype == 0x0800:
+                if data[p + 14] == 0x45 and not be16(data, p + 20) & _IP4_FRAG_MASK:
+                    proto = data[p + 23]
+                    tot = be16(data, p + 16)
+                    if proto == 6 and tot >= 40 and n >= 54:
+                        q = p + 34
+                        thl = (data[q + 12] >> 4) << 2
+                        plen = tot - 20 - thl
+                        if thl >= 20 and plen >= 0 and 34 + thl <= n:
+                            sink.tcp(number, ts, data[p + 26:p + 38], be16(data, q), be16(data, q + 2), data[q + 13],
+                                     be32(data, q + 4), be32(data, q + 8), be16(data, q + 14), plen, data[p + 22],
+                                     be16(data, p + 18), _payload(data, q + thl, plen, stop), _options(data, q, thl))
+                            return
+                    elif proto == 17 and tot >= 28 and n >= 42:
+                        q = p + 34
+                        sport = be16(data, q)
+                        dport = be16(data, q + 2)
+                        plen = tot - 28
+                        if not _maybe_tunnel(data, q, sport, dport, plen, stop):
+                            sink.udp(number, ts, data[p + 26:p + 38], sport, dport, plen, data[p + 22],
+                                     be16(data, p + 18), _payload(data, q + 8, plen, stop))
+                            return
+            elif etype == 0x86DD and n >= 54 and data[p + 14] >> 4 == 6:
+                nxt = data[p + 20]
+                plen6 = be16(data, p + 18)
+                if nxt == 6 and n >= 74:
+                    q = p + 54
+                    thl = (data[q + 12] >> 4) << 2
+                    plen = plen6 - thl
+                    if thl >= 20 and plen >= 0 and 54 + thl <= n:
+                        sink.tcp(number, ts, data[p + 22:p + 58], be16(data, q), be16(data, q + 2), data[q + 13],
+                                 be32(data, q + 4), be32(data, q + 8), be16(data, q + 14), plen, data[p + 21], -1,
+                                 _payload(data, q + thl, plen, stop), _options(data, q, thl))
+                        return
+                elif nxt == 17 and plen6 >= 8 and n >= 62:
+                    q = p + 54
+                    sport = be16(data, q)
+                    dport = be16(data, q + 2)
+                    plen = plen6 - 8
+                    if not _maybe_tunnel(data, q, sport, dport, plen, stop):
+                        sink.udp(number, ts, data[p + 22:p + 58], sport, dport, plen, data[p + 21], -1,
+                                 _payload(data, q + 8, plen, stop))
+                        return
+        frame = Frame(number, ts, n, wirelen, linktype, data if p == 0 and stop == len(data) else data[p:stop])
+        pkt = self._general(frame)
+        if pkt is not None:
+            sink.packet(pkt)
 
     def decode_general(self, frame: Frame) -> Packet | None:
         """decode() without the fast path: for tests that hold the two paths to one answer."""

@@ -21,6 +21,7 @@ import socket
 from collections import deque
 from typing import Callable, Final
 
+from analyzer.decode.fast import Sink
 from analyzer.flows import zeek
 from analyzer.flows.sniff import SNIFF_FIRST_BYTES, sniff
 from analyzer.model import CaptureWarning, Conversation, Endpoint, Event, Mark, Packet, SideStats, Transport
@@ -73,6 +74,21 @@ def _sdelta(a: int, b: int) -> int:
     """a - b in 32-bit sequence space, as a signed number."""
     d = (a - b) & _M32
     return d - 0x100000000 if d >= _HALF else d
+
+
+def endpoint_key(src: bytes, sport: int, dst: bytes, dport: int) -> bytes:
+    """The key a packet finds its flow by: source and destination address, then the two ports.
+
+    This is the byte layout of the headers themselves (IPv4 or IPv6 addresses, then the first four
+    bytes of TCP or UDP), so the decoder's fast path cuts it out of a frame in one slice.
+    """
+    return src + dst + bytes(((sport >> 8) & 0xFF, sport & 0xFF, (dport >> 8) & 0xFF, dport & 0xFF))
+
+
+def reverse_key(key: bytes) -> bytes:
+    """The endpoint key of the packets going the other way."""
+    alen = (len(key) - 4) >> 1
+    return key[alen:2 * alen] + key[:alen] + key[-2:] + key[-4:-2]
 
 
 class _End:
@@ -131,11 +147,14 @@ class _Flow:
 
     __slots__ = ("id", "stream", "proto", "c_addr", "c_port", "s_addr", "s_port", "inferred", "orig", "resp",
                  "history", "hist_seen", "first_frame", "last_frame", "start", "last_ts", "head", "tail",
-                 "npk", "icmp_errors", "closed", "rst_seen", "key", "syn_seen", "synack_seen", "ack_seen")
+                 "npk", "icmp_errors", "closed", "rst_seen", "table", "c_key", "s_key", "syn_seen", "synack_seen",
+                 "ack_seen")
 
-    def __init__(self, key: tuple, proto: Transport, c_addr: bytes, c_port: int, s_addr: bytes, s_port: int,
-                 inferred: bool, pkt: Packet) -> None:
-        self.key = key
+    def __init__(self, table: dict[bytes, _Flow], c_key: bytes, s_key: bytes, proto: Transport, c_addr: bytes,
+                 c_port: int, s_addr: bytes, s_port: int, inferred: bool, number: int, ts: float) -> None:
+        self.table = table  # the per-protocol dict that holds this flow under c_key and s_key
+        self.c_key = c_key  # endpoint key of the client's packets (see endpoint_key)
+        self.s_key = s_key  # endpoint key of the server's packets
         self.proto = proto
         self.c_addr, self.c_port, self.s_addr, self.s_port = c_addr, c_port, s_addr, s_port
         self.inferred = inferred
@@ -143,10 +162,11 @@ class _Flow:
         self.resp = _End()
         self.history: list[str] = []
         self.hist_seen = 0
-        self.first_frame = self.last_frame = pkt.number
-        self.start = self.last_ts = pkt.ts
-        self.head: list[Event] = []
-        self.tail: deque[Event] | None = None  # made when the head is full: most flows never need it
+        self.first_frame = self.last_frame = number
+        self.start = self.last_ts = ts
+        # Timeline rows: Event fields as plain tuples (made into Events when the conversation ends).
+        self.head: list[tuple] = []
+        self.tail: deque[tuple] | None = None  # made when the head is full: most flows never need it
         self.npk = 0
         self.icmp_errors = 0
         self.closed = False
@@ -155,7 +175,7 @@ class _Flow:
         self.id = 0
         self.stream = 0
 
-    def record(self, ev: Event) -> None:
+    def record(self, ev: tuple) -> None:
         """Add a packet to the bounded timeline (the TCP hot path does the same inline)."""
         if self.npk < TIMELINE_HEAD:
             self.head.append(ev)
@@ -164,9 +184,9 @@ class _Flow:
                 self.tail = deque(maxlen=TIMELINE_TAIL)
             self.tail.append(ev)
         self.npk += 1
-        if ev.ts > self.last_ts:
-            self.last_ts = ev.ts
-        self.last_frame = ev.frame
+        if ev[1] > self.last_ts:
+            self.last_ts = ev[1]
+        self.last_frame = ev[0]
 
     def check_history(self, bit: int, letter: str, is_orig: bool) -> bool:
         """Record a once-per-direction letter; True if it had been recorded already (Zeek's CheckHistory)."""
@@ -178,13 +198,18 @@ class _Flow:
         return False
 
 
-class FlowTable:
+class FlowTable(Sink):
     """Builds conversations from packets and hands each on when it can no longer change."""
 
     def __init__(self, emit: Callable[[Conversation], None], max_conversations: int = DEFAULT_MAX_CONVERSATIONS) -> None:
         self.emit = emit
         self.max_conversations = max(16, max_conversations)
-        self.flows: dict[tuple, _Flow] = {}
+        # Live flows by endpoint key, one dict per protocol; each flow is in its dict twice, under
+        # the key of either direction's packets, so a packet finds its flow with one lookup.
+        self.tcp_flows: dict[bytes, _Flow] = {}
+        self.udp_flows: dict[bytes, _Flow] = {}
+        self.icmp_flows: dict[bytes, _Flow] = {}
+        self.alive: dict[int, _Flow] = {}  # the same flows by id, in order of first packet
         self.closing: deque[_Flow] = deque()
         self.next_id = 1
         self.streams = {"tcp": 0, "udp": 0, "icmp": 0}
@@ -195,27 +220,33 @@ class FlowTable:
 
     # -- packets in -------------------------------------------------------------------------
 
+    def packet(self, pkt: Packet) -> None:
+        """Account a packet the decoder's general path built."""
+        self.add(pkt)
+
     def add(self, pkt: Packet) -> None:
-        """Account one packet (and the packet a tunnel carries inside it)."""
-        if pkt.ts >= self.next_check:
-            self.next_check = pkt.ts + CHECK_EVERY
-            self._expire(pkt.ts)
+        """Account one decoded packet (and the packet a tunnel carries inside it)."""
         proto = pkt.proto
         if proto == IPPROTO_TCP:
-            self._tcp(pkt)
+            self.tcp(pkt.number, pkt.ts, endpoint_key(pkt.src, pkt.sport, pkt.dst, pkt.dport), pkt.sport, pkt.dport,
+                     pkt.flags, pkt.seq, pkt.ack, pkt.win, pkt.plen, pkt.ttl, pkt.ip_id, pkt.payload, pkt.tcp_opts)
         elif proto == IPPROTO_UDP:
-            self._udp(pkt)
+            self.udp(pkt.number, pkt.ts, endpoint_key(pkt.src, pkt.sport, pkt.dst, pkt.dport), pkt.sport, pkt.dport,
+                     pkt.plen, pkt.ttl, pkt.ip_id, pkt.payload)
         elif proto == IPPROTO_ICMP or proto == IPPROTO_ICMPV6:
+            if pkt.ts >= self.next_check:
+                self._expire(pkt.ts)
             self._icmp(pkt)
         if pkt.inner is not None:
             self.add(pkt.inner)
 
     def _expire(self, ts: float) -> None:
         """Hand on the closed conversations whose linger time has passed, and sweep idle ones."""
+        self.next_check = ts + CHECK_EVERY
         closing = self.closing
         while closing:
             flow = closing[0]
-            if self.flows.get(flow.key) is not flow:
+            if self.alive.get(flow.id) is not flow:
                 closing.popleft()  # already handed on
             elif flow.last_ts + CLOSE_LINGER < ts:
                 closing.popleft()
@@ -228,41 +259,39 @@ class FlowTable:
             self.next_sweep = ts + SWEEP_EVERY
             self._sweep(ts)
 
-    def _lookup(self, proto: int, src: bytes, sport: int, dst: bytes, dport: int) -> tuple[tuple, _Flow | None]:
-        if src < dst or (src == dst and sport <= dport):
-            key = (proto, src, sport, dst, dport)
-        else:
-            key = (proto, dst, dport, src, sport)
-        return key, self.flows.get(key)
-
-    def _new_flow(self, key: tuple, proto: Transport, pkt: Packet, flip: bool, inferred: bool) -> _Flow:
-        if len(self.flows) >= self.max_conversations:
+    def _new_flow(self, table: dict[bytes, _Flow], key: bytes, proto: Transport, number: int, ts: float,
+                  sport: int, dport: int, flip: bool, inferred: bool) -> _Flow:
+        """A new flow for a packet whose endpoint key is `key`; flip: its sender is the server."""
+        if len(self.alive) >= self.max_conversations:
             self._evict_oldest()
+        alen = (len(key) - 4) >> 1
+        src, dst = key[:alen], key[alen:2 * alen]
+        rkey = reverse_key(key)
         if flip:
-            flow = _Flow(key, proto, pkt.dst, pkt.dport, pkt.src, pkt.sport, inferred, pkt)
+            flow = _Flow(table, rkey, key, proto, dst, dport, src, sport, inferred, number, ts)
             flow.history.append("^")
         else:
-            flow = _Flow(key, proto, pkt.src, pkt.sport, pkt.dst, pkt.dport, inferred, pkt)
+            flow = _Flow(table, key, rkey, proto, src, sport, dst, dport, inferred, number, ts)
         flow.id = self.next_id
         self.next_id += 1
         flow.stream = self.streams[proto]
         self.streams[proto] += 1
-        self.flows[key] = flow
+        table[key] = flow
+        table[rkey] = flow
+        self.alive[flow.id] = flow
         return flow
 
-    def _tcp(self, pkt: Packet) -> None:
-        """Zeek's TCPSessionAdapter::Process, plus the observations a diagnosis needs.
+    def tcp(self, number: int, ts: float, key: bytes, sport: int, dport: int, flags: int, seq: int, ack: int,
+            win: int, plen: int, ttl: int, ip_id: int, payload: bytes, opts: int) -> None:
+        """Account one TCP segment: Zeek's TCPSessionAdapter::Process, plus what a diagnosis needs.
 
-        One long function on purpose: it runs for every TCP packet, and Python charges for calls.
+        One long function on purpose: it runs for every TCP packet. The decoder calls it with the
+        header fields, so the common packet never becomes a Packet object. `opts` (TCP option
+        bits) is part of the Sink interface and not used here.
         """
-        src, sport, dst, dport = pkt.src, pkt.sport, pkt.dst, pkt.dport
-        if src < dst or (src == dst and sport <= dport):
-            key = (6, src, sport, dst, dport)
-        else:
-            key = (6, dst, dport, src, sport)
-        flow = self.flows.get(key)
-        flags = pkt.flags
-        ts = pkt.ts
+        if ts >= self.next_check:
+            self._expire(ts)
+        flow = self.tcp_flows.get(key)
         if flow is not None:
             if flow.closed:
                 if ts - flow.last_ts > CLOSE_LINGER or flags & (SYN | ACK) == SYN:
@@ -283,16 +312,12 @@ class FlowTable:
                         flip = not flags & SYN and sport < dport
                     else:
                         flip = True
-            flow = self._new_flow(key, "tcp", pkt, flip, inferred)
-        is_orig = (src == flow.c_addr and sport == flow.c_port) or (flow.c_addr == flow.s_addr and flow.c_port == flow.s_port)
+            flow = self._new_flow(self.tcp_flows, key, "tcp", number, ts, sport, dport, flip, inferred)
+        is_orig = key == flow.c_key  # a connection to itself has one key for both sides: all "orig", as Zeek
         if is_orig:
             end, peer = flow.orig, flow.resp
         else:
             end, peer = flow.resp, flow.orig
-        seq = pkt.seq
-        ack = pkt.ack
-        plen = pkt.plen
-        win = pkt.win
         is_syn = flags & SYN
         is_fin = flags & FIN
         is_rst = flags & RST
@@ -420,7 +445,7 @@ class FlowTable:
                     end.hist_rst = rel
             if is_fin:
                 if not end.sent_fin:
-                    end.fin_frame = pkt.number
+                    end.fin_frame = number
                 end.sent_fin = True
                 end.fin_seq = (seq + plen) & _M32
         else:
@@ -475,7 +500,7 @@ class FlowTable:
             end.gap_pending = False
 
         if control or st == zeek.INACTIVE:
-            self._state_machine(flow, end, peer, pkt, is_orig, flags, plen)
+            self._state_machine(flow, end, peer, is_orig, flags, plen)
         elif is_orig and is_ack and not flow.ack_seen and flow.synack_seen:
             flow.ack_seen = True
 
@@ -484,20 +509,17 @@ class FlowTable:
         kind = ""
         if plen:
             end.payload += plen
-            head = pkt.payload
-            if head:
-                if head[0] in SNIFF_FIRST_BYTES:
-                    kind = sniff(head)
+            if payload:
+                if payload[0] in SNIFF_FIRST_BYTES:
+                    kind = sniff(payload)
                 if not end.head:
-                    end.head = head
+                    end.head = payload
                     end.kind = kind
-        ttl = pkt.ttl
         ttls = end.ttls
         if ttl in ttls:
             ttls[ttl] += 1
         elif len(ttls) < MAX_TTL_VALUES:
             ttls[ttl] = 1
-        ip_id = pkt.ip_id
         if ip_id > 0:
             if end.ipid_last >= 0:
                 end.ipid_steps += 1
@@ -509,8 +531,8 @@ class FlowTable:
         idle = ts - flow.last_ts
         if idle < 0 or not flow.npk:
             idle = 0.0
-        ev = _new(Event, (pkt.number, ts, 0 if is_orig else 1, flags, rel_seq, rel_ack, plen, win, ttl,
-                          ip_id, marks, idle, kind, None, b""))
+        ev = (number, ts, 0 if is_orig else 1, flags, rel_seq, rel_ack, plen, win, ttl, ip_id, marks, idle, kind,
+              None, b"")  # an Event's fields
         if flow.npk < TIMELINE_HEAD:
             flow.head.append(ev)
         else:
@@ -520,7 +542,7 @@ class FlowTable:
         flow.npk += 1
         if ts > flow.last_ts:
             flow.last_ts = ts
-        flow.last_frame = pkt.number
+        flow.last_frame = number
 
         if control and not flow.closed:
             o, r = flow.orig.state, flow.resp.state
@@ -530,8 +552,7 @@ class FlowTable:
                 flow.closed = True
                 self.closing.append(flow)
 
-    def _state_machine(self, flow: _Flow, end: _End, peer: _End, pkt: Packet, is_orig: bool,
-                       flags: int, plen: int) -> None:
+    def _state_machine(self, flow: _Flow, end: _End, peer: _End, is_orig: bool, flags: int, plen: int) -> None:
         """Zeek's UpdateStateMachine: one endpoint's state from the packet it sent."""
         is_syn = flags & SYN
         is_fin = flags & FIN
@@ -584,27 +605,24 @@ class FlowTable:
         elif is_ack and is_orig and flow.synack_seen:
             flow.ack_seen = True
 
-    def _account(self, flow: _Flow, end: _End, pkt: Packet, is_orig: bool, marks: int, rel_seq: int,
-                 rel_ack: int) -> None:
-        """Counters, habits and the timeline entry shared by every protocol."""
+    def _account(self, flow: _Flow, end: _End, is_orig: bool, number: int, ts: float, plen: int, ttl: int,
+                 ip_id: int, payload: bytes, marks: int) -> None:
+        """Counters, habits and the timeline entry of a UDP or ICMP packet."""
         end.pkts += 1
-        plen = pkt.plen
         kind = ""
         if plen:
             end.payload += plen
-            if pkt.payload:
-                if pkt.payload[0] in SNIFF_FIRST_BYTES:
-                    kind = sniff(pkt.payload)
+            if payload:
+                if payload[0] in SNIFF_FIRST_BYTES:
+                    kind = sniff(payload)
                 if not end.head:
-                    end.head = pkt.payload
+                    end.head = payload
                     end.kind = kind
         ttls = end.ttls
-        ttl = pkt.ttl
         if ttl in ttls:
             ttls[ttl] += 1
         elif len(ttls) < MAX_TTL_VALUES:
             ttls[ttl] = 1
-        ip_id = pkt.ip_id
         if ip_id == 0:
             end.ipid_zero += 1  # Linux sends 0 on SYN/ACKs and socketless RSTs: no information
         elif ip_id > 0:
@@ -613,48 +631,51 @@ class FlowTable:
                 if 0 < ((ip_id - end.ipid_last) & 0xFFFF) < 256:
                     end.ipid_small += 1
             end.ipid_last = ip_id
-        ts = pkt.ts
         idle = ts - flow.last_ts if flow.npk else 0.0
         if idle < 0:
             idle = 0.0
-        ev = _new(Event, (pkt.number, ts, 0 if is_orig else 1, pkt.flags, rel_seq, rel_ack, plen, pkt.win, ttl,
-                          ip_id, marks, idle, kind, None, b""))
-        flow.record(ev)
+        flow.record((number, ts, 0 if is_orig else 1, 0, 0, 0, plen, 0, ttl, ip_id, marks, idle, kind, None, b""))
 
-    def _udp(self, pkt: Packet) -> None:
-        key, flow = self._lookup(IPPROTO_UDP, pkt.src, pkt.sport, pkt.dst, pkt.dport)
-        if flow is not None and pkt.ts - flow.last_ts > UDP_IDLE:
+    def udp(self, number: int, ts: float, key: bytes, sport: int, dport: int, plen: int, ttl: int, ip_id: int,
+            payload: bytes) -> None:
+        """Account one UDP datagram."""
+        if ts >= self.next_check:
+            self._expire(ts)
+        flow = self.udp_flows.get(key)
+        if flow is not None and ts - flow.last_ts > UDP_IDLE:
             self._finish(flow, "timeout")
             flow = None
         if flow is None:
-            flip = pkt.sport in LIKELY_SERVER_PORTS and pkt.dport not in LIKELY_SERVER_PORTS
-            flow = self._new_flow(key, "udp", pkt, flip, flip)
-        is_orig = pkt.src == flow.c_addr and pkt.sport == flow.c_port
-        if flow.c_addr == flow.s_addr and flow.c_port == flow.s_port:
-            is_orig = True
+            flip = sport in LIKELY_SERVER_PORTS and dport not in LIKELY_SERVER_PORTS
+            flow = self._new_flow(self.udp_flows, key, "udp", number, ts, sport, dport, flip, flip)
+        is_orig = key == flow.c_key
         end = flow.orig if is_orig else flow.resp
         end.state = zeek.ESTABLISHED
         flow.check_history(_H_DATA, "D", is_orig)
-        self._account(flow, end, pkt, is_orig, _AFTER_RST if flow.rst_seen else 0, 0, 0)
+        self._account(flow, end, is_orig, number, ts, plen, ttl, ip_id, payload, _AFTER_RST if flow.rst_seen else 0)
 
     def _icmp(self, pkt: Packet) -> None:
         q = pkt.quoted
         if q is not None and q.proto in (IPPROTO_TCP, IPPROTO_UDP):
-            _, flow = self._lookup(q.proto, q.src, q.sport, q.dst, q.dport)
+            qkey = endpoint_key(q.src, q.sport, q.dst, q.dport)
+            flow = (self.tcp_flows if q.proto == IPPROTO_TCP else self.udp_flows).get(qkey)
             if flow is not None:
-                self._icmp_error(flow, pkt, q.src == flow.c_addr and q.sport == flow.c_port)
+                self._icmp_error(flow, pkt, qkey == flow.c_key)
                 return
-        # Anything else is a conversation of its own between the two hosts, as in Zeek's conn.log.
-        key, flow = self._lookup(pkt.proto, pkt.src, pkt.icmp_type, pkt.dst, 0)
+        # Anything else is a conversation of its own between the two hosts, as in Zeek's conn.log;
+        # its key holds the ICMP type where the source port would be.
+        key = endpoint_key(pkt.src, pkt.icmp_type, pkt.dst, 0)
+        flow = self.icmp_flows.get(key)
         if flow is not None and pkt.ts - flow.last_ts > UDP_IDLE:
             self._finish(flow, "timeout")
             flow = None
         if flow is None:
-            flow = self._new_flow(key, "icmp", pkt._replace(sport=pkt.icmp_type, dport=pkt.icmp_code), False, False)
+            flow = self._new_flow(self.icmp_flows, key, "icmp", pkt.number, pkt.ts, pkt.icmp_type, pkt.icmp_code,
+                                  False, False)
         is_orig = pkt.src == flow.c_addr
         end = flow.orig if is_orig else flow.resp
         end.state = zeek.ESTABLISHED
-        self._account(flow, end, pkt, is_orig, 0, 0, 0)
+        self._account(flow, end, is_orig, pkt.number, pkt.ts, pkt.plen, pkt.ttl, pkt.ip_id, pkt.payload, 0)
 
     def _icmp_error(self, flow: _Flow, pkt: Packet, quotes_client: bool) -> None:
         """Attach an ICMP error to the conversation whose packet it quotes."""
@@ -667,16 +688,16 @@ class FlowTable:
         ts = pkt.ts
         idle = max(0.0, ts - flow.last_ts)
         # The error travels toward the sender of the quoted packet.
-        ev = Event(pkt.number, ts, 1 if quotes_client else 0, 0, rel_seq, 0, pkt.plen, 0, pkt.ttl, pkt.ip_id,
-                   _ICMP_ERROR | (_AFTER_RST if flow.rst_seen else 0), idle, "", (pkt.icmp_type, pkt.icmp_code), pkt.src)
-        flow.record(ev)
+        flow.record((pkt.number, ts, 1 if quotes_client else 0, 0, rel_seq, 0, pkt.plen, 0, pkt.ttl, pkt.ip_id,
+                     _ICMP_ERROR | (_AFTER_RST if flow.rst_seen else 0), idle, "", (pkt.icmp_type, pkt.icmp_code),
+                     pkt.src))
 
     # -- conversations out ------------------------------------------------------------------
 
     def _sweep(self, now: float) -> None:
         """Hand on every conversation that has been idle past its limit."""
         done = []
-        for flow in self.flows.values():
+        for flow in self.alive.values():
             idle = now - flow.last_ts
             if flow.closed:
                 limit = CLOSE_LINGER
@@ -693,14 +714,14 @@ class FlowTable:
 
     def _evict_oldest(self) -> None:
         """The table is full: hand on the least recently active tenth."""
-        flows = sorted(self.flows.values(), key=lambda f: f.last_ts)
+        flows = sorted(self.alive.values(), key=lambda f: f.last_ts)
         for flow in flows[: max(1, len(flows) // 10)]:
             self._finish(flow, "")
             self.evicted_early += 1
 
     def flush(self) -> None:
         """The capture ended: hand on everything still alive, in order of first packet."""
-        for flow in sorted(self.flows.values(), key=lambda f: f.id):
+        for flow in list(self.alive.values()):  # in order of first packet
             self._finish(flow, "")
 
     def warnings(self) -> list[CaptureWarning]:
@@ -714,8 +735,13 @@ class FlowTable:
         return out
 
     def _finish(self, flow: _Flow, why: str) -> None:
-        if self.flows.get(flow.key) is flow:
-            del self.flows[flow.key]
+        if self.alive.get(flow.id) is flow:
+            del self.alive[flow.id]
+            table = flow.table
+            if table.get(flow.c_key) is flow:
+                del table[flow.c_key]
+            if table.get(flow.s_key) is flow:
+                del table[flow.s_key]
         self.emit(build_conversation(flow, why, self.host_ttls))
         self._learn_hosts(flow)
 
@@ -814,7 +840,9 @@ def build_conversation(flow: _Flow, why: str, hosts: dict[bytes, dict[int, int]]
     """
     orig, resp = flow.orig, flow.resp
     history = "".join(flow.history)
-    events = flow.head + list(flow.tail or ())
+    events = [_new(Event, row) for row in flow.head]
+    if flow.tail is not None:
+        events += [_new(Event, row) for row in flow.tail]
     elided = flow.npk - len(events)
     if orig.sent_rst or resp.sent_rst or flow.icmp_errors:
         # TTL/IP ID oddness only matters for telling who really sent a RST or an ICMP error.
