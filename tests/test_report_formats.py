@@ -10,13 +10,10 @@ from pathlib import Path
 
 import jsonschema
 import pytest
-from hypothesis import given, settings
-from hypothesis import strategies as st
 
 from tests import report_cases as rc
 from analyzer.errors import UsageError
 from analyzer.report import FORMATS, ReportOptions, render, to_json_document
-from analyzer.report import jsontext
 from analyzer.report.github import escape_data, escape_property
 from analyzer.report.markdown import code_span, md
 
@@ -378,18 +375,3 @@ def test_counts_include_conversations_not_kept() -> None:
     assert [c.get("name") for c in junit.iter("testcase") if c.find("failure") is None] == [
         "38 conversations without findings at or above warning"]
     assert to_json_document(case)["captures"][0]["conversation_count"] == 40
-
-
-# The indented JSON writer must give json.dumps' exact text: reports are diffed and golden-tested.
-_json_scalars = st.none() | st.booleans() | st.integers() | st.floats() | st.text()
-_json_values = st.recursive(
-    _json_scalars,
-    lambda inner: st.lists(inner, max_size=4) | st.tuples(inner, inner)
-    | st.dictionaries(st.text(max_size=5) | st.integers() | st.booleans() | st.none(), inner, max_size=4),
-    max_leaves=25)
-
-
-@settings(max_examples=300, deadline=None)
-@given(_json_values)
-def test_indented_json_text_is_exactly_json_dumps(value) -> None:
-    assert jsontext.dumps(value) == json.dumps(value, indent=2, ensure_ascii=False)

@@ -6,7 +6,6 @@ import json
 from typing import Any
 
 from analyzer.model import CaptureResult, Conversation, Finding, SocketErrorSeen
-from analyzer.report import jsontext
 from analyzer.report.common import conversation_total, conversations_by_id, summary_counts
 from analyzer.report.options import ReportOptions
 
@@ -100,7 +99,7 @@ def to_json_document(results: list[CaptureResult], opts: ReportOptions | None = 
 
 def render_json(results: list[CaptureResult], opts: ReportOptions) -> str:
     """`--format json`: the document, indented, keys in contract order, non-ASCII kept."""
-    return jsontext.dumps(to_json_document(results, opts)) + "\n"
+    return json.dumps(to_json_document(results, opts), indent=2, ensure_ascii=False) + "\n"
 
 
 def render_jsonl(results: list[CaptureResult], opts: ReportOptions) -> str:

@@ -8,12 +8,12 @@ finding across runs even though the client's ephemeral port changes.
 
 from __future__ import annotations
 
+import json
 from pathlib import PurePosixPath, PureWindowsPath
 from typing import Any
 from urllib.parse import quote
 
 from analyzer.model import CaptureResult, Finding
-from analyzer.report import jsontext
 from analyzer.report.baseline import finding_key, fingerprint
 from analyzer.report.common import conversations_by_id, rule_records
 from analyzer.report.options import ReportOptions
@@ -131,4 +131,4 @@ def render_sarif(results: list[CaptureResult], opts: ReportOptions) -> str:
         "results": sarif_results,
     }
     log = {"$schema": SARIF_SCHEMA, "version": SARIF_VERSION, "runs": [run]}
-    return jsontext.dumps(log) + "\n"
+    return json.dumps(log, indent=2, ensure_ascii=False) + "\n"
