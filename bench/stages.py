@@ -60,7 +60,7 @@ def main() -> None:
     if args.no_gc:
         gc.disable()
     packets = read(args.capture)
-    print(f"| stage | best CPU s | per packet |\n| --- | ---: | ---: |")
+    print("| stage | best CPU s | per packet |\n| --- | ---: | ---: |")
     prev = 0.0
     for name, fn in STAGES:
         best = float("inf")
