@@ -46,7 +46,13 @@ _HALF: Final = 0x80000000
 _CONTROL: Final = SYN | FIN | RST
 
 # Per-direction history-seen bits (Zeek's HIST_*), shifted left 16 for the responder.
-_H_SYN, _H_FIN, _H_RST, _H_ACK, _H_DATA, _H_MULTI, _H_FINRST = 1, 2, 4, 8, 16, 32, 64
+_H_SYN: Final = 1
+_H_FIN: Final = 2
+_H_RST: Final = 4
+_H_ACK: Final = 8
+_H_DATA: Final = 16
+_H_MULTI: Final = 32
+_H_FINRST: Final = 64
 
 # Mark bits as plain ints for the hot path.
 _RETX: Final = int(Mark.RETRANSMISSION)

@@ -8,39 +8,40 @@ ladder.py. Nothing here reads captures or evaluates rules.
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Callable
 
 from analyzer.errors import UsageError
 from analyzer.model import CaptureResult
-from analyzer.report.github import render_github
-from analyzer.report.html import render_html
-from analyzer.report.jsondoc import render_json, render_jsonl, to_json_document
-from analyzer.report.junit import render_junit
-from analyzer.report.markdown import render_markdown
+from analyzer.report.jsondoc import to_json_document
 from analyzer.report.options import ReportOptions
-from analyzer.report.sarif import render_sarif
-from analyzer.report.text import render_text
 
-RENDERERS: dict[str, Callable[[list[CaptureResult], ReportOptions], str]] = {
-    "text": render_text,
-    "json": render_json,
-    "jsonl": render_jsonl,
-    "markdown": render_markdown,
-    "html": render_html,
-    "junit": render_junit,
-    "sarif": render_sarif,
-    "github": render_github,
+# format -> (module, function): a format's module (HTML brings jinja2) is imported when it is used.
+RENDERERS: dict[str, tuple[str, str]] = {
+    "text": ("text", "render_text"),
+    "json": ("jsondoc", "render_json"),
+    "jsonl": ("jsondoc", "render_jsonl"),
+    "markdown": ("markdown", "render_markdown"),
+    "html": ("html", "render_html"),
+    "junit": ("junit", "render_junit"),
+    "sarif": ("sarif", "render_sarif"),
+    "github": ("github", "render_github"),
 }
 FORMATS: tuple[str, ...] = tuple(RENDERERS)
 
 
-def render(fmt: str, results: list[CaptureResult], opts: ReportOptions | None = None) -> str:
-    """The report in format `fmt` (one of FORMATS) as one string, ready to write out."""
+def renderer(fmt: str) -> Callable[[list[CaptureResult], ReportOptions], str]:
+    """The function that writes format `fmt` (one of FORMATS)."""
     try:
-        renderer = RENDERERS[fmt]
+        module, name = RENDERERS[fmt]
     except KeyError:
         raise UsageError(f"unknown report format {fmt!r}", hint=f"choose one of: {', '.join(FORMATS)}") from None
-    return renderer(list(results), opts or ReportOptions())
+    return getattr(importlib.import_module(f"analyzer.report.{module}"), name)
+
+
+def render(fmt: str, results: list[CaptureResult], opts: ReportOptions | None = None) -> str:
+    """The report in format `fmt` (one of FORMATS) as one string, ready to write out."""
+    return renderer(fmt)(list(results), opts or ReportOptions())
 
 
 __all__ = ["FORMATS", "ReportOptions", "render", "to_json_document"]

@@ -162,9 +162,14 @@ def _errors(src: Source, raw: object, family_ok: bool) -> tuple[ErrorSpec, ...]:
     return tuple(out)
 
 
-def compile_rule(src: Source, file_name: str | None = None) -> Rule:
-    """Validates a parsed rule file and compiles its match for each binding of A and B."""
-    _schema_check(src)
+def compile_rule(src: Source, file_name: str | None = None, *, check_schema: bool = True) -> Rule:
+    """Validates a parsed rule file and compiles its match for each binding of A and B.
+
+    check_schema=False skips the JSON Schema (and importing jsonschema): for the built-in rules,
+    which tests/test_rules.py holds to the schema, so a run does not pay for it.
+    """
+    if check_schema:
+        _schema_check(src)
     _own_checks(src, file_name)
     d = src.data
     m = d["match"]
@@ -231,7 +236,7 @@ def builtin_rules() -> tuple[Rule, ...]:
     """The rules shipped with wsadiag, compiled once per process."""
     out = []
     for shown, text in sorted(_builtin_files()):
-        out.append(compile_rule(parse(text, shown), shown.rsplit("/", 1)[-1]))
+        out.append(compile_rule(parse(text, shown), shown.rsplit("/", 1)[-1], check_schema=False))
     return tuple(out)
 
 
