@@ -1,4 +1,11 @@
-"""Evaluates compiled rules on a conversation: bounded sequence matching, then findings.
+"""Evaluates compiled rules on a conversation: a prefilter, bounded sequence matching, then findings.
+
+Prefilter: one pass over the timeline folds every event's TCP flags, marks, payload and ICMP
+into a feature word (see `features`). Each pattern has a gate worked out from its steps when
+the rule set is built: the bits its positive steps need, and for `flags_any`/`kind_any`/
+`payload` lists the masks of which one bit must be present. A pattern whose gate the word
+fails cannot match, so it is not matched; which patterns pass is remembered per word, and most
+conversations (healthy ones) are done with after the pass and one dictionary lookup.
 
 Matching is a linear sweep per step (EQL's `sequence ... until` over one conversation):
 for each positive step, in timeline order, an event matches when it satisfies the step's
@@ -13,14 +20,21 @@ from __future__ import annotations
 import dataclasses
 import ipaddress
 import re
-from collections.abc import Callable, Sequence
+from bisect import bisect_right
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
+from typing import Final, Literal
 
 from analyzer.errors import UsageError
 from analyzer.model import Conversation, Event, Finding, Level, SocketErrorSeen
-from analyzer.protocol import flag_string
-from analyzer.rules.language import Pattern, Step
-from analyzer.rules.tables import ICMP_ERRORS, idle_timeout_hint
+from analyzer.protocol import TCP_FLAG_NAMES, flag_string
+from analyzer.rules.language import Pattern
+from analyzer.rules.tables import (
+    ICMP_ERRORS,
+    MARK_NAMES,
+    PAYLOAD_KINDS,
+    idle_timeout_hint,
+)
 
 # Message placeholders: name -> meaning (documented by vocabulary_markdown()).
 PLACEHOLDERS: dict[str, str] = {
@@ -43,8 +57,6 @@ PLACEHOLDERS: dict[str, str] = {
     "icmp_from": "the address that sent that ICMP error",
     "duration": "the conversation's duration",
 }
-STEP_FIELDS = ("frame", "time", "idle", "flags", "plen", "seq", "ack", "win", "ttl", "ip_id",
-               "payload", "icmp", "sender")
 # `winsock: from-icmp`: the error Windows reports for the ICMP error in the evidence, looked up
 # in the socket-error catalogue's ICMP table rather than repeated in rule files.
 FROM_ICMP = "from-icmp"
@@ -72,11 +84,6 @@ def check_placeholder(name: str, steps: int) -> str | None:
     return None
 
 
-def fill(template: str, values: dict[str, str]) -> str:
-    """Substitutes {name} placeholders from a dict: plain lookup, never str.format."""
-    return _PLACEHOLDER.sub(lambda m: values.get(m.group(1), m.group(0)), template)
-
-
 def seconds(x: float) -> str:
     """A duration as a support engineer reads it: 250 ms, 1.2 s, 312 s."""
     if x < 1:
@@ -84,6 +91,118 @@ def seconds(x: float) -> str:
     if x < 100:
         return f"{x:.1f} s"
     return f"{x:.0f} s"
+
+
+_ROLES = ("client", "server")
+
+
+@dataclass(frozen=True, slots=True)
+class _Evidence:
+    """What a finding's message is filled from."""
+
+    conv: Conversation
+    a_dir: int
+    events: list[Event]  # the matched steps' events, in order
+    icmp: Event | None  # the ICMP error among them, else the conversation's first one
+
+    def end(self, d: int) -> str:
+        return str(self.conv.client if d == 0 else self.conv.server)
+
+    def idle(self) -> float:
+        return max(e.idle for e in self.events)
+
+    def gap(self) -> float:
+        events = self.events
+        return events[-1].ts - events[-2].ts if len(events) > 1 else events[-1].idle
+
+
+# How each placeholder of PLACEHOLDERS and each step field is worked out; a message works out
+# only those it names (most name two or three).
+_VALUES: dict[str, Callable[[_Evidence], str]] = {
+    "A": lambda x: x.end(x.a_dir),
+    "B": lambda x: x.end(1 - x.a_dir),
+    "A_role": lambda x: _ROLES[x.a_dir],
+    "B_role": lambda x: _ROLES[1 - x.a_dir],
+    "client": lambda x: str(x.conv.client),
+    "server": lambda x: str(x.conv.server),
+    "conversation": lambda x: str(x.conv.id),
+    "stream": lambda x: str(x.conv.stream),
+    "state": lambda x: x.conv.state,
+    "history": lambda x: x.conv.history,
+    "first_frame": lambda x: str(min(e.frame for e in x.events)),
+    "last_frame": lambda x: str(max(e.frame for e in x.events)),
+    "gap": lambda x: seconds(max(x.gap(), 0.0)),
+    "idle": lambda x: seconds(x.idle()),
+    "timeout_hint": lambda x: idle_timeout_hint(x.idle()),
+    "icmp": lambda x: _icmp_name(x.icmp) if x.icmp else "",
+    "icmp_from": lambda x: _addr(x.icmp.icmp_src) if x.icmp else "",
+    "duration": lambda x: seconds(x.conv.duration),
+}
+_STEP_VALUES: dict[str, Callable[[Conversation, Event], str]] = {
+    "frame": lambda c, e: str(e.frame),
+    "time": lambda c, e: seconds(max(e.ts - c.start, 0.0)),
+    "idle": lambda c, e: seconds(e.idle),
+    "flags": lambda c, e: flag_string(e.flags) or "none",
+    "plen": lambda c, e: str(e.plen),
+    "seq": lambda c, e: str(e.seq),
+    "ack": lambda c, e: str(e.ack),
+    "win": lambda c, e: str(e.win),
+    "ttl": lambda c, e: str(e.ttl),
+    "ip_id": lambda c, e: str(e.ip_id),
+    "payload": lambda c, e: e.payload or "none",
+    "icmp": lambda c, e: _icmp_name(e) if e.icmp else "none",
+    "sender": lambda c, e: _ROLES[e.dir & 1],
+}
+STEP_FIELDS = tuple(_STEP_VALUES)  # what `{stepN.FIELD}` may name
+
+
+@dataclass(frozen=True, slots=True)
+class Message:
+    """A message template taken apart once: the text around its placeholders, and how to fill each.
+
+    Substitution is plain lookup, never str.format; a placeholder the engine has no value for
+    stays as written.
+    """
+
+    text: tuple[str, ...]  # one more piece than there are fills
+    fills: tuple[Callable[[_Evidence], str], ...]
+
+    def render(self, evidence: _Evidence) -> str:
+        out = [self.text[0]]
+        for value, text in zip(self.fills, self.text[1:]):
+            out.append(value(evidence))
+            out.append(text)
+        return "".join(out)
+
+
+def compile_message(template: str) -> Message:
+    """The Message for a rule's `message:` template."""
+    text = [""]
+    fills: list[Callable[[_Evidence], str]] = []
+    pos = 0
+    for m in _PLACEHOLDER.finditer(template):
+        name, written = m.group(1), m.group(0)
+        text[-1] += template[pos:m.start()]
+        pos = m.end()
+        value = _VALUES.get(name)
+        step = _STEP_REF.match(name) if value is None else None
+        field = _STEP_VALUES.get(step.group(2)) if step is not None else None
+        if step is not None and field is not None:
+            value = _step_value(int(step.group(1)), field, written)
+        if value is None:
+            text[-1] += written
+        else:
+            fills.append(value)
+            text.append("")
+    text[-1] += template[pos:]
+    return Message(tuple(text), tuple(fills))
+
+
+def _step_value(n: int, field: Callable[[Conversation, Event], str], written: str) -> Callable[[_Evidence], str]:
+    # A chain shorter than n leaves the placeholder as written (the loader rejects such messages).
+    def value(x: _Evidence) -> str:
+        return field(x.conv, x.events[n - 1]) if n <= len(x.events) else written
+    return value
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,39 +240,96 @@ class Rule:
     lines: dict = dataclasses.field(default_factory=dict, compare=False, repr=False)  # key -> line in path
 
 
-class Summary:
-    """What a conversation's timeline contains, per direction: computed once, shared by all rules."""
-
-    __slots__ = ("flags", "marks", "payloads", "icmp")
-
-    def __init__(self, timeline: Sequence[Event]) -> None:
-        flags = [0, 0]
-        marks = [0, 0]
-        payloads: list[set[str]] = [set(), set()]
-        icmp = False
-        for e in timeline:
-            d = e.dir & 1
-            flags[d] |= e.flags
-            marks[d] |= e.marks
-            if e.payload:
-                payloads[d].add(e.payload)
-            if e.icmp is not None:
-                icmp = True
-        self.flags = (flags[0], flags[1], flags[0] | flags[1])
-        self.marks = (marks[0], marks[1], marks[0] | marks[1])
-        self.payloads = (payloads[0], payloads[1], payloads[0] | payloads[1])
-        self.icmp = icmp
+# The feature word: what a conversation's events carry, as one integer computed in one pass.
+# It has three sections, for events sent by the client, by the server, and by either; each
+# holds the events' TCP flags, their marks, a bit for "carries payload", a bit for "is an ICMP
+# error" and one bit per payload kind. A step can only match an event whose bits it finds in
+# its direction's section, so a pattern whose steps need bits the word lacks cannot match.
+_FLAG_BITS: Final = max(TCP_FLAG_NAMES.values()).bit_length()
+_FLAG_MASK: Final = (1 << _FLAG_BITS) - 1
+_MARK_BITS: Final = max(MARK_NAMES.values()).bit_length()
+_MARK_MASK: Final = (1 << _MARK_BITS) - 1
+_DATA: Final = 1 << (_FLAG_BITS + _MARK_BITS)
+_ICMP: Final = _DATA << 1
+_PAYLOAD: Final[dict[str, int]] = {kind: _ICMP << (1 + i) for i, kind in enumerate(PAYLOAD_KINDS)}
+_SECTION: Final = _FLAG_BITS + _MARK_BITS + 2 + len(PAYLOAD_KINDS)  # bits in one section
+_EITHER: Final = 2  # the section index of "sent by either side"; 0 and 1 are Event.dir
+_MEMO_LIMIT: Final = 4096  # feature words remembered per rule set: a bound for hostile captures (real ones show dozens)
 
 
-def _possible(step: Step, s: Summary) -> bool:
-    i = 2 if step.dir is None else step.dir
-    if step.need_flags & ~s.flags[i] or step.need_marks & ~s.marks[i]:
-        return False
-    if step.need_icmp and not s.icmp:
-        return False
-    if step.payloads is not None and not step.payloads & s.payloads[i]:
-        return False
-    return True
+def features(timeline: Sequence[Event]) -> int:
+    """The feature word of a timeline (see above): the union of its events' bits per direction."""
+    client = server = 0
+    for e in timeline:
+        bits = e.flags | e.marks << _FLAG_BITS
+        if e.plen > 0:
+            bits |= _DATA
+        if e.icmp is not None:
+            bits |= _ICMP
+        if e.payload:
+            bits |= _PAYLOAD.get(e.payload, 0)
+        if e.dir & 1:
+            server |= bits
+        else:
+            client |= bits
+    # A value wider than its field spills into the next one: that only sets more bits, so the
+    # word may let a pattern through needlessly but never keeps out one that matches.
+    return client | server << _SECTION | (client | server) << (_EITHER * _SECTION)
+
+
+@dataclass(frozen=True, slots=True)
+class Gate:
+    """What a feature word must hold for a pattern to be worth matching: a necessary condition."""
+
+    need: int  # every one of these bits
+    any_of: tuple[int, ...]  # at least one bit of each of these masks
+
+    def admits(self, word: int) -> bool:
+        if self.need & ~word:
+            return False
+        for mask in self.any_of:
+            if not mask & word:
+                return False
+        return True
+
+
+def gate(pattern: Pattern) -> Gate:
+    """The gate of a pattern, from what each of its positive steps requires of one event.
+
+    `where:` conditions and the timing of steps are left to the matcher; absent steps and
+    `until` forbid events, so they require nothing.
+    """
+    need = 0
+    wanted: list[int] = []
+    for step in pattern.steps:
+        if step.absent:
+            continue
+        shift = _SECTION * (_EITHER if step.dir is None else step.dir)
+        bits = (step.need_flags & _FLAG_MASK) | (step.need_marks & _MARK_MASK) << _FLAG_BITS
+        if step.need_icmp:
+            bits |= _ICMP
+        if step.data:
+            bits |= _DATA
+        need |= bits << shift
+        # An any-of mask cut down to our field would ask more than the step does: whole or not at all.
+        if step.any_flags and step.any_flags & _FLAG_MASK == step.any_flags:
+            wanted.append(step.any_flags << shift)
+        if step.any_marks and step.any_marks & _MARK_MASK == step.any_marks:
+            wanted.append(step.any_marks << (_FLAG_BITS + shift))
+        if step.payloads is not None and all(k in _PAYLOAD for k in step.payloads):
+            kinds = 0
+            for k in step.payloads:
+                kinds |= _PAYLOAD[k]
+            wanted.append(kinds << shift)
+    any_of: list[int] = []
+    for mask in wanted:
+        if not mask:
+            continue  # no bit of ours stands for what the step wants: say nothing
+        if mask & (mask - 1) == 0:
+            need |= mask  # one bit to choose from: simply needed
+        elif mask not in any_of:
+            any_of.append(mask)
+    return Gate(need, tuple(m for m in any_of if not m & need))
 
 
 def _prefix(pred: Callable[[Event], bool], events: Sequence[Event]) -> list[int]:
@@ -165,26 +341,38 @@ def _prefix(pred: Callable[[Event], bool], events: Sequence[Event]) -> list[int]
     return counts
 
 
-def match(pattern: Pattern, conv: Conversation, summary: Summary) -> list[int] | None:
+def match(pattern: Pattern, conv: Conversation) -> list[int] | None:
     """Indices into the timeline of the earliest-completing match of a pattern, or None."""
     for cond in pattern.where:
         if not cond(conv):
             return None
-    steps = pattern.steps
-    for st in steps:
-        if not st.absent and not _possible(st, summary):
-            return None
     events = conv.timeline
     n = len(events)
+    # Each positive step's earliest possible event is the first to satisfy it after the previous
+    # step's earliest: no chain gets further sooner. So when a step has none, nothing matches,
+    # and a step's other events need only be looked for after its earliest.
+    positives = [st for st in pattern.steps if not st.absent]
+    firsts: list[int] = []
+    j = 0
+    for st in positives:
+        pred = st.pred
+        while j < n and not pred(events[j]):
+            j += 1
+        if j == n:
+            return None
+        firsts.append(j)
+        j += 1
+    hits: list[list[int]] = []  # per positive step: the timeline indices of the events satisfying it
+    for st, first in zip(positives, firsts):
+        pred = st.pred
+        hits.append([first] + [i for i in range(first + 1, n) if pred(events[i])])
     # Absent steps attach to the gap before the next positive step; trailing ones to the end.
     gaps: list[list[list[int]]] = []  # per positive step: prefix counts of its absent steps
     pending: list[list[int]] = []
-    positives: list[Step] = []
-    for st in steps:
+    for st in pattern.steps:
         if st.absent:
             pending.append(_prefix(st.pred, events))
         else:
-            positives.append(st)
             gaps.append(pending)
             pending = []
     trailing = pending
@@ -194,8 +382,7 @@ def match(pattern: Pattern, conv: Conversation, summary: Summary) -> list[int] |
         # No absent match strictly between timeline indices lo and hi.
         return all(c[hi] - c[lo + 1] == 0 for c in counts_list)
 
-    first = positives[0]
-    reach = [j for j in range(n) if first.pred(events[j]) and clear(gaps[0], -1, j)]
+    reach = [j for j in hits[0] if clear(gaps[0], -1, j)]
     back: list[dict[int, int]] = []
     for k in range(1, len(positives)):
         if not reach:
@@ -206,12 +393,12 @@ def match(pattern: Pattern, conv: Conversation, summary: Summary) -> list[int] |
         links: dict[int, int] = {}
         r = 0
         latest = -1
-        for j in range(reach[0] + 1, n):
+        at = hits[k]
+        for i in range(bisect_right(at, reach[0]), len(at)):
+            j = at[i]
             while r < len(reach) and reach[r] < j:
                 latest = reach[r]
                 r += 1
-            if not st.pred(events[j]):
-                continue
             if st.within is not None and events[j].ts - events[latest].ts > st.within:
                 continue
             if absent and not clear(absent, latest, j):
@@ -260,17 +447,27 @@ def default_filter(conv: Conversation, chain_events: Sequence[Event]) -> str:
     return " && ".join(parts)
 
 
+Candidates = tuple[tuple[int, Pattern], ...]  # (direction of A, pattern) pairs of one rule, in order
+
+
 class RuleSet:
     """The loaded rules, in code order, and their evaluation on conversations."""
 
     def __init__(self, rules: Sequence[Rule]) -> None:
         self.rules: list[Rule] = sorted(rules, key=lambda r: r.code)
         self._by_code = {r.code: r for r in self.rules}
+        self._gated: list[tuple[Rule, tuple[tuple[int, Pattern, Gate], ...]]] = [
+            (r, tuple((a_dir, p, gate(p)) for a_dir, patterns in r.bindings for p in patterns))
+            for r in self.rules
+        ]
+        self._messages = {r.code: compile_message(r.message) for r in self.rules}
+        # feature word -> the rules (and their patterns) whose gates admit it
+        self._admitted: dict[int, tuple[tuple[Rule, Candidates], ...]] = {}
 
     def __len__(self) -> int:
         return len(self.rules)
 
-    def __iter__(self):
+    def __iter__(self) -> Iterator[Rule]:
         return iter(self.rules)
 
     def get(self, code: str) -> Rule:
@@ -279,6 +476,21 @@ class RuleSet:
         if rule is None:
             raise UsageError(f"unknown rule code {code!r}", hint="`wsadiag rules` lists the rule codes")
         return rule
+
+    def candidates(self, word: int) -> tuple[tuple[Rule, Candidates], ...]:
+        """The rules, in code order, with those of their patterns whose gates admit a feature word."""
+        found = self._admitted.get(word)
+        if found is None:
+            out: list[tuple[Rule, Candidates]] = []
+            for rule, gated in self._gated:
+                admitted = tuple((a_dir, p) for a_dir, p, g in gated if g.admits(word))
+                if admitted:
+                    out.append((rule, admitted))
+            found = tuple(out)
+            if len(self._admitted) >= _MEMO_LIMIT:
+                self._admitted.clear()
+            self._admitted[word] = found
+        return found
 
     def evaluate(self, conv: Conversation,
                  stream_filter: Callable[[Conversation, Sequence[Event]], str] | None = None) -> list[Finding]:
@@ -289,27 +501,31 @@ class RuleSet:
         """
         if not conv.timeline:
             return []
-        summary = Summary(conv.timeline)
+        word = features(conv.timeline)
+        todo = self._admitted.get(word)
+        if todo is None:
+            todo = self.candidates(word)
+        if not todo:
+            return []
         fired: list[tuple[Rule, int, list[int]]] = []
-        for rule in self.rules:
-            hit = _first_match(rule, conv, summary)
+        for rule, patterns in todo:
+            hit = _first_match(patterns, conv)
             if hit is not None:
                 fired.append((rule, *hit))
         if not fired:
             return []
         dropped = {code for rule, _, _ in fired for code in rule.supersedes}
         build = stream_filter or default_filter
-        return [_finding(rule, conv, a_dir, chain, build) for rule, a_dir, chain in fired
-                if rule.code not in dropped]
+        return [_finding(rule, self._messages[rule.code], conv, a_dir, chain, build)
+                for rule, a_dir, chain in fired if rule.code not in dropped]
 
 
-def _first_match(rule: Rule, conv: Conversation, summary: Summary) -> tuple[int, list[int]] | None:
+def _first_match(patterns: Candidates, conv: Conversation) -> tuple[int, list[int]] | None:
     best: tuple[int, list[int]] | None = None
-    for a_dir, patterns in rule.bindings:
-        for pattern in patterns:
-            chain = match(pattern, conv, summary)
-            if chain is not None and (best is None or chain[-1] < best[1][-1]):
-                best = (a_dir, chain)
+    for a_dir, pattern in patterns:
+        chain = match(pattern, conv)
+        if chain is not None and (best is None or chain[-1] < best[1][-1]):
+            best = (a_dir, chain)
     return best
 
 
@@ -317,7 +533,7 @@ def _side(spec_side: str, a_dir: int) -> int:
     return {"A": a_dir, "B": 1 - a_dir, "client": 0, "server": 1}[spec_side]
 
 
-def _finding(rule: Rule, conv: Conversation, a_dir: int, chain: list[int],
+def _finding(rule: Rule, message: Message, conv: Conversation, a_dir: int, chain: list[int],
              build_filter: Callable[[Conversation, Sequence[Event]], str]) -> Finding:
     from analyzer import winsock  # the socket-error catalogue
 
@@ -341,56 +557,22 @@ def _finding(rule: Rule, conv: Conversation, a_dir: int, chain: list[int],
             if icmp_ev is None or icmp_ev.icmp is None:
                 continue
             family = 6 if ":" in conv.client.addr else 4
-            transport = "udp" if conv.proto == "udp" else "tcp"
-            phase = "established" if conv.handshake else "connect"
-            name = winsock.icmp_error(family, icmp_ev.icmp[0], icmp_ev.icmp[1], transport, "windows", phase)
-            if name is None:
+            transport: Literal["tcp", "udp"] = "udp" if conv.proto == "udp" else "tcp"
+            phase: Literal["connect", "established"] = "established" if conv.handshake else "connect"
+            from_icmp = winsock.icmp_error(family, icmp_ev.icmp[0], icmp_ev.icmp[1], transport, "windows", phase)
+            if from_icmp is None:
                 continue
+            name = from_icmp
         seen = winsock.seen("client" if d == 0 else "server", str(ends[d]), spec.operation, name)
         if spec.note:
             seen = dataclasses.replace(seen, note=spec.note)
         errors.append(seen)
-    values = _values(conv, a_dir, events, icmp_ev)
+    text = message.render(_Evidence(conv, a_dir, events, icmp_ev))
     return Finding(
         rule=rule.code, name=rule.name, level=rule.level, title=rule.title,
-        message=fill(rule.message, values), conversation=conv.id, errors=tuple(errors),
+        message=text, conversation=conv.id, errors=tuple(errors),
         cause=rule.cause, remedy=rule.remedy, confidence=rule.confidence,  # type: ignore[arg-type]
         frames=tuple(sorted({e.frame for e in events})),
         wireshark_filter=build_filter(conv, events),
         references=rule.references, falsepositives=rule.falsepositives,
     )
-
-
-def _values(conv: Conversation, a_dir: int, events: list[Event], icmp_ev: Event | None) -> dict[str, str]:
-    ends = (conv.client, conv.server)
-    roles = ("client", "server")
-    idle = max(e.idle for e in events)
-    gap = events[-1].ts - events[-2].ts if len(events) > 1 else events[-1].idle
-    v = {
-        "A": str(ends[a_dir]), "B": str(ends[1 - a_dir]),
-        "A_role": roles[a_dir], "B_role": roles[1 - a_dir],
-        "client": str(conv.client), "server": str(conv.server),
-        "conversation": str(conv.id), "stream": str(conv.stream),
-        "state": conv.state, "history": conv.history,
-        "first_frame": str(min(e.frame for e in events)), "last_frame": str(max(e.frame for e in events)),
-        "gap": seconds(max(gap, 0.0)), "idle": seconds(idle), "timeout_hint": idle_timeout_hint(idle),
-        "icmp": _icmp_name(icmp_ev) if icmp_ev else "",
-        "icmp_from": _addr(icmp_ev.icmp_src) if icmp_ev else "",
-        "duration": seconds(conv.duration),
-    }
-    for n, e in enumerate(events, 1):
-        p = f"step{n}."
-        v[p + "frame"] = str(e.frame)
-        v[p + "time"] = seconds(max(e.ts - conv.start, 0.0))
-        v[p + "idle"] = seconds(e.idle)
-        v[p + "flags"] = flag_string(e.flags) or "none"
-        v[p + "plen"] = str(e.plen)
-        v[p + "seq"] = str(e.seq)
-        v[p + "ack"] = str(e.ack)
-        v[p + "win"] = str(e.win)
-        v[p + "ttl"] = str(e.ttl)
-        v[p + "ip_id"] = str(e.ip_id)
-        v[p + "payload"] = e.payload or "none"
-        v[p + "icmp"] = _icmp_name(e) if e.icmp else "none"
-        v[p + "sender"] = roles[e.dir & 1]
-    return v

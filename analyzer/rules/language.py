@@ -11,7 +11,7 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from analyzer.model import Conversation, Event, Mark
+from analyzer.model import Conversation, Event, Mark, SideStats
 from analyzer.protocol import TCP_FLAG_NAMES
 from analyzer.rules.source import Source
 from analyzer.rules.tables import (
@@ -91,6 +91,9 @@ class Step:
     need_icmp: bool
     payloads: frozenset[str] | None  # payload kinds of which one is required (prefilter)
     where: tuple  # the rule-file path of this step, for messages
+    any_flags: int = 0  # flags of which one is required (prefilter); 0: no such condition
+    any_marks: int = 0  # marks of which one is required (prefilter); 0: no such condition
+    data: bool | None = None  # payload required (True), forbidden (False), or either (None)
 
 
 @dataclass(frozen=True, slots=True)
@@ -219,7 +222,9 @@ def compile_step(src: Source, where: tuple, raw: object, a_dir: int, *, first: b
     for key in raw:
         if key not in STEP_PREDICATES:
             raise src.error(where + (key,), f"unknown step predicate {key!r} (known: {', '.join(STEP_PREDICATES)})")
-    at = lambda key: where + (key,)  # noqa: E731 - a path helper local to this compile
+    def at(key: str) -> tuple:
+        return where + (key,)
+
     d: int | None = None
     if "from" in raw:
         d = _side_dir(src, at("from"), raw["from"], a_dir)
@@ -259,7 +264,8 @@ def compile_step(src: Source, where: tuple, raw: object, a_dir: int, *, first: b
     if absent and set(raw) == {"absent"}:
         raise src.error(where, "an absent step needs at least one predicate saying what must not appear")
 
-    v4, v6 = icmp_sets if icmp_sets is not None else (None, None)
+    any_icmp = icmp_sets is None  # `icmp: any`, or no icmp condition at all
+    v4, v6 = icmp_sets if icmp_sets is not None else (frozenset(), frozenset())
 
     def pred(e: Event) -> bool:
         if d is not None and e.dir != d:
@@ -283,7 +289,7 @@ def compile_step(src: Source, where: tuple, raw: object, a_dir: int, *, first: b
         if want_icmp:
             if e.icmp is None:
                 return False
-            if v4 is not None:
+            if not any_icmp:
                 # The ICMP sender's address length tells the family; unknown: either table.
                 fam = len(e.icmp_src)
                 if fam == 16:
@@ -300,71 +306,141 @@ def compile_step(src: Source, where: tuple, raw: object, a_dir: int, *, first: b
 
     return Step(pred=pred, absent=absent, within=within, dir=d,
                 need_flags=f_all | max(f_exact, 0), need_marks=m_all, need_icmp=want_icmp,
-                payloads=payloads, where=where)
+                payloads=payloads, where=where, any_flags=f_any, any_marks=m_any, data=data)
 
 
-def _side_conditions(src: Source, where: tuple, raw: object) -> list[Callable]:
+ConvTest = Callable[[Conversation], bool]  # a compiled `where:` condition
+SideTest = Callable[[SideStats], bool]  # a compiled side condition
+
+# What the boolean and counting conditions read: the condition name is the field name.
+_SIDE_FLAGS: dict[str, Callable[[SideStats], bool]] = {
+    "sent_fin": lambda s: s.sent_fin, "sent_rst": lambda s: s.sent_rst, "sent_syn": lambda s: s.sent_syn,
+}
+_SIDE_COUNTS: dict[str, Callable[[SideStats], int]] = {
+    "packets": lambda s: s.packets, "bytes": lambda s: s.bytes,
+    "retransmissions": lambda s: s.retransmissions, "zero_windows": lambda s: s.zero_windows,
+    "dup_acks": lambda s: s.dup_acks, "keepalives": lambda s: s.keepalives,
+}
+_CONV_FLAGS: dict[str, Callable[[Conversation], bool]] = {
+    "handshake": lambda c: c.handshake, "role_inferred": lambda c: c.role_inferred,
+}
+
+
+# Each condition is its own closure so that it captures this key's values, not the loop's last.
+def _side_flag(read: Callable[[SideStats], bool], want: bool) -> SideTest:
+    def test(s: SideStats) -> bool:
+        return read(s) == want
+    return test
+
+
+def _side_count(read: Callable[[SideStats], int], compare: Callable[[int], bool]) -> SideTest:
+    def test(s: SideStats) -> bool:
+        return compare(read(s))
+    return test
+
+
+def _payload_kind_in(kinds: frozenset[str]) -> SideTest:
+    def test(s: SideStats) -> bool:
+        return s.payload_kind in kinds
+    return test
+
+
+def _side_state_in(states: frozenset[str]) -> SideTest:
+    def test(s: SideStats) -> bool:
+        return s.state in states
+    return test
+
+
+def _side_conditions(src: Source, where: tuple, raw: object) -> list[SideTest]:
     if not isinstance(raw, dict):
         raise src.error(where, "side conditions are a mapping, e.g. {sent_fin: false}")
-    out: list[Callable] = []
+    out: list[SideTest] = []
     for key, value in raw.items():
         at = where + (key,)
         if key not in SIDE_CONDITIONS:
             raise src.error(at, f"unknown side condition {key!r} (known: {', '.join(SIDE_CONDITIONS)})")
-        if key in ("sent_fin", "sent_rst", "sent_syn"):
-            want = _bool(src, at, value)
-            out.append(lambda s, k=key, w=want: getattr(s, k) == w)
+        if key in _SIDE_FLAGS:
+            out.append(_side_flag(_SIDE_FLAGS[key], _bool(src, at, value)))
         elif key == "payload_kind":
-            kinds = _payloads(src, at, value)
-            out.append(lambda s, ks=kinds: s.payload_kind in ks)
+            out.append(_payload_kind_in(_payloads(src, at, value)))
         elif key == "state":
-            states = frozenset(_names(src, at, value))
-            out.append(lambda s, st=states: s.state in st)
+            out.append(_side_state_in(frozenset(_names(src, at, value))))
         else:
-            cmp = _compare(src, at, value)
-            out.append(lambda s, k=key, c=cmp: c(getattr(s, k)))
+            out.append(_side_count(_SIDE_COUNTS[key], _compare(src, at, value)))
     return out
 
 
-def compile_where(src: Source, where: tuple, raw: object, a_dir: int) -> list[Callable[[Conversation], bool]]:
+def _proto_in(protos: frozenset[str]) -> ConvTest:
+    def test(c: Conversation) -> bool:
+        return c.proto in protos
+    return test
+
+
+def _state_in(states: frozenset[str], want: bool) -> ConvTest:
+    def test(c: Conversation) -> bool:
+        return (c.state in states) == want
+    return test
+
+
+def _conv_flag(read: Callable[[Conversation], bool], want: bool) -> ConvTest:
+    def test(c: Conversation) -> bool:
+        return read(c) == want
+    return test
+
+
+def _closed_by_in(ways: frozenset[str]) -> ConvTest:
+    def test(c: Conversation) -> bool:
+        return c.closed_by in ways
+    return test
+
+
+def _history_has(letters: tuple[str, ...]) -> ConvTest:
+    def test(c: Conversation) -> bool:
+        return all(x in c.history for x in letters)
+    return test
+
+
+def _history_lacks(letters: tuple[str, ...]) -> ConvTest:
+    def test(c: Conversation) -> bool:
+        return not any(x in c.history for x in letters)
+    return test
+
+
+def _side_holds(side: int, conds: tuple[SideTest, ...]) -> ConvTest:
+    def test(c: Conversation) -> bool:
+        stats = c.client_stats if side == 0 else c.server_stats
+        return all(f(stats) for f in conds)
+    return test
+
+
+def compile_where(src: Source, where: tuple, raw: object, a_dir: int) -> list[ConvTest]:
     """Compiles `where:` into conversation predicates for one binding of A."""
     if not isinstance(raw, dict):
         raise src.error(where, "`where` is a mapping of conditions, e.g. {proto: tcp, handshake: true}")
-    out: list[Callable[[Conversation], bool]] = []
+    out: list[ConvTest] = []
     for key, value in raw.items():
         at = where + (key,)
         if key == "proto":
             protos = frozenset(_names(src, at, value))
             if protos - PROTOS:
                 raise src.error(at, f"unknown protocol {sorted(protos - PROTOS)} (known: tcp, udp, icmp)")
-            out.append(lambda c, p=protos: c.proto in p)
+            out.append(_proto_in(protos))
         elif key in ("state", "not_state"):
             states = frozenset(_names(src, at, value))
             if states - CONN_STATES:
                 raise src.error(at, f"unknown conn_state {sorted(states - CONN_STATES)} (known: {', '.join(sorted(CONN_STATES))})")
-            if key == "state":
-                out.append(lambda c, s=states: c.state in s)
-            else:
-                out.append(lambda c, s=states: c.state not in s)
-        elif key in ("handshake", "role_inferred"):
-            want = _bool(src, at, value)
-            out.append(lambda c, k=key, w=want: getattr(c, k) == w)
+            out.append(_state_in(states, key == "state"))
+        elif key in _CONV_FLAGS:
+            out.append(_conv_flag(_CONV_FLAGS[key], _bool(src, at, value)))
         elif key == "closed_by":
-            ways = frozenset(_names(src, at, value))
-            out.append(lambda c, w=ways: c.closed_by in w)
+            out.append(_closed_by_in(frozenset(_names(src, at, value))))
         elif key in ("history_has", "history_lacks"):
             if not isinstance(value, str) or not value.isalpha():
                 raise src.error(at, "expected Zeek history letters, e.g. \"Dd\"")
-            letters = tuple(value)
-            if key == "history_has":
-                out.append(lambda c, ls=letters: all(x in c.history for x in ls))
-            else:
-                out.append(lambda c, ls=letters: not any(x in c.history for x in ls))
+            out.append((_history_has if key == "history_has" else _history_lacks)(tuple(value)))
         elif key in SIDES:
             side = _side_dir(src, at, key, a_dir)
-            conds = _side_conditions(src, at, value)
-            attr = "client_stats" if side == 0 else "server_stats"
-            out.append(lambda c, a=attr, cs=tuple(conds): all(f(getattr(c, a)) for f in cs))
+            out.append(_side_holds(side, tuple(_side_conditions(src, at, value))))
         else:
             raise src.error(at, f"unknown where condition {key!r} (known: {', '.join(k for k in WHERE_CONDITIONS if ' ' not in k)}, A, B, client, server)")
     return out
@@ -415,6 +491,10 @@ def _cell(text: str) -> str:
     return text.replace("|", "\\|")
 
 
+def _pairs(pairs: frozenset[tuple[int, int]]) -> str:
+    return ", ".join(f"{t}/{c}" for t, c in sorted(pairs)) or "-"
+
+
 def vocabulary_markdown() -> str:
     """The rule language reference, generated from the tables the compiler uses."""
     out = ["# The wsadiag rule language", "",
@@ -432,14 +512,13 @@ def vocabulary_markdown() -> str:
     out += [f"| `{k}` | {_cell(v)} | {_cell(d)} |" for k, (v, d) in SIDE_CONDITIONS.items()]
     out += ["", "## Packet kinds (`kind:`)", "", "| kind | observation by the flow tracker |", "|---|---|"]
     for name, bit in MARK_NAMES.items():
-        doc = _MARK_DOCS.get(Mark(bit).name, "")
+        doc = _MARK_DOCS.get(Mark(bit).name or "", "")
         out.append(f"| `{name}` | {doc} |")
     out += ["", "## Payload kinds (`payload:`, `payload_kind:`)", "", "| kind | meaning |", "|---|---|"]
     out += [f"| `{k}` | {d} |" for k, d in PAYLOAD_KINDS.items()]
     out += ["", "## ICMP errors (`icmp:`)", "", "| name | ICMPv4 type/code | ICMPv6 type/code |", "|---|---|---|"]
     for name, (v4, v6) in ICMP_ERRORS.items():
-        fmt = lambda s: ", ".join(f"{t}/{c}" for t, c in sorted(s)) or "-"  # noqa: E731
-        out.append(f"| `{name}` | {fmt(v4)} | {fmt(v6)} |")
+        out.append(f"| `{name}` | {_pairs(v4)} | {_pairs(v6)} |")
     for name, members in ICMP_GROUPS.items():
         out.append(f"| `{name}` | any of {', '.join(members)} | |")
     out.append(f"| `{ICMP_ANY}` | every ICMP error attached to the conversation | |")
