@@ -17,6 +17,8 @@ COMPILED = [
     "analyzer/flows/table.py",
     "analyzer/flows/sniff.py",
     "analyzer/flows/zeek.py",
+    "analyzer/rules/engine.py",
+    "analyzer/rules/language.py",
 ]
 
 
@@ -28,7 +30,7 @@ def compiled_extensions() -> list:
     except ImportError:
         print("wsadiag: mypyc is not available; installing the pure-Python modules")
         return []
-    extensions = mypycify(COMPILED, opt_level="3", debug_level="0")
+    extensions = mypycify(["--ignore-missing-imports", *COMPILED], opt_level="3", debug_level="0")
     for ext in extensions:
         ext.optional = True  # no C compiler: keep the pure-Python modules rather than fail
     return extensions

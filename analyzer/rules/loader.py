@@ -44,7 +44,7 @@ def _size_check(src: Source) -> None:
     m = src.data.get("match")
     if not isinstance(m, dict):
         return
-    places = [(("match", "sequence"), m.get("sequence"))]
+    places: list[tuple[tuple[str | int, ...], object]] = [(("match", "sequence"), m.get("sequence"))]
     alts = m.get("any_of")
     if isinstance(alts, list):
         places += [(("match", "any_of", i, "sequence"), a.get("sequence")) for i, a in enumerate(alts[:64])

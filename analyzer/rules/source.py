@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 from pathlib import Path
 
 import yaml
@@ -20,7 +21,7 @@ class Source:
     """A parsed rule file: its data and where each key or list item starts."""
 
     path: str
-    data: object
+    data: Any  # the YAML document: checked by the schema and loader.py, not by type
     lines: dict[tuple, int]  # path into the document -> 1-based line
 
     def line(self, where: tuple) -> int:

@@ -12,8 +12,8 @@ from analyzer.model import Mark
 _MARK_RENAMES = {"DUP_ACK": "duplicate-ack"}
 
 MARK_NAMES: dict[str, int] = {
-    _MARK_RENAMES.get(m.name, m.name.lower().replace("_", "-")): int(m)
-    for m in Mark
+    _MARK_RENAMES.get(name, name.lower().replace("_", "-")): int(m)
+    for name, m in Mark.__members__.items()
     if m.value  # NONE is not a name a rule can ask for
 }
 
