@@ -19,6 +19,7 @@ COMPILED = [
     "analyzer/flows/zeek.py",
     "analyzer/rules/engine.py",
     "analyzer/rules/language.py",
+    "analyzer/pipeline.py",
 ]
 
 

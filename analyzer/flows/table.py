@@ -103,7 +103,7 @@ class _End:
     __slots__ = ("state", "prev_state", "start", "last", "ackseq", "pkts", "payload",
                  "rxmit", "rxmit_next", "zwin", "zwin_next", "gaps", "gaps_next", "dupacks", "keepalives",
                  "hist_syn", "hist_fin", "hist_rst", "last_ack", "last_win", "fin_seq", "syn_seq",
-                 "max_ack", "gap_pending", "last_was_ka", "ttls", "ipid_last", "ipid_steps", "ipid_small",
+                 "max_ack", "gap_pending", "last_was_ka", "ttls", "ttl_last", "ttl_run", "ipid_last", "ipid_steps", "ipid_small",
                  "ipid_zero", "kind", "head", "sent_syn", "sent_fin", "sent_rst", "seq_known", "fin_frame")
 
     def __init__(self) -> None:
@@ -121,12 +121,33 @@ class _End:
         self.max_ack = -1
         self.gap_pending = False
         self.last_was_ka = False
-        self.ttls: dict[int, int] = {}
+        self.ttls: dict[int, int] = {}  # TTL -> packets; complete once flush_ttls() has run
+        self.ttl_last = -1  # the TTL of the run of packets not yet counted into ttls
+        self.ttl_run = 0
         self.ipid_last = -1
         self.ipid_steps = self.ipid_small = self.ipid_zero = 0
         self.kind = ""
         self.head = b""
         self.sent_syn = self.sent_fin = self.sent_rst = False
+
+    def saw_ttl(self, ttl: int) -> None:
+        """Count a packet's TTL: runs of equal values are added up before they touch the dict."""
+        if ttl == self.ttl_last:
+            self.ttl_run += 1
+        else:
+            self.flush_ttls()
+            self.ttl_last = ttl
+            self.ttl_run = 1
+
+    def flush_ttls(self) -> None:
+        """Count the pending run into ttls, which keeps at most MAX_TTL_VALUES distinct values."""
+        if self.ttl_run:
+            ttls = self.ttls
+            if self.ttl_last in ttls:
+                ttls[self.ttl_last] += self.ttl_run
+            elif len(ttls) < MAX_TTL_VALUES:
+                ttls[self.ttl_last] = self.ttl_run
+            self.ttl_run = 0
 
     def set_state(self, new: int) -> None:
         if new != self.state:
@@ -521,11 +542,7 @@ class FlowTable(Sink):
                 if not end.head:
                     end.head = payload
                     end.kind = kind
-        ttls = end.ttls
-        if ttl in ttls:
-            ttls[ttl] += 1
-        elif len(ttls) < MAX_TTL_VALUES:
-            ttls[ttl] = 1
+        end.saw_ttl(ttl)
         if ip_id > 0:
             if end.ipid_last >= 0:
                 end.ipid_steps += 1
@@ -624,11 +641,7 @@ class FlowTable(Sink):
                 if not end.head:
                     end.head = payload
                     end.kind = kind
-        ttls = end.ttls
-        if ttl in ttls:
-            ttls[ttl] += 1
-        elif len(ttls) < MAX_TTL_VALUES:
-            ttls[ttl] = 1
+        end.saw_ttl(ttl)
         if ip_id == 0:
             end.ipid_zero += 1  # Linux sends 0 on SYN/ACKs and socketless RSTs: no information
         elif ip_id > 0:
@@ -845,6 +858,8 @@ def build_conversation(flow: _Flow, why: str, hosts: dict[bytes, dict[int, int]]
     hosts: TTLs seen per address in conversations that ended before this one (None: unknown).
     """
     orig, resp = flow.orig, flow.resp
+    orig.flush_ttls()
+    resp.flush_ttls()
     history = "".join(flow.history)
     events = [_new(Event, row) for row in flow.head]
     if flow.tail is not None:
