@@ -107,6 +107,20 @@ class Mark(IntFlag):
     ICMP_ERROR = 1 << 18  # an ICMP error quoting this conversation; its dir points at the quoted packet's sender
 
 
+class Traits(NamedTuple):
+    """What the packets of a conversation carried, per direction (index 0: client, 1: server).
+
+    Built by the flow table from every packet, before the conversation itself is built: a rule
+    set that can tell from it that no rule could fire spares building the conversation.
+    """
+
+    flags: tuple[int, int]  # TCP flags of any packet
+    marks: tuple[int, int]  # Mark bits of any packet
+    data: tuple[bool, bool]  # any packet with payload
+    icmp: tuple[bool, bool]  # any ICMP error (direction: toward the sender of the quoted packet)
+    kinds: tuple[frozenset[str], frozenset[str]]  # payload kinds sniffed
+
+
 class Event(NamedTuple):
     """One packet of a conversation as the rules and the ladder diagram see it."""
 

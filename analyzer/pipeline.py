@@ -13,13 +13,15 @@ from analyzer.decode import Decoder, linktype_name
 from analyzer.errors import CaptureError
 from analyzer.flows import FlowTable
 from analyzer.flows.table import DEFAULT_MAX_CONVERSATIONS
-from analyzer.model import CaptureResult, CaptureWarning, Conversation, Finding
+from analyzer.model import CaptureResult, CaptureWarning, Conversation, Finding, Traits
 
 
 class RuleEvaluator(Protocol):
     """What the pipeline needs of a rule set."""
 
     def evaluate(self, conv: Conversation) -> list[Finding]: ...
+
+    def could_fire(self, traits: Traits) -> bool: ...
 
 
 MAX_FINDINGS_PER_RULE = 1000  # per capture: keeps memory bounded on port scans and mass outages
@@ -126,7 +128,10 @@ def _analyze(source: str | os.PathLike[str] | IO[bytes], rules: RuleEvaluator | 
                 client_stats=dataclasses.replace(conv.client_stats, payload_head=b""),
                 server_stats=dataclasses.replace(conv.server_stats, payload_head=b"")))
 
-    table = FlowTable(emit, max_conversations=max_conversations)
+    # Only findings are kept, and nothing else looks at each conversation: those on which no rule
+    # could fire (most of them) need not be built at all.
+    admit = rules.could_fire if rules is not None and keep == "findings" and conv_filter is None else None
+    table = FlowTable(emit, max_conversations=max_conversations, admit=admit)
     decoder = Decoder()
     with cap:
         result.format = cap.format
@@ -136,6 +141,7 @@ def _analyze(source: str | os.PathLike[str] | IO[bytes], rules: RuleEvaluator | 
             result.warnings.append(CaptureWarning(
                 "interrupted", f"interrupted after {cap.frames} frames; the report covers those"))
         table.flush()
+        result.conversation_count += table.skipped
         result.packets = cap.frames
         result.linktypes = [linktype_name(lt) for lt in cap.linktypes]
         result.warnings[:0] = list(cap.warnings)

@@ -14,6 +14,7 @@ from analyzer.pipeline import analyze_capture
 from analyzer.rules import RuleSet, load_rules
 from analyzer.rules.engine import PLACEHOLDERS, STEP_FIELDS, match
 from analyzer.rules.tables import ICMP_ERRORS, PAYLOAD_KINDS
+from tests.corpus import CORPUS
 from tests.rules_build import conv, ev
 from tests.test_rules import load_one
 
@@ -52,6 +53,25 @@ def test_every_sample_conversation_gets_the_findings_of_plain_matching(path: Pat
     assert result.error is None, result.error
     for c in result.conversations:
         assert found(_rules(), c) == ungated(_rules(), c), f"conversation {c.id}"
+
+
+CORPUS_CAPTURES = sorted(p for p in CORPUS.rglob("*") if ".pcap" in p.name) if CORPUS.is_dir() else []
+
+
+def _every_conversation(conv: Conversation) -> bool:
+    return True  # a filter turns off the pipeline's prefilter: every conversation is built and evaluated
+
+
+@pytest.mark.parametrize("path", SAMPLES + CORPUS_CAPTURES, ids=lambda p: p.name)
+def test_conversations_left_unbuilt_would_have_had_no_finding(path: Path):
+    # analyze_capture skips building conversations whose Traits no rule admits; with a filter it
+    # builds them all. Findings and the conversation count must not differ.
+    rs = _rules()
+    fast = analyze_capture(path, rs)
+    full = analyze_capture(path, rs, _every_conversation)
+    assert [(f.conversation, f.rule, f.frames, f.message) for f in fast.findings] == \
+        [(f.conversation, f.rule, f.frames, f.message) for f in full.findings]
+    assert fast.conversation_count == full.conversation_count
 
 
 FLAGS = st.sampled_from(["S", "SA", "A", "PA", "FA", "FPA", "R", "RA", "F", ""])

@@ -24,7 +24,7 @@ from typing import Callable, Final
 from analyzer.decode.fast import Sink
 from analyzer.flows import zeek
 from analyzer.flows.sniff import SNIFF_FIRST_BYTES, sniff
-from analyzer.model import CaptureWarning, Conversation, Endpoint, Event, Mark, Packet, SideStats, Transport
+from analyzer.model import CaptureWarning, Conversation, Endpoint, Event, Mark, Packet, SideStats, Traits, Transport
 from analyzer.protocol import (ACK, FIN, IPPROTO_ICMP, IPPROTO_ICMPV6, IPPROTO_TCP, IPPROTO_UDP,
                                LIKELY_SERVER_PORTS, RST, SYN)
 
@@ -104,7 +104,8 @@ class _End:
                  "rxmit", "rxmit_next", "zwin", "zwin_next", "gaps", "gaps_next", "dupacks", "keepalives",
                  "hist_syn", "hist_fin", "hist_rst", "last_ack", "last_win", "fin_seq", "syn_seq",
                  "max_ack", "gap_pending", "last_was_ka", "ttls", "ttl_last", "ttl_run", "ipid_last", "ipid_steps", "ipid_small",
-                 "ipid_zero", "kind", "head", "sent_syn", "sent_fin", "sent_rst", "seq_known", "fin_frame")
+                 "ipid_zero", "kind", "head", "sent_syn", "sent_fin", "sent_rst", "seq_known", "fin_frame",
+                 "seen_flags", "seen_marks", "seen_data", "seen_icmp", "seen_kinds")
 
     def __init__(self) -> None:
         self.state = zeek.INACTIVE
@@ -129,6 +130,22 @@ class _End:
         self.kind = ""
         self.head = b""
         self.sent_syn = self.sent_fin = self.sent_rst = False
+        # What this direction's timeline rows carried, for Traits (ICMP errors count toward the
+        # side they travel to, as their rows do).
+        self.seen_flags = self.seen_marks = 0
+        self.seen_data = self.seen_icmp = False
+        self.seen_kinds: set[str] | None = None
+
+    def saw(self, flags: int, marks: int, plen: int, kind: str) -> None:
+        """Note a timeline row of this direction in the Traits summary."""
+        self.seen_flags |= flags
+        self.seen_marks |= marks
+        if plen > 0:
+            self.seen_data = True
+        if kind:
+            if self.seen_kinds is None:
+                self.seen_kinds = set()
+            self.seen_kinds.add(kind)
 
     def saw_ttl(self, ttl: int) -> None:
         """Count a packet's TTL: runs of equal values are added up before they touch the dict."""
@@ -228,8 +245,13 @@ class _Flow:
 class FlowTable(Sink):
     """Builds conversations from packets and hands each on when it can no longer change."""
 
-    def __init__(self, emit: Callable[[Conversation], None], max_conversations: int = DEFAULT_MAX_CONVERSATIONS) -> None:
+    def __init__(self, emit: Callable[[Conversation], None], max_conversations: int = DEFAULT_MAX_CONVERSATIONS,
+                 admit: Callable[[Traits], bool] | None = None) -> None:
+        """emit: takes each finished conversation. admit: when given, a conversation whose Traits
+        it refuses is not built or emitted, only counted in `skipped` (its hosts' TTLs are still learnt)."""
         self.emit = emit
+        self.admit = admit
+        self.skipped = 0
         self.max_conversations = max(16, max_conversations)
         # Live flows by endpoint key, one dict per protocol; each flow is in its dict twice, under
         # the key of either direction's packets, so a packet finds its flow with one lookup.
@@ -556,6 +578,7 @@ class FlowTable(Sink):
             idle = 0.0
         ev = (number, ts, 0 if is_orig else 1, flags, rel_seq, rel_ack, plen, win, ttl, ip_id, marks, idle, kind,
               None, b"")  # an Event's fields
+        end.saw(flags, marks, plen, kind)
         if flow.npk < TIMELINE_HEAD:
             flow.head.append(ev)
         else:
@@ -654,6 +677,7 @@ class FlowTable(Sink):
         if idle < 0:
             idle = 0.0
         flow.record((number, ts, 0 if is_orig else 1, 0, 0, 0, plen, 0, ttl, ip_id, marks, idle, kind, None, b""))
+        end.saw(0, marks, plen, kind)
 
     def udp(self, number: int, ts: float, key: bytes, sport: int, dport: int, plen: int, ttl: int, ip_id: int,
             payload: bytes) -> None:
@@ -707,9 +731,12 @@ class FlowTable(Sink):
         ts = pkt.ts
         idle = max(0.0, ts - flow.last_ts)
         # The error travels toward the sender of the quoted packet.
+        marks = _ICMP_ERROR | (_AFTER_RST if flow.rst_seen else 0)
         flow.record((pkt.number, ts, 1 if quotes_client else 0, 0, rel_seq, 0, pkt.plen, 0, pkt.ttl, pkt.ip_id,
-                     _ICMP_ERROR | (_AFTER_RST if flow.rst_seen else 0), idle, "", (pkt.icmp_type, pkt.icmp_code),
-                     pkt.src))
+                     marks, idle, "", (pkt.icmp_type, pkt.icmp_code), pkt.src))
+        toward = flow.resp if quotes_client else flow.orig  # the row's direction: server->client when it quotes the client
+        toward.saw(0, marks, pkt.plen, "")
+        toward.seen_icmp = True
 
     # -- conversations out ------------------------------------------------------------------
 
@@ -761,7 +788,12 @@ class FlowTable(Sink):
                 del table[flow.c_key]
             if table.get(flow.s_key) is flow:
                 del table[flow.s_key]
-        self.emit(build_conversation(flow, why, self.host_ttls))
+        flow.orig.flush_ttls()
+        flow.resp.flush_ttls()
+        if self.admit is None or self.admit(traits(flow)):
+            self.emit(build_conversation(flow, why, self.host_ttls))
+        else:
+            self.skipped += 1
         self._learn_hosts(flow)
 
     def _learn_hosts(self, flow: _Flow) -> None:
@@ -852,13 +884,23 @@ def _odd_marks(events: list[Event], end: _End, direction: int, host_ttls: dict[i
                 events[i] = ev._replace(marks=ev.marks | _IPID_ODD)
 
 
+def traits(flow: _Flow) -> Traits:
+    """What the flow's packets carried, per direction, before any conversation is built."""
+    orig, resp = flow.orig, flow.resp
+    # build_conversation may mark odd TTLs and IP IDs when there is a RST or an ICMP error: assume it does.
+    odd = _TTL_ODD | _IPID_ODD if orig.sent_rst or resp.sent_rst or flow.icmp_errors else 0
+    return Traits((orig.seen_flags, resp.seen_flags), (orig.seen_marks | odd, resp.seen_marks | odd),
+                  (orig.seen_data, resp.seen_data), (orig.seen_icmp, resp.seen_icmp),
+                  (frozenset(orig.seen_kinds or ()), frozenset(resp.seen_kinds or ())))
+
+
 def build_conversation(flow: _Flow, why: str, hosts: dict[bytes, dict[int, int]] | None = None) -> Conversation:
     """Freeze a live flow into the Conversation record the rules and reports read.
 
     hosts: TTLs seen per address in conversations that ended before this one (None: unknown).
     """
     orig, resp = flow.orig, flow.resp
-    orig.flush_ttls()
+    orig.flush_ttls()  # (FlowTable has done so already; other callers may not have)
     resp.flush_ttls()
     history = "".join(flow.history)
     events = [_new(Event, row) for row in flow.head]

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from typing import Final, Literal
 
 from analyzer.errors import UsageError
-from analyzer.model import Conversation, Event, Finding, Level, SocketErrorSeen
+from analyzer.model import Conversation, Event, Finding, Level, SocketErrorSeen, Traits
 from analyzer.protocol import TCP_FLAG_NAMES, flag_string
 from analyzer.rules.language import Pattern
 from analyzer.rules.tables import (
@@ -272,6 +272,29 @@ def features(timeline: Sequence[Event]) -> int:
             server |= bits
         else:
             client |= bits
+    return _word(client, server)
+
+
+def trait_features(traits: Traits) -> int:
+    """The feature word of every packet of a conversation, from the flow table's summary.
+
+    Its bits include those of the conversation's timeline (a subset of its packets), so a
+    pattern its gates keep out cannot match the timeline either.
+    """
+    sides = []
+    for d in (0, 1):
+        bits = traits.flags[d] | traits.marks[d] << _FLAG_BITS
+        if traits.data[d]:
+            bits |= _DATA
+        if traits.icmp[d]:
+            bits |= _ICMP
+        for kind in traits.kinds[d]:
+            bits |= _PAYLOAD.get(kind, 0)
+        sides.append(bits)
+    return _word(sides[0], sides[1])
+
+
+def _word(client: int, server: int) -> int:
     # A value wider than its field spills into the next one: that only sets more bits, so the
     # word may let a pattern through needlessly but never keeps out one that matches.
     return client | server << _SECTION | (client | server) << (_EITHER * _SECTION)
@@ -491,6 +514,14 @@ class RuleSet:
                 self._admitted.clear()
             self._admitted[word] = found
         return found
+
+    def could_fire(self, traits: Traits) -> bool:
+        """False when no rule can fire on a conversation with these traits (it need not be built)."""
+        word = trait_features(traits)
+        todo = self._admitted.get(word)
+        if todo is None:
+            todo = self.candidates(word)
+        return bool(todo)
 
     def evaluate(self, conv: Conversation,
                  stream_filter: Callable[[Conversation, Sequence[Event]], str] | None = None) -> list[Finding]:
