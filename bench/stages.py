@@ -53,7 +53,7 @@ def everything(path: str) -> int:
 
 
 STAGES = [("records read as Frame objects (not the analyze path)", read),
-          ("records walked and decoded in place", decode),
+          ("records walked and decoded in place, each into a Packet", decode),
           ("... and every conversation built", flows),
           ("analyze_capture: conversations no rule could fire on left unbuilt, rules run", everything)]
 
