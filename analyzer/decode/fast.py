@@ -102,6 +102,30 @@ def _maybe_tunnel(data: bytes, q: int, sport: int, dport: int, plen: int, stop: 
     return plen >= 40 and q + 8 < stop and (data[q + 8] >> 4 == 6 or data[q + 8] == 0)
 
 
+def _tcp(sink: Sink, number: int, ts: float, data: bytes, addrs: int, q: int, seg: int, ttl: int, ip_id: int,
+         stop: int) -> bool:
+    """Hand on the TCP segment at q (addresses at `addrs`, `seg` bytes by the IP header); False if it is odd."""
+    thl = (data[q + 12] >> 4) << 2
+    plen = seg - thl
+    if thl < 20 or plen < 0 or q + thl > stop:
+        return False
+    sink.tcp(number, ts, data[addrs:q + 4], be16(data, q), be16(data, q + 2), data[q + 13], be32(data, q + 4),
+             be32(data, q + 8), be16(data, q + 14), plen, ttl, ip_id, _payload(data, q + thl, plen, stop),
+             _options(data, q, thl))
+    return True
+
+
+def _udp(sink: Sink, number: int, ts: float, data: bytes, addrs: int, q: int, plen: int, ttl: int, ip_id: int,
+         stop: int) -> bool:
+    """Hand on the UDP datagram at q (addresses at `addrs`, plen payload bytes); False if it may be a tunnel."""
+    sport = be16(data, q)
+    dport = be16(data, q + 2)
+    if _maybe_tunnel(data, q, sport, dport, plen, stop):
+        return False
+    sink.udp(number, ts, data[addrs:q + 4], sport, dport, plen, ttl, ip_id, _payload(data, q + 8, plen, stop))
+    return True
+
+
 class Sink:
     """Where Decoder.take hands each decoded packet (the flow table is one).
 
@@ -207,43 +231,19 @@ class Decoder:
                     proto = data[p + 23]
                     tot = be16(data, p + 16)
                     if proto == 6 and tot >= 40 and n >= 54:
-                        q = p + 34
-                        thl = (data[q + 12] >> 4) << 2
-                        plen = tot - 20 - thl
-                        if thl >= 20 and plen >= 0 and 34 + thl <= n:
-                            sink.tcp(number, ts, data[p + 26:p + 38], be16(data, q), be16(data, q + 2), data[q + 13],
-                                     be32(data, q + 4), be32(data, q + 8), be16(data, q + 14), plen, data[p + 22],
-                                     be16(data, p + 18), _payload(data, q + thl, plen, stop), _options(data, q, thl))
+                        if _tcp(sink, number, ts, data, p + 26, p + 34, tot - 20, data[p + 22], be16(data, p + 18), stop):
                             return
                     elif proto == 17 and tot >= 28 and n >= 42:
-                        q = p + 34
-                        sport = be16(data, q)
-                        dport = be16(data, q + 2)
-                        plen = tot - 28
-                        if not _maybe_tunnel(data, q, sport, dport, plen, stop):
-                            sink.udp(number, ts, data[p + 26:p + 38], sport, dport, plen, data[p + 22],
-                                     be16(data, p + 18), _payload(data, q + 8, plen, stop))
+                        if _udp(sink, number, ts, data, p + 26, p + 34, tot - 28, data[p + 22], be16(data, p + 18), stop):
                             return
             elif etype == 0x86DD and n >= 54 and data[p + 14] >> 4 == 6:
                 nxt = data[p + 20]
                 plen6 = be16(data, p + 18)
                 if nxt == 6 and n >= 74:
-                    q = p + 54
-                    thl = (data[q + 12] >> 4) << 2
-                    plen = plen6 - thl
-                    if thl >= 20 and plen >= 0 and 54 + thl <= n:
-                        sink.tcp(number, ts, data[p + 22:p + 58], be16(data, q), be16(data, q + 2), data[q + 13],
-                                 be32(data, q + 4), be32(data, q + 8), be16(data, q + 14), plen, data[p + 21], -1,
-                                 _payload(data, q + thl, plen, stop), _options(data, q, thl))
+                    if _tcp(sink, number, ts, data, p + 22, p + 54, plen6, data[p + 21], -1, stop):
                         return
                 elif nxt == 17 and plen6 >= 8 and n >= 62:
-                    q = p + 54
-                    sport = be16(data, q)
-                    dport = be16(data, q + 2)
-                    plen = plen6 - 8
-                    if not _maybe_tunnel(data, q, sport, dport, plen, stop):
-                        sink.udp(number, ts, data[p + 22:p + 58], sport, dport, plen, data[p + 21], -1,
-                                 _payload(data, q + 8, plen, stop))
+                    if _udp(sink, number, ts, data, p + 22, p + 54, plen6 - 8, data[p + 21], -1, stop):
                         return
         frame = Frame(number, ts, n, wirelen, linktype, data if p == 0 and stop == len(data) else data[p:stop])
         pkt = self._general(frame)
