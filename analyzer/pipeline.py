@@ -13,7 +13,7 @@ from analyzer.decode import Decoder, linktype_name
 from analyzer.errors import CaptureError
 from analyzer.flows import FlowTable
 from analyzer.flows.table import DEFAULT_MAX_CONVERSATIONS
-from analyzer.model import CaptureResult, CaptureWarning, Conversation, Finding, Traits
+from analyzer.model import CaptureResult, CaptureWarning, Conversation, Finding
 
 
 class RuleEvaluator(Protocol):
@@ -21,7 +21,8 @@ class RuleEvaluator(Protocol):
 
     def evaluate(self, conv: Conversation) -> list[Finding]: ...
 
-    def could_fire(self, traits: Traits) -> bool: ...
+    # Optional: `could_fire(traits: Traits) -> bool`, False when no rule can fire on a conversation
+    # with those traits; such conversations are then not built (analyze_capture with keep="findings").
 
 
 MAX_FINDINGS_PER_RULE = 1000  # per capture: keeps memory bounded on port scans and mass outages
@@ -130,7 +131,7 @@ def _analyze(source: str | os.PathLike[str] | IO[bytes], rules: RuleEvaluator | 
 
     # Only findings are kept, and nothing else looks at each conversation: those on which no rule
     # could fire (most of them) need not be built at all.
-    admit = rules.could_fire if rules is not None and keep == "findings" and conv_filter is None else None
+    admit = getattr(rules, "could_fire", None) if keep == "findings" and conv_filter is None else None
     table = FlowTable(emit, max_conversations=max_conversations, admit=admit)
     decoder = Decoder()
     with cap:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 
 import pytest
@@ -235,3 +236,31 @@ def test_findings_per_rule_are_capped_with_a_warning(tmp_path):
     assert [f.rule for f in result.findings] == ["CON001"] * 10
     (warning,) = [w for w in result.warnings if w.code == "findings-capped"]
     assert "CON001 fired on 30 conversations" in warning.message
+
+
+def test_icmp_and_icmpv6_between_two_hosts_are_two_conversations(tmp_path):
+    # An IPv4 packet claiming protocol 58 is odd, but it is not the ICMP echo beside it.
+    echo = Ether(**MACS) / IP(src=C, dst=S, proto=1) / ICMP(type=8)
+    odd = Ether(**MACS) / IP(src=C, dst=S, proto=58) / ICMP(type=8)
+    echo.time, odd.time = 1.0, 1.5
+    path = tmp_path / "i.pcap"
+    wrpcap(str(path), [echo, odd])
+    convs = analyze_capture(path, keep="all").conversations
+    assert [(c.proto, c.packets) for c in convs] == [("icmp", 1), ("icmp", 1)]
+
+
+def test_a_file_object_that_reads_bytearrays_is_analyzed_like_the_file(tmp_path):
+    class Bytearrays(io.BytesIO):
+        def read(self, n: int = -1) -> bytearray:  # type: ignore[override]
+            return bytearray(super().read(n))
+
+    s = Session()
+    s.handshake()
+    s.c("PA", b"GET / HTTP/1.1\r\n\r\n")
+    s.s("R")
+    path = tmp_path / "b.pcap"
+    wrpcap(str(path), s.pkts)
+    want = analyze_capture(path, keep="all-full")
+    got = analyze_capture(Bytearrays(path.read_bytes()), keep="all-full")
+    assert got.error is None and got.packets == want.packets == 5
+    assert [c.timeline for c in got.conversations] == [c.timeline for c in want.conversations]

@@ -132,7 +132,9 @@ class Source:
         if self.failed:
             return b""
         try:
-            return self._read(max(n, self.chunk))
+            data = self._read(max(n, self.chunk))
+            # A file object of the caller's may hand out bytearray or memoryview: the walks take bytes.
+            return data if type(data) is bytes else bytes(data)
         except EOFError:
             self.failed = True
             self.warn("truncated", f"{self.compression} stream ends early: the capture is cut short")

@@ -258,6 +258,7 @@ class FlowTable(Sink):
         self.tcp_flows: dict[bytes, _Flow] = {}
         self.udp_flows: dict[bytes, _Flow] = {}
         self.icmp_flows: dict[bytes, _Flow] = {}
+        self.icmp6_flows: dict[bytes, _Flow] = {}
         self.alive: dict[int, _Flow] = {}  # the same flows by id, in order of first packet
         self.closing: deque[_Flow] = deque()
         self.next_id = 1
@@ -708,12 +709,13 @@ class FlowTable(Sink):
         # Anything else is a conversation of its own between the two hosts, as in Zeek's conn.log;
         # its key holds the ICMP type where the source port would be.
         key = endpoint_key(pkt.src, pkt.icmp_type, pkt.dst, 0)
-        flow = self.icmp_flows.get(key)
+        table = self.icmp_flows if pkt.proto == IPPROTO_ICMP else self.icmp6_flows
+        flow = table.get(key)
         if flow is not None and pkt.ts - flow.last_ts > UDP_IDLE:
             self._finish(flow, "timeout")
             flow = None
         if flow is None:
-            flow = self._new_flow(self.icmp_flows, key, "icmp", pkt.number, pkt.ts, pkt.icmp_type, pkt.icmp_code,
+            flow = self._new_flow(table, key, "icmp", pkt.number, pkt.ts, pkt.icmp_type, pkt.icmp_code,
                                   False, False)
         is_orig = pkt.src == flow.c_addr
         end = flow.orig if is_orig else flow.resp
