@@ -220,7 +220,7 @@ class _Flow:
         self.stream = 0
 
     def record(self, ev: tuple) -> None:
-        """Add a packet to the bounded timeline (the TCP hot path does the same inline)."""
+        """Add a packet's row to the bounded timeline."""
         if self.npk < TIMELINE_HEAD:
             self.head.append(ev)
         else:
@@ -554,42 +554,7 @@ class FlowTable(Sink):
         elif is_orig and is_ack and not flow.ack_seen and flow.synack_seen:
             flow.ack_seen = True
 
-        # Counters, habits and the timeline entry.
-        end.pkts += 1
-        kind = ""
-        if plen:
-            end.payload += plen
-            if payload:
-                if payload[0] in SNIFF_FIRST_BYTES:
-                    kind = sniff(payload)
-                if not end.head:
-                    end.head = payload
-                    end.kind = kind
-        end.saw_ttl(ttl)
-        if ip_id > 0:
-            if end.ipid_last >= 0:
-                end.ipid_steps += 1
-                if 0 < ((ip_id - end.ipid_last) & 0xFFFF) < 256:
-                    end.ipid_small += 1
-            end.ipid_last = ip_id
-        elif ip_id == 0:
-            end.ipid_zero += 1  # Linux sends 0 on SYN/ACKs and socketless RSTs: no information
-        idle = ts - flow.last_ts
-        if idle < 0 or not flow.npk:
-            idle = 0.0
-        ev = (number, ts, 0 if is_orig else 1, flags, rel_seq, rel_ack, plen, win, ttl, ip_id, marks, idle, kind,
-              None, b"")  # an Event's fields
-        end.saw(flags, marks, plen, kind)
-        if flow.npk < TIMELINE_HEAD:
-            flow.head.append(ev)
-        else:
-            if flow.tail is None:
-                flow.tail = deque(maxlen=TIMELINE_TAIL)
-            flow.tail.append(ev)
-        flow.npk += 1
-        if ts > flow.last_ts:
-            flow.last_ts = ts
-        flow.last_frame = number
+        self._account(flow, end, is_orig, number, ts, flags, rel_seq, rel_ack, plen, win, ttl, ip_id, payload, marks)
 
         if control and not flow.closed:
             o, r = flow.orig.state, flow.resp.state
@@ -652,9 +617,9 @@ class FlowTable(Sink):
         elif is_ack and is_orig and flow.synack_seen:
             flow.ack_seen = True
 
-    def _account(self, flow: _Flow, end: _End, is_orig: bool, number: int, ts: float, plen: int, ttl: int,
-                 ip_id: int, payload: bytes, marks: int) -> None:
-        """Counters, habits and the timeline entry of a UDP or ICMP packet."""
+    def _account(self, flow: _Flow, end: _End, is_orig: bool, number: int, ts: float, flags: int, rel_seq: int,
+                 rel_ack: int, plen: int, win: int, ttl: int, ip_id: int, payload: bytes, marks: int) -> None:
+        """Counters, habits and the timeline entry of a packet (flags, sequence numbers and window: TCP's, else 0)."""
         end.pkts += 1
         kind = ""
         if plen:
@@ -677,8 +642,9 @@ class FlowTable(Sink):
         idle = ts - flow.last_ts if flow.npk else 0.0
         if idle < 0:
             idle = 0.0
-        flow.record((number, ts, 0 if is_orig else 1, 0, 0, 0, plen, 0, ttl, ip_id, marks, idle, kind, None, b""))
-        end.saw(0, marks, plen, kind)
+        flow.record((number, ts, 0 if is_orig else 1, flags, rel_seq, rel_ack, plen, win, ttl, ip_id, marks, idle, kind,
+                     None, b""))  # an Event's fields
+        end.saw(flags, marks, plen, kind)
 
     def udp(self, number: int, ts: float, key: bytes, sport: int, dport: int, plen: int, ttl: int, ip_id: int,
             payload: bytes) -> None:
@@ -696,7 +662,8 @@ class FlowTable(Sink):
         end = flow.orig if is_orig else flow.resp
         end.state = zeek.ESTABLISHED
         flow.check_history(_H_DATA, "D", is_orig)
-        self._account(flow, end, is_orig, number, ts, plen, ttl, ip_id, payload, _AFTER_RST if flow.rst_seen else 0)
+        self._account(flow, end, is_orig, number, ts, 0, 0, 0, plen, 0, ttl, ip_id, payload,
+                      _AFTER_RST if flow.rst_seen else 0)
 
     def _icmp(self, pkt: Packet) -> None:
         q = pkt.quoted
@@ -720,7 +687,7 @@ class FlowTable(Sink):
         is_orig = pkt.src == flow.c_addr
         end = flow.orig if is_orig else flow.resp
         end.state = zeek.ESTABLISHED
-        self._account(flow, end, is_orig, pkt.number, pkt.ts, pkt.plen, pkt.ttl, pkt.ip_id, pkt.payload, 0)
+        self._account(flow, end, is_orig, pkt.number, pkt.ts, 0, 0, 0, pkt.plen, 0, pkt.ttl, pkt.ip_id, pkt.payload, 0)
 
     def _icmp_error(self, flow: _Flow, pkt: Packet, quotes_client: bool) -> None:
         """Attach an ICMP error to the conversation whose packet it quotes."""
