@@ -22,8 +22,21 @@ from analyzer.errors import UsageError, WsadiagError
 from analyzer.model import FAIL_ON, LEVELS, CaptureResult
 
 EXIT_OK, EXIT_FINDINGS, EXIT_ERROR = 0, 1, 2
-CAPTURE_SUFFIXES = (".pcap", ".pcapng", ".cap", ".dmp", ".pcap.gz", ".pcapng.gz", ".pcap.bz2", ".pcap.xz",
-                    ".pcapng.bz2", ".pcapng.xz", ".gz", ".bz2", ".xz")
+CAPTURE_SUFFIXES = (
+    ".pcap",
+    ".pcapng",
+    ".cap",
+    ".dmp",
+    ".pcap.gz",
+    ".pcapng.gz",
+    ".pcap.bz2",
+    ".pcap.xz",
+    ".pcapng.bz2",
+    ".pcapng.xz",
+    ".gz",
+    ".bz2",
+    ".xz",
+)
 
 
 class _Parser(argparse.ArgumentParser):
@@ -36,14 +49,27 @@ class _Parser(argparse.ArgumentParser):
 def _capture_options() -> argparse.ArgumentParser:
     """Options shared by every verb that reads captures."""
     p = argparse.ArgumentParser(add_help=False)
-    p.add_argument("captures", nargs="+", metavar="CAPTURE",
-                   help="pcap/pcapng files (plain or gzip/bz2/xz), directories of them, globs, or - for standard input")
+    p.add_argument(
+        "captures",
+        nargs="+",
+        metavar="CAPTURE",
+        help="pcap/pcapng files (plain or gzip/bz2/xz), directories of them, globs, or - for standard input",
+    )
     p.add_argument("-o", "--output", metavar="FILE", help="write the report to FILE instead of standard output")
     p.add_argument("--filter", metavar="EXPR", help="only conversations matching, e.g. 'host 192.0.2.1 and port 443'")
-    p.add_argument("--max-conversations", type=int, default=None, metavar="N",
-                   help="conversations alive at once before the oldest are handed on early (default 200000)")
-    p.add_argument("--color", choices=("auto", "always", "never"), default="auto",
-                   help="colour in text output (auto: only on a terminal, and never with NO_COLOR set)")
+    p.add_argument(
+        "--max-conversations",
+        type=int,
+        default=None,
+        metavar="N",
+        help="conversations alive at once before the oldest are handed on early (default 200000)",
+    )
+    p.add_argument(
+        "--color",
+        choices=("auto", "always", "never"),
+        default="auto",
+        help="colour in text output (auto: only on a terminal, and never with NO_COLOR set)",
+    )
     p.add_argument("--no-progress", action="store_true", help="no progress bar on standard error")
     return p
 
@@ -52,8 +78,13 @@ def _rule_options() -> argparse.ArgumentParser:
     """Options that choose rules."""
     p = argparse.ArgumentParser(add_help=False)
     p.add_argument("--rules", action="append", default=[], metavar="DIR", help="also load the rule files in DIR")
-    p.add_argument("--select", action="append", default=[], metavar="CODES",
-                   help="only these rule codes or prefixes (comma-separated, repeatable), e.g. RST,CON001")
+    p.add_argument(
+        "--select",
+        action="append",
+        default=[],
+        metavar="CODES",
+        help="only these rule codes or prefixes (comma-separated, repeatable), e.g. RST,CON001",
+    )
     p.add_argument("--ignore", action="append", default=[], metavar="CODES", help="leave out these codes or prefixes")
     return p
 
@@ -67,19 +98,25 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="verb", metavar="VERB", parser_class=_Parser)
     sub.required = True
 
-    a = sub.add_parser("analyze", parents=[_capture_options(), _rule_options()],
-                       help="diagnose how each connection failed")
+    a = sub.add_parser(
+        "analyze", parents=[_capture_options(), _rule_options()], help="diagnose how each connection failed"
+    )
     a.add_argument("--format", choices=FORMATS, default="text")
-    a.add_argument("--fail-on", choices=FAIL_ON, default="warning",
-                   help="exit 1 when a finding at or above this level remains (default: warning)")
+    a.add_argument(
+        "--fail-on",
+        choices=FAIL_ON,
+        default="warning",
+        help="exit 1 when a finding at or above this level remains (default: warning)",
+    )
     a.add_argument("--baseline", metavar="FILE", help="leave out findings recorded in FILE")
     a.add_argument("--write-baseline", metavar="FILE", help="record this run's findings in FILE")
 
     c = sub.add_parser("conversations", parents=[_capture_options()], help="list the conversations")
     c.add_argument("--format", choices=("text", "json", "jsonl"), default="text")
 
-    e = sub.add_parser("explain", parents=[_rule_options()],
-                       help="explain a rule code, a Winsock code or name, or an errno name")
+    e = sub.add_parser(
+        "explain", parents=[_rule_options()], help="explain a rule code, a Winsock code or name, or an errno name"
+    )
     e.add_argument("what", metavar="WHAT", help="RST003, 10054, WSAECONNRESET or ECONNRESET")
 
     r = sub.add_parser("rules", parents=[_rule_options()], help="list the rule catalogue")
@@ -214,11 +251,14 @@ def expand_captures(items: Sequence[str]) -> list[str]:
         if item == "-":
             out.append(item)
         elif os.path.isdir(item):
-            found = sorted(str(p) for p in Path(item).rglob("*")
-                           if p.is_file() and p.name.lower().endswith(CAPTURE_SUFFIXES))
+            found = sorted(
+                str(p) for p in Path(item).rglob("*") if p.is_file() and p.name.lower().endswith(CAPTURE_SUFFIXES)
+            )
             if not found:
-                raise UsageError(f"{item}: no capture files in this directory",
-                                 hint="captures end in .pcap, .pcapng or .cap, optionally .gz/.bz2/.xz")
+                raise UsageError(
+                    f"{item}: no capture files in this directory",
+                    hint="captures end in .pcap, .pcapng or .cap, optionally .gz/.bz2/.xz",
+                )
             out.extend(found)
         elif not os.path.exists(item) and glob.has_magic(item):
             matches = sorted(glob.glob(item, recursive=True))

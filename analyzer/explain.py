@@ -26,9 +26,11 @@ def explain(what: str, ruleset) -> str:
     try:
         err = winsock.lookup(text)
     except UsageError:
-        raise UsageError(f"nothing is called {what!r}",
-                         hint="ask for a rule code (RST003, `wsadiag rules` lists them), a Winsock code or name "
-                              "(10054, WSAECONNRESET) or an errno name (ECONNRESET)") from None
+        raise UsageError(
+            f"nothing is called {what!r}",
+            hint="ask for a rule code (RST003, `wsadiag rules` lists them), a Winsock code or name "
+            "(10054, WSAECONNRESET) or an errno name (ECONNRESET)",
+        ) from None
     return _explain_error(err, ruleset)
 
 
@@ -56,8 +58,14 @@ def _explain_rule(rule) -> str:
 def _explain_error(err, ruleset) -> str:
     posix = f"{err.posix_name} (Linux {err.linux}, macOS {err.macos})" if err.posix_name else "no POSIX equivalent"
     lines = [f"{err.code} {err.name}: {err.message}", "", err.meaning, "", f"POSIX: {posix}"]
-    for label, value in (("Call", err.operation), (".NET", err.dotnet), ("Java", err.java),
-                         ("Python (Linux)", err.python), ("Python (Windows)", err.python_windows), ("curl", err.curl)):
+    for label, value in (
+        ("Call", err.operation),
+        (".NET", err.dotnet),
+        ("Java", err.java),
+        ("Python (Linux)", err.python),
+        ("Python (Windows)", err.python_windows),
+        ("curl", err.curl),
+    ):
         if value:
             lines.append(f"{label}: {value}")
     producing = [r for r in ruleset.rules if any(spec.winsock == err.name for spec in r.errors)]
@@ -69,8 +77,10 @@ def _explain_error(err, ruleset) -> str:
         lines.append("No rule in the catalogue produces it from a capture.")
     lines.append("")
     if err.local_only:
-        lines += ["The capture cannot show this error: it is decided inside the host, and no packet carries it.",
-                  f"Record instead: {err.capture_instead}"]
+        lines += [
+            "The capture cannot show this error: it is decided inside the host, and no packet carries it.",
+            f"Record instead: {err.capture_instead}",
+        ]
     else:
         lines += ["What to capture next:", f"  {_CAPTURE_NEXT}"]
     return "\n".join(lines)
@@ -80,10 +90,25 @@ def rules_catalogue(ruleset, fmt: str = "text") -> str:
     """The rule catalogue as a table (text or markdown) or a JSON document."""
     rules = list(ruleset.rules)
     if fmt == "json":
-        return json.dumps({"version": 1, "rules": [
-            {"code": r.code, "name": r.name, "level": r.level, "title": r.title, "status": r.status,
-             "errors": [{"side": e.side, "operation": e.operation, "winsock": e.winsock} for e in r.errors],
-             "references": list(r.references), "path": r.path} for r in rules]}, indent=2)
+        return json.dumps(
+            {
+                "version": 1,
+                "rules": [
+                    {
+                        "code": r.code,
+                        "name": r.name,
+                        "level": r.level,
+                        "title": r.title,
+                        "status": r.status,
+                        "errors": [{"side": e.side, "operation": e.operation, "winsock": e.winsock} for e in r.errors],
+                        "references": list(r.references),
+                        "path": r.path,
+                    }
+                    for r in rules
+                ],
+            },
+            indent=2,
+        )
     if fmt == "markdown":
         rows = ["| code | name | level | title |", "| --- | --- | --- | --- |"]
         rows += [f"| {r.code} | {r.name} | {r.level} | {r.title} |" for r in rules]
@@ -96,8 +121,14 @@ def rules_catalogue(ruleset, fmt: str = "text") -> str:
 
 def rule_markdown(rule) -> str:
     """A rule's documentation page (docs/rules/CODE.md), generated from its file."""
-    lines = [f"# {rule.code} {rule.name}", "", f"**{rule.title}** — level `{rule.level}`, confidence "
-             f"{rule.confidence}, status {rule.status}.", "", rule.doc.strip(), ""]
+    lines = [
+        f"# {rule.code} {rule.name}",
+        "",
+        f"**{rule.title}** — level `{rule.level}`, confidence {rule.confidence}, status {rule.status}.",
+        "",
+        rule.doc.strip(),
+        "",
+    ]
     if rule.errors:
         lines += ["## Socket errors", "", "| side | call | Winsock | POSIX | note |", "| --- | --- | --- | --- | --- |"]
         for spec in rule.errors:
@@ -105,7 +136,9 @@ def rule_markdown(rule) -> str:
                 lines.append(f"| {spec.side} | {spec.operation} | from the ICMP type and code | | {spec.note} |")
                 continue
             err = winsock.lookup(spec.winsock)
-            lines.append(f"| {spec.side} | {spec.operation} | {err.code} {err.name} | {err.posix_name or ''} | {spec.note} |")
+            lines.append(
+                f"| {spec.side} | {spec.operation} | {err.code} {err.name} | {err.posix_name or ''} | {spec.note} |"
+            )
         lines.append("")
     lines += ["## Cause", "", rule.cause.strip(), "", "## Remedy", "", rule.remedy.strip(), ""]
     if rule.falsepositives:

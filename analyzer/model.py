@@ -102,7 +102,7 @@ class Mark(IntFlag):
     NEW_DATA = 1 << 13  # carries bytes never sent before
     UNACKED_AT_RST = 1 << 14  # (on a RST) the peer had sent data this side never acknowledged
     SYN_RETRANSMISSION = 1 << 15  # a repeated SYN or SYN/ACK
-    TTL_ODD = 1 << 16  # TTL/hop limit unlike every other packet of this direction (set in conversations with a RST or ICMP error)
+    TTL_ODD = 1 << 16  # TTL/hop limit unlike the sender's other packets (set with a RST or ICMP error)
     IPID_ODD = 1 << 17  # IP ID far from this direction's running sequence (likewise)
     ICMP_ERROR = 1 << 18  # an ICMP error quoting this conversation; its dir points at the quoted packet's sender
 
@@ -166,7 +166,9 @@ class SideStats:
     ttl_values: tuple[int, ...] = ()  # distinct values seen, at most a few
     ip_id_mode: str = ""  # "incrementing", "zero", "random", "" unknown
     state: str = ""  # endpoint state at the end, as RFC 793 names it from the wire (ESTABLISHED, FIN_WAIT_1, ...)
-    payload_kind: str = ""  # sniff of this side's first payload bytes ("tls-client-hello", "tds-prelogin", "http-request", ...)
+    payload_kind: str = (
+        ""  # sniff of this side's first payload bytes ("tls-client-hello", "tds-prelogin", "http-request", ...)
+    )
     payload_head: builtins.bytes = b""  # the first payload bytes themselves (bounded); `bytes` is a field here
     sent_fin: bool = False
     sent_rst: bool = False

@@ -53,8 +53,7 @@ def keep_evidence(conv: Conversation, findings: list[Finding]) -> Conversation:
     kept = timeline[:HANDSHAKE_KEPT] + timeline[lo:hi]
     if dropped <= 0:
         return dataclasses.replace(conv, timeline=kept)
-    return dataclasses.replace(conv, timeline=kept, elided_after=HANDSHAKE_KEPT - 1,
-                               elided=conv.elided + dropped)
+    return dataclasses.replace(conv, timeline=kept, elided_after=HANDSHAKE_KEPT - 1, elided=conv.elided + dropped)
 
 
 @contextlib.contextmanager
@@ -94,10 +93,20 @@ def analyze_capture(
         return _analyze(source, rules, conv_filter, keep, max_conversations, max_findings_per_rule, progress)
 
 
-def _analyze(source: str | os.PathLike[str] | IO[bytes], rules: RuleEvaluator | None,
-             conv_filter: Callable[[Conversation], bool] | None, keep: str, max_conversations: int,
-             max_findings_per_rule: int, progress: Callable[[int], None] | None) -> CaptureResult:
-    name = "-" if source == "-" else (os.fspath(source) if isinstance(source, (str, os.PathLike)) else getattr(source, "name", "-"))
+def _analyze(
+    source: str | os.PathLike[str] | IO[bytes],
+    rules: RuleEvaluator | None,
+    conv_filter: Callable[[Conversation], bool] | None,
+    keep: str,
+    max_conversations: int,
+    max_findings_per_rule: int,
+    progress: Callable[[int], None] | None,
+) -> CaptureResult:
+    name = (
+        "-"
+        if source == "-"
+        else (os.fspath(source) if isinstance(source, (str, os.PathLike)) else getattr(source, "name", "-"))
+    )
     result = CaptureResult(path=str(name))
     try:
         cap = open_capture(source)
@@ -124,10 +133,14 @@ def _analyze(source: str | os.PathLike[str] | IO[bytes], rules: RuleEvaluator | 
             conversations.append(conv)
         elif keep == "all":
             # A listing needs no packets: drop the timeline and payload bytes to stay small.
-            conversations.append(dataclasses.replace(
-                conv, timeline=(),
-                client_stats=dataclasses.replace(conv.client_stats, payload_head=b""),
-                server_stats=dataclasses.replace(conv.server_stats, payload_head=b"")))
+            conversations.append(
+                dataclasses.replace(
+                    conv,
+                    timeline=(),
+                    client_stats=dataclasses.replace(conv.client_stats, payload_head=b""),
+                    server_stats=dataclasses.replace(conv.server_stats, payload_head=b""),
+                )
+            )
 
     # Only findings are kept, and nothing else looks at each conversation: those on which no rule
     # could fire (most of them) need not be built at all.
@@ -139,8 +152,9 @@ def _analyze(source: str | os.PathLike[str] | IO[bytes], rules: RuleEvaluator | 
         try:
             cap.feed(decoder, table, progress)
         except KeyboardInterrupt:
-            result.warnings.append(CaptureWarning(
-                "interrupted", f"interrupted after {cap.frames} frames; the report covers those"))
+            result.warnings.append(
+                CaptureWarning("interrupted", f"interrupted after {cap.frames} frames; the report covers those")
+            )
         table.flush()
         result.conversation_count += table.skipped
         result.packets = cap.frames
@@ -150,9 +164,13 @@ def _analyze(source: str | os.PathLike[str] | IO[bytes], rules: RuleEvaluator | 
     result.warnings.extend(table.warnings())
     for code, seen in sorted(per_rule.items()):
         if seen > max_findings_per_rule:
-            result.warnings.append(CaptureWarning(
-                "findings-capped", f"{code} fired on {seen} conversations; the first {max_findings_per_rule} "
-                f"are reported (a scan or an outage repeats one pattern; --filter narrows the capture)"))
+            result.warnings.append(
+                CaptureWarning(
+                    "findings-capped",
+                    f"{code} fired on {seen} conversations; the first {max_findings_per_rule} "
+                    f"are reported (a scan or an outage repeats one pattern; --filter narrows the capture)",
+                )
+            )
     if result.packets == 0 and not result.error:
         result.warnings.append(CaptureWarning("no-packets", "the capture holds no packets"))
     conversations.sort(key=lambda c: c.id)

@@ -81,10 +81,15 @@ _LINUX_TRACE = "`strace -f -e trace=network` (or `ss -tanpi`) on Linux"
 # The catalogue, in code order. Strings in the seen-as columns are the products' own texts.
 ALL: tuple[WinsockError, ...] = (
     WinsockError(
-        10004, "WSAEINTR", "Interrupted function call.",
+        10004,
+        "WSAEINTR",
+        "Interrupted function call.",
         "A blocking socket call was cut short: another thread closed the socket, the process is "
         "shutting down, or (Winsock 1.1) the call was cancelled. Nothing went wrong on the network.",
-        "EINTR", 4, 4, "recv",
+        "EINTR",
+        4,
+        4,
+        "recv",
         "System.Net.Sockets.SocketException (10004): A blocking operation was interrupted by a call to WSACancelBlockingCall.",
         "java.net.SocketException: Socket closed",
         "InterruptedError: [Errno 4] Interrupted system call",
@@ -94,12 +99,17 @@ ALL: tuple[WinsockError, ...] = (
         capture_instead=f"{_APP_TRACE} (who closed the socket, and when); {_WIN_TRACE}",
     ),
     WinsockError(
-        10013, "WSAEACCES", "Permission denied.",
+        10013,
+        "WSAEACCES",
+        "Permission denied.",
         "The host refused the socket operation: binding a port reserved or excluded by the system "
         "(Hyper-V/WinNAT port ranges, `netsh int ipv4 show excludedportrange`), a port held "
         "exclusively by another process, sending to a broadcast address without SO_BROADCAST, or "
         "a local firewall/security product blocking the call.",
-        "EACCES", 13, 13, "connect",
+        "EACCES",
+        13,
+        13,
+        "connect",
         "System.Net.Sockets.SocketException (10013): An attempt was made to access a socket in a way forbidden by its access permissions.",
         "java.net.SocketException: Permission denied",
         "PermissionError: [Errno 13] Permission denied",
@@ -109,11 +119,16 @@ ALL: tuple[WinsockError, ...] = (
         capture_instead=f"the excluded port ranges and local firewall log; {_WIN_TRACE}; {_LINUX_TRACE}",
     ),
     WinsockError(
-        10022, "WSAEINVAL", "Invalid argument.",
+        10022,
+        "WSAEINVAL",
+        "Invalid argument.",
         "The program passed something the socket cannot use in its current state, such as "
         "listening before binding, accepting on a socket that is not listening, or an address of "
         "the wrong family. A program bug or misconfiguration, not a network event.",
-        "EINVAL", 22, 22, "connect",
+        "EINVAL",
+        22,
+        22,
+        "connect",
         "System.Net.Sockets.SocketException (10022): An invalid argument was supplied.",
         "java.net.SocketException: Invalid argument",
         "OSError: [Errno 22] Invalid argument",
@@ -123,11 +138,16 @@ ALL: tuple[WinsockError, ...] = (
         capture_instead=f"{_APP_TRACE}; {_LINUX_TRACE}",
     ),
     WinsockError(
-        10035, "WSAEWOULDBLOCK", "Resource temporarily unavailable.",
+        10035,
+        "WSAEWOULDBLOCK",
+        "Resource temporarily unavailable.",
         "A non-blocking socket had nothing to give yet (no data to read, no room to send, or a "
         "connect still under way). Normal in event-driven code, which retries when the socket is "
         "ready; it is an error only when a program treats it as one.",
-        "EWOULDBLOCK", 11, 35, "recv",
+        "EWOULDBLOCK",
+        11,
+        35,
+        "recv",
         "System.Net.Sockets.SocketException (10035): A non-blocking socket operation could not be completed immediately.",
         None,
         "BlockingIOError: [Errno 11] Resource temporarily unavailable",
@@ -137,11 +157,16 @@ ALL: tuple[WinsockError, ...] = (
         capture_instead=f"{_APP_TRACE} (a program that gives up on this code has a bug)",
     ),
     WinsockError(
-        10036, "WSAEINPROGRESS", "Operation now in progress.",
+        10036,
+        "WSAEINPROGRESS",
+        "Operation now in progress.",
         "Winsock: a blocking call is already running on this thread (a Winsock 1.1 leftover). "
         "POSIX uses the same name for a non-blocking connect that has started but not finished; "
         "Windows reports that case as WSAEWOULDBLOCK instead.",
-        "EINPROGRESS", 115, 36, "connect",
+        "EINPROGRESS",
+        115,
+        36,
+        "connect",
         "System.Net.Sockets.SocketException (10036): A blocking operation is currently executing.",
         None,
         "BlockingIOError: [Errno 115] Operation now in progress",
@@ -151,10 +176,15 @@ ALL: tuple[WinsockError, ...] = (
         capture_instead=_APP_TRACE,
     ),
     WinsockError(
-        10037, "WSAEALREADY", "Operation already in progress.",
+        10037,
+        "WSAEALREADY",
+        "Operation already in progress.",
         "A second connect was started on a non-blocking socket whose first connect has not "
         "finished. A program-logic error; the first connect's SYNs are what the wire shows.",
-        "EALREADY", 114, 37, "connect",
+        "EALREADY",
+        114,
+        37,
+        "connect",
         "System.Net.Sockets.SocketException (10037): An operation was attempted on a non-blocking socket that already had an operation in progress.",
         None,
         "BlockingIOError: [Errno 114] Operation already in progress",
@@ -164,10 +194,15 @@ ALL: tuple[WinsockError, ...] = (
         capture_instead=_APP_TRACE,
     ),
     WinsockError(
-        10038, "WSAENOTSOCK", "Socket operation on nonsocket.",
+        10038,
+        "WSAENOTSOCK",
+        "Socket operation on nonsocket.",
         "The handle passed to a socket call is not (or no longer) a socket: it was closed already, "
         "or a broken Winsock LSP/security filter in the host replaced it. Purely local.",
-        "ENOTSOCK", 88, 38, "connect",
+        "ENOTSOCK",
+        88,
+        38,
+        "connect",
         "System.Net.Sockets.SocketException (10038): An operation was attempted on something that is not a socket.",
         "java.net.SocketException: Socket operation on nonsocket: configureBlocking",
         "OSError: [Errno 88] Socket operation on non-socket",
@@ -177,11 +212,16 @@ ALL: tuple[WinsockError, ...] = (
         capture_instead=f"{_APP_TRACE}; `netsh winsock show catalog` for foreign LSPs; {_WIN_TRACE}",
     ),
     WinsockError(
-        10040, "WSAEMSGSIZE", "Message too long.",
+        10040,
+        "WSAEMSGSIZE",
+        "Message too long.",
         "A datagram was larger than the socket or path allows (sending), or larger than the buffer "
         "given to receive it (the rest was discarded). An ICMP 'fragmentation needed' / ICMPv6 "
         "'packet too big' can lower the allowed size.",
-        "EMSGSIZE", 90, 40, "sendto",
+        "EMSGSIZE",
+        90,
+        40,
+        "sendto",
         "System.Net.Sockets.SocketException (10040): A message sent on a datagram socket was larger than the internal message buffer or some other network limit, or the buffer used to receive a datagram into was smaller than the datagram itself.",
         "java.net.SocketException: The message is larger than the maximum supported by the underlying transport: Datagram send failed",
         "OSError: [Errno 90] Message too long",
@@ -189,10 +229,15 @@ ALL: tuple[WinsockError, ...] = (
         None,
     ),
     WinsockError(
-        10042, "WSAENOPROTOOPT", "Bad protocol option.",
+        10042,
+        "WSAENOPROTOOPT",
+        "Bad protocol option.",
         "A socket option or level is unknown or unsupported. Linux also uses ENOPROTOOPT for an "
         "ICMP 'protocol unreachable' answering a connection attempt.",
-        "ENOPROTOOPT", 92, 42, "setsockopt",
+        "ENOPROTOOPT",
+        92,
+        42,
+        "setsockopt",
         "System.Net.Sockets.SocketException (10042): An unknown, invalid, or unsupported option or level was specified in a getsockopt or setsockopt call.",
         None,
         "OSError: [Errno 92] Protocol not available",
@@ -200,11 +245,16 @@ ALL: tuple[WinsockError, ...] = (
         None,
     ),
     WinsockError(
-        10045, "WSAEOPNOTSUPP", "Operation not supported.",
+        10045,
+        "WSAEOPNOTSUPP",
+        "Operation not supported.",
         "The socket type cannot do what was asked (for example listen on a datagram socket). Linux "
         "also uses EOPNOTSUPP for an ICMP 'source route failed'.",
         # macOS: EOPNOTSUPP is 102 (45 is ENOTSUP there), sys/errno.h.
-        "EOPNOTSUPP", 95, 102, "listen",
+        "EOPNOTSUPP",
+        95,
+        102,
+        "listen",
         "System.Net.Sockets.SocketException (10045): The attempted operation is not supported for the type of object referenced.",
         None,
         "OSError: [Errno 95] Operation not supported",
@@ -212,11 +262,16 @@ ALL: tuple[WinsockError, ...] = (
         None,
     ),
     WinsockError(
-        10048, "WSAEADDRINUSE", "Address already in use.",
+        10048,
+        "WSAEADDRINUSE",
+        "Address already in use.",
         "The local address and port are taken: a server binding a port another process (or a "
         "socket in TIME_WAIT without SO_REUSEADDR) holds, or, on connect, the host ran out of "
         "ephemeral ports toward that destination. The attempt never leaves the host.",
-        "EADDRINUSE", 98, 48, "bind",
+        "EADDRINUSE",
+        98,
+        48,
+        "bind",
         "System.Net.Sockets.SocketException (10048): Only one usage of each socket address (protocol/network address/port) is normally permitted.",
         "java.net.BindException: Address already in use",
         "OSError: [Errno 98] Address already in use",
@@ -227,10 +282,15 @@ ALL: tuple[WinsockError, ...] = (
         "`netsh int ipv4 show dynamicport tcp` for the ephemeral range",
     ),
     WinsockError(
-        10049, "WSAEADDRNOTAVAIL", "Cannot assign requested address.",
+        10049,
+        "WSAEADDRNOTAVAIL",
+        "Cannot assign requested address.",
         "The address asked for is not usable from this host: binding an IP the host does not own, "
         "connecting to 0.0.0.0 or port 0, or (Linux) no free ephemeral port for that destination.",
-        "EADDRNOTAVAIL", 99, 49, "connect",
+        "EADDRNOTAVAIL",
+        99,
+        49,
+        "connect",
         "System.Net.Sockets.SocketException (10049): The requested address is not valid in its context.",
         "java.net.BindException: Cannot assign requested address",
         "OSError: [Errno 99] Cannot assign requested address",
@@ -241,10 +301,15 @@ ALL: tuple[WinsockError, ...] = (
         "(`netstat -ano`, `ss -s`) and the address the program was configured with",
     ),
     WinsockError(
-        10050, "WSAENETDOWN", "Network is down.",
+        10050,
+        "WSAENETDOWN",
+        "Network is down.",
         "The host's own network stack or interface failed (adapter disabled, driver reset, VPN "
         "interface gone) while the call ran. Nothing on the wire reports it.",
-        "ENETDOWN", 100, 50, "send",
+        "ENETDOWN",
+        100,
+        50,
+        "send",
         "System.Net.Sockets.SocketException (10050): A socket operation encountered a dead network.",
         "java.net.SocketException: Network is down",
         "OSError: [Errno 100] Network is down",
@@ -254,10 +319,15 @@ ALL: tuple[WinsockError, ...] = (
         capture_instead=f"the system event log (adapter and driver events) or `dmesg`; {_WIN_TRACE}",
     ),
     WinsockError(
-        10051, "WSAENETUNREACH", "Network is unreachable.",
+        10051,
+        "WSAENETUNREACH",
+        "Network is unreachable.",
         "No route to the destination network: either the host's own routing table has none (no "
         "packet is sent at all) or a router answered with ICMP 'network unreachable'.",
-        "ENETUNREACH", 101, 51, "connect",
+        "ENETUNREACH",
+        101,
+        51,
+        "connect",
         "System.Net.Sockets.SocketException (10051): A socket operation was attempted to an unreachable network.",
         "java.net.SocketException: Network is unreachable",
         "OSError: [Errno 101] Network is unreachable",
@@ -265,11 +335,16 @@ ALL: tuple[WinsockError, ...] = (
         "curl: (7) Failed to connect to HOST port PORT after N ms: Network is unreachable",
     ),
     WinsockError(
-        10052, "WSAENETRESET", "Network dropped connection on reset.",
+        10052,
+        "WSAENETRESET",
+        "Network dropped connection on reset.",
         "On a TCP socket: keep-alive probes went unanswered and the stack dropped the connection "
         "while an operation was pending. On a UDP socket (Windows): an earlier datagram drew an "
         "ICMP 'time exceeded' (TTL expired), reported on a later receive.",
-        "ENETRESET", 102, 52, "recv",
+        "ENETRESET",
+        102,
+        52,
+        "recv",
         "System.IO.IOException: Unable to read data from the transport connection: The connection has been broken due to keep-alive activity detecting a failure while the operation was in progress.",
         "java.net.SocketException: Network dropped connection on reset",
         "OSError: [Errno 102] Network dropped connection on reset",
@@ -277,11 +352,16 @@ ALL: tuple[WinsockError, ...] = (
         "curl: (56) Recv failure: Network dropped connection on reset",
     ),
     WinsockError(
-        10053, "WSAECONNABORTED", "Software caused connection abort.",
+        10053,
+        "WSAECONNABORTED",
+        "Software caused connection abort.",
         "This host's own stack ended the connection: data retransmissions ran out without an "
         "acknowledgement, a local firewall/antivirus filter cut it, or the program reset its own "
         "socket. The wire may show the retransmissions, never the abort itself.",
-        "ECONNABORTED", 103, 53, "recv",
+        "ECONNABORTED",
+        103,
+        53,
+        "recv",
         "System.IO.IOException: Unable to read data from the transport connection: An established connection was aborted by the software in your host machine.",
         "java.net.SocketException: Software caused connection abort: recv failed",
         "ConnectionAbortedError: [Errno 103] Software caused connection abort",
@@ -292,11 +372,16 @@ ALL: tuple[WinsockError, ...] = (
         f"firewall/antivirus logs and {_WIN_TRACE}",
     ),
     WinsockError(
-        10054, "WSAECONNRESET", "Connection reset by peer.",
+        10054,
+        "WSAECONNRESET",
+        "Connection reset by peer.",
         "The other side (or something pretending to be it) sent a TCP reset: the peer program "
         "closed abortively or crashed, the peer host lost the connection's state, or a middlebox "
         "injected the RST. On a Windows UDP socket: an earlier datagram drew ICMP 'port unreachable'.",
-        "ECONNRESET", 104, 54, "recv",
+        "ECONNRESET",
+        104,
+        54,
+        "recv",
         "System.IO.IOException: Unable to read data from the transport connection: An existing connection was forcibly closed by the remote host.",
         "java.net.SocketException: Connection reset",
         "ConnectionResetError: [Errno 104] Connection reset by peer",
@@ -304,10 +389,15 @@ ALL: tuple[WinsockError, ...] = (
         "curl: (56) Recv failure: Connection reset by peer",
     ),
     WinsockError(
-        10055, "WSAENOBUFS", "No buffer space available.",
+        10055,
+        "WSAENOBUFS",
+        "No buffer space available.",
         "The host ran out of socket resources: too many connections open, ephemeral ports or "
         "non-paged memory used up. No packet is sent for the failing call.",
-        "ENOBUFS", 105, 55, "connect",
+        "ENOBUFS",
+        105,
+        55,
+        "connect",
         "System.Net.Sockets.SocketException (10055): An operation on a socket could not be performed because the system lacked sufficient buffer space or because a queue was full.",
         "java.net.SocketException: No buffer space available (maximum connections reached?): connect",
         "OSError: [Errno 105] No buffer space available",
@@ -318,10 +408,15 @@ ALL: tuple[WinsockError, ...] = (
         "memory counters (Performance Monitor, /proc/net/sockstat)",
     ),
     WinsockError(
-        10056, "WSAEISCONN", "Socket is already connected.",
+        10056,
+        "WSAEISCONN",
+        "Socket is already connected.",
         "connect was called on a socket that is connected already, or sendto named an address on "
         "a connected socket. A program-logic error.",
-        "EISCONN", 106, 56, "connect",
+        "EISCONN",
+        106,
+        56,
+        "connect",
         "System.Net.Sockets.SocketException (10056): A connect request was made on an already connected socket.",
         "java.net.SocketException: already connected",
         "OSError: [Errno 106] Transport endpoint is already connected",
@@ -331,10 +426,15 @@ ALL: tuple[WinsockError, ...] = (
         capture_instead=_APP_TRACE,
     ),
     WinsockError(
-        10057, "WSAENOTCONN", "Socket is not connected.",
+        10057,
+        "WSAENOTCONN",
+        "Socket is not connected.",
         "A send or receive on a socket that is not (or no longer) connected: the connect never "
         "finished, or the connection was already torn down and the program kept using the socket.",
-        "ENOTCONN", 107, 57, "send",
+        "ENOTCONN",
+        107,
+        57,
+        "send",
         "System.Net.Sockets.SocketException (10057): A request to send or receive data was disallowed because the socket is not connected and (when sending on a datagram socket using a sendto call) no address was supplied.",
         "java.net.SocketException: Socket is not connected",
         "OSError: [Errno 107] Transport endpoint is not connected",
@@ -344,11 +444,16 @@ ALL: tuple[WinsockError, ...] = (
         capture_instead=f"{_APP_TRACE} (what ended the connection before this call)",
     ),
     WinsockError(
-        10058, "WSAESHUTDOWN", "Cannot send after socket shutdown.",
+        10058,
+        "WSAESHUTDOWN",
+        "Cannot send after socket shutdown.",
         "The program itself shut this direction down earlier (shutdown for sending, which sent a "
         "FIN, or for receiving) and then tried to use it again. Linux reports a send after "
         "shutdown as EPIPE rather than ESHUTDOWN.",
-        "ESHUTDOWN", 108, 58, "send",
+        "ESHUTDOWN",
+        108,
+        58,
+        "send",
         "System.IO.IOException: Unable to write data to the transport connection: A request to send or receive data was disallowed because the socket had already been shut down in that direction with a previous shutdown call.",
         "java.net.SocketException: Socket output is shutdown",
         "BrokenPipeError: [Errno 108] Cannot send after transport endpoint shutdown",
@@ -358,9 +463,14 @@ ALL: tuple[WinsockError, ...] = (
         capture_instead=f"{_APP_TRACE} (where the program called shutdown); {_LINUX_TRACE}",
     ),
     WinsockError(
-        10059, "WSAETOOMANYREFS", "Too many references.",
+        10059,
+        "WSAETOOMANYREFS",
+        "Too many references.",
         "Too many references to a kernel object. Kept for BSD compatibility; not seen in practice.",
-        "ETOOMANYREFS", 109, 59, "send",
+        "ETOOMANYREFS",
+        109,
+        59,
+        "send",
         None,
         None,
         "OSError: [Errno 109] Too many references: cannot splice",
@@ -370,12 +480,17 @@ ALL: tuple[WinsockError, ...] = (
         capture_instead=_APP_TRACE,
     ),
     WinsockError(
-        10060, "WSAETIMEDOUT", "Connection timed out.",
+        10060,
+        "WSAETIMEDOUT",
+        "Connection timed out.",
         "The peer never answered: the SYN and its retransmissions went unanswered (connect), or "
         "sent data was never acknowledged. Packets dropped on the way (firewall, dead host, wrong "
         "route) rather than refused. Programs with their own connect timeout report it "
         "differently (Java: SocketTimeoutException: connect timed out).",
-        "ETIMEDOUT", 110, 60, "connect",
+        "ETIMEDOUT",
+        110,
+        60,
+        "connect",
         "System.Net.Sockets.SocketException (10060): A connection attempt failed because the connected party did not properly respond after a period of time, or established connection failed because connected host has failed to respond.",
         "java.net.ConnectException: Connection timed out",
         "TimeoutError: [Errno 110] Connection timed out",
@@ -383,11 +498,16 @@ ALL: tuple[WinsockError, ...] = (
         "curl: (28) Failed to connect to HOST port PORT after N ms: Connection timed out",
     ),
     WinsockError(
-        10061, "WSAECONNREFUSED", "Connection refused.",
+        10061,
+        "WSAECONNREFUSED",
+        "Connection refused.",
         "The destination answered the SYN with a reset: nothing listens on that port, the "
         "listener's backlog is full (Windows), or a firewall rejects with RST. Linux also reports "
         "it for an ICMP 'port unreachable'.",
-        "ECONNREFUSED", 111, 61, "connect",
+        "ECONNREFUSED",
+        111,
+        61,
+        "connect",
         "System.Net.Sockets.SocketException (10061): No connection could be made because the target machine actively refused it.",
         "java.net.ConnectException: Connection refused",
         "ConnectionRefusedError: [Errno 111] Connection refused",
@@ -395,10 +515,15 @@ ALL: tuple[WinsockError, ...] = (
         "curl: (7) Failed to connect to HOST port PORT after N ms: Connection refused",
     ),
     WinsockError(
-        10062, "WSAELOOP", "Cannot translate name.",
+        10062,
+        "WSAELOOP",
+        "Cannot translate name.",
         "A name could not be translated. Kept for BSD compatibility (ELOOP, too many symbolic "
         "links); not a network condition.",
-        "ELOOP", 40, 62, "connect",
+        "ELOOP",
+        40,
+        62,
+        "connect",
         None,
         None,
         "OSError: [Errno 40] Too many levels of symbolic links",
@@ -408,10 +533,14 @@ ALL: tuple[WinsockError, ...] = (
         capture_instead=_APP_TRACE,
     ),
     WinsockError(
-        10063, "WSAENAMETOOLONG", "Name too long.",
-        "A name or name component was too long. Kept for BSD compatibility; not a network "
-        "condition.",
-        "ENAMETOOLONG", 36, 63, "connect",
+        10063,
+        "WSAENAMETOOLONG",
+        "Name too long.",
+        "A name or name component was too long. Kept for BSD compatibility; not a network condition.",
+        "ENAMETOOLONG",
+        36,
+        63,
+        "connect",
         None,
         None,
         "OSError: [Errno 36] File name too long",
@@ -421,10 +550,15 @@ ALL: tuple[WinsockError, ...] = (
         capture_instead=_APP_TRACE,
     ),
     WinsockError(
-        10064, "WSAEHOSTDOWN", "Host is down.",
+        10064,
+        "WSAEHOSTDOWN",
+        "Host is down.",
         "The destination host is known to be down (Linux: ICMP 'host unknown'; neighbour "
         "discovery or ARP got no answer on the local link). Usually reported as a timeout instead.",
-        "EHOSTDOWN", 112, 64, "connect",
+        "EHOSTDOWN",
+        112,
+        64,
+        "connect",
         "System.Net.Sockets.SocketException (10064): A socket operation failed because the destination host was down.",
         "java.net.SocketException: Host is down",
         "OSError: [Errno 112] Host is down",
@@ -432,11 +566,16 @@ ALL: tuple[WinsockError, ...] = (
         "curl: (7) Failed to connect to HOST port PORT after N ms: Host is down",
     ),
     WinsockError(
-        10065, "WSAEHOSTUNREACH", "No route to host.",
+        10065,
+        "WSAEHOSTUNREACH",
+        "No route to host.",
         "The destination host cannot be reached: a router or the host's own stack answered with "
         "ICMP 'host unreachable' (or 'administratively prohibited', on Linux), or the local link "
         "could not resolve the next hop (ARP/neighbour discovery failed).",
-        "EHOSTUNREACH", 113, 65, "connect",
+        "EHOSTUNREACH",
+        113,
+        65,
+        "connect",
         "System.Net.Sockets.SocketException (10065): A socket operation was attempted to an unreachable host.",
         "java.net.NoRouteToHostException: No route to host",
         "OSError: [Errno 113] No route to host",
@@ -444,10 +583,15 @@ ALL: tuple[WinsockError, ...] = (
         "curl: (7) Failed to connect to HOST port PORT after N ms: No route to host",
     ),
     WinsockError(
-        11001, "WSAHOST_NOT_FOUND", "Host not found.",
+        11001,
+        "WSAHOST_NOT_FOUND",
+        "Host not found.",
         "The name could not be resolved to an address: DNS answered that it does not exist "
         "(NXDOMAIN), or no resolver could be asked. No connection was attempted.",
-        None, None, None, "getaddrinfo",
+        None,
+        None,
+        None,
+        "getaddrinfo",
         "System.Net.Sockets.SocketException (11001): No such host is known.",
         "java.net.UnknownHostException: HOST",
         "socket.gaierror: [Errno -2] Name or service not known",
@@ -462,13 +606,31 @@ ALL: tuple[WinsockError, ...] = (
 # .NET System.Net.Sockets.SocketError members for the codes above (codes it has no member for:
 # 10059, 10062, 10063).
 _DOTNET_ENUM: dict[int, str] = {
-    10004: "Interrupted", 10013: "AccessDenied", 10022: "InvalidArgument", 10035: "WouldBlock",
-    10036: "InProgress", 10037: "AlreadyInProgress", 10038: "NotSocket", 10040: "MessageSize",
-    10042: "ProtocolOption", 10045: "OperationNotSupported", 10048: "AddressAlreadyInUse",
-    10049: "AddressNotAvailable", 10050: "NetworkDown", 10051: "NetworkUnreachable",
-    10052: "NetworkReset", 10053: "ConnectionAborted", 10054: "ConnectionReset",
-    10055: "NoBufferSpaceAvailable", 10056: "IsConnected", 10057: "NotConnected", 10058: "Shutdown",
-    10060: "TimedOut", 10061: "ConnectionRefused", 10064: "HostDown", 10065: "HostUnreachable",
+    10004: "Interrupted",
+    10013: "AccessDenied",
+    10022: "InvalidArgument",
+    10035: "WouldBlock",
+    10036: "InProgress",
+    10037: "AlreadyInProgress",
+    10038: "NotSocket",
+    10040: "MessageSize",
+    10042: "ProtocolOption",
+    10045: "OperationNotSupported",
+    10048: "AddressAlreadyInUse",
+    10049: "AddressNotAvailable",
+    10050: "NetworkDown",
+    10051: "NetworkUnreachable",
+    10052: "NetworkReset",
+    10053: "ConnectionAborted",
+    10054: "ConnectionReset",
+    10055: "NoBufferSpaceAvailable",
+    10056: "IsConnected",
+    10057: "NotConnected",
+    10058: "Shutdown",
+    10060: "TimedOut",
+    10061: "ConnectionRefused",
+    10064: "HostDown",
+    10065: "HostUnreachable",
     11001: "HostNotFound",
 }
 
@@ -503,10 +665,16 @@ def seen(side: Literal["client", "server"], endpoint: str, operation: str, name:
         operation=operation,
         winsock={"code": e.code, "name": e.name, "message": e.message},
         posix={"name": e.posix_name, "linux": e.linux, "macos": e.macos},
-        seen_as={"dotnet": e.dotnet, "java": e.java, "python": e.python, "curl": e.curl,
-                 "python_windows": e.python_windows},
+        seen_as={
+            "dotnet": e.dotnet,
+            "java": e.java,
+            "python": e.python,
+            "curl": e.curl,
+            "python_windows": e.python_windows,
+        },
         note=f"local to the host: the capture cannot show it. Record instead: {e.capture_instead}"
-        if e.local_only else "",
+        if e.local_only
+        else "",
     )
 
 
@@ -698,8 +866,13 @@ def icmp_error(
         )
     if os == "windows":
         for f, t, c, tr, ph, err in WINDOWS_ICMP:
-            if f == family and t == type and (c is None or c == code) and tr == transport \
-                    and (ph is None or ph == phase):
+            if (
+                f == family
+                and t == type
+                and (c is None or c == code)
+                and tr == transport
+                and (ph is None or ph == phase)
+            ):
                 return err
         return None
     effect = _linux_icmp(family, type, code)

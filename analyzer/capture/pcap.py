@@ -60,8 +60,10 @@ class PcapWalk:
             pos = self.pos
             end = len(buf)
             if pos + hlen > end:
-                if not self._refill(f"capture ends inside the record header of frame {self.n + 1} "
-                                    f"({end - pos} of {hlen} bytes); the frames before it are kept"):
+                if not self._refill(
+                    f"capture ends inside the record header of frame {self.n + 1} "
+                    f"({end - pos} of {hlen} bytes); the frames before it are kept"
+                ):
                     return False
                 continue
             if self.little:
@@ -78,8 +80,10 @@ class PcapWalk:
                 return False
             nxt = pos + hlen + incl
             if nxt > end:
-                if not self._refill(f"capture ends inside frame {self.n + 1} ({end - pos - hlen} of {incl} "
-                                    "data bytes); the frames before it are kept"):
+                if not self._refill(
+                    f"capture ends inside frame {self.n + 1} ({end - pos - hlen} of {incl} "
+                    "data bytes); the frames before it are kept"
+                ):
                     return False
                 continue
             self.n += 1
@@ -108,7 +112,7 @@ class PcapWalk:
             if self.pos < len(self.buf) and not self.cap._source.failed:
                 self.cap._warn("truncated", truncated, self.n + 1)
             return False
-        self.buf = self.buf[self.pos:] + data
+        self.buf = self.buf[self.pos :] + data
         self.pos = 0
         return True
 
@@ -119,13 +123,22 @@ def walk_pcap(cap: Capture, buf: bytes, order: str, units: int, linktype: int, s
     try:
         while walk.next_record():
             start = walk.start
-            yield Frame(walk.n, walk.ts, walk.incl, walk.orig, linktype, walk.buf[start:start + walk.incl])
+            yield Frame(walk.n, walk.ts, walk.incl, walk.orig, linktype, walk.buf[start : start + walk.incl])
     finally:
         cap._finish(walk.n)
 
 
-def feed_pcap(cap: Capture, buf: bytes, order: str, units: int, linktype: int, snaplen: int, decoder: Decoder,
-              sink: Sink, progress: Callable[[int], None] | None) -> None:
+def feed_pcap(
+    cap: Capture,
+    buf: bytes,
+    order: str,
+    units: int,
+    linktype: int,
+    snaplen: int,
+    decoder: Decoder,
+    sink: Sink,
+    progress: Callable[[int], None] | None,
+) -> None:
     """Decode every frame of a pcap stream in place into `sink`; progress(frames) every 65,536 frames."""
     walk = PcapWalk(cap, buf, order, units, snaplen)
     try:

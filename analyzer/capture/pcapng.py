@@ -34,8 +34,13 @@ from analyzer.model import Frame
 if TYPE_CHECKING:
     from analyzer.capture.reader import Capture
 
-BLOCK_NAMES = {BT_SHB: "section header", BT_IDB: "interface description", BT_PB: "packet",
-               BT_SPB: "simple packet", BT_EPB: "enhanced packet"}
+BLOCK_NAMES = {
+    BT_SHB: "section header",
+    BT_IDB: "interface description",
+    BT_PB: "packet",
+    BT_SPB: "simple packet",
+    BT_EPB: "enhanced packet",
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -142,8 +147,9 @@ def walk_pcapng(cap: Capture, buf: bytes) -> Iterator[Frame]:
                     bom = buf[pos + 8 : pos + 12]
                     new_order = "<" if bom == PCAPNG_BOM_LE else ">" if bom == PCAPNG_BOM_BE else ""
                     if not new_order:
-                        cap._warn("bad-block", f"section header with a bad byte-order magic {bom.hex()}; "
-                                  "reading stops", n + 1)
+                        cap._warn(
+                            "bad-block", f"section header with a bad byte-order magic {bom.hex()}; reading stops", n + 1
+                        )
                         return
                     if new_order != order:
                         order = new_order
@@ -170,8 +176,11 @@ def walk_pcapng(cap: Capture, buf: bytes) -> Iterator[Frame]:
                 if not data:
                     if pos < end and not cap._source.failed:
                         got = f"{avail} of {blen}" if blen else f"{avail} of at least 12"
-                        cap._warn("truncated", f"capture ends inside a block ({got} bytes); "
-                                  "the frames before it are kept", n + 1)
+                        cap._warn(
+                            "truncated",
+                            f"capture ends inside a block ({got} bytes); the frames before it are kept",
+                            n + 1,
+                        )
                     return
                 cap._consumed += pos
                 buf = buf[pos:] + data
@@ -220,8 +229,11 @@ def walk_pcapng(cap: Capture, buf: bytes) -> Iterator[Frame]:
                     yield new(F, (n, ts, caplen, orig, i.linktype, buf[pos + 28 : pos + 28 + caplen]))
             elif btype == BT_SPB:
                 if not ifaces:
-                    cap._warn("unknown-interface", "simple packet block before any interface "
-                              "description; the packet is skipped", n + 1)
+                    cap._warn(
+                        "unknown-interface",
+                        "simple packet block before any interface description; the packet is skipped",
+                        n + 1,
+                    )
                 else:
                     i = ifaces[0]
                     orig = u32(buf, pos + 8)[0]
@@ -239,8 +251,9 @@ def walk_pcapng(cap: Capture, buf: bytes) -> Iterator[Frame]:
                     yield new(F, (n, 0.0, caplen, orig, i.linktype, buf[pos + 12 : pos + 12 + caplen]))
             elif btype == BT_IDB:
                 if blen < 20:
-                    cap._warn("bad-block", f"interface description block too short ({blen} bytes); "
-                              "reading stops", n + 1)
+                    cap._warn(
+                        "bad-block", f"interface description block too short ({blen} bytes); reading stops", n + 1
+                    )
                     return
                 iface = parse_idb(cap, buf, pos, nxt, order, n + 1)
                 ifaces.append(iface)
@@ -250,8 +263,11 @@ def walk_pcapng(cap: Capture, buf: bytes) -> Iterator[Frame]:
             elif btype == BT_SHB:
                 major, minor = struct.unpack_from(order + "HH", buf, pos + 12)
                 if major != 1:
-                    cap._warn("bad-block", f"section header of unsupported pcapng version "
-                              f"{major}.{minor}; reading stops", n + 1)
+                    cap._warn(
+                        "bad-block",
+                        f"section header of unsupported pcapng version {major}.{minor}; reading stops",
+                        n + 1,
+                    )
                     return
                 ifaces.clear()  # interface ids are per section
                 fast.clear()

@@ -21,8 +21,8 @@ from analyzer.capture.formats import (
 from analyzer.capture.pcap import feed_pcap, walk_pcap
 from analyzer.capture.pcapng import Interface, walk_pcapng
 from analyzer.capture.source import Source, open_source
-from analyzer.errors import CaptureError
 from analyzer.decode.fast import Decoder, Sink
+from analyzer.errors import CaptureError
 from analyzer.model import CaptureWarning, Frame
 
 # The CaptureWarning codes this package emits; the frame number is the frame that was lost or
@@ -43,8 +43,10 @@ WARNING_CODES: dict[str, str] = {
 WARNINGS_PER_CODE = 10
 
 HINT_CONVERT = "if it is a capture in another format, convert it with `editcap -F pcap IN OUT` (Wireshark)"
-HINT_TEXT = ("this looks like text, e.g. tcpdump's printed output: capture with `tcpdump -w FILE`, "
-             "or turn a hex dump into a pcap with text2pcap")
+HINT_TEXT = (
+    "this looks like text, e.g. tcpdump's printed output: capture with `tcpdump -w FILE`, "
+    "or turn a hex dump into a pcap with text2pcap"
+)
 
 
 class Capture:
@@ -120,8 +122,9 @@ class Capture:
         self.frames = frames
         for code, count in self._counts.items():
             if count > WARNINGS_PER_CODE:
-                self.warnings.append(CaptureWarning(
-                    code, f"{count - WARNINGS_PER_CODE} more '{code}' warnings not listed", None))
+                self.warnings.append(
+                    CaptureWarning(code, f"{count - WARNINGS_PER_CODE} more '{code}' warnings not listed", None)
+                )
         self._counts = {}
         for i, w in enumerate(self.warnings):
             if w.frame is None and w.code in ("truncated", "corrupt-compression", "read-error"):
@@ -156,7 +159,8 @@ def _detect(cap: Capture, source: Source, head: bytes) -> None:
         head = source.top_up(head, PCAP_HEADER_LEN)
         if len(head) < PCAP_HEADER_LEN:
             raise CaptureError(
-                f"{path}: file ends inside the pcap header ({len(head)} of {PCAP_HEADER_LEN} bytes){inside}")
+                f"{path}: file ends inside the pcap header ({len(head)} of {PCAP_HEADER_LEN} bytes){inside}"
+            )
         snaplen, ltinfo = struct.unpack_from(order + "II", head, 16)
         cap.format = name + suffix
         cap.snaplen = snaplen
@@ -171,8 +175,9 @@ def _detect(cap: Capture, source: Source, head: bytes) -> None:
         if len(head) < 12:
             raise CaptureError(f"{path}: file ends inside the pcapng section header ({len(head)} bytes){inside}")
         if head[8:12] not in (PCAPNG_BOM_LE, PCAPNG_BOM_BE):
-            raise CaptureError(f"{path}: not a pcapng capture: bad byte-order magic {head[8:12].hex()}",
-                               hint=HINT_CONVERT)
+            raise CaptureError(
+                f"{path}: not a pcapng capture: bad byte-order magic {head[8:12].hex()}", hint=HINT_CONVERT
+            )
         head = source.top_up(head, PCAPNG_MIN_SHB)
         if len(head) < PCAPNG_MIN_SHB:
             raise CaptureError(f"{path}: file ends inside the pcapng section header ({len(head)} bytes){inside}")
@@ -181,8 +186,10 @@ def _detect(cap: Capture, source: Source, head: bytes) -> None:
         return
     other = next((what for m, what in OTHER_MAGICS.items() if head.startswith(m)), None)
     if other:
-        raise CaptureError(f"{path}: a {other}, not a pcap or pcapng capture{inside}",
-                           hint="convert it with `editcap -F pcap IN OUT` (Wireshark)")
+        raise CaptureError(
+            f"{path}: a {other}, not a pcap or pcapng capture{inside}",
+            hint="convert it with `editcap -F pcap IN OUT` (Wireshark)",
+        )
     if len(head) < 4:
         raise CaptureError(f"{path}: file too short ({len(head)} bytes){inside}: not a pcap or pcapng capture")
     head = source.top_up(head, 64)

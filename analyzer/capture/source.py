@@ -44,7 +44,7 @@ class _Prefixed:
     def read(self, n: int = -1) -> bytes:
         if self._prefix:
             data = self._prefix if n < 0 else self._prefix[:n]
-            self._prefix = self._prefix[len(data):]
+            self._prefix = self._prefix[len(data) :]
             return data
         return self._read(PIPE_CHUNK if n is None or n < 0 else n)
 

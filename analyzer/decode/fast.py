@@ -47,8 +47,11 @@ _TLV_BE: Final = Struct(">HH")
 _new = tuple.__new__  # builds a Packet without a Python-level __new__ call
 
 _OPT_BITS: Final = {
-    F.TCPOPT_MSS: OPT_MSS, F.TCPOPT_WSCALE: OPT_WSCALE, F.TCPOPT_SACK_PERM: OPT_SACK_PERM,
-    F.TCPOPT_SACK: OPT_SACK, F.TCPOPT_TIMESTAMP: OPT_TIMESTAMP,
+    F.TCPOPT_MSS: OPT_MSS,
+    F.TCPOPT_WSCALE: OPT_WSCALE,
+    F.TCPOPT_SACK_PERM: OPT_SACK_PERM,
+    F.TCPOPT_SACK: OPT_SACK,
+    F.TCPOPT_TIMESTAMP: OPT_TIMESTAMP,
 }
 _IP4_FRAG_MASK: Final = 0x3FFF  # MF flag + fragment offset: any bit set means a fragment (RFC 791)
 _IP4_OFFSET_MASK: Final = 0x1FFF
@@ -81,7 +84,7 @@ def _payload(data: bytes, start: int, plen: int, stop: int) -> bytes:
     if not plen:
         return b""
     end = start + (plen if plen < _HEAD else _HEAD)
-    return data[start:end if end < stop else stop]
+    return data[start : end if end < stop else stop]
 
 
 def _options(data: bytes, q: int, thl: int) -> int:
@@ -102,27 +105,42 @@ def _maybe_tunnel(data: bytes, q: int, sport: int, dport: int, plen: int, stop: 
     return plen >= 40 and q + 8 < stop and (data[q + 8] >> 4 == 6 or data[q + 8] == 0)
 
 
-def _tcp(sink: Sink, number: int, ts: float, data: bytes, addrs: int, q: int, seg: int, ttl: int, ip_id: int,
-         stop: int) -> bool:
+def _tcp(
+    sink: Sink, number: int, ts: float, data: bytes, addrs: int, q: int, seg: int, ttl: int, ip_id: int, stop: int
+) -> bool:
     """Hand on the TCP segment at q (addresses at `addrs`, `seg` bytes by the IP header); False if it is odd."""
     thl = (data[q + 12] >> 4) << 2
     plen = seg - thl
     if thl < 20 or plen < 0 or q + thl > stop:
         return False
-    sink.tcp(number, ts, data[addrs:q + 4], be16(data, q), be16(data, q + 2), data[q + 13], be32(data, q + 4),
-             be32(data, q + 8), be16(data, q + 14), plen, ttl, ip_id, _payload(data, q + thl, plen, stop),
-             _options(data, q, thl))
+    sink.tcp(
+        number,
+        ts,
+        data[addrs : q + 4],
+        be16(data, q),
+        be16(data, q + 2),
+        data[q + 13],
+        be32(data, q + 4),
+        be32(data, q + 8),
+        be16(data, q + 14),
+        plen,
+        ttl,
+        ip_id,
+        _payload(data, q + thl, plen, stop),
+        _options(data, q, thl),
+    )
     return True
 
 
-def _udp(sink: Sink, number: int, ts: float, data: bytes, addrs: int, q: int, plen: int, ttl: int, ip_id: int,
-         stop: int) -> bool:
+def _udp(
+    sink: Sink, number: int, ts: float, data: bytes, addrs: int, q: int, plen: int, ttl: int, ip_id: int, stop: int
+) -> bool:
     """Hand on the UDP datagram at q (addresses at `addrs`, plen payload bytes); False if it may be a tunnel."""
     sport = be16(data, q)
     dport = be16(data, q + 2)
     if _maybe_tunnel(data, q, sport, dport, plen, stop):
         return False
-    sink.udp(number, ts, data[addrs:q + 4], sport, dport, plen, ttl, ip_id, _payload(data, q + 8, plen, stop))
+    sink.udp(number, ts, data[addrs : q + 4], sport, dport, plen, ttl, ip_id, _payload(data, q + 8, plen, stop))
     return True
 
 
@@ -135,12 +153,37 @@ class Sink:
     (12 bytes for IPv4, 36 for IPv6: analyzer.flows.table.endpoint_key).
     """
 
-    def tcp(self, number: int, ts: float, key: bytes, sport: int, dport: int, flags: int, seq: int, ack: int,
-            win: int, plen: int, ttl: int, ip_id: int, payload: bytes, opts: int) -> None:
+    def tcp(
+        self,
+        number: int,
+        ts: float,
+        key: bytes,
+        sport: int,
+        dport: int,
+        flags: int,
+        seq: int,
+        ack: int,
+        win: int,
+        plen: int,
+        ttl: int,
+        ip_id: int,
+        payload: bytes,
+        opts: int,
+    ) -> None:
         raise NotImplementedError
 
-    def udp(self, number: int, ts: float, key: bytes, sport: int, dport: int, plen: int, ttl: int, ip_id: int,
-            payload: bytes) -> None:
+    def udp(
+        self,
+        number: int,
+        ts: float,
+        key: bytes,
+        sport: int,
+        dport: int,
+        plen: int,
+        ttl: int,
+        ip_id: int,
+        payload: bytes,
+    ) -> None:
         raise NotImplementedError
 
     def packet(self, pkt: Packet) -> None:
@@ -153,19 +196,86 @@ class _Keep(Sink):
     def __init__(self) -> None:
         self.pkt: Packet | None = None
 
-    def tcp(self, number: int, ts: float, key: bytes, sport: int, dport: int, flags: int, seq: int, ack: int,
-            win: int, plen: int, ttl: int, ip_id: int, payload: bytes, opts: int) -> None:
+    def tcp(
+        self,
+        number: int,
+        ts: float,
+        key: bytes,
+        sport: int,
+        dport: int,
+        flags: int,
+        seq: int,
+        ack: int,
+        win: int,
+        plen: int,
+        ttl: int,
+        ip_id: int,
+        payload: bytes,
+        opts: int,
+    ) -> None:
         family = 4 if len(key) == 12 else 6
         alen = 4 if family == 4 else 16
-        self.pkt = Packet(number, ts, family, key[:alen], key[alen:2 * alen], IPPROTO_TCP, sport, dport, ttl, ip_id,
-                          flags, seq, ack, win, plen, payload, -1, 0, None, opts, None)
+        self.pkt = Packet(
+            number,
+            ts,
+            family,
+            key[:alen],
+            key[alen : 2 * alen],
+            IPPROTO_TCP,
+            sport,
+            dport,
+            ttl,
+            ip_id,
+            flags,
+            seq,
+            ack,
+            win,
+            plen,
+            payload,
+            -1,
+            0,
+            None,
+            opts,
+            None,
+        )
 
-    def udp(self, number: int, ts: float, key: bytes, sport: int, dport: int, plen: int, ttl: int, ip_id: int,
-            payload: bytes) -> None:
+    def udp(
+        self,
+        number: int,
+        ts: float,
+        key: bytes,
+        sport: int,
+        dport: int,
+        plen: int,
+        ttl: int,
+        ip_id: int,
+        payload: bytes,
+    ) -> None:
         family = 4 if len(key) == 12 else 6
         alen = 4 if family == 4 else 16
-        self.pkt = Packet(number, ts, family, key[:alen], key[alen:2 * alen], IPPROTO_UDP, sport, dport, ttl, ip_id,
-                          0, 0, 0, 0, plen, payload, -1, 0, None, 0, None)
+        self.pkt = Packet(
+            number,
+            ts,
+            family,
+            key[:alen],
+            key[alen : 2 * alen],
+            IPPROTO_UDP,
+            sport,
+            dport,
+            ttl,
+            ip_id,
+            0,
+            0,
+            0,
+            0,
+            plen,
+            payload,
+            -1,
+            0,
+            None,
+            0,
+            None,
+        )
 
     def packet(self, pkt: Packet) -> None:
         self.pkt = pkt
@@ -213,8 +323,9 @@ class Decoder:
         keep.pkt = None
         return pkt
 
-    def take(self, data: bytes, start: int, stop: int, wirelen: int, number: int, ts: float, linktype: int,
-             sink: Sink) -> None:
+    def take(
+        self, data: bytes, start: int, stop: int, wirelen: int, number: int, ts: float, linktype: int, sink: Sink
+    ) -> None:
         """Decode the frame data[start:stop] and hand it to `sink`; a frame that cannot be used is counted.
 
         Fast path: untagged Ethernet, IPv4 with IHL 5 that is not a fragment or IPv6 without
@@ -231,10 +342,14 @@ class Decoder:
                     proto = data[p + 23]
                     tot = be16(data, p + 16)
                     if proto == 6 and tot >= 40 and n >= 54:
-                        if _tcp(sink, number, ts, data, p + 26, p + 34, tot - 20, data[p + 22], be16(data, p + 18), stop):
+                        if _tcp(
+                            sink, number, ts, data, p + 26, p + 34, tot - 20, data[p + 22], be16(data, p + 18), stop
+                        ):
                             return
                     elif proto == 17 and tot >= 28 and n >= 42:
-                        if _udp(sink, number, ts, data, p + 26, p + 34, tot - 28, data[p + 22], be16(data, p + 18), stop):
+                        if _udp(
+                            sink, number, ts, data, p + 26, p + 34, tot - 28, data[p + 22], be16(data, p + 18), stop
+                        ):
                             return
             elif etype == 0x86DD and n >= 54 and data[p + 14] >> 4 == 6:
                 nxt = data[p + 20]
@@ -257,8 +372,7 @@ class Decoder:
     def _general(self, frame: Frame) -> Packet | None:
         link = self._links.get(frame.linktype)
         if link is None:
-            self._tally.add("unknown-linktype", f"{F.linktype_name(frame.linktype)} ({frame.linktype})",
-                            frame.number)
+            self._tally.add("unknown-linktype", f"{F.linktype_name(frame.linktype)} ({frame.linktype})", frame.number)
             return None
         data = frame.data
         try:
@@ -300,8 +414,9 @@ class Decoder:
                 if len(data) < off + F.PPPOE_HEADER_LEN + 2:
                     self._short("PPPoE", number)
                     return None
-                return self._ppp_protocol(_U16.unpack_from(data, off + F.PPPOE_HEADER_LEN)[0],
-                                          off + F.PPPOE_HEADER_LEN + 2, number)
+                return self._ppp_protocol(
+                    _U16.unpack_from(data, off + F.PPPOE_HEADER_LEN)[0], off + F.PPPOE_HEADER_LEN + 2, number
+                )
             if etype == F.ETHERTYPE_MPLS or etype == F.ETHERTYPE_MPLS_MCAST:
                 return self._mpls(data, off, number)
             break
@@ -407,13 +522,11 @@ class Decoder:
         if len(data) < F.PPPOE_HEADER_LEN + 2:
             self._short("PPPoE", number)
             return None
-        return self._ppp_protocol(_U16.unpack_from(data, F.PPPOE_HEADER_LEN)[0], F.PPPOE_HEADER_LEN + 2,
-                                  number)
+        return self._ppp_protocol(_U16.unpack_from(data, F.PPPOE_HEADER_LEN)[0], F.PPPOE_HEADER_LEN + 2, number)
 
     # -- network layer -------------------------------------------------------------------------
 
-    def _ip(self, number: int, ts: float, data: bytes, off: int, expect: int, wire: int,
-            depth: int) -> Packet | None:
+    def _ip(self, number: int, ts: float, data: bytes, off: int, expect: int, wire: int, depth: int) -> Packet | None:
         """Decode the IP packet at data[off:]; wire is the frame's length on the wire."""
         n = len(data)
         if n <= off:
@@ -444,8 +557,7 @@ class Decoder:
             if frag & _IP4_OFFSET_MASK:
                 self._tally.add("ip-fragment", "IPv4", number)
                 return None
-            return self._transport(number, ts, 4, src, dst, proto, ttl, ip_id, data, off + ihl,
-                                   off + tot, depth)
+            return self._transport(number, ts, 4, src, dst, proto, ttl, ip_id, data, off + ihl, off + tot, depth)
         if version == 6:
             if n < off + F.IPV6_HEADER_LEN:
                 self._short("IPv6", number)
@@ -491,8 +603,21 @@ class Decoder:
 
     # -- transport layer -----------------------------------------------------------------------
 
-    def _transport(self, number: int, ts: float, family: int, src: bytes, dst: bytes, proto: int,
-                   ttl: int, ip_id: int, data: bytes, p: int, end: int, depth: int) -> Packet | None:
+    def _transport(
+        self,
+        number: int,
+        ts: float,
+        family: int,
+        src: bytes,
+        dst: bytes,
+        proto: int,
+        ttl: int,
+        ip_id: int,
+        data: bytes,
+        p: int,
+        end: int,
+        depth: int,
+    ) -> Packet | None:
         """Decode the transport header at p; end is where the IP length says the packet ends."""
         lim = end if end < len(data) else len(data)  # captured bytes of this packet (no padding)
         ip_plen = end - p
@@ -513,9 +638,33 @@ class Decoder:
             plen = ip_plen - thl
             if plen < 0:
                 plen = 0
-            payload = data[p + thl:min(lim, p + thl + _HEAD)] if plen else b""
-            return _new(Packet, (number, ts, family, src, dst, proto, sport, dport, ttl, ip_id, flags,
-                                 seq, ack, win, plen, payload, -1, 0, None, opts, None))
+            payload = data[p + thl : min(lim, p + thl + _HEAD)] if plen else b""
+            return _new(
+                Packet,
+                (
+                    number,
+                    ts,
+                    family,
+                    src,
+                    dst,
+                    proto,
+                    sport,
+                    dport,
+                    ttl,
+                    ip_id,
+                    flags,
+                    seq,
+                    ack,
+                    win,
+                    plen,
+                    payload,
+                    -1,
+                    0,
+                    None,
+                    opts,
+                    None,
+                ),
+            )
         if proto == IPPROTO_UDP:
             if lim < p + F.UDP_HEADER_LEN:
                 self._transport_short("UDP", end, p + F.UDP_HEADER_LEN, number)
@@ -525,16 +674,41 @@ class Decoder:
             if plen < 0:
                 plen = 0
             q = p + F.UDP_HEADER_LEN
-            payload = data[q:min(lim, q + _HEAD)] if plen else b""
+            payload = data[q : min(lim, q + _HEAD)] if plen else b""
             inner = None
             if depth < F.MAX_TUNNEL_DEPTH and plen >= F.VXLAN_HEADER_LEN + F.ETHERNET_HEADER_LEN:
                 if dport == F.VXLAN_PORT:
                     inner = self._vxlan(number, ts, data, q, lim, depth)
                 elif plen >= F.IPV6_HEADER_LEN:
-                    inner = self._teredo(number, ts, data, q, end, lim, depth,
-                                         sport == F.TEREDO_PORT or dport == F.TEREDO_PORT)
-            return _new(Packet, (number, ts, family, src, dst, proto, sport, dport, ttl, ip_id, 0,
-                                 0, 0, 0, plen, payload, -1, 0, None, 0, inner))
+                    inner = self._teredo(
+                        number, ts, data, q, end, lim, depth, sport == F.TEREDO_PORT or dport == F.TEREDO_PORT
+                    )
+            return _new(
+                Packet,
+                (
+                    number,
+                    ts,
+                    family,
+                    src,
+                    dst,
+                    proto,
+                    sport,
+                    dport,
+                    ttl,
+                    ip_id,
+                    0,
+                    0,
+                    0,
+                    0,
+                    plen,
+                    payload,
+                    -1,
+                    0,
+                    None,
+                    0,
+                    inner,
+                ),
+            )
         if proto == IPPROTO_ICMP or proto == IPPROTO_ICMPV6:
             if lim < p + 4:
                 self._transport_short("ICMP", end, p + 4, number)
@@ -545,15 +719,39 @@ class Decoder:
             if plen < 0:
                 plen = 0
             q = p + F.ICMP_HEADER_LEN
-            payload = data[q:min(lim, q + _HEAD)] if plen else b""
+            payload = data[q : min(lim, q + _HEAD)] if plen else b""
             quoted = None
             if proto == IPPROTO_ICMP:
                 if icmp_type in ICMP4_ERROR_TYPES:
                     quoted = _quote(data, q, lim, 4)
             elif icmp_type in ICMP6_ERROR_TYPES:
                 quoted = _quote(data, q, lim, 6)
-            return _new(Packet, (number, ts, family, src, dst, proto, 0, 0, ttl, ip_id, 0,
-                                 0, 0, 0, plen, payload, icmp_type, icmp_code, quoted, 0, None))
+            return _new(
+                Packet,
+                (
+                    number,
+                    ts,
+                    family,
+                    src,
+                    dst,
+                    proto,
+                    0,
+                    0,
+                    ttl,
+                    ip_id,
+                    0,
+                    0,
+                    0,
+                    0,
+                    plen,
+                    payload,
+                    icmp_type,
+                    icmp_code,
+                    quoted,
+                    0,
+                    None,
+                ),
+            )
         if proto == F.IPV6_NONXT:
             self._tally.add("non-ip", "IPv6 without payload (No Next Header)", number)
             return None
@@ -570,25 +768,26 @@ class Decoder:
 
     # -- tunnels: the outer UDP packet carries the decoded inner one -----------------------------
 
-    def _teredo(self, number: int, ts: float, data: bytes, q: int, end: int, lim: int, depth: int,
-                server_port: bool) -> Packet | None:
+    def _teredo(
+        self, number: int, ts: float, data: bytes, q: int, end: int, lim: int, depth: int, server_port: bool
+    ) -> Packet | None:
         """The IPv6 packet in a Teredo datagram (RFC 4380 5.1.1), after its optional indications.
 
         On the Teredo server port any IPv6 packet filling the datagram is Teredo; between clients
         and relays (any ports, found by Zeek's dynamic protocol detection) one of its addresses
         must also carry the Teredo prefix.
         """
-        if data[q:q + 2] == F.TEREDO_AUTH:
+        if data[q : q + 2] == F.TEREDO_AUTH:
             if lim < q + 4:
                 return None
             q += F.TEREDO_AUTH_FIXED_LEN + data[q + 2] + data[q + 3]
-        if data[q:q + 2] == F.TEREDO_ORIGIN:
+        if data[q : q + 2] == F.TEREDO_ORIGIN:
             q += F.TEREDO_ORIGIN_LEN
         if lim < q + F.IPV6_HEADER_LEN or data[q] >> 4 != 6:
             return None  # not Teredo after all (or a bare indication): the UDP packet stands alone
         if F.IPV6_HEADER_LEN + _U16.unpack_from(data, q + 4)[0] != end - q:
             return None
-        if not server_port and data[q + 8:q + 12] != F.TEREDO_PREFIX and data[q + 24:q + 28] != F.TEREDO_PREFIX:
+        if not server_port and data[q + 8 : q + 12] != F.TEREDO_PREFIX and data[q + 24 : q + 28] != F.TEREDO_PREFIX:
             return None
         return self._ip(number, ts, data[:lim], q, 6, lim, depth + 1)
 
@@ -598,8 +797,7 @@ class Decoder:
         if lim < e + F.ETHERNET_HEADER_LEN or not data[q] & F.VXLAN_FLAG_VNI:
             return None
         inner = data[:lim]
-        found = self._ethertype(inner, _U16.unpack_from(inner, e + 12)[0], e + F.ETHERNET_HEADER_LEN,
-                                number)
+        found = self._ethertype(inner, _U16.unpack_from(inner, e + 12)[0], e + F.ETHERNET_HEADER_LEN, number)
         if found is None:
             return None
         return self._ip(number, ts, inner, found[1], found[0], lim, depth + 1)
@@ -631,8 +829,11 @@ def _quote(data: bytes, q: int, lim: int, version: int) -> Quoted | None:
                 return Quoted(src, dst, proto, 0, 0, -1)
             if proto == F.IPV6_FRAGMENT and _U16.unpack_from(data, t + 2)[0] & _IP6_FRAG_OFFSET_MASK:
                 return Quoted(src, dst, data[t], 0, 0, -1)
-            length = 8 if proto == F.IPV6_FRAGMENT else (
-                (data[t + 1] + 2) << 2 if proto == F.IPV6_AH else (data[t + 1] + 1) << 3)
+            length = (
+                8
+                if proto == F.IPV6_FRAGMENT
+                else ((data[t + 1] + 2) << 2 if proto == F.IPV6_AH else (data[t + 1] + 1) << 3)
+            )
             proto = data[t]
             t += length
         else:

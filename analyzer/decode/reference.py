@@ -14,11 +14,23 @@ from dpkt import ethernet, icmp, icmp6, ip, ip6, loopback, ppp, pppoe, sll, sll2
 
 from analyzer.decode import facts as F
 from analyzer.model import PAYLOAD_HEAD, Frame, Packet, Quoted
-from analyzer.protocol import ICMP4_ERROR_TYPES, ICMP6_ERROR_TYPES, OPT_MSS, OPT_SACK, OPT_SACK_PERM, \
-    OPT_TIMESTAMP, OPT_WSCALE
+from analyzer.protocol import (
+    ICMP4_ERROR_TYPES,
+    ICMP6_ERROR_TYPES,
+    OPT_MSS,
+    OPT_SACK,
+    OPT_SACK_PERM,
+    OPT_TIMESTAMP,
+    OPT_WSCALE,
+)
 
-_OPT_BITS = {tcp.TCP_OPT_MSS: OPT_MSS, tcp.TCP_OPT_WSCALE: OPT_WSCALE, tcp.TCP_OPT_SACKOK: OPT_SACK_PERM,
-             tcp.TCP_OPT_SACK: OPT_SACK, tcp.TCP_OPT_TIMESTAMP: OPT_TIMESTAMP}
+_OPT_BITS = {
+    tcp.TCP_OPT_MSS: OPT_MSS,
+    tcp.TCP_OPT_WSCALE: OPT_WSCALE,
+    tcp.TCP_OPT_SACKOK: OPT_SACK_PERM,
+    tcp.TCP_OPT_SACK: OPT_SACK,
+    tcp.TCP_OPT_TIMESTAMP: OPT_TIMESTAMP,
+}
 _ERRORS = (dpkt.UnpackError, IndexError, struct.error, ValueError, KeyError, TypeError)
 
 
@@ -64,7 +76,7 @@ def _link(linktype: int, data: bytes):
             if kind == F.NFULA_PAYLOAD:
                 if p + length > len(data):
                     return None
-                body = data[p + 4:]
+                body = data[p + 4 :]
                 return ip.IP(body) if body[0] >> 4 == 4 else ip6.IP6(body) if body[0] >> 4 == 6 else None
             p += (length + 3) & ~3
     return None
@@ -89,8 +101,7 @@ def _ip(number: int, ts: float, ipo, uncaptured: int, depth: int) -> Packet | No
         tot = ipo.len or ihl + len(ipo.data) + uncaptured
         if tot < ihl:
             return None
-        return _transport(number, ts, 4, ipo.src, ipo.dst, ipo.p, ipo.ttl, ipo.id, ipo.data, tot - ihl,
-                          depth)
+        return _transport(number, ts, 4, ipo.src, ipo.dst, ipo.p, ipo.ttl, ipo.id, ipo.data, tot - ihl, depth)
     ext_len = sum(h.length for h in ipo.all_extension_headers)
     for h in ipo.all_extension_headers:
         if isinstance(h, ip6.IP6FragmentHeader) and h.frag_off:
@@ -113,8 +124,29 @@ def _transport(number, ts, family, src, dst, proto, ttl, ip_id, body, ip_plen, d
             opts |= _OPT_BITS.get(kind, 0)
         plen = max(ip_plen - thl, 0)
         payload = bytes(body.data[:PAYLOAD_HEAD]) if plen else b""
-        return Packet(number, ts, family, src, dst, 6, body.sport, body.dport, ttl, ip_id, body.flags & 0xFF,
-                      body.seq, body.ack, body.win, plen, payload, -1, 0, None, opts, None)
+        return Packet(
+            number,
+            ts,
+            family,
+            src,
+            dst,
+            6,
+            body.sport,
+            body.dport,
+            ttl,
+            ip_id,
+            body.flags & 0xFF,
+            body.seq,
+            body.ack,
+            body.win,
+            plen,
+            payload,
+            -1,
+            0,
+            None,
+            opts,
+            None,
+        )
     if proto == 17:
         if not isinstance(body, udp.UDP):
             return None
@@ -125,10 +157,30 @@ def _transport(number, ts, family, src, dst, proto, ttl, ip_id, body, ip_plen, d
             if body.dport == F.VXLAN_PORT:
                 inner = _vxlan(number, ts, bytes(body.data), depth)
             elif plen >= 40:
-                inner = _teredo(number, ts, bytes(body.data), plen,
-                                F.TEREDO_PORT in (body.sport, body.dport), depth)
-        return Packet(number, ts, family, src, dst, 17, body.sport, body.dport, ttl, ip_id, 0, 0, 0, 0,
-                      plen, payload, -1, 0, None, 0, inner)
+                inner = _teredo(number, ts, bytes(body.data), plen, F.TEREDO_PORT in (body.sport, body.dport), depth)
+        return Packet(
+            number,
+            ts,
+            family,
+            src,
+            dst,
+            17,
+            body.sport,
+            body.dport,
+            ttl,
+            ip_id,
+            0,
+            0,
+            0,
+            0,
+            plen,
+            payload,
+            -1,
+            0,
+            None,
+            0,
+            inner,
+        )
     if proto in (1, 58):
         kind = icmp.ICMP if proto == 1 else icmp6.ICMP6
         if not isinstance(body, kind):
@@ -139,8 +191,29 @@ def _transport(number, ts, family, src, dst, proto, ttl, ip_id, body, ip_plen, d
         quoted = None
         if (body.type in ICMP4_ERROR_TYPES) if proto == 1 else (body.type in ICMP6_ERROR_TYPES):
             quoted = _quote(rest, 4 if proto == 1 else 6)
-        return Packet(number, ts, family, src, dst, proto, 0, 0, ttl, ip_id, 0, 0, 0, 0, plen, payload,
-                      body.type, body.code, quoted, 0, None)
+        return Packet(
+            number,
+            ts,
+            family,
+            src,
+            dst,
+            proto,
+            0,
+            0,
+            ttl,
+            ip_id,
+            0,
+            0,
+            0,
+            0,
+            plen,
+            payload,
+            body.type,
+            body.code,
+            quoted,
+            0,
+            None,
+        )
     return None
 
 
@@ -162,12 +235,12 @@ def _quote(rest: bytes, version: int) -> Quoted | None:
             q = ip.IP(rest)
             if q.offset:
                 return Quoted(q.src, q.dst, q.p, 0, 0, -1)
-            t = rest[q.hl * 4:]
+            t = rest[q.hl * 4 :]
         else:
             if len(rest) < 40:
                 return None
             q = ip6.IP6(rest)
-            t = rest[40 + sum(h.length for h in q.all_extension_headers):]
+            t = rest[40 + sum(h.length for h in q.all_extension_headers) :]
     except _ERRORS:
         return None
     if q.p == 6 and len(t) >= 8:
@@ -182,7 +255,7 @@ def _teredo(number, ts, raw: bytes, udp_plen: int, server_port: bool, depth: int
     q = 0
     if raw[:2] == F.TEREDO_AUTH and len(raw) >= 4:
         q = F.TEREDO_AUTH_FIXED_LEN + raw[2] + raw[3]
-    if raw[q:q + 2] == F.TEREDO_ORIGIN:
+    if raw[q : q + 2] == F.TEREDO_ORIGIN:
         q += F.TEREDO_ORIGIN_LEN
     body = raw[q:]
     if len(body) < 40 or body[0] >> 4 != 6:

@@ -51,6 +51,7 @@ class Tally:
             total = sum(details.values())
             parts = ", ".join(f"{detail}: {n}" for detail, n in sorted(details.items(), key=lambda kv: -kv[1]))
             text = WARNING_TEXT.get(code, code)
-            out.append(CaptureWarning(code, f"{total} {text} ({parts}); first at frame {self._first[code]}",
-                                      self._first[code]))
+            out.append(
+                CaptureWarning(code, f"{total} {text} ({parts}); first at frame {self._first[code]}", self._first[code])
+            )
         return out

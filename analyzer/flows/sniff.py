@@ -25,8 +25,19 @@ TDS_TRANSACTION_MANAGER: Final = 0x0E
 TDS_LOGIN7: Final = 0x10
 TDS_SSPI: Final = 0x11
 TDS_PRELOGIN: Final = 0x12
-TDS_TYPES: Final = frozenset({TDS_SQL_BATCH, TDS_RPC, TDS_TABULAR_RESULT, TDS_ATTENTION, TDS_BULK_LOAD,
-                       TDS_TRANSACTION_MANAGER, TDS_LOGIN7, TDS_SSPI, TDS_PRELOGIN})
+TDS_TYPES: Final = frozenset(
+    {
+        TDS_SQL_BATCH,
+        TDS_RPC,
+        TDS_TABULAR_RESULT,
+        TDS_ATTENTION,
+        TDS_BULK_LOAD,
+        TDS_TRANSACTION_MANAGER,
+        TDS_LOGIN7,
+        TDS_SSPI,
+        TDS_PRELOGIN,
+    }
+)
 
 # HTTP/1.x request methods (RFC 9110 section 9, plus PATCH from RFC 5789), with the space after them.
 HTTP_METHODS: Final = (b"GET ", b"POST ", b"HEAD ", b"PUT ", b"DELETE ", b"OPTIONS ", b"PATCH ", b"CONNECT ", b"TRACE ")
@@ -35,7 +46,9 @@ HTTP_METHODS: Final = (b"GET ", b"POST ", b"HEAD ", b"PUT ", b"DELETE ", b"OPTIO
 # SSLv2-format hellos are recognised only with a record length under 512 bytes (0x80, 0x81).
 SNIFF_FIRST_BYTES: Final = frozenset(
     [TLS_CHANGE_CIPHER_SPEC, TLS_ALERT, TLS_HANDSHAKE, TLS_APPLICATION_DATA, 0x80, 0x81, *TDS_TYPES]
-    + [m[0] for m in HTTP_METHODS] + [ord("H"), ord("S")])
+    + [m[0] for m in HTTP_METHODS]
+    + [ord("H"), ord("S")]
+)
 
 # The kinds `sniff` returns; rules name them in `payload:` steps.
 PAYLOAD_KINDS: dict[str, str] = {

@@ -25,8 +25,17 @@ from analyzer.decode.fast import Sink
 from analyzer.flows import zeek
 from analyzer.flows.sniff import SNIFF_FIRST_BYTES, sniff
 from analyzer.model import CaptureWarning, Conversation, Endpoint, Event, Mark, Packet, SideStats, Traits, Transport
-from analyzer.protocol import (ACK, FIN, IPPROTO_ICMP, IPPROTO_ICMPV6, IPPROTO_TCP, IPPROTO_UDP,
-                               LIKELY_SERVER_PORTS, RST, SYN)
+from analyzer.protocol import (
+    ACK,
+    FIN,
+    IPPROTO_ICMP,
+    IPPROTO_ICMPV6,
+    IPPROTO_TCP,
+    IPPROTO_UDP,
+    LIKELY_SERVER_PORTS,
+    RST,
+    SYN,
+)
 
 CLOSE_LINGER: Final = 5.0  # seconds; Zeek's tcp_close_delay / tcp_reset_delay
 UDP_IDLE: Final = 60.0  # Zeek's udp_inactivity_timeout
@@ -94,18 +103,58 @@ def endpoint_key(src: bytes, sport: int, dst: bytes, dport: int) -> bytes:
 def reverse_key(key: bytes) -> bytes:
     """The endpoint key of the packets going the other way."""
     alen = (len(key) - 4) >> 1
-    return key[alen:2 * alen] + key[:alen] + key[-2:] + key[-4:-2]
+    return key[alen : 2 * alen] + key[:alen] + key[-2:] + key[-4:-2]
 
 
 class _End:
     """One endpoint's view of a conversation while it is alive."""
 
-    __slots__ = ("state", "prev_state", "start", "last", "ackseq", "pkts", "payload",
-                 "rxmit", "rxmit_next", "zwin", "zwin_next", "gaps", "gaps_next", "dupacks", "keepalives",
-                 "hist_syn", "hist_fin", "hist_rst", "last_ack", "last_win", "fin_seq", "syn_seq",
-                 "max_ack", "gap_pending", "last_was_ka", "ttls", "ttl_last", "ttl_run", "ipid_last", "ipid_steps", "ipid_small",
-                 "ipid_zero", "kind", "head", "sent_syn", "sent_fin", "sent_rst", "seq_known", "fin_frame",
-                 "seen_flags", "seen_marks", "seen_data", "seen_icmp", "seen_kinds")
+    __slots__ = (
+        "state",
+        "prev_state",
+        "start",
+        "last",
+        "ackseq",
+        "pkts",
+        "payload",
+        "rxmit",
+        "rxmit_next",
+        "zwin",
+        "zwin_next",
+        "gaps",
+        "gaps_next",
+        "dupacks",
+        "keepalives",
+        "hist_syn",
+        "hist_fin",
+        "hist_rst",
+        "last_ack",
+        "last_win",
+        "fin_seq",
+        "syn_seq",
+        "max_ack",
+        "gap_pending",
+        "last_was_ka",
+        "ttls",
+        "ttl_last",
+        "ttl_run",
+        "ipid_last",
+        "ipid_steps",
+        "ipid_small",
+        "ipid_zero",
+        "kind",
+        "head",
+        "sent_syn",
+        "sent_fin",
+        "sent_rst",
+        "seq_known",
+        "fin_frame",
+        "seen_flags",
+        "seen_marks",
+        "seen_data",
+        "seen_icmp",
+        "seen_kinds",
+    )
 
     def __init__(self) -> None:
         self.state = zeek.INACTIVE
@@ -189,13 +238,51 @@ class _End:
 class _Flow:
     """A conversation while it is alive."""
 
-    __slots__ = ("id", "stream", "proto", "c_addr", "c_port", "s_addr", "s_port", "inferred", "orig", "resp",
-                 "history", "hist_seen", "first_frame", "last_frame", "start", "last_ts", "head", "tail",
-                 "npk", "icmp_errors", "closed", "rst_seen", "table", "c_key", "s_key", "syn_seen", "synack_seen",
-                 "ack_seen")
+    __slots__ = (
+        "id",
+        "stream",
+        "proto",
+        "c_addr",
+        "c_port",
+        "s_addr",
+        "s_port",
+        "inferred",
+        "orig",
+        "resp",
+        "history",
+        "hist_seen",
+        "first_frame",
+        "last_frame",
+        "start",
+        "last_ts",
+        "head",
+        "tail",
+        "npk",
+        "icmp_errors",
+        "closed",
+        "rst_seen",
+        "table",
+        "c_key",
+        "s_key",
+        "syn_seen",
+        "synack_seen",
+        "ack_seen",
+    )
 
-    def __init__(self, table: dict[bytes, _Flow], c_key: bytes, s_key: bytes, proto: Transport, c_addr: bytes,
-                 c_port: int, s_addr: bytes, s_port: int, inferred: bool, number: int, ts: float) -> None:
+    def __init__(
+        self,
+        table: dict[bytes, _Flow],
+        c_key: bytes,
+        s_key: bytes,
+        proto: Transport,
+        c_addr: bytes,
+        c_port: int,
+        s_addr: bytes,
+        s_port: int,
+        inferred: bool,
+        number: int,
+        ts: float,
+    ) -> None:
         self.table = table  # the per-protocol dict that holds this flow under c_key and s_key
         self.c_key = c_key  # endpoint key of the client's packets (see endpoint_key)
         self.s_key = s_key  # endpoint key of the server's packets
@@ -245,8 +332,12 @@ class _Flow:
 class FlowTable(Sink):
     """Builds conversations from packets and hands each on when it can no longer change."""
 
-    def __init__(self, emit: Callable[[Conversation], None], max_conversations: int = DEFAULT_MAX_CONVERSATIONS,
-                 admit: Callable[[Traits], bool] | None = None) -> None:
+    def __init__(
+        self,
+        emit: Callable[[Conversation], None],
+        max_conversations: int = DEFAULT_MAX_CONVERSATIONS,
+        admit: Callable[[Traits], bool] | None = None,
+    ) -> None:
         """emit: takes each finished conversation. admit: when given, a conversation whose Traits
         it refuses is not built or emitted, only counted in `skipped` (its hosts' TTLs are still learnt)."""
         self.emit = emit
@@ -278,11 +369,34 @@ class FlowTable(Sink):
         """Account one decoded packet (and the packet a tunnel carries inside it)."""
         proto = pkt.proto
         if proto == IPPROTO_TCP:
-            self.tcp(pkt.number, pkt.ts, endpoint_key(pkt.src, pkt.sport, pkt.dst, pkt.dport), pkt.sport, pkt.dport,
-                     pkt.flags, pkt.seq, pkt.ack, pkt.win, pkt.plen, pkt.ttl, pkt.ip_id, pkt.payload, pkt.tcp_opts)
+            self.tcp(
+                pkt.number,
+                pkt.ts,
+                endpoint_key(pkt.src, pkt.sport, pkt.dst, pkt.dport),
+                pkt.sport,
+                pkt.dport,
+                pkt.flags,
+                pkt.seq,
+                pkt.ack,
+                pkt.win,
+                pkt.plen,
+                pkt.ttl,
+                pkt.ip_id,
+                pkt.payload,
+                pkt.tcp_opts,
+            )
         elif proto == IPPROTO_UDP:
-            self.udp(pkt.number, pkt.ts, endpoint_key(pkt.src, pkt.sport, pkt.dst, pkt.dport), pkt.sport, pkt.dport,
-                     pkt.plen, pkt.ttl, pkt.ip_id, pkt.payload)
+            self.udp(
+                pkt.number,
+                pkt.ts,
+                endpoint_key(pkt.src, pkt.sport, pkt.dst, pkt.dport),
+                pkt.sport,
+                pkt.dport,
+                pkt.plen,
+                pkt.ttl,
+                pkt.ip_id,
+                pkt.payload,
+            )
         elif proto == IPPROTO_ICMP or proto == IPPROTO_ICMPV6:
             if pkt.ts >= self.next_check:
                 self._expire(pkt.ts)
@@ -309,13 +423,23 @@ class FlowTable(Sink):
             self.next_sweep = ts + SWEEP_EVERY
             self._sweep(ts)
 
-    def _new_flow(self, table: dict[bytes, _Flow], key: bytes, proto: Transport, number: int, ts: float,
-                  sport: int, dport: int, flip: bool, inferred: bool) -> _Flow:
+    def _new_flow(
+        self,
+        table: dict[bytes, _Flow],
+        key: bytes,
+        proto: Transport,
+        number: int,
+        ts: float,
+        sport: int,
+        dport: int,
+        flip: bool,
+        inferred: bool,
+    ) -> _Flow:
         """A new flow for a packet whose endpoint key is `key`; flip: its sender is the server."""
         if len(self.alive) >= self.max_conversations:
             self._evict_oldest()
         alen = (len(key) - 4) >> 1
-        src, dst = key[:alen], key[alen:2 * alen]
+        src, dst = key[:alen], key[alen : 2 * alen]
         rkey = reverse_key(key)
         if flip:
             flow = _Flow(table, rkey, key, proto, dst, dport, src, sport, inferred, number, ts)
@@ -331,8 +455,23 @@ class FlowTable(Sink):
         self.alive[flow.id] = flow
         return flow
 
-    def tcp(self, number: int, ts: float, key: bytes, sport: int, dport: int, flags: int, seq: int, ack: int,
-            win: int, plen: int, ttl: int, ip_id: int, payload: bytes, opts: int) -> None:
+    def tcp(
+        self,
+        number: int,
+        ts: float,
+        key: bytes,
+        sport: int,
+        dport: int,
+        flags: int,
+        seq: int,
+        ack: int,
+        win: int,
+        plen: int,
+        ttl: int,
+        ip_id: int,
+        payload: bytes,
+        opts: int,
+    ) -> None:
         """Account one TCP segment: Zeek's TCPSessionAdapter::Process, plus what a diagnosis needs.
 
         One long function on purpose: it runs for every TCP packet. The decoder calls it with the
@@ -389,8 +528,14 @@ class FlowTable(Sink):
                 end.start = end.ackseq = (seq - 1) & _M32
                 end.last = seq
             end.seq_known = True
-        elif is_syn and seq != end.start and (st in (zeek.SYN_SENT, zeek.SYN_ACK_SENT, zeek.ESTABLISHED, zeek.PARTIAL)
-                                              or (st == zeek.RESET and end.prev_state == zeek.INACTIVE)):
+        elif (
+            is_syn
+            and seq != end.start
+            and (
+                st in (zeek.SYN_SENT, zeek.SYN_ACK_SENT, zeek.ESTABLISHED, zeek.PARTIAL)
+                or (st == zeek.RESET and end.prev_state == zeek.INACTIVE)
+            )
+        ):
             end.start = end.ackseq = seq
             end.last = past
 
@@ -559,8 +704,12 @@ class FlowTable(Sink):
         if control and not flow.closed:
             o, r = flow.orig.state, flow.resp.state
             # Zeek's "close complete": a RST, both FINs, or a FIN from one side while the other never spoke.
-            if (o == zeek.RESET or r == zeek.RESET or (o == zeek.CLOSED and r in (zeek.CLOSED, zeek.INACTIVE))
-                    or (r == zeek.CLOSED and o == zeek.INACTIVE)):
+            if (
+                o == zeek.RESET
+                or r == zeek.RESET
+                or (o == zeek.CLOSED and r in (zeek.CLOSED, zeek.INACTIVE))
+                or (r == zeek.CLOSED and o == zeek.INACTIVE)
+            ):
                 flow.closed = True
                 self.closing.append(flow)
 
@@ -617,8 +766,23 @@ class FlowTable(Sink):
         elif is_ack and is_orig and flow.synack_seen:
             flow.ack_seen = True
 
-    def _account(self, flow: _Flow, end: _End, is_orig: bool, number: int, ts: float, flags: int, rel_seq: int,
-                 rel_ack: int, plen: int, win: int, ttl: int, ip_id: int, payload: bytes, marks: int) -> None:
+    def _account(
+        self,
+        flow: _Flow,
+        end: _End,
+        is_orig: bool,
+        number: int,
+        ts: float,
+        flags: int,
+        rel_seq: int,
+        rel_ack: int,
+        plen: int,
+        win: int,
+        ttl: int,
+        ip_id: int,
+        payload: bytes,
+        marks: int,
+    ) -> None:
         """Counters, habits and the timeline entry of a packet (flags, sequence numbers and window: TCP's, else 0)."""
         end.pkts += 1
         kind = ""
@@ -642,12 +806,39 @@ class FlowTable(Sink):
         idle = ts - flow.last_ts if flow.npk else 0.0
         if idle < 0:
             idle = 0.0
-        flow.record((number, ts, 0 if is_orig else 1, flags, rel_seq, rel_ack, plen, win, ttl, ip_id, marks, idle, kind,
-                     None, b""))  # an Event's fields
+        flow.record(
+            (
+                number,
+                ts,
+                0 if is_orig else 1,
+                flags,
+                rel_seq,
+                rel_ack,
+                plen,
+                win,
+                ttl,
+                ip_id,
+                marks,
+                idle,
+                kind,
+                None,
+                b"",
+            )
+        )  # an Event's fields
         end.saw(flags, marks, plen, kind)
 
-    def udp(self, number: int, ts: float, key: bytes, sport: int, dport: int, plen: int, ttl: int, ip_id: int,
-            payload: bytes) -> None:
+    def udp(
+        self,
+        number: int,
+        ts: float,
+        key: bytes,
+        sport: int,
+        dport: int,
+        plen: int,
+        ttl: int,
+        ip_id: int,
+        payload: bytes,
+    ) -> None:
         """Account one UDP datagram."""
         if ts >= self.next_check:
             self._expire(ts)
@@ -662,8 +853,9 @@ class FlowTable(Sink):
         end = flow.orig if is_orig else flow.resp
         end.state = zeek.ESTABLISHED
         flow.check_history(_H_DATA, "D", is_orig)
-        self._account(flow, end, is_orig, number, ts, 0, 0, 0, plen, 0, ttl, ip_id, payload,
-                      _AFTER_RST if flow.rst_seen else 0)
+        self._account(
+            flow, end, is_orig, number, ts, 0, 0, 0, plen, 0, ttl, ip_id, payload, _AFTER_RST if flow.rst_seen else 0
+        )
 
     def _icmp(self, pkt: Packet) -> None:
         q = pkt.quoted
@@ -682,8 +874,7 @@ class FlowTable(Sink):
             self._finish(flow, "timeout")
             flow = None
         if flow is None:
-            flow = self._new_flow(table, key, "icmp", pkt.number, pkt.ts, pkt.icmp_type, pkt.icmp_code,
-                                  False, False)
+            flow = self._new_flow(table, key, "icmp", pkt.number, pkt.ts, pkt.icmp_type, pkt.icmp_code, False, False)
         is_orig = pkt.src == flow.c_addr
         end = flow.orig if is_orig else flow.resp
         end.state = zeek.ESTABLISHED
@@ -701,9 +892,28 @@ class FlowTable(Sink):
         idle = max(0.0, ts - flow.last_ts)
         # The error travels toward the sender of the quoted packet.
         marks = _ICMP_ERROR | (_AFTER_RST if flow.rst_seen else 0)
-        flow.record((pkt.number, ts, 1 if quotes_client else 0, 0, rel_seq, 0, pkt.plen, 0, pkt.ttl, pkt.ip_id,
-                     marks, idle, "", (pkt.icmp_type, pkt.icmp_code), pkt.src))
-        toward = flow.resp if quotes_client else flow.orig  # the row's direction: server->client when it quotes the client
+        flow.record(
+            (
+                pkt.number,
+                ts,
+                1 if quotes_client else 0,
+                0,
+                rel_seq,
+                0,
+                pkt.plen,
+                0,
+                pkt.ttl,
+                pkt.ip_id,
+                marks,
+                idle,
+                "",
+                (pkt.icmp_type, pkt.icmp_code),
+                pkt.src,
+            )
+        )
+        toward = (
+            flow.resp if quotes_client else flow.orig
+        )  # the row's direction: server->client when it quotes the client
         toward.saw(0, marks, pkt.plen, "")
         toward.seen_icmp = True
 
@@ -742,11 +952,14 @@ class FlowTable(Sink):
     def warnings(self) -> list[CaptureWarning]:
         out = []
         if self.evicted_early:
-            out.append(CaptureWarning(
-                "conversation-table-full",
-                f"more than {self.max_conversations} conversations were alive at once; "
-                f"{self.evicted_early} were handed on early and may be split in two "
-                f"(raise --max-conversations to keep them whole)"))
+            out.append(
+                CaptureWarning(
+                    "conversation-table-full",
+                    f"more than {self.max_conversations} conversations were alive at once; "
+                    f"{self.evicted_early} were handed on early and may be split in two "
+                    f"(raise --max-conversations to keep them whole)",
+                )
+            )
         return out
 
     def _finish(self, flow: _Flow, why: str) -> None:
@@ -814,8 +1027,13 @@ def _endpoint_state(end: _End, peer: _End, proto: str) -> str:
         return "FIN_WAIT"
     if peer.state == zeek.CLOSED:
         return "CLOSE_WAIT"
-    return {zeek.INACTIVE: "", zeek.SYN_SENT: "SYN_SENT", zeek.SYN_ACK_SENT: "SYN_RECEIVED",
-            zeek.PARTIAL: "ESTABLISHED", zeek.ESTABLISHED: "ESTABLISHED"}[st]
+    return {
+        zeek.INACTIVE: "",
+        zeek.SYN_SENT: "SYN_SENT",
+        zeek.SYN_ACK_SENT: "SYN_RECEIVED",
+        zeek.PARTIAL: "ESTABLISHED",
+        zeek.ESTABLISHED: "ESTABLISHED",
+    }[st]
 
 
 def _odd_marks(events: list[Event], end: _End, direction: int, host_ttls: dict[int, int] | None) -> None:
@@ -858,9 +1076,13 @@ def traits(flow: _Flow) -> Traits:
     orig, resp = flow.orig, flow.resp
     # build_conversation may mark odd TTLs and IP IDs when there is a RST or an ICMP error: assume it does.
     odd = _TTL_ODD | _IPID_ODD if orig.sent_rst or resp.sent_rst or flow.icmp_errors else 0
-    return Traits((orig.seen_flags, resp.seen_flags), (orig.seen_marks | odd, resp.seen_marks | odd),
-                  (orig.seen_data, resp.seen_data), (orig.seen_icmp, resp.seen_icmp),
-                  (frozenset(orig.seen_kinds or ()), frozenset(resp.seen_kinds or ())))
+    return Traits(
+        (orig.seen_flags, resp.seen_flags),
+        (orig.seen_marks | odd, resp.seen_marks | odd),
+        (orig.seen_data, resp.seen_data),
+        (orig.seen_icmp, resp.seen_icmp),
+        (frozenset(orig.seen_kinds or ()), frozenset(resp.seen_kinds or ())),
+    )
 
 
 def build_conversation(flow: _Flow, why: str, hosts: dict[bytes, dict[int, int]] | None = None) -> Conversation:
@@ -898,17 +1120,44 @@ def build_conversation(flow: _Flow, why: str, hosts: dict[bytes, dict[int, int]]
     stats = []
     for end, peer, size in ((orig, resp, orig_size), (resp, orig, resp_size)):
         usual, values = _ttl_habit(end)
-        stats.append(SideStats(
-            packets=end.pkts, bytes=size, retransmissions=end.rxmit, zero_windows=end.zwin,
-            dup_acks=end.dupacks, keepalives=end.keepalives, ttl=usual, ttl_values=values,
-            ip_id_mode=_ipid_habit(end), state=_endpoint_state(end, peer, proto), payload_kind=end.kind,
-            payload_head=end.head, sent_fin=end.sent_fin, sent_rst=end.sent_rst, sent_syn=end.sent_syn))
+        stats.append(
+            SideStats(
+                packets=end.pkts,
+                bytes=size,
+                retransmissions=end.rxmit,
+                zero_windows=end.zwin,
+                dup_acks=end.dupacks,
+                keepalives=end.keepalives,
+                ttl=usual,
+                ttl_values=values,
+                ip_id_mode=_ipid_habit(end),
+                state=_endpoint_state(end, peer, proto),
+                payload_kind=end.kind,
+                payload_head=end.head,
+                sent_fin=end.sent_fin,
+                sent_rst=end.sent_rst,
+                sent_syn=end.sent_syn,
+            )
+        )
     return Conversation(
-        id=flow.id, stream=flow.stream, proto=proto,
-        client=Endpoint(_addr(flow.c_addr), flow.c_port), server=Endpoint(_addr(flow.s_addr), flow.s_port),
-        role_inferred=flow.inferred, state=state, history=history,
-        first_frame=flow.first_frame, last_frame=flow.last_frame, start=flow.start, end=flow.last_ts,
-        client_stats=stats[0], server_stats=stats[1], timeline=tuple(events),
-        elided_after=(len(flow.head) - 1) if elided > 0 else -1, elided=elided,
+        id=flow.id,
+        stream=flow.stream,
+        proto=proto,
+        client=Endpoint(_addr(flow.c_addr), flow.c_port),
+        server=Endpoint(_addr(flow.s_addr), flow.s_port),
+        role_inferred=flow.inferred,
+        state=state,
+        history=history,
+        first_frame=flow.first_frame,
+        last_frame=flow.last_frame,
+        start=flow.start,
+        end=flow.last_ts,
+        client_stats=stats[0],
+        server_stats=stats[1],
+        timeline=tuple(events),
+        elided_after=(len(flow.head) - 1) if elided > 0 else -1,
+        elided=elided,
         handshake=flow.syn_seen and flow.synack_seen and flow.ack_seen,
-        icmp_errors=flow.icmp_errors, closed_by=closed_by)
+        icmp_errors=flow.icmp_errors,
+        closed_by=closed_by,
+    )

@@ -77,15 +77,17 @@ def load_baseline(path: str | Path) -> set[Key]:
     except OSError as exc:
         raise UsageError(f"cannot read baseline {path}: {exc.strerror or exc}") from None
     except (ValueError, UnicodeDecodeError) as exc:
-        raise UsageError(f"baseline {path} is not JSON: {exc}",
-                         hint="write one with --write-baseline FILE") from None
+        raise UsageError(f"baseline {path} is not JSON: {exc}", hint="write one with --write-baseline FILE") from None
     if not isinstance(doc, dict) or doc.get("version") != BASELINE_VERSION or not isinstance(doc.get("findings"), list):
-        raise UsageError(f"baseline {path} is not a wsadiag baseline (version {BASELINE_VERSION})",
-                         hint="write one with --write-baseline FILE")
+        raise UsageError(
+            f"baseline {path} is not a wsadiag baseline (version {BASELINE_VERSION})",
+            hint="write one with --write-baseline FILE",
+        )
     keys: set[Key] = set()
     for i, entry in enumerate(doc["findings"]):
-        if not isinstance(entry, dict) or not all(isinstance(entry.get(k), str)
-                                                   for k in ("rule", "client_address", "server", "capture")):
+        if not isinstance(entry, dict) or not all(
+            isinstance(entry.get(k), str) for k in ("rule", "client_address", "server", "capture")
+        ):
             raise UsageError(f"baseline {path}: entry {i + 1} lacks rule, client_address, server or capture")
         keys.add((entry["rule"], entry["client_address"], entry["server"], entry["capture"]))
     return keys

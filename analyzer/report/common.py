@@ -57,8 +57,10 @@ def summary_line(results: list[CaptureResult]) -> str:
     counts = summary_counts(results)
     convs = sum(conversation_total(r) for r in results)
     failed = sum(1 for r in results if r.error)
-    line = (f"{plural(counts['errors'], 'error')}, {plural(counts['warnings'], 'warning')}, "
-            f"{counts['info']} info in {plural(len(results), 'capture')} ({plural(convs, 'conversation')})")
+    line = (
+        f"{plural(counts['errors'], 'error')}, {plural(counts['warnings'], 'warning')}, "
+        f"{counts['info']} info in {plural(len(results), 'capture')} ({plural(convs, 'conversation')})"
+    )
     if failed:
         line += f"; {failed} could not be read"
     return line
@@ -143,14 +145,16 @@ def rule_records(rules: Any) -> list[dict[str, Any]]:
         code = str(_field(rule, "code"))
         if not code:
             continue
-        records.append({
-            "code": code,
-            "name": str(_field(rule, "name")),
-            "title": str(_field(rule, "title")),
-            "level": str(_field(rule, "level", "warning")),
-            "description": str(_field(rule, "description") or _field(rule, "cause") or ""),
-            "doc": str(_field(rule, "doc") or ""),
-        })
+        records.append(
+            {
+                "code": code,
+                "name": str(_field(rule, "name")),
+                "title": str(_field(rule, "title")),
+                "level": str(_field(rule, "level", "warning")),
+                "description": str(_field(rule, "description") or _field(rule, "cause") or ""),
+                "doc": str(_field(rule, "doc") or ""),
+            }
+        )
     return sorted(records, key=lambda r: r["code"])
 
 

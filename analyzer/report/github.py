@@ -50,7 +50,9 @@ def render_github(results: list[CaptureResult], opts: ReportOptions) -> str:
                 where += f" {conv.proto} {clean(conv.client)} -> {clean(conv.server)} ({clean(conv.state)})"
             errors = "; ".join(
                 f"{clean(e.side)} sees {(e.winsock or {}).get('code', '?')} {clean((e.winsock or {}).get('name', ''))}"
-                f" / {clean((e.posix or {}).get('name', ''))}" for e in f.errors)
+                f" / {clean((e.posix or {}).get('name', ''))}"
+                for e in f.errors
+            )
             message = f"{where}: {clean_block(f.message)}"
             if errors:
                 message += f"\n{errors}"

@@ -55,9 +55,14 @@ def _capture_view(result: CaptureResult, index: int, opts: ReportOptions) -> dic
             if conv is not None and conv.timeline:
                 ladder = svg_ladder(conv, ladder_rows(conv, f, opts.ladder_context, opts.ladder_max_rows))
             findings.append({"f": f, "conv": conv, "ladder": ladder, "anchor": f"c{index}-f{conv_id}-{n}"})
-    return {"r": result, "name": display_path(result.path), "findings": findings,
-            "counts": summary_counts([result]), "anchor": f"c{index}",
-            "total": conversation_total(result)}
+    return {
+        "r": result,
+        "name": display_path(result.path),
+        "findings": findings,
+        "counts": summary_counts([result]),
+        "anchor": f"c{index}",
+        "total": conversation_total(result),
+    }
 
 
 def render_html(results: list[CaptureResult], opts: ReportOptions) -> str:

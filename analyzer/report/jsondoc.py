@@ -113,12 +113,16 @@ def render_jsonl(results: list[CaptureResult], opts: ReportOptions) -> str:
     lines: list[str] = []
     for result in results:
         if result.error:
-            lines.append(json.dumps({"kind": "capture-error", "capture": result.path, "error": result.error},
-                                    ensure_ascii=False))
+            lines.append(
+                json.dumps({"kind": "capture-error", "capture": result.path, "error": result.error}, ensure_ascii=False)
+            )
         if opts.conversations_only:
             for conv in result.conversations:
-                lines.append(json.dumps({"kind": "conversation", "capture": result.path, **conversation_dict(conv)},
-                                        ensure_ascii=False))
+                lines.append(
+                    json.dumps(
+                        {"kind": "conversation", "capture": result.path, **conversation_dict(conv)}, ensure_ascii=False
+                    )
+                )
             continue
         convs = conversations_by_id(result)
         for finding in result.findings:

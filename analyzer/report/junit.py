@@ -47,8 +47,10 @@ def render_junit(results: list[CaptureResult], opts: ReportOptions) -> str:
             tests, errors = 1, 1
         else:
             convs = conversations_by_id(result)
-            failing = {cid: [f for f in fs if at_or_above(f.level, opts.fail_on)]
-                       for cid, fs in findings_by_conversation(result).items()}
+            failing = {
+                cid: [f for f in fs if at_or_above(f.level, opts.fail_on)]
+                for cid, fs in findings_by_conversation(result).items()
+            }
             failing = {cid: fs for cid, fs in failing.items() if fs}
             for cid, findings in failing.items():
                 conv = convs.get(cid)
@@ -63,8 +65,10 @@ def render_junit(results: list[CaptureResult], opts: ReportOptions) -> str:
                     body.append(f"  {f.message}")
                     for e in f.errors:
                         ws, px = e.winsock or {}, e.posix or {}
-                        body.append(f"  {e.side} {e.endpoint} {e.operation}: {ws.get('code', '?')} "
-                                    f"{ws.get('name', '')} / {px.get('name', '')}")
+                        body.append(
+                            f"  {e.side} {e.endpoint} {e.operation}: {ws.get('code', '?')} "
+                            f"{ws.get('name', '')} / {px.get('name', '')}"
+                        )
                     body.append(f"  cause: {f.cause}")
                     body.append(f"  remedy: {f.remedy}")
                     body.append(f"  frames {frame_ranges(f.frames)}; wireshark: {f.wireshark_filter}")
@@ -75,13 +79,23 @@ def render_junit(results: list[CaptureResult], opts: ReportOptions) -> str:
             if healthy or not failing:
                 tests += 1
                 noun = f"{healthy} conversation{'s' if healthy != 1 else ''}"
-                name = (f"{noun} (--fail-on never)" if opts.fail_on == "never"
-                        else f"{noun} without findings at or above {opts.fail_on}")
+                name = (
+                    f"{noun} (--fail-on never)"
+                    if opts.fail_on == "never"
+                    else f"{noun} without findings at or above {opts.fail_on}"
+                )
                 _el(suite, "testcase", classname=classname, name=name)
             if result.warnings:
-                _el(suite, "system-out", "\n".join(
-                    f"capture warning {w.code}" + (f" (frame {w.frame})" if w.frame is not None else "") + f": {w.message}"
-                    for w in result.warnings))
+                _el(
+                    suite,
+                    "system-out",
+                    "\n".join(
+                        f"capture warning {w.code}"
+                        + (f" (frame {w.frame})" if w.frame is not None else "")
+                        + f": {w.message}"
+                        for w in result.warnings
+                    ),
+                )
         suite.set("tests", str(tests))
         suite.set("failures", str(failures))
         suite.set("errors", str(errors))

@@ -119,8 +119,15 @@ def ladder_rows(conv: Conversation, finding: Finding | None, context: int = 4, m
             rows.append(LadderRow("gap", label=_gap_label(gap), skipped=gap))
         elif previous >= 0 and ev.ts - timeline[previous].ts >= IDLE_SHOWN:
             rows.append(LadderRow("gap", label=f"idle {ev.ts - timeline[previous].ts:.1f}s"))
-        rows.append(LadderRow("packet", event=ev, culprit=ev.frame in evidence,
-                              label=packet_label(conv, ev), offset=ev.ts - conv.start))
+        rows.append(
+            LadderRow(
+                "packet",
+                event=ev,
+                culprit=ev.frame in evidence,
+                label=packet_label(conv, ev),
+                offset=ev.ts - conv.start,
+            )
+        )
         previous = i
     tail = skipped_between(previous, n)
     if tail:
@@ -205,8 +212,18 @@ def svg_ladder(conv: Conversation, rows: list[LadderRow]) -> SvgLadder:
             x1, x2 = (SVG_CLIENT_X, SVG_SERVER_X) if ev.dir == 0 else (SVG_SERVER_X, SVG_CLIENT_X)
             step = 9 if x2 > x1 else -9
             head = f"{x2},{y} {x2 - step},{y - 5} {x2 - step},{y + 5}"
-            arrows.append(SvgArrow("packet", y, x1, x2 - step // 3, row.label, ev.frame,
-                                   f"+{row.offset:.3f}s", row.culprit, head))
+            arrows.append(
+                SvgArrow("packet", y, x1, x2 - step // 3, row.label, ev.frame, f"+{row.offset:.3f}s", row.culprit, head)
+            )
         y += SVG_ROW
-    return SvgLadder(SVG_WIDTH, y, SVG_CLIENT_X, SVG_SERVER_X, SVG_TOP, y - SVG_ROW // 2,
-                     str(conv.client), str(conv.server), tuple(arrows))
+    return SvgLadder(
+        SVG_WIDTH,
+        y,
+        SVG_CLIENT_X,
+        SVG_SERVER_X,
+        SVG_TOP,
+        y - SVG_ROW // 2,
+        str(conv.client),
+        str(conv.server),
+        tuple(arrows),
+    )

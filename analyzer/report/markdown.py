@@ -60,13 +60,17 @@ def fenced(lines: list[str], info: str = "text") -> list[str]:
 
 
 def _summary_table(results: list[CaptureResult]) -> list[str]:
-    lines = ["| capture | format | packets | conversations | errors | warnings | info |",
-             "|---|---|---:|---:|---:|---:|---:|"]
+    lines = [
+        "| capture | format | packets | conversations | errors | warnings | info |",
+        "|---|---|---:|---:|---:|---:|---:|",
+    ]
     for r in results:
         c = summary_counts([r])
         fmt = md(r.format) if not r.error else "**cannot read**: " + md(r.error)
-        lines.append(f"| {md(display_path(r.path))} | {fmt} | {r.packets} | {conversation_total(r)} | "
-                     f"{c['errors']} | {c['warnings']} | {c['info']} |")
+        lines.append(
+            f"| {md(display_path(r.path))} | {fmt} | {r.packets} | {conversation_total(r)} | "
+            f"{c['errors']} | {c['warnings']} | {c['info']} |"
+        )
     return lines
 
 
@@ -74,32 +78,44 @@ def _finding(finding: Finding, conv: Conversation | None, opts: ReportOptions) -
     out = [f"### {finding.level.upper()} {md(finding.rule)} {md(finding.name)}: {md(finding.title)}", ""]
     if conv is not None:
         inferred = " (roles inferred)" if conv.role_inferred else ""
-        out.append(f"Conversation {conv.id}, {md(conv.proto)}, client {md(conv.client)} → server "
-                   f"{md(conv.server)}{inferred}, state {code_span(conv.state)}, history {code_span(conv.history)}, "
-                   f"frames {conv.first_frame}–{conv.last_frame}, {fmt_duration(conv.duration)}")
+        out.append(
+            f"Conversation {conv.id}, {md(conv.proto)}, client {md(conv.client)} → server "
+            f"{md(conv.server)}{inferred}, state {code_span(conv.state)}, history {code_span(conv.history)}, "
+            f"frames {conv.first_frame}–{conv.last_frame}, {fmt_duration(conv.duration)}"
+        )
     else:
         out.append(f"Conversation {finding.conversation}")
     out += ["", md_block(finding.message), ""]
     if finding.errors:
-        out += ["| side | endpoint | operation | Winsock | POSIX | .NET | Java | Python | curl |",
-                "|---|---|---|---|---|---|---|---|---|"]
+        out += [
+            "| side | endpoint | operation | Winsock | POSIX | .NET | Java | Python | curl |",
+            "|---|---|---|---|---|---|---|---|---|",
+        ]
         for e in finding.errors:
             ws, px, seen = e.winsock or {}, e.posix or {}, e.seen_as or {}
             posix = md(px.get("name", ""))
             if "linux" in px and "macos" in px:
                 posix += f" (Linux {md(px['linux'])}, macOS {md(px['macos'])})"
-            out.append(f"| {md(e.side)} | {md(e.endpoint)} | {md(e.operation)} | {md(ws.get('code', ''))} "
-                       f"{md(ws.get('name', ''))} | {posix} | " + " | ".join(
-                           md(seen.get(k, "")) for k in ("dotnet", "java", "python", "curl")) + " |")
+            out.append(
+                f"| {md(e.side)} | {md(e.endpoint)} | {md(e.operation)} | {md(ws.get('code', ''))} "
+                f"{md(ws.get('name', ''))} | {posix} | "
+                + " | ".join(md(seen.get(k, "")) for k in ("dotnet", "java", "python", "curl"))
+                + " |"
+            )
         notes = [e for e in finding.errors if e.note]
         out.append("")
         for e in notes:
             out.append(f"*Note ({md(e.side)}):* {md(e.note)}  ")
         if notes:
             out.append("")
-    out += [f"**Cause:** {md_block(finding.cause)}", "", f"**Remedy:** {md_block(finding.remedy)}", "",
-            f"**Evidence frames:** {frame_ranges(finding.frames)} (confidence {md(finding.confidence)})  ",
-            f"**Wireshark filter:** {code_span(finding.wireshark_filter)}"]
+    out += [
+        f"**Cause:** {md_block(finding.cause)}",
+        "",
+        f"**Remedy:** {md_block(finding.remedy)}",
+        "",
+        f"**Evidence frames:** {frame_ranges(finding.frames)} (confidence {md(finding.confidence)})  ",
+        f"**Wireshark filter:** {code_span(finding.wireshark_filter)}",
+    ]
     if finding.references:
         out.append(f"  \n**References:** {'; '.join(md(r) for r in finding.references)}")
     if conv is not None and conv.timeline:
@@ -112,13 +128,17 @@ def _finding(finding: Finding, conv: Conversation | None, opts: ReportOptions) -
 
 
 def _conversation_table(result: CaptureResult) -> list[str]:
-    lines = ["| id | proto | client | server | state | history | packets c/s | bytes c/s | frames | duration |",
-             "|---:|---|---|---|---|---|---:|---:|---|---:|"]
+    lines = [
+        "| id | proto | client | server | state | history | packets c/s | bytes c/s | frames | duration |",
+        "|---:|---|---|---|---|---|---:|---:|---|---:|",
+    ]
     for c in result.conversations:
-        lines.append(f"| {c.id} | {md(c.proto)} | {md(c.client)}{' (inferred)' if c.role_inferred else ''} | "
-                     f"{md(c.server)} | {md(c.state)} | {md(c.history)} | "
-                     f"{c.client_stats.packets}/{c.server_stats.packets} | {c.client_stats.bytes}/{c.server_stats.bytes} | "
-                     f"{c.first_frame}–{c.last_frame} | {fmt_duration(c.duration)} |")
+        lines.append(
+            f"| {c.id} | {md(c.proto)} | {md(c.client)}{' (inferred)' if c.role_inferred else ''} | "
+            f"{md(c.server)} | {md(c.state)} | {md(c.history)} | "
+            f"{c.client_stats.packets}/{c.server_stats.packets} | {c.client_stats.bytes}/{c.server_stats.bytes} | "
+            f"{c.first_frame}–{c.last_frame} | {fmt_duration(c.duration)} |"
+        )
     return lines
 
 

@@ -21,8 +21,15 @@ from analyzer.report.common import clean
 class CaptureProgress:
     """Context manager that draws a transient bar for one capture once it runs past `delay`."""
 
-    def __init__(self, label: str, total: int | None = None, stream: IO[str] | None = None,
-                 delay: float = 0.5, enabled: bool | None = None, unit: str = "frames") -> None:
+    def __init__(
+        self,
+        label: str,
+        total: int | None = None,
+        stream: IO[str] | None = None,
+        delay: float = 0.5,
+        enabled: bool | None = None,
+        unit: str = "frames",
+    ) -> None:
         self.stream = stream if stream is not None else sys.stderr
         isatty = getattr(self.stream, "isatty", None)
         self.enabled = enabled if enabled is not None else bool(isatty and isatty())
@@ -46,9 +53,14 @@ class CaptureProgress:
 
         console = Console(file=self.stream, stderr=self.stream is sys.stderr)
         # without a total the bar pulses: a pcap's frame count is unknown until it is read
-        self._progress = Progress(TextColumn("{task.description}"), BarColumn(),
-                                  TextColumn("{task.completed:,} " + escape(self.unit)), TimeElapsedColumn(),
-                                  console=console, transient=True)
+        self._progress = Progress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            TextColumn("{task.completed:,} " + escape(self.unit)),
+            TimeElapsedColumn(),
+            console=console,
+            transient=True,
+        )
         self._progress.start()
         self._task = self._progress.add_task(escape(self.label), total=self.total)
         self.shown = True

@@ -75,20 +75,25 @@ def render_sarif(results: list[CaptureResult], opts: ReportOptions) -> str:
         artifacts.append({"location": {"uri": uri}, "mimeType": mime})
         location = {"physicalLocation": {"artifactLocation": {"uri": uri, "index": a_index}}}
         if result.error:
-            notifications.append({"level": "error", "message": {"text": f"cannot read capture: {result.error}"},
-                                  "locations": [location]})
+            notifications.append(
+                {"level": "error", "message": {"text": f"cannot read capture: {result.error}"}, "locations": [location]}
+            )
         for w in result.warnings:
             text = w.message + (f" (frame {w.frame})" if w.frame is not None else "")
-            notifications.append({"level": "warning", "message": {"text": text}, "locations": [location],
-                                  "descriptor": {"id": w.code}})
+            notifications.append(
+                {"level": "warning", "message": {"text": text}, "locations": [location], "descriptor": {"id": w.code}}
+            )
         if opts.conversations_only:
             continue
         convs = conversations_by_id(result)
         for f in result.findings:
             conv = convs.get(f.conversation)
             conv_name = f"conversation {f.conversation}"
-            logical: dict[str, Any] = {"name": conv_name, "kind": "object",
-                                       "fullyQualifiedName": f"{result.path}#{f.conversation}"}
+            logical: dict[str, Any] = {
+                "name": conv_name,
+                "kind": "object",
+                "fullyQualifiedName": f"{result.path}#{f.conversation}",
+            }
             props: dict[str, Any] = {
                 "frames": list(f.frames),
                 "conversation": f.conversation,
@@ -96,38 +101,57 @@ def render_sarif(results: list[CaptureResult], opts: ReportOptions) -> str:
                 "wiresharkFilter": f.wireshark_filter,
                 "cause": f.cause,
                 "remedy": f.remedy,
-                "errors": [{"side": e.side, "endpoint": e.endpoint, "operation": e.operation,
-                            "winsock": dict(e.winsock), "posix": dict(e.posix)} for e in f.errors],
+                "errors": [
+                    {
+                        "side": e.side,
+                        "endpoint": e.endpoint,
+                        "operation": e.operation,
+                        "winsock": dict(e.winsock),
+                        "posix": dict(e.posix),
+                    }
+                    for e in f.errors
+                ],
             }
             if conv is not None:
                 logical["name"] = f"{conv_name} {conv.proto} {conv.client} -> {conv.server}"
-                props.update(proto=conv.proto, client=str(conv.client), server=str(conv.server), state=conv.state,
-                             history=conv.history)
+                props.update(
+                    proto=conv.proto,
+                    client=str(conv.client),
+                    server=str(conv.server),
+                    state=conv.state,
+                    history=conv.history,
+                )
             if f.references:
                 props["references"] = list(f.references)
             message = f"{f.message} (frames {', '.join(map(str, f.frames))}; remedy: {f.remedy})"
-            sarif_results.append({
-                "ruleId": f.rule,
-                "ruleIndex": index[f.rule],
-                "level": SARIF_LEVELS.get(f.level, "warning"),
-                "message": {"text": message},
-                "locations": [{**location, "logicalLocations": [logical]}],
-                "partialFingerprints": {"wsadiagFinding/v1": fingerprint(finding_key(result, f, conv))},
-                "properties": props,
-            })
+            sarif_results.append(
+                {
+                    "ruleId": f.rule,
+                    "ruleIndex": index[f.rule],
+                    "level": SARIF_LEVELS.get(f.level, "warning"),
+                    "message": {"text": message},
+                    "locations": [{**location, "logicalLocations": [logical]}],
+                    "partialFingerprints": {"wsadiagFinding/v1": fingerprint(finding_key(result, f, conv))},
+                    "properties": props,
+                }
+            )
 
     run: dict[str, Any] = {
-        "tool": {"driver": {
-            "name": "wsadiag",
-            "version": opts.tool_version,
-            "semanticVersion": opts.tool_version,
-            "rules": [_descriptor(rules[c], opts) for c in codes],
-        }},
+        "tool": {
+            "driver": {
+                "name": "wsadiag",
+                "version": opts.tool_version,
+                "semanticVersion": opts.tool_version,
+                "rules": [_descriptor(rules[c], opts) for c in codes],
+            }
+        },
         "artifacts": artifacts,
-        "invocations": [{
-            "executionSuccessful": not any(r.error for r in results),
-            "toolExecutionNotifications": notifications,
-        }],
+        "invocations": [
+            {
+                "executionSuccessful": not any(r.error for r in results),
+                "toolExecutionNotifications": notifications,
+            }
+        ],
         "results": sarif_results,
     }
     log = {"$schema": SARIF_SCHEMA, "version": SARIF_VERSION, "runs": [run]}

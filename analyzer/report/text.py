@@ -53,8 +53,10 @@ def _conversation_head(conv: Conversation | None, conv_id: int) -> str:
     if conv is None:
         return f"conversation {conv_id}"
     inferred = " (roles inferred)" if conv.role_inferred else ""
-    return (f"conversation {conv.id} {conv.proto} {clean(conv.client)} -> {clean(conv.server)}{inferred}  "
-            f"state {clean(conv.state)} history {clean(conv.history)}  frames {conv.first_frame}-{conv.last_frame}")
+    return (
+        f"conversation {conv.id} {conv.proto} {clean(conv.client)} -> {clean(conv.server)}{inferred}  "
+        f"state {clean(conv.state)} history {clean(conv.history)}  frames {conv.first_frame}-{conv.last_frame}"
+    )
 
 
 def _finding_lines(finding: Finding, conv: Conversation | None, opts: ReportOptions, paint: _Painter) -> list[str]:
@@ -64,9 +66,11 @@ def _finding_lines(finding: Finding, conv: Conversation | None, opts: ReportOpti
     for err in finding.errors:
         ws = err.winsock or {}
         px = err.posix or {}
-        lines.append(f"    {clean(err.side)} {clean(err.endpoint)} {clean(err.operation)}(): "
-                     f"{ws.get('code', '?')} {clean(ws.get('name', ''))} / {clean(px.get('name', ''))}"
-                     + (f" (Linux {px['linux']}, macOS {px['macos']})" if 'linux' in px and 'macos' in px else ""))
+        lines.append(
+            f"    {clean(err.side)} {clean(err.endpoint)} {clean(err.operation)}(): "
+            f"{ws.get('code', '?')} {clean(ws.get('name', ''))} / {clean(px.get('name', ''))}"
+            + (f" (Linux {px['linux']}, macOS {px['macos']})" if "linux" in px and "macos" in px else "")
+        )
         if ws.get("message"):
             lines.append(f"      {clean(ws['message'])}")
         for platform, label in (("dotnet", ".NET"), ("java", "Java"), ("python", "Python"), ("curl", "curl")):
@@ -96,8 +100,10 @@ def _capture_head(result: CaptureResult, paint: _Painter) -> list[str]:
     if result.error:
         return [f"{paint('bold', name)}: {paint('error', 'cannot read')}: {clean(result.error)}"]
     linktypes = ",".join(clean(t) for t in result.linktypes) or "?"
-    lines = [f"{paint('bold', name)}: {clean(result.format) or '?'} {linktypes}, {result.packets} packets, "
-             f"{plural(conversation_total(result), 'conversation')}"]
+    lines = [
+        f"{paint('bold', name)}: {clean(result.format) or '?'} {linktypes}, {result.packets} packets, "
+        f"{plural(conversation_total(result), 'conversation')}"
+    ]
     for w in result.warnings:
         where = f" (frame {w.frame})" if w.frame is not None else ""
         lines.append(f"  {paint('warning', 'capture warning')} {clean(w.code)}{where}: {clean(w.message)}")
@@ -127,8 +133,18 @@ def render_text(results: list[CaptureResult], opts: ReportOptions) -> str:
     return "\n".join(out) + "\n"
 
 
-CONVERSATION_COLUMNS = ("id", "proto", "client", "server", "state", "history",
-                        "pkts c/s", "bytes c/s", "frames", "duration")
+CONVERSATION_COLUMNS = (
+    "id",
+    "proto",
+    "client",
+    "server",
+    "state",
+    "history",
+    "pkts c/s",
+    "bytes c/s",
+    "frames",
+    "duration",
+)
 
 
 def render_conversation_table(results: list[CaptureResult], opts: ReportOptions) -> str:
@@ -143,10 +159,20 @@ def render_conversation_table(results: list[CaptureResult], opts: ReportOptions)
         rows = [CONVERSATION_COLUMNS]
         for c in result.conversations:
             client = clean(c.client) + ("?" if c.role_inferred else "")
-            rows.append((str(c.id), c.proto, client, clean(c.server), clean(c.state), clean(c.history),
-                         f"{c.client_stats.packets}/{c.server_stats.packets}",
-                         f"{c.client_stats.bytes}/{c.server_stats.bytes}",
-                         f"{c.first_frame}-{c.last_frame}", fmt_duration(c.duration)))
+            rows.append(
+                (
+                    str(c.id),
+                    c.proto,
+                    client,
+                    clean(c.server),
+                    clean(c.state),
+                    clean(c.history),
+                    f"{c.client_stats.packets}/{c.server_stats.packets}",
+                    f"{c.client_stats.bytes}/{c.server_stats.bytes}",
+                    f"{c.first_frame}-{c.last_frame}",
+                    fmt_duration(c.duration),
+                )
+            )
         widths = [max(len(r[i]) for r in rows) for i in range(len(CONVERSATION_COLUMNS))]
         numeric = {0, 6, 7, 8, 9}
         for n, row in enumerate(rows):

@@ -1,8 +1,8 @@
 """The rule engine: loads rules/*.yaml, validates and compiles them, and evaluates conversations.
 
-    rs = load_rules(extra_dirs=(), select=(), ignore=())
-    rs.rules, rs.get("RST003"), rs.evaluate(conversation) -> list[Finding]
-    vocabulary_markdown() -> the documented rule language
+rs = load_rules(extra_dirs=(), select=(), ignore=())
+rs.rules, rs.get("RST003"), rs.evaluate(conversation) -> list[Finding]
+vocabulary_markdown() -> the documented rule language
 """
 
 from analyzer.rules.engine import Rule, RuleSet

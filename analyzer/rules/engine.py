@@ -182,7 +182,7 @@ def compile_message(template: str) -> Message:
     pos = 0
     for m in _PLACEHOLDER.finditer(template):
         name, written = m.group(1), m.group(0)
-        text[-1] += template[pos:m.start()]
+        text[-1] += template[pos : m.start()]
         pos = m.end()
         value = _VALUES.get(name)
         step = _STEP_REF.match(name) if value is None else None
@@ -202,6 +202,7 @@ def _step_value(n: int, field: Callable[[Conversation, Event], str], written: st
     # A chain shorter than n leaves the placeholder as written (the loader rejects such messages).
     def value(x: _Evidence) -> str:
         return field(x.conv, x.events[n - 1]) if n <= len(x.events) else written
+
     return value
 
 
@@ -480,8 +481,7 @@ class RuleSet:
         self.rules: list[Rule] = sorted(rules, key=lambda r: r.code)
         self._by_code = {r.code: r for r in self.rules}
         self._gated: list[tuple[Rule, tuple[tuple[int, Pattern, Gate], ...]]] = [
-            (r, tuple((a_dir, p, gate(p)) for a_dir, patterns in r.bindings for p in patterns))
-            for r in self.rules
+            (r, tuple((a_dir, p, gate(p)) for a_dir, patterns in r.bindings for p in patterns)) for r in self.rules
         ]
         self._messages = {r.code: compile_message(r.message) for r in self.rules}
         # feature word -> the rules (and their patterns) whose gates admit it
@@ -523,8 +523,9 @@ class RuleSet:
             todo = self.candidates(word)
         return bool(todo)
 
-    def evaluate(self, conv: Conversation,
-                 stream_filter: Callable[[Conversation, Sequence[Event]], str] | None = None) -> list[Finding]:
+    def evaluate(
+        self, conv: Conversation, stream_filter: Callable[[Conversation, Sequence[Event]], str] | None = None
+    ) -> list[Finding]:
         """Findings for one conversation, in code order; a rule fires at most once per conversation.
 
         `stream_filter(conv, evidence_events)` may replace the default Wireshark filter.
@@ -547,8 +548,11 @@ class RuleSet:
             return []
         dropped = {code for rule, _, _ in fired for code in rule.supersedes}
         build = stream_filter or default_filter
-        return [_finding(rule, self._messages[rule.code], conv, a_dir, chain, build)
-                for rule, a_dir, chain in fired if rule.code not in dropped]
+        return [
+            _finding(rule, self._messages[rule.code], conv, a_dir, chain, build)
+            for rule, a_dir, chain in fired
+            if rule.code not in dropped
+        ]
 
 
 def _first_match(patterns: Candidates, conv: Conversation) -> tuple[int, list[int]] | None:
@@ -564,8 +568,14 @@ def _side(spec_side: str, a_dir: int) -> int:
     return {"A": a_dir, "B": 1 - a_dir, "client": 0, "server": 1}[spec_side]
 
 
-def _finding(rule: Rule, message: Message, conv: Conversation, a_dir: int, chain: list[int],
-             build_filter: Callable[[Conversation, Sequence[Event]], str]) -> Finding:
+def _finding(
+    rule: Rule,
+    message: Message,
+    conv: Conversation,
+    a_dir: int,
+    chain: list[int],
+    build_filter: Callable[[Conversation, Sequence[Event]], str],
+) -> Finding:
     from analyzer import winsock  # the socket-error catalogue
 
     events = [conv.timeline[i] for i in chain]
@@ -600,10 +610,18 @@ def _finding(rule: Rule, message: Message, conv: Conversation, a_dir: int, chain
         errors.append(seen)
     text = message.render(_Evidence(conv, a_dir, events, icmp_ev))
     return Finding(
-        rule=rule.code, name=rule.name, level=rule.level, title=rule.title,
-        message=text, conversation=conv.id, errors=tuple(errors),
-        cause=rule.cause, remedy=rule.remedy, confidence=rule.confidence,  # type: ignore[arg-type]
+        rule=rule.code,
+        name=rule.name,
+        level=rule.level,
+        title=rule.title,
+        message=text,
+        conversation=conv.id,
+        errors=tuple(errors),
+        cause=rule.cause,
+        remedy=rule.remedy,
+        confidence=rule.confidence,  # type: ignore[arg-type]
         frames=tuple(sorted({e.frame for e in events})),
         wireshark_filter=build_filter(conv, events),
-        references=rule.references, falsepositives=rule.falsepositives,
+        references=rule.references,
+        falsepositives=rule.falsepositives,
     )

@@ -15,8 +15,15 @@ from analyzer.model import Conversation, Event, Mark, SideStats
 from analyzer.protocol import TCP_FLAG_NAMES
 from analyzer.rules.source import Source
 from analyzer.rules.tables import (
-    CONN_STATES, DURATION_UNITS, ICMP_ANY, ICMP_ERRORS, ICMP_GROUPS, MARK_NAMES, MAX_DURATION,
-    PAYLOAD_KINDS, PROTOS,
+    CONN_STATES,
+    DURATION_UNITS,
+    ICMP_ANY,
+    ICMP_ERRORS,
+    ICMP_GROUPS,
+    MARK_NAMES,
+    MAX_DURATION,
+    PAYLOAD_KINDS,
+    PROTOS,
 )
 
 MAX_STEPS = 32  # steps in one sequence; a longer chain is not a diagnosable pattern
@@ -24,33 +31,60 @@ SIDES = ("A", "B", "client", "server")
 
 # Step predicates: name -> (value syntax, meaning). Order is the documentation order.
 STEP_PREDICATES: dict[str, tuple[str, str]] = {
-    "from": ("A | B | client | server", "the packet travels from that side (an ICMP error travels toward the side whose packet it quotes)"),
+    "from": (
+        "A | B | client | server",
+        "the packet travels from that side (an ICMP error travels toward the side whose packet it quotes)",
+    ),
     "to": ("A | B | client | server", "the packet travels toward that side (`to: A` is `from: B`)"),
     "flags": ("FLAG or [FLAG, ...]", "all of these TCP flags are set (SYN, ACK, FIN, RST, PSH, URG, ECE, CWR)"),
     "flags_any": ("[FLAG, ...]", "at least one of these TCP flags is set"),
     "not_flags": ("FLAG or [FLAG, ...]", "none of these TCP flags is set"),
-    "flags_exact": ("FLAG or [FLAG, ...]", "exactly these TCP flags are set, no others (`[RST]` is a bare RST without ACK)"),
+    "flags_exact": (
+        "FLAG or [FLAG, ...]",
+        "exactly these TCP flags are set, no others (`[RST]` is a bare RST without ACK)",
+    ),
     "data": ("true | false", "the segment carries payload (plen > 0), or carries none"),
     "acks": ("fin", "the segment acknowledges the peer's FIN"),
-    "kind": ("MARK or [MARK, ...]", "the flow tracker marked the packet with all of these observations (see the mark table)"),
+    "kind": (
+        "MARK or [MARK, ...]",
+        "the flow tracker marked the packet with all of these observations (see the mark table)",
+    ),
     "kind_any": ("[MARK, ...]", "the packet carries at least one of these marks"),
     "not_kind": ("MARK or [MARK, ...]", "the packet carries none of these marks"),
-    "payload": ("KIND or [KIND, ...]", "the sniffed payload of this segment is one of these kinds (see the payload table)"),
-    "icmp": ("NAME, [NAME, ...] or {type: T, code: C}", "the packet is an ICMP/ICMPv6 error of one of these kinds (see the ICMP table); `any` is every error"),
+    "payload": (
+        "KIND or [KIND, ...]",
+        "the sniffed payload of this segment is one of these kinds (see the payload table)",
+    ),
+    "icmp": (
+        "NAME, [NAME, ...] or {type: T, code: C}",
+        "the packet is an ICMP/ICMPv6 error of one of these kinds (see the ICMP table); `any` is every error",
+    ),
     "within": ("DURATION", "at most this long after the previous matched step (`500ms`, `1s`, `4m`, `2h`)"),
     "after_idle": ("DURATION", "the packet came after at least this long without any packet in the conversation"),
-    "absent": ("true", "a negative step: no packet matching the other predicates lies between the neighbouring matched steps (before the first step, or after the last, when it stands at an end)"),
+    "absent": (
+        "true",
+        "a negative step: no packet matching the other predicates lies between the neighbouring matched steps (before the first step, or after the last, when it stands at an end)",
+    ),
 }
 
 # `where:` conditions on the whole conversation.
 WHERE_CONDITIONS: dict[str, tuple[str, str]] = {
     "proto": ("tcp | udp | icmp, or a list", "the conversation's transport"),
-    "state": ("STATE or [STATE, ...]", "Zeek conn_state is one of these (S0, S1, SF, REJ, S2, S3, RSTO, RSTR, RSTOS0, RSTRH, SH, SHR, OTH)"),
+    "state": (
+        "STATE or [STATE, ...]",
+        "Zeek conn_state is one of these (S0, S1, SF, REJ, S2, S3, RSTO, RSTR, RSTOS0, RSTRH, SH, SHR, OTH)",
+    ),
     "not_state": ("STATE or [STATE, ...]", "Zeek conn_state is none of these"),
     "handshake": ("true | false", "SYN, SYN/ACK and ACK were all seen (or not)"),
-    "role_inferred": ("true | false", "client and server were guessed because the handshake or first packet was missing"),
-    "closed_by": ("fin | rst | timeout | \"\", or a list", "how the flow tracker saw the conversation end"),
-    "history_has": ("LETTERS", "every one of these Zeek history letters appears (upper case: client, lower case: server)"),
+    "role_inferred": (
+        "true | false",
+        "client and server were guessed because the handshake or first packet was missing",
+    ),
+    "closed_by": ('fin | rst | timeout | "", or a list', "how the flow tracker saw the conversation end"),
+    "history_has": (
+        "LETTERS",
+        "every one of these Zeek history letters appears (upper case: client, lower case: server)",
+    ),
     "history_lacks": ("LETTERS", "none of these Zeek history letters appears"),
     "A / B / client / server": ("{CONDITION: VALUE, ...}", "conditions on what that side sent (see the side table)"),
 }
@@ -61,20 +95,27 @@ SIDE_CONDITIONS: dict[str, tuple[str, str]] = {
     "sent_rst": ("true | false", "the side sent a RST"),
     "sent_syn": ("true | false", "the side sent a SYN"),
     "payload_kind": ("KIND or [KIND, ...]", "the sniff of the side's first payload is one of these"),
-    "state": ("STATE or [STATE, ...]", "the side's RFC 793 endpoint state at the end (ESTABLISHED, FIN_WAIT_1, CLOSED, ...)"),
-    "packets": ("N or \"OP N\"", "packets the side sent; OP is one of == != > >= < <="),
-    "bytes": ("N or \"OP N\"", "payload bytes the side sent"),
-    "retransmissions": ("N or \"OP N\"", "retransmitted segments the side sent"),
-    "zero_windows": ("N or \"OP N\"", "zero-window advertisements the side sent"),
-    "dup_acks": ("N or \"OP N\"", "duplicate ACKs the side sent"),
-    "keepalives": ("N or \"OP N\"", "keep-alive probes the side sent"),
+    "state": (
+        "STATE or [STATE, ...]",
+        "the side's RFC 793 endpoint state at the end (ESTABLISHED, FIN_WAIT_1, CLOSED, ...)",
+    ),
+    "packets": ('N or "OP N"', "packets the side sent; OP is one of == != > >= < <="),
+    "bytes": ('N or "OP N"', "payload bytes the side sent"),
+    "retransmissions": ('N or "OP N"', "retransmitted segments the side sent"),
+    "zero_windows": ('N or "OP N"', "zero-window advertisements the side sent"),
+    "dup_acks": ('N or "OP N"', "duplicate ACKs the side sent"),
+    "keepalives": ('N or "OP N"', "keep-alive probes the side sent"),
 }
 
 _COMPARE = re.compile(r"^\s*(==|!=|>=|<=|>|<)?\s*(\d{1,12})\s*$")
 _DURATION = re.compile(r"^\s*(\d{1,9}(?:\.\d{1,6})?)\s*(ms|s|m|h|d)?\s*$")
 _OPS: dict[str, Callable[[int, int], bool]] = {
-    "==": lambda a, b: a == b, "!=": lambda a, b: a != b, ">": lambda a, b: a > b,
-    ">=": lambda a, b: a >= b, "<": lambda a, b: a < b, "<=": lambda a, b: a <= b,
+    "==": lambda a, b: a == b,
+    "!=": lambda a, b: a != b,
+    ">": lambda a, b: a > b,
+    ">=": lambda a, b: a >= b,
+    "<": lambda a, b: a < b,
+    "<=": lambda a, b: a <= b,
 }
 
 
@@ -143,7 +184,7 @@ def _compare(src: Source, where: tuple, value: object) -> Callable[[int], bool]:
     elif isinstance(value, str) and (m := _COMPARE.match(value)):
         op, n = m.group(1) or "==", int(m.group(2))
     else:
-        raise src.error(where, f"expected a count like 3 or \"> 0\", got {value!r}")
+        raise src.error(where, f'expected a count like 3 or "> 0", got {value!r}')
     fn = _OPS[op]
     return lambda x: fn(x, n)
 
@@ -180,8 +221,12 @@ def icmp_names(src: Source, where: tuple, value: object) -> tuple[frozenset, fro
     """ICMPv4 and ICMPv6 (type, code) sets for an `icmp:` value; None means any ICMP error."""
     if isinstance(value, dict):
         t, c = value.get("type"), value.get("code")
-        if not isinstance(t, int) or isinstance(t, bool) or not 0 <= t <= 255 or (
-                c is not None and (not isinstance(c, int) or isinstance(c, bool) or not 0 <= c <= 255)):
+        if (
+            not isinstance(t, int)
+            or isinstance(t, bool)
+            or not 0 <= t <= 255
+            or (c is not None and (not isinstance(c, int) or isinstance(c, bool) or not 0 <= c <= 255))
+        ):
             raise src.error(where, "icmp {type, code} must be integers 0-255")
         extra = set(value) - {"type", "code"}
         if extra:
@@ -222,6 +267,7 @@ def compile_step(src: Source, where: tuple, raw: object, a_dir: int, *, first: b
     for key in raw:
         if key not in STEP_PREDICATES:
             raise src.error(where + (key,), f"unknown step predicate {key!r} (known: {', '.join(STEP_PREDICATES)})")
+
     def at(key: str) -> tuple:
         return where + (key,)
 
@@ -304,9 +350,20 @@ def compile_step(src: Source, where: tuple, raw: object, a_dir: int, *, first: b
             return False
         return True
 
-    return Step(pred=pred, absent=absent, within=within, dir=d,
-                need_flags=f_all | max(f_exact, 0), need_marks=m_all, need_icmp=want_icmp,
-                payloads=payloads, where=where, any_flags=f_any, any_marks=m_any, data=data)
+    return Step(
+        pred=pred,
+        absent=absent,
+        within=within,
+        dir=d,
+        need_flags=f_all | max(f_exact, 0),
+        need_marks=m_all,
+        need_icmp=want_icmp,
+        payloads=payloads,
+        where=where,
+        any_flags=f_any,
+        any_marks=m_any,
+        data=data,
+    )
 
 
 ConvTest = Callable[[Conversation], bool]  # a compiled `where:` condition
@@ -314,15 +371,21 @@ SideTest = Callable[[SideStats], bool]  # a compiled side condition
 
 # What the boolean and counting conditions read: the condition name is the field name.
 _SIDE_FLAGS: dict[str, Callable[[SideStats], bool]] = {
-    "sent_fin": lambda s: s.sent_fin, "sent_rst": lambda s: s.sent_rst, "sent_syn": lambda s: s.sent_syn,
+    "sent_fin": lambda s: s.sent_fin,
+    "sent_rst": lambda s: s.sent_rst,
+    "sent_syn": lambda s: s.sent_syn,
 }
 _SIDE_COUNTS: dict[str, Callable[[SideStats], int]] = {
-    "packets": lambda s: s.packets, "bytes": lambda s: s.bytes,
-    "retransmissions": lambda s: s.retransmissions, "zero_windows": lambda s: s.zero_windows,
-    "dup_acks": lambda s: s.dup_acks, "keepalives": lambda s: s.keepalives,
+    "packets": lambda s: s.packets,
+    "bytes": lambda s: s.bytes,
+    "retransmissions": lambda s: s.retransmissions,
+    "zero_windows": lambda s: s.zero_windows,
+    "dup_acks": lambda s: s.dup_acks,
+    "keepalives": lambda s: s.keepalives,
 }
 _CONV_FLAGS: dict[str, Callable[[Conversation], bool]] = {
-    "handshake": lambda c: c.handshake, "role_inferred": lambda c: c.role_inferred,
+    "handshake": lambda c: c.handshake,
+    "role_inferred": lambda c: c.role_inferred,
 }
 
 
@@ -330,24 +393,28 @@ _CONV_FLAGS: dict[str, Callable[[Conversation], bool]] = {
 def _side_flag(read: Callable[[SideStats], bool], want: bool) -> SideTest:
     def test(s: SideStats) -> bool:
         return read(s) == want
+
     return test
 
 
 def _side_count(read: Callable[[SideStats], int], compare: Callable[[int], bool]) -> SideTest:
     def test(s: SideStats) -> bool:
         return compare(read(s))
+
     return test
 
 
 def _payload_kind_in(kinds: frozenset[str]) -> SideTest:
     def test(s: SideStats) -> bool:
         return s.payload_kind in kinds
+
     return test
 
 
 def _side_state_in(states: frozenset[str]) -> SideTest:
     def test(s: SideStats) -> bool:
         return s.state in states
+
     return test
 
 
@@ -373,36 +440,42 @@ def _side_conditions(src: Source, where: tuple, raw: object) -> list[SideTest]:
 def _proto_in(protos: frozenset[str]) -> ConvTest:
     def test(c: Conversation) -> bool:
         return c.proto in protos
+
     return test
 
 
 def _state_in(states: frozenset[str], want: bool) -> ConvTest:
     def test(c: Conversation) -> bool:
         return (c.state in states) == want
+
     return test
 
 
 def _conv_flag(read: Callable[[Conversation], bool], want: bool) -> ConvTest:
     def test(c: Conversation) -> bool:
         return read(c) == want
+
     return test
 
 
 def _closed_by_in(ways: frozenset[str]) -> ConvTest:
     def test(c: Conversation) -> bool:
         return c.closed_by in ways
+
     return test
 
 
 def _history_has(letters: tuple[str, ...]) -> ConvTest:
     def test(c: Conversation) -> bool:
         return all(x in c.history for x in letters)
+
     return test
 
 
 def _history_lacks(letters: tuple[str, ...]) -> ConvTest:
     def test(c: Conversation) -> bool:
         return not any(x in c.history for x in letters)
+
     return test
 
 
@@ -410,6 +483,7 @@ def _side_holds(side: int, conds: tuple[SideTest, ...]) -> ConvTest:
     def test(c: Conversation) -> bool:
         stats = c.client_stats if side == 0 else c.server_stats
         return all(f(stats) for f in conds)
+
     return test
 
 
@@ -428,7 +502,9 @@ def compile_where(src: Source, where: tuple, raw: object, a_dir: int) -> list[Co
         elif key in ("state", "not_state"):
             states = frozenset(_names(src, at, value))
             if states - CONN_STATES:
-                raise src.error(at, f"unknown conn_state {sorted(states - CONN_STATES)} (known: {', '.join(sorted(CONN_STATES))})")
+                raise src.error(
+                    at, f"unknown conn_state {sorted(states - CONN_STATES)} (known: {', '.join(sorted(CONN_STATES))})"
+                )
             out.append(_state_in(states, key == "state"))
         elif key in _CONV_FLAGS:
             out.append(_conv_flag(_CONV_FLAGS[key], _bool(src, at, value)))
@@ -436,13 +512,16 @@ def compile_where(src: Source, where: tuple, raw: object, a_dir: int) -> list[Co
             out.append(_closed_by_in(frozenset(_names(src, at, value))))
         elif key in ("history_has", "history_lacks"):
             if not isinstance(value, str) or not value.isalpha():
-                raise src.error(at, "expected Zeek history letters, e.g. \"Dd\"")
+                raise src.error(at, 'expected Zeek history letters, e.g. "Dd"')
             out.append((_history_has if key == "history_has" else _history_lacks)(tuple(value)))
         elif key in SIDES:
             side = _side_dir(src, at, key, a_dir)
             out.append(_side_holds(side, tuple(_side_conditions(src, at, value))))
         else:
-            raise src.error(at, f"unknown where condition {key!r} (known: {', '.join(k for k in WHERE_CONDITIONS if ' ' not in k)}, A, B, client, server)")
+            raise src.error(
+                at,
+                f"unknown where condition {key!r} (known: {', '.join(k for k in WHERE_CONDITIONS if ' ' not in k)}, A, B, client, server)",
+            )
     return out
 
 
@@ -480,8 +559,9 @@ def compile_pattern(src: Source, where: tuple, raw: dict, a_dir: int, outer_wher
 def uses_ab(raw: object) -> bool:
     """Whether a rule fragment mentions side A or B (if not, one binding of A suffices)."""
     if isinstance(raw, dict):
-        return any(k in ("A", "B") or (k in ("from", "to", "side") and v in ("A", "B")) or uses_ab(v)
-                   for k, v in raw.items())
+        return any(
+            k in ("A", "B") or (k in ("from", "to", "side") and v in ("A", "B")) or uses_ab(v) for k, v in raw.items()
+        )
     if isinstance(raw, list):
         return any(uses_ab(v) for v in raw)
     return False
@@ -497,18 +577,31 @@ def _pairs(pairs: frozenset[tuple[int, int]]) -> str:
 
 def vocabulary_markdown() -> str:
     """The rule language reference, generated from the tables the compiler uses."""
-    out = ["# The wsadiag rule language", "",
-           "A rule's `match:` has optional `where:` conditions on the whole conversation and a",
-           "`sequence:` of ordered steps (or `any_of:` a list of such {where, sequence, until}",
-           "alternatives). A and B bind to the two sides of the conversation: both bindings are",
-           "tried unless `match: {A: client}` (or `A: server`) pins A. Steps match packets in",
-           "order; each step after the first is matched after the previous one. `until:` is a",
-           "step that must not occur between the first and the last matched step.", "",
-           "## Step predicates", "", "| predicate | value | meaning |", "|---|---|---|"]
+    out = [
+        "# The wsadiag rule language",
+        "",
+        "A rule's `match:` has optional `where:` conditions on the whole conversation and a",
+        "`sequence:` of ordered steps (or `any_of:` a list of such {where, sequence, until}",
+        "alternatives). A and B bind to the two sides of the conversation: both bindings are",
+        "tried unless `match: {A: client}` (or `A: server`) pins A. Steps match packets in",
+        "order; each step after the first is matched after the previous one. `until:` is a",
+        "step that must not occur between the first and the last matched step.",
+        "",
+        "## Step predicates",
+        "",
+        "| predicate | value | meaning |",
+        "|---|---|---|",
+    ]
     out += [f"| `{k}` | {_cell(v)} | {_cell(d)} |" for k, (v, d) in STEP_PREDICATES.items()]
     out += ["", "## `where:` conditions", "", "| condition | value | meaning |", "|---|---|---|"]
     out += [f"| `{k}` | {_cell(v)} | {_cell(d)} |" for k, (v, d) in WHERE_CONDITIONS.items()]
-    out += ["", "## Side conditions (under `where: {A: {...}}`)", "", "| condition | value | meaning |", "|---|---|---|"]
+    out += [
+        "",
+        "## Side conditions (under `where: {A: {...}}`)",
+        "",
+        "| condition | value | meaning |",
+        "|---|---|---|",
+    ]
     out += [f"| `{k}` | {_cell(v)} | {_cell(d)} |" for k, (v, d) in SIDE_CONDITIONS.items()]
     out += ["", "## Packet kinds (`kind:`)", "", "| kind | observation by the flow tracker |", "|---|---|"]
     for name, bit in MARK_NAMES.items():
@@ -522,15 +615,25 @@ def vocabulary_markdown() -> str:
     for name, members in ICMP_GROUPS.items():
         out.append(f"| `{name}` | any of {', '.join(members)} | |")
     out.append(f"| `{ICMP_ANY}` | every ICMP error attached to the conversation | |")
-    out += ["", "## Durations", "",
-            "A number of seconds, or a number with a unit: `ms`, `s`, `m`, `h`, `d` (e.g. `500ms`, `1.5s`, `4m`).",
-            f"At most {MAX_DURATION / 86400:.0f} days.", "",
-            "## Message placeholders", "",
-            "`message:` may use these, substituted by name (no expressions):", ""]
+    out += [
+        "",
+        "## Durations",
+        "",
+        "A number of seconds, or a number with a unit: `ms`, `s`, `m`, `h`, `d` (e.g. `500ms`, `1.5s`, `4m`).",
+        f"At most {MAX_DURATION / 86400:.0f} days.",
+        "",
+        "## Message placeholders",
+        "",
+        "`message:` may use these, substituted by name (no expressions):",
+        "",
+    ]
     from analyzer.rules.engine import PLACEHOLDERS, STEP_FIELDS  # the engine fills them
+
     out += [f"- `{{{k}}}`: {d}" for k, d in PLACEHOLDERS.items()]
-    out.append(f"- `{{stepN.FIELD}}` for the N-th matched step (1-based, absent steps not counted), "
-               f"FIELD one of: {', '.join(STEP_FIELDS)}")
+    out.append(
+        f"- `{{stepN.FIELD}}` for the N-th matched step (1-based, absent steps not counted), "
+        f"FIELD one of: {', '.join(STEP_FIELDS)}"
+    )
     out.append("")
     return "\n".join(out)
 
@@ -541,6 +644,7 @@ def _mark_docs() -> dict[str, str]:
     import inspect
 
     import analyzer.model as model
+
     docs: dict[str, str] = {}
     try:
         text = inspect.getsource(model.Mark)

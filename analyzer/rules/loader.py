@@ -47,8 +47,11 @@ def _size_check(src: Source) -> None:
     places: list[tuple[tuple[str | int, ...], object]] = [(("match", "sequence"), m.get("sequence"))]
     alts = m.get("any_of")
     if isinstance(alts, list):
-        places += [(("match", "any_of", i, "sequence"), a.get("sequence")) for i, a in enumerate(alts[:64])
-                   if isinstance(a, dict)]
+        places += [
+            (("match", "any_of", i, "sequence"), a.get("sequence"))
+            for i, a in enumerate(alts[:64])
+            if isinstance(a, dict)
+        ]
     for where, seq in places:
         if isinstance(seq, list) and len(seq) > MAX_STEPS:
             raise src.error(where, f"{_dotted(where)}: {len(seq)} steps; at most {MAX_STEPS} allowed")
@@ -72,10 +75,16 @@ def _schema_check(src: Source) -> None:
         extra = [k for k in err.instance if k not in known]
         key = extra[0] if extra else "?"
         last = where[-1] if where else ""
-        what = ("unknown step predicate" if inside_step and isinstance(last, int) or last == "until"
-                else "unknown where condition" if last == "where"
-                else "unknown key")
-        raise src.error(where + (key,), f"{_dotted(where + (key,))}: {what} {key!r} (known: {', '.join(sorted(known))})")
+        what = (
+            "unknown step predicate"
+            if inside_step and isinstance(last, int) or last == "until"
+            else "unknown where condition"
+            if last == "where"
+            else "unknown key"
+        )
+        raise src.error(
+            where + (key,), f"{_dotted(where + (key,))}: {what} {key!r} (known: {', '.join(sorted(known))})"
+        )
     if err.validator in ("maxItems", "minItems") and isinstance(err.instance, list):
         what = "steps" if where and where[-1] == "sequence" else "items"
         bound = "at most" if err.validator == "maxItems" else "at least"
@@ -86,8 +95,23 @@ def _schema_check(src: Source) -> None:
 
 def _own_checks(src: Source, file_name: str | None) -> None:
     d = src.data
-    required = ("code", "name", "title", "level", "status", "message", "match", "errors", "cause",
-                "remedy", "confidence", "falsepositives", "references", "samples", "doc")
+    required = (
+        "code",
+        "name",
+        "title",
+        "level",
+        "status",
+        "message",
+        "match",
+        "errors",
+        "cause",
+        "remedy",
+        "confidence",
+        "falsepositives",
+        "references",
+        "samples",
+        "doc",
+    )
     for key in required:
         if key not in d:
             raise src.error((), f"missing required key {key!r}")
@@ -98,8 +122,11 @@ def _own_checks(src: Source, file_name: str | None) -> None:
         raise src.error(("code",), f"code {d['code']!r} must be a family prefix and 3 digits, e.g. RST003")
     if not re.fullmatch(r"[a-z][a-z0-9]*(-[a-z0-9]+)*", d["name"]):
         raise src.error(("name",), f"name {d['name']!r} must be kebab-case, e.g. stray-ack-after-fin")
-    for key, allowed in (("level", ("error", "warning", "info")), ("status", ("stable", "experimental")),
-                         ("confidence", ("high", "medium", "low"))):
+    for key, allowed in (
+        ("level", ("error", "warning", "info")),
+        ("status", ("stable", "experimental")),
+        ("confidence", ("high", "medium", "low")),
+    ):
         if d[key] not in allowed:
             raise src.error((key,), f"{key} must be one of {', '.join(allowed)}, not {d[key]!r}")
     if file_name is not None and file_name != f"{d['code']}-{d['name']}.yaml":
@@ -108,7 +135,9 @@ def _own_checks(src: Source, file_name: str | None) -> None:
     for section in DOC_SECTIONS:
         found = d["doc"].find(section, pos)
         if found < 0:
-            raise src.error(("doc",), f"doc lacks the section {section!r} (sections, in order: {', '.join(DOC_SECTIONS)})")
+            raise src.error(
+                ("doc",), f"doc lacks the section {section!r} (sections, in order: {', '.join(DOC_SECTIONS)})"
+            )
         pos = found + len(section)
     for key in ("falsepositives", "references"):
         if not isinstance(d[key], list) or not all(isinstance(x, str) and x.strip() for x in d[key]):
@@ -143,7 +172,9 @@ def _errors(src: Source, raw: object, family_ok: bool) -> tuple[ErrorSpec, ...]:
         if e["side"] in ("A", "B") and not family_ok:
             raise src.error(at + ("side",), "the match pins no A/B binding: name client or server")
         if e["operation"] not in OPERATIONS:
-            raise src.error(at + ("operation",), f"unknown operation {e['operation']!r} (known: {', '.join(sorted(OPERATIONS))})")
+            raise src.error(
+                at + ("operation",), f"unknown operation {e['operation']!r} (known: {', '.join(sorted(OPERATIONS))})"
+            )
         name = e["winsock"]
         if not isinstance(name, str):
             raise src.error(at + ("winsock",), "winsock is an error name like WSAECONNRESET")
@@ -206,12 +237,23 @@ def compile_rule(src: Source, file_name: str | None = None, *, check_schema: boo
             raise src.error(("message",), why)
     errors = _errors(src, d["errors"], symmetric or pin is not None)
     return Rule(
-        code=d["code"], name=d["name"], title=d["title"].strip(), level=d["level"], status=d["status"],
-        message=d["message"].strip(), doc=d["doc"], cause=d["cause"].strip(), remedy=d["remedy"].strip(),
-        confidence=d["confidence"], falsepositives=tuple(d["falsepositives"]),
+        code=d["code"],
+        name=d["name"],
+        title=d["title"].strip(),
+        level=d["level"],
+        status=d["status"],
+        message=d["message"].strip(),
+        doc=d["doc"],
+        cause=d["cause"].strip(),
+        remedy=d["remedy"].strip(),
+        confidence=d["confidence"],
+        falsepositives=tuple(d["falsepositives"]),
         references=tuple(d["references"]),
         samples={"fires": tuple(d["samples"].get("fires", ())), "silent": tuple(d["samples"].get("silent", ()))},
-        errors=errors, path=src.path, supersedes=tuple(d.get("supersedes", ())), bindings=tuple(bindings),
+        errors=errors,
+        path=src.path,
+        supersedes=tuple(d.get("supersedes", ())),
+        bindings=tuple(bindings),
         lines={"code": src.line(("code",)), "supersedes": src.line(("supersedes",))},
     )
 
@@ -271,14 +313,17 @@ def _selectors(raw: Iterable[str], codes: list[str], option: str) -> list[str]:
                 out.append("")
                 continue
             if not _SELECTOR.match(s) or not any(c.startswith(s) for c in codes):
-                raise UsageError(f"{option}: unknown rule code or prefix {part.strip()!r}",
-                                 hint="`wsadiag rules` lists the rule codes")
+                raise UsageError(
+                    f"{option}: unknown rule code or prefix {part.strip()!r}",
+                    hint="`wsadiag rules` lists the rule codes",
+                )
             out.append(s)
     return out
 
 
-def load_rules(extra_dirs: Iterable[str | Path] = (), select: Iterable[str] = (),
-               ignore: Iterable[str] = ()) -> RuleSet:
+def load_rules(
+    extra_dirs: Iterable[str | Path] = (), select: Iterable[str] = (), ignore: Iterable[str] = ()
+) -> RuleSet:
     """The built-in rules plus every *.yaml in extra_dirs, filtered by select/ignore codes or prefixes."""
     rules = list(builtin_rules())
     for path in _extra_files(extra_dirs):
@@ -289,7 +334,9 @@ def load_rules(extra_dirs: Iterable[str | Path] = (), select: Iterable[str] = ()
         if r.code in seen:
             raise RuleError(f"{r.path}:{_code_line(r)}: duplicate rule code {r.code} (also in {seen[r.code].path})")
         if r.name in names:
-            raise RuleError(f"{r.path}:{_code_line(r)}: duplicate rule name {r.name} (also {names[r.name].code} in {names[r.name].path})")
+            raise RuleError(
+                f"{r.path}:{_code_line(r)}: duplicate rule name {r.name} (also {names[r.name].code} in {names[r.name].path})"
+            )
         seen[r.code] = r
         names[r.name] = r
     for r in rules:

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 from pathlib import Path
+from typing import Any
 
 import yaml
 
@@ -35,8 +35,9 @@ class Source:
 
     def error(self, where: tuple, what: str) -> RuleError:
         """A RuleError that names this file, the line of `where`, and what is wrong."""
-        return RuleError(f"{self.path}:{self.line(where)}: {what}",
-                         hint="the rule language is described in docs/rules/vocabulary.md")
+        return RuleError(
+            f"{self.path}:{self.line(where)}: {what}", hint="the rule language is described in docs/rules/vocabulary.md"
+        )
 
 
 def _reject_aliases(text: str, path: str) -> None:

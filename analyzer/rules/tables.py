@@ -38,8 +38,12 @@ ICMP_ERRORS: dict[str, tuple[frozenset[tuple[int, int]], frozenset[tuple[int, in
 # "unreachable" is every destination-unreachable code; "any" is every ICMP error.
 ICMP_GROUPS: dict[str, tuple[str, ...]] = {
     "unreachable": (
-        "net-unreachable", "host-unreachable", "protocol-unreachable", "port-unreachable",
-        "fragmentation-needed", "admin-prohibited",
+        "net-unreachable",
+        "host-unreachable",
+        "protocol-unreachable",
+        "port-unreachable",
+        "fragmentation-needed",
+        "admin-prohibited",
     ),
 }
 ICMP_ANY = "any"
@@ -58,20 +62,42 @@ DURATION_UNITS: dict[str, float] = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.
 MAX_DURATION = 30 * 86400.0  # a longer window is a typo, not a diagnosis
 
 # Socket calls an `errors:` entry may name.
-OPERATIONS = frozenset({
-    "connect", "accept", "send", "recv", "sendto", "recvfrom", "close", "shutdown", "select",
-})
+OPERATIONS = frozenset(
+    {
+        "connect",
+        "accept",
+        "send",
+        "recv",
+        "sendto",
+        "recvfrom",
+        "close",
+        "shutdown",
+        "select",
+    }
+)
 
 # Idle timeouts of common middleboxes and stacks, for naming a gap before a reset.
 # (seconds, who, source)
 IDLE_TIMEOUTS: tuple[tuple[float, str], ...] = (
     (60.0, "AWS Application Load Balancer default idle timeout (60 s)"),  # ALB docs, idle_timeout.timeout_seconds
-    (240.0, "Azure Load Balancer / NAT gateway default TCP idle timeout (4 min)"),  # learn.microsoft.com load-balancer-tcp-reset
+    (
+        240.0,
+        "Azure Load Balancer / NAT gateway default TCP idle timeout (4 min)",
+    ),  # learn.microsoft.com load-balancer-tcp-reset
     (350.0, "AWS Network Load Balancer / NAT gateway TCP idle timeout (350 s)"),  # NLB docs, update-idle-timeout
-    (600.0, "Google Cloud VPC firewall connection tracking (10 min without a packet)"),  # cloud.google.com vpc/docs/firewalls
+    (
+        600.0,
+        "Google Cloud VPC firewall connection tracking (10 min without a packet)",
+    ),  # cloud.google.com vpc/docs/firewalls
     (1200.0, "Google Cloud NAT established TCP idle timeout default (20 min)"),  # Cloud NAT timeouts doc
-    (3600.0, "firewall TCP session timeouts of 1 hour (Cisco ASA conn timeout, Palo Alto tcp timeout)"),  # vendor defaults
-    (7200.0, "the TCP keep-alive time default of Windows and Linux (2 h): idle longer than this is unusual"),  # KeepAliveTime, tcp_keepalive_time
+    (
+        3600.0,
+        "firewall TCP session timeouts of 1 hour (Cisco ASA conn timeout, Palo Alto tcp timeout)",
+    ),  # vendor defaults
+    (
+        7200.0,
+        "the TCP keep-alive time default of Windows and Linux (2 h): idle longer than this is unusual",
+    ),  # KeepAliveTime, tcp_keepalive_time
 )
 
 
