@@ -228,6 +228,17 @@ class SocketErrorSeen:
 
 
 @dataclass(frozen=True, slots=True)
+class Alternative:
+    """Another pattern that explains the same failure, listed under the primary finding."""
+
+    rule: str
+    name: str
+    title: str
+    message: str
+    confidence: Literal["high", "medium", "low"]
+
+
+@dataclass(frozen=True, slots=True)
 class Finding:
     """A rule that matched one conversation."""
 
@@ -245,6 +256,7 @@ class Finding:
     wireshark_filter: str
     references: tuple[str, ...] = ()
     falsepositives: tuple[str, ...] = ()
+    also: tuple[Alternative, ...] = ()  # other patterns that fit the same failure ("also consistent with")
 
 
 @dataclass(slots=True)

@@ -64,6 +64,10 @@ def finding_dict(finding: Finding) -> dict[str, Any]:
         "wireshark_filter": finding.wireshark_filter,
         "references": list(finding.references),
         "falsepositives": list(finding.falsepositives),
+        "also_consistent_with": [
+            {"rule": a.rule, "name": a.name, "title": a.title, "message": a.message, "confidence": a.confidence}
+            for a in finding.also
+        ],
     }
 
 
