@@ -105,6 +105,7 @@ class Mark(IntFlag):
     TTL_ODD = 1 << 16  # TTL/hop limit unlike the sender's other packets (set with a RST or ICMP error)
     IPID_ODD = 1 << 17  # IP ID far from this direction's running sequence (likewise)
     ICMP_ERROR = 1 << 18  # an ICMP error quoting this conversation; its dir points at the quoted packet's sender
+    AFTER_SILENCE = 1 << 19  # came after a silence long for this conversation: max(1 s, 20 RTT) (set with a RST)
 
 
 class Traits(NamedTuple):
@@ -173,6 +174,9 @@ class SideStats:
     sent_fin: bool = False
     sent_rst: bool = False
     sent_syn: bool = False
+    unacked: int = 0  # bytes of this side's data the peer never acknowledged (TCP, by the end of the capture)
+    backoff: bool = False  # its last retransmissions came at growing intervals (the RTO backing off)
+    tls_alert: tuple[int, int] | None = None  # (level, description) of the first plaintext TLS alert it sent
 
 
 @dataclass(frozen=True, slots=True)
@@ -199,6 +203,7 @@ class Conversation:
     handshake: bool = False  # SYN, SYN/ACK and ACK all seen
     icmp_errors: int = 0
     closed_by: str = ""  # "fin", "rst", "timeout", "" (still open at capture end)
+    rtt: float = -1.0  # round-trip time from the handshake (SYN to the ACK of the SYN/ACK); -1 unknown
 
     @property
     def packets(self) -> int:
@@ -257,6 +262,7 @@ class Finding:
     references: tuple[str, ...] = ()
     falsepositives: tuple[str, ...] = ()
     also: tuple[Alternative, ...] = ()  # other patterns that fit the same failure ("also consistent with")
+    tls_alert: dict[str, object] | None = None  # the TLS alert on the wire: sender, level, description, seen_as
 
 
 @dataclass(slots=True)

@@ -637,6 +637,7 @@ _DOTNET_ENUM: dict[int, str] = {
 _BY_CODE: dict[int, WinsockError] = {e.code: e for e in ALL}
 _BY_NAME: dict[str, WinsockError] = {e.name: e for e in ALL}
 _BY_ERRNO: dict[str, WinsockError] = {e.posix_name: e for e in ALL if e.posix_name}
+ERRNO_NAMES = frozenset(_BY_ERRNO)  # errno names the catalogue has a row for
 _BY_ERRNO["EAGAIN"] = _BY_CODE[10035]  # Linux and macOS define EWOULDBLOCK as EAGAIN
 _BY_ERRNO["ENOTSUP"] = _BY_CODE[10045]  # Linux: same number as EOPNOTSUPP
 
@@ -656,26 +657,57 @@ def lookup(what: int | str) -> WinsockError:
     return row
 
 
-def seen(side: Literal["client", "server"], endpoint: str, operation: str, name: int | str) -> SocketErrorSeen:
-    """The JSON-contract record of the error one side saw (DESIGN.md, `findings[].errors[]`)."""
+def seen(
+    side: Literal["client", "server"],
+    endpoint: str,
+    operation: str,
+    name: int | str,
+    *,
+    posix_name: str | None = None,
+    transport: Literal["tcp", "udp"] = "tcp",
+) -> SocketErrorSeen:
+    """The JSON-contract record of the error one side saw (DESIGN.md, `findings[].errors[]`).
+
+    name: the Winsock error Windows reports. posix_name: the errno Linux and macOS report where it
+    differs (an ICMP port unreachable is 10054 on Windows but ECONNREFUSED on a connected Linux UDP
+    socket); the POSIX fields and the Linux runtimes' strings then come from that errno's row.
+    transport "udp": the runtimes' TCP wording is replaced by what they say for a datagram socket.
+    """
     e = lookup(name)
+    p = lookup(posix_name) if posix_name else e
+    seen_as = {
+        "dotnet": e.dotnet,
+        "java": p.java,
+        "python": p.python,
+        "curl": p.curl,
+        "python_windows": e.python_windows,
+    }
+    note = ""
+    if transport == "udp":
+        seen_as["curl"] = None  # curl's transfers run over TCP (QUIC aside): it never shows a UDP socket error
+        if p.posix_name == "ECONNREFUSED":
+            seen_as["java"] = UDP_JAVA_PORT_UNREACHABLE
+        note = UDP_NOTE
+    elif e.local_only:
+        note = f"local to the host: the capture cannot show it. Record instead: {e.capture_instead}"
     return SocketErrorSeen(
         side=side,
         endpoint=endpoint,
         operation=operation,
         winsock={"code": e.code, "name": e.name, "message": e.message},
-        posix={"name": e.posix_name, "linux": e.linux, "macos": e.macos},
-        seen_as={
-            "dotnet": e.dotnet,
-            "java": e.java,
-            "python": e.python,
-            "curl": e.curl,
-            "python_windows": e.python_windows,
-        },
-        note=f"local to the host: the capture cannot show it. Record instead: {e.capture_instead}"
-        if e.local_only
-        else "",
+        posix={"name": p.posix_name, "linux": p.linux, "macos": p.macos},
+        seen_as=seen_as,
+        note=note,
     )
+
+
+# What a UDP socket is told, which depends on the platform and on whether the socket is connected.
+UDP_NOTE = (
+    "Windows reports it on the socket's next receive whether or not the socket is connected "
+    "(unless SIO_UDP_CONNRESET is turned off); Linux and macOS report it only on a connected UDP "
+    "socket (an unconnected one sees nothing unless IP_RECVERR is set)."
+)
+UDP_JAVA_PORT_UNREACHABLE = "java.net.PortUnreachableException: ICMP Port Unreachable"  # connected DatagramSocket
 
 
 # ---------------------------------------------------------------------------------------------

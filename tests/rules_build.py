@@ -33,5 +33,13 @@ def conv(events: list[Event], proto: str = "tcp", *, handshake: bool = True, sta
         id=7, stream=3, proto=proto, client=Endpoint(c_addr, 50000), server=Endpoint(s_addr, 443),
         role_inferred=False, state=state, history="", first_frame=events[0].frame,
         last_frame=events[-1].frame, start=events[0].ts, end=events[-1].ts,
-        client_stats=client_stats or SideStats(), server_stats=server_stats or SideStats(),
+        client_stats=client_stats or _stats(fixed, 0), server_stats=server_stats or _stats(fixed, 1),
         timeline=tuple(fixed), handshake=handshake)
+
+
+def _stats(events: list[Event], d: int) -> SideStats:
+    """What a side's own packets in the timeline say about it (as the flow tracker would count them)."""
+    mine = [e for e in events if e.dir == d and e.icmp is None]
+    return SideStats(packets=len(mine), sent_rst=any(e.flags & TCP_FLAG_NAMES["RST"] for e in mine),
+                     sent_fin=any(e.flags & TCP_FLAG_NAMES["FIN"] for e in mine),
+                     sent_syn=any(e.flags & TCP_FLAG_NAMES["SYN"] for e in mine))

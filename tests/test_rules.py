@@ -15,11 +15,13 @@ from analyzer.errors import RuleError, UsageError
 from analyzer.model import Mark, SideStats
 from analyzer.rules import DOC_SECTIONS, load_rules, vocabulary_markdown
 from analyzer.rules.language import STEP_PREDICATES
-from analyzer.rules.loader import compile_rule
+from analyzer.rules.engine import RuleSet
+from analyzer.rules.loader import PRECEDENCE_FILE, builtin_rules, compile_rule, precedence
 from analyzer.rules.source import read
 from tests.rules_build import conv, ev
 
 REPO = Path(__file__).resolve().parents[1]
+RULE_FILES = sorted(p for p in (REPO / "rules").glob("*.yaml") if p.name != PRECEDENCE_FILE)
 
 DOC = "\n".join(f"{s}\ntext\n" for s in DOC_SECTIONS)
 
@@ -76,7 +78,7 @@ def test_builtin_catalogue_loads_in_code_order():
     assert {(r.code, r.name, r.level) for r in rs.rules} == set(plan)
 
 
-@pytest.mark.parametrize("path", sorted((REPO / "rules").glob("*.yaml")), ids=lambda p: p.stem)
+@pytest.mark.parametrize("path", RULE_FILES, ids=lambda p: p.stem)
 def test_shipped_rule_file_is_complete(path: Path):
     data = yaml.safe_load(path.read_text())
     assert path.name == f"{data['code']}-{data['name']}.yaml"
@@ -88,7 +90,7 @@ def test_shipped_rule_file_is_complete(path: Path):
     assert all(len(x) > 20 for x in (data["cause"], data["remedy"]))
 
 
-@pytest.mark.parametrize("path", sorted((REPO / "rules").glob("*.yaml")), ids=lambda p: p.stem)
+@pytest.mark.parametrize("path", RULE_FILES, ids=lambda p: p.stem)
 def test_shipped_rule_file_passes_the_schema(path: Path):
     # A run skips the schema for the built-in rules; this is where they are held to it.
     compile_rule(read(path), path.name, check_schema=True)
@@ -210,8 +212,8 @@ def test_missing_doc_section_and_missing_key(tmp_path):
     assert "remedy" in error_of(tmp_path, text)
 
 
-def test_supersedes_unknown_rule(tmp_path):
-    assert "RST999" in error_of(tmp_path, rule_text(extra={"supersedes": ["RST999"]}))
+def test_supersedes_is_refused_with_a_pointer_to_the_precedence_list(tmp_path):
+    assert "precedence.yaml" in error_of(tmp_path, rule_text(extra={"supersedes": ["RST001"]}))
 
 
 def test_huge_rules_are_rejected_quickly(tmp_path):
@@ -351,14 +353,25 @@ def test_absent_step_and_until(tmp_path):
 
 def test_both_bindings_of_a_and_b(tmp_path):
     seq = [{"from": "A", "flags": ["FIN"]}, {"from": "B", "flags": ["RST"]}]
-    rs = load_one(tmp_path, match={"sequence": seq}, message="{A} is {A_role}; {B} reset")
+    errors = [{"side": "A", "operation": "recv", "winsock": "WSAECONNRESET"}]
+    rs = load_one(tmp_path, match={"sequence": seq}, message="{A} is {A_role}; {B} reset", errors=errors)
     server_fin = conv([ev(1, 0, 1, "FA"), ev(2, 1, 0, "RA")])
     client_fin = conv([ev(1, 0, 0, "FA"), ev(2, 1, 1, "RA")])
     (f,) = rs.evaluate(server_fin)
     assert f.message == "192.0.2.2:443 is server; 192.0.2.1:50000 reset"
-    assert [(e.side, e.endpoint) for e in f.errors] == [("client", "192.0.2.1:50000")]
+    assert [(e.side, e.endpoint) for e in f.errors] == [("server", "192.0.2.2:443")]
     (g,) = rs.evaluate(client_fin)
-    assert [e.side for e in g.errors] == ["server"]
+    assert [e.side for e in g.errors] == ["client"]
+
+
+def test_an_error_is_claimed_only_for_the_side_the_wire_shows_it_for(tmp_path):
+    # The rule (wrongly) gives the resetting side the error: the engine keeps it off that side.
+    seq = [{"from": "A", "data": True}, {"from": "A", "flags": ["RST"]}]
+    errors = [{"side": "A", "operation": "recv", "winsock": "WSAECONNRESET"},
+              {"side": "B", "operation": "recv", "winsock": "WSAECONNRESET"}]
+    rs = load_one(tmp_path, match={"sequence": seq}, message="x", errors=errors)
+    (f,) = rs.evaluate(conv([ev(1, 0, 0, "PA", 5), ev(2, 1, 0, "RA")]))
+    assert [e.side for e in f.errors] == ["server"]
 
 
 def test_pinned_binding(tmp_path):
@@ -381,16 +394,28 @@ def test_where_conditions(tmp_path):
     assert not rs.evaluate(conv(FIN_RST, handshake=False, **ok))
 
 
-def test_supersedes_drops_the_generic_finding(tmp_path):
-    generic = rule_text("XYZ001", "generic", match={"sequence": [{"flags": ["RST"]}]}, message="x", errors=[])
-    specific = rule_text("XYZ002", "specific", message="x", errors=[],
-                         match={"sequence": [{"data": True}, {"flags": ["RST"]}]}, extra={"supersedes": ["XYZ001"]})
+def test_precedence_picks_one_finding_and_keeps_the_others_under_it(tmp_path):
+    generic = rule_text("XYZ001", "generic", match={"sequence": [{"flags": ["RST"]}]}, message="any reset", errors=[])
+    specific = rule_text("XYZ002", "specific", message="data then reset", errors=[],
+                         match={"sequence": [{"data": True}, {"flags": ["RST"]}]})
     write(tmp_path, generic, "XYZ001", "generic")
     write(tmp_path, specific, "XYZ002", "specific")
-    rs = load_rules(extra_dirs=[tmp_path], select=["XYZ"])
-    assert [f.rule for f in rs.evaluate(conv(FIN_RST))] == ["XYZ002"]
-    assert [f.rule for f in rs.evaluate(conv([ev(1, 0, 0, "RA")]))] == ["XYZ001"]
-    assert [f.rule for f in load_rules(extra_dirs=[tmp_path], select=["XYZ001"]).evaluate(conv(FIN_RST))] == ["XYZ001"]
+    rules = load_rules(extra_dirs=[tmp_path], select=["XYZ"]).rules
+    (f,) = RuleSet(rules, order=["XYZ002", "XYZ001"]).evaluate(conv(FIN_RST))
+    assert (f.rule, [(a.rule, a.message) for a in f.also]) == ("XYZ002", [("XYZ001", "any reset")])
+    (f,) = RuleSet(rules, order=["XYZ001", "XYZ002"]).evaluate(conv(FIN_RST))
+    assert (f.rule, [a.rule for a in f.also]) == ("XYZ001", ["XYZ002"])
+    (f,) = RuleSet(rules, order=["XYZ002", "XYZ001"]).evaluate(conv([ev(1, 0, 0, "RA")]))
+    assert (f.rule, f.also) == ("XYZ001", ())
+
+
+def test_a_rule_the_precedence_list_does_not_name_ranks_before_the_generic_findings():
+    rank = load_rules().rank
+    assert rank("RST001") < rank("XYZ123") < rank("GEN001")
+
+
+def test_every_builtin_rule_has_one_place_in_the_precedence_list():
+    assert sorted(precedence()) == sorted(r.code for r in builtin_rules())
 
 
 def test_wireshark_filter_and_frames(tmp_path):

@@ -27,8 +27,8 @@ def _rules() -> RuleSet:
     return load_rules()
 
 
-def ungated(rs: RuleSet, c: Conversation) -> list[tuple[str, tuple[int, ...]]]:
-    """(rule, evidence frames) found by matching every pattern of every rule, as evaluate() reports them."""
+def ungated(rs: RuleSet, c: Conversation) -> list[tuple[str, tuple[int, ...], list[str]]]:
+    """(rule, evidence frames, alternatives) found by matching every pattern of every rule, as evaluate() reports them."""
     fired = {}
     for rule in rs.rules:
         best = None
@@ -39,12 +39,14 @@ def ungated(rs: RuleSet, c: Conversation) -> list[tuple[str, tuple[int, ...]]]:
                     best = chain
         if best is not None:
             fired[rule.code] = (rule, tuple(sorted({c.timeline[i].frame for i in best})))
-    dropped = {code for rule, _ in fired.values() for code in rule.supersedes}
-    return [(code, frames) for code, (_, frames) in fired.items() if code not in dropped]
+    if not fired:
+        return []
+    ranked = sorted(fired, key=lambda code: (rs.rank(code), code))
+    return [(ranked[0], fired[ranked[0]][1], sorted(ranked[1:]))]
 
 
-def found(rs: RuleSet, c: Conversation) -> list[tuple[str, tuple[int, ...]]]:
-    return [(f.rule, f.frames) for f in rs.evaluate(c)]
+def found(rs: RuleSet, c: Conversation) -> list[tuple[str, tuple[int, ...], list[str]]]:
+    return [(f.rule, f.frames, sorted(a.rule for a in f.also)) for f in rs.evaluate(c)]
 
 
 @pytest.mark.parametrize("path", SAMPLES, ids=lambda p: p.name)

@@ -92,3 +92,14 @@ def sniff(head: bytes) -> str:
     if head.startswith(b"SSH-"):
         return "ssh"
     return ""
+
+
+def tls_alert(payload: bytes) -> bytes:
+    """The level and description bytes of a plaintext TLS alert record, or b"" when it is encrypted.
+
+    A plaintext alert record is 5 header bytes and 2 body bytes (RFC 8446 section 6); once the
+    handshake has keys, the body is encrypted and longer, and only the peer can read it.
+    """
+    if len(payload) >= 7 and payload[0] == TLS_ALERT and payload[3] == 0 and payload[4] == 2:
+        return payload[5:7]
+    return b""

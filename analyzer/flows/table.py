@@ -23,7 +23,7 @@ from typing import Callable, Final
 
 from analyzer.decode.fast import Sink
 from analyzer.flows import zeek
-from analyzer.flows.sniff import SNIFF_FIRST_BYTES, sniff
+from analyzer.flows.sniff import SNIFF_FIRST_BYTES, sniff, tls_alert
 from analyzer.model import CaptureWarning, Conversation, Endpoint, Event, Mark, Packet, SideStats, Traits, Transport
 from analyzer.protocol import (
     ACK,
@@ -83,6 +83,7 @@ _SYN_RETX: Final = int(Mark.SYN_RETRANSMISSION)
 _TTL_ODD: Final = int(Mark.TTL_ODD)
 _IPID_ODD: Final = int(Mark.IPID_ODD)
 _ICMP_ERROR: Final = int(Mark.ICMP_ERROR)
+_AFTER_SILENCE: Final = int(Mark.AFTER_SILENCE)
 
 
 def _sdelta(a: int, b: int) -> int:
@@ -149,6 +150,7 @@ class _End:
         "sent_rst",
         "seq_known",
         "fin_frame",
+        "alert",
         "seen_flags",
         "seen_marks",
         "seen_data",
@@ -178,6 +180,7 @@ class _End:
         self.ipid_steps = self.ipid_small = self.ipid_zero = 0
         self.kind = ""
         self.head = b""
+        self.alert = b""  # level and description of the first plaintext TLS alert this side sent
         self.sent_syn = self.sent_fin = self.sent_rst = False
         # What this direction's timeline rows carried, for Traits (ICMP errors count toward the
         # side they travel to, as their rows do).
@@ -794,6 +797,8 @@ class FlowTable(Sink):
                 if not end.head:
                     end.head = payload
                     end.kind = kind
+                if kind == "tls-alert" and not end.alert:
+                    end.alert = tls_alert(payload)
         end.saw_ttl(ttl)
         if ip_id == 0:
             end.ipid_zero += 1  # Linux sends 0 on SYN/ACKs and socketless RSTs: no information
@@ -1071,11 +1076,72 @@ def _odd_marks(events: list[Event], end: _End, direction: int, host_ttls: dict[i
                 events[i] = ev._replace(marks=ev.marks | _IPID_ODD)
 
 
+SILENCE_MIN: Final = 1.0  # seconds: a shorter pause is never a silence worth naming
+SILENCE_RTTS: Final = 20  # ... nor one shorter than this many round trips of the conversation
+BACKOFF_GROWTH: Final = 1.5  # each retransmission interval at least this much longer than the one before
+BACKOFF_MIN_RETRIES: Final = 3  # retransmissions of one segment before a backoff is recognised
+
+
+def handshake_rtt(events: list[Event]) -> float:
+    """The round-trip time the handshake shows: the client's last SYN to its ACK of the SYN/ACK.
+
+    Wherever the capture was taken, that span holds exactly one round trip of the whole path.
+    """
+    syn_ts = synack_ts = -1.0
+    for e in events:
+        flags = e.flags
+        if flags & SYN and not flags & ACK and e.dir == 0 and synack_ts < 0:
+            syn_ts = e.ts
+        elif flags & SYN and flags & ACK and e.dir == 1 and syn_ts >= 0:
+            synack_ts = e.ts
+        elif synack_ts >= 0 and e.dir == 0 and flags & ACK and not flags & (SYN | RST):
+            return max(e.ts - syn_ts, 0.0)
+    return -1.0
+
+
+def _silence_marks(events: list[Event], rtt: float) -> None:
+    """Mark the packets that came after a silence long for this conversation (its RTT, or SILENCE_MIN)."""
+    limit = max(SILENCE_MIN, SILENCE_RTTS * rtt)
+    for i, e in enumerate(events):
+        if e.idle >= limit:
+            events[i] = e._replace(marks=e.marks | _AFTER_SILENCE)
+
+
+def backs_off(events: list[Event], direction: int) -> bool:
+    """True when a side's last retransmitted segment was re-sent at growing intervals (its RTO backing off)."""
+    last = None
+    for e in reversed(events):
+        if e.dir == direction and e.plen and e.marks & _RETX and e.icmp is None:
+            last = e
+            break
+    if last is None:
+        return False
+    times = [e.ts for e in events if e.dir == direction and e.plen and e.seq == last.seq and e.icmp is None]
+    if len(times) < BACKOFF_MIN_RETRIES + 1:
+        return False
+    gaps = [b - a for a, b in zip(times, times[1:])]
+    return all(g > 0 for g in gaps) and all(b >= BACKOFF_GROWTH * a for a, b in zip(gaps, gaps[1:]))
+
+
+def _unacked(end: _End, peer: _End, size: int) -> int:
+    """Bytes of a side's data its peer never acknowledged (the FIN's octet not counted)."""
+    if not size or not end.seq_known:
+        return 0
+    if peer.max_ack < 0:
+        return size
+    beyond = _sdelta(end.last, peer.max_ack)
+    if end.sent_fin:
+        beyond -= 1
+    return max(0, min(beyond, size))
+
+
 def traits(flow: _Flow) -> Traits:
     """What the flow's packets carried, per direction, before any conversation is built."""
     orig, resp = flow.orig, flow.resp
     # build_conversation may mark odd TTLs and IP IDs when there is a RST or an ICMP error: assume it does.
     odd = _TTL_ODD | _IPID_ODD if orig.sent_rst or resp.sent_rst or flow.icmp_errors else 0
+    if orig.sent_rst or resp.sent_rst:
+        odd |= _AFTER_SILENCE  # so may _silence_marks
     return Traits(
         (orig.seen_flags, resp.seen_flags),
         (orig.seen_marks | odd, resp.seen_marks | odd),
@@ -1104,6 +1170,9 @@ def build_conversation(flow: _Flow, why: str, hosts: dict[bytes, dict[int, int]]
         _odd_marks(events, orig, 0, hosts.get(flow.c_addr))
         _odd_marks(events, resp, 1, hosts.get(flow.s_addr))
     proto = flow.proto
+    rtt = handshake_rtt(events) if proto == "tcp" else -1.0
+    if orig.sent_rst or resp.sent_rst:
+        _silence_marks(events, rtt)
     if proto == "tcp":
         orig_size, resp_size = orig.size(), resp.size()
         o_state, r_state = orig.state, resp.state
@@ -1137,6 +1206,9 @@ def build_conversation(flow: _Flow, why: str, hosts: dict[bytes, dict[int, int]]
                 sent_fin=end.sent_fin,
                 sent_rst=end.sent_rst,
                 sent_syn=end.sent_syn,
+                unacked=_unacked(end, peer, size) if proto == "tcp" else 0,
+                backoff=backs_off(events, 0 if end is orig else 1),
+                tls_alert=(end.alert[0], end.alert[1]) if len(end.alert) == 2 else None,
             )
         )
     return Conversation(
@@ -1160,4 +1232,5 @@ def build_conversation(flow: _Flow, why: str, hosts: dict[bytes, dict[int, int]]
         handshake=flow.syn_seen and flow.synack_seen and flow.ack_seen,
         icmp_errors=flow.icmp_errors,
         closed_by=closed_by,
+        rtt=rtt,
     )

@@ -48,8 +48,8 @@ def error_dict(err: SocketErrorSeen) -> dict[str, Any]:
 
 
 def finding_dict(finding: Finding) -> dict[str, Any]:
-    """One finding as the contract writes it (plus falsepositives)."""
-    return {
+    """One finding as the contract writes it (plus falsepositives, alternatives, a TLS alert when on the wire)."""
+    out: dict[str, Any] = {
         "rule": finding.rule,
         "name": finding.name,
         "level": finding.level,
@@ -69,6 +69,9 @@ def finding_dict(finding: Finding) -> dict[str, Any]:
             for a in finding.also
         ],
     }
+    if finding.tls_alert is not None:
+        out["tls_alert"] = finding.tls_alert
+    return out
 
 
 def capture_dict(result: CaptureResult, opts: ReportOptions) -> dict[str, Any]:

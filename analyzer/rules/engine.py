@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from typing import Final, Literal
 
 from analyzer.errors import UsageError
-from analyzer.model import Conversation, Event, Finding, Level, SocketErrorSeen, Traits
+from analyzer.model import Alternative, Conversation, Event, Finding, Level, SocketErrorSeen, Traits
 from analyzer.protocol import TCP_FLAG_NAMES, flag_string
 from analyzer.rules.language import Pattern
 from analyzer.rules.tables import (
@@ -56,6 +56,8 @@ PLACEHOLDERS: dict[str, str] = {
     "icmp": "the ICMP error in the evidence (`port-unreachable`), empty if none",
     "icmp_from": "the address that sent that ICMP error",
     "duration": "the conversation's duration",
+    "tls_alert": "the first plaintext TLS alert and its sender (`fatal protocol_version (70) from the server`)",
+    "rtt": "the round-trip time the handshake shows (`0.3 ms`), `unknown` without a handshake",
 }
 # `winsock: from-icmp`: the error Windows reports for the ICMP error in the evidence, looked up
 # in the socket-error catalogue's ICMP table rather than repeated in rule files.
@@ -137,7 +139,18 @@ _VALUES: dict[str, Callable[[_Evidence], str]] = {
     "icmp": lambda x: _icmp_name(x.icmp) if x.icmp else "",
     "icmp_from": lambda x: _addr(x.icmp.icmp_src) if x.icmp else "",
     "duration": lambda x: seconds(x.conv.duration),
+    "tls_alert": lambda x: _alert_text(x.conv),
+    "rtt": lambda x: seconds(x.conv.rtt) if x.conv.rtt >= 0 else "unknown",
 }
+
+
+def _alert_text(conv: Conversation) -> str:
+    from analyzer import tls  # the alert table
+
+    for side, stats in (("server", conv.server_stats), ("client", conv.client_stats)):
+        if stats.tls_alert is not None:
+            return f"{tls.describe(*stats.tls_alert)} from the {side}"
+    return "no readable alert"
 _STEP_VALUES: dict[str, Callable[[Conversation, Event], str]] = {
     "frame": lambda c, e: str(e.frame),
     "time": lambda c, e: seconds(max(e.ts - c.start, 0.0)),
@@ -236,7 +249,6 @@ class Rule:
     samples: dict  # {"fires": (paths...), "silent": (paths...)}
     errors: tuple[ErrorSpec, ...]
     path: str
-    supersedes: tuple[str, ...] = ()
     bindings: tuple[tuple[int, tuple[Pattern, ...]], ...] = ()  # (direction of A, alternatives)
     lines: dict = dataclasses.field(default_factory=dict, compare=False, repr=False)  # key -> line in path
 
@@ -474,11 +486,31 @@ def default_filter(conv: Conversation, chain_events: Sequence[Event]) -> str:
 Candidates = tuple[tuple[int, Pattern], ...]  # (direction of A, pattern) pairs of one rule, in order
 
 
+GENERIC_FAMILY: Final = "GEN"  # the generic findings: last in precedence, after any unlisted rule
+
+
+def precedence_rank(order: Sequence[str]) -> Callable[[str], int]:
+    """How a rule code ranks under the precedence list (lower leads); unlisted codes rank before the generic ones."""
+    index = {code: i for i, code in enumerate(order)}
+    generic = next((i for i, code in enumerate(order) if code.startswith(GENERIC_FAMILY)), len(order))
+
+    def rank(code: str) -> int:
+        found = index.get(code)
+        if found is not None:
+            return 2 * found
+        return 2 * generic - 1
+
+    return rank
+
+
 class RuleSet:
     """The loaded rules, in code order, and their evaluation on conversations."""
 
-    def __init__(self, rules: Sequence[Rule]) -> None:
+    def __init__(self, rules: Sequence[Rule], order: Sequence[str] = ()) -> None:
+        """order: the precedence list (rules/precedence.yaml): which rule leads when several fire."""
         self.rules: list[Rule] = sorted(rules, key=lambda r: r.code)
+        self.order: tuple[str, ...] = tuple(order)
+        self.rank = precedence_rank(self.order)
         self._by_code = {r.code: r for r in self.rules}
         self._gated: list[tuple[Rule, tuple[tuple[int, Pattern, Gate], ...]]] = [
             (r, tuple((a_dir, p, gate(p)) for a_dir, patterns in r.bindings for p in patterns)) for r in self.rules
@@ -529,7 +561,8 @@ class RuleSet:
         """Findings for one conversation, in code order; a rule fires at most once per conversation.
 
         `stream_filter(conv, evidence_events)` may replace the default Wireshark filter.
-        A finding whose rule another firing rule `supersedes` is dropped.
+        At most one finding: when several rules fire, the precedence order picks the one that
+        leads and the others become its `also` alternatives.
         """
         if not conv.timeline:
             return []
@@ -546,13 +579,24 @@ class RuleSet:
                 fired.append((rule, *hit))
         if not fired:
             return []
-        dropped = {code for rule, _, _ in fired for code in rule.supersedes}
+        # One conversation, one failure: the rule that ranks first leads, the others are kept under it.
+        fired.sort(key=lambda hit: (self.rank(hit[0].code), hit[0].code))
         build = stream_filter or default_filter
-        return [
-            _finding(rule, self._messages[rule.code], conv, a_dir, chain, build)
-            for rule, a_dir, chain in fired
-            if rule.code not in dropped
-        ]
+        rule, a_dir, chain = fired[0]
+        primary = _finding(rule, self._messages[rule.code], conv, a_dir, chain, build)
+        if len(fired) == 1:
+            return [primary]
+        also = tuple(
+            Alternative(
+                other.code,
+                other.name,
+                other.title,
+                self._messages[other.code].render(_evidence(conv, other_dir, other_chain)),
+                other.confidence,  # type: ignore[arg-type]
+            )
+            for other, other_dir, other_chain in fired[1:]
+        )
+        return [dataclasses.replace(primary, also=also)]
 
 
 def _first_match(patterns: Candidates, conv: Conversation) -> tuple[int, list[int]] | None:
@@ -562,6 +606,55 @@ def _first_match(patterns: Candidates, conv: Conversation) -> tuple[int, list[in
         if chain is not None and (best is None or chain[-1] < best[1][-1]):
             best = (a_dir, chain)
     return best
+
+
+def wire_supports(conv: Conversation, side: int) -> bool:
+    """Whether the packets show something that fails a socket call on `side` (0 client, 1 server).
+
+    A RST from the peer, an ICMP error sent toward it, or a timeout it suffered: its SYN never
+    answered, its data retransmitted and never acknowledged, its keep-alives unanswered. A FIN
+    is an orderly end of the stream, never an error.
+    """
+    me = conv.client_stats if side == 0 else conv.server_stats
+    peer = conv.server_stats if side == 0 else conv.client_stats
+    if peer.sent_rst:
+        return True
+    if any(e.icmp is not None and e.dir != side for e in conv.timeline):
+        return True
+    if conv.proto != "tcp":
+        return False
+    if me.sent_syn and not peer.packets:
+        return True  # connect() timed out
+    if me.unacked and me.retransmissions:
+        return True  # retransmission timeout (or still retransmitting when the capture ended)
+    return me.keepalives > 0 and conv.closed_by != "fin"
+
+
+def tls_alert_seen(conv: Conversation) -> dict[str, object] | None:
+    """The first plaintext TLS alert of the conversation: who sent it, what it means, how stacks report it."""
+    from analyzer import tls  # the alert table
+
+    for side, stats in (("server", conv.server_stats), ("client", conv.client_stats)):
+        if stats.tls_alert is not None:
+            level, code = stats.tls_alert
+            kind = tls.alert_kind(code)
+            return {
+                "sender": side,
+                "level": tls.LEVEL_NAMES.get(level, str(level)),
+                "description": kind.name,
+                "code": code,
+                "meaning": kind.meaning,
+                "seen_as": tls.seen_as(code),
+            }
+    return None
+
+
+def _evidence(conv: Conversation, a_dir: int, chain: list[int]) -> _Evidence:
+    events = [conv.timeline[i] for i in chain]
+    icmp_ev = next((e for e in events if e.icmp is not None), None)
+    if icmp_ev is None:
+        icmp_ev = next((e for e in conv.timeline if e.icmp is not None), None)
+    return _Evidence(conv, a_dir, events, icmp_ev)
 
 
 def _side(spec_side: str, a_dir: int) -> int:
@@ -578,12 +671,11 @@ def _finding(
 ) -> Finding:
     from analyzer import winsock  # the socket-error catalogue
 
-    events = [conv.timeline[i] for i in chain]
-    icmp_ev = next((e for e in events if e.icmp is not None), None)
-    if icmp_ev is None:
-        icmp_ev = next((e for e in conv.timeline if e.icmp is not None), None)
+    evidence = _evidence(conv, a_dir, chain)
+    events, icmp_ev = evidence.events, evidence.icmp
     ends = (conv.client, conv.server)
     errors: list[SocketErrorSeen] = []
+    transport: Literal["tcp", "udp"] = "udp" if conv.proto == "udp" else "tcp"
     for spec in rule.errors:
         if spec.if_icmp is not None:
             if icmp_ev is None:
@@ -593,22 +685,28 @@ def _finding(
             if not ((fam != 16 and icmp_ev.icmp in v4) or (fam != 4 and icmp_ev.icmp in v6)):
                 continue
         d = _side(spec.side, a_dir)
+        if not wire_supports(conv, d):
+            continue  # an error is claimed only for what this side received or timed out on
         name = spec.winsock
+        posix: str | None = None
         if name == FROM_ICMP:
             if icmp_ev is None or icmp_ev.icmp is None:
                 continue
             family = 6 if ":" in conv.client.addr else 4
-            transport: Literal["tcp", "udp"] = "udp" if conv.proto == "udp" else "tcp"
             phase: Literal["connect", "established"] = "established" if conv.handshake else "connect"
             from_icmp = winsock.icmp_error(family, icmp_ev.icmp[0], icmp_ev.icmp[1], transport, "windows", phase)
             if from_icmp is None:
                 continue
             name = from_icmp
-        seen = winsock.seen("client" if d == 0 else "server", str(ends[d]), spec.operation, name)
+            on_linux = winsock.icmp_error(family, icmp_ev.icmp[0], icmp_ev.icmp[1], transport, "linux", phase)
+            posix = on_linux if on_linux and on_linux in winsock.ERRNO_NAMES else None
+        seen = winsock.seen(
+            "client" if d == 0 else "server", str(ends[d]), spec.operation, name, posix_name=posix, transport=transport
+        )
         if spec.note:
             seen = dataclasses.replace(seen, note=spec.note)
         errors.append(seen)
-    text = message.render(_Evidence(conv, a_dir, events, icmp_ev))
+    text = message.render(evidence)
     return Finding(
         rule=rule.code,
         name=rule.name,
@@ -621,6 +719,7 @@ def _finding(
         remedy=rule.remedy,
         confidence=rule.confidence,  # type: ignore[arg-type]
         frames=tuple(sorted({e.frame for e in events})),
+        tls_alert=tls_alert_seen(conv),
         wireshark_filter=build_filter(conv, events),
         references=rule.references,
         falsepositives=rule.falsepositives,

@@ -105,6 +105,12 @@ SIDE_CONDITIONS: dict[str, tuple[str, str]] = {
     "zero_windows": ('N or "OP N"', "zero-window advertisements the side sent"),
     "dup_acks": ('N or "OP N"', "duplicate ACKs the side sent"),
     "keepalives": ('N or "OP N"', "keep-alive probes the side sent"),
+    "unacked": ('N or "OP N"', "bytes of the side's data the peer never acknowledged by the end of the capture"),
+    "backoff": ("true | false", "the side re-sent its last unacknowledged segment at growing intervals (RTO backoff)"),
+    "tls_alert": (
+        "true | false | NAME or [NAME, ...]",
+        "the side sent a plaintext TLS alert (of one of these descriptions: protocol_version, handshake_failure, ...)",
+    ),
 }
 
 _COMPARE = re.compile(r"^\s*(==|!=|>=|<=|>|<)?\s*(\d{1,12})\s*$")
@@ -374,6 +380,7 @@ _SIDE_FLAGS: dict[str, Callable[[SideStats], bool]] = {
     "sent_fin": lambda s: s.sent_fin,
     "sent_rst": lambda s: s.sent_rst,
     "sent_syn": lambda s: s.sent_syn,
+    "backoff": lambda s: s.backoff,
 }
 _SIDE_COUNTS: dict[str, Callable[[SideStats], int]] = {
     "packets": lambda s: s.packets,
@@ -382,6 +389,7 @@ _SIDE_COUNTS: dict[str, Callable[[SideStats], int]] = {
     "zero_windows": lambda s: s.zero_windows,
     "dup_acks": lambda s: s.dup_acks,
     "keepalives": lambda s: s.keepalives,
+    "unacked": lambda s: s.unacked,
 }
 _CONV_FLAGS: dict[str, Callable[[Conversation], bool]] = {
     "handshake": lambda c: c.handshake,
@@ -411,6 +419,29 @@ def _payload_kind_in(kinds: frozenset[str]) -> SideTest:
     return test
 
 
+def _tls_alert_in(codes: frozenset[int] | None, want: bool) -> SideTest:
+    # codes None: any alert at all
+    def test(s: SideStats) -> bool:
+        alert = s.tls_alert
+        if alert is None:
+            return not want
+        return want == (codes is None or alert[1] in codes)
+
+    return test
+
+
+def _tls_alerts(src: Source, where: tuple, value: object) -> SideTest:
+    from analyzer import tls  # the alert table
+
+    if isinstance(value, bool):
+        return _tls_alert_in(None, value)
+    names = _names(src, where, value)
+    unknown = [n for n in names if n not in tls.BY_NAME]
+    if unknown:
+        raise src.error(where, f"unknown TLS alert {unknown[0]!r} (known: {', '.join(tls.BY_NAME)})")
+    return _tls_alert_in(frozenset(tls.BY_NAME[n].code for n in names), True)
+
+
 def _side_state_in(states: frozenset[str]) -> SideTest:
     def test(s: SideStats) -> bool:
         return s.state in states
@@ -430,6 +461,8 @@ def _side_conditions(src: Source, where: tuple, raw: object) -> list[SideTest]:
             out.append(_side_flag(_SIDE_FLAGS[key], _bool(src, at, value)))
         elif key == "payload_kind":
             out.append(_payload_kind_in(_payloads(src, at, value)))
+        elif key == "tls_alert":
+            out.append(_tls_alerts(src, at, value))
         elif key == "state":
             out.append(_side_state_in(frozenset(_names(src, at, value))))
         else:

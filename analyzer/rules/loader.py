@@ -149,9 +149,6 @@ def _own_checks(src: Source, file_name: str | None) -> None:
         v = s.get(key, [])
         if not isinstance(v, list) or not all(isinstance(x, str) and x.startswith("samples/") for x in v):
             raise src.error(("samples", key), "sample paths are a list of samples/NAME.pcap")
-    sup = d.get("supersedes", [])
-    if not isinstance(sup, list) or not all(isinstance(x, str) for x in sup):
-        raise src.error(("supersedes",), "supersedes is a list of rule codes")
 
 
 def _errors(src: Source, raw: object, family_ok: bool) -> tuple[ErrorSpec, ...]:
@@ -199,6 +196,12 @@ def compile_rule(src: Source, file_name: str | None = None, *, check_schema: boo
     check_schema=False skips the JSON Schema (and importing jsonschema): for the built-in rules,
     which tests/test_rules.py holds to the schema, so a run does not pay for it.
     """
+    if isinstance(src.data, dict) and "supersedes" in src.data:
+        raise src.error(
+            ("supersedes",),
+            "supersedes is no longer part of a rule: which diagnosis leads is decided by one list, "
+            "rules/precedence.yaml (a rule it does not name ranks before the generic findings)",
+        )
     if check_schema:
         _schema_check(src)
     _own_checks(src, file_name)
@@ -252,10 +255,27 @@ def compile_rule(src: Source, file_name: str | None = None, *, check_schema: boo
         samples={"fires": tuple(d["samples"].get("fires", ())), "silent": tuple(d["samples"].get("silent", ()))},
         errors=errors,
         path=src.path,
-        supersedes=tuple(d.get("supersedes", ())),
         bindings=tuple(bindings),
-        lines={"code": src.line(("code",)), "supersedes": src.line(("supersedes",))},
+        lines={"code": src.line(("code",))},
     )
+
+
+PRECEDENCE_FILE = "precedence.yaml"  # in rules/: the order in which diagnoses lead (not a rule)
+
+
+@functools.cache
+def precedence() -> tuple[str, ...]:
+    """The precedence list of rules/precedence.yaml: rule codes, the one that leads first."""
+    text = ""
+    try:
+        text = resources.files("analyzer._rules").joinpath(PRECEDENCE_FILE).read_text("utf-8")
+    except (ModuleNotFoundError, FileNotFoundError, NotADirectoryError):
+        text = (_REPO_RULES / PRECEDENCE_FILE).read_text("utf-8")
+    src = parse(text, f"rules/{PRECEDENCE_FILE}")
+    order = src.data.get("order")
+    if not isinstance(order, list) or not all(isinstance(c, str) for c in order) or len(set(order)) != len(order):
+        raise src.error(("order",), "order is a list of distinct rule codes")
+    return tuple(order)
 
 
 def _builtin_files() -> list[tuple[str, str]]:
@@ -263,14 +283,22 @@ def _builtin_files() -> list[tuple[str, str]]:
     # read the repository's rules/ folder directly.
     try:
         root = resources.files("analyzer._rules")
-        files = [(f"rules/{p.name}", p.read_text("utf-8")) for p in root.iterdir() if p.name.endswith(".yaml")]
+        files = [
+            (f"rules/{p.name}", p.read_text("utf-8"))
+            for p in root.iterdir()
+            if p.name.endswith(".yaml") and p.name != PRECEDENCE_FILE
+        ]
         if files:
             return files
     except (ModuleNotFoundError, FileNotFoundError, NotADirectoryError):
         pass
     if not _REPO_RULES.is_dir():
         return []
-    return [(f"rules/{p.name}", p.read_text("utf-8")) for p in sorted(_REPO_RULES.glob("*.yaml"))]
+    return [
+        (f"rules/{p.name}", p.read_text("utf-8"))
+        for p in sorted(_REPO_RULES.glob("*.yaml"))
+        if p.name != PRECEDENCE_FILE
+    ]
 
 
 @functools.cache
@@ -339,14 +367,10 @@ def load_rules(
             )
         seen[r.code] = r
         names[r.name] = r
-    for r in rules:
-        for code in r.supersedes:
-            if code not in seen:
-                raise RuleError(f"{r.path}:{_code_line(r, 'supersedes')}: supersedes unknown rule {code}")
     codes = sorted(seen)
     sel = _selectors(select, codes, "--select") or [""]
     ign = _selectors(ignore, codes, "--ignore")
-    return RuleSet([r for r in rules if _selected(r.code, sel, ign)])
+    return RuleSet([r for r in rules if _selected(r.code, sel, ign)], precedence())
 
 
 def _code_line(rule: Rule, key: str = "code") -> int:
