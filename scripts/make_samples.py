@@ -25,8 +25,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import yaml  # noqa: E402
 
-from samples_lib.lab import (CLIENT, CLIENT4, CLIENT6, ROUTER, SERVER, SERVER4, SERVER6,  # noqa: E402
-                             Lab, nsx)
+from samples_lib.lab import (CLIENT, CLIENT4, CLIENT6, ROUTER, ROUTER4_C, SERVER, SERVER4,  # noqa: E402
+                             SERVER6, Lab, nsx)
 
 SAMPLES = Path(__file__).resolve().parents[1] / "samples"
 
@@ -108,8 +108,18 @@ def router(*args):
 
 
 def reset_router():
-    """Undo what a sample changed on the router: iptables rules and special routes."""
+    """Undo what a sample changed in the lab: iptables rules, special routes, sysctls, and
+    segment sizes."""
     nsx(ROUTER, "iptables", "-F", "FORWARD", check=False)
+    nsx(ROUTER, "iptables", "-F", "OUTPUT", check=False)
+    nsx(SERVER, "iptables", "-F", "OUTPUT", check=False)
+    # Kernel defaults; the conntrack ones exist only once a sample loaded conntrack.
+    nsx(ROUTER, "sysctl", "-qw", "net.netfilter.nf_conntrack_tcp_timeout_established=432000",
+        "net.netfilter.nf_conntrack_tcp_loose=1", check=False)
+    nsx(SERVER, "sysctl", "-qw", "net.ipv4.tcp_abort_on_overflow=0")
+    nsx(ROUTER, "ip", "route", "replace", "192.0.2.0/24", "dev", "r0", "proto", "kernel", "scope", "link",
+        "src", ROUTER4_C)
+    Lab.one_segment_per_packet(False)
     for dest in (SERVER4 + "/32",):
         for kind in ("blackhole", "unreachable", "prohibit"):
             nsx(ROUTER, "ip", "route", "del", kind, dest, check=False)
@@ -525,6 +535,42 @@ def udp003(lab, out):
 def udp003_6(lab, out):
     router("ip", "-6", "route", "add", "prohibit", SERVER6 + "/128")
     return udp_exchange(lab, out, ("sendto:40", "recvfrom:1"), addr=SERVER6, serve=False)
+
+
+# ---------------------------------------------------------------------------------------------
+# issue 9: classes that went unreported or misexplained
+# ---------------------------------------------------------------------------------------------
+
+def server_drops_output(on: bool) -> None:
+    """Nothing TCP leaves the server namespace while ON: as if the host died mid-close."""
+    if on:
+        nsx(SERVER, "iptables", "-A", "OUTPUT", "-p", "tcp", "-j", "DROP")
+    else:
+        nsx(SERVER, "iptables", "-F", "OUTPUT")
+
+
+@sample("rst007-half-open-after-4s", "netns",
+        "One request (GET /a) and a 300-byte response, acknowledged. The server's host then "
+        "loses the connection without a packet leaving it (its socket is reset while an "
+        "iptables OUTPUT DROP in the server namespace swallows the RST; the rule is removed "
+        "right after, so the stack simply has no socket, as after a crash and restart). After "
+        "4 s of silence the client sends GET /b; the server's own stack answers it with a bare "
+        "RST (flags R only, no ACK; seq = the request's ack number; window 0) carrying the "
+        "server's TTL (127 at the capture point, like all its earlier packets). The client's "
+        "recv fails with ECONNRESET. Captured on the client's interface.",
+        expect=[fires("RST007", "client", "WSAECONNRESET")], silent_for=("RST009", "RST001"))
+def rst007_4s(lab, out):
+    f1, f2, f3 = lab.flag("f1"), lab.flag("f2"), lab.flag("f3")
+
+    def during(lab_):
+        lab_.wait_for(f1)
+        server_drops_output(True)
+        open(f2, "w").close()
+        lab_.wait_for(f3)
+        server_drops_output(False)
+    return tcp_exchange(lab, out, ("recvreq", "response:300", "touch:" + f1, "await:" + f2, "linger0", "close",
+                                   "touch:" + f3),
+                        ("request:/a", "recv", "sleep:4", "request:/b", "recv"), during=during)
 
 
 # ---------------------------------------------------------------------------------------------
