@@ -17,6 +17,7 @@ import argparse
 import shutil
 import subprocess
 import sys
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -116,7 +117,7 @@ def reset_router():
     # Kernel defaults; the conntrack ones exist only once a sample loaded conntrack.
     nsx(ROUTER, "sysctl", "-qw", "net.netfilter.nf_conntrack_tcp_timeout_established=432000",
         "net.netfilter.nf_conntrack_tcp_loose=1", check=False)
-    nsx(SERVER, "sysctl", "-qw", "net.ipv4.tcp_abort_on_overflow=0")
+    nsx(SERVER, "sysctl", "-qw", "net.ipv4.tcp_abort_on_overflow=0", "net.ipv4.tcp_syncookies=1")
     nsx(ROUTER, "ip", "route", "replace", "192.0.2.0/24", "dev", "r0", "proto", "kernel", "scope", "link",
         "src", ROUTER4_C)
     Lab.one_segment_per_packet(False)
@@ -571,6 +572,68 @@ def rst007_4s(lab, out):
     return tcp_exchange(lab, out, ("recvreq", "response:300", "touch:" + f1, "await:" + f2, "linger0", "close",
                                    "touch:" + f3),
                         ("request:/a", "recv", "sleep:4", "request:/b", "recv"), during=during)
+
+
+def backlog_burst(lab: Lab, out: Path, listener_steps, client_steps, *, gap: float = 0.3, port: int = 8080):
+    """Five clients against a listener with backlog 2 (three accept-queue slots) that
+    accepts only when LISTENER_STEPS say so.
+
+    Linux drops a SYN while the accept queue is full, so an overflow is seen only by a
+    handshake that began while there was room. TCP_DEFER_ACCEPT keeps a completed handshake
+    out of the accept queue until its first data arrives: clients 1 and 2 connect and send at
+    once (two slots taken), clients 3 to 5 then complete their handshakes and send GAP seconds
+    apart, so client 3 takes the last slot and clients 4 and 5 meet a full queue. SYN cookies
+    are off in the server namespace so every handshake waits in the SYN queue the same way.
+    """
+    nsx(SERVER, "sysctl", "-qw", "net.ipv4.tcp_syncookies=0")
+    logs = []
+    with lab.capture(out):
+        srv = lab.start(SERVER, "tcp-listener", SERVER4, port, "backlog:2", "deferaccept:5", *listener_steps)
+        peers = []
+        for i in range(5):
+            conn, go = lab.flag(f"conn{i}"), lab.flag(f"go{i}")
+            peers.append((go, lab.start(CLIENT, "tcp-client", SERVER4, port, "touch:" + conn, "await:" + go,
+                                        f"request:/{i + 1}", *client_steps)))
+            lab.wait_for(conn)
+            if i < 2:
+                open(go, "w").close()
+                time.sleep(0.2)
+        for go, _ in peers[2:]:
+            open(go, "w").close()
+            time.sleep(gap)
+        for i, (_, cli) in enumerate(peers):
+            logs.append(f"client{i + 1}: " + lab.finish(cli).strip().replace("\n", " | "))
+    srv.kill()
+    logs.append("listener: " + srv.communicate()[0].strip().replace("\n", " | "))
+    return logs
+
+
+@sample("rst011-accept-queue-overflow", "netns",
+        "A server listens on port 8080 with backlog 0 (one accept-queue slot) and "
+        "TCP_DEFER_ACCEPT, never calls accept(), and has net.ipv4.tcp_abort_on_overflow=1. "
+        "Three clients complete their handshakes (SYN, SYN-ACK, ACK each) and send GET /1, /2, "
+        "/3 0.3 s apart. The first request fills the accept queue: the server's stack ACKs it "
+        "but no application ever answers; that client gives up after 3 s and closes with FIN, "
+        "which the stack ACKs. The second and third requests overflow the queue: each is "
+        "answered at once by a bare RST from the server's stack (flags R only, seq = the "
+        "request's ack number, server's TTL 127, IP ID 0) and no server data; those clients' "
+        "recv fails with ECONNRESET. Captured on the client's interface.",
+        expect=[fires("RST011", "client", "WSAECONNRESET")])
+def rst011(lab, out):
+    nsx(SERVER, "sysctl", "-qw", "net.ipv4.tcp_abort_on_overflow=1")
+    return backlog_burst(lab, out, ("sleep:30",), ("timeout:3", "recv"))
+
+
+@sample("rst011-silent-backlog-full-no-abort", "netns",
+        "The same burst of three clients against a one-slot accept queue, but with "
+        "net.ipv4.tcp_abort_on_overflow=0 and a server that starts accepting 1.5 s after it "
+        "began listening: the overflowing requests are silently dropped, the clients retransmit "
+        "them with backoff until the server drains its queue, then each gets its 400-byte "
+        "response; every connection ends with FINs, no RST.",
+        silent_for=("RST011", "RST007", "RST001"))
+def rst011_silent(lab, out):
+    return backlog_burst(lab, out, ("sleep:1.5", "serve:5,400"),
+                         ("usertimeout:15000", "recvall", "close"))
 
 
 # ---------------------------------------------------------------------------------------------
