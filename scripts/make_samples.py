@@ -636,6 +636,32 @@ def rst011_silent(lab, out):
                          ("usertimeout:15000", "recvall", "close"))
 
 
+@sample("tmo001-user-timeout-then-reset", "netns",
+        "The client connects (handshake passes) with TCP_USER_TIMEOUT 3000 ms and sends GET /a; "
+        "the router drops everything from client to server from then on (iptables DROP), so the "
+        "request (frame 4) is sent again 0.21 s later (a tail loss probe), then retransmitted on "
+        "timeout with exponential backoff (frames 6 to 9, 0.21, 0.44, 0.83, 1.66 s apart), never "
+        "acknowledged, and after the last one the client's stack gives up without sending anything "
+        "(recv fails with ETIMEDOUT; Linux sends no RST on this give-up). The router then stops "
+        "dropping; 6 s after the handshake the server, which never saw the request, closes its "
+        "idle connection with FIN, and the client's stack, which no longer has a socket for it, "
+        "answers the FIN (frame 10) with a bare RST (frame 11: flags R only, seq = the FIN's ack "
+        "number, TTL 64 and IP ID 0). Captured "
+        "on the client's interface.",
+        expect=[fires("TMO001", "client", "WSAETIMEDOUT")], silent_for=("RST001", "RST005"))
+def tmo001_user_timeout(lab, out):
+    f1, f2 = lab.flag("f1"), lab.flag("f2")
+
+    def during(lab_):
+        lab_.wait_for(f1)
+        router("iptables", "-A", "FORWARD", "-s", CLIENT4, "-d", SERVER4, "-p", "tcp", "-j", "DROP")
+        open(f2, "w").close()
+        time.sleep(4.5)
+        router("iptables", "-F", "FORWARD")
+    return tcp_exchange(lab, out, ("sleep:6", "close"),
+                        ("usertimeout:3000", "touch:" + f1, "await:" + f2, "request:/a", "recv"), during=during)
+
+
 # ---------------------------------------------------------------------------------------------
 # crafted samples
 # ---------------------------------------------------------------------------------------------
