@@ -662,6 +662,74 @@ def tmo001_user_timeout(lab, out):
                         ("usertimeout:3000", "touch:" + f1, "await:" + f2, "request:/a", "recv"), during=during)
 
 
+def programs(lab: Lab, out: Path, server_cmd, client_cmd, *, port: int = 443):
+    """A real server program and a real client program (openssl, curl) inside one capture.
+
+    The server's stdin stays an open pipe: `openssl s_server` reads commands from it and
+    shuts down at EOF. Only the lines that say how each side ended are kept in the log.
+    """
+    def ends(text: str) -> str:
+        keep = [line.strip() for line in text.splitlines()
+                if any(w in line for w in ("error", "alert", "Protocol", "Cipher is", "HTTP", "CLOSED"))]
+        return " | ".join(keep[-4:])
+
+    lab.one_segment_per_packet()
+    with lab.capture(out):
+        srv = subprocess.Popen(["ip", "netns", "exec", SERVER, *server_cmd], stdin=subprocess.PIPE,
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        lab.wait_listening(SERVER, port)
+        cli = subprocess.run(["ip", "netns", "exec", CLIENT, *client_cmd], stdin=subprocess.DEVNULL,
+                             capture_output=True, text=True, timeout=30)
+        try:
+            srv_out, _ = srv.communicate(timeout=3)
+        except subprocess.TimeoutExpired:
+            srv.kill()
+            srv_out, _ = srv.communicate()
+    return [f"client: exit {cli.returncode} " + ends(cli.stdout + cli.stderr), "server: " + ends(srv_out)]
+
+
+def s_server(lab: Lab, version: str, *extra: str) -> tuple:
+    return ("openssl", "s_server", "-" + version, "-accept", "443", "-naccept", "1",
+            "-cert", str(lab.cert), "-key", str(lab.key), *extra)
+
+
+@sample("tls002-version-alert", "netns",
+        "`openssl s_client -tls1_2` against `openssl s_server -tls1_3` (OpenSSL 3.0): after the "
+        "TCP handshake the client sends its ClientHello (TLS 1.2 only, frame 4); the server ACKs "
+        "it and answers with one TLS record (frame 6): a fatal alert, protocol_version (70), in a "
+        "record whose version field says TLS 1.2; the client ACKs it; then the server closes with "
+        "FIN (frame 8), the client with FIN (frame 9), and the server ACKs: an orderly TCP close, "
+        "no RST anywhere. No socket error: "
+        "the TLS library fails (s_client prints 'tlsv1 alert protocol version ... SSL alert "
+        "number 70'). Captured on the client's interface.",
+        expect=[fires("TLS002", "client")], silent_for=("TLS001",))
+def tls002(lab, out):
+    return programs(lab, out, s_server(lab, "tls1_3"),
+                    ("openssl", "s_client", "-tls1_2", "-connect", f"{SERVER4}:443"))
+
+
+@sample("tls002-silent-close-notify-tls13", "netns",
+        "A healthy HTTPS request: `curl -k https://198.51.100.20/` against `openssl s_server "
+        "-tls1_3 -www`. Full TLS 1.3 handshake, the request, the server's status page (about "
+        "5 KB) and two session tickets, then the server sends close_notify, the client answers "
+        "with its own close_notify (in TLS 1.3 both are encrypted: each is an application_data "
+        "record of 19 bytes, 24 with its header), and both close with FIN; no RST.",
+        silent_for=("TLS001", "TLS002"))
+def tls002_silent13(lab, out):
+    return programs(lab, out, s_server(lab, "tls1_3", "-www"), ("curl", "-sk", "-o", "/dev/null",
+                                                                  "-w", "HTTP %{http_code}", f"https://{SERVER4}/"))
+
+
+@sample("tls002-silent-close-notify-tls12", "netns",
+        "The same healthy HTTPS request over TLS 1.2 (`openssl s_server -tls1_2 -www`): after "
+        "the response the server sends close_notify (an encrypted alert record, content type "
+        "21), the client answers with its own close_notify, and both close with FIN; no RST.",
+        silent_for=("TLS001", "TLS002"))
+def tls002_silent12(lab, out):
+    return programs(lab, out, s_server(lab, "tls1_2", "-www"), ("curl", "-sk", "-o", "/dev/null",
+                                                                  "-w", "HTTP %{http_code}", f"https://{SERVER4}/"))
+
+
 # ---------------------------------------------------------------------------------------------
 # crafted samples
 # ---------------------------------------------------------------------------------------------

@@ -198,6 +198,15 @@ class Lab:
         for ns, dev in ((CLIENT, "c0"), (SERVER, "s0")):
             nsx(ns, "ip", "link", "set", "dev", dev, "gso_max_segs", segs)
 
+    @staticmethod
+    def wait_listening(ns: str, port: int, timeout: float = 10) -> None:
+        """Wait until a TCP socket listens on PORT in NS (for programs that do not say so)."""
+        deadline = time.monotonic() + timeout
+        while not nsx(ns, "ss", "-Htln", f"sport = :{port}", check=False).stdout.strip():
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"nothing listens on port {port} in {ns}")
+            time.sleep(0.05)
+
     def wait_for(self, path: str, timeout: float = 30) -> None:
         deadline = time.monotonic() + timeout
         while not os.path.exists(path):
