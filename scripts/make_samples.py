@@ -730,6 +730,45 @@ def tls002_silent12(lab, out):
                                                                   "-w", "HTTP %{http_code}", f"https://{SERVER4}/"))
 
 
+def stateful_router(established_timeout: int) -> None:
+    """The router becomes a stateful firewall that forgets idle connections after
+    ESTABLISHED_TIMEOUT seconds and resets any segment it no longer has state for.
+
+    Loose pickup is off, so a mid-stream segment without state is INVALID, not a new entry.
+    The sysctls exist only once the conntrack rule has loaded conntrack in the namespace.
+    """
+    router("iptables", "-A", "FORWARD", "-p", "tcp", "-m", "conntrack", "--ctstate", "INVALID,NEW", "!", "--syn",
+           "-j", "REJECT", "--reject-with", "tcp-reset")
+    router("sysctl", "-qw", f"net.netfilter.nf_conntrack_tcp_timeout_established={established_timeout}",
+           "net.netfilter.nf_conntrack_tcp_loose=0")
+
+
+@sample("rst012-middlebox-idle-timeout", "netns",
+        "The router is a stateful firewall (conntrack established timeout 5 s, loose pickup off, "
+        "iptables REJECT --reject-with tcp-reset for any non-SYN segment without state). The "
+        "client sends GET /a and gets a 300-byte response; both are acknowledged. The client "
+        "stays idle 8 s, then sends GET /b (frame 8); the router, which has forgotten the "
+        "connection, answers it at once with a bare RST (frame 9: flags R only, IP ID 0, seq = the request's ack number) in the "
+        "server's name: TTL 64 at the capture point where all the server's packets arrive with "
+        "127. The server never sees the request; the client's recv fails with ECONNRESET. "
+        "Captured on the client's interface.",
+        expect=[fires("RST012", "client", "WSAECONNRESET")])
+def rst012(lab, out):
+    stateful_router(5)
+    return tcp_exchange(lab, out, ("recvreq", "response:300", "recvreq"),
+                        ("request:/a", "recv", "sleep:8", "request:/b", "recv"))
+
+
+@sample("rst012-silent-idle-within-timeout", "netns",
+        "The same stateful firewall (established timeout 5 s), but the client is idle only 2 s "
+        "before GET /b: the router still has the connection, the server answers, and both "
+        "close with FIN.", silent_for=("RST012", "RST009", "RST007"))
+def rst012_silent(lab, out):
+    stateful_router(5)
+    return tcp_exchange(lab, out, ("recvreq", "response:300", "recvreq", "response:300", "recvall", "close"),
+                        ("request:/a", "recv", "sleep:2", "request:/b", "recv", "close"))
+
+
 # ---------------------------------------------------------------------------------------------
 # crafted samples
 # ---------------------------------------------------------------------------------------------
