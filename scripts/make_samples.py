@@ -168,9 +168,9 @@ def ok_http_sll2(lab, out):
     return tcp_exchange(lab, out, HTTP_OK_SERVER, HTTP_OK_CLIENT, capture_kw={"iface": "any"})
 
 
-def udp_exchange(lab, out, client_steps, *, addr=SERVER4, port=53, serve=True, during=None):
+def udp_exchange(lab, out, client_steps, *, addr=SERVER4, port=53, serve=True, during=None, capture_kw=None):
     logs = []
-    with lab.capture(out):
+    with lab.capture(out, **(capture_kw or {})):
         srv = lab.start(SERVER, "udp-server", addr, port, "recvfrom-peer", "echo:120") if serve else None
         cli = lab.start(CLIENT, "udp-client", addr, port, *client_steps)
         if during:
@@ -767,6 +767,33 @@ def rst012_silent(lab, out):
     stateful_router(5)
     return tcp_exchange(lab, out, ("recvreq", "response:300", "recvreq", "response:300", "recvall", "close"),
                         ("request:/a", "recv", "sleep:2", "request:/b", "recv", "close"))
+
+
+# Only ICMP errors: what a capture filtered for ICMP (or one that missed the datagram) holds.
+ICMP_ONLY = {"bpf": "icmp or (icmp6 and ip6[40] < 128)"}
+
+
+@sample("udp001-icmp-only", "netns",
+        "A connected UDP client sends a 40-byte datagram to port 5300 on the server, where "
+        "nothing listens; the server answers with ICMP destination unreachable, port "
+        "unreachable (type 3 code 3, TTL 127), quoting the whole datagram (IP and UDP headers, 40 "
+        "payload bytes). The "
+        "capture filter kept only ICMP (`icmp`), so the capture holds that one ICMP packet and "
+        "not the datagram it quotes. The client's recv fails with ECONNREFUSED (Linux, connected "
+        "socket). Captured on the client's interface.",
+        expect=[fires("UDP001", "client")])
+def udp001_icmp_only(lab, out):
+    return udp_exchange(lab, out, ("sendto:40", "recvfrom:1"), port=5300, serve=False, capture_kw=ICMP_ONLY)
+
+
+@sample("udp001-icmp-only-ipv6", "netns",
+        "The same over IPv6: one ICMPv6 destination unreachable, port unreachable (type 1 code "
+        "4, hop limit 127) quoting a UDP datagram to port 5300 that the capture (filter "
+        "`icmp6`, neighbour discovery left out) does not hold.",
+        expect=[fires("UDP001", "client")])
+def udp001_icmp_only6(lab, out):
+    return udp_exchange(lab, out, ("sendto:40", "recvfrom:1"), addr=SERVER6, port=5300, serve=False,
+                        capture_kw=ICMP_ONLY)
 
 
 # ---------------------------------------------------------------------------------------------
