@@ -796,6 +796,21 @@ def udp001_icmp_only6(lab, out):
                         capture_kw=ICMP_ONLY)
 
 
+@sample("rst001-linger0-then-peer-data", "netns",
+        "The client sends GET /a, the server ACKs it; 0.2 s later the client closes with "
+        "SO_LINGER 0, so its stack sends RST/ACK (frame 6: the real, abortive close). That RST is lost "
+        "beyond the capture point (the router drops the client's RST/ACK segments), so the "
+        "server's application, not knowing, sends its 300-byte response (frame 7) about 1 s after "
+        "the request; the client's stack, which has no socket any more, answers that data with a "
+        "second, bare RST (frame 8: flags R only, seq = the data's ack number, IP ID 0), which reaches "
+        "the server: its recv fails with ECONNRESET. Captured on the client's interface.",
+        expect=[fires("RST001", "server", "WSAECONNRESET")])
+def rst001_then_data(lab, out):
+    router("iptables", "-A", "FORWARD", "-s", CLIENT4, "-p", "tcp", "--tcp-flags", "ALL", "RST,ACK", "-j", "DROP")
+    return tcp_exchange(lab, out, ("recvreq", "sleep:1", "response:300", "recv"),
+                        ("request:/a", "sleep:0.2", "linger0", "close"))
+
+
 # ---------------------------------------------------------------------------------------------
 # crafted samples
 # ---------------------------------------------------------------------------------------------
