@@ -811,6 +811,23 @@ def rst001_then_data(lab, out):
                         ("request:/a", "sleep:0.2", "linger0", "close"))
 
 
+@sample("rst002-capture-starts-at-synack", "netns",
+        "The client's socket is bound to local port 80 and connects to a server on port 40000 "
+        "(so port numbers suggest the opposite roles). The capture filter drops segments with "
+        "SYN set and ACK clear, so the capture starts at the server's SYN-ACK (frame 1, sent by "
+        "198.51.100.20:40000, the server), then the client's ACK and GET /big. The server "
+        "sends a response head promising 100000 bytes and 3000 of them (three segments), waits "
+        "0.3 s and closes with SO_LINGER 0: RST/ACK (frame 11) from the server while the client is still "
+        "reading; the client's recv fails with ECONNRESET. Captured on the client's interface.",
+        expect=[fires("RST002", "client", "WSAECONNRESET")], silent_for=("RST010", "RST009"))
+def rst002_from_synack(lab, out):
+    lab.one_segment_per_packet()
+    no_syn = {"bpf": "(tcp or udp or icmp or (icmp6 and ip6[40] < 128)) "
+                     "and not (tcp[tcpflags] & (tcp-syn|tcp-ack) == tcp-syn)"}
+    return tcp_exchange(lab, out, ("recvreq", "partial:100000,3000", "sleep:0.3", "linger0", "close"),
+                        ("bindport:80", "request:/big", "recvall"), port=40000, capture_kw=no_syn)
+
+
 # ---------------------------------------------------------------------------------------------
 # crafted samples
 # ---------------------------------------------------------------------------------------------
