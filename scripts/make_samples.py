@@ -828,6 +828,56 @@ def rst002_from_synack(lab, out):
                         ("bindport:80", "request:/big", "recvall"), port=40000, capture_kw=no_syn)
 
 
+def narrow_client_link(drop_frag_needed: bool) -> None:
+    """The router's route to the client's network gets MTU 1280 (the client's own link stays
+    1500, so both ends announce MSS 1460). With DROP_FRAG_NEEDED the ICMP "fragmentation
+    needed" the router would send back to the server is dropped: a path-MTU black hole."""
+    router("ip", "route", "replace", "192.0.2.0/24", "dev", "r0", "proto", "kernel", "scope", "link",
+           "src", ROUTER4_C, "mtu", "1280")
+    if drop_frag_needed:
+        router("iptables", "-A", "OUTPUT", "-p", "icmp", "--icmp-type", "fragmentation-needed", "-j", "DROP")
+
+
+AT_SERVER = {"ns": SERVER, "iface": "s0"}
+
+
+@sample("tmo003-pmtu-blackhole", "netns",
+        "Captured on the SERVER's interface (the sender's side, where the lost segments are "
+        "seen). The router's route toward the client has MTU 1280 and the router drops the ICMP "
+        "fragmentation-needed it would send (iptables OUTPUT DROP), while both ends announced "
+        "MSS 1460. The client sends GET /big; the server sends a 6000-byte response with DF set: "
+        "four full-size segments (frames 6 to 9: 1448 bytes of payload, 1500-byte packets) and a "
+        "small last one (frame 10, 275 bytes). Only the small one reaches the client, which "
+        "answers with a duplicate ACK carrying a SACK block for it (frame 11; its ack stays at the "
+        "end of the request). The server retransmits the first full-size segment at once (frame "
+        "12, SACK-triggered) and then on timeout with exponential backoff (frames 13 to 16: "
+        "0.20, 0.42, 0.84, 1.66 s apart), never acknowledged; no ICMP comes back. 4 s after its "
+        "request the client's application gives up and closes (FIN, frame 17; the server's "
+        "stack ACKs it, frame 18). The client's error is its own application timeout.",
+        expect=[fires("TMO003", "server")])
+def tmo003(lab, out):
+    lab.one_segment_per_packet()
+    narrow_client_link(drop_frag_needed=True)
+    logs = tcp_exchange(lab, out, ("recvreq", "response:6000", "recvall"),
+                        ("request:/big", "timeout:4", "recvall"), capture_kw=AT_SERVER)
+    # The server's socket would go on retransmitting into the next sample: destroy it.
+    nsx(SERVER, "ss", "-K", "sport = :80", check=False)
+    return logs
+
+
+@sample("tmo003-silent-pmtu-works", "netns",
+        "Captured on the server's interface. The same 1280-byte MTU on the router's route toward "
+        "the client, but path-MTU discovery works: the router answers each full-size segment with "
+        "ICMP fragmentation needed (type 3 code 4, next-hop MTU 1280, from 198.51.100.1, TTL 64), "
+        "the server resends the data in segments of 1228 and 220 bytes, the client acknowledges "
+        "everything, and both close with FIN.", silent_for=("TMO003", "TMO001"))
+def tmo003_silent(lab, out):
+    lab.one_segment_per_packet()
+    narrow_client_link(drop_frag_needed=False)
+    return tcp_exchange(lab, out, ("recvreq", "response:6000", "shutwr", "recvall", "close"),
+                        ("request:/big", "recvall", "close"), capture_kw=AT_SERVER)
+
+
 # ---------------------------------------------------------------------------------------------
 # crafted samples
 # ---------------------------------------------------------------------------------------------
