@@ -878,6 +878,47 @@ def tmo003_silent(lab, out):
                         ("request:/big", "recvall", "close"), capture_kw=AT_SERVER)
 
 
+def lossy_then_dark(f1: str, f2: str, lossy: float = 1.0):
+    """A DURING callback: once the server has sent the first part of its response (F1), the
+    router passes only every fourth data segment from the server for LOSSY seconds, then none.
+
+    `statistic --mode nth` makes the choice of survivors a counter, not a coin.
+    """
+    data = ("-s", SERVER4, "-d", CLIENT4, "-p", "tcp", "-m", "length", "--length", "100:65535")
+
+    def during(lab_):
+        lab_.wait_for(f1)
+        time.sleep(0.3)
+        router("iptables", "-A", "FORWARD", *data, "-m", "statistic", "--mode", "nth", "--every", "4",
+               "--packet", "3", "-j", "ACCEPT")
+        router("iptables", "-A", "FORWARD", *data, "-j", "DROP")
+        open(f2, "w").close()
+        time.sleep(lossy)
+        router("iptables", "-D", "FORWARD", "1")
+    return during
+
+
+@sample("tmo004-stalled-download-reset", "netns",
+        "The client sends GET /big; the server answers with a head promising 24000 bytes and "
+        "sends the first 6000 (frames 6 to 14, each acknowledged). Then the router starts losing "
+        "the server's data: for 1 s only every fourth data segment from the server gets through "
+        "(frames 16 to 35 arrive out of order, beyond holes, and the client answers each with a "
+        "duplicate ACK carrying SACK blocks), then none at all. Two retransmissions fill part of "
+        "the first hole (frames 36 and 38); the client's last ACK (frame 39, 1.2 s) still leaves a "
+        "1448-byte hole below data it has SACKed up to the end of the response, and the server's "
+        "retransmissions of that hole never arrive. The client's application sees no progress "
+        "for 3 s and closes with SO_LINGER 0: RST/ACK from the client (frame 40), 3.0 s after its "
+        "last ACK, while the server still has unacknowledged data in flight. The server's recv "
+        "fails with ECONNRESET. Captured on the client's interface.",
+        expect=[fires("TMO004", "client"), fires("TMO004", "server", "WSAECONNRESET")])
+def tmo004(lab, out):
+    lab.one_segment_per_packet()
+    f1, f2 = lab.flag("f1"), lab.flag("f2")
+    return tcp_exchange(lab, out, ("recvreq", "partial:24000,6000", "touch:" + f1, "await:" + f2, "send:18000",
+                                   "recv"),
+                        ("request:/big", "recvstall:3", "linger0", "close"), during=lossy_then_dark(f1, f2))
+
+
 # ---------------------------------------------------------------------------------------------
 # crafted samples
 # ---------------------------------------------------------------------------------------------
