@@ -17,6 +17,7 @@ import argparse
 import shutil
 import subprocess
 import sys
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -25,8 +26,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import yaml  # noqa: E402
 
-from samples_lib.lab import (CLIENT, CLIENT4, CLIENT6, ROUTER, SERVER, SERVER4, SERVER6,  # noqa: E402
-                             Lab, nsx)
+from samples_lib.lab import (CLIENT, CLIENT4, CLIENT6, ROUTER, ROUTER4_C, SERVER, SERVER4,  # noqa: E402
+                             SERVER6, Lab, nsx)
 
 SAMPLES = Path(__file__).resolve().parents[1] / "samples"
 
@@ -108,8 +109,18 @@ def router(*args):
 
 
 def reset_router():
-    """Undo what a sample changed on the router: iptables rules and special routes."""
+    """Undo what a sample changed in the lab: iptables rules, special routes, sysctls, and
+    segment sizes."""
     nsx(ROUTER, "iptables", "-F", "FORWARD", check=False)
+    nsx(ROUTER, "iptables", "-F", "OUTPUT", check=False)
+    nsx(SERVER, "iptables", "-F", "OUTPUT", check=False)
+    # Kernel defaults; the conntrack ones exist only once a sample loaded conntrack.
+    nsx(ROUTER, "sysctl", "-qw", "net.netfilter.nf_conntrack_tcp_timeout_established=432000",
+        "net.netfilter.nf_conntrack_tcp_loose=1", check=False)
+    nsx(SERVER, "sysctl", "-qw", "net.ipv4.tcp_abort_on_overflow=0", "net.ipv4.tcp_syncookies=1")
+    nsx(ROUTER, "ip", "route", "replace", "192.0.2.0/24", "dev", "r0", "proto", "kernel", "scope", "link",
+        "src", ROUTER4_C)
+    Lab.one_segment_per_packet(False)
     for dest in (SERVER4 + "/32",):
         for kind in ("blackhole", "unreachable", "prohibit"):
             nsx(ROUTER, "ip", "route", "del", kind, dest, check=False)
@@ -157,9 +168,9 @@ def ok_http_sll2(lab, out):
     return tcp_exchange(lab, out, HTTP_OK_SERVER, HTTP_OK_CLIENT, capture_kw={"iface": "any"})
 
 
-def udp_exchange(lab, out, client_steps, *, addr=SERVER4, port=53, serve=True, during=None):
+def udp_exchange(lab, out, client_steps, *, addr=SERVER4, port=53, serve=True, during=None, capture_kw=None):
     logs = []
-    with lab.capture(out):
+    with lab.capture(out, **(capture_kw or {})):
         srv = lab.start(SERVER, "udp-server", addr, port, "recvfrom-peer", "echo:120") if serve else None
         cli = lab.start(CLIENT, "udp-client", addr, port, *client_steps)
         if during:
@@ -525,6 +536,387 @@ def udp003(lab, out):
 def udp003_6(lab, out):
     router("ip", "-6", "route", "add", "prohibit", SERVER6 + "/128")
     return udp_exchange(lab, out, ("sendto:40", "recvfrom:1"), addr=SERVER6, serve=False)
+
+
+# ---------------------------------------------------------------------------------------------
+# issue 9: classes that went unreported or misexplained
+# ---------------------------------------------------------------------------------------------
+
+def server_drops_output(on: bool) -> None:
+    """Nothing TCP leaves the server namespace while ON: as if the host died mid-close."""
+    if on:
+        nsx(SERVER, "iptables", "-A", "OUTPUT", "-p", "tcp", "-j", "DROP")
+    else:
+        nsx(SERVER, "iptables", "-F", "OUTPUT")
+
+
+@sample("rst007-half-open-after-4s", "netns",
+        "One request (GET /a) and a 300-byte response, acknowledged. The server's host then "
+        "loses the connection without a packet leaving it (its socket is reset while an "
+        "iptables OUTPUT DROP in the server namespace swallows the RST; the rule is removed "
+        "right after, so the stack simply has no socket, as after a crash and restart). After "
+        "4 s of silence the client sends GET /b; the server's own stack answers it with a bare "
+        "RST (flags R only, no ACK; seq = the request's ack number; window 0) carrying the "
+        "server's TTL (127 at the capture point, like all its earlier packets). The client's "
+        "recv fails with ECONNRESET. Captured on the client's interface.",
+        expect=[fires("RST007", "client", "WSAECONNRESET")], silent_for=("RST009", "RST001"))
+def rst007_4s(lab, out):
+    f1, f2, f3 = lab.flag("f1"), lab.flag("f2"), lab.flag("f3")
+
+    def during(lab_):
+        lab_.wait_for(f1)
+        server_drops_output(True)
+        open(f2, "w").close()
+        lab_.wait_for(f3)
+        server_drops_output(False)
+    return tcp_exchange(lab, out, ("recvreq", "response:300", "touch:" + f1, "await:" + f2, "linger0", "close",
+                                   "touch:" + f3),
+                        ("request:/a", "recv", "sleep:4", "request:/b", "recv"), during=during)
+
+
+def backlog_burst(lab: Lab, out: Path, listener_steps, client_steps, *, gap: float = 0.3, port: int = 8080):
+    """Five clients against a listener with backlog 2 (three accept-queue slots) that
+    accepts only when LISTENER_STEPS say so.
+
+    Linux drops a SYN while the accept queue is full, so an overflow is seen only by a
+    handshake that began while there was room. TCP_DEFER_ACCEPT keeps a completed handshake
+    out of the accept queue until its first data arrives: clients 1 and 2 connect and send at
+    once (two slots taken), clients 3 to 5 then complete their handshakes and send GAP seconds
+    apart, so client 3 takes the last slot and clients 4 and 5 meet a full queue. SYN cookies
+    are off in the server namespace so every handshake waits in the SYN queue the same way.
+    """
+    nsx(SERVER, "sysctl", "-qw", "net.ipv4.tcp_syncookies=0")
+    logs = []
+    with lab.capture(out):
+        srv = lab.start(SERVER, "tcp-listener", SERVER4, port, "backlog:2", "deferaccept:5", *listener_steps)
+        peers = []
+        for i in range(5):
+            conn, go = lab.flag(f"conn{i}"), lab.flag(f"go{i}")
+            peers.append((go, lab.start(CLIENT, "tcp-client", SERVER4, port, "touch:" + conn, "await:" + go,
+                                        f"request:/{i + 1}", *client_steps)))
+            lab.wait_for(conn)
+            if i < 2:
+                open(go, "w").close()
+                time.sleep(0.2)
+        for go, _ in peers[2:]:
+            open(go, "w").close()
+            time.sleep(gap)
+        for i, (_, cli) in enumerate(peers):
+            logs.append(f"client{i + 1}: " + lab.finish(cli).strip().replace("\n", " | "))
+    srv.kill()
+    logs.append("listener: " + srv.communicate()[0].strip().replace("\n", " | "))
+    return logs
+
+
+@sample("rst011-accept-queue-overflow", "netns",
+        "A server listens on port 8080 with backlog 0 (one accept-queue slot) and "
+        "TCP_DEFER_ACCEPT, never calls accept(), and has net.ipv4.tcp_abort_on_overflow=1. "
+        "Three clients complete their handshakes (SYN, SYN-ACK, ACK each) and send GET /1, /2, "
+        "/3 0.3 s apart. The first request fills the accept queue: the server's stack ACKs it "
+        "but no application ever answers; that client gives up after 3 s and closes with FIN, "
+        "which the stack ACKs. The second and third requests overflow the queue: each is "
+        "answered at once by a bare RST from the server's stack (flags R only, seq = the "
+        "request's ack number, server's TTL 127, IP ID 0) and no server data; those clients' "
+        "recv fails with ECONNRESET. Captured on the client's interface.",
+        expect=[fires("RST011", "client", "WSAECONNRESET")])
+def rst011(lab, out):
+    nsx(SERVER, "sysctl", "-qw", "net.ipv4.tcp_abort_on_overflow=1")
+    return backlog_burst(lab, out, ("sleep:30",), ("timeout:3", "recv"))
+
+
+@sample("rst011-silent-backlog-full-no-abort", "netns",
+        "The same burst of three clients against a one-slot accept queue, but with "
+        "net.ipv4.tcp_abort_on_overflow=0 and a server that starts accepting 1.5 s after it "
+        "began listening: the overflowing requests are silently dropped, the clients retransmit "
+        "them with backoff until the server drains its queue, then each gets its 400-byte "
+        "response; every connection ends with FINs, no RST.",
+        silent_for=("RST011", "RST007", "RST001"))
+def rst011_silent(lab, out):
+    return backlog_burst(lab, out, ("sleep:1.5", "serve:5,400"),
+                         ("usertimeout:15000", "recvall", "close"))
+
+
+@sample("tmo001-user-timeout-then-reset", "netns",
+        "The client connects (handshake passes) with TCP_USER_TIMEOUT 3000 ms and sends GET /a; "
+        "the router drops everything from client to server from then on (iptables DROP), so the "
+        "request (frame 4) is sent again 0.21 s later (a tail loss probe), then retransmitted on "
+        "timeout with exponential backoff (frames 6 to 9, 0.21, 0.44, 0.83, 1.66 s apart), never "
+        "acknowledged, and after the last one the client's stack gives up without sending anything "
+        "(recv fails with ETIMEDOUT; Linux sends no RST on this give-up). The router then stops "
+        "dropping; 6 s after the handshake the server, which never saw the request, closes its "
+        "idle connection with FIN, and the client's stack, which no longer has a socket for it, "
+        "answers the FIN (frame 10) with a bare RST (frame 11: flags R only, seq = the FIN's ack "
+        "number, TTL 64 and IP ID 0). Captured "
+        "on the client's interface.",
+        expect=[fires("TMO001", "client", "WSAETIMEDOUT")], silent_for=("RST001", "RST005"))
+def tmo001_user_timeout(lab, out):
+    f1, f2 = lab.flag("f1"), lab.flag("f2")
+
+    def during(lab_):
+        lab_.wait_for(f1)
+        router("iptables", "-A", "FORWARD", "-s", CLIENT4, "-d", SERVER4, "-p", "tcp", "-j", "DROP")
+        open(f2, "w").close()
+        time.sleep(4.5)
+        router("iptables", "-F", "FORWARD")
+    return tcp_exchange(lab, out, ("sleep:6", "close"),
+                        ("usertimeout:3000", "touch:" + f1, "await:" + f2, "request:/a", "recv"), during=during)
+
+
+def programs(lab: Lab, out: Path, server_cmd, client_cmd, *, port: int = 443):
+    """A real server program and a real client program (openssl, curl) inside one capture.
+
+    The server's stdin stays an open pipe: `openssl s_server` reads commands from it and
+    shuts down at EOF. Only the lines that say how each side ended are kept in the log.
+    """
+    def ends(text: str) -> str:
+        keep = [line.strip() for line in text.splitlines()
+                if any(w in line for w in ("error", "alert", "Protocol", "Cipher is", "HTTP", "CLOSED"))]
+        return " | ".join(keep[-4:])
+
+    lab.one_segment_per_packet()
+    with lab.capture(out):
+        srv = subprocess.Popen(["ip", "netns", "exec", SERVER, *server_cmd], stdin=subprocess.PIPE,
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        lab.wait_listening(SERVER, port)
+        cli = subprocess.run(["ip", "netns", "exec", CLIENT, *client_cmd], stdin=subprocess.DEVNULL,
+                             capture_output=True, text=True, timeout=30)
+        try:
+            srv_out, _ = srv.communicate(timeout=3)
+        except subprocess.TimeoutExpired:
+            srv.kill()
+            srv_out, _ = srv.communicate()
+    return [f"client: exit {cli.returncode} " + ends(cli.stdout + cli.stderr), "server: " + ends(srv_out)]
+
+
+def s_server(lab: Lab, version: str, *extra: str) -> tuple:
+    return ("openssl", "s_server", "-" + version, "-accept", "443", "-naccept", "1",
+            "-cert", str(lab.cert), "-key", str(lab.key), *extra)
+
+
+@sample("tls002-version-alert", "netns",
+        "`openssl s_client -tls1_2` against `openssl s_server -tls1_3` (OpenSSL 3.0): after the "
+        "TCP handshake the client sends its ClientHello (TLS 1.2 only, frame 4); the server ACKs "
+        "it and answers with one TLS record (frame 6): a fatal alert, protocol_version (70), in a "
+        "record whose version field says TLS 1.2; the client ACKs it; then the server closes with "
+        "FIN (frame 8), the client with FIN (frame 9), and the server ACKs: an orderly TCP close, "
+        "no RST anywhere. No socket error: "
+        "the TLS library fails (s_client prints 'tlsv1 alert protocol version ... SSL alert "
+        "number 70'). Captured on the client's interface.",
+        expect=[fires("TLS002", "client")], silent_for=("TLS001",))
+def tls002(lab, out):
+    return programs(lab, out, s_server(lab, "tls1_3"),
+                    ("openssl", "s_client", "-tls1_2", "-connect", f"{SERVER4}:443"))
+
+
+@sample("tls002-silent-close-notify-tls13", "netns",
+        "A healthy HTTPS request: `curl -k https://198.51.100.20/` against `openssl s_server "
+        "-tls1_3 -www`. Full TLS 1.3 handshake, the request, the server's status page (about "
+        "5 KB) and two session tickets, then the server sends close_notify, the client answers "
+        "with its own close_notify (in TLS 1.3 both are encrypted: each is an application_data "
+        "record of 19 bytes, 24 with its header), and both close with FIN; no RST.",
+        silent_for=("TLS001", "TLS002"))
+def tls002_silent13(lab, out):
+    return programs(lab, out, s_server(lab, "tls1_3", "-www"), ("curl", "-sk", "-o", "/dev/null",
+                                                                  "-w", "HTTP %{http_code}", f"https://{SERVER4}/"))
+
+
+@sample("tls002-silent-close-notify-tls12", "netns",
+        "The same healthy HTTPS request over TLS 1.2 (`openssl s_server -tls1_2 -www`): after "
+        "the response the server sends close_notify (an encrypted alert record, content type "
+        "21), the client answers with its own close_notify, and both close with FIN; no RST.",
+        silent_for=("TLS001", "TLS002"))
+def tls002_silent12(lab, out):
+    return programs(lab, out, s_server(lab, "tls1_2", "-www"), ("curl", "-sk", "-o", "/dev/null",
+                                                                  "-w", "HTTP %{http_code}", f"https://{SERVER4}/"))
+
+
+def stateful_router(established_timeout: int) -> None:
+    """The router becomes a stateful firewall that forgets idle connections after
+    ESTABLISHED_TIMEOUT seconds and resets any segment it no longer has state for.
+
+    Loose pickup is off, so a mid-stream segment without state is INVALID, not a new entry.
+    The sysctls exist only once the conntrack rule has loaded conntrack in the namespace.
+    """
+    router("iptables", "-A", "FORWARD", "-p", "tcp", "-m", "conntrack", "--ctstate", "INVALID,NEW", "!", "--syn",
+           "-j", "REJECT", "--reject-with", "tcp-reset")
+    router("sysctl", "-qw", f"net.netfilter.nf_conntrack_tcp_timeout_established={established_timeout}",
+           "net.netfilter.nf_conntrack_tcp_loose=0")
+
+
+@sample("rst012-middlebox-idle-timeout", "netns",
+        "The router is a stateful firewall (conntrack established timeout 5 s, loose pickup off, "
+        "iptables REJECT --reject-with tcp-reset for any non-SYN segment without state). The "
+        "client sends GET /a and gets a 300-byte response; both are acknowledged. The client "
+        "stays idle 8 s, then sends GET /b (frame 8); the router, which has forgotten the "
+        "connection, answers it at once with a bare RST (frame 9: flags R only, IP ID 0, seq = the request's ack number) in the "
+        "server's name: TTL 64 at the capture point where all the server's packets arrive with "
+        "127. The server never sees the request; the client's recv fails with ECONNRESET. "
+        "Captured on the client's interface.",
+        expect=[fires("RST012", "client", "WSAECONNRESET")])
+def rst012(lab, out):
+    stateful_router(5)
+    return tcp_exchange(lab, out, ("recvreq", "response:300", "recvreq"),
+                        ("request:/a", "recv", "sleep:8", "request:/b", "recv"))
+
+
+@sample("rst012-silent-idle-within-timeout", "netns",
+        "The same stateful firewall (established timeout 5 s), but the client is idle only 2 s "
+        "before GET /b: the router still has the connection, the server answers, and both "
+        "close with FIN.", silent_for=("RST012", "RST009", "RST007"))
+def rst012_silent(lab, out):
+    stateful_router(5)
+    return tcp_exchange(lab, out, ("recvreq", "response:300", "recvreq", "response:300", "recvall", "close"),
+                        ("request:/a", "recv", "sleep:2", "request:/b", "recv", "close"))
+
+
+# Only ICMP errors: what a capture filtered for ICMP (or one that missed the datagram) holds.
+ICMP_ONLY = {"bpf": "icmp or (icmp6 and ip6[40] < 128)"}
+
+
+@sample("udp001-icmp-only", "netns",
+        "A connected UDP client sends a 40-byte datagram to port 5300 on the server, where "
+        "nothing listens; the server answers with ICMP destination unreachable, port "
+        "unreachable (type 3 code 3, TTL 127), quoting the whole datagram (IP and UDP headers, 40 "
+        "payload bytes). The "
+        "capture filter kept only ICMP (`icmp`), so the capture holds that one ICMP packet and "
+        "not the datagram it quotes. The client's recv fails with ECONNREFUSED (Linux, connected "
+        "socket). Captured on the client's interface.",
+        expect=[fires("UDP001", "client")])
+def udp001_icmp_only(lab, out):
+    return udp_exchange(lab, out, ("sendto:40", "recvfrom:1"), port=5300, serve=False, capture_kw=ICMP_ONLY)
+
+
+@sample("udp001-icmp-only-ipv6", "netns",
+        "The same over IPv6: one ICMPv6 destination unreachable, port unreachable (type 1 code "
+        "4, hop limit 127) quoting a UDP datagram to port 5300 that the capture (filter "
+        "`icmp6`, neighbour discovery left out) does not hold.",
+        expect=[fires("UDP001", "client")])
+def udp001_icmp_only6(lab, out):
+    return udp_exchange(lab, out, ("sendto:40", "recvfrom:1"), addr=SERVER6, port=5300, serve=False,
+                        capture_kw=ICMP_ONLY)
+
+
+@sample("rst001-linger0-then-peer-data", "netns",
+        "The client sends GET /a, the server ACKs it; 0.2 s later the client closes with "
+        "SO_LINGER 0, so its stack sends RST/ACK (frame 6: the real, abortive close). That RST is lost "
+        "beyond the capture point (the router drops the client's RST/ACK segments), so the "
+        "server's application, not knowing, sends its 300-byte response (frame 7) about 1 s after "
+        "the request; the client's stack, which has no socket any more, answers that data with a "
+        "second, bare RST (frame 8: flags R only, seq = the data's ack number, IP ID 0), which reaches "
+        "the server: its recv fails with ECONNRESET. Captured on the client's interface.",
+        expect=[fires("RST001", "server", "WSAECONNRESET")])
+def rst001_then_data(lab, out):
+    router("iptables", "-A", "FORWARD", "-s", CLIENT4, "-p", "tcp", "--tcp-flags", "ALL", "RST,ACK", "-j", "DROP")
+    return tcp_exchange(lab, out, ("recvreq", "sleep:1", "response:300", "recv"),
+                        ("request:/a", "sleep:0.2", "linger0", "close"))
+
+
+@sample("rst002-capture-starts-at-synack", "netns",
+        "The client's socket is bound to local port 80 and connects to a server on port 40000 "
+        "(so port numbers suggest the opposite roles). The capture filter drops segments with "
+        "SYN set and ACK clear, so the capture starts at the server's SYN-ACK (frame 1, sent by "
+        "198.51.100.20:40000, the server), then the client's ACK and GET /big. The server "
+        "sends a response head promising 100000 bytes and 3000 of them (three segments), waits "
+        "0.3 s and closes with SO_LINGER 0: RST/ACK (frame 11) from the server while the client is still "
+        "reading; the client's recv fails with ECONNRESET. Captured on the client's interface.",
+        expect=[fires("RST002", "client", "WSAECONNRESET")], silent_for=("RST010", "RST009"))
+def rst002_from_synack(lab, out):
+    lab.one_segment_per_packet()
+    no_syn = {"bpf": "(tcp or udp or icmp or (icmp6 and ip6[40] < 128)) "
+                     "and not (tcp[tcpflags] & (tcp-syn|tcp-ack) == tcp-syn)"}
+    return tcp_exchange(lab, out, ("recvreq", "partial:100000,3000", "sleep:0.3", "linger0", "close"),
+                        ("bindport:80", "request:/big", "recvall"), port=40000, capture_kw=no_syn)
+
+
+def narrow_client_link(drop_frag_needed: bool) -> None:
+    """The router's route to the client's network gets MTU 1280 (the client's own link stays
+    1500, so both ends announce MSS 1460). With DROP_FRAG_NEEDED the ICMP "fragmentation
+    needed" the router would send back to the server is dropped: a path-MTU black hole."""
+    router("ip", "route", "replace", "192.0.2.0/24", "dev", "r0", "proto", "kernel", "scope", "link",
+           "src", ROUTER4_C, "mtu", "1280")
+    if drop_frag_needed:
+        router("iptables", "-A", "OUTPUT", "-p", "icmp", "--icmp-type", "fragmentation-needed", "-j", "DROP")
+
+
+AT_SERVER = {"ns": SERVER, "iface": "s0"}
+
+
+@sample("tmo003-pmtu-blackhole", "netns",
+        "Captured on the SERVER's interface (the sender's side, where the lost segments are "
+        "seen). The router's route toward the client has MTU 1280 and the router drops the ICMP "
+        "fragmentation-needed it would send (iptables OUTPUT DROP), while both ends announced "
+        "MSS 1460. The client sends GET /big; the server sends a 6000-byte response with DF set: "
+        "four full-size segments (frames 6 to 9: 1448 bytes of payload, 1500-byte packets) and a "
+        "small last one (frame 10, 275 bytes). Only the small one reaches the client, which "
+        "answers with a duplicate ACK carrying a SACK block for it (frame 11; its ack stays at the "
+        "end of the request). The server retransmits the first full-size segment at once (frame "
+        "12, SACK-triggered) and then on timeout with exponential backoff (frames 13 to 16: "
+        "0.20, 0.42, 0.84, 1.66 s apart), never acknowledged; no ICMP comes back. 4 s after its "
+        "request the client's application gives up and closes (FIN, frame 17; the server's "
+        "stack ACKs it, frame 18). The client's error is its own application timeout.",
+        expect=[fires("TMO003", "server")])
+def tmo003(lab, out):
+    lab.one_segment_per_packet()
+    narrow_client_link(drop_frag_needed=True)
+    logs = tcp_exchange(lab, out, ("recvreq", "response:6000", "recvall"),
+                        ("request:/big", "timeout:4", "recvall"), capture_kw=AT_SERVER)
+    # The server's socket would go on retransmitting into the next sample: destroy it.
+    nsx(SERVER, "ss", "-K", "sport = :80", check=False)
+    return logs
+
+
+@sample("tmo003-silent-pmtu-works", "netns",
+        "Captured on the server's interface. The same 1280-byte MTU on the router's route toward "
+        "the client, but path-MTU discovery works: the router answers each full-size segment with "
+        "ICMP fragmentation needed (type 3 code 4, next-hop MTU 1280, from 198.51.100.1, TTL 64), "
+        "the server resends the data in segments of 1228 and 220 bytes, the client acknowledges "
+        "everything, and both close with FIN.", silent_for=("TMO003", "TMO001"))
+def tmo003_silent(lab, out):
+    lab.one_segment_per_packet()
+    narrow_client_link(drop_frag_needed=False)
+    return tcp_exchange(lab, out, ("recvreq", "response:6000", "shutwr", "recvall", "close"),
+                        ("request:/big", "recvall", "close"), capture_kw=AT_SERVER)
+
+
+def lossy_then_dark(f1: str, f2: str, lossy: float = 1.0):
+    """A DURING callback: once the server has sent the first part of its response (F1), the
+    router passes only every fourth data segment from the server for LOSSY seconds, then none.
+
+    `statistic --mode nth` makes the choice of survivors a counter, not a coin.
+    """
+    data = ("-s", SERVER4, "-d", CLIENT4, "-p", "tcp", "-m", "length", "--length", "100:65535")
+
+    def during(lab_):
+        lab_.wait_for(f1)
+        time.sleep(0.3)
+        router("iptables", "-A", "FORWARD", *data, "-m", "statistic", "--mode", "nth", "--every", "4",
+               "--packet", "3", "-j", "ACCEPT")
+        router("iptables", "-A", "FORWARD", *data, "-j", "DROP")
+        open(f2, "w").close()
+        time.sleep(lossy)
+        router("iptables", "-D", "FORWARD", "1")
+    return during
+
+
+@sample("tmo004-stalled-download-reset", "netns",
+        "The client sends GET /big; the server answers with a head promising 24000 bytes and "
+        "sends the first 6000 (frames 6 to 14, each acknowledged). Then the router starts losing "
+        "the server's data: for 1 s only every fourth data segment from the server gets through "
+        "(frames 16 to 35 arrive out of order, beyond holes, and the client answers each with a "
+        "duplicate ACK carrying SACK blocks), then none at all. Two retransmissions fill part of "
+        "the first hole (frames 36 and 38); the client's last ACK (frame 39, 1.2 s) still leaves a "
+        "1448-byte hole below data it has SACKed up to the end of the response, and the server's "
+        "retransmissions of that hole never arrive. The client's application sees no progress "
+        "for 3 s and closes with SO_LINGER 0: RST/ACK from the client (frame 40), 3.0 s after its "
+        "last ACK, while the server still has unacknowledged data in flight. The server's recv "
+        "fails with ECONNRESET. Captured on the client's interface.",
+        expect=[fires("TMO004", "client"), fires("TMO004", "server", "WSAECONNRESET")])
+def tmo004(lab, out):
+    lab.one_segment_per_packet()
+    f1, f2 = lab.flag("f1"), lab.flag("f2")
+    return tcp_exchange(lab, out, ("recvreq", "partial:24000,6000", "touch:" + f1, "await:" + f2, "send:18000",
+                                   "recv"),
+                        ("request:/big", "recvstall:3", "linger0", "close"), during=lossy_then_dark(f1, f2))
 
 
 # ---------------------------------------------------------------------------------------------

@@ -53,8 +53,9 @@ class Session:
 
     def seg(self, side: str, flags: str, dt: float = 0.0005, payload: bytes = b"", *, seq: int | None = None,
             ack: int | None = None, ttl: int | None = None, ipid: int | None = None, options: bool = True,
-            advance: bool = True):
-        """Emit one segment from SIDE after DT seconds; SYN/FIN/data advance its sequence."""
+            advance: bool = True, tcp_options: list | None = None, window: int | None = None):
+        """Emit one segment from SIDE after DT seconds; SYN/FIN/data advance its sequence.
+        TCP_OPTIONS and WINDOW, when given, replace the options and window it would choose."""
         self.t += dt
         me, peer = self.ends[side], self._other(side)
         opts = []
@@ -63,6 +64,8 @@ class Session:
             if "S" in flags:
                 opts = [("MSS", 1460), ("NOP", None), ("WScale", 8), ("SAckOK", b""),
                         ("Timestamp", (self.tsval(me), peer.ts_last_seen if "A" in flags else 0))]
+        if tcp_options is not None:
+            opts = tcp_options
         if ipid is None:
             ipid = me.ipid
             me.ipid = (me.ipid + 1) & 0xFFFF
@@ -71,7 +74,8 @@ class Session:
         pkt = (Ether(src=me.mac, dst=peer.mac)
                / IP(src=me.ip, dst=peer.ip, ttl=me.ttl if ttl is None else ttl, id=ipid, flags="DF")
                / TCP(sport=me.port, dport=peer.port, flags=flags, seq=the_seq, ack=the_ack,
-                     window=0 if "R" in flags and "A" not in flags else me.win, options=opts)
+                     window=window if window is not None else 0 if "R" in flags and "A" not in flags else me.win,
+                     options=opts)
                / payload)
         pkt.time = self.t
         self.packets.append(pkt)

@@ -165,3 +165,21 @@ def register(sample, fires) -> None:
         server = s.ends["server"]
         s.seg("server", "RA", dt=0.003, seq=server.seq, ack=s.ends["client"].seq, ttl=64, ipid=54321)
         s.write(path)
+
+    @sample("con001-windows-connect-retry", "scapy",
+            "One connect() by a Windows client to a port nothing listens on. The client's SYN (TTL "
+            "128, window 64240, options MSS 1460, NOP, window scale 8, NOP, NOP, SACK permitted, no "
+            "timestamps) is answered by RST/ACK (seq 0, ack = ISN + 1, window 0) from the server "
+            "(TTL 52); 0.5 s later the client sends the same SYN again (same source port, same "
+            "ISN, next IP ID), RST/ACK again; 0.5 s later a third time, RST/ACK a third time: 3 "
+            "SYNs, 3 RSTs (frames 1 to 6). Windows retries a refused connect() this way "
+            "(TcpMaxConnectRetransmissions) before connect() fails once with WSAECONNREFUSED.",
+            expect=[fires("CON001", "client", "WSAECONNREFUSED")])
+    def con001_windows(path):
+        s = Session(windows_client(port=50112), linux_server(port=8443))
+        isn = s.ends["client"].isn
+        syn_options = [("MSS", 1460), ("NOP", None), ("WScale", 8), ("NOP", None), ("NOP", None), ("SAckOK", b"")]
+        for attempt in range(3):
+            s.seg("client", "S", dt=0.0 if attempt == 0 else 0.5 - RTT / 2, seq=isn, tcp_options=syn_options)
+            s.seg("server", "RA", dt=RTT / 2, seq=0, ack=(isn + 1) & 0xFFFFFFFF, window=0)
+        s.write(path)

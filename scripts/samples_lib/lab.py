@@ -126,14 +126,15 @@ class Lab:
         return str(path)
 
     @contextmanager
-    def capture(self, out: Path, ns: str = CLIENT, iface: str = "c0"):
-        """tcpdump in a namespace for the duration of the block; stopped with SIGINT."""
+    def capture(self, out: Path, ns: str = CLIENT, iface: str = "c0", bpf: str = CAPTURE_FILTER):
+        """tcpdump in a namespace for the duration of the block; stopped with SIGINT.
+        BPF replaces the usual filter where a sample stands for a capture that missed packets."""
         out.parent.mkdir(parents=True, exist_ok=True)
         log = self.tmp / "tcpdump.log"
         with open(log, "w") as errf:
             proc = subprocess.Popen(["ip", "netns", "exec", ns, "tcpdump", "-i", iface, "-n", "-U",
                                      "--immediate-mode",
-                                     "-w", str(out), CAPTURE_FILTER], stdout=subprocess.DEVNULL, stderr=errf)
+                                     "-w", str(out), bpf], stdout=subprocess.DEVNULL, stderr=errf)
         try:
             deadline = time.monotonic() + 10
             while "listening on" not in log.read_text() and time.monotonic() < deadline:
@@ -156,7 +157,7 @@ class Lab:
         """Start a peer in the background; for servers, wait until it listens."""
         proc = subprocess.Popen(["ip", "netns", "exec", ns, sys.executable, str(PEERS), role, addr, str(port),
                                  *steps], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-        if role.endswith("server"):
+        if role.endswith(("server", "listener")):
             line = proc.stdout.readline()
             if "listening" not in line:
                 raise RuntimeError(f"{role} did not start: {line}{proc.stdout.read()}")
@@ -187,6 +188,24 @@ class Lab:
             if not busy:
                 return
             time.sleep(0.1)
+
+    @staticmethod
+    def one_segment_per_packet(on: bool = True) -> None:
+        """Make the client's and server's TCP hand the veths MSS-sized packets (gso_max_segs 1)
+        instead of 64 KB offload batches, so a capture shows the segments a NIC would send.
+        Sockets read the limit when they connect: call this before the conversation starts."""
+        segs = "1" if on else "65535"
+        for ns, dev in ((CLIENT, "c0"), (SERVER, "s0")):
+            nsx(ns, "ip", "link", "set", "dev", dev, "gso_max_segs", segs)
+
+    @staticmethod
+    def wait_listening(ns: str, port: int, timeout: float = 10) -> None:
+        """Wait until a TCP socket listens on PORT in NS (for programs that do not say so)."""
+        deadline = time.monotonic() + timeout
+        while not nsx(ns, "ss", "-Htln", f"sport = :{port}", check=False).stdout.strip():
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"nothing listens on port {port} in {ns}")
+            time.sleep(0.05)
 
     def wait_for(self, path: str, timeout: float = 30) -> None:
         deadline = time.monotonic() + timeout

@@ -3,6 +3,7 @@
 Usage (run by make_samples.py, never by hand):
     python3 peers.py tcp-server ADDR PORT STEP...
     python3 peers.py tcp-client ADDR PORT STEP...
+    python3 peers.py tcp-listener ADDR PORT STEP...
     python3 peers.py udp-server ADDR PORT STEP...
     python3 peers.py udp-client ADDR PORT STEP...
 
@@ -33,6 +34,17 @@ Steps:
     ttl:N           (udp) set the IP TTL / hop limit of what we send
     sendto:N        (udp) send an N-byte datagram to the peer
     recvfrom:S      (udp) wait up to S seconds for a datagram
+    usertimeout:MS  TCP_USER_TIMEOUT: the stack gives up on unacknowledged data after MS ms
+    timeout:S       socket timeout: a later recv that waits longer than S seconds fails
+    recvstall:S     receive until EOF or S seconds pass without data, then go on (no error)
+
+Options a role reads before it connects or listens (given first, among the steps):
+    bindport:N      (tcp-client) bind the client socket to local port N before connect()
+    backlog:N       (tcp-listener) listen(N)
+    deferaccept:S   (tcp-listener) TCP_DEFER_ACCEPT: a connection joins the accept queue only
+                    when its first data arrives, so several handshakes can complete at once
+Steps of a tcp-listener (run on the listening socket; it never accepts unless told):
+    serve:N,SIZE    accept N connections in turn; on each read a request, answer SIZE bytes, close
 """
 
 from __future__ import annotations
@@ -103,6 +115,33 @@ def recv_until(sock, marker: bytes) -> bytes:
             break
         got += chunk
     return got
+
+
+def recv_until_stall(sock, quiet: float) -> int:
+    """Read until EOF or until QUIET seconds pass with no data: an application's own
+    no-progress timeout, which then goes on to its next step instead of failing."""
+    sock.settimeout(quiet)
+    total = 0
+    try:
+        while chunk := sock.recv(65536):
+            total += len(chunk)
+    except TimeoutError:
+        pass
+    sock.settimeout(None)
+    return total
+
+
+def options(steps: list[str], names: tuple[str, ...]) -> tuple[dict[str, str], list[str]]:
+    """Split the role options (bindport:, backlog:, ...) from the steps that follow them."""
+    opts = {}
+    rest = []
+    for step in steps:
+        name, _, arg = step.partition(":")
+        if name in names:
+            opts[name] = arg
+        else:
+            rest.append(step)
+    return opts, rest
 
 
 def run_steps(sock, steps: list[str], udp_peer=None) -> None:
@@ -197,6 +236,17 @@ def run_steps(sock, steps: list[str], udp_peer=None) -> None:
             elif name == "echo":
                 # udp server: answer the last datagram's sender
                 sock.sendto(filler(int(arg)), udp_peer)
+            elif name == "usertimeout":
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_USER_TIMEOUT, int(arg))
+            elif name == "timeout":
+                sock.settimeout(float(arg))
+            elif name == "recvstall":
+                say("recvstall", recv_until_stall(sock, float(arg)))
+            elif name == "serve":
+                count, size = (int(x) for x in arg.split(","))
+                for _ in range(count):
+                    conn, _ = sock.accept()
+                    run_steps(conn, ["recvreq", f"response:{size}", "close"])
             elif name == "recvfrom-peer":
                 data, udp_peer = sock.recvfrom(65536)
                 say("recvfrom", len(data))
@@ -228,8 +278,21 @@ def main(argv: list[str]) -> None:
         conn, _ = lsock.accept()
         lsock.close()
         run_steps(conn, steps)
+    elif role == "tcp-listener":
+        opts, steps = options(steps, ("backlog", "deferaccept"))
+        lsock = socket.socket(family, socket.SOCK_STREAM)
+        lsock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if "deferaccept" in opts:
+            lsock.setsockopt(socket.IPPROTO_TCP, socket.TCP_DEFER_ACCEPT, int(opts["deferaccept"]))
+        lsock.bind(peer)
+        lsock.listen(int(opts.get("backlog", "4")))
+        say("listening")
+        run_steps(lsock, steps)
     elif role == "tcp-client":
+        opts, steps = options(steps, ("bindport",))
         sock = socket.socket(family, socket.SOCK_STREAM)
+        if "bindport" in opts:
+            sock.bind(("::" if family == socket.AF_INET6 else "0.0.0.0", int(opts["bindport"])))
         try:
             sock.connect(peer)
         except OSError as exc:
