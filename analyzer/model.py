@@ -176,6 +176,7 @@ class SideStats:
     sent_syn: bool = False
     unacked: int = 0  # bytes of this side's data the peer never acknowledged (TCP, by the end of the capture)
     backoff: bool = False  # its last retransmissions came at growing intervals (the RTO backing off)
+    large_lost: bool = False  # its lost segments (retransmitted, never acked) are all large; smaller ones got through
     tls_alert: tuple[int, int] | None = None  # (level, description) of the first plaintext TLS alert it sent
 
 

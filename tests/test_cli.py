@@ -73,7 +73,8 @@ def test_conversations_json_has_no_findings(capsys):
 
 
 def test_select_and_ignore_take_codes_and_prefixes(capsys):
-    assert run(capsys, "analyze", REFUSED, "--ignore", "CON")[0] == 0
+    assert run(capsys, "analyze", REFUSED, "--ignore", "CON,GEN")[0] == 0
+    assert run(capsys, "analyze", REFUSED, "--ignore", "CON")[0] == 1  # the generic finding still reports the RST
     assert run(capsys, "analyze", REFUSED, "--select", "RST,TLS001")[0] == 0
     assert run(capsys, "analyze", REFUSED, "--select", "CON001")[0] == 1
 

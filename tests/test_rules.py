@@ -120,7 +120,7 @@ def test_ignore_and_most_specific_selector_wins():
     everything = codes(load_rules())
     assert codes(load_rules(ignore=["RST003"])) == [c for c in everything if c != "RST003"]
     assert codes(load_rules(select=["RST003"], ignore=["RST"])) == ["RST003"]
-    assert codes(load_rules(select=["RST"], ignore=["RST00"])) == ["RST010"]
+    assert codes(load_rules(select=["RST"], ignore=["RST00"])) == ["RST010", "RST011", "RST012"]
     assert codes(load_rules(select=["RST,TLS"], ignore=["ALL"])) == [c for c in everything if c[:3] in ("RST", "TLS")]
 
 

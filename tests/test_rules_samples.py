@@ -58,7 +58,12 @@ def test_sample_findings_match_sidecar(sidecar: Path, request):
     assert sorted(f.rule for f in findings) == sorted(e["rule"] for e in spec.get("expect") or [])
     for want in spec.get("expect") or []:
         errors = [e for f in findings if f.rule == want["rule"] for e in f.errors]
-        if "side" in want or "winsock" in want:
+        alerts = [f.tls_alert for f in findings if f.rule == want["rule"] and f.tls_alert]
+        if alerts and "winsock" not in want:
+            # A TLS alert, no socket error: the side is the one whose TLS library received the alert.
+            assert not errors, f"{want['rule']} claims socket errors {errors} for an orderly close"
+            assert any(a["sender"] != want.get("side") for a in alerts), alerts
+        elif "side" in want or "winsock" in want:
             assert any(e.side == want.get("side", e.side) and e.winsock["name"] == want.get("winsock", e.winsock["name"])
                        for e in errors), f"{want} not among {[(e.side, e.winsock['name']) for e in errors]}"
     for silent in spec.get("silent_for") or []:

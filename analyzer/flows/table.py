@@ -1079,7 +1079,7 @@ def _odd_marks(events: list[Event], end: _End, direction: int, host_ttls: dict[i
 SILENCE_MIN: Final = 1.0  # seconds: a shorter pause is never a silence worth naming
 SILENCE_RTTS: Final = 20  # ... nor one shorter than this many round trips of the conversation
 BACKOFF_GROWTH: Final = 1.5  # each retransmission interval at least this much longer than the one before
-BACKOFF_MIN_RETRIES: Final = 3  # retransmissions of one segment before a backoff is recognised
+BACKOFF_MIN_RETRIES: Final = 3  # growing intervals between re-sends of one segment before a backoff is recognised
 
 
 def handshake_rtt(events: list[Event]) -> float:
@@ -1117,10 +1117,33 @@ def backs_off(events: list[Event], direction: int) -> bool:
     if last is None:
         return False
     times = [e.ts for e in events if e.dir == direction and e.plen and e.seq == last.seq and e.icmp is None]
-    if len(times) < BACKOFF_MIN_RETRIES + 1:
+    # The last intervals decide: a stack may send its first retransmissions at a fixed pace (tail
+    # loss probes, early retransmit) before the timer starts doubling.
+    gaps = [b - a for a, b in zip(times, times[1:])][-BACKOFF_MIN_RETRIES:]
+    if len(gaps) < BACKOFF_MIN_RETRIES:
         return False
-    gaps = [b - a for a, b in zip(times, times[1:])]
-    return all(g > 0 for g in gaps) and all(b >= BACKOFF_GROWTH * a for a, b in zip(gaps, gaps[1:]))
+    return gaps[0] > 0 and all(b >= BACKOFF_GROWTH * a for a, b in zip(gaps, gaps[1:]))
+
+
+LARGE_SEGMENT: Final = 1200  # bytes: above what every IPv4 and IPv6 path carries (IPv6 minimum MTU 1280)
+
+
+def large_lost(events: list[Event], direction: int) -> bool:
+    """True when a side's segments that never got acknowledged were all large while smaller ones got through.
+
+    Lost: retransmitted, and beyond the highest acknowledgement its peer sent. Got through: smaller
+    data segments of the same side that never needed a retransmission. That split by size, not by
+    time, is what a path-MTU black hole leaves on the wire.
+    """
+    acked = max((e.ack for e in events if e.dir != direction and e.flags & ACK and e.icmp is None), default=0)
+    mine = [e for e in events if e.dir == direction and e.plen and e.icmp is None]
+    lost = [e for e in mine if e.marks & _RETX and _sdelta(e.seq + e.plen, acked) > 0]
+    if not lost:
+        return False
+    smallest = min(e.plen for e in lost)
+    resent = {e.seq for e in mine if e.marks & _RETX}
+    through = [e for e in mine if e.seq not in resent and e.plen < smallest]
+    return smallest >= LARGE_SEGMENT and bool(through)
 
 
 def _unacked(end: _End, peer: _End, size: int) -> int:
@@ -1208,6 +1231,7 @@ def build_conversation(flow: _Flow, why: str, hosts: dict[bytes, dict[int, int]]
                 sent_syn=end.sent_syn,
                 unacked=_unacked(end, peer, size) if proto == "tcp" else 0,
                 backoff=backs_off(events, 0 if end is orig else 1),
+                large_lost=large_lost(events, 0 if end is orig else 1),
                 tls_alert=(end.alert[0], end.alert[1]) if len(end.alert) == 2 else None,
             )
         )

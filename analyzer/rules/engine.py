@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from typing import Final, Literal
 
 from analyzer.errors import UsageError
+from analyzer.model import Mark
 from analyzer.model import Alternative, Conversation, Event, Finding, Level, SocketErrorSeen, Traits
 from analyzer.protocol import TCP_FLAG_NAMES, flag_string
 from analyzer.rules.language import Pattern
@@ -58,6 +59,8 @@ PLACEHOLDERS: dict[str, str] = {
     "duration": "the conversation's duration",
     "tls_alert": "the first plaintext TLS alert and its sender (`fatal protocol_version (70) from the server`)",
     "rtt": "the round-trip time the handshake shows (`0.3 ms`), `unknown` without a handshake",
+    "rst_signal": "what shows that the evidence RST was not sent by its claimed sender (its TTL, its IP ID, or talk after it)",
+    "end_note": "how an attempt ended: `; the client reset it (frame 3)` or `; nothing more came from the client`",
 }
 # `winsock: from-icmp`: the error Windows reports for the ICMP error in the evidence, looked up
 # in the socket-error catalogue's ICMP table rather than repeated in rule files.
@@ -141,7 +144,28 @@ _VALUES: dict[str, Callable[[_Evidence], str]] = {
     "duration": lambda x: seconds(x.conv.duration),
     "tls_alert": lambda x: _alert_text(x.conv),
     "rtt": lambda x: seconds(x.conv.rtt) if x.conv.rtt >= 0 else "unknown",
+    "rst_signal": lambda x: _rst_signal(x),
+    "end_note": lambda x: _end_note(x),
 }
+
+
+def _rst_signal(x: _Evidence) -> str:
+    rst = next((e for e in x.events if e.flags & RST_FLAG), None)
+    if rst is None:
+        return "no RST in the evidence"
+    stats = x.conv.client_stats if rst.dir == 0 else x.conv.server_stats
+    if rst.marks & TTL_ODD:
+        return f"its TTL {rst.ttl} is unlike the sender's other packets (usually {stats.ttl})"
+    if rst.marks & IPID_ODD:
+        return f"its IP ID {rst.ip_id} is far from the sender's running IP ID sequence"
+    return "the claimed sender went on sending after it"
+
+
+def _end_note(x: _Evidence) -> str:
+    last = x.events[-1]
+    if last.flags & RST_FLAG and last.dir == 0:
+        return f"; the client reset it (frame {last.frame})"
+    return "; nothing more came from the client"
 
 
 def _alert_text(conv: Conversation) -> str:
@@ -486,6 +510,9 @@ def default_filter(conv: Conversation, chain_events: Sequence[Event]) -> str:
 Candidates = tuple[tuple[int, Pattern], ...]  # (direction of A, pattern) pairs of one rule, in order
 
 
+RST_FLAG: Final = TCP_FLAG_NAMES["RST"]
+TTL_ODD: Final = int(Mark.TTL_ODD)
+IPID_ODD: Final = int(Mark.IPID_ODD)
 GENERIC_FAMILY: Final = "GEN"  # the generic findings: last in precedence, after any unlisted rule
 
 

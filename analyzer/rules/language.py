@@ -107,6 +107,10 @@ SIDE_CONDITIONS: dict[str, tuple[str, str]] = {
     "keepalives": ('N or "OP N"', "keep-alive probes the side sent"),
     "unacked": ('N or "OP N"', "bytes of the side's data the peer never acknowledged by the end of the capture"),
     "backoff": ("true | false", "the side re-sent its last unacknowledged segment at growing intervals (RTO backoff)"),
+    "large_lost": (
+        "true | false",
+        "the side's never-acknowledged retransmitted segments are all large (>= 1200 bytes) while smaller ones got through",
+    ),
     "tls_alert": (
         "true | false | NAME or [NAME, ...]",
         "the side sent a plaintext TLS alert (of one of these descriptions: protocol_version, handshake_failure, ...)",
@@ -381,6 +385,7 @@ _SIDE_FLAGS: dict[str, Callable[[SideStats], bool]] = {
     "sent_rst": lambda s: s.sent_rst,
     "sent_syn": lambda s: s.sent_syn,
     "backoff": lambda s: s.backoff,
+    "large_lost": lambda s: s.large_lost,
 }
 _SIDE_COUNTS: dict[str, Callable[[SideStats], int]] = {
     "packets": lambda s: s.packets,

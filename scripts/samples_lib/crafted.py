@@ -183,3 +183,42 @@ def register(sample, fires) -> None:
             s.seg("client", "S", dt=0.0 if attempt == 0 else 0.5 - RTT / 2, seq=isn, tcp_options=syn_options)
             s.seg("server", "RA", dt=RTT / 2, seq=0, ack=(isn + 1) & 0xFFFFFFFF, window=0)
         s.write(path)
+
+    @sample("gen001-reset-midstream", "scapy",
+            "A capture that starts in the middle of a connection (no handshake): the client sends "
+            "a request, the server acknowledges it and answers with 1200 bytes, the client "
+            "acknowledges, and 0.2 s later the server sends RST/ACK (same TTL as its other "
+            "packets, next IP ID): a reset no specific pattern explains.",
+            expect=[fires("GEN001", "client", "WSAECONNRESET")])
+    def gen001(path):
+        s = Session(linux_client(), linux_server())
+        s.data("client", http_request("/status"), dt=0.0, ack_after=RTT / 2)
+        s.data("server", http_response(1200), dt=0.002, ack_after=RTT / 2)
+        s.seg("server", "RA", dt=0.2)
+        s.write(path)
+
+    @sample("gen002-capture-ends-while-retransmitting", "scapy",
+            "After the handshake the client sends a request that the server never acknowledges; "
+            "the client retransmits it twice (0.2 s, then 0.4 s later) and the capture ends: the "
+            "data is unacknowledged and nobody has given up yet.",
+            expect=[fires("GEN002")], silent_for=("TMO001",))
+    def gen002(path):
+        s = Session(linux_client(), linux_server())
+        s.handshake(RTT)
+        request = http_request("/slow")
+        first = s.seg("client", "PA", dt=0.001, payload=request)
+        for wait in (0.2, 0.4):
+            s.seg("client", "PA", dt=wait, payload=request, seq=first["TCP"].seq)
+        s.write(path)
+
+    @sample("gen003-synack-then-client-rst", "scapy",
+            "The client's SYN is answered by a SYN/ACK, and the client answers that with a bare "
+            "RST (seq = the SYN/ACK's ack) instead of completing the handshake, as a client whose "
+            "connect() was cancelled (or a SYN scanner) does.",
+            expect=[fires("GEN003")])
+    def gen003(path):
+        s = Session(linux_client(), linux_server())
+        s.seg("client", "S", dt=0)
+        s.seg("server", "SA", dt=RTT / 2)
+        s.seg("client", "R", dt=RTT / 2, ack=0)
+        s.write(path)
