@@ -121,6 +121,11 @@ def reset_router():
     nsx(ROUTER, "ip", "route", "replace", "192.0.2.0/24", "dev", "r0", "proto", "kernel", "scope", "link",
         "src", ROUTER4_C)
     Lab.one_segment_per_packet(False)
+    # Forget learned path MTUs (tmo003-silent-pmtu-works teaches the server 1280), or the next
+    # sample's segments would be cut to that size.
+    for ns in (CLIENT, SERVER):
+        nsx(ns, "ip", "route", "flush", "cache", check=False)
+        nsx(ns, "ip", "-6", "route", "flush", "cache", check=False)
     for dest in (SERVER4 + "/32",):
         for kind in ("blackhole", "unreachable", "prohibit"):
             nsx(ROUTER, "ip", "route", "del", kind, dest, check=False)
