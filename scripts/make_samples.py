@@ -753,9 +753,10 @@ def stateful_router(established_timeout: int) -> None:
         "iptables REJECT --reject-with tcp-reset for any non-SYN segment without state). The "
         "client sends GET /a and gets a 300-byte response; both are acknowledged. The client "
         "stays idle 8 s, then sends GET /b (frame 8); the router, which has forgotten the "
-        "connection, answers it at once with a bare RST (frame 9: flags R only, IP ID 0, seq = the request's ack number) in the "
-        "server's name: TTL 64 at the capture point where all the server's packets arrive with "
-        "127. The server never sees the request; the client's recv fails with ECONNRESET. "
+        "connection, answers it at once with a bare RST (frame 9: flags R only, IP ID 0, seq = "
+        "the request's ack number) in the server's name: TTL 64 at the capture point, where all "
+        "the server's packets arrive with 127. The server never sees the request; the client's "
+        "recv fails with ECONNRESET. "
         "Captured on the client's interface.",
         expect=[fires("RST012", "client", "WSAECONNRESET")])
 def rst012(lab, out):
