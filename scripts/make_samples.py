@@ -560,9 +560,9 @@ def server_drops_output(on: bool) -> None:
         "loses the connection without a packet leaving it (its socket is reset while an "
         "iptables OUTPUT DROP in the server namespace swallows the RST; the rule is removed "
         "right after, so the stack simply has no socket, as after a crash and restart). After "
-        "4 s of silence the client sends GET /b; the server's own stack answers it with a bare "
-        "RST (flags R only, no ACK; seq = the request's ack number; window 0) carrying the "
-        "server's TTL (127 at the capture point, like all its earlier packets). The client's "
+        "4 s of silence the client sends GET /b (frame 8); the server's own stack answers it with "
+        "a bare RST (frame 9: flags R only, no ACK; seq = the request's ack number; window 0; IP "
+        "ID 0) carrying the server's TTL (127 at the capture point, like all its earlier packets). The client's "
         "recv fails with ECONNRESET. Captured on the client's interface.",
         expect=[fires("RST007", "client", "WSAECONNRESET")], silent_for=("RST009", "RST001"))
 def rst007_4s(lab, out):
@@ -614,15 +614,17 @@ def backlog_burst(lab: Lab, out: Path, listener_steps, client_steps, *, gap: flo
 
 
 @sample("rst011-accept-queue-overflow", "netns",
-        "A server listens on port 8080 with backlog 0 (one accept-queue slot) and "
-        "TCP_DEFER_ACCEPT, never calls accept(), and has net.ipv4.tcp_abort_on_overflow=1. "
-        "Three clients complete their handshakes (SYN, SYN-ACK, ACK each) and send GET /1, /2, "
-        "/3 0.3 s apart. The first request fills the accept queue: the server's stack ACKs it "
-        "but no application ever answers; that client gives up after 3 s and closes with FIN, "
-        "which the stack ACKs. The second and third requests overflow the queue: each is "
-        "answered at once by a bare RST from the server's stack (flags R only, seq = the "
-        "request's ack number, server's TTL 127, IP ID 0) and no server data; those clients' "
-        "recv fails with ECONNRESET. Captured on the client's interface.",
+        "A server listens on port 8080 with backlog 2 (three accept-queue slots) and "
+        "TCP_DEFER_ACCEPT, never calls accept(), and has net.ipv4.tcp_abort_on_overflow=1 (SYN "
+        "cookies off). Five clients connect; each request is ACKed by the server's stack and "
+        "never answered until the queue is full. Clients 1 and 2 connect and send GET /1, /2 at "
+        "once (frames 1-5, 6-10). Clients 3, 4 and 5 then complete their handshakes (frames "
+        "11-19) and send GET /3, /4, /5 0.3 s apart: /3 takes the last slot (frame 20, ACKed in "
+        "21); /4 (frame 22) and /5 (frame 24) overflow the queue and are each answered at once by "
+        "a bare RST from the server's stack (frames 23 and 25: flags R only, seq = the request's "
+        "ack number, the server's TTL 127, IP ID 0) with no server data before it; those "
+        "clients' recv fails with ECONNRESET. Clients 1 to 3 give up after 3 s and close with "
+        "FIN (frames 26, 28, 30), which the stack ACKs. Captured on the client's interface.",
         expect=[fires("RST011", "client", "WSAECONNRESET")])
 def rst011(lab, out):
     nsx(SERVER, "sysctl", "-qw", "net.ipv4.tcp_abort_on_overflow=1")
@@ -630,11 +632,12 @@ def rst011(lab, out):
 
 
 @sample("rst011-silent-backlog-full-no-abort", "netns",
-        "The same burst of three clients against a one-slot accept queue, but with "
-        "net.ipv4.tcp_abort_on_overflow=0 and a server that starts accepting 1.5 s after it "
-        "began listening: the overflowing requests are silently dropped, the clients retransmit "
-        "them with backoff until the server drains its queue, then each gets its 400-byte "
-        "response; every connection ends with FINs, no RST.",
+        "The same five clients against the same three-slot accept queue (TCP_DEFER_ACCEPT, SYN "
+        "cookies off), but with net.ipv4.tcp_abort_on_overflow=0 and a server that starts "
+        "accepting 1.5 s after it began listening: the overflowing requests of clients 4 and 5 "
+        "are silently dropped (no ACK, no RST) and their clients retransmit them with backoff "
+        "until the server has drained its queue; then every client gets its 400-byte response "
+        "and every connection ends with FINs, no RST.",
         silent_for=("RST011", "RST007", "RST001"))
 def rst011_silent(lab, out):
     return backlog_burst(lab, out, ("sleep:1.5", "serve:5,400"),
