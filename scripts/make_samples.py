@@ -719,9 +719,10 @@ def tls002(lab, out):
 @sample("tls002-silent-close-notify-tls13", "netns",
         "A healthy HTTPS request: `curl -k https://198.51.100.20/` against `openssl s_server "
         "-tls1_3 -www`. Full TLS 1.3 handshake, the request, the server's status page (about "
-        "5 KB) and two session tickets, then the server sends close_notify, the client answers "
-        "with its own close_notify (in TLS 1.3 both are encrypted: each is an application_data "
-        "record of 19 bytes, 24 with its header), and both close with FIN; no RST.",
+        "5 KB) and two session tickets, then the server sends close_notify (frame 18), the "
+        "client answers with its own close_notify (frame 19; in TLS 1.3 both are encrypted: each "
+        "is an application_data record of 19 bytes, 24 with its header), and both close with FIN "
+        "(frames 20, 21); no RST.",
         silent_for=("TLS001", "TLS002"))
 def tls002_silent13(lab, out):
     return programs(lab, out, s_server(lab, "tls1_3", "-www"), ("curl", "-sk", "-o", "/dev/null",
@@ -730,8 +731,9 @@ def tls002_silent13(lab, out):
 
 @sample("tls002-silent-close-notify-tls12", "netns",
         "The same healthy HTTPS request over TLS 1.2 (`openssl s_server -tls1_2 -www`): after "
-        "the response the server sends close_notify (an encrypted alert record, content type "
-        "21), the client answers with its own close_notify, and both close with FIN; no RST.",
+        "the response the server sends close_notify (frame 17: an encrypted alert record, content "
+        "type 21), the client answers with its own close_notify (frame 18), and both close with "
+        "FIN (frames 19, 20); no RST.",
         silent_for=("TLS001", "TLS002"))
 def tls002_silent12(lab, out):
     return programs(lab, out, s_server(lab, "tls1_2", "-www"), ("curl", "-sk", "-o", "/dev/null",
