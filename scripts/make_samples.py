@@ -889,9 +889,10 @@ def tmo003_silent(lab, out):
                         ("request:/big", "recvall", "close"), capture_kw=AT_SERVER)
 
 
-def lossy_then_dark(f1: str, f2: str, lossy: float = 1.0):
+def lossy_then_dark(f1: str, f2: str, lossy: float = 1.0, dark: bool = True):
     """A DURING callback: once the server has sent the first part of its response (F1), the
-    router passes only every fourth data segment from the server for LOSSY seconds, then none.
+    router passes only every fourth data segment from the server for LOSSY seconds, then none
+    (DARK) or all of them again.
 
     `statistic --mode nth` makes the choice of survivors a counter, not a coin.
     """
@@ -906,6 +907,8 @@ def lossy_then_dark(f1: str, f2: str, lossy: float = 1.0):
         open(f2, "w").close()
         time.sleep(lossy)
         router("iptables", "-D", "FORWARD", "1")
+        if not dark:
+            router("iptables", "-D", "FORWARD", "1")
     return during
 
 
@@ -928,6 +931,29 @@ def tmo004(lab, out):
     return tcp_exchange(lab, out, ("recvreq", "partial:24000,6000", "touch:" + f1, "await:" + f2, "send:18000",
                                    "recv"),
                         ("request:/big", "recvstall:3", "linger0", "close"), during=lossy_then_dark(f1, f2))
+
+
+@sample("tmo004-silent-lossy-download-recovers", "netns",
+        "The same download and the same 1 s of loss (only every fourth data segment from the "
+        "server gets through; out-of-order arrivals, duplicate ACKs with SACK blocks, "
+        "retransmissions), but then the router passes everything again: the retransmissions "
+        "fill the holes, the client reads all 24000 bytes, and both close with FIN; no RST.",
+        silent_for=("TMO004", "TMO001", "RST001"))
+def tmo004_silent(lab, out):
+    lab.one_segment_per_packet()
+    f1, f2 = lab.flag("f1"), lab.flag("f2")
+    return tcp_exchange(lab, out, ("recvreq", "partial:24000,6000", "touch:" + f1, "await:" + f2, "send:18000",
+                                   "shutwr", "recvall", "close"),
+                        ("request:/big", "recvall", "close"), during=lossy_then_dark(f1, f2, dark=False))
+
+
+@sample("rst007-silent-4s-then-answered", "netns",
+        "One request and response, then 4 s of silence (the same as rst007-half-open-after-4s), "
+        "but the server still has the connection: GET /b is answered with 300 bytes and both "
+        "close with FIN; no RST.", silent_for=("RST007", "RST008", "RST012"))
+def rst007_silent_4s(lab, out):
+    return tcp_exchange(lab, out, ("recvreq", "response:300", "recvreq", "response:300", "recvall", "close"),
+                        ("request:/a", "recv", "sleep:4", "request:/b", "recv", "close"))
 
 
 # ---------------------------------------------------------------------------------------------
