@@ -579,35 +579,49 @@ def rst007_4s(lab, out):
                         ("request:/a", "recv", "sleep:4", "request:/b", "recv"), during=during)
 
 
-def backlog_burst(lab: Lab, out: Path, listener_steps, client_steps, *, gap: float = 0.3, port: int = 8080):
-    """Five clients against a listener with backlog 2 (three accept-queue slots) that
-    accepts only when LISTENER_STEPS say so.
+def backlog_burst(lab: Lab, out: Path, *, abort: bool, gap: float = 0.3, port: int = 8080):
+    """Two captured clients meet a listener (backlog 2: three accept-queue slots) whose queue
+    three other clients, outside the capture, have filled between the captured clients'
+    handshakes and their requests.
 
     Linux drops a SYN while the accept queue is full, so an overflow is seen only by a
     handshake that began while there was room. TCP_DEFER_ACCEPT keeps a completed handshake
-    out of the accept queue until its first data arrives: clients 1 and 2 connect and send at
-    once (two slots taken), clients 3 to 5 then complete their handshakes and send GAP seconds
-    apart, so client 3 takes the last slot and clients 4 and 5 meet a full queue. SYN cookies
-    are off in the server namespace so every handshake waits in the SYN queue the same way.
+    out of the accept queue until its first data arrives: the captured clients connect first,
+    then the other clients (in the router namespace, so their packets never cross the client's
+    link) connect and send, taking the three slots, then the captured clients send GAP seconds
+    apart. SYN cookies are off in the server namespace: every handshake waits in the SYN queue.
+    With ABORT the server never accepts and resets an overflowing connection
+    (tcp_abort_on_overflow=1); without it, it drops the request and starts accepting 1 s after
+    the last captured request, serving all five.
     """
-    nsx(SERVER, "sysctl", "-qw", "net.ipv4.tcp_syncookies=0")
+    nsx(SERVER, "sysctl", "-qw", "net.ipv4.tcp_syncookies=0", f"net.ipv4.tcp_abort_on_overflow={int(abort)}")
+    last = lab.flag("last")
+    listener_steps = ("sleep:60",) if abort else ("await:" + last, "sleep:1", "serve:5,400")
+    client_steps = ("timeout:3", "recv") if abort else ("usertimeout:15000", "recvall", "close")
     logs = []
     with lab.capture(out):
         srv = lab.start(SERVER, "tcp-listener", SERVER4, port, "backlog:2", "deferaccept:5", *listener_steps)
-        peers = []
-        for i in range(5):
+        captured = []
+        for i in range(2):
             conn, go = lab.flag(f"conn{i}"), lab.flag(f"go{i}")
-            peers.append((go, lab.start(CLIENT, "tcp-client", SERVER4, port, "touch:" + conn, "await:" + go,
-                                        f"request:/{i + 1}", *client_steps)))
+            captured.append((go, lab.start(CLIENT, "tcp-client", SERVER4, port, "touch:" + conn, "await:" + go,
+                                           f"request:/{i + 1}", *client_steps)))
             lab.wait_for(conn)
-            if i < 2:
-                open(go, "w").close()
-                time.sleep(0.2)
-        for go, _ in peers[2:]:
+        others = []
+        for i in range(3):
+            sent = lab.flag(f"sent{i}")
+            others.append(lab.start(ROUTER, "tcp-client", SERVER4, port, f"request:/other{i + 1}", "touch:" + sent,
+                                    *client_steps))
+            lab.wait_for(sent)
+            time.sleep(0.1)
+        for go, _ in captured:
             open(go, "w").close()
             time.sleep(gap)
-        for i, (_, cli) in enumerate(peers):
+        open(last, "w").close()
+        for i, (_, cli) in enumerate(captured):
             logs.append(f"client{i + 1}: " + lab.finish(cli).strip().replace("\n", " | "))
+    for i, cli in enumerate(others):
+        logs.append(f"other{i + 1}: " + lab.finish(cli).strip().replace("\n", " | "))
     srv.kill()
     logs.append("listener: " + srv.communicate()[0].strip().replace("\n", " | "))
     return logs
@@ -616,32 +630,30 @@ def backlog_burst(lab: Lab, out: Path, listener_steps, client_steps, *, gap: flo
 @sample("rst011-accept-queue-overflow", "netns",
         "A server listens on port 8080 with backlog 2 (three accept-queue slots) and "
         "TCP_DEFER_ACCEPT, never calls accept(), and has net.ipv4.tcp_abort_on_overflow=1 (SYN "
-        "cookies off). Five clients connect; each request is ACKed by the server's stack and "
-        "never answered until the queue is full. Clients 1 and 2 connect and send GET /1, /2 at "
-        "once (frames 1-5, 6-10). Clients 3, 4 and 5 then complete their handshakes (frames "
-        "11-19) and send GET /3, /4, /5 0.3 s apart: /3 takes the last slot (frame 20, ACKed in "
-        "21); /4 (frame 22) and /5 (frame 24) overflow the queue and are each answered at once by "
-        "a bare RST from the server's stack (frames 23 and 25: flags R only, seq = the request's "
-        "ack number, the server's TTL 127, IP ID 0) with no server data before it; those "
-        "clients' recv fails with ECONNRESET. Clients 1 to 3 give up after 3 s and close with "
-        "FIN (frames 26, 28, 30), which the stack ACKs. Captured on the client's interface.",
-        expect=[fires("RST011", "client", "WSAECONNRESET")])
+        "cookies off). Two clients in the capture complete their handshakes (SYN, SYN-ACK, ACK: "
+        "frames 1-3 and 4-6). Three other clients, not in the capture, then connect and send "
+        "requests, which fill the accept queue. The captured clients send GET /1 (frame 7) and, "
+        "0.3 s later, GET /2 (frame 9): each overflows the queue and is answered at once by a "
+        "bare RST from the server's stack (frames 8 and 10: flags R only, seq = the request's "
+        "ack number, the server's TTL 127, IP ID 0), with no server data and no ACK of the "
+        "request before it. Both clients' recv fails with ECONNRESET. Captured on the client's "
+        "interface.",
+        expect=[fires("RST011", "client", "WSAECONNRESET"), fires("RST011", "client", "WSAECONNRESET")])
 def rst011(lab, out):
-    nsx(SERVER, "sysctl", "-qw", "net.ipv4.tcp_abort_on_overflow=1")
-    return backlog_burst(lab, out, ("sleep:30",), ("timeout:3", "recv"))
+    return backlog_burst(lab, out, abort=True)
 
 
 @sample("rst011-silent-backlog-full-no-abort", "netns",
-        "The same five clients against the same three-slot accept queue (TCP_DEFER_ACCEPT, SYN "
-        "cookies off), but with net.ipv4.tcp_abort_on_overflow=0 and a server that starts "
-        "accepting 1.5 s after it began listening: the overflowing requests of clients 4 and 5 "
-        "are silently dropped (no ACK, no RST) and their clients retransmit them with backoff "
-        "until the server has drained its queue; then every client gets its 400-byte response "
-        "and every connection ends with FINs, no RST.",
+        "The same two captured clients and the same full three-slot accept queue "
+        "(TCP_DEFER_ACCEPT, SYN cookies off), but with net.ipv4.tcp_abort_on_overflow=0 and a "
+        "server that starts accepting 1 s after the second request: the overflowing requests "
+        "(frames 7 and 9) are silently dropped (no ACK, no RST), their clients retransmit them "
+        "with backoff (frames 8 to 15 and 22) until the server drains its queue, then each is "
+        "ACKed and answered with 400 bytes (frames 16-17 and 23-24) and both connections end "
+        "with FINs; no RST.",
         silent_for=("RST011", "RST007", "RST001"))
 def rst011_silent(lab, out):
-    return backlog_burst(lab, out, ("sleep:1.5", "serve:5,400"),
-                         ("usertimeout:15000", "recvall", "close"))
+    return backlog_burst(lab, out, abort=False)
 
 
 @sample("tmo001-user-timeout-then-reset", "netns",
@@ -923,8 +935,10 @@ def lossy_then_dark(f1: str, f2: str, lossy: float = 1.0, dark: bool = True):
         "retransmissions of that hole never arrive. The client's application sees no progress "
         "for 3 s and closes with SO_LINGER 0: RST/ACK from the client (frame 40), 3.0 s after its "
         "last ACK, while the server still has unacknowledged data in flight. The server's recv "
-        "fails with ECONNRESET. Captured on the client's interface.",
-        expect=[fires("TMO004", "client"), fires("TMO004", "server", "WSAECONNRESET")])
+        "fails with ECONNRESET. One failure, one finding: the client's stalled download, whose "
+        "only socket error is the server's ECONNRESET (the client's own close is deliberate). "
+        "Captured on the client's interface.",
+        expect=[fires("TMO004", "server", "WSAECONNRESET")])
 def tmo004(lab, out):
     lab.one_segment_per_packet()
     f1, f2 = lab.flag("f1"), lab.flag("f2")
