@@ -121,6 +121,11 @@ def reset_router():
     nsx(ROUTER, "ip", "route", "replace", "192.0.2.0/24", "dev", "r0", "proto", "kernel", "scope", "link",
         "src", ROUTER4_C)
     Lab.one_segment_per_packet(False)
+    # Forget learned path MTUs (tmo003-silent-pmtu-works teaches the server 1280), or the next
+    # sample's segments would be cut to that size.
+    for ns in (CLIENT, SERVER):
+        nsx(ns, "ip", "route", "flush", "cache", check=False)
+        nsx(ns, "ip", "-6", "route", "flush", "cache", check=False)
     for dest in (SERVER4 + "/32",):
         for kind in ("blackhole", "unreachable", "prohibit"):
             nsx(ROUTER, "ip", "route", "del", kind, dest, check=False)
@@ -300,8 +305,8 @@ def rst010(lab, out):
 
 @sample("tls001-version-alert", "netns",
         "A TLS client limited to TLS 1.2 meets a server that accepts only TLS 1.3: the server "
-        "answers the ClientHello with a protocol_version alert and both close with FIN (no RST).",
-        expect=[fires("TLS002", "client")], silent_for=("TLS001",))
+        "answers the ClientHello with a protocol_version alert and closes.",
+        expect=[fires("TLS001", "client")])
 def tls001_alert(lab, out):
     return tcp_exchange(lab, out, (f"tls-server:{lab.cert},{lab.key},1.3",), ("tls-client:1.2",), port=443)
 
@@ -555,9 +560,9 @@ def server_drops_output(on: bool) -> None:
         "loses the connection without a packet leaving it (its socket is reset while an "
         "iptables OUTPUT DROP in the server namespace swallows the RST; the rule is removed "
         "right after, so the stack simply has no socket, as after a crash and restart). After "
-        "4 s of silence the client sends GET /b; the server's own stack answers it with a bare "
-        "RST (flags R only, no ACK; seq = the request's ack number; window 0) carrying the "
-        "server's TTL (127 at the capture point, like all its earlier packets). The client's "
+        "4 s of silence the client sends GET /b (frame 8); the server's own stack answers it with "
+        "a bare RST (frame 9: flags R only, no ACK; seq = the request's ack number; window 0; IP "
+        "ID 0) carrying the server's TTL (127 at the capture point, like all its earlier packets). The client's "
         "recv fails with ECONNRESET. Captured on the client's interface.",
         expect=[fires("RST007", "client", "WSAECONNRESET")], silent_for=("RST009", "RST001"))
 def rst007_4s(lab, out):
@@ -574,66 +579,81 @@ def rst007_4s(lab, out):
                         ("request:/a", "recv", "sleep:4", "request:/b", "recv"), during=during)
 
 
-def backlog_burst(lab: Lab, out: Path, listener_steps, client_steps, *, gap: float = 0.3, port: int = 8080):
-    """Five clients against a listener with backlog 2 (three accept-queue slots) that
-    accepts only when LISTENER_STEPS say so.
+def backlog_burst(lab: Lab, out: Path, *, abort: bool, gap: float = 0.3, port: int = 8080):
+    """Two captured clients meet a listener (backlog 2: three accept-queue slots) whose queue
+    three other clients, outside the capture, have filled between the captured clients'
+    handshakes and their requests.
 
     Linux drops a SYN while the accept queue is full, so an overflow is seen only by a
     handshake that began while there was room. TCP_DEFER_ACCEPT keeps a completed handshake
-    out of the accept queue until its first data arrives: clients 1 and 2 connect and send at
-    once (two slots taken), clients 3 to 5 then complete their handshakes and send GAP seconds
-    apart, so client 3 takes the last slot and clients 4 and 5 meet a full queue. SYN cookies
-    are off in the server namespace so every handshake waits in the SYN queue the same way.
+    out of the accept queue until its first data arrives: the captured clients connect first,
+    then the other clients (in the router namespace, so their packets never cross the client's
+    link) connect and send, taking the three slots, then the captured clients send GAP seconds
+    apart. SYN cookies are off in the server namespace: every handshake waits in the SYN queue.
+    With ABORT the server never accepts and resets an overflowing connection
+    (tcp_abort_on_overflow=1); without it, it drops the request and starts accepting 1 s after
+    the last captured request, serving all five.
     """
-    nsx(SERVER, "sysctl", "-qw", "net.ipv4.tcp_syncookies=0")
+    nsx(SERVER, "sysctl", "-qw", "net.ipv4.tcp_syncookies=0", f"net.ipv4.tcp_abort_on_overflow={int(abort)}")
+    last = lab.flag("last")
+    listener_steps = ("sleep:60",) if abort else ("await:" + last, "sleep:1", "serve:5,400")
+    client_steps = ("timeout:3", "recv") if abort else ("usertimeout:15000", "recvall", "close")
     logs = []
     with lab.capture(out):
         srv = lab.start(SERVER, "tcp-listener", SERVER4, port, "backlog:2", "deferaccept:5", *listener_steps)
-        peers = []
-        for i in range(5):
+        captured = []
+        for i in range(2):
             conn, go = lab.flag(f"conn{i}"), lab.flag(f"go{i}")
-            peers.append((go, lab.start(CLIENT, "tcp-client", SERVER4, port, "touch:" + conn, "await:" + go,
-                                        f"request:/{i + 1}", *client_steps)))
+            captured.append((go, lab.start(CLIENT, "tcp-client", SERVER4, port, "touch:" + conn, "await:" + go,
+                                           f"request:/{i + 1}", *client_steps)))
             lab.wait_for(conn)
-            if i < 2:
-                open(go, "w").close()
-                time.sleep(0.2)
-        for go, _ in peers[2:]:
+        others = []
+        for i in range(3):
+            sent = lab.flag(f"sent{i}")
+            others.append(lab.start(ROUTER, "tcp-client", SERVER4, port, f"request:/other{i + 1}", "touch:" + sent,
+                                    *client_steps))
+            lab.wait_for(sent)
+            time.sleep(0.1)
+        for go, _ in captured:
             open(go, "w").close()
             time.sleep(gap)
-        for i, (_, cli) in enumerate(peers):
+        open(last, "w").close()
+        for i, (_, cli) in enumerate(captured):
             logs.append(f"client{i + 1}: " + lab.finish(cli).strip().replace("\n", " | "))
+    for i, cli in enumerate(others):
+        logs.append(f"other{i + 1}: " + lab.finish(cli).strip().replace("\n", " | "))
     srv.kill()
     logs.append("listener: " + srv.communicate()[0].strip().replace("\n", " | "))
     return logs
 
 
 @sample("rst011-accept-queue-overflow", "netns",
-        "A server listens on port 8080 with backlog 0 (one accept-queue slot) and "
-        "TCP_DEFER_ACCEPT, never calls accept(), and has net.ipv4.tcp_abort_on_overflow=1. "
-        "Three clients complete their handshakes (SYN, SYN-ACK, ACK each) and send GET /1, /2, "
-        "/3 0.3 s apart. The first request fills the accept queue: the server's stack ACKs it "
-        "but no application ever answers; that client gives up after 3 s and closes with FIN, "
-        "which the stack ACKs. The second and third requests overflow the queue: each is "
-        "answered at once by a bare RST from the server's stack (flags R only, seq = the "
-        "request's ack number, server's TTL 127, IP ID 0) and no server data; those clients' "
-        "recv fails with ECONNRESET. Captured on the client's interface.",
+        "A server listens on port 8080 with backlog 2 (three accept-queue slots) and "
+        "TCP_DEFER_ACCEPT, never calls accept(), and has net.ipv4.tcp_abort_on_overflow=1 (SYN "
+        "cookies off). Two clients in the capture complete their handshakes (SYN, SYN-ACK, ACK: "
+        "frames 1-3 and 4-6). Three other clients, not in the capture, then connect and send "
+        "requests, which fill the accept queue. The captured clients send GET /1 (frame 7) and, "
+        "0.3 s later, GET /2 (frame 9): each overflows the queue and is answered at once by a "
+        "bare RST from the server's stack (frames 8 and 10: flags R only, seq = the request's "
+        "ack number, the server's TTL 127, IP ID 0), with no server data and no ACK of the "
+        "request before it. Both clients' recv fails with ECONNRESET. Captured on the client's "
+        "interface.",
         expect=[fires("RST011", "client", "WSAECONNRESET"), fires("RST011", "client", "WSAECONNRESET")])
 def rst011(lab, out):
-    nsx(SERVER, "sysctl", "-qw", "net.ipv4.tcp_abort_on_overflow=1")
-    return backlog_burst(lab, out, ("sleep:30",), ("timeout:3", "recv"))
+    return backlog_burst(lab, out, abort=True)
 
 
 @sample("rst011-silent-backlog-full-no-abort", "netns",
-        "The same burst of three clients against a one-slot accept queue, but with "
-        "net.ipv4.tcp_abort_on_overflow=0 and a server that starts accepting 1.5 s after it "
-        "began listening: the overflowing requests are silently dropped, the clients retransmit "
-        "them with backoff until the server drains its queue, then each gets its 400-byte "
-        "response; every connection ends with FINs, no RST.",
+        "The same two captured clients and the same full three-slot accept queue "
+        "(TCP_DEFER_ACCEPT, SYN cookies off), but with net.ipv4.tcp_abort_on_overflow=0 and a "
+        "server that starts accepting 1 s after the second request: the overflowing requests "
+        "(frames 7 and 9) are silently dropped (no ACK, no RST), their clients retransmit them "
+        "with backoff (frames 8 to 15 and 22) until the server drains its queue, then each is "
+        "ACKed and answered with 400 bytes (frames 16-17 and 23-24) and both connections end "
+        "with FINs; no RST.",
         silent_for=("RST011", "RST007", "RST001"))
 def rst011_silent(lab, out):
-    return backlog_burst(lab, out, ("sleep:1.5", "serve:5,400"),
-                         ("usertimeout:15000", "recvall", "close"))
+    return backlog_burst(lab, out, abort=False)
 
 
 @sample("tmo001-user-timeout-then-reset", "netns",
@@ -711,9 +731,10 @@ def tls002(lab, out):
 @sample("tls002-silent-close-notify-tls13", "netns",
         "A healthy HTTPS request: `curl -k https://198.51.100.20/` against `openssl s_server "
         "-tls1_3 -www`. Full TLS 1.3 handshake, the request, the server's status page (about "
-        "5 KB) and two session tickets, then the server sends close_notify, the client answers "
-        "with its own close_notify (in TLS 1.3 both are encrypted: each is an application_data "
-        "record of 19 bytes, 24 with its header), and both close with FIN; no RST.",
+        "5 KB) and two session tickets, then the server sends close_notify (frame 18), the "
+        "client answers with its own close_notify (frame 19; in TLS 1.3 both are encrypted: each "
+        "is an application_data record of 19 bytes, 24 with its header), and both close with FIN "
+        "(frames 20, 21); no RST.",
         silent_for=("TLS001", "TLS002"))
 def tls002_silent13(lab, out):
     return programs(lab, out, s_server(lab, "tls1_3", "-www"), ("curl", "-sk", "-o", "/dev/null",
@@ -722,8 +743,9 @@ def tls002_silent13(lab, out):
 
 @sample("tls002-silent-close-notify-tls12", "netns",
         "The same healthy HTTPS request over TLS 1.2 (`openssl s_server -tls1_2 -www`): after "
-        "the response the server sends close_notify (an encrypted alert record, content type "
-        "21), the client answers with its own close_notify, and both close with FIN; no RST.",
+        "the response the server sends close_notify (frame 17: an encrypted alert record, content "
+        "type 21), the client answers with its own close_notify (frame 18), and both close with "
+        "FIN (frames 19, 20); no RST.",
         silent_for=("TLS001", "TLS002"))
 def tls002_silent12(lab, out):
     return programs(lab, out, s_server(lab, "tls1_2", "-www"), ("curl", "-sk", "-o", "/dev/null",
@@ -748,9 +770,10 @@ def stateful_router(established_timeout: int) -> None:
         "iptables REJECT --reject-with tcp-reset for any non-SYN segment without state). The "
         "client sends GET /a and gets a 300-byte response; both are acknowledged. The client "
         "stays idle 8 s, then sends GET /b (frame 8); the router, which has forgotten the "
-        "connection, answers it at once with a bare RST (frame 9: flags R only, IP ID 0, seq = the request's ack number) in the "
-        "server's name: TTL 64 at the capture point where all the server's packets arrive with "
-        "127. The server never sees the request; the client's recv fails with ECONNRESET. "
+        "connection, answers it at once with a bare RST (frame 9: flags R only, IP ID 0, seq = "
+        "the request's ack number) in the server's name: TTL 64 at the capture point, where all "
+        "the server's packets arrive with 127. The server never sees the request; the client's "
+        "recv fails with ECONNRESET. "
         "Captured on the client's interface.",
         expect=[fires("RST012", "client", "WSAECONNRESET")])
 def rst012(lab, out):
@@ -878,9 +901,10 @@ def tmo003_silent(lab, out):
                         ("request:/big", "recvall", "close"), capture_kw=AT_SERVER)
 
 
-def lossy_then_dark(f1: str, f2: str, lossy: float = 1.0):
+def lossy_then_dark(f1: str, f2: str, lossy: float = 1.0, dark: bool = True):
     """A DURING callback: once the server has sent the first part of its response (F1), the
-    router passes only every fourth data segment from the server for LOSSY seconds, then none.
+    router passes only every fourth data segment from the server for LOSSY seconds, then none
+    (DARK) or all of them again.
 
     `statistic --mode nth` makes the choice of survivors a counter, not a coin.
     """
@@ -895,6 +919,8 @@ def lossy_then_dark(f1: str, f2: str, lossy: float = 1.0):
         open(f2, "w").close()
         time.sleep(lossy)
         router("iptables", "-D", "FORWARD", "1")
+        if not dark:
+            router("iptables", "-D", "FORWARD", "1")
     return during
 
 
@@ -909,7 +935,9 @@ def lossy_then_dark(f1: str, f2: str, lossy: float = 1.0):
         "retransmissions of that hole never arrive. The client's application sees no progress "
         "for 3 s and closes with SO_LINGER 0: RST/ACK from the client (frame 40), 3.0 s after its "
         "last ACK, while the server still has unacknowledged data in flight. The server's recv "
-        "fails with ECONNRESET. Captured on the client's interface.",
+        "fails with ECONNRESET. One failure, one finding: the client's stalled download, whose "
+        "only socket error is the server's ECONNRESET (the client's own close is deliberate). "
+        "Captured on the client's interface.",
         expect=[fires("TMO004", "server", "WSAECONNRESET")])
 def tmo004(lab, out):
     lab.one_segment_per_packet()
@@ -917,6 +945,29 @@ def tmo004(lab, out):
     return tcp_exchange(lab, out, ("recvreq", "partial:24000,6000", "touch:" + f1, "await:" + f2, "send:18000",
                                    "recv"),
                         ("request:/big", "recvstall:3", "linger0", "close"), during=lossy_then_dark(f1, f2))
+
+
+@sample("tmo004-silent-lossy-download-recovers", "netns",
+        "The same download and the same 1 s of loss (only every fourth data segment from the "
+        "server gets through; out-of-order arrivals, duplicate ACKs with SACK blocks, "
+        "retransmissions), but then the router passes everything again: the retransmissions "
+        "fill the holes, the client reads all 24000 bytes, and both close with FIN; no RST.",
+        silent_for=("TMO004", "TMO001", "RST001"))
+def tmo004_silent(lab, out):
+    lab.one_segment_per_packet()
+    f1, f2 = lab.flag("f1"), lab.flag("f2")
+    return tcp_exchange(lab, out, ("recvreq", "partial:24000,6000", "touch:" + f1, "await:" + f2, "send:18000",
+                                   "shutwr", "recvall", "close"),
+                        ("request:/big", "recvall", "close"), during=lossy_then_dark(f1, f2, dark=False))
+
+
+@sample("rst007-silent-4s-then-answered", "netns",
+        "One request and response, then 4 s of silence (the same as rst007-half-open-after-4s), "
+        "but the server still has the connection: GET /b is answered with 300 bytes and both "
+        "close with FIN; no RST.", silent_for=("RST007", "RST008", "RST012"))
+def rst007_silent_4s(lab, out):
+    return tcp_exchange(lab, out, ("recvreq", "response:300", "recvreq", "response:300", "recvall", "close"),
+                        ("request:/a", "recv", "sleep:4", "request:/b", "recv", "close"))
 
 
 # ---------------------------------------------------------------------------------------------

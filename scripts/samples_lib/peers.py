@@ -131,6 +131,23 @@ def recv_until_stall(sock, quiet: float) -> int:
     return total
 
 
+def serve(lsock, arg: str) -> None:
+    """Accept N connections in turn and answer each one's request with SIZE bytes."""
+    count, size = (int(x) for x in arg.split(","))
+    for _ in range(count):
+        conn, _ = lsock.accept()
+        run_steps(conn, ["recvreq", f"response:{size}", "close"])
+
+
+# Steps about timeouts and accepting, kept apart from run_steps' chain so it stays readable.
+TIMING_STEPS = {
+    "usertimeout": lambda sock, arg: sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_USER_TIMEOUT, int(arg)),
+    "timeout": lambda sock, arg: sock.settimeout(float(arg)),
+    "recvstall": lambda sock, arg: say("recvstall", recv_until_stall(sock, float(arg))),
+    "serve": serve,
+}
+
+
 def options(steps: list[str], names: tuple[str, ...]) -> tuple[dict[str, str], list[str]]:
     """Split the role options (bindport:, backlog:, ...) from the steps that follow them."""
     opts = {}
@@ -236,17 +253,8 @@ def run_steps(sock, steps: list[str], udp_peer=None) -> None:
             elif name == "echo":
                 # udp server: answer the last datagram's sender
                 sock.sendto(filler(int(arg)), udp_peer)
-            elif name == "usertimeout":
-                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_USER_TIMEOUT, int(arg))
-            elif name == "timeout":
-                sock.settimeout(float(arg))
-            elif name == "recvstall":
-                say("recvstall", recv_until_stall(sock, float(arg)))
-            elif name == "serve":
-                count, size = (int(x) for x in arg.split(","))
-                for _ in range(count):
-                    conn, _ = sock.accept()
-                    run_steps(conn, ["recvreq", f"response:{size}", "close"])
+            elif name in TIMING_STEPS:
+                TIMING_STEPS[name](sock, arg)
             elif name == "recvfrom-peer":
                 data, udp_peer = sock.recvfrom(65536)
                 say("recvfrom", len(data))
