@@ -11,7 +11,7 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from analyzer.model import Conversation, Event, Mark, SideStats
+from analyzer.model import MARKS, Conversation, Event, Mark, SideStats
 from analyzer.protocol import TCP_FLAG_NAMES
 from analyzer.rules.source import Source
 from analyzer.rules.tables import (
@@ -604,9 +604,7 @@ def vocabulary_markdown() -> str:
     ]
     out += [f"| `{k}` | {_cell(v)} | {_cell(d)} |" for k, (v, d) in SIDE_CONDITIONS.items()]
     out += ["", "## Packet kinds (`kind:`)", "", "| kind | observation by the flow tracker |", "|---|---|"]
-    for name, bit in MARK_NAMES.items():
-        doc = _MARK_DOCS.get(Mark(bit).name or "", "")
-        out.append(f"| `{name}` | {doc} |")
+    out += [f"| `{m.word}` | {_cell(m.doc)} |" for m in MARKS]
     out += ["", "## Payload kinds (`payload:`, `payload_kind:`)", "", "| kind | meaning |", "|---|---|"]
     out += [f"| `{k}` | {d} |" for k, d in PAYLOAD_KINDS.items()]
     out += ["", "## ICMP errors (`icmp:`)", "", "| name | ICMPv4 type/code | ICMPv6 type/code |", "|---|---|---|"]
@@ -636,25 +634,3 @@ def vocabulary_markdown() -> str:
     )
     out.append("")
     return "\n".join(out)
-
-
-def _mark_docs() -> dict[str, str]:
-    # The comments on Mark's members are the documentation; read them from model.py's source
-    # once, so the vocabulary cannot drift from the tracker's own words.
-    import inspect
-
-    import analyzer.model as model
-
-    docs: dict[str, str] = {}
-    try:
-        text = inspect.getsource(model.Mark)
-    except (OSError, TypeError):
-        return docs
-    for line in text.splitlines():
-        m = re.match(r"\s*([A-Z_]+)\s*=\s*[^#]*#\s*(.*)$", line)
-        if m:
-            docs[m.group(1)] = m.group(2).strip()
-    return docs
-
-
-_MARK_DOCS = _mark_docs()

@@ -5,17 +5,10 @@ One table per fact, looked up by the compiler and by the documentation generator
 
 from __future__ import annotations
 
-from analyzer.model import Mark
+from analyzer.model import MARKS
 
-# Step `kind:` names for the flow tracker's Mark bits. The kebab-case of the enum name,
-# except where a longer word reads better in a rule file.
-_MARK_RENAMES = {"DUP_ACK": "duplicate-ack"}
-
-MARK_NAMES: dict[str, int] = {
-    _MARK_RENAMES.get(name, name.lower().replace("_", "-")): int(m)
-    for name, m in Mark.__members__.items()
-    if m.value  # NONE is not a name a rule can ask for
-}
+# Step `kind:` names for the flow tracker's Mark bits: the words of model.MARKS.
+MARK_NAMES: dict[str, int] = {m.word: int(m.mark) for m in MARKS}
 
 # ICMP and ICMPv6 errors by name, as (type, code) pairs for each family.
 # ICMPv4 type 3 codes: RFC 792 (0-5), RFC 1122 (6-12), RFC 1812 (13); type 11: RFC 792.

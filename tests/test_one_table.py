@@ -1,0 +1,46 @@
+"""Facts spelt once: the mark words, ICMP names and endpoint states each come from one table.
+
+A user reads a word in a report and writes it in a rule; these tests check that the word the
+report shows is the word the rule language takes, on the project's own sample captures.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from analyzer.model import MARKS, Mark
+from analyzer.pipeline import analyze_capture
+from analyzer.report.ladder import packet_label
+from tests.test_rules import load_one
+
+REPO = Path(__file__).resolve().parents[1]
+SAMPLES = sorted(p for p in (REPO / "samples").iterdir() if p.suffix in (".pcap", ".pcapng"))
+LABEL = re.compile(r"\[([a-z0-9-]+)\]")
+
+
+def sample_conversations():
+    for path in SAMPLES:
+        yield from analyze_capture(path, keep="all-full").conversations
+
+
+def test_every_mark_has_one_word():
+    marks = [m.mark for m in MARKS]
+    assert sorted(marks) == sorted(m for m in Mark if m.value)  # each bit once, NONE not a word
+    words = [m.word for m in MARKS]
+    assert len(set(words)) == len(words)
+    assert all(re.fullmatch(r"[a-z0-9]+(-[a-z0-9]+)*", w) and m.doc for w, m in zip(words, MARKS))
+
+
+def test_a_rule_using_a_ladder_label_loads_and_fires_on_that_packet(tmp_path):
+    seen: dict[str, tuple] = {}  # label -> (conversation, frame) where a ladder showed it
+    for conv in sample_conversations():
+        for ev in conv.timeline:
+            for word in LABEL.findall(packet_label(conv, ev)):
+                seen.setdefault(word, (conv, ev.frame))
+    # The samples show several distinct marks, among them the two whose labels used to differ.
+    assert {"duplicate-ack", "retransmission", "syn-retransmission"} <= set(seen), sorted(seen)
+    for word, (conv, frame) in seen.items():
+        rs = load_one(tmp_path, match={"sequence": [{"kind": word}]}, message="{step1.frame}", errors=[])
+        found = rs.evaluate(conv)
+        assert found and found[0].frames == (frame,), word
