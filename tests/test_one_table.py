@@ -44,3 +44,42 @@ def test_a_rule_using_a_ladder_label_loads_and_fires_on_that_packet(tmp_path):
         rs = load_one(tmp_path, match={"sequence": [{"kind": word}]}, message="{step1.frame}", errors=[])
         found = rs.evaluate(conv)
         assert found and found[0].frames == (frame,), word
+
+
+ICMP_LABEL = re.compile(r"^ICMP(?:v6)? ([a-z-]+)")
+
+
+def test_a_rule_using_the_ladder_icmp_word_fires_and_its_message_says_the_same_word(tmp_path):
+    seen = []
+    for conv in sample_conversations():
+        for ev in conv.timeline:
+            m = ICMP_LABEL.match(packet_label(conv, ev)) if ev.icmp is not None else None
+            if m:
+                seen.append((m.group(1), conv, ev.frame))
+    assert {"host-unreachable", "admin-prohibited", "port-unreachable"} <= {w for w, _, _ in seen}
+    for word, conv, frame in seen:
+        rs = load_one(tmp_path, match={"sequence": [{"icmp": word}]}, message="ICMP {icmp}", errors=[])
+        found = rs.evaluate(conv)
+        assert found and found[0].message == f"ICMP {word}", (word, conv.id)
+        assert found[0].frames[0] <= frame  # the first ICMP error of that kind, this one or earlier
+
+
+def test_icmp_rule_words_are_derived_from_the_message_table():
+    from analyzer import icmp
+    from analyzer.rules.tables import ICMP_ERRORS
+
+    assert set(ICMP_ERRORS) == set(icmp.WORDS.values())
+    for word, (v4, v6) in ICMP_ERRORS.items():
+        assert v4 | v6, word
+        assert all(icmp.icmp_word(4, t, c) == word for t, c in v4)
+        assert all(icmp.icmp_word(6, t, c) == word for t, c in v6)
+    # Numbers collide across families: ICMPv6 3/0 is hop limit exceeded, not port unreachable.
+    assert icmp.icmp_label(6, icmp.ICMP6_TIME_EXCEEDED, 0).startswith("ICMPv6 time-exceeded")
+    assert icmp.icmp_label(4, icmp.ICMP_UNREACH, icmp.ICMP_UNREACH_PORT) == "ICMP port-unreachable"
+
+
+def test_winsock_names_agree_with_the_icmp_table_until_it_imports_them():
+    from analyzer import icmp, winsock
+
+    for key, name in winsock.ICMP_NAMES.items():
+        assert icmp.NAMES[key] == name, key

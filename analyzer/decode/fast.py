@@ -20,10 +20,9 @@ from typing import Final
 
 from analyzer.decode import facts as F
 from analyzer.decode.warnings import Tally
+from analyzer.icmp import ICMP4_ERROR_TYPES, ICMP6_ERROR_TYPES
 from analyzer.model import PAYLOAD_HEAD, CaptureWarning, Frame, Packet, Quoted
 from analyzer.protocol import (
-    ICMP4_ERROR_TYPES,
-    ICMP6_ERROR_TYPES,
     IPPROTO_ICMP,
     IPPROTO_ICMPV6,
     IPPROTO_TCP,

@@ -10,9 +10,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from analyzer.icmp import icmp_label
 from analyzer.model import MARKS, Conversation, Event, Finding, Mark
 from analyzer.protocol import ACK, RST, TCP_FLAG_NAMES
-from analyzer.winsock import icmp_name
 
 # The observations a ladder labels, in the order they are shown, with the words rules use (model.MARKS).
 MARK_LABELS: tuple[tuple[Mark, str], ...] = tuple((m.mark, m.word) for m in MARKS if m.ladder)
@@ -34,8 +34,7 @@ def packet_label(conv: Conversation, ev: Event) -> str:
     """What the arrow of one packet says: flags, relative seq/ack, length, observations."""
     if ev.icmp is not None:
         family = 6 if ":" in conv.client.addr else 4  # an ICMP error shares its conversation's family
-        name = icmp_name(family, *ev.icmp)
-        parts = [name if name.startswith("ICMP") else ("ICMPv6 " if family == 6 else "ICMP ") + name]
+        parts = [icmp_label(family, *ev.icmp)]
     elif conv.proto == "tcp":
         flags = ",".join(name for name, bit in TCP_FLAG_NAMES.items() if ev.flags & bit) or "none"
         parts = [flags, f"seq={ev.seq}"]

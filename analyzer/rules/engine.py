@@ -26,11 +26,11 @@ from dataclasses import dataclass
 from typing import Final, Literal
 
 from analyzer.errors import UsageError
+from analyzer.icmp import icmp_word
 from analyzer.model import Conversation, Event, Finding, Level, SocketErrorSeen, Traits
 from analyzer.protocol import TCP_FLAG_NAMES, flag_string
 from analyzer.rules.language import Pattern
 from analyzer.rules.tables import (
-    ICMP_ERRORS,
     MARK_NAMES,
     PAYLOAD_KINDS,
     idle_timeout_hint,
@@ -442,11 +442,14 @@ def match(pattern: Pattern, conv: Conversation) -> list[int] | None:
 
 
 def _icmp_name(e: Event) -> str:
+    """The rule word of an event's ICMP error; the sender's address length tells the family."""
+    if e.icmp is None:
+        return ""
     fam = len(e.icmp_src)
-    for name, (v4, v6) in ICMP_ERRORS.items():
-        if (fam != 16 and e.icmp in v4) or (fam != 4 and e.icmp in v6):
-            return name
-    return f"icmp {e.icmp[0]}/{e.icmp[1]}" if e.icmp else ""
+    word = icmp_word(4, *e.icmp) if fam != 16 else ""
+    if not word and fam != 4:
+        word = icmp_word(6, *e.icmp)
+    return word or f"icmp {e.icmp[0]}/{e.icmp[1]}"
 
 
 def _addr(packed: bytes) -> str:
