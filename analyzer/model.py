@@ -211,7 +211,7 @@ class SideStats:
     ttl: int = -1  # the usual TTL/hop limit (mode); -1 unknown
     ttl_values: tuple[int, ...] = ()  # distinct values seen, at most a few
     ip_id_mode: str = ""  # "incrementing", "zero", "random", "" unknown
-    state: str = ""  # endpoint state at the end, as RFC 793 names it from the wire (ESTABLISHED, FIN_WAIT_1, ...)
+    state: str = ""  # endpoint state at the end as the wire shows it: a key of flows.zeek.ENDPOINT_STATES
     payload_kind: str = (
         ""  # sniff of this side's first payload bytes ("tls-client-hello", "tds-prelogin", "http-request", ...)
     )

@@ -83,3 +83,39 @@ def test_winsock_names_agree_with_the_icmp_table_until_it_imports_them():
 
     for key, name in winsock.ICMP_NAMES.items():
         assert icmp.NAMES[key] == name, key
+
+
+def test_every_endpoint_state_the_tracker_can_produce_is_in_the_table():
+    from itertools import product
+
+    from analyzer.flows import zeek
+
+    states = range(zeek.INACTIVE, zeek.RESET + 1)
+    produced = {
+        zeek.endpoint_state(proto, sent, own, peer, first)
+        for proto, sent, own, peer, first in product(
+            ("tcp", "udp", "icmp"), (False, True), states, states, (False, True)
+        )
+    }
+    assert produced == set(zeek.ENDPOINT_STATES)  # every produced state documented, nothing documented unproduced
+
+
+def test_a_rule_naming_a_produced_endpoint_state_fires_on_a_sample(tmp_path):
+    convs = list(sample_conversations())
+    states = {c.server_stats.state for c in convs if c.proto == "tcp"}
+    assert {"RESET", "CLOSED"} & states
+    for state in sorted(states - {""}):
+        match = {"where": {"server": {"state": state}}, "sequence": [{"from": "client"}]}
+        rs = load_one(tmp_path, match=match, message="x", errors=[])
+        fired = [c for c in convs if c.proto == "tcp" and rs.evaluate(c)]
+        assert fired and all(c.server_stats.state == state for c in fired), state
+
+
+def test_an_unknown_endpoint_state_is_rejected_with_file_and_line(tmp_path):
+    from tests.test_rules import error_of, line_of, rule_text
+
+    for typo in ("FIN_WAIT_ONE_TYPO", "FIN_WAIT_1"):  # FIN_WAIT_1 is RFC wording the wire cannot show
+        text = rule_text(match={"where": {"A": {"state": typo}}, "sequence": [{"from": "A", "flags": ["RST"]}]})
+        msg = error_of(tmp_path, text)  # asserts the message starts with the file and a line number
+        assert f"unknown endpoint state ['{typo}']" in msg and "FIN_WAIT" in msg
+        assert line_of(msg) == next(i for i, line in enumerate(text.splitlines(), 1) if typo in line)

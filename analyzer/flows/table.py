@@ -1014,26 +1014,8 @@ def _ipid_habit(end: _End) -> str:
 
 
 def _endpoint_state(end: _End, peer: _End, proto: str) -> str:
-    """The RFC 793 state an endpoint is in at the end, as far as the wire shows."""
-    if proto != "tcp":
-        return "ACTIVE" if end.pkts else ""
-    st = end.state
-    if st == zeek.RESET:
-        return "RESET"
-    if st == zeek.CLOSED:
-        if peer.state == zeek.CLOSED:
-            # The side that closed first waits in TIME_WAIT; the other is done once its FIN is acked.
-            return "TIME_WAIT" if end.fin_frame <= peer.fin_frame else "CLOSED"
-        return "FIN_WAIT"
-    if peer.state == zeek.CLOSED:
-        return "CLOSE_WAIT"
-    return {
-        zeek.INACTIVE: "",
-        zeek.SYN_SENT: "SYN_SENT",
-        zeek.SYN_ACK_SENT: "SYN_RECEIVED",
-        zeek.PARTIAL: "ESTABLISHED",
-        zeek.ESTABLISHED: "ESTABLISHED",
-    }[st]
+    """The endpoint state a side is in at the end, as far as the wire shows (zeek.ENDPOINT_STATES)."""
+    return zeek.endpoint_state(proto, end.pkts > 0, end.state, peer.state, end.fin_frame <= peer.fin_frame)
 
 
 def _odd_marks(events: list[Event], end: _End, direction: int, host_ttls: dict[int, int] | None) -> None:

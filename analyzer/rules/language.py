@@ -11,12 +11,15 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from analyzer.flows.zeek import CONN_STATES as ZEEK_CONN_STATES
+from analyzer.flows.zeek import ENDPOINT_STATES as ZEEK_ENDPOINT_STATES
 from analyzer.model import MARKS, Conversation, Event, Mark, SideStats
 from analyzer.protocol import TCP_FLAG_NAMES
 from analyzer.rules.source import Source
 from analyzer.rules.tables import (
     CONN_STATES,
     DURATION_UNITS,
+    ENDPOINT_STATES,
     ICMP_ANY,
     ICMP_ERRORS,
     ICMP_GROUPS,
@@ -70,10 +73,7 @@ STEP_PREDICATES: dict[str, tuple[str, str]] = {
 # `where:` conditions on the whole conversation.
 WHERE_CONDITIONS: dict[str, tuple[str, str]] = {
     "proto": ("tcp | udp | icmp, or a list", "the conversation's transport"),
-    "state": (
-        "STATE or [STATE, ...]",
-        "Zeek conn_state is one of these (S0, S1, SF, REJ, S2, S3, RSTO, RSTR, RSTOS0, RSTRH, SH, SHR, OTH)",
-    ),
+    "state": ("STATE or [STATE, ...]", f"Zeek conn_state is one of these ({', '.join(ZEEK_CONN_STATES)})"),
     "not_state": ("STATE or [STATE, ...]", "Zeek conn_state is none of these"),
     "handshake": ("true | false", "SYN, SYN/ACK and ACK were all seen (or not)"),
     "role_inferred": (
@@ -97,7 +97,7 @@ SIDE_CONDITIONS: dict[str, tuple[str, str]] = {
     "payload_kind": ("KIND or [KIND, ...]", "the sniff of the side's first payload is one of these"),
     "state": (
         "STATE or [STATE, ...]",
-        "the side's RFC 793 endpoint state at the end (ESTABLISHED, FIN_WAIT_1, CLOSED, ...)",
+        "the side's endpoint state at the end, as the wire shows it (see the endpoint state table)",
     ),
     "packets": ('N or "OP N"', "packets the side sent; OP is one of == != > >= < <="),
     "bytes": ('N or "OP N"', "payload bytes the side sent"),
@@ -418,6 +418,15 @@ def _side_state_in(states: frozenset[str]) -> SideTest:
     return test
 
 
+def _endpoint_states(src: Source, where: tuple, value: object) -> frozenset[str]:
+    states = frozenset(_names(src, where, value))
+    unknown = states - ENDPOINT_STATES
+    if unknown:
+        known = ", ".join(s for s in ZEEK_ENDPOINT_STATES if s)
+        raise src.error(where, f"unknown endpoint state {sorted(unknown)} (known: {known})")
+    return states
+
+
 def _side_conditions(src: Source, where: tuple, raw: object) -> list[SideTest]:
     if not isinstance(raw, dict):
         raise src.error(where, "side conditions are a mapping, e.g. {sent_fin: false}")
@@ -431,7 +440,7 @@ def _side_conditions(src: Source, where: tuple, raw: object) -> list[SideTest]:
         elif key == "payload_kind":
             out.append(_payload_kind_in(_payloads(src, at, value)))
         elif key == "state":
-            out.append(_side_state_in(frozenset(_names(src, at, value))))
+            out.append(_side_state_in(_endpoint_states(src, at, value)))
         else:
             out.append(_side_count(_SIDE_COUNTS[key], _compare(src, at, value)))
     return out
@@ -575,6 +584,9 @@ def _pairs(pairs: frozenset[tuple[int, int]]) -> str:
     return ", ".join(f"{t}/{c}" for t, c in sorted(pairs)) or "-"
 
 
+EMPTY = '""'  # how a rule file writes the empty state
+
+
 def vocabulary_markdown() -> str:
     """The rule language reference, generated from the tables the compiler uses."""
     out = [
@@ -603,6 +615,8 @@ def vocabulary_markdown() -> str:
         "|---|---|---|",
     ]
     out += [f"| `{k}` | {_cell(v)} | {_cell(d)} |" for k, (v, d) in SIDE_CONDITIONS.items()]
+    out += ["", "## Endpoint states (side `state:`)", "", "| state | the side at the end of the capture |", "|---|---|"]
+    out += [f"| `{k or EMPTY}` | {_cell(d)} |" for k, d in ZEEK_ENDPOINT_STATES.items()]
     out += ["", "## Packet kinds (`kind:`)", "", "| kind | observation by the flow tracker |", "|---|---|"]
     out += [f"| `{m.word}` | {_cell(m.doc)} |" for m in MARKS]
     out += ["", "## Payload kinds (`payload:`, `payload_kind:`)", "", "| kind | meaning |", "|---|---|"]

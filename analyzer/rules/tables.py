@@ -33,9 +33,12 @@ ICMP_ANY = "any"
 # What the flow tracker's payload sniff calls a segment's payload (Event.payload): its own table.
 from analyzer.flows.sniff import PAYLOAD_KINDS  # noqa: E402,F401
 from analyzer.flows.zeek import CONN_STATES as ZEEK_CONN_STATES  # noqa: E402
+from analyzer.flows.zeek import ENDPOINT_STATES as ZEEK_ENDPOINT_STATES  # noqa: E402
 
 # Zeek conn_state values a `where: {state: ...}` may name: the table in analyzer.flows.zeek.
 CONN_STATES = frozenset(ZEEK_CONN_STATES)
+# Endpoint states a side condition `state:` may name: the states the flow table produces.
+ENDPOINT_STATES = frozenset(ZEEK_ENDPOINT_STATES)
 
 PROTOS = frozenset({"tcp", "udp", "icmp"})
 
