@@ -119,3 +119,12 @@ def test_an_unknown_endpoint_state_is_rejected_with_file_and_line(tmp_path):
         msg = error_of(tmp_path, text)  # asserts the message starts with the file and a line number
         assert f"unknown endpoint state ['{typo}']" in msg and "FIN_WAIT" in msg
         assert line_of(msg) == next(i for i, line in enumerate(text.splitlines(), 1) if typo in line)
+
+
+def test_timeline_rows_are_built_in_events_field_order():
+    from analyzer.flows.table import timeline_row
+    from analyzer.model import Event
+
+    values = {name: f"value of {name}" for name in Event._fields}
+    event = Event(*timeline_row(**values))  # the flow table turns rows into Events this way
+    assert all(getattr(event, name) == value for name, value in values.items())
