@@ -257,7 +257,8 @@ class Conversation:
 
 Level = Literal["error", "warning", "info"]
 LEVELS: tuple[Level, ...] = ("error", "warning", "info")  # most severe first
-FAIL_ON: tuple[str, ...] = (*LEVELS, "never")  # what --fail-on accepts
+Confidence = Literal["high", "medium", "low"]
+CONFIDENCES: tuple[Confidence, ...] = ("high", "medium", "low")
 
 
 @dataclass(frozen=True, slots=True)
@@ -281,7 +282,7 @@ class Alternative:
     name: str
     title: str
     message: str
-    confidence: Literal["high", "medium", "low"]
+    confidence: Confidence
 
 
 @dataclass(frozen=True, slots=True)
@@ -297,7 +298,7 @@ class Finding:
     errors: tuple[SocketErrorSeen, ...]
     cause: str
     remedy: str
-    confidence: Literal["high", "medium", "low"]
+    confidence: Confidence
     frames: tuple[int, ...]  # evidence frames, ascending
     wireshark_filter: str
     references: tuple[str, ...] = ()

@@ -6,14 +6,18 @@ import contextlib
 import dataclasses
 import gc
 import os
-from typing import IO, Callable, Iterator, Protocol
+from typing import IO, Callable, Iterator, Literal, Protocol, runtime_checkable
 
 from analyzer.capture import open_capture
 from analyzer.decode import Decoder, linktype_name
 from analyzer.errors import CaptureError
 from analyzer.flows import FlowTable
 from analyzer.flows.table import DEFAULT_MAX_CONVERSATIONS
-from analyzer.model import CaptureResult, CaptureWarning, Conversation, Finding
+from analyzer.model import CaptureResult, CaptureWarning, Conversation, Finding, Traits
+
+# Which conversations a result holds: those with a finding, every one (listed without packets), or
+# every one with its packets.
+Keep = Literal["findings", "all", "all-full"]
 
 
 class RuleEvaluator(Protocol):
@@ -21,8 +25,15 @@ class RuleEvaluator(Protocol):
 
     def evaluate(self, conv: Conversation) -> list[Finding]: ...
 
-    # Optional: `could_fire(traits: Traits) -> bool`, False when no rule can fire on a conversation
-    # with those traits; such conversations are then not built (analyze_capture with keep="findings").
+
+@runtime_checkable
+class RulePrefilter(Protocol):
+    """What a rule set may also offer: whether any rule could fire on a conversation with these traits.
+
+    Conversations it rules out are not built at all (analyze_capture with keep="findings").
+    """
+
+    def could_fire(self, traits: Traits) -> bool: ...
 
 
 MAX_FINDINGS_PER_RULE = 1000  # per capture: keeps memory bounded on port scans and mass outages
@@ -78,7 +89,7 @@ def analyze_capture(
     rules: RuleEvaluator | None = None,
     conv_filter: Callable[[Conversation], bool] | None = None,
     *,
-    keep: str = "findings",
+    keep: Keep = "findings",
     max_conversations: int = DEFAULT_MAX_CONVERSATIONS,
     max_findings_per_rule: int = MAX_FINDINGS_PER_RULE,
     progress: Callable[[int], None] | None = None,
@@ -97,7 +108,7 @@ def _analyze(
     source: str | os.PathLike[str] | IO[bytes],
     rules: RuleEvaluator | None,
     conv_filter: Callable[[Conversation], bool] | None,
-    keep: str,
+    keep: Keep,
     max_conversations: int,
     max_findings_per_rule: int,
     progress: Callable[[int], None] | None,
@@ -144,7 +155,9 @@ def _analyze(
 
     # Only findings are kept, and nothing else looks at each conversation: those on which no rule
     # could fire (most of them) need not be built at all.
-    admit = getattr(rules, "could_fire", None) if keep == "findings" and conv_filter is None else None
+    admit = (
+        rules.could_fire if isinstance(rules, RulePrefilter) and keep == "findings" and conv_filter is None else None
+    )
     table = FlowTable(emit, max_conversations=max_conversations, admit=admit)
     decoder = Decoder()
     with cap:

@@ -246,6 +246,22 @@ def test_schema_step_properties_match_the_vocabulary():
     assert "`duplicate-ack`" in doc and "`port-unreachable`" in doc
 
 
+def test_schema_and_loader_and_language_agree_on_the_vocabulary():
+    # The JSON Schema checks extra rules; the loader and the language check every rule. They must
+    # accept the same keys and values, or a rule would pass one and fail the other.
+    from analyzer.model import CONFIDENCES, LEVELS
+    from analyzer.rules.language import SIDE_CONDITIONS, SIDES, WHERE_CONDITIONS
+    from analyzer.rules.loader import ENUMS, REQUIRED_KEYS
+
+    schema = json.loads(resources.files("analyzer.rules").joinpath("schema.json").read_text())
+    assert schema["required"] == list(REQUIRED_KEYS)
+    assert {k: schema["properties"][k]["enum"] for k, _ in ENUMS} == {k: list(v) for k, v in ENUMS}
+    assert dict(ENUMS)["level"] == LEVELS and dict(ENUMS)["confidence"] == CONFIDENCES
+    where = {k for k in WHERE_CONDITIONS if " " not in k} | set(SIDES)
+    assert set(schema["$defs"]["where"]["properties"]) == where
+    assert set(schema["$defs"]["sidecond"]["properties"]) == set(SIDE_CONDITIONS)
+
+
 # --- step predicates on hand-built timelines ---------------------------------------------
 
 FIN_RST = [ev(1, 0.0, 0, "SA", 10), ev(2, 0.1, 1, "FA"), ev(3, 0.2, 0, "RA")]

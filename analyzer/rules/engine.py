@@ -27,7 +27,7 @@ from typing import Final, Literal
 
 from analyzer.errors import UsageError
 from analyzer.icmp import icmp_word
-from analyzer.model import Conversation, Event, Finding, Level, SocketErrorSeen, Traits
+from analyzer.model import Confidence, Conversation, Event, Finding, Level, SocketErrorSeen, Traits
 from analyzer.protocol import TCP_FLAG_NAMES, flag_string
 from analyzer.rules.language import Pattern
 from analyzer.rules.tables import (
@@ -230,7 +230,7 @@ class Rule:
     doc: str
     cause: str
     remedy: str
-    confidence: str
+    confidence: Confidence
     falsepositives: tuple[str, ...]
     references: tuple[str, ...]
     samples: dict  # {"fires": (paths...), "silent": (paths...)}
@@ -622,7 +622,7 @@ def _finding(
         errors=tuple(errors),
         cause=rule.cause,
         remedy=rule.remedy,
-        confidence=rule.confidence,  # type: ignore[arg-type]
+        confidence=rule.confidence,
         frames=tuple(sorted({e.frame for e in events})),
         wireshark_filter=build_filter(conv, events),
         references=rule.references,
