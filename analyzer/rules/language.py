@@ -66,7 +66,8 @@ STEP_PREDICATES: dict[str, tuple[str, str]] = {
     "after_idle": ("DURATION", "the packet came after at least this long without any packet in the conversation"),
     "absent": (
         "true",
-        "a negative step: no packet matching the other predicates lies between the neighbouring matched steps (before the first step, or after the last, when it stands at an end)",
+        "a negative step: no packet matching the other predicates lies between the neighbouring matched steps "
+        "(before the first step, or after the last, when it stands at an end)",
     ),
 }
 
@@ -260,6 +261,65 @@ def _side_dir(src: Source, where: tuple, side: object, a_dir: int) -> int:
     raise src.error(where, f"expected a side (A, B, client or server), got {side!r}")
 
 
+def _step_predicate(
+    d: int | None,
+    f_all: int,
+    f_any: int,
+    f_none: int,
+    f_exact: int,
+    data: bool | None,
+    m_all: int,
+    m_any: int,
+    m_none: int,
+    payloads: frozenset[str] | None,
+    want_icmp: bool,
+    any_icmp: bool,
+    v4: frozenset,
+    v6: frozenset,
+    idle: float | None,
+) -> Callable[[Event], bool]:
+    """One closure testing every predicate of a step, cheapest first (f_exact -1: no exact flags)."""
+
+    def pred(e: Event) -> bool:
+        if d is not None and e.dir != d:
+            return False
+        f = e.flags
+        if f & f_all != f_all or f & f_none:
+            return False
+        if f_any and not f & f_any:
+            return False
+        if f_exact >= 0 and f != f_exact:
+            return False
+        if data is not None and (e.plen > 0) != data:
+            return False
+        m = e.marks
+        if m & m_all != m_all or m & m_none:
+            return False
+        if m_any and not m & m_any:
+            return False
+        if payloads is not None and e.payload not in payloads:
+            return False
+        if want_icmp:
+            if e.icmp is None:
+                return False
+            if not any_icmp:
+                # The ICMP sender's address length tells the family; unknown: either table.
+                fam = len(e.icmp_src)
+                if fam == 16:
+                    ok = e.icmp in v6
+                elif fam == 4:
+                    ok = e.icmp in v4
+                else:
+                    ok = e.icmp in v4 or e.icmp in v6
+                if not ok:
+                    return False
+        if idle is not None and e.idle < idle:
+            return False
+        return True
+
+    return pred
+
+
 def compile_step(src: Source, where: tuple, raw: object, a_dir: int, *, first: bool) -> Step:
     """Compiles one step mapping into a single closure with its masks precomputed."""
     if not isinstance(raw, dict) or not raw:
@@ -312,43 +372,9 @@ def compile_step(src: Source, where: tuple, raw: object, a_dir: int, *, first: b
 
     any_icmp = icmp_sets is None  # `icmp: any`, or no icmp condition at all
     v4, v6 = icmp_sets if icmp_sets is not None else (frozenset(), frozenset())
-
-    def pred(e: Event) -> bool:
-        if d is not None and e.dir != d:
-            return False
-        f = e.flags
-        if f & f_all != f_all or f & f_none:
-            return False
-        if f_any and not f & f_any:
-            return False
-        if f_exact >= 0 and f != f_exact:
-            return False
-        if data is not None and (e.plen > 0) != data:
-            return False
-        m = e.marks
-        if m & m_all != m_all or m & m_none:
-            return False
-        if m_any and not m & m_any:
-            return False
-        if payloads is not None and e.payload not in payloads:
-            return False
-        if want_icmp:
-            if e.icmp is None:
-                return False
-            if not any_icmp:
-                # The ICMP sender's address length tells the family; unknown: either table.
-                fam = len(e.icmp_src)
-                if fam == 16:
-                    ok = e.icmp in v6
-                elif fam == 4:
-                    ok = e.icmp in v4
-                else:
-                    ok = e.icmp in v4 or e.icmp in v6
-                if not ok:
-                    return False
-        if idle is not None and e.idle < idle:
-            return False
-        return True
+    pred = _step_predicate(
+        d, f_all, f_any, f_none, f_exact, data, m_all, m_any, m_none, payloads, want_icmp, any_icmp, v4, v6, idle
+    )
 
     return Step(
         pred=pred,
@@ -527,10 +553,8 @@ def compile_where(src: Source, where: tuple, raw: object, a_dir: int) -> list[Co
             side = _side_dir(src, at, key, a_dir)
             out.append(_side_holds(side, tuple(_side_conditions(src, at, value))))
         else:
-            raise src.error(
-                at,
-                f"unknown where condition {key!r} (known: {', '.join(k for k in WHERE_CONDITIONS if ' ' not in k)}, A, B, client, server)",
-            )
+            known = ", ".join([k for k in WHERE_CONDITIONS if " " not in k] + list(SIDES))
+            raise src.error(at, f"unknown where condition {key!r} (known: {known})")
     return out
 
 

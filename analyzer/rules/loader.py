@@ -337,9 +337,9 @@ def load_rules(
         if r.code in seen:
             raise RuleError(f"{r.path}:{_code_line(r)}: duplicate rule code {r.code} (also in {seen[r.code].path})")
         if r.name in names:
-            raise RuleError(
-                f"{r.path}:{_code_line(r)}: duplicate rule name {r.name} (also {names[r.name].code} in {names[r.name].path})"
-            )
+            other = names[r.name]
+            where = f"{r.path}:{_code_line(r)}"
+            raise RuleError(f"{where}: duplicate rule name {r.name} (also {other.code} in {other.path})")
         seen[r.code] = r
         names[r.name] = r
     for r in rules:
