@@ -9,11 +9,13 @@ import os
 from typing import IO, Callable, Iterator, Literal, Protocol, runtime_checkable
 
 from analyzer.capture import open_capture
+from analyzer.capture.pcap import RecordCursor
 from analyzer.decode import Decoder, linktype_name
 from analyzer.errors import CaptureError
 from analyzer.flows import FlowTable
 from analyzer.flows.table import DEFAULT_MAX_CONVERSATIONS
 from analyzer.model import CaptureResult, CaptureWarning, Conversation, Finding, Traits
+from analyzer.sink import Sink
 
 # Which conversations a result holds: those with a finding, every one (listed without packets), or
 # every one with its packets.
@@ -82,6 +84,24 @@ def collector_paused() -> Iterator[None]:
     finally:
         if was_enabled:
             gc.enable()
+
+
+def packet_loop(
+    records: RecordCursor, decoder: Decoder, sink: Sink, progress: Callable[[int], None] | None = None
+) -> None:
+    """Every record of a capture through the decoder into `sink` (the flow table): the loop of an analysis.
+
+    Each record is decoded where it lies in the reader's buffer; progress(frames) every 65,536 frames.
+    """
+    try:
+        while records.next_record():
+            start = records.start
+            n = records.n
+            decoder.take(records.buf, start, start + records.incl, records.orig, n, records.ts, records.linktype, sink)
+            if progress is not None and not n & 0xFFFF:
+                progress(n)
+    finally:
+        records.close()  # also when interrupted: the frames read so far are counted
 
 
 def analyze_capture(
@@ -163,7 +183,7 @@ def _analyze(
     with cap:
         result.format = cap.format
         try:
-            cap.feed(decoder, table, progress)
+            packet_loop(cap.records(), decoder, table, progress)
         except KeyboardInterrupt:
             result.warnings.append(
                 CaptureWarning("interrupted", f"interrupted after {cap.frames} frames; the report covers those")

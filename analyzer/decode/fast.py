@@ -33,6 +33,7 @@ from analyzer.protocol import (
     OPT_TIMESTAMP,
     OPT_WSCALE,
 )
+from analyzer.sink import Sink
 from analyzer.wire import be16, be32
 
 _IP4: Final = Struct("!BxHHHBB2x4s4s")  # ver/ihl, total length, id, frag, ttl, proto, src, dst
@@ -126,7 +127,7 @@ def _tcp(
         ttl,
         ip_id,
         _payload(data, q + thl, plen, stop),
-        _options(data, q, thl),
+        _options(data, q, thl) if sink.wants_options else 0,
     )
     return True
 
@@ -143,57 +144,12 @@ def _udp(
     return True
 
 
-class Sink:
-    """Where Decoder.take hands each decoded packet (the flow table is one).
-
-    The fast path calls tcp() or udp() with the header fields; everything else arrives as a
-    Packet through packet(). Fields mean what Packet's fields of the same names mean; `key` is
-    the source address, the destination address and the two ports as the headers hold them
-    (12 bytes for IPv4, 36 for IPv6: analyzer.flows.table.endpoint_key).
-    """
-
-    def tcp(
-        self,
-        number: int,
-        ts: float,
-        key: bytes,
-        sport: int,
-        dport: int,
-        flags: int,
-        seq: int,
-        ack: int,
-        win: int,
-        plen: int,
-        ttl: int,
-        ip_id: int,
-        payload: bytes,
-        opts: int,
-    ) -> None:
-        raise NotImplementedError
-
-    def udp(
-        self,
-        number: int,
-        ts: float,
-        key: bytes,
-        sport: int,
-        dport: int,
-        plen: int,
-        ttl: int,
-        ip_id: int,
-        payload: bytes,
-    ) -> None:
-        raise NotImplementedError
-
-    def packet(self, pkt: Packet) -> None:
-        raise NotImplementedError
-
-
 class _Keep(Sink):
-    """The sink behind Decoder.decode: keeps the one Packet."""
+    """The sink behind Decoder.decode: keeps the one Packet, whole."""
 
     def __init__(self) -> None:
         self.pkt: Packet | None = None
+        self.wants_options = True
 
     def tcp(
         self,

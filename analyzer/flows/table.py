@@ -21,7 +21,6 @@ import socket
 from collections import deque
 from typing import Callable, Final
 
-from analyzer.decode.fast import Sink
 from analyzer.flows import zeek
 from analyzer.flows.sniff import SNIFF_FIRST_BYTES, sniff
 from analyzer.model import CaptureWarning, Conversation, Endpoint, Event, Mark, Packet, SideStats, Traits, Transport
@@ -36,6 +35,7 @@ from analyzer.protocol import (
     RST,
     SYN,
 )
+from analyzer.sink import Sink
 
 CLOSE_LINGER: Final = 5.0  # seconds; Zeek's tcp_close_delay / tcp_reset_delay
 UDP_IDLE: Final = 60.0  # Zeek's udp_inactivity_timeout
@@ -763,7 +763,7 @@ class FlowTable(Sink):
         """Account one TCP segment: Zeek's TCPSessionAdapter::Process, one named step at a time.
 
         The decoder calls it with the header fields, so the common packet never becomes a Packet
-        object. `opts` (TCP option bits) is part of the Sink interface and not used here.
+        object. `opts` is 0: the table does not ask for TCP options (Sink.wants_options).
         """
         if ts >= self.next_check:
             self._expire(ts)
