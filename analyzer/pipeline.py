@@ -175,9 +175,9 @@ def _analyze(
 
     # Only findings are kept, and nothing else looks at each conversation: those on which no rule
     # could fire (most of them) need not be built at all.
-    admit = (
-        rules.could_fire if isinstance(rules, RulePrefilter) and keep == "findings" and conv_filter is None else None
-    )
+    admit: Callable[[Traits], bool] | None = None
+    if keep == "findings" and conv_filter is None and isinstance(rules, RulePrefilter):
+        admit = rules.could_fire
     table = FlowTable(emit, max_conversations=max_conversations, admit=admit)
     decoder = Decoder()
     with cap:
