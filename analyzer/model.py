@@ -10,7 +10,7 @@ from __future__ import annotations
 import builtins
 from dataclasses import dataclass, field
 from enum import IntFlag
-from typing import Literal, NamedTuple
+from typing import Literal, NamedTuple, Protocol, runtime_checkable
 
 Transport = Literal["tcp", "udp", "icmp"]  # a Conversation's protocol
 
@@ -165,6 +165,16 @@ class Traits(NamedTuple):
     data: tuple[bool, bool]  # any packet with payload
     icmp: tuple[bool, bool]  # any ICMP error (direction: toward the sender of the quoted packet)
     kinds: tuple[frozenset[str], frozenset[str]]  # payload kinds sniffed
+
+
+@runtime_checkable
+class RulePrefilter(Protocol):
+    """What a rule set may offer besides evaluate(): whether any rule could fire on a conversation
+    with these Traits. Conversations it rules out are not built at all (analyze_capture with
+    keep="findings"). Here rather than in the compiled pipeline: typing must see a Protocol.
+    """
+
+    def could_fire(self, traits: Traits) -> bool: ...
 
 
 class Event(NamedTuple):

@@ -6,7 +6,7 @@ import contextlib
 import dataclasses
 import gc
 import os
-from typing import IO, Callable, Iterator, Literal, Protocol, runtime_checkable
+from typing import IO, Callable, Iterator, Literal, Protocol
 
 from analyzer.capture import open_capture
 from analyzer.capture.pcap import RecordCursor
@@ -14,7 +14,7 @@ from analyzer.decode import Decoder, linktype_name
 from analyzer.errors import CaptureError
 from analyzer.flows import FlowTable
 from analyzer.flows.table import DEFAULT_MAX_CONVERSATIONS
-from analyzer.model import CaptureResult, CaptureWarning, Conversation, Finding, Traits
+from analyzer.model import CaptureResult, CaptureWarning, Conversation, Finding, RulePrefilter, Traits
 from analyzer.sink import Sink
 
 # Which conversations a result holds: those with a finding, every one (listed without packets), or
@@ -26,16 +26,6 @@ class RuleEvaluator(Protocol):
     """What the pipeline needs of a rule set."""
 
     def evaluate(self, conv: Conversation) -> list[Finding]: ...
-
-
-@runtime_checkable
-class RulePrefilter(Protocol):
-    """What a rule set may also offer: whether any rule could fire on a conversation with these traits.
-
-    Conversations it rules out are not built at all (analyze_capture with keep="findings").
-    """
-
-    def could_fire(self, traits: Traits) -> bool: ...
 
 
 MAX_FINDINGS_PER_RULE = 1000  # per capture: keeps memory bounded on port scans and mass outages
