@@ -12,6 +12,7 @@ from setuptools import setup
 
 COMPILED = [
     "analyzer/wire.py",
+    "analyzer/sink.py",
     "analyzer/capture/pcap.py",
     "analyzer/decode/fast.py",
     "analyzer/flows/table.py",

@@ -15,11 +15,16 @@ import os
 import sys
 import traceback
 from pathlib import Path
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
 from analyzer import __version__
 from analyzer.errors import UsageError, WsadiagError
-from analyzer.model import FAIL_ON, LEVELS, CaptureResult
+from analyzer.model import CaptureResult
+from analyzer.report.common import FAIL_ON, fails
+
+if TYPE_CHECKING:  # imported lazily at run time: start-up stays short
+    from analyzer.pipeline import Keep
+    from analyzer.rules import RuleSet
 
 EXIT_OK, EXIT_FINDINGS, EXIT_ERROR = 0, 1, 2
 CAPTURE_SUFFIXES = (
@@ -46,9 +51,9 @@ class _Parser(argparse.ArgumentParser):
         raise UsageError(message, hint=f"see `{self.prog} --help`")
 
 
-def _capture_options() -> argparse.ArgumentParser:
+def _capture_options() -> _Parser:
     """Options shared by every verb that reads captures."""
-    p = argparse.ArgumentParser(add_help=False)
+    p = _Parser(add_help=False)
     p.add_argument(
         "captures",
         nargs="+",
@@ -74,9 +79,9 @@ def _capture_options() -> argparse.ArgumentParser:
     return p
 
 
-def _rule_options() -> argparse.ArgumentParser:
+def _rule_options() -> _Parser:
     """Options that choose rules."""
-    p = argparse.ArgumentParser(add_help=False)
+    p = _Parser(add_help=False)
     p.add_argument("--rules", action="append", default=[], metavar="DIR", help="also load the rule files in DIR")
     p.add_argument(
         "--select",
@@ -191,11 +196,7 @@ def _analyze(args: argparse.Namespace) -> int:
     _write(args.output, render(args.format, results, opts))
     if any(r.error for r in results):
         return EXIT_ERROR
-    if args.fail_on == "never":
-        return EXIT_OK
-    threshold = LEVELS.index(args.fail_on)
-    failing = any(LEVELS.index(f.level) <= threshold for r in results for f in r.findings)
-    return EXIT_FINDINGS if failing else EXIT_OK
+    return EXIT_FINDINGS if fails(results, args.fail_on) else EXIT_OK
 
 
 def _conversations(args: argparse.Namespace) -> int:
@@ -272,7 +273,7 @@ def expand_captures(items: Sequence[str]) -> list[str]:
     return out
 
 
-def _run(args: argparse.Namespace, ruleset, keep: str) -> list[CaptureResult]:
+def _run(args: argparse.Namespace, ruleset: RuleSet | None, keep: Keep) -> list[CaptureResult]:
     from analyzer.filter import compile_filter
     from analyzer.pipeline import analyze_capture
     from analyzer.report.common import clean

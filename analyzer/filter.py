@@ -18,6 +18,10 @@ Predicate = Callable[[Conversation], bool]
 _HINT = "a filter is terms like 'host 192.0.2.1', 'net 198.51.100.0/24', 'port 443', 'tcp', joined by and/or"
 
 
+def _negated(term: Predicate) -> Predicate:
+    return lambda c: not term(c)
+
+
 def compile_filter(text: str) -> Predicate:
     """Turn a filter expression into a predicate over conversations."""
     words = text.split()
@@ -33,7 +37,7 @@ def compile_filter(text: str) -> Predicate:
         if i >= len(words):
             raise UsageError(f"--filter ends after 'not': {text!r}", hint=_HINT)
         term, i = _term(words, i, text)
-        alternatives[-1].append((lambda c, t=term: not t(c)) if negate else term)
+        alternatives[-1].append(_negated(term) if negate else term)
         if i < len(words):
             joiner = words[i]
             if joiner == "or":

@@ -10,7 +10,7 @@ from __future__ import annotations
 import builtins
 from dataclasses import dataclass, field
 from enum import IntFlag
-from typing import Literal, NamedTuple
+from typing import Literal, NamedTuple, Protocol, runtime_checkable
 
 Transport = Literal["tcp", "udp", "icmp"]  # a Conversation's protocol
 
@@ -82,30 +82,82 @@ PAYLOAD_HEAD = 64  # bytes of payload a Packet keeps: enough for TLS, TDS and HT
 class Mark(IntFlag):
     """What the flow tracker observed about one packet within its conversation.
 
-    Observations only; judging them is the rules' job.
+    Observations only; judging them is the rules' job. Each bit's word and meaning are in MARKS.
     """
 
     NONE = 0
-    RETRANSMISSION = 1 << 0  # carries sequence space already sent
-    OUT_OF_ORDER = 1 << 1  # fills a gap below the highest sequence seen
-    GAP = 1 << 2  # starts above the next expected sequence (bytes missing in capture)
-    DUP_ACK = 1 << 3  # pure ACK repeating the previous ack number and window
-    KEEPALIVE = 1 << 4  # seq = next-1 with 0 or 1 byte, after idle
-    KEEPALIVE_ACK = 1 << 5  # answers a keep-alive
-    ZERO_WINDOW = 1 << 6  # advertises window 0
-    WINDOW_PROBE = 1 << 7  # one byte into a zero window
-    ACKS_FIN = 1 << 8  # acknowledges the peer's FIN
-    AFTER_PEER_FIN = 1 << 9  # sent data after the peer's FIN was seen
-    AFTER_OWN_FIN = 1 << 10  # sent data/FIN-retransmit after its own FIN
-    AFTER_RST = 1 << 11  # any packet after a RST in this conversation
-    ACK_UNSEEN = 1 << 12  # acknowledges data the capture never saw
-    NEW_DATA = 1 << 13  # carries bytes never sent before
-    UNACKED_AT_RST = 1 << 14  # (on a RST) the peer had sent data this side never acknowledged
-    SYN_RETRANSMISSION = 1 << 15  # a repeated SYN or SYN/ACK
-    TTL_ODD = 1 << 16  # TTL/hop limit unlike the sender's other packets (set with a RST or ICMP error)
-    IPID_ODD = 1 << 17  # IP ID far from this direction's running sequence (likewise)
-    ICMP_ERROR = 1 << 18  # an ICMP error quoting this conversation; its dir points at the quoted packet's sender
-    AFTER_SILENCE = 1 << 19  # came after a silence long for this conversation: max(1 s, 20 RTT) (set with a RST)
+    RETRANSMISSION = 1 << 0
+    OUT_OF_ORDER = 1 << 1
+    GAP = 1 << 2
+    DUP_ACK = 1 << 3
+    KEEPALIVE = 1 << 4
+    KEEPALIVE_ACK = 1 << 5
+    ZERO_WINDOW = 1 << 6
+    WINDOW_PROBE = 1 << 7
+    ACKS_FIN = 1 << 8
+    AFTER_PEER_FIN = 1 << 9
+    AFTER_OWN_FIN = 1 << 10
+    AFTER_RST = 1 << 11
+    ACK_UNSEEN = 1 << 12
+    NEW_DATA = 1 << 13
+    UNACKED_AT_RST = 1 << 14
+    SYN_RETRANSMISSION = 1 << 15
+    TTL_ODD = 1 << 16
+    IPID_ODD = 1 << 17
+    ICMP_ERROR = 1 << 18
+    AFTER_SILENCE = 1 << 19
+
+
+class MarkInfo(NamedTuple):
+    """One observation's single spelling: the word a rule's `kind:` names and a ladder prints."""
+
+    mark: Mark
+    word: str  # kebab-case; the same in rule files, ladders and the vocabulary page
+    ladder: bool  # labelled on a ladder arrow (the others are implied by the arrow or too common)
+    doc: str  # the meaning, as the vocabulary page prints it
+
+
+# The one table of marks: rules/tables.MARK_NAMES, report/ladder.MARK_LABELS and the rule
+# vocabulary page are derived from it. Ladder labels follow this order.
+MARKS: tuple[MarkInfo, ...] = (
+    MarkInfo(Mark.RETRANSMISSION, "retransmission", True, "carries sequence space already sent"),
+    MarkInfo(Mark.OUT_OF_ORDER, "out-of-order", True, "fills a gap below the highest sequence seen"),
+    MarkInfo(Mark.GAP, "gap", True, "starts above the next expected sequence (bytes missing in capture)"),
+    MarkInfo(Mark.DUP_ACK, "duplicate-ack", True, "pure ACK repeating the previous ack number and window"),
+    MarkInfo(Mark.KEEPALIVE, "keepalive", True, "seq = next-1 with 0 or 1 byte, after idle"),
+    MarkInfo(Mark.KEEPALIVE_ACK, "keepalive-ack", True, "answers a keep-alive"),
+    MarkInfo(Mark.ZERO_WINDOW, "zero-window", True, "advertises window 0"),
+    MarkInfo(Mark.WINDOW_PROBE, "window-probe", True, "one byte into a zero window"),
+    MarkInfo(Mark.ACKS_FIN, "acks-fin", False, "acknowledges the peer's FIN"),
+    MarkInfo(Mark.AFTER_PEER_FIN, "after-peer-fin", True, "sent data after the peer's FIN was seen"),
+    MarkInfo(Mark.AFTER_OWN_FIN, "after-own-fin", False, "sent data/FIN-retransmit after its own FIN"),
+    MarkInfo(Mark.AFTER_RST, "after-rst", True, "any packet after a RST in this conversation"),
+    MarkInfo(Mark.ACK_UNSEEN, "ack-unseen", True, "acknowledges data the capture never saw"),
+    MarkInfo(Mark.NEW_DATA, "new-data", False, "carries bytes never sent before"),
+    MarkInfo(
+        Mark.UNACKED_AT_RST, "unacked-at-rst", False, "(on a RST) the peer had sent data this side never acknowledged"
+    ),
+    MarkInfo(Mark.SYN_RETRANSMISSION, "syn-retransmission", True, "a repeated SYN or SYN/ACK"),
+    MarkInfo(
+        Mark.TTL_ODD,
+        "ttl-odd",
+        True,
+        "TTL/hop limit unlike the sender's other packets (set with a RST or ICMP error)",
+    ),
+    MarkInfo(Mark.IPID_ODD, "ipid-odd", True, "IP ID far from this direction's running sequence (likewise)"),
+    MarkInfo(
+        Mark.ICMP_ERROR,
+        "icmp-error",
+        False,
+        "an ICMP error quoting this conversation; its dir points at the quoted packet's sender",
+    ),
+    MarkInfo(
+        Mark.AFTER_SILENCE,
+        "after-silence",
+        True,
+        "came after a silence long for this conversation: max(1 s, 20 RTT) (set with a RST)",
+    ),
+)
 
 
 class Traits(NamedTuple):
@@ -120,6 +172,16 @@ class Traits(NamedTuple):
     data: tuple[bool, bool]  # any packet with payload
     icmp: tuple[bool, bool]  # any ICMP error (direction: toward the sender of the quoted packet)
     kinds: tuple[frozenset[str], frozenset[str]]  # payload kinds sniffed
+
+
+@runtime_checkable
+class RulePrefilter(Protocol):
+    """What a rule set may offer besides evaluate(): whether any rule could fire on a conversation
+    with these Traits. Conversations it rules out are not built at all (analyze_capture with
+    keep="findings"). Here rather than in the compiled pipeline: typing must see a Protocol.
+    """
+
+    def could_fire(self, traits: Traits) -> bool: ...
 
 
 class Event(NamedTuple):
@@ -166,7 +228,7 @@ class SideStats:
     ttl: int = -1  # the usual TTL/hop limit (mode); -1 unknown
     ttl_values: tuple[int, ...] = ()  # distinct values seen, at most a few
     ip_id_mode: str = ""  # "incrementing", "zero", "random", "" unknown
-    state: str = ""  # endpoint state at the end, as RFC 793 names it from the wire (ESTABLISHED, FIN_WAIT_1, ...)
+    state: str = ""  # endpoint state at the end as the wire shows it: a key of flows.zeek.ENDPOINT_STATES
     payload_kind: str = (
         ""  # sniff of this side's first payload bytes ("tls-client-hello", "tds-prelogin", "http-request", ...)
     )
@@ -217,7 +279,8 @@ class Conversation:
 
 Level = Literal["error", "warning", "info"]
 LEVELS: tuple[Level, ...] = ("error", "warning", "info")  # most severe first
-FAIL_ON: tuple[str, ...] = (*LEVELS, "never")  # what --fail-on accepts
+Confidence = Literal["high", "medium", "low"]
+CONFIDENCES: tuple[Confidence, ...] = ("high", "medium", "low")
 
 
 @dataclass(frozen=True, slots=True)
@@ -241,7 +304,7 @@ class Alternative:
     name: str
     title: str
     message: str
-    confidence: Literal["high", "medium", "low"]
+    confidence: Confidence
 
 
 @dataclass(frozen=True, slots=True)
@@ -257,7 +320,7 @@ class Finding:
     errors: tuple[SocketErrorSeen, ...]
     cause: str
     remedy: str
-    confidence: Literal["high", "medium", "low"]
+    confidence: Confidence
     frames: tuple[int, ...]  # evidence frames, ascending
     wireshark_filter: str
     references: tuple[str, ...] = ()

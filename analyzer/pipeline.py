@@ -6,23 +6,26 @@ import contextlib
 import dataclasses
 import gc
 import os
-from typing import IO, Callable, Iterator, Protocol
+from typing import IO, Callable, Iterator, Literal, Protocol
 
 from analyzer.capture import open_capture
+from analyzer.capture.pcap import RecordCursor
 from analyzer.decode import Decoder, linktype_name
 from analyzer.errors import CaptureError
 from analyzer.flows import FlowTable
 from analyzer.flows.table import DEFAULT_MAX_CONVERSATIONS
-from analyzer.model import CaptureResult, CaptureWarning, Conversation, Finding
+from analyzer.model import CaptureResult, CaptureWarning, Conversation, Finding, RulePrefilter, Traits
+from analyzer.sink import Sink
+
+# Which conversations a result holds: those with a finding, every one (listed without packets), or
+# every one with its packets.
+Keep = Literal["findings", "all", "all-full"]
 
 
 class RuleEvaluator(Protocol):
     """What the pipeline needs of a rule set."""
 
     def evaluate(self, conv: Conversation) -> list[Finding]: ...
-
-    # Optional: `could_fire(traits: Traits) -> bool`, False when no rule can fire on a conversation
-    # with those traits; such conversations are then not built (analyze_capture with keep="findings").
 
 
 MAX_FINDINGS_PER_RULE = 1000  # per capture: keeps memory bounded on port scans and mass outages
@@ -73,12 +76,30 @@ def collector_paused() -> Iterator[None]:
             gc.enable()
 
 
+def packet_loop(
+    records: RecordCursor, decoder: Decoder, sink: Sink, progress: Callable[[int], None] | None = None
+) -> None:
+    """Every record of a capture through the decoder into `sink` (the flow table): the loop of an analysis.
+
+    Each record is decoded where it lies in the reader's buffer; progress(frames) every 65,536 frames.
+    """
+    try:
+        while records.next_record():
+            start = records.start
+            n = records.n
+            decoder.take(records.buf, start, start + records.incl, records.orig, n, records.ts, records.linktype, sink)
+            if progress is not None and not n & 0xFFFF:
+                progress(n)
+    finally:
+        records.close()  # also when interrupted: the frames read so far are counted
+
+
 def analyze_capture(
     source: str | os.PathLike[str] | IO[bytes],
     rules: RuleEvaluator | None = None,
     conv_filter: Callable[[Conversation], bool] | None = None,
     *,
-    keep: str = "findings",
+    keep: Keep = "findings",
     max_conversations: int = DEFAULT_MAX_CONVERSATIONS,
     max_findings_per_rule: int = MAX_FINDINGS_PER_RULE,
     progress: Callable[[int], None] | None = None,
@@ -97,7 +118,7 @@ def _analyze(
     source: str | os.PathLike[str] | IO[bytes],
     rules: RuleEvaluator | None,
     conv_filter: Callable[[Conversation], bool] | None,
-    keep: str,
+    keep: Keep,
     max_conversations: int,
     max_findings_per_rule: int,
     progress: Callable[[int], None] | None,
@@ -144,13 +165,15 @@ def _analyze(
 
     # Only findings are kept, and nothing else looks at each conversation: those on which no rule
     # could fire (most of them) need not be built at all.
-    admit = getattr(rules, "could_fire", None) if keep == "findings" and conv_filter is None else None
+    admit: Callable[[Traits], bool] | None = None
+    if keep == "findings" and conv_filter is None and isinstance(rules, RulePrefilter):
+        admit = rules.could_fire
     table = FlowTable(emit, max_conversations=max_conversations, admit=admit)
     decoder = Decoder()
     with cap:
         result.format = cap.format
         try:
-            cap.feed(decoder, table, progress)
+            packet_loop(cap.records(), decoder, table, progress)
         except KeyboardInterrupt:
             result.warnings.append(
                 CaptureWarning("interrupted", f"interrupted after {cap.frames} frames; the report covers those")

@@ -44,12 +44,6 @@ def flag_string(flags: int) -> str:
     return ", ".join(name for name, bit in TCP_FLAG_NAMES.items() if flags & bit)
 
 
-# ICMP messages that quote the packet that caused them (RFC 792: destination unreachable 3,
-# source quench 4, redirect 5, time exceeded 11, parameter problem 12; RFC 4443 2.1: ICMPv6 1-4).
-ICMP4_ERROR_TYPES: Final = frozenset({3, 4, 5, 11, 12})
-ICMP6_ERROR_TYPES: Final = frozenset({1, 2, 3, 4})
-
-
 # Ports a server is likely to listen on: used, like Zeek's `likely_server_ports`, to guess the
 # roles when a conversation starts without a SYN. Zeek builds its set from the ports its protocol
 # analyzers register; this is the same idea with the common services written out (IANA registry).

@@ -16,7 +16,7 @@ from analyzer.capture import open_capture
 from analyzer.decode import Decoder
 from analyzer.flows import FlowTable
 from analyzer.model import Conversation
-from analyzer.pipeline import analyze_capture, collector_paused
+from analyzer.pipeline import analyze_capture, collector_paused, packet_loop
 from analyzer.rules import load_rules
 
 
@@ -31,7 +31,8 @@ def read(path: str) -> int:
 def decode(path: str) -> int:
     dec = Decoder()
     with open_capture(path) as cap:
-        return cap.feed(dec, dec._keep)  # decoded in place; the sink keeps only the last Packet
+        packet_loop(cap.records(), dec, dec._keep)  # decoded in place; the sink keeps only the last Packet
+        return cap.frames
 
 
 def flows(path: str) -> int:
@@ -43,7 +44,7 @@ def flows(path: str) -> int:
 
     table = FlowTable(count)
     with open_capture(path) as cap:
-        cap.feed(Decoder(), table)
+        packet_loop(cap.records(), Decoder(), table)
     table.flush()
     return built
 

@@ -12,7 +12,7 @@ import pytest
 import yaml
 
 from analyzer.errors import RuleError, UsageError
-from analyzer.model import Mark, SideStats
+from analyzer.model import MARKS, Mark, SideStats
 from analyzer.rules import DOC_SECTIONS, load_rules, vocabulary_markdown
 from analyzer.rules.language import STEP_PREDICATES
 from analyzer.rules.engine import RuleSet
@@ -243,10 +243,25 @@ def test_schema_step_properties_match_the_vocabulary():
     doc = vocabulary_markdown()
     for name in STEP_PREDICATES:
         assert f"| `{name}` |" in doc
-    for mark in Mark:
-        if mark.value:
-            assert mark.name.lower().replace("_", "-") in doc or mark.name == "DUP_ACK"
+    for m in MARKS:  # the vocabulary page lists every mark by the word rules and ladders use
+        assert f"| `{m.word}` | {m.doc} |" in doc
     assert "`duplicate-ack`" in doc and "`port-unreachable`" in doc
+
+
+def test_schema_and_loader_and_language_agree_on_the_vocabulary():
+    # The JSON Schema checks extra rules; the loader and the language check every rule. They must
+    # accept the same keys and values, or a rule would pass one and fail the other.
+    from analyzer.model import CONFIDENCES, LEVELS
+    from analyzer.rules.language import SIDE_CONDITIONS, SIDES, WHERE_CONDITIONS
+    from analyzer.rules.loader import ENUMS, REQUIRED_KEYS
+
+    schema = json.loads(resources.files("analyzer.rules").joinpath("schema.json").read_text())
+    assert schema["required"] == list(REQUIRED_KEYS)
+    assert {k: schema["properties"][k]["enum"] for k, _ in ENUMS} == {k: list(v) for k, v in ENUMS}
+    assert dict(ENUMS)["level"] == LEVELS and dict(ENUMS)["confidence"] == CONFIDENCES
+    where = {k for k in WHERE_CONDITIONS if " " not in k} | set(SIDES)
+    assert set(schema["$defs"]["where"]["properties"]) == where
+    assert set(schema["$defs"]["sidecond"]["properties"]) == set(SIDE_CONDITIONS)
 
 
 # --- step predicates on hand-built timelines ---------------------------------------------

@@ -1,9 +1,13 @@
-"""The pcap record walk: classic libpcap files, microsecond or nanosecond timestamps.
+"""Record cursors: where the packet loop stands in a capture; the pcap record walk is one.
 
-Reads big chunks into a bytes buffer and walks the 16-byte record headers in place; only faults
-and buffer refills leave the inner loop. Frames come out two ways: `walk_pcap` yields Frame
-objects, and `feed_pcap` hands each record's place in the buffer straight to the decoder (the
-packet loop of `analyze`, which then builds no Frame and copies no frame bytes).
+A cursor's next_record() moves it to the next record and leaves that record's place in its
+attributes (`buf[start:start + incl]`, its wire length, number, time and link type). The
+pipeline owns the packet loop over a cursor and hands each place to the decoder, which reads it
+where it lies: for pcap, in the reader's own buffer (no Frame built, no frame bytes copied).
+
+The pcap walk reads big chunks into a bytes buffer and walks the 16-byte record headers in
+place; only faults and buffer refills leave the inner loop. `frames()` turns any cursor back
+into Frame objects, for callers that want them.
 """
 
 from __future__ import annotations
@@ -11,7 +15,6 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Callable, Iterator
 
 from analyzer.capture.formats import MAX_RECORD_LEN, PCAP_HEADER_LEN, PCAP_RECORD_LEN, SNAPLEN_SLACK
-from analyzer.decode.fast import Decoder, Sink
 from analyzer.model import Frame
 from analyzer.wire import be32, le32
 
@@ -26,8 +29,56 @@ def record_limit(snaplen: int) -> int:
     return MAX_RECORD_LEN
 
 
-class PcapWalk:
-    """The walk's position in the stream; next_record() moves it on by one record.
+class RecordCursor:
+    """The record a packet loop stands on: data buf[start:start + incl], frame number n."""
+
+    def __init__(self) -> None:
+        self.buf = b""
+        self.start = 0
+        self.incl = 0
+        self.orig = 0  # length on the wire
+        self.n = 0  # 1-based frame number of the record last delivered (= records delivered)
+        self.ts = 0.0
+        self.linktype = 0
+        self.closed = False
+
+    def next_record(self) -> bool:
+        """Move to the next record; False at the end of the capture (after reporting any fault)."""
+        raise NotImplementedError
+
+    def close(self) -> None:
+        """The loop is over (at the end, or stopped early): settle the capture's frame count and warnings."""
+        self.closed = True
+
+
+class FrameCursor(RecordCursor):
+    """A cursor over Frame objects (the pcapng walk yields them): each frame's data is its own buffer."""
+
+    def __init__(self, cap: Capture, frames: Iterator[Frame]) -> None:
+        super().__init__()
+        self.cap = cap
+        self.source = frames
+
+    def next_record(self) -> bool:
+        frame = next(self.source, None)
+        if frame is None:
+            return False
+        self.buf = frame.data
+        self.incl = len(frame.data)
+        self.orig = frame.wirelen
+        self.n = frame.number
+        self.ts = frame.ts
+        self.linktype = frame.linktype
+        return True
+
+    def close(self) -> None:
+        if not self.closed:
+            self.closed = True
+            self.cap.frames = self.n  # the walk settles warnings itself when it ends
+
+
+class PcapWalk(RecordCursor):
+    """The walk's position in a pcap stream; next_record() moves it on by one record.
 
     A record whose timestamp fraction is not below one second (`units`) is still delivered,
     with the fraction dropped: seconds + fraction would jump minutes ahead (a 2^31 µs
@@ -35,8 +86,10 @@ class PcapWalk:
     The first such record is reported ("bad-timestamp").
     """
 
-    def __init__(self, cap: Capture, buf: bytes, order: str, units: int, snaplen: int) -> None:
+    def __init__(self, cap: Capture, buf: bytes, order: str, units: int, linktype: int, snaplen: int) -> None:
+        super().__init__()
         self.cap = cap
+        self.linktype = linktype
         self.read: Callable[[int], bytes] = cap._source.read
         self.chunk: int = cap._source.chunk
         self.little = order == "<"
@@ -44,16 +97,9 @@ class PcapWalk:
         self.limit = record_limit(snaplen)
         self.buf = buf
         self.pos = PCAP_HEADER_LEN
-        self.n = 0  # records delivered
         self.bad_ts = 0
-        # the record last delivered: its data is buf[start:start + incl]
-        self.start = 0
-        self.incl = 0
-        self.orig = 0
-        self.ts = 0.0
 
     def next_record(self) -> bool:
-        """Move to the next record; False at the end of the stream (after reporting a fault)."""
         hlen = PCAP_RECORD_LEN
         while True:
             buf = self.buf
@@ -116,36 +162,19 @@ class PcapWalk:
         self.pos = 0
         return True
 
+    def close(self) -> None:
+        if not self.closed:
+            self.closed = True
+            self.cap._finish(self.n)
 
-def walk_pcap(cap: Capture, buf: bytes, order: str, units: int, linktype: int, snaplen: int) -> Iterator[Frame]:
-    """Yield the frames of a pcap stream whose first bytes (global header included) are `buf`."""
-    walk = PcapWalk(cap, buf, order, units, snaplen)
+
+def frames(cursor: RecordCursor) -> Iterator[Frame]:
+    """The records of a cursor as Frame objects (each one's bytes copied out of the buffer)."""
     try:
-        while walk.next_record():
-            start = walk.start
-            yield Frame(walk.n, walk.ts, walk.incl, walk.orig, linktype, walk.buf[start : start + walk.incl])
+        while cursor.next_record():
+            start = cursor.start
+            yield Frame(
+                cursor.n, cursor.ts, cursor.incl, cursor.orig, cursor.linktype, cursor.buf[start : start + cursor.incl]
+            )
     finally:
-        cap._finish(walk.n)
-
-
-def feed_pcap(
-    cap: Capture,
-    buf: bytes,
-    order: str,
-    units: int,
-    linktype: int,
-    snaplen: int,
-    decoder: Decoder,
-    sink: Sink,
-    progress: Callable[[int], None] | None,
-) -> None:
-    """Decode every frame of a pcap stream in place into `sink`; progress(frames) every 65,536 frames."""
-    walk = PcapWalk(cap, buf, order, units, snaplen)
-    try:
-        while walk.next_record():
-            start = walk.start
-            decoder.take(walk.buf, start, start + walk.incl, walk.orig, walk.n, walk.ts, linktype, sink)
-            if progress is not None and not walk.n & 0xFFFF:
-                progress(walk.n)
-    finally:
-        cap._finish(walk.n)
+        cursor.close()

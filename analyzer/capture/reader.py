@@ -1,10 +1,10 @@
-"""Opening a capture: recognise its format by magic and hand back an iterable of frames."""
+"""Opening a capture: recognise its format by magic and hand back its record cursor (or its frames)."""
 
 from __future__ import annotations
 
 import os
 import struct
-from typing import IO, Callable, Iterator
+from typing import IO, Iterator
 
 from analyzer.capture.formats import (
     OTHER_MAGICS,
@@ -18,10 +18,9 @@ from analyzer.capture.formats import (
     PCAPNG_MAGIC,
     PCAPNG_MIN_SHB,
 )
-from analyzer.capture.pcap import feed_pcap, walk_pcap
+from analyzer.capture.pcap import FrameCursor, PcapWalk, RecordCursor, frames
 from analyzer.capture.pcapng import Interface, walk_pcapng
 from analyzer.capture.source import Source, open_source
-from analyzer.decode.fast import Decoder, Sink
 from analyzer.errors import CaptureError
 from analyzer.model import CaptureWarning, Frame
 
@@ -50,10 +49,11 @@ HINT_TEXT = (
 
 
 class Capture:
-    """An open capture: iterate it for Frames; `format`, `linktypes` and `warnings` describe it.
+    """An open capture: walk its records() (the packet loop) or iterate it for Frames.
 
-    `linktypes` and `warnings` grow while iterating (pcapng interfaces appear as they are read).
-    Iterating a second time continues where the first stopped.
+    `format`, `linktypes` and `warnings` describe it; `linktypes` and `warnings` grow while
+    reading (pcapng interfaces appear as they are read), and `frames` is set once the walk ends.
+    Both ways of reading share one position: reading again continues where the last stopped.
     """
 
     def __init__(self, source: Source) -> None:
@@ -68,37 +68,16 @@ class Capture:
         self._consumed = 0  # bytes dropped from the front of the walk's buffer (for messages)
         self._counts: dict[str, int] = {}
         self._frames: Iterator[Frame] = iter(())
-        self._pcap: tuple[bytes, str, int, int, int] | None = None  # a pcap walk not started yet: feed() takes it
+        self._cursor: RecordCursor = FrameCursor(self, self._frames)
         self.frames = 0  # frames read, once a walk has ended
         source.warn = lambda code, message: self._warn(code, message, None)
 
     def __iter__(self) -> Iterator[Frame]:
-        self._pcap = None
         return self._frames
 
-    def feed(self, decoder: Decoder, sink: Sink, progress: Callable[[int], None] | None = None) -> int:
-        """Decode every frame into `sink` (the packet loop of a whole analysis); the number of frames read.
-
-        A pcap file is decoded in place in the reader's buffer; pcapng goes frame by frame.
-        progress(frames) is called every 65,536 frames.
-        """
-        if self._pcap is not None:
-            head, order, units, linktype, snaplen = self._pcap
-            self._pcap = None
-            self._frames = iter(())
-            feed_pcap(self, head, order, units, linktype, snaplen, decoder, sink, progress)
-            return self.frames
-        n = 0
-        try:
-            for frame in self._frames:
-                n += 1
-                data = frame.data
-                decoder.take(data, 0, len(data), frame.wirelen, frame.number, frame.ts, frame.linktype, sink)
-                if progress is not None and not n & 0xFFFF:
-                    progress(n)
-        finally:
-            self.frames = n  # also when interrupted, with the walk still suspended
-        return n
+    def records(self) -> RecordCursor:
+        """The cursor a packet loop walks: next_record() until False, then close() (also when stopped early)."""
+        return self._cursor
 
     def __enter__(self) -> Capture:
         return self
@@ -167,8 +146,9 @@ def _detect(cap: Capture, source: Source, head: bytes) -> None:
         cap.linktypes.append(ltinfo & PCAP_LINKTYPE_MASK)
         if ltinfo & PCAP_FCS_PRESENT:
             cap.fcs_len = 2 * (ltinfo >> PCAP_FCS_SHIFT)  # counted in 16-bit units
-        cap._frames = walk_pcap(cap, head, order, units, ltinfo & PCAP_LINKTYPE_MASK, snaplen)
-        cap._pcap = (head, order, units, ltinfo & PCAP_LINKTYPE_MASK, snaplen)
+        walk = PcapWalk(cap, head, order, units, ltinfo & PCAP_LINKTYPE_MASK, snaplen)
+        cap._cursor = walk
+        cap._frames = frames(walk)
         return
     if magic == PCAPNG_MAGIC:
         head = source.top_up(head, 12)
@@ -183,6 +163,7 @@ def _detect(cap: Capture, source: Source, head: bytes) -> None:
             raise CaptureError(f"{path}: file ends inside the pcapng section header ({len(head)} bytes){inside}")
         cap.format = "pcapng" + suffix
         cap._frames = walk_pcapng(cap, head)
+        cap._cursor = FrameCursor(cap, cap._frames)
         return
     other = next((what for m, what in OTHER_MAGICS.items() if head.startswith(m)), None)
     if other:

@@ -75,7 +75,7 @@ class Source:
             # FileIO.read on a pipe already returns what has arrived
             self._raw_read: Callable[[int], bytes] = fobj.read
         else:
-            self._raw_read = fobj.read1  # type: ignore[attr-defined]
+            self._raw_read = fobj.read1
         self._regular = regular
         self._read = self._raw_read
 

@@ -1,6 +1,7 @@
 """Link-layer and IP facts the decoder looks up: link types, ethertypes, address families, headers.
 
-Each fact lives here once, with its source; the decoder never spells a magic number itself.
+Each fact lives here once, with its source, and the decoder looks it up; the fast path's fixed
+header offsets are named beside it, in decode/fast.py.
 """
 
 from __future__ import annotations

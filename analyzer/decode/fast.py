@@ -20,10 +20,9 @@ from typing import Final
 
 from analyzer.decode import facts as F
 from analyzer.decode.warnings import Tally
+from analyzer.icmp import ICMP4_ERROR_TYPES, ICMP6_ERROR_TYPES
 from analyzer.model import PAYLOAD_HEAD, CaptureWarning, Frame, Packet, Quoted
 from analyzer.protocol import (
-    ICMP4_ERROR_TYPES,
-    ICMP6_ERROR_TYPES,
     IPPROTO_ICMP,
     IPPROTO_ICMPV6,
     IPPROTO_TCP,
@@ -34,6 +33,7 @@ from analyzer.protocol import (
     OPT_TIMESTAMP,
     OPT_WSCALE,
 )
+from analyzer.sink import Sink
 from analyzer.wire import be16, be32
 
 _IP4: Final = Struct("!BxHHHBB2x4s4s")  # ver/ihl, total length, id, frag, ttl, proto, src, dst
@@ -57,6 +57,40 @@ _IP4_FRAG_MASK: Final = 0x3FFF  # MF flag + fragment offset: any bit set means a
 _IP4_OFFSET_MASK: Final = 0x1FFF
 _IP6_FRAG_OFFSET_MASK: Final = 0xFFF8  # RFC 8200 4.5, in 8-octet units already shifted left by 3
 _HEAD: Final = PAYLOAD_HEAD
+
+# The fast path's frame: untagged Ethernet II (RFC 894), then IPv4 without options (RFC 791 3.1)
+# or IPv6 without extension headers (RFC 8200 3), then TCP or UDP. Offsets are from the frame's
+# first byte; written as numbers (with their sums beside them) so that mypyc folds them.
+_ETH_TYPE: Final = 12  # EtherType, after the two MAC addresses
+_IP: Final = 14  # the IP header: facts.ETHERNET_HEADER_LEN
+_IP4_VER_IHL: Final = 14  # version and header length: 0x45 is IPv4 without options
+_IP4_NO_OPTIONS: Final = 0x45
+_IP4_TOTAL_LEN: Final = 16  # 14 + 2
+_IP4_ID: Final = 18  # 14 + 4
+_IP4_FRAG: Final = 20  # 14 + 6: flags and fragment offset
+_IP4_TTL: Final = 22  # 14 + 8
+_IP4_PROTO: Final = 23  # 14 + 9
+_IP4_ADDRS: Final = 26  # 14 + 12: source then destination address
+_IP4_PAYLOAD: Final = 34  # 14 + 20
+_IP4_HLEN: Final = 20
+_IP6_PAYLOAD_LEN: Final = 18  # 14 + 4
+_IP6_NEXT: Final = 20  # 14 + 6: next header
+_IP6_HOPS: Final = 21  # 14 + 7: hop limit
+_IP6_ADDRS: Final = 22  # 14 + 8
+_IP6_PAYLOAD: Final = 54  # 14 + 40
+_TCP_MIN: Final = 20  # F.TCP_MIN_HEADER_LEN
+_UDP_HLEN: Final = 8
+# Within the TCP header (RFC 9293 3.1); the ports are its first four bytes, ending the flow key.
+_PORTS_END: Final = 4
+_TCP_SEQ: Final = 4
+_TCP_ACK: Final = 8
+_TCP_DATA_OFF: Final = 12  # header length in 32-bit words, in the high nibble
+_TCP_FLAGS: Final = 13
+_TCP_WIN: Final = 14
+# NOP, NOP, timestamp (kind 8, length 10): the only option Linux and BSD put on every segment
+# after the SYN, so it is recognised without walking the options.
+_TCP_WITH_TIMESTAMP: Final = 32  # 20 + 12
+_TS_OPTION_HEAD: Final = b"\x01\x01\x08\x0a"
 
 
 def tcp_option_bits(data: bytes, p: int, end: int) -> int:
@@ -89,11 +123,11 @@ def _payload(data: bytes, start: int, plen: int, stop: int) -> bytes:
 
 def _options(data: bytes, q: int, thl: int) -> int:
     """The OPT_* bits of the TCP header at q, whose length thl is known to be captured."""
-    if thl == 20:
+    if thl == _TCP_MIN:
         return 0
-    o = q + 20
-    if thl == 32 and data[o] == 1 and data[o + 1] == 1 and data[o + 2] == 8 and data[o + 3] == 10:
-        return OPT_TIMESTAMP  # NOP, NOP, timestamp: what Linux and BSD put on every segment after the SYN
+    o = q + _TCP_MIN
+    if thl == _TCP_WITH_TIMESTAMP and data[o : o + 4] == _TS_OPTION_HEAD:
+        return OPT_TIMESTAMP
     return tcp_option_bits(data, o, q + thl)
 
 
@@ -109,25 +143,25 @@ def _tcp(
     sink: Sink, number: int, ts: float, data: bytes, addrs: int, q: int, seg: int, ttl: int, ip_id: int, stop: int
 ) -> bool:
     """Hand on the TCP segment at q (addresses at `addrs`, `seg` bytes by the IP header); False if it is odd."""
-    thl = (data[q + 12] >> 4) << 2
+    thl = (data[q + _TCP_DATA_OFF] >> 4) << 2
     plen = seg - thl
-    if thl < 20 or plen < 0 or q + thl > stop:
+    if thl < _TCP_MIN or plen < 0 or q + thl > stop:
         return False
     sink.tcp(
         number,
         ts,
-        data[addrs : q + 4],
+        data[addrs : q + _PORTS_END],
         be16(data, q),
         be16(data, q + 2),
-        data[q + 13],
-        be32(data, q + 4),
-        be32(data, q + 8),
-        be16(data, q + 14),
+        data[q + _TCP_FLAGS],
+        be32(data, q + _TCP_SEQ),
+        be32(data, q + _TCP_ACK),
+        be16(data, q + _TCP_WIN),
         plen,
         ttl,
         ip_id,
         _payload(data, q + thl, plen, stop),
-        _options(data, q, thl),
+        _options(data, q, thl) if sink.wants_options else 0,
     )
     return True
 
@@ -140,61 +174,17 @@ def _udp(
     dport = be16(data, q + 2)
     if _maybe_tunnel(data, q, sport, dport, plen, stop):
         return False
-    sink.udp(number, ts, data[addrs : q + 4], sport, dport, plen, ttl, ip_id, _payload(data, q + 8, plen, stop))
+    payload = _payload(data, q + _UDP_HLEN, plen, stop)
+    sink.udp(number, ts, data[addrs : q + _PORTS_END], sport, dport, plen, ttl, ip_id, payload)
     return True
 
 
-class Sink:
-    """Where Decoder.take hands each decoded packet (the flow table is one).
-
-    The fast path calls tcp() or udp() with the header fields; everything else arrives as a
-    Packet through packet(). Fields mean what Packet's fields of the same names mean; `key` is
-    the source address, the destination address and the two ports as the headers hold them
-    (12 bytes for IPv4, 36 for IPv6: analyzer.flows.table.endpoint_key).
-    """
-
-    def tcp(
-        self,
-        number: int,
-        ts: float,
-        key: bytes,
-        sport: int,
-        dport: int,
-        flags: int,
-        seq: int,
-        ack: int,
-        win: int,
-        plen: int,
-        ttl: int,
-        ip_id: int,
-        payload: bytes,
-        opts: int,
-    ) -> None:
-        raise NotImplementedError
-
-    def udp(
-        self,
-        number: int,
-        ts: float,
-        key: bytes,
-        sport: int,
-        dport: int,
-        plen: int,
-        ttl: int,
-        ip_id: int,
-        payload: bytes,
-    ) -> None:
-        raise NotImplementedError
-
-    def packet(self, pkt: Packet) -> None:
-        raise NotImplementedError
-
-
 class _Keep(Sink):
-    """The sink behind Decoder.decode: keeps the one Packet."""
+    """The sink behind Decoder.decode: keeps the one Packet, whole."""
 
     def __init__(self) -> None:
         self.pkt: Packet | None = None
+        self.wants_options = True
 
     def tcp(
         self,
@@ -335,30 +325,32 @@ class Decoder:
         """
         p = start
         n = stop - start
-        if linktype == 1 and n >= 34:
-            etype = be16(data, p + 12)
-            if etype == 0x0800:
-                if data[p + 14] == 0x45 and not be16(data, p + 20) & _IP4_FRAG_MASK:
-                    proto = data[p + 23]
-                    tot = be16(data, p + 16)
-                    if proto == 6 and tot >= 40 and n >= 54:
-                        if _tcp(
-                            sink, number, ts, data, p + 26, p + 34, tot - 20, data[p + 22], be16(data, p + 18), stop
-                        ):
+        if linktype == F.LINKTYPE_EN10MB and n >= _IP4_PAYLOAD:
+            etype = be16(data, p + _ETH_TYPE)
+            if etype == F.ETHERTYPE_IPV4:
+                if data[p + _IP4_VER_IHL] == _IP4_NO_OPTIONS and not be16(data, p + _IP4_FRAG) & _IP4_FRAG_MASK:
+                    proto = data[p + _IP4_PROTO]
+                    tot = be16(data, p + _IP4_TOTAL_LEN)
+                    ttl = data[p + _IP4_TTL]
+                    ip_id = be16(data, p + _IP4_ID)
+                    q = p + _IP4_PAYLOAD
+                    if proto == IPPROTO_TCP and tot >= _IP4_HLEN + _TCP_MIN and n >= _IP4_PAYLOAD + _TCP_MIN:
+                        if _tcp(sink, number, ts, data, p + _IP4_ADDRS, q, tot - _IP4_HLEN, ttl, ip_id, stop):
                             return
-                    elif proto == 17 and tot >= 28 and n >= 42:
-                        if _udp(
-                            sink, number, ts, data, p + 26, p + 34, tot - 28, data[p + 22], be16(data, p + 18), stop
-                        ):
+                    elif proto == IPPROTO_UDP and tot >= _IP4_HLEN + _UDP_HLEN and n >= _IP4_PAYLOAD + _UDP_HLEN:
+                        seg = tot - _IP4_HLEN - _UDP_HLEN
+                        if _udp(sink, number, ts, data, p + _IP4_ADDRS, q, seg, ttl, ip_id, stop):
                             return
-            elif etype == 0x86DD and n >= 54 and data[p + 14] >> 4 == 6:
-                nxt = data[p + 20]
-                plen6 = be16(data, p + 18)
-                if nxt == 6 and n >= 74:
-                    if _tcp(sink, number, ts, data, p + 22, p + 54, plen6, data[p + 21], -1, stop):
+            elif etype == F.ETHERTYPE_IPV6 and n >= _IP6_PAYLOAD and data[p + _IP] >> 4 == 6:
+                nxt = data[p + _IP6_NEXT]
+                plen6 = be16(data, p + _IP6_PAYLOAD_LEN)
+                hops = data[p + _IP6_HOPS]
+                q = p + _IP6_PAYLOAD
+                if nxt == IPPROTO_TCP and n >= _IP6_PAYLOAD + _TCP_MIN:
+                    if _tcp(sink, number, ts, data, p + _IP6_ADDRS, q, plen6, hops, -1, stop):
                         return
-                elif nxt == 17 and plen6 >= 8 and n >= 62:
-                    if _udp(sink, number, ts, data, p + 22, p + 54, plen6 - 8, data[p + 21], -1, stop):
+                elif nxt == IPPROTO_UDP and plen6 >= _UDP_HLEN and n >= _IP6_PAYLOAD + _UDP_HLEN:
+                    if _udp(sink, number, ts, data, p + _IP6_ADDRS, q, plen6 - _UDP_HLEN, hops, -1, stop):
                         return
         frame = Frame(number, ts, n, wirelen, linktype, data if p == 0 and stop == len(data) else data[p:stop])
         pkt = self._general(frame)

@@ -13,10 +13,9 @@ import dpkt
 from dpkt import ethernet, icmp, icmp6, ip, ip6, loopback, ppp, pppoe, sll, sll2, tcp, udp
 
 from analyzer.decode import facts as F
+from analyzer.icmp import ICMP4_ERROR_TYPES, ICMP6_ERROR_TYPES
 from analyzer.model import PAYLOAD_HEAD, Frame, Packet, Quoted
 from analyzer.protocol import (
-    ICMP4_ERROR_TYPES,
-    ICMP6_ERROR_TYPES,
     OPT_MSS,
     OPT_SACK,
     OPT_SACK_PERM,

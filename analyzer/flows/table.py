@@ -21,7 +21,6 @@ import socket
 from collections import deque
 from typing import Callable, Final
 
-from analyzer.decode.fast import Sink
 from analyzer.flows import zeek
 from analyzer.flows.sniff import SNIFF_FIRST_BYTES, sniff, tls_alert
 from analyzer.model import CaptureWarning, Conversation, Endpoint, Event, Mark, Packet, SideStats, Traits, Transport
@@ -36,6 +35,7 @@ from analyzer.protocol import (
     RST,
     SYN,
 )
+from analyzer.sink import Sink
 
 CLOSE_LINGER: Final = 5.0  # seconds; Zeek's tcp_close_delay / tcp_reset_delay
 UDP_IDLE: Final = 60.0  # Zeek's udp_inactivity_timeout
@@ -50,8 +50,12 @@ DEFAULT_MAX_CONVERSATIONS: Final = 200_000
 MAX_HOSTS: Final = 65_536  # addresses whose TTL habits are remembered across conversations
 
 _new = tuple.__new__  # builds an Event without NamedTuple's Python-level __new__
-_M32: Final = 0xFFFFFFFF
-_HALF: Final = 0x80000000
+SEQ_SPACE: Final = 0x100000000  # TCP sequence numbers are taken modulo 2**32 (RFC 9293 3.4)
+_M32: Final = 0xFFFFFFFF  # SEQ_SPACE - 1: masks a difference into sequence space
+_HALF: Final = 0x80000000  # SEQ_SPACE // 2: a masked difference this large is negative
+# Zeek's TOO_LARGE_SEQ_DELTA: a SYN or RST this far from a side's last sequence number does not
+# move it, and an acknowledgement that jumps this far to 0 is not believed.
+TOO_LARGE_SEQ_DELTA: Final = 1048576
 _CONTROL: Final = SYN | FIN | RST
 
 # Per-direction history-seen bits (Zeek's HIST_*), shifted left 16 for the responder.
@@ -89,7 +93,7 @@ _AFTER_SILENCE: Final = int(Mark.AFTER_SILENCE)
 def _sdelta(a: int, b: int) -> int:
     """a - b in 32-bit sequence space, as a signed number."""
     d = (a - b) & _M32
-    return d - 0x100000000 if d >= _HALF else d
+    return d - SEQ_SPACE if d >= _HALF else d
 
 
 def endpoint_key(src: bytes, sport: int, dst: bytes, dport: int) -> bytes:
@@ -332,6 +336,290 @@ class _Flow:
         return False
 
 
+def _seq_len(flags: int, plen: int) -> int:
+    """Sequence space a segment occupies: its payload (none on a RST) plus one for a SYN and for a FIN."""
+    n = (1 if flags & SYN else 0) + (1 if flags & FIN else 0)
+    return n if flags & RST else n + plen
+
+
+def _server_sent(sport: int, dport: int, flags: int) -> bool:
+    """For a conversation that starts without a pure SYN: whether its first sender is the server,
+    guessed from the ports as Zeek does."""
+    if sport not in LIKELY_SERVER_PORTS:
+        return False
+    if dport in LIKELY_SERVER_PORTS:
+        return not flags & SYN and sport < dport
+    return True
+
+
+def _init_endpoint(end: _End, flags: int, seq: int, past: int) -> None:
+    """Zeek's init_endpoint: where a side's sequence space starts, from its first segment or a new SYN."""
+    st = end.state
+    if st == zeek.INACTIVE:
+        if flags & SYN:
+            end.start = end.ackseq = seq
+            end.last = past
+        else:
+            end.start = end.ackseq = (seq - 1) & _M32  # as if a SYN had come just before
+            end.last = seq
+        end.seq_known = True
+    elif (
+        flags & SYN
+        and seq != end.start
+        and (
+            st in (zeek.SYN_SENT, zeek.SYN_ACK_SENT, zeek.ESTABLISHED, zeek.PARTIAL)
+            or (st == zeek.RESET and end.prev_state == zeek.INACTIVE)
+        )
+    ):
+        end.start = end.ackseq = seq  # a new ISN: the stack retried connect() with another one
+        end.last = past
+
+
+def _observe(
+    flow: _Flow,
+    end: _End,
+    peer: _End,
+    is_orig: bool,
+    st: int,
+    flags: int,
+    seq: int,
+    ack: int,
+    win: int,
+    plen: int,
+    ahead: int,
+    delta_last: int,
+) -> int:
+    """The marks of a segment, judged against what was known before it (st: the sender's state then).
+
+    ahead: seq minus the next sequence number expected; delta_last: the same for the segment's end.
+    """
+    marks = _AFTER_RST if flow.rst_seen else 0
+    control = flags & _CONTROL
+    # seq one below the next byte, with no byte (Linux) or one garbage byte (Windows).
+    keepalive = plen <= 1 and not control and ahead == -1 and (st == zeek.ESTABLISHED or st == zeek.PARTIAL)
+    if keepalive:
+        marks |= _KA
+        end.keepalives += 1
+    elif plen:
+        marks |= _data_marks(flow, end, peer, is_orig, flags, seq, plen, ahead, delta_last)
+    elif flags & ACK and not control:
+        marks |= _pure_ack_marks(end, peer, ack, win)
+    end.last_was_ka = keepalive
+    if flags & ACK:
+        marks |= _ack_marks(end, peer, flags, ack)
+    if win == 0 and not flags & (RST | SYN):
+        marks |= _ZWIN
+    return marks
+
+
+def _data_marks(
+    flow: _Flow, end: _End, peer: _End, is_orig: bool, flags: int, seq: int, plen: int, ahead: int, delta_last: int
+) -> int:
+    """What a segment with payload is: new data, a retransmission, out of order, after a gap, a window probe."""
+    marks = 0
+    if not flags & RST:  # a RST's payload (a diagnostic text, if any) is not stream data
+        if ahead > 0 and end.pkts:
+            marks = _GAP | _NEW_DATA
+            end.gap_pending = True
+            end.gaps += 1
+            if end.gaps == end.gaps_next:  # history letters on a log scale, as Zeek
+                end.gaps_next *= 10
+                flow.history.append("G" if is_orig else "g")
+        elif delta_last > 0:
+            marks = _NEW_DATA
+        elif end.gap_pending:
+            marks = _OOO
+        elif plen == 1 and peer.last_win == 0 and ahead == 0:
+            marks = _WPROBE
+        else:
+            marks = _RETX
+    if peer.sent_fin:
+        marks |= _AFTER_PEER_FIN
+    if end.fin_seq >= 0 and _sdelta(seq, end.fin_seq) >= 0:
+        marks |= _AFTER_OWN_FIN
+    return marks
+
+
+def _pure_ack_marks(end: _End, peer: _End, ack: int, win: int) -> int:
+    """A segment with neither payload nor SYN/FIN/RST: a keep-alive's answer or a duplicate ACK."""
+    if peer.last_was_ka:
+        peer.last_was_ka = False
+        return _KA_ACK
+    if ack == end.last_ack and win == end.last_win:
+        end.dupacks += 1
+        return _DUPACK
+    return 0
+
+
+def _ack_marks(end: _End, peer: _End, flags: int, ack: int) -> int:
+    """What an acknowledgement covers: the peer's FIN, or bytes the capture never saw the peer send."""
+    marks = 0
+    if peer.fin_seq >= 0 and _sdelta(ack, peer.fin_seq + 1) >= 0:
+        marks |= _ACKS_FIN
+    if not flags & RST and peer.state != zeek.INACTIVE and peer.seq_known and _sdelta(ack, peer.last) > 0:
+        marks |= _ACK_UNSEEN
+    return marks
+
+
+def _control(
+    flow: _Flow, end: _End, peer: _End, is_orig: bool, number: int, flags: int, seq: int, ack: int, plen: int, rel: int
+) -> int:
+    """A SYN, FIN or RST: its marks, its history letter, and what it tells about its sender."""
+    marks = 0
+    if flags & SYN:
+        if end.sent_syn and seq == end.syn_seq:
+            marks |= _SYN_RETX
+        end.sent_syn = True
+        end.syn_seq = seq
+    if flags & RST:
+        if _unacked_at_rst(end, peer, flags, ack):
+            marks |= _UNACKED_AT_RST
+        flow.rst_seen = True
+        end.sent_rst = True
+    _control_history(flow, end, is_orig, flags, plen, rel)
+    if flags & FIN:
+        if not end.sent_fin:
+            end.fin_frame = number
+        end.sent_fin = True
+        end.fin_seq = (seq + plen) & _M32
+    return marks
+
+
+def _unacked_at_rst(end: _End, peer: _End, flags: int, ack: int) -> bool:
+    """Whether the peer had sent data that the RST's sender never acknowledged (the RST's own ACK counts)."""
+    if not (peer.seq_known and peer.payload):
+        return False
+    acked = end.max_ack
+    if flags & ACK and (acked < 0 or _sdelta(ack, acked) > 0):
+        acked = ack
+    if acked < 0:
+        return True
+    unacked = _sdelta(peer.last, acked)
+    return unacked > (1 if peer.sent_fin else 0)  # the peer's FIN occupies one number
+
+
+def _control_history(flow: _Flow, end: _End, is_orig: bool, flags: int, plen: int, rel: int) -> None:
+    """Zeek's update_history for a SYN, FIN or RST: its letter once, and again whenever its sequence number moves."""
+    n = (1 if flags & SYN else 0) + (1 if flags & FIN else 0) + (1 if flags & RST else 0)
+    if n > 1:
+        if flags & FIN and flags & RST:
+            flow.check_history(_H_FINRST, "I", is_orig)
+        else:
+            flow.check_history(_H_MULTI, "Q", is_orig)
+        return
+    rel = rel - SEQ_SPACE if rel >= _HALF else rel
+    if flags & SYN:
+        code = "H" if flags & ACK else "S"
+        if flow.check_history(_H_SYN, code, is_orig) and rel != end.hist_syn:
+            flow.history.append(code if is_orig else code.lower())
+        end.hist_syn = rel
+    elif flags & FIN:
+        fin_at = rel + plen
+        if flow.check_history(_H_FIN, "F", is_orig) and fin_at != end.hist_fin:
+            flow.history.append("F" if is_orig else "f")
+        end.hist_fin = fin_at
+    else:
+        if flow.check_history(_H_RST, "R", is_orig) and rel != end.hist_rst:
+            flow.history.append("R" if is_orig else "r")
+        end.hist_rst = rel
+
+
+def _update_history(flow: _Flow, is_orig: bool, flags: int, plen: int) -> None:
+    """Zeek's update_history for a segment without SYN, FIN or RST: D (data) or A (pure ACK), once per side."""
+    mask = (_H_DATA if plen else _H_ACK if flags & ACK else 0) << (0 if is_orig else 16)
+    if mask and not flow.hist_seen & mask:
+        flow.hist_seen |= mask
+        letter = "D" if plen else "A"
+        flow.history.append(letter if is_orig else letter.lower())
+
+
+def _update_window(flow: _Flow, end: _End, peer: _End, is_orig: bool, flags: int, win: int) -> None:
+    """Zeek's update_window: zero windows count unless they come with or after a RST, or after the peer's FIN."""
+    if win == 0 and not flags & (RST | SYN) and peer.state != zeek.CLOSED and end.state != zeek.RESET:
+        end.zwin += 1
+        if end.zwin == end.zwin_next:
+            end.zwin_next *= 10
+            flow.history.append("W" if is_orig else "w")
+
+
+def _update_ack(end: _End, peer: _End, flags: int, ack: int, win: int) -> int:
+    """An acknowledgement moves what the peer has had acknowledged; returns the ack relative to the peer's ISN."""
+    rel_ack = 0
+    if flags & ACK:
+        if peer.state == zeek.INACTIVE:
+            rel_ack = 1  # the peer has sent nothing yet: its sequence space starts just below this ack
+            peer.start = peer.ackseq = peer.last = (ack - 1) & _M32
+            peer.seq_known = True
+        else:
+            rel_ack = (ack - peer.start) & _M32
+            if not flags & RST:
+                d = _sdelta(ack, peer.ackseq)
+                if d > 0 and not (ack == 0 and d > TOO_LARGE_SEQ_DELTA):  # Zeek ignores a far jump to ack 0
+                    peer.ackseq = ack
+        if not flags & RST and (end.max_ack < 0 or _sdelta(ack, end.max_ack) > 0):
+            end.max_ack = ack
+        end.last_ack = ack
+    end.last_win = win
+    return rel_ack
+
+
+def _update_last_seq(
+    flow: _Flow, end: _End, is_orig: bool, flags: int, plen: int, past: int, last: int, delta_last: int, marks: int
+) -> None:
+    """Zeek's update_last_seq: the highest sequence number a side has sent, and its retransmissions."""
+    if flags & (SYN | RST) and (delta_last > TOO_LARGE_SEQ_DELTA or delta_last < -TOO_LARGE_SEQ_DELTA):
+        pass  # a SYN or RST that far off is not taken as this side's sequence space (Zeek)
+    elif flags & FIN and last == ((end.start + 1) & _M32):
+        end.last = past  # a FIN right after the SYN
+    elif end.state == zeek.RESET:
+        pass  # nothing after a side's RST moves its sequence space
+    elif delta_last > 0:
+        end.last = past
+    elif plen:
+        end.rxmit += 1
+        if end.rxmit == end.rxmit_next:
+            end.rxmit_next *= 10
+            flow.history.append("T" if is_orig else "t")
+    if end.gap_pending and delta_last >= 0 and not marks & _GAP:
+        end.gap_pending = False  # the hole is filled
+
+
+def _close_complete(flow: _Flow) -> bool:
+    """Zeek's "close complete": a RST, both FINs, or a FIN from one side while the other never spoke."""
+    o, r = flow.orig.state, flow.resp.state
+    return (
+        o == zeek.RESET
+        or r == zeek.RESET
+        or (o == zeek.CLOSED and r in (zeek.CLOSED, zeek.INACTIVE))
+        or (r == zeek.CLOSED and o == zeek.INACTIVE)
+    )
+
+
+def timeline_row(
+    frame: int,
+    ts: float,
+    dir: int,
+    flags: int,
+    seq: int,
+    ack: int,
+    plen: int,
+    win: int,
+    ttl: int,
+    ip_id: int,
+    marks: int,
+    idle: float,
+    payload: str,
+    icmp: tuple[int, int] | None,
+    icmp_src: bytes,
+) -> tuple:
+    """One packet's timeline row: model.Event's fields, in Event's order, as a plain tuple.
+
+    Rows become Events only when a conversation is built (most never are), so the hot path builds
+    this tuple instead; it is the one place that knows Event's field order.
+    """
+    return (frame, ts, dir, flags, seq, ack, plen, win, ttl, ip_id, marks, idle, payload, icmp, icmp_src)
+
+
 class FlowTable(Sink):
     """Builds conversations from packets and hands each on when it can no longer change."""
 
@@ -475,14 +763,42 @@ class FlowTable(Sink):
         payload: bytes,
         opts: int,
     ) -> None:
-        """Account one TCP segment: Zeek's TCPSessionAdapter::Process, plus what a diagnosis needs.
+        """Account one TCP segment: Zeek's TCPSessionAdapter::Process, one named step at a time.
 
-        One long function on purpose: it runs for every TCP packet. The decoder calls it with the
-        header fields, so the common packet never becomes a Packet object. `opts` (TCP option
-        bits) is part of the Sink interface and not used here.
+        The decoder calls it with the header fields, so the common packet never becomes a Packet
+        object. `opts` is 0: the table does not ask for TCP options (Sink.wants_options).
         """
         if ts >= self.next_check:
             self._expire(ts)
+        flow = self._tcp_flow(number, ts, key, sport, dport, flags)
+        is_orig = key == flow.c_key  # a connection to itself has one key for both sides: all "orig", as Zeek
+        end, peer = (flow.orig, flow.resp) if is_orig else (flow.resp, flow.orig)
+        st = end.state  # the sender's state before this segment
+        past = (seq + _seq_len(flags, plen)) & _M32  # the sequence number after this segment
+        _init_endpoint(end, flags, seq, past)
+        rel_seq = (seq - end.start) & _M32
+        last = end.last
+        delta_last = _sdelta(past, last)
+        marks = _observe(flow, end, peer, is_orig, st, flags, seq, ack, win, plen, _sdelta(seq, last), delta_last)
+        control = flags & _CONTROL
+        if control:
+            marks |= _control(flow, end, peer, is_orig, number, flags, seq, ack, plen, rel_seq)
+        else:
+            _update_history(flow, is_orig, flags, plen)
+        _update_window(flow, end, peer, is_orig, flags, win)
+        rel_ack = _update_ack(end, peer, flags, ack, win)
+        _update_last_seq(flow, end, is_orig, flags, plen, past, last, delta_last, marks)
+        if control or st == zeek.INACTIVE:
+            self._state_machine(flow, end, peer, is_orig, flags, plen)
+        elif is_orig and flags & ACK and not flow.ack_seen and flow.synack_seen:
+            flow.ack_seen = True
+        self._account(flow, end, is_orig, number, ts, flags, rel_seq, rel_ack, plen, win, ttl, ip_id, payload, marks)
+        if control and not flow.closed and _close_complete(flow):
+            flow.closed = True
+            self.closing.append(flow)
+
+    def _tcp_flow(self, number: int, ts: float, key: bytes, sport: int, dport: int, flags: int) -> _Flow:
+        """The live conversation a segment belongs to, or a new one."""
         flow = self.tcp_flows.get(key)
         if flow is not None:
             if flow.closed:
@@ -494,227 +810,11 @@ class FlowTable(Sink):
             elif ts - flow.last_ts > (ATTEMPT_IDLE if flow.resp.state == zeek.INACTIVE else TCP_IDLE):
                 self._finish(flow, "timeout")
                 flow = None
-        if flow is None:
-            flip = False
-            inferred = not (flags & SYN and not flags & ACK)
-            if inferred:
-                # Started without a pure SYN: guess the server from the ports, as Zeek does.
-                if sport in LIKELY_SERVER_PORTS:
-                    if dport in LIKELY_SERVER_PORTS:
-                        flip = not flags & SYN and sport < dport
-                    else:
-                        flip = True
-            flow = self._new_flow(self.tcp_flows, key, "tcp", number, ts, sport, dport, flip, inferred)
-        is_orig = key == flow.c_key  # a connection to itself has one key for both sides: all "orig", as Zeek
-        if is_orig:
-            end, peer = flow.orig, flow.resp
-        else:
-            end, peer = flow.resp, flow.orig
-        is_syn = flags & SYN
-        is_fin = flags & FIN
-        is_rst = flags & RST
-        is_ack = flags & ACK
-        control = flags & _CONTROL
-        seg_len = plen + (1 if is_syn else 0) + (1 if is_fin else 0)
-        if is_rst:
-            seg_len -= plen
-        past = (seq + seg_len) & _M32
-        marks = _AFTER_RST if flow.rst_seen else 0
-
-        # init_endpoint
-        st = end.state
-        if st == zeek.INACTIVE:
-            if is_syn:
-                end.start = end.ackseq = seq
-                end.last = past
-            else:
-                end.start = end.ackseq = (seq - 1) & _M32
-                end.last = seq
-            end.seq_known = True
-        elif (
-            is_syn
-            and seq != end.start
-            and (
-                st in (zeek.SYN_SENT, zeek.SYN_ACK_SENT, zeek.ESTABLISHED, zeek.PARTIAL)
-                or (st == zeek.RESET and end.prev_state == zeek.INACTIVE)
-            )
-        ):
-            end.start = end.ackseq = seq
-            end.last = past
-
-        rel_seq = (seq - end.start) & _M32
-        last = end.last
-        # Sequence deltas in 32-bit space, inlined (signed): past - last and seq - last.
-        delta_last = (past - last) & _M32
-        if delta_last >= _HALF:
-            delta_last -= 0x100000000
-        ahead = (seq - last) & _M32
-        if ahead >= _HALF:
-            ahead -= 0x100000000
-
-        # Observations, made against what was known before this packet.
-        keepalive = False
-        if plen <= 1 and not control and ahead == -1 and (st == zeek.ESTABLISHED or st == zeek.PARTIAL):
-            # seq one below the next byte, with no byte (Linux) or one garbage byte (Windows).
-            keepalive = True
-            marks |= _KA
-            end.keepalives += 1
-        elif plen:
-            if not is_rst:
-                if ahead > 0 and end.pkts:
-                    marks |= _GAP | _NEW_DATA
-                    end.gap_pending = True
-                    end.gaps += 1
-                    if end.gaps == end.gaps_next:
-                        end.gaps_next *= 10
-                        flow.history.append("G" if is_orig else "g")
-                elif delta_last > 0:
-                    marks |= _NEW_DATA
-                elif end.gap_pending:
-                    marks |= _OOO
-                elif plen == 1 and peer.last_win == 0 and ahead == 0:
-                    marks |= _WPROBE
-                else:
-                    marks |= _RETX
-            if peer.sent_fin:
-                marks |= _AFTER_PEER_FIN
-            if end.fin_seq >= 0 and not (seq - end.fin_seq) & _HALF:
-                marks |= _AFTER_OWN_FIN
-        elif is_ack and not control:
-            if peer.last_was_ka:
-                marks |= _KA_ACK
-                peer.last_was_ka = False
-            elif ack == end.last_ack and win == end.last_win:
-                marks |= _DUPACK
-                end.dupacks += 1
-        end.last_was_ka = keepalive
-        if is_ack:
-            fin_seq = peer.fin_seq
-            if fin_seq >= 0 and not (ack - fin_seq - 1) & _HALF:
-                marks |= _ACKS_FIN
-            if not is_rst and peer.state != zeek.INACTIVE and peer.seq_known:
-                beyond = (ack - peer.last) & _M32
-                if beyond and beyond < _HALF:
-                    marks |= _ACK_UNSEEN
-        if win == 0 and not is_rst and not is_syn:
-            marks |= _ZWIN
-
-        if control:
-            if is_syn:
-                if end.sent_syn and seq == end.syn_seq:
-                    marks |= _SYN_RETX
-                end.sent_syn = True
-                end.syn_seq = seq
-            if is_rst:
-                acked = end.max_ack
-                if is_ack and (acked < 0 or (ack - acked) & _M32 and not (ack - acked) & _HALF):
-                    acked = ack  # the RST's own acknowledgement counts
-                if peer.seq_known and peer.payload:
-                    if acked < 0:
-                        marks |= _UNACKED_AT_RST
-                    else:
-                        unacked = (peer.last - acked) & _M32
-                        if unacked < _HALF and unacked > (1 if peer.sent_fin else 0):
-                            marks |= _UNACKED_AT_RST
-                flow.rst_seen = True
-                end.sent_rst = True
-            # update_history for control packets
-            bits = (1 if is_syn else 0) + (1 if is_fin else 0) + (1 if is_rst else 0)
-            if bits > 1:
-                if is_fin and is_rst:
-                    flow.check_history(_H_FINRST, "I", is_orig)
-                else:
-                    flow.check_history(_H_MULTI, "Q", is_orig)
-            else:
-                rel = rel_seq - 0x100000000 if rel_seq >= _HALF else rel_seq
-                if is_syn:
-                    code = "H" if is_ack else "S"
-                    if flow.check_history(_H_SYN, code, is_orig) and rel != end.hist_syn:
-                        flow.history.append(code if is_orig else code.lower())
-                    end.hist_syn = rel
-                elif is_fin:
-                    fin_at = rel + plen
-                    if flow.check_history(_H_FIN, "F", is_orig) and fin_at != end.hist_fin:
-                        flow.history.append("F" if is_orig else "f")
-                    end.hist_fin = fin_at
-                else:
-                    if flow.check_history(_H_RST, "R", is_orig) and rel != end.hist_rst:
-                        flow.history.append("R" if is_orig else "r")
-                    end.hist_rst = rel
-            if is_fin:
-                if not end.sent_fin:
-                    end.fin_frame = number
-                end.sent_fin = True
-                end.fin_seq = (seq + plen) & _M32
-        else:
-            mask = (_H_DATA if plen else _H_ACK if is_ack else 0) << (0 if is_orig else 16)
-            if mask and not flow.hist_seen & mask:
-                flow.hist_seen |= mask
-                letter = ("D" if plen else "A") if is_orig else ("d" if plen else "a")
-                flow.history.append(letter)
-
-        # update_window: zero windows count unless they come with or after a RST, or after the peer's FIN.
-        if win == 0 and not is_rst and not is_syn and peer.state != zeek.CLOSED and end.state != zeek.RESET:
-            end.zwin += 1
-            if end.zwin == end.zwin_next:
-                end.zwin_next *= 10
-                flow.history.append("W" if is_orig else "w")
-
-        # Acknowledgements.
-        rel_ack = 0
-        if is_ack:
-            if peer.state == zeek.INACTIVE:
-                rel_ack = 1
-                peer.start = peer.ackseq = peer.last = (ack - 1) & _M32
-                peer.seq_known = True
-            else:
-                rel_ack = (ack - peer.start) & _M32
-                if not is_rst:
-                    d = (ack - peer.ackseq) & _M32
-                    if d and d < _HALF and not (ack == 0 and d > 1048576):
-                        peer.ackseq = ack
-            if not is_rst:
-                max_ack = end.max_ack
-                if max_ack < 0 or ((ack - max_ack) & _M32 and not (ack - max_ack) & _HALF):
-                    end.max_ack = ack
-            end.last_ack = ack
-        end.last_win = win
-
-        # update_last_seq
-        if (is_syn or is_rst) and (delta_last > 1048576 or delta_last < -1048576):
-            pass
-        elif is_fin and last == ((end.start + 1) & _M32):
-            end.last = past
-        elif end.state == zeek.RESET:
-            pass
-        elif delta_last > 0:
-            end.last = past
-        elif plen:
-            end.rxmit += 1
-            if end.rxmit == end.rxmit_next:
-                end.rxmit_next *= 10
-                flow.history.append("T" if is_orig else "t")
-        if end.gap_pending and delta_last >= 0 and not marks & _GAP:
-            end.gap_pending = False
-
-        if control or st == zeek.INACTIVE:
-            self._state_machine(flow, end, peer, is_orig, flags, plen)
-        elif is_orig and is_ack and not flow.ack_seen and flow.synack_seen:
-            flow.ack_seen = True
-
-        self._account(flow, end, is_orig, number, ts, flags, rel_seq, rel_ack, plen, win, ttl, ip_id, payload, marks)
-
-        if control and not flow.closed:
-            o, r = flow.orig.state, flow.resp.state
-            # Zeek's "close complete": a RST, both FINs, or a FIN from one side while the other never spoke.
-            if (
-                o == zeek.RESET
-                or r == zeek.RESET
-                or (o == zeek.CLOSED and r in (zeek.CLOSED, zeek.INACTIVE))
-                or (r == zeek.CLOSED and o == zeek.INACTIVE)
-            ):
-                flow.closed = True
-                self.closing.append(flow)
+        if flow is not None:
+            return flow
+        inferred = not (flags & SYN and not flags & ACK)  # no pure SYN: the roles are a guess
+        flip = inferred and _server_sent(sport, dport, flags)
+        return self._new_flow(self.tcp_flows, key, "tcp", number, ts, sport, dport, flip, inferred)
 
     def _state_machine(self, flow: _Flow, end: _End, peer: _End, is_orig: bool, flags: int, plen: int) -> None:
         """Zeek's UpdateStateMachine: one endpoint's state from the packet it sent."""
@@ -812,7 +912,7 @@ class FlowTable(Sink):
         if idle < 0:
             idle = 0.0
         flow.record(
-            (
+            timeline_row(
                 number,
                 ts,
                 0 if is_orig else 1,
@@ -829,7 +929,7 @@ class FlowTable(Sink):
                 None,
                 b"",
             )
-        )  # an Event's fields
+        )
         end.saw(flags, marks, plen, kind)
 
     def udp(
@@ -897,8 +997,9 @@ class FlowTable(Sink):
         idle = max(0.0, ts - flow.last_ts)
         # The error travels toward the sender of the quoted packet.
         marks = _ICMP_ERROR | (_AFTER_RST if flow.rst_seen else 0)
+        icmp = (pkt.icmp_type, pkt.icmp_code)
         flow.record(
-            (
+            timeline_row(
                 pkt.number,
                 ts,
                 1 if quotes_client else 0,
@@ -912,7 +1013,7 @@ class FlowTable(Sink):
                 marks,
                 idle,
                 "",
-                (pkt.icmp_type, pkt.icmp_code),
+                icmp,
                 pkt.src,
             )
         )
@@ -1019,26 +1120,8 @@ def _ipid_habit(end: _End) -> str:
 
 
 def _endpoint_state(end: _End, peer: _End, proto: str) -> str:
-    """The RFC 793 state an endpoint is in at the end, as far as the wire shows."""
-    if proto != "tcp":
-        return "ACTIVE" if end.pkts else ""
-    st = end.state
-    if st == zeek.RESET:
-        return "RESET"
-    if st == zeek.CLOSED:
-        if peer.state == zeek.CLOSED:
-            # The side that closed first waits in TIME_WAIT; the other is done once its FIN is acked.
-            return "TIME_WAIT" if end.fin_frame <= peer.fin_frame else "CLOSED"
-        return "FIN_WAIT"
-    if peer.state == zeek.CLOSED:
-        return "CLOSE_WAIT"
-    return {
-        zeek.INACTIVE: "",
-        zeek.SYN_SENT: "SYN_SENT",
-        zeek.SYN_ACK_SENT: "SYN_RECEIVED",
-        zeek.PARTIAL: "ESTABLISHED",
-        zeek.ESTABLISHED: "ESTABLISHED",
-    }[st]
+    """The endpoint state a side is in at the end, as far as the wire shows (zeek.ENDPOINT_STATES)."""
+    return zeek.endpoint_state(proto, end.pkts > 0, end.state, peer.state, end.fin_frame <= peer.fin_frame)
 
 
 def _odd_marks(events: list[Event], end: _End, direction: int, host_ttls: dict[int, int] | None) -> None:

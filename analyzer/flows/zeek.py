@@ -18,6 +18,51 @@ ESTABLISHED: Final = 4
 CLOSED: Final = 5  # sent a FIN
 RESET: Final = 6  # sent a RST
 
+# What a side's `state` (SideStats.state, a rule's side condition `state:`) can be at the end of a
+# conversation: the RFC 9293 state the wire shows the endpoint in. The wire cannot tell FIN-WAIT-1
+# from FIN-WAIT-2, nor LISTEN from CLOSED, so those are one state each here.
+ENDPOINT_STATES: dict[str, str] = {
+    "": "sent nothing",
+    "SYN_SENT": "sent a SYN; no answer from the peer seen",
+    "SYN_RECEIVED": "sent a SYN/ACK while the peer's SYN was never seen (the capture began mid-handshake)",
+    "ESTABLISHED": "exchanged packets after a handshake, or sent data mid-stream without any SYN seen",
+    "FIN_WAIT": "sent a FIN; the peer has not (FIN-WAIT-1 or FIN-WAIT-2: the wire cannot tell which)",
+    "CLOSE_WAIT": "the peer sent a FIN; this side has not",
+    "TIME_WAIT": "both sides sent a FIN, this side first",
+    "CLOSED": "both sides sent a FIN, this side last",
+    "RESET": "sent a RST",
+    "ACTIVE": "(UDP and ICMP, which have no states) sent at least one packet",
+}
+
+# The name of a TCP endpoint's own state while neither side has closed.
+_OPEN_STATE_NAMES: dict[int, str] = {
+    INACTIVE: "",
+    SYN_SENT: "SYN_SENT",
+    SYN_ACK_SENT: "SYN_RECEIVED",
+    PARTIAL: "ESTABLISHED",
+    ESTABLISHED: "ESTABLISHED",
+}
+
+
+def endpoint_state(proto: str, sent: bool, own: int, peer: int, closed_first: bool) -> str:
+    """A side's ENDPOINT_STATES name from its and its peer's final endpoint states (a pure function).
+
+    sent: the side sent any packet; closed_first: its FIN came no later than the peer's.
+    """
+    if proto != "tcp":
+        return "ACTIVE" if sent else ""
+    if own == RESET:
+        return "RESET"
+    if own == CLOSED:
+        if peer == CLOSED:
+            # The side that closed first waits in TIME_WAIT; the other is done once its FIN is acked.
+            return "TIME_WAIT" if closed_first else "CLOSED"
+        return "FIN_WAIT"
+    if peer == CLOSED:
+        return "CLOSE_WAIT"
+    return _OPEN_STATE_NAMES[own]
+
+
 # conn_state values and their meaning (Zeek's wording, shortened).
 CONN_STATES: dict[str, str] = {
     "S0": "Connection attempt seen, no reply.",

@@ -4,19 +4,27 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Mapping
-from typing import Any
+from typing import Any, Literal
 
 from analyzer.model import LEVELS, CaptureResult, Conversation, Finding
 
 # Severity order: lower rank = more severe. "never" ranks above every level so nothing reaches it.
 LEVEL_RANK: dict[str, int] = {level: rank for rank, level in enumerate(LEVELS)}
 
+FailOn = Literal["error", "warning", "info", "never"]
+FAIL_ON: tuple[FailOn, ...] = (*LEVELS, "never")  # what --fail-on accepts
+
 
 def at_or_above(level: str, fail_on: str) -> bool:
-    """Whether a finding of `level` reaches the `--fail-on` threshold."""
+    """Whether a finding of `level` reaches the `--fail-on` threshold: the one place that decides it."""
     if fail_on == "never":
         return False
     return LEVEL_RANK.get(level, len(LEVELS)) <= LEVEL_RANK.get(fail_on, len(LEVELS))
+
+
+def fails(results: Iterable[CaptureResult], fail_on: str) -> bool:
+    """Whether any finding reaches the `--fail-on` threshold (the exit status and junit agree on it)."""
+    return any(at_or_above(f.level, fail_on) for r in results for f in r.findings)
 
 
 def summary_counts(results: Iterable[CaptureResult]) -> dict[str, int]:

@@ -56,6 +56,7 @@ def render_github(results: list[CaptureResult], opts: ReportOptions) -> str:
             message = f"{where}: {clean_block(f.message)}"
             if errors:
                 message += f"\n{errors}"
-            message += f"\nremedy: {clean_block(f.remedy)}\nframes {frame_ranges(f.frames)}; wireshark: {clean(f.wireshark_filter)}"
+            message += f"\nremedy: {clean_block(f.remedy)}"
+            message += f"\nframes {frame_ranges(f.frames)}; wireshark: {clean(f.wireshark_filter)}"
             lines.append(_command(COMMANDS.get(f.level, "notice"), f"{f.rule} {f.name}", message))
     return "".join(line + "\n" for line in lines)

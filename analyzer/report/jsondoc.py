@@ -133,10 +133,10 @@ def render_jsonl(results: list[CaptureResult], opts: ReportOptions) -> str:
             continue
         convs = conversations_by_id(result)
         for finding in result.findings:
-            conv = convs.get(finding.conversation)
+            found = convs.get(finding.conversation)
             record: dict[str, Any] = {"kind": "finding", "capture": result.path}
-            if conv is not None:
-                record.update(proto=conv.proto, client=str(conv.client), server=str(conv.server), state=conv.state)
+            if found is not None:
+                record.update(proto=found.proto, client=str(found.client), server=str(found.server), state=found.state)
             record.update(finding_dict(finding))
             lines.append(json.dumps(record, ensure_ascii=False))
     return "".join(line + "\n" for line in lines)

@@ -10,27 +10,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from analyzer.model import Conversation, Event, Finding, Mark
+from analyzer.icmp import icmp_label
+from analyzer.model import MARKS, Conversation, Event, Finding, Mark
 from analyzer.protocol import ACK, RST, TCP_FLAG_NAMES
-from analyzer.winsock import icmp_name
 
-# Short annotations for the flow tracker's observations, in the order they are shown.
-MARK_LABELS: tuple[tuple[Mark, str], ...] = (
-    (Mark.RETRANSMISSION, "retx"),
-    (Mark.SYN_RETRANSMISSION, "retx"),
-    (Mark.OUT_OF_ORDER, "ooo"),
-    (Mark.GAP, "gap"),
-    (Mark.DUP_ACK, "dup-ack"),
-    (Mark.KEEPALIVE, "keep-alive"),
-    (Mark.KEEPALIVE_ACK, "keep-alive-ack"),
-    (Mark.ZERO_WINDOW, "zero-win"),
-    (Mark.WINDOW_PROBE, "win-probe"),
-    (Mark.ACK_UNSEEN, "ack-unseen"),
-    (Mark.AFTER_PEER_FIN, "after-peer-fin"),
-    (Mark.AFTER_RST, "after-rst"),
-    (Mark.TTL_ODD, "odd-ttl"),
-    (Mark.IPID_ODD, "odd-ipid"),
-)
+# The observations a ladder labels, in the order they are shown, with the words rules use (model.MARKS).
+MARK_LABELS: tuple[tuple[Mark, str], ...] = tuple((m.mark, m.word) for m in MARKS if m.ladder)
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,8 +34,7 @@ def packet_label(conv: Conversation, ev: Event) -> str:
     """What the arrow of one packet says: flags, relative seq/ack, length, observations."""
     if ev.icmp is not None:
         family = 6 if ":" in conv.client.addr else 4  # an ICMP error shares its conversation's family
-        name = icmp_name(family, *ev.icmp)
-        parts = [name if name.startswith("ICMP") else ("ICMPv6 " if family == 6 else "ICMP ") + name]
+        parts = [icmp_label(family, *ev.icmp)]
     elif conv.proto == "tcp":
         flags = ",".join(name for name, bit in TCP_FLAG_NAMES.items() if ev.flags & bit) or "none"
         parts = [flags, f"seq={ev.seq}"]
@@ -63,10 +47,8 @@ def packet_label(conv: Conversation, ev: Event) -> str:
         parts = [conv.proto.upper(), f"len={ev.plen}"]
     if ev.payload:
         parts.append(ev.payload)
-    seen: set[str] = set()
     for mark, text in MARK_LABELS:
-        if ev.marks & mark and text not in seen:
-            seen.add(text)
+        if ev.marks & mark:
             parts.append(f"[{text}]")
     return " ".join(parts)
 

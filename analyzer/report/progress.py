@@ -13,7 +13,10 @@ from __future__ import annotations
 
 import sys
 import time
-from typing import IO
+from typing import IO, TYPE_CHECKING
+
+if TYPE_CHECKING:  # rich is imported only when a bar is shown
+    from rich.progress import Progress, TaskID
 
 from analyzer.report.common import clean
 
@@ -38,8 +41,8 @@ class CaptureProgress:
         self.delay = delay
         self.unit = unit
         self._start = time.monotonic()
-        self._progress = None  # rich.progress.Progress once shown
-        self._task = None
+        self._progress: Progress | None = None  # once shown
+        self._task: TaskID | None = None
         self.shown = False
 
     def __enter__(self) -> CaptureProgress:
@@ -53,7 +56,7 @@ class CaptureProgress:
 
         console = Console(file=self.stream, stderr=self.stream is sys.stderr)
         # without a total the bar pulses: a pcap's frame count is unknown until it is read
-        self._progress = Progress(
+        progress = self._progress = Progress(
             TextColumn("{task.description}"),
             BarColumn(),
             TextColumn("{task.completed:,} " + escape(self.unit)),
@@ -61,8 +64,8 @@ class CaptureProgress:
             console=console,
             transient=True,
         )
-        self._progress.start()
-        self._task = self._progress.add_task(escape(self.label), total=self.total)
+        progress.start()
+        self._task = progress.add_task(escape(self.label), total=self.total)
         self.shown = True
 
     def update(self, done: int) -> None:
@@ -73,7 +76,8 @@ class CaptureProgress:
             if time.monotonic() - self._start < self.delay:
                 return
             self._show()
-        self._progress.update(self._task, completed=done)
+        if self._progress is not None and self._task is not None:
+            self._progress.update(self._task, completed=done)
 
     def __exit__(self, *exc: object) -> None:
         if self._progress is not None:

@@ -26,12 +26,11 @@ from dataclasses import dataclass
 from typing import Final, Literal
 
 from analyzer.errors import UsageError
-from analyzer.model import Mark
-from analyzer.model import Alternative, Conversation, Event, Finding, Level, SocketErrorSeen, Traits
+from analyzer.icmp import icmp_word
+from analyzer.model import Alternative, Confidence, Conversation, Event, Finding, Level, Mark, SocketErrorSeen, Traits
 from analyzer.protocol import TCP_FLAG_NAMES, flag_string
 from analyzer.rules.language import Pattern
 from analyzer.rules.tables import (
-    ICMP_ERRORS,
     MARK_NAMES,
     PAYLOAD_KINDS,
     idle_timeout_hint,
@@ -267,7 +266,7 @@ class Rule:
     doc: str
     cause: str
     remedy: str
-    confidence: str
+    confidence: Confidence
     falsepositives: tuple[str, ...]
     references: tuple[str, ...]
     samples: dict  # {"fires": (paths...), "silent": (paths...)}
@@ -478,11 +477,14 @@ def match(pattern: Pattern, conv: Conversation) -> list[int] | None:
 
 
 def _icmp_name(e: Event) -> str:
+    """The rule word of an event's ICMP error; the sender's address length tells the family."""
+    if e.icmp is None:
+        return ""
     fam = len(e.icmp_src)
-    for name, (v4, v6) in ICMP_ERRORS.items():
-        if (fam != 16 and e.icmp in v4) or (fam != 4 and e.icmp in v6):
-            return name
-    return f"icmp {e.icmp[0]}/{e.icmp[1]}" if e.icmp else ""
+    word = icmp_word(4, *e.icmp) if fam != 16 else ""
+    if not word and fam != 4:
+        word = icmp_word(6, *e.icmp)
+    return word or f"icmp {e.icmp[0]}/{e.icmp[1]}"
 
 
 def _addr(packed: bytes) -> str:
@@ -619,7 +621,7 @@ class RuleSet:
                 other.name,
                 other.title,
                 self._messages[other.code].render(_evidence(conv, other_dir, other_chain)),
-                other.confidence,  # type: ignore[arg-type]
+                other.confidence,
             )
             for other, other_dir, other_chain in fired[1:]
         )
@@ -744,7 +746,7 @@ def _finding(
         errors=tuple(errors),
         cause=rule.cause,
         remedy=rule.remedy,
-        confidence=rule.confidence,  # type: ignore[arg-type]
+        confidence=rule.confidence,
         frames=tuple(sorted({e.frame for e in events})),
         tls_alert=tls_alert_seen(conv),
         wireshark_filter=build_filter(conv, events),

@@ -11,12 +11,15 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from analyzer.model import Conversation, Event, Mark, SideStats
+from analyzer.flows.zeek import CONN_STATES as ZEEK_CONN_STATES
+from analyzer.flows.zeek import ENDPOINT_STATES as ZEEK_ENDPOINT_STATES
+from analyzer.model import MARKS, Conversation, Event, Mark, SideStats
 from analyzer.protocol import TCP_FLAG_NAMES
 from analyzer.rules.source import Source
 from analyzer.rules.tables import (
     CONN_STATES,
     DURATION_UNITS,
+    ENDPOINT_STATES,
     ICMP_ANY,
     ICMP_ERRORS,
     ICMP_GROUPS,
@@ -63,17 +66,15 @@ STEP_PREDICATES: dict[str, tuple[str, str]] = {
     "after_idle": ("DURATION", "the packet came after at least this long without any packet in the conversation"),
     "absent": (
         "true",
-        "a negative step: no packet matching the other predicates lies between the neighbouring matched steps (before the first step, or after the last, when it stands at an end)",
+        "a negative step: no packet matching the other predicates lies between the neighbouring matched steps "
+        "(before the first step, or after the last, when it stands at an end)",
     ),
 }
 
 # `where:` conditions on the whole conversation.
 WHERE_CONDITIONS: dict[str, tuple[str, str]] = {
     "proto": ("tcp | udp | icmp, or a list", "the conversation's transport"),
-    "state": (
-        "STATE or [STATE, ...]",
-        "Zeek conn_state is one of these (S0, S1, SF, REJ, S2, S3, RSTO, RSTR, RSTOS0, RSTRH, SH, SHR, OTH)",
-    ),
+    "state": ("STATE or [STATE, ...]", f"Zeek conn_state is one of these ({', '.join(ZEEK_CONN_STATES)})"),
     "not_state": ("STATE or [STATE, ...]", "Zeek conn_state is none of these"),
     "handshake": ("true | false", "SYN, SYN/ACK and ACK were all seen (or not)"),
     "role_inferred": (
@@ -97,7 +98,7 @@ SIDE_CONDITIONS: dict[str, tuple[str, str]] = {
     "payload_kind": ("KIND or [KIND, ...]", "the sniff of the side's first payload is one of these"),
     "state": (
         "STATE or [STATE, ...]",
-        "the side's RFC 793 endpoint state at the end (ESTABLISHED, FIN_WAIT_1, CLOSED, ...)",
+        "the side's endpoint state at the end, as the wire shows it (see the endpoint state table)",
     ),
     "packets": ('N or "OP N"', "packets the side sent; OP is one of == != > >= < <="),
     "bytes": ('N or "OP N"', "payload bytes the side sent"),
@@ -270,6 +271,65 @@ def _side_dir(src: Source, where: tuple, side: object, a_dir: int) -> int:
     raise src.error(where, f"expected a side (A, B, client or server), got {side!r}")
 
 
+def _step_predicate(
+    d: int | None,
+    f_all: int,
+    f_any: int,
+    f_none: int,
+    f_exact: int,
+    data: bool | None,
+    m_all: int,
+    m_any: int,
+    m_none: int,
+    payloads: frozenset[str] | None,
+    want_icmp: bool,
+    any_icmp: bool,
+    v4: frozenset,
+    v6: frozenset,
+    idle: float | None,
+) -> Callable[[Event], bool]:
+    """One closure testing every predicate of a step, cheapest first (f_exact -1: no exact flags)."""
+
+    def pred(e: Event) -> bool:
+        if d is not None and e.dir != d:
+            return False
+        f = e.flags
+        if f & f_all != f_all or f & f_none:
+            return False
+        if f_any and not f & f_any:
+            return False
+        if f_exact >= 0 and f != f_exact:
+            return False
+        if data is not None and (e.plen > 0) != data:
+            return False
+        m = e.marks
+        if m & m_all != m_all or m & m_none:
+            return False
+        if m_any and not m & m_any:
+            return False
+        if payloads is not None and e.payload not in payloads:
+            return False
+        if want_icmp:
+            if e.icmp is None:
+                return False
+            if not any_icmp:
+                # The ICMP sender's address length tells the family; unknown: either table.
+                fam = len(e.icmp_src)
+                if fam == 16:
+                    ok = e.icmp in v6
+                elif fam == 4:
+                    ok = e.icmp in v4
+                else:
+                    ok = e.icmp in v4 or e.icmp in v6
+                if not ok:
+                    return False
+        if idle is not None and e.idle < idle:
+            return False
+        return True
+
+    return pred
+
+
 def compile_step(src: Source, where: tuple, raw: object, a_dir: int, *, first: bool) -> Step:
     """Compiles one step mapping into a single closure with its masks precomputed."""
     if not isinstance(raw, dict) or not raw:
@@ -322,43 +382,9 @@ def compile_step(src: Source, where: tuple, raw: object, a_dir: int, *, first: b
 
     any_icmp = icmp_sets is None  # `icmp: any`, or no icmp condition at all
     v4, v6 = icmp_sets if icmp_sets is not None else (frozenset(), frozenset())
-
-    def pred(e: Event) -> bool:
-        if d is not None and e.dir != d:
-            return False
-        f = e.flags
-        if f & f_all != f_all or f & f_none:
-            return False
-        if f_any and not f & f_any:
-            return False
-        if f_exact >= 0 and f != f_exact:
-            return False
-        if data is not None and (e.plen > 0) != data:
-            return False
-        m = e.marks
-        if m & m_all != m_all or m & m_none:
-            return False
-        if m_any and not m & m_any:
-            return False
-        if payloads is not None and e.payload not in payloads:
-            return False
-        if want_icmp:
-            if e.icmp is None:
-                return False
-            if not any_icmp:
-                # The ICMP sender's address length tells the family; unknown: either table.
-                fam = len(e.icmp_src)
-                if fam == 16:
-                    ok = e.icmp in v6
-                elif fam == 4:
-                    ok = e.icmp in v4
-                else:
-                    ok = e.icmp in v4 or e.icmp in v6
-                if not ok:
-                    return False
-        if idle is not None and e.idle < idle:
-            return False
-        return True
+    pred = _step_predicate(
+        d, f_all, f_any, f_none, f_exact, data, m_all, m_any, m_none, payloads, want_icmp, any_icmp, v4, v6, idle
+    )
 
     return Step(
         pred=pred,
@@ -454,6 +480,15 @@ def _side_state_in(states: frozenset[str]) -> SideTest:
     return test
 
 
+def _endpoint_states(src: Source, where: tuple, value: object) -> frozenset[str]:
+    states = frozenset(_names(src, where, value))
+    unknown = states - ENDPOINT_STATES
+    if unknown:
+        known = ", ".join(s for s in ZEEK_ENDPOINT_STATES if s)
+        raise src.error(where, f"unknown endpoint state {sorted(unknown)} (known: {known})")
+    return states
+
+
 def _side_conditions(src: Source, where: tuple, raw: object) -> list[SideTest]:
     if not isinstance(raw, dict):
         raise src.error(where, "side conditions are a mapping, e.g. {sent_fin: false}")
@@ -469,7 +504,7 @@ def _side_conditions(src: Source, where: tuple, raw: object) -> list[SideTest]:
         elif key == "tls_alert":
             out.append(_tls_alerts(src, at, value))
         elif key == "state":
-            out.append(_side_state_in(frozenset(_names(src, at, value))))
+            out.append(_side_state_in(_endpoint_states(src, at, value)))
         else:
             out.append(_side_count(_SIDE_COUNTS[key], _compare(src, at, value)))
     return out
@@ -556,10 +591,8 @@ def compile_where(src: Source, where: tuple, raw: object, a_dir: int) -> list[Co
             side = _side_dir(src, at, key, a_dir)
             out.append(_side_holds(side, tuple(_side_conditions(src, at, value))))
         else:
-            raise src.error(
-                at,
-                f"unknown where condition {key!r} (known: {', '.join(k for k in WHERE_CONDITIONS if ' ' not in k)}, A, B, client, server)",
-            )
+            known = ", ".join([k for k in WHERE_CONDITIONS if " " not in k] + list(SIDES))
+            raise src.error(at, f"unknown where condition {key!r} (known: {known})")
     return out
 
 
@@ -613,6 +646,9 @@ def _pairs(pairs: frozenset[tuple[int, int]]) -> str:
     return ", ".join(f"{t}/{c}" for t, c in sorted(pairs)) or "-"
 
 
+EMPTY = '""'  # how a rule file writes the empty state
+
+
 def vocabulary_markdown() -> str:
     """The rule language reference, generated from the tables the compiler uses."""
     out = [
@@ -641,10 +677,10 @@ def vocabulary_markdown() -> str:
         "|---|---|---|",
     ]
     out += [f"| `{k}` | {_cell(v)} | {_cell(d)} |" for k, (v, d) in SIDE_CONDITIONS.items()]
+    out += ["", "## Endpoint states (side `state:`)", "", "| state | the side at the end of the capture |", "|---|---|"]
+    out += [f"| `{k or EMPTY}` | {_cell(d)} |" for k, d in ZEEK_ENDPOINT_STATES.items()]
     out += ["", "## Packet kinds (`kind:`)", "", "| kind | observation by the flow tracker |", "|---|---|"]
-    for name, bit in MARK_NAMES.items():
-        doc = _MARK_DOCS.get(Mark(bit).name or "", "")
-        out.append(f"| `{name}` | {doc} |")
+    out += [f"| `{m.word}` | {_cell(m.doc)} |" for m in MARKS]
     out += ["", "## Payload kinds (`payload:`, `payload_kind:`)", "", "| kind | meaning |", "|---|---|"]
     out += [f"| `{k}` | {d} |" for k, d in PAYLOAD_KINDS.items()]
     out += ["", "## ICMP errors (`icmp:`)", "", "| name | ICMPv4 type/code | ICMPv6 type/code |", "|---|---|---|"]
@@ -674,25 +710,3 @@ def vocabulary_markdown() -> str:
     )
     out.append("")
     return "\n".join(out)
-
-
-def _mark_docs() -> dict[str, str]:
-    # The comments on Mark's members are the documentation; read them from model.py's source
-    # once, so the vocabulary cannot drift from the tracker's own words.
-    import inspect
-
-    import analyzer.model as model
-
-    docs: dict[str, str] = {}
-    try:
-        text = inspect.getsource(model.Mark)
-    except (OSError, TypeError):
-        return docs
-    for line in text.splitlines():
-        m = re.match(r"\s*([A-Z_]+)\s*=\s*[^#]*#\s*(.*)$", line)
-        if m:
-            docs[m.group(1)] = m.group(2).strip()
-    return docs
-
-
-_MARK_DOCS = _mark_docs()

@@ -10,6 +10,7 @@ from importlib import resources
 from pathlib import Path
 
 from analyzer.errors import RuleError, UsageError
+from analyzer.model import CONFIDENCES, LEVELS
 from analyzer.rules.engine import FROM_ICMP, ErrorSpec, Rule, RuleSet, check_placeholder, template_names
 from analyzer.rules.language import MAX_STEPS, compile_pattern, compile_where, icmp_names, uses_ab
 from analyzer.rules.source import Source, parse, read
@@ -93,26 +94,32 @@ def _schema_check(src: Source) -> None:
     raise src.error(where, f"{_dotted(where)}: {message}")
 
 
+# What every rule file must have, and the values of its enumerated keys. schema.json says the same
+# for extra rules; tests/test_rules.py holds the two to agreement.
+REQUIRED_KEYS: tuple[str, ...] = (
+    "code",
+    "name",
+    "title",
+    "level",
+    "status",
+    "message",
+    "match",
+    "errors",
+    "cause",
+    "remedy",
+    "confidence",
+    "falsepositives",
+    "references",
+    "samples",
+    "doc",
+)
+STATUSES: tuple[str, ...] = ("stable", "experimental")
+ENUMS: tuple[tuple[str, tuple[str, ...]], ...] = (("level", LEVELS), ("status", STATUSES), ("confidence", CONFIDENCES))
+
+
 def _own_checks(src: Source, file_name: str | None) -> None:
     d = src.data
-    required = (
-        "code",
-        "name",
-        "title",
-        "level",
-        "status",
-        "message",
-        "match",
-        "errors",
-        "cause",
-        "remedy",
-        "confidence",
-        "falsepositives",
-        "references",
-        "samples",
-        "doc",
-    )
-    for key in required:
+    for key in REQUIRED_KEYS:
         if key not in d:
             raise src.error((), f"missing required key {key!r}")
     for key in ("code", "name", "title", "message", "cause", "remedy", "doc"):
@@ -122,11 +129,7 @@ def _own_checks(src: Source, file_name: str | None) -> None:
         raise src.error(("code",), f"code {d['code']!r} must be a family prefix and 3 digits, e.g. RST003")
     if not re.fullmatch(r"[a-z][a-z0-9]*(-[a-z0-9]+)*", d["name"]):
         raise src.error(("name",), f"name {d['name']!r} must be kebab-case, e.g. stray-ack-after-fin")
-    for key, allowed in (
-        ("level", ("error", "warning", "info")),
-        ("status", ("stable", "experimental")),
-        ("confidence", ("high", "medium", "low")),
-    ):
+    for key, allowed in ENUMS:
         if d[key] not in allowed:
             raise src.error((key,), f"{key} must be one of {', '.join(allowed)}, not {d[key]!r}")
     if file_name is not None and file_name != f"{d['code']}-{d['name']}.yaml":
@@ -362,9 +365,9 @@ def load_rules(
         if r.code in seen:
             raise RuleError(f"{r.path}:{_code_line(r)}: duplicate rule code {r.code} (also in {seen[r.code].path})")
         if r.name in names:
-            raise RuleError(
-                f"{r.path}:{_code_line(r)}: duplicate rule name {r.name} (also {names[r.name].code} in {names[r.name].path})"
-            )
+            other = names[r.name]
+            where = f"{r.path}:{_code_line(r)}"
+            raise RuleError(f"{where}: duplicate rule name {r.name} (also {other.code} in {other.path})")
         seen[r.code] = r
         names[r.name] = r
     codes = sorted(seen)

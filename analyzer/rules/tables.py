@@ -5,35 +5,17 @@ One table per fact, looked up by the compiler and by the documentation generator
 
 from __future__ import annotations
 
-from analyzer.model import Mark
+from analyzer.icmp import WORDS, word_pairs
+from analyzer.model import MARKS
 
-# Step `kind:` names for the flow tracker's Mark bits. The kebab-case of the enum name,
-# except where a longer word reads better in a rule file.
-_MARK_RENAMES = {"DUP_ACK": "duplicate-ack"}
+# Step `kind:` names for the flow tracker's Mark bits: the words of model.MARKS.
+MARK_NAMES: dict[str, int] = {m.word: int(m.mark) for m in MARKS}
 
-MARK_NAMES: dict[str, int] = {
-    _MARK_RENAMES.get(name, name.lower().replace("_", "-")): int(m)
-    for name, m in Mark.__members__.items()
-    if m.value  # NONE is not a name a rule can ask for
-}
-
-# ICMP and ICMPv6 errors by name, as (type, code) pairs for each family.
-# ICMPv4 type 3 codes: RFC 792 (0-5), RFC 1122 (6-12), RFC 1812 (13); type 11: RFC 792.
-# ICMPv6 type 1 codes and type 3: RFC 4443 section 3.1 and 3.3.
-# The numbers collide across families (v4 3/3 is port unreachable, v6 3/0 is hop limit
-# exceeded), so a name resolves per family.
+# ICMP and ICMPv6 errors by rule word, as (type, code) pairs for each family: derived from the one
+# table in analyzer.icmp. The numbers collide across families (v4 3/3 is port unreachable, v6 3/0
+# is hop limit exceeded), so a name resolves per family.
 ICMP_ERRORS: dict[str, tuple[frozenset[tuple[int, int]], frozenset[tuple[int, int]]]] = {
-    # name: (ICMPv4 pairs, ICMPv6 pairs)
-    "net-unreachable": (frozenset({(3, 0), (3, 6), (3, 11)}), frozenset({(1, 0)})),
-    "host-unreachable": (frozenset({(3, 1), (3, 7), (3, 12)}), frozenset({(1, 3)})),
-    "protocol-unreachable": (frozenset({(3, 2)}), frozenset()),
-    "port-unreachable": (frozenset({(3, 3)}), frozenset({(1, 4)})),
-    "fragmentation-needed": (frozenset({(3, 4)}), frozenset({(2, 0)})),  # v6: Packet Too Big
-    "admin-prohibited": (
-        frozenset({(3, 9), (3, 10), (3, 13)}),
-        frozenset({(1, 1), (1, 5), (1, 6)}),  # prohibited, source policy failed, reject route
-    ),
-    "time-exceeded": (frozenset({(11, 0), (11, 1)}), frozenset({(3, 0), (3, 1)})),
+    word: word_pairs(word) for word in dict.fromkeys(WORDS.values())
 }
 # "unreachable" is every destination-unreachable code; "any" is every ICMP error.
 ICMP_GROUPS: dict[str, tuple[str, ...]] = {
@@ -51,9 +33,12 @@ ICMP_ANY = "any"
 # What the flow tracker's payload sniff calls a segment's payload (Event.payload): its own table.
 from analyzer.flows.sniff import PAYLOAD_KINDS  # noqa: E402,F401
 from analyzer.flows.zeek import CONN_STATES as ZEEK_CONN_STATES  # noqa: E402
+from analyzer.flows.zeek import ENDPOINT_STATES as ZEEK_ENDPOINT_STATES  # noqa: E402
 
 # Zeek conn_state values a `where: {state: ...}` may name: the table in analyzer.flows.zeek.
 CONN_STATES = frozenset(ZEEK_CONN_STATES)
+# Endpoint states a side condition `state:` may name: the states the flow table produces.
+ENDPOINT_STATES = frozenset(ZEEK_ENDPOINT_STATES)
 
 PROTOS = frozenset({"tcp", "udp", "icmp"})
 
