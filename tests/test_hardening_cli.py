@@ -261,14 +261,22 @@ def test_file_links_are_still_read(tmp_path):
 
 def test_a_thousand_nested_folders_are_walked(tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
-    deep = os.path.join(*(["d"] * 1000))
-    for depth in range(1, 1001):  # os.makedirs itself recurses once per level
-        os.mkdir(os.path.join(*(["d"] * depth)))
-    shutil.copy(SILENT, os.path.join(deep, "x.pcap"))
-    assert expand_captures(["**/*.pcap"]) == [os.path.join(deep, "x.pcap")]
-    assert expand_captures(["d"]) == [os.path.join(deep, "x.pcap")]
-    assert main(["analyze", "--no-progress", "--format", "json", "**/*.pcap"]) == 0
-    assert json.loads(capsys.readouterr().out)["captures"][0]["packets"] > 0
+    levels = [os.path.join(*(["d"] * depth)) for depth in range(1, 1001)]
+    deep = levels[-1]
+    try:
+        for level in levels:  # os.makedirs itself recurses once per level
+            os.mkdir(level)
+        shutil.copy(SILENT, os.path.join(deep, "x.pcap"))
+        assert expand_captures(["**/*.pcap"]) == [os.path.join(deep, "x.pcap")]
+        assert expand_captures(["d"]) == [os.path.join(deep, "x.pcap")]
+        assert main(["analyze", "--no-progress", "--format", "json", "**/*.pcap"]) == 0
+        assert json.loads(capsys.readouterr().out)["captures"][0]["packets"] > 0
+    finally:  # removed here: pytest's own clean-up (shutil.rmtree) recurses once per level too
+        if os.path.exists(os.path.join(deep, "x.pcap")):
+            os.unlink(os.path.join(deep, "x.pcap"))
+        for level in reversed(levels):
+            if os.path.isdir(level):
+                os.rmdir(level)
 
 
 def test_glob_matches_as_the_standard_glob_does_without_links(tmp_path, monkeypatch):
