@@ -10,6 +10,7 @@ exit codes rather than exit, and our own exceptions decide the error text.
 from __future__ import annotations
 
 import argparse
+import fnmatch
 import glob
 import os
 import sys
@@ -181,20 +182,27 @@ def _print_error(exc: WsadiagError) -> None:
 
 def _analyze(args: argparse.Namespace) -> int:
     from analyzer.report import ReportOptions, render
-    from analyzer.report.baseline import apply_baseline, write_baseline
+    from analyzer.report.baseline import apply_baseline, load_baseline, write_baseline
 
+    captures = expand_captures(args.captures)
+    # Everything that can be refused is refused before the first capture is read.
+    _check_outputs(args, captures)
+    known = load_baseline(args.baseline) if args.baseline else None
     ruleset = _load_rules(args)
-    results = _run(args, ruleset, keep="findings")
+    results, interrupted = _run(args, ruleset, "findings", captures)
     if args.write_baseline:
-        count = write_baseline(results, args.write_baseline)
-        print(f"wrote {count} finding(s) to baseline {args.write_baseline}", file=sys.stderr)
-    if args.baseline:
-        results, suppressed = apply_baseline(results, args.baseline)
+        if interrupted:
+            print(f"baseline {args.write_baseline} left as it was: the run was interrupted", file=sys.stderr)
+        else:
+            count = write_baseline(results, args.write_baseline)
+            print(f"wrote {count} finding(s) to baseline {args.write_baseline}", file=sys.stderr)
+    if known is not None:
+        results, suppressed = apply_baseline(results, known)
         if suppressed:
             print(f"{suppressed} known finding(s) left out by baseline {args.baseline}", file=sys.stderr)
     opts = ReportOptions(fail_on=args.fail_on, color=_color(args), rules=list(ruleset.rules))
     _write(args.output, render(args.format, results, opts))
-    if any(r.error for r in results):
+    if interrupted or any(r.error for r in results):
         return EXIT_ERROR
     return EXIT_FINDINGS if fails(results, args.fail_on) else EXIT_OK
 
@@ -202,10 +210,12 @@ def _analyze(args: argparse.Namespace) -> int:
 def _conversations(args: argparse.Namespace) -> int:
     from analyzer.report import ReportOptions, render
 
-    results = _run(args, None, keep="all")
+    captures = expand_captures(args.captures)
+    _check_outputs(args, captures)
+    results, interrupted = _run(args, None, "all", captures)
     opts = ReportOptions(color=_color(args), conversations_only=True)
     _write(args.output, render(args.format, results, opts))
-    return EXIT_ERROR if any(r.error for r in results) else EXIT_OK
+    return EXIT_ERROR if interrupted or any(r.error for r in results) else EXIT_OK
 
 
 def _explain(args: argparse.Namespace) -> int:
@@ -246,15 +256,18 @@ def _load_rules(args: argparse.Namespace):
 
 
 def expand_captures(items: Sequence[str]) -> list[str]:
-    """Capture arguments as files: directories are walked for captures, unexpanded globs expanded."""
+    """Capture arguments as files: directories are walked for captures, unexpanded globs expanded.
+
+    Neither follows a link to a directory (a link loop would never end, a link to a parent would
+    list its captures again), and both walk with a stack, so folder depth is not limited by
+    Python's recursion limit. A link to a file is read.
+    """
     out: list[str] = []
     for item in items:
         if item == "-":
             out.append(item)
         elif os.path.isdir(item):
-            found = sorted(
-                str(p) for p in Path(item).rglob("*") if p.is_file() and p.name.lower().endswith(CAPTURE_SUFFIXES)
-            )
+            found = sorted(p for p in walk_files(item) if os.path.basename(p).lower().endswith(CAPTURE_SUFFIXES))
             if not found:
                 raise UsageError(
                     f"{item}: no capture files in this directory",
@@ -262,7 +275,7 @@ def expand_captures(items: Sequence[str]) -> list[str]:
                 )
             out.extend(found)
         elif not os.path.exists(item) and glob.has_magic(item):
-            matches = sorted(glob.glob(item, recursive=True))
+            matches = sorted(glob_paths(item))
             if not matches:
                 raise UsageError(f"{item}: no file matches this pattern")
             out.extend(matches)
@@ -273,7 +286,91 @@ def expand_captures(items: Sequence[str]) -> list[str]:
     return out
 
 
-def _run(args: argparse.Namespace, ruleset: RuleSet | None, keep: Keep) -> list[CaptureResult]:
+def _entries(folder: str) -> list[os.DirEntry[str]]:
+    try:
+        with os.scandir(folder or ".") as it:
+            return list(it)
+    except OSError:  # unreadable or vanished: nothing to list there
+        return []
+
+
+def walk_files(top: str) -> list[str]:
+    """Every file under `top` (links to files included), without entering links to directories."""
+    files: list[str] = []
+    stack = [top]
+    while stack:
+        folder = stack.pop()
+        for entry in _entries(folder):
+            if entry.is_dir(follow_symlinks=False):
+                stack.append(entry.path)
+            elif entry.is_file():
+                files.append(entry.path)
+    return files
+
+
+def glob_paths(pattern: str) -> list[str]:
+    """The paths matching a glob, `**` matching any depth of folders; links to directories are not entered.
+
+    The standard library's glob follows such links and recurses once per folder level.
+    Names starting with a dot match only a pattern part that starts with one (as in glob).
+    """
+    head, parts = _split_pattern(pattern)
+    found: set[str] = set()
+    seen: set[tuple[str, int]] = set()
+    stack = [(head, 0)]
+    while stack:
+        base, i = stack.pop()
+        if (base, i) in seen:
+            continue
+        seen.add((base, i))
+        if i == len(parts):
+            if base and os.path.lexists(base):
+                found.add(base)
+            continue
+        part = parts[i]
+        if part == "**":
+            stack.append((base, i + 1))
+            for e in _entries(base):
+                if e.name.startswith("."):
+                    continue
+                path = os.path.join(base, e.name) if base else e.name
+                if e.is_dir(follow_symlinks=False):
+                    stack.append((path, i))
+                if i + 1 == len(parts):  # a last `**` matches every name below, as in glob
+                    found.add(path)
+        elif glob.has_magic(part):
+            hidden_ok = part.startswith(".")
+            for e in _entries(base):
+                if (hidden_ok or not e.name.startswith(".")) and fnmatch.fnmatch(e.name, part):
+                    if i + 1 == len(parts) or e.is_dir():
+                        stack.append((os.path.join(base, e.name) if base else e.name, i + 1))
+        else:
+            stack.append((os.path.join(base, part) if base else part, i + 1))
+    return list(found)
+
+
+def _split_pattern(pattern: str) -> tuple[str, list[str]]:
+    """A pattern's literal start (a root, or "") and its parts, empty parts and "." dropped."""
+    drive, rest = os.path.splitdrive(pattern)
+    head = drive + os.sep if rest.startswith(os.sep) else drive
+    parts = [p for p in rest.split(os.sep) if p and p != "."]
+    return head, parts
+
+
+def _check_outputs(args: argparse.Namespace, captures: list[str]) -> None:
+    """Refuse a report or baseline path that cannot be written or that names a capture (or the baseline read)."""
+    from analyzer.report.output import check_output
+
+    if args.output not in (None, "-"):
+        check_output(args.output, "-o", [*captures, *filter(None, [getattr(args, "baseline", None)])])
+    if getattr(args, "write_baseline", None):
+        check_output(args.write_baseline, "--write-baseline", captures)
+
+
+def _run(
+    args: argparse.Namespace, ruleset: RuleSet | None, keep: Keep, captures: list[str]
+) -> tuple[list[CaptureResult], bool]:
+    """The result of each capture, and whether Ctrl-C stopped the run (the results cover what was read)."""
     from analyzer.filter import compile_filter
     from analyzer.pipeline import analyze_capture
     from analyzer.report.common import clean
@@ -282,16 +379,31 @@ def _run(args: argparse.Namespace, ruleset: RuleSet | None, keep: Keep) -> list[
     conv_filter = compile_filter(args.filter) if args.filter else None
     extra = {} if args.max_conversations is None else {"max_conversations": args.max_conversations}
     results = []
-    for path in expand_captures(args.captures):
+    interrupted = False
+    for path in captures:
         source = sys.stdin.buffer if path == "-" else path
-        with CaptureProgress(path, enabled=False if args.no_progress else None) as bar:
-            result = analyze_capture(source, ruleset, conv_filter, keep=keep, progress=bar.update, **extra)
+        try:
+            with CaptureProgress(path, enabled=False if args.no_progress else None) as bar:
+                result = analyze_capture(source, ruleset, conv_filter, keep=keep, progress=bar.update, **extra)
+        except KeyboardInterrupt:  # outside the packet loop (opening, the last conversations): nothing to show
+            interrupted = True
+            break
         if path == "-":
             result.path = "-"
         if result.error:
             print(f"error: {clean(result.error)}", file=sys.stderr)  # the path may hold ESC or newlines
         results.append(result)
-    return results
+        # The packet loop turns Ctrl-C into a warning so the frames read are reported: stop here.
+        if any(w.code == "interrupted" for w in result.warnings):
+            interrupted = True
+            break
+    if interrupted:
+        print(
+            f"error: interrupted: the report covers {len(results)} of {len(captures)} capture(s), "
+            "the last one only up to where it stopped",
+            file=sys.stderr,
+        )
+    return results, interrupted
 
 
 def _color(args: argparse.Namespace) -> bool:
@@ -304,13 +416,20 @@ def _color(args: argparse.Namespace) -> bool:
 
 def _write(output: str | None, text: str) -> None:
     if output in (None, "-"):
-        sys.stdout.write(text)
-        if text and not text.endswith("\n"):
-            sys.stdout.write("\n")
-        sys.stdout.flush()
+        try:
+            sys.stdout.write(text)
+            if text and not text.endswith("\n"):
+                sys.stdout.write("\n")
+            sys.stdout.flush()
+        except BrokenPipeError:
+            # `wsadiag ... | head`: the reader went away. Not our failure, and the exit status
+            # (findings or not) still holds; stdout goes nowhere so the exit flush is quiet.
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
         return
+    from analyzer.report.output import atomic_write_text
+
     try:
-        with open(output, "w", encoding="utf-8") as fh:
-            fh.write(text)
+        atomic_write_text(output, text)
     except OSError as exc:
-        raise UsageError(f"cannot write {output}: {exc.strerror}") from None
+        raise UsageError(f"cannot write {output}: {exc.strerror or exc}") from None

@@ -53,6 +53,11 @@ class Interface:
     offset: int  # seconds added to every timestamp (if_tsoffset)
     fcslen: int  # bytes of FCS at the end of each packet (if_fcslen); -1 unknown
 
+    @property
+    def fast(self) -> tuple[int, int, int]:
+        """(linktype, units, offset): what epb_frame needs, as one tuple for the fast path."""
+        return (self.linktype, self.units, self.offset)
+
 
 def tsresol_units(value: int) -> int:
     """Timestamp units per second for an if_tsresol byte: 10^n, or 2^n when bit 7 is set."""
@@ -91,21 +96,35 @@ def parse_idb(cap: Capture, buf: bytes, pos: int, nxt: int, order: str, frame: i
     return Interface(linktype, snaplen, units, offset, fcslen)
 
 
+_new = tuple.__new__  # builds a Frame without NamedTuple's Python-level __new__
+
+
+def epb_frame(
+    n: int, buf: bytes, pos: int, iface: tuple[int, int, int], hi: int, lo: int, caplen: int, orig: int
+) -> Frame:
+    """Frame `n` from the enhanced (or obsolete) packet block at `pos`, whose header fields are given.
+
+    The one place a packet block becomes a frame: the fast path and the checked path both call it.
+    iface: (link type, timestamp units per second, timestamp offset in seconds).
+    """
+    linktype, units, offset = iface
+    ts = ((hi << 32) | lo) / units + offset
+    return _new(Frame, (n, ts, caplen, orig, linktype, buf[pos + 28 : pos + 28 + caplen]))
+
+
 def walk_pcapng(cap: Capture, buf: bytes) -> Iterator[Frame]:
     """Yield the frames of a pcapng stream whose first bytes (starting with an SHB) are `buf`.
 
     Timestamps are (64-bit count) / units + if_tsoffset; values before 1970 or after 2242
     are still yielded and reported once ("bad-timestamp").
     """
-    read = cap._source.read
-    chunk = cap._source.chunk
-    new = tuple.__new__
-    F = Frame
+    top_up = cap._source.top_up
     order = "<"
     head = struct.Struct("<II").unpack_from
     epb = struct.Struct("<IIIIIII").unpack_from
     u32 = struct.Struct("<I").unpack_from
     ifaces: list[Interface] = cap._ifaces
+    seen_linktypes = set(cap.linktypes)
     # (linktype, units, offset) per interface of the current section, for the fast path
     fast: list[tuple[int, int, int]] = []
     epb_type = BT_EPB
@@ -129,14 +148,13 @@ def walk_pcapng(cap: Capture, buf: bytes) -> Iterator[Frame]:
                     or u32(buf, nxt - 4)[0] != blen
                 ):
                     break
-                lt, units, off = fast[ifid]
-                ts = ((hi << 32) | lo) / units + off
                 n += 1
-                if not 0.0 <= ts < ts_max:
+                frame = epb_frame(n, buf, pos, fast[ifid], hi, lo, caplen, orig)
+                if not 0.0 <= frame[1] < ts_max:
                     bad_ts += 1
                     if bad_ts == 1:
-                        _warn_ts(cap, n, ts)
-                yield new(F, (n, ts, caplen, orig, lt, buf[pos + 28 : pos + 28 + caplen]))
+                        _warn_ts(cap, n, frame[1])
+                yield frame
                 pos = nxt
 
             # slow path: one block of any kind, or a refill
@@ -172,7 +190,9 @@ def walk_pcapng(cap: Capture, buf: bytes) -> Iterator[Frame]:
                 nxt = pos + 12  # need at least a block head
                 blen = 0
             if nxt > end:
-                data = read(max(chunk, nxt - end))
+                # The whole block at once: a pipe hands out a pipe buffer per read, and growing
+                # the buffer read by read would copy a large block once per 64 KiB (quadratic).
+                data = top_up(b"", nxt - end)
                 if not data:
                     if pos < end and not cap._source.failed:
                         got = f"{avail} of {blen}" if blen else f"{avail} of at least 12"
@@ -196,59 +216,17 @@ def walk_pcapng(cap: Capture, buf: bytes) -> Iterator[Frame]:
                 )
                 return
 
-            if btype == BT_EPB or btype == BT_PB:
-                if blen < 32:
-                    cap._warn("bad-block", f"{what} block too short ({blen} bytes); reading stops", n + 1)
+            if btype == BT_EPB or btype == BT_PB or btype == BT_SPB:
+                frame = _checked_packet(cap, buf, pos, blen, btype, order, n + 1)
+                if frame is _STOP:
                     return
-                _, _, ifid, hi, lo, caplen, orig = epb(buf, pos)
-                if btype == BT_PB:
-                    ifid = struct.unpack_from(order + "H", buf, pos + 8)[0]
-                if caplen > blen - 32:
-                    cap._warn(
-                        "bad-record-length",
-                        f"packet block of frame {n + 1} claims {caplen} captured bytes in a "
-                        f"{blen}-byte block; reading stops",
-                        n + 1,
-                    )
-                    return
-                if ifid >= len(ifaces):
-                    cap._warn(
-                        "unknown-interface",
-                        f"packet refers to interface {ifid} but its section describes "
-                        f"{len(ifaces)}; the packet is skipped",
-                        n + 1,
-                    )
-                else:
-                    i = ifaces[ifid]
-                    ts = ((hi << 32) | lo) / i.units + i.offset
+                if frame is not None:
                     n += 1
-                    if not 0.0 <= ts < TS_MAX:
+                    if not 0.0 <= frame[1] < ts_max:
                         bad_ts += 1
                         if bad_ts == 1:
-                            _warn_ts(cap, n, ts)
-                    yield new(F, (n, ts, caplen, orig, i.linktype, buf[pos + 28 : pos + 28 + caplen]))
-            elif btype == BT_SPB:
-                if not ifaces:
-                    cap._warn(
-                        "unknown-interface",
-                        "simple packet block before any interface description; the packet is skipped",
-                        n + 1,
-                    )
-                else:
-                    i = ifaces[0]
-                    orig = u32(buf, pos + 8)[0]
-                    caplen = min(orig, i.snaplen) if i.snaplen else orig
-                    if caplen > blen - 16:
-                        cap._warn(
-                            "bad-record-length",
-                            f"simple packet block of frame {n + 1} holds {orig} bytes in a "
-                            f"{blen}-byte block; reading stops",
-                            n + 1,
-                        )
-                        return
-                    n += 1
-                    # an SPB has no timestamp: 0.0, as Wireshark shows it
-                    yield new(F, (n, 0.0, caplen, orig, i.linktype, buf[pos + 12 : pos + 12 + caplen]))
+                            _warn_ts(cap, n, frame[1])
+                    yield frame
             elif btype == BT_IDB:
                 if blen < 20:
                     cap._warn(
@@ -257,8 +235,9 @@ def walk_pcapng(cap: Capture, buf: bytes) -> Iterator[Frame]:
                     return
                 iface = parse_idb(cap, buf, pos, nxt, order, n + 1)
                 ifaces.append(iface)
-                fast.append((iface.linktype, iface.units, iface.offset))
-                if iface.linktype not in cap.linktypes:
+                fast.append(iface.fast)
+                if iface.linktype not in seen_linktypes:  # a set: a file may hold 100,000 interfaces
+                    seen_linktypes.add(iface.linktype)
                     cap.linktypes.append(iface.linktype)
             elif btype == BT_SHB:
                 major, minor = struct.unpack_from(order + "HH", buf, pos + 12)
@@ -275,6 +254,53 @@ def walk_pcapng(cap: Capture, buf: bytes) -> Iterator[Frame]:
             pos = nxt
     finally:
         cap._finish(n)
+
+
+_STOP = _new(Frame, (0, 0.0, 0, 0, 0, b""))  # _checked_packet: reading stops here (warned)
+
+
+def _checked_packet(cap: Capture, buf: bytes, pos: int, blen: int, btype: int, order: str, n: int) -> Frame | None:
+    """A packet block the fast path did not take, checked: frame `n`, None to skip it, or _STOP (both warned)."""
+    ifaces = cap._ifaces
+    if btype == BT_SPB:
+        if not ifaces:
+            cap._warn(
+                "unknown-interface", "simple packet block before any interface description; the packet is skipped", n
+            )
+            return None
+        i = ifaces[0]
+        orig = struct.unpack_from(order + "I", buf, pos + 8)[0]
+        caplen = min(orig, i.snaplen) if i.snaplen else orig
+        if caplen > blen - 16:
+            cap._warn(
+                "bad-record-length",
+                f"simple packet block of frame {n} holds {orig} bytes in a {blen}-byte block; reading stops",
+                n,
+            )
+            return _STOP
+        # an SPB has no timestamp: 0.0, as Wireshark shows it
+        return _new(Frame, (n, 0.0, caplen, orig, i.linktype, buf[pos + 12 : pos + 12 + caplen]))
+    if blen < 32:
+        cap._warn("bad-block", f"{BLOCK_NAMES[btype]} block too short ({blen} bytes); reading stops", n)
+        return _STOP
+    _, _, ifid, hi, lo, caplen, orig = struct.unpack_from(order + "IIIIIII", buf, pos)
+    if btype == BT_PB:
+        ifid = struct.unpack_from(order + "H", buf, pos + 8)[0]
+    if caplen > blen - 32:
+        cap._warn(
+            "bad-record-length",
+            f"packet block of frame {n} claims {caplen} captured bytes in a {blen}-byte block; reading stops",
+            n,
+        )
+        return _STOP
+    if ifid >= len(ifaces):
+        cap._warn(
+            "unknown-interface",
+            f"packet refers to interface {ifid} but its section describes {len(ifaces)}; the packet is skipped",
+            n,
+        )
+        return None
+    return epb_frame(n, buf, pos, ifaces[ifid].fast, hi, lo, caplen, orig)
 
 
 def _warn_ts(cap: Capture, n: int, ts: float) -> None:

@@ -8,13 +8,12 @@ yielded as soon as it is complete (`tcpdump -U -w - | wsadiag analyze -`).
 from __future__ import annotations
 
 import bz2
-import gzip
 import lzma
 import os
 import stat
 import sys
 import zlib
-from typing import IO, Any, Callable
+from typing import IO, Any, Callable, Iterator
 
 from analyzer.capture.formats import BZIP2_MAGIC, GZIP_MAGIC, XZ_MAGIC
 from analyzer.errors import CaptureError
@@ -22,37 +21,215 @@ from analyzer.errors import CaptureError
 FILE_CHUNK = 1 << 20  # regular files: big reads amortise the per-read buffer copy
 PIPE_CHUNK = 1 << 16  # pipes: at most one pipe buffer per read; returns what has arrived
 
-# name appended to the format, and the stream reader class that decompresses it
-COMPRESSIONS: tuple[tuple[bytes, str, Callable[[Any], Any]], ...] = (  # opener: file-like -> decompressing reader
-    (GZIP_MAGIC, "gzip", lambda f: gzip.GzipFile(fileobj=f, mode="rb")),
-    (BZIP2_MAGIC, "bz2", lambda f: bz2.BZ2File(f, mode="rb")),
-    (XZ_MAGIC, "xz", lambda f: lzma.LZMAFile(f, mode="rb")),
+# name appended to the format, its magic, and a factory of incremental decompressors.
+# gzip is inflated raw (wbits=-15) with its header and trailer read here: zlib's own gzip mode
+# raises on a bad CRC or a missing trailer and drops the output of that call with it, and the
+# stdlib's GzipFile drops up to a whole read (1 MiB) when the stream is cut; done by hand, every
+# byte that decompressed is handed on and the damage becomes a warning.
+COMPRESSIONS: tuple[tuple[bytes, str, Callable[[], Any]], ...] = (
+    (GZIP_MAGIC, "gzip", lambda: zlib.decompressobj(wbits=-zlib.MAX_WBITS)),
+    (BZIP2_MAGIC, "bz2", bz2.BZ2Decompressor),
+    (XZ_MAGIC, "xz", lambda: lzma.LZMADecompressor(lzma.FORMAT_AUTO)),
 )
-# What the decompressors raise on bad data (EOFError, for a stream cut short, is handled apart).
-DECOMPRESSION_ERRORS = (OSError, zlib.error, lzma.LZMAError, ValueError)
+# What the decompressors raise on bad data.
+DECOMPRESSION_ERRORS = (OSError, zlib.error, lzma.LZMAError, ValueError, EOFError)
+# Output asked of a decompressor per call: data of a call that fails is lost, so this bounds
+# what a corrupt block can take with it (bz2 and xz check a block's CRC only at its end).
+INFLATE_STEP = 1 << 16
+GZIP_HEADER_MAX = 1 << 16  # a gzip header longer than this (file name, comment, extra) is taken as corrupt
+# RFC 1952 section 2.3.1: header flag bits
+GZ_FHCRC, GZ_FEXTRA, GZ_FNAME, GZ_FCOMMENT = 0x02, 0x04, 0x08, 0x10
+GZ_DEFLATE = 8  # the only compression method RFC 1952 defines
 
 Warn = Callable[[str, str], None]
 
 
-class _Prefixed:
-    """A file-like object that first returns bytes already read, then reads on from `read`."""
+class _Inflater:
+    """Decompresses a gzip, bz2 or xz stream incrementally; damage ends the output with a warning.
 
-    def __init__(self, prefix: bytes, read: Callable[[int], bytes]) -> None:
-        self._prefix = prefix
-        self._read = read
+    Concatenated members (gzip) and streams (bz2, xz) are read on, as their own tools read them.
+    Whatever decompressed before a fault is handed out first: a cut stream, a missing gzip
+    trailer, a bad CRC or trailing garbage each cost no byte that decompressed.
+    """
 
-    def read(self, n: int = -1) -> bytes:
-        if self._prefix:
-            data = self._prefix if n < 0 else self._prefix[:n]
-            self._prefix = self._prefix[len(data) :]
-            return data
-        return self._read(PIPE_CHUNK if n is None or n < 0 else n)
+    def __init__(self, name: str, magic: bytes, factory: Callable[[], Any], raw: Callable[[int], bytes], chunk: int):
+        self.name = name
+        self.damage = ""  # the first fault, as warned; "" while the stream is sound
+        self.warn: Warn = lambda code, message: None
+        self._magic = magic
+        self._factory = factory
+        self._raw = raw
+        self._chunk = chunk
+        self._in = b""  # compressed bytes read but not yet given to a decompressor
+        self._at_end = False  # the raw stream has ended (or failed)
+        self._out = self._members()
 
-    def readable(self) -> bool:
+    def read(self, n: int) -> bytes:
+        """Decompressed bytes: at least `n` from a regular file, what one raw read gave from a pipe; b"" at the end."""
+        parts: list[bytes] = []
+        have = 0
+        for data in self._out:
+            parts.append(data)
+            have += len(data)
+            if have >= n or self._chunk < FILE_CHUNK:
+                break
+        return b"".join(parts)
+
+    # -- the raw stream ---------------------------------------------------------------------
+
+    def _fill(self) -> bool:
+        """Read more compressed bytes onto `_in`; False at the end of the raw stream."""
+        if self._at_end:
+            return False
+        try:
+            data = self._raw(self._chunk)
+        except (OSError, ValueError) as exc:
+            self._at_end = True
+            self._fault("read-error", f"read failed: {_why(exc)}")
+            return False
+        if not data:
+            self._at_end = True
+            return False
+        self._in += data if type(data) is bytes else bytes(data)
         return True
 
-    def close(self) -> None:
-        pass
+    def _need(self, n: int) -> bool:
+        """At least `n` compressed bytes in `_in`, reading on; False if the stream ends first."""
+        while len(self._in) < n:
+            if not self._fill():
+                return False
+        return True
+
+    def _fault(self, code: str, message: str) -> None:
+        if not self.damage:
+            self.damage = message
+            self.warn(code, message)
+
+    # -- members ----------------------------------------------------------------------------
+
+    def _members(self) -> Iterator[bytes]:
+        first = True
+        while True:
+            if not first and not self._next_member():
+                return
+            first = False
+            if self.name == "gzip" and not self._gzip_header():
+                return
+            crc = [0, 0]  # gzip: CRC-32 and length of this member's output
+            decomp = self._factory()
+            for data in self._inflate(decomp):
+                if self.name == "gzip":
+                    crc[0] = zlib.crc32(data, crc[0])
+                    crc[1] += len(data)
+                yield data
+            if not decomp.eof:
+                return  # cut short or corrupt: warned
+            self._in = decomp.unused_data + self._in
+            if self.name == "gzip" and not self._gzip_trailer(crc[0], crc[1]):
+                return
+
+    def _inflate(self, decomp: Any) -> Iterator[bytes]:
+        """The output of one member, step by step; warns when it is cut short or corrupt."""
+        pending = b""
+        more = False  # the decompressor holds output back (the step limit), or input is left
+        while not decomp.eof:
+            if not more:
+                if not self._in and not self._fill():
+                    self._fault("truncated", f"{self.name} stream ends early: the capture is cut short")
+                    return
+                pending, self._in = self._in, b""
+            try:
+                data = decomp.decompress(pending, INFLATE_STEP)
+            except DECOMPRESSION_ERRORS as exc:
+                self._fault("corrupt-compression", f"corrupt {self.name} data: {_why(exc)}")
+                return
+            if self.name == "gzip":
+                pending = decomp.unconsumed_tail
+                more = bool(pending) or len(data) == INFLATE_STEP
+            else:
+                pending = b""
+                more = not decomp.needs_input
+            if data:
+                yield data
+
+    def _next_member(self) -> bool:
+        """After a complete member: True if another follows; trailing bytes that are not one are reported."""
+        if not self._need(len(self._magic)) and not self._in:
+            return False  # a clean end
+        if self._in.startswith(self._magic):
+            return True
+        # Zero padding (tape blocks, xz stream padding) is not damage; anything else is garbage
+        # that gzip and xz too ignore with a note.
+        garbage = len(self._in)
+        nonzero = bool(self._in.strip(b"\0"))
+        self._in = b""
+        while self._fill():
+            garbage += len(self._in)
+            nonzero = nonzero or bool(self._in.strip(b"\0"))
+            self._in = b""
+        if nonzero:
+            self._fault(
+                "corrupt-compression",
+                f"{garbage} bytes of trailing garbage after the {self.name} data are ignored",
+            )
+        return False
+
+    def _gzip_header(self) -> bool:
+        """Consume one gzip member header (RFC 1952 section 2.3); False, with a warning, if it is bad."""
+        if not self._need(10):
+            self._fault("truncated", "gzip stream ends inside a member header")
+            return False
+        if self._in[2] != GZ_DEFLATE:
+            self._fault("corrupt-compression", f"corrupt gzip data: unknown compression method {self._in[2]}")
+            return False
+        flags = self._in[3]
+        pos = 10
+        if flags & GZ_FEXTRA:
+            if not self._need(pos + 2):
+                self._fault("truncated", "gzip stream ends inside a member header")
+                return False
+            pos += 2 + int.from_bytes(self._in[pos : pos + 2], "little")
+        for bit in (GZ_FNAME, GZ_FCOMMENT):
+            if flags & bit:
+                pos = self._after_zero(pos)
+                if pos < 0:
+                    return False
+        if flags & GZ_FHCRC:
+            pos += 2
+        if not self._need(pos):
+            self._fault("truncated", "gzip stream ends inside a member header")
+            return False
+        self._in = self._in[pos:]
+        return True
+
+    def _after_zero(self, pos: int) -> int:
+        """The offset after the zero byte that ends a header string at `pos`; -1 (warned) if there is none."""
+        while True:
+            zero = self._in.find(b"\0", pos)
+            if zero >= 0:
+                return zero + 1
+            if len(self._in) > GZIP_HEADER_MAX:
+                self._fault("corrupt-compression", "corrupt gzip data: a member header without end")
+                return -1
+            if not self._fill():
+                self._fault("truncated", "gzip stream ends inside a member header")
+                return -1
+
+    def _gzip_trailer(self, crc: int, size: int) -> bool:
+        """Check a member's CRC-32 and length (RFC 1952 section 2.3.1); False, with a warning, if they fail."""
+        if not self._need(8):
+            self._in = b""
+            self._fault("truncated", "gzip trailer missing: the data could not be checked (the file is cut short)")
+            return False
+        want_crc = int.from_bytes(self._in[:4], "little")
+        want_size = int.from_bytes(self._in[4:8], "little")
+        self._in = self._in[8:]
+        # A mismatch does not stop the reading: the frames are kept and a later member is read on.
+        if want_crc != crc & 0xFFFFFFFF:
+            self._fault("corrupt-compression", "gzip CRC mismatch: the decompressed data may be damaged")
+        elif want_size != size & 0xFFFFFFFF:
+            self._fault("corrupt-compression", "gzip length mismatch: the decompressed data may be damaged")
+        return True
 
 
 class Source:
@@ -68,7 +245,7 @@ class Source:
         self.warn: Warn = lambda code, message: None
         self._fobj = fobj
         self._owned = owned
-        self._decomp: Any = None  # a GzipFile, BZ2File or LZMAFile once one is opened
+        self._inflater: _Inflater | None = None  # once the first bytes say the stream is compressed
         regular = _is_regular(fobj)
         self.chunk = FILE_CHUNK if regular else PIPE_CHUNK
         if regular or not hasattr(fobj, "read1"):
@@ -89,20 +266,18 @@ class Source:
             prefix = self.read_at_least(self._raw_read, 8)
         except (OSError, ValueError) as exc:
             raise CaptureError(f"{self.path}: cannot read: {_why(exc)}") from None
-        for magic, name, opener in COMPRESSIONS:
+        for magic, name, factory in COMPRESSIONS:
             if prefix.startswith(magic):
                 self.compression = name
-                try:
-                    self._decomp = opener(_Prefixed(prefix, self._raw_read))
-                    if self._regular:
-                        self._read = self._decomp.read
-                    else:
-                        self._read = self._decomp.read1
-                    return self.read_at_least(self._read, 8)
-                except EOFError:
-                    raise CaptureError(f"{self.path}: {name} stream ends before any data") from None
-                except DECOMPRESSION_ERRORS as exc:
-                    raise CaptureError(f"{self.path}: corrupt {name} data ({_why(exc)})") from None
+                inflater = _Inflater(name, magic, factory, self._raw_read, self.chunk)
+                inflater.warn = lambda code, message: self.warn(code, message)
+                inflater._in = prefix
+                self._inflater = inflater
+                self._read = inflater.read
+                first = self.read_at_least(self._read, 8)
+                if not first and inflater.damage:
+                    raise CaptureError(f"{self.path}: {inflater.damage}; nothing decompressed")
+                return first
         return prefix
 
     def top_up(self, head: bytes, n: int) -> bytes:
@@ -131,25 +306,21 @@ class Source:
         """Some bytes (a chunk, or at least `n` if more is asked), or b"" at the end or after an error."""
         if self.failed:
             return b""
+        if self._inflater is not None:
+            data = self._inflater.read(max(n, self.chunk))  # never raises: damage is warned
+            self.failed = not data and bool(self._inflater.damage)
+            return data
         try:
             data = self._read(max(n, self.chunk))
             # A file object of the caller's may hand out bytearray or memoryview: the walks take bytes.
             return data if type(data) is bytes else bytes(data)
-        except EOFError:
+        except (OSError, ValueError) as exc:
             self.failed = True
-            self.warn("truncated", f"{self.compression} stream ends early: the capture is cut short")
-        except DECOMPRESSION_ERRORS as exc:
-            self.failed = True
-            if self.compression:
-                self.warn("corrupt-compression", f"corrupt {self.compression} data: {_why(exc)}")
-            else:
-                self.warn("read-error", f"read failed: {_why(exc)}")
+            self.warn("read-error", f"read failed: {_why(exc)}")
         return b""
 
     def close(self) -> None:
         try:
-            if self._decomp is not None:
-                self._decomp.close()
             if self._owned:
                 self._fobj.close()
         except Exception:  # closing must not fail the run: the data has been read already

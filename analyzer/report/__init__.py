@@ -8,11 +8,13 @@ ladder.py. Nothing here reads captures or evaluates rules.
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
 from collections.abc import Callable
 
 from analyzer.errors import UsageError
 from analyzer.model import CaptureResult
+from analyzer.report.common import escape_undecodable
 from analyzer.report.jsondoc import to_json_document
 from analyzer.report.options import ReportOptions
 
@@ -41,7 +43,16 @@ def renderer(fmt: str) -> Callable[[list[CaptureResult], ReportOptions], str]:
 
 def render(fmt: str, results: list[CaptureResult], opts: ReportOptions | None = None) -> str:
     """The report in format `fmt` (one of FORMATS) as one string, ready to write out."""
-    return renderer(fmt)(list(results), opts or ReportOptions())
+    return renderer(fmt)([printable_names(r) for r in results], opts or ReportOptions())
+
+
+def printable_names(result: CaptureResult) -> CaptureResult:
+    """The result with a capture name that is not UTF-8 (and the error naming it) escaped for every format."""
+    path = escape_undecodable(result.path)
+    error = escape_undecodable(result.error) if result.error else result.error
+    if path is result.path and error is result.error:
+        return result
+    return dataclasses.replace(result, path=path, error=error)
 
 
 __all__ = ["FORMATS", "ReportOptions", "render", "to_json_document"]

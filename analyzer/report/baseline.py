@@ -13,14 +13,19 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+import stat
 from dataclasses import replace
 from pathlib import Path, PurePath
 
 from analyzer.errors import UsageError
 from analyzer.model import CaptureResult, Conversation, Finding
 from analyzer.report.common import conversations_by_id
+from analyzer.report.output import atomic_write_text
 
 BASELINE_VERSION = 1
+# A baseline lists a few thousand keys at most; a file past this is not one (and is not read).
+MAX_BASELINE_BYTES = 64 << 20
 
 Key = tuple[str, str, str, str]  # rule, client address, server endpoint, capture file name
 
@@ -64,21 +69,49 @@ def write_baseline(results: list[CaptureResult], path: str | Path) -> int:
     """Write every finding of `results` to a baseline file; returns how many keys were written."""
     doc = baseline_document(results)
     try:
-        Path(path).write_text(json.dumps(doc, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+        atomic_write_text(path, json.dumps(doc, indent=2, ensure_ascii=False) + "\n")
     except OSError as exc:
         raise UsageError(f"cannot write baseline {path}: {exc.strerror or exc}") from None
     return len(doc["findings"])
 
 
+def read_small_file(path: str | Path, what: str, limit: int) -> bytes:
+    """The bytes of a regular file no larger than `limit`; anything else raises UsageError naming it.
+
+    Checked before reading: a FIFO would hang the read, a link to /dev/zero would never end, and a
+    huge file would be held whole in memory before any check of its content.
+    """
+    try:
+        st = os.stat(path)
+    except OSError as exc:
+        raise UsageError(f"cannot read {what} {path}: {exc.strerror or exc}") from None
+    if not stat.S_ISREG(st.st_mode):
+        kind = "a directory" if stat.S_ISDIR(st.st_mode) else "not a regular file"
+        raise UsageError(f"{what} {path} is {kind}")
+    if st.st_size > limit:
+        raise UsageError(f"{what} {path} is larger than {limit >> 20} MiB ({st.st_size} bytes); refused")
+    try:
+        with open(path, "rb") as fh:
+            data = fh.read(limit + 1)
+    except OSError as exc:
+        raise UsageError(f"cannot read {what} {path}: {exc.strerror or exc}") from None
+    if len(data) > limit:  # it grew after the check
+        raise UsageError(f"{what} {path} is larger than {limit >> 20} MiB; refused")
+    return data
+
+
 def load_baseline(path: str | Path) -> set[Key]:
     """The keys of a baseline file; a file that is not one raises UsageError naming it."""
+    raw = read_small_file(path, "baseline", MAX_BASELINE_BYTES)
     try:
-        doc = json.loads(Path(path).read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise UsageError(f"cannot read baseline {path}: {exc.strerror or exc}") from None
+        doc = json.loads(raw.decode("utf-8"))
     except (ValueError, UnicodeDecodeError) as exc:
         raise UsageError(f"baseline {path} is not JSON: {exc}", hint="write one with --write-baseline FILE") from None
-    if not isinstance(doc, dict) or doc.get("version") != BASELINE_VERSION or not isinstance(doc.get("findings"), list):
+    except RecursionError:
+        raise UsageError(f"baseline {path} is nested too deeply to be a baseline") from None
+    version = doc.get("version") if isinstance(doc, dict) else None
+    # type() and not ==: JSON true is Python True, which equals 1
+    if type(version) is not int or version != BASELINE_VERSION or not isinstance(doc.get("findings"), list):
         raise UsageError(
             f"baseline {path} is not a wsadiag baseline (version {BASELINE_VERSION})",
             hint="write one with --write-baseline FILE",
@@ -93,9 +126,12 @@ def load_baseline(path: str | Path) -> set[Key]:
     return keys
 
 
-def apply_baseline(results: list[CaptureResult], path: str | Path) -> tuple[list[CaptureResult], int]:
-    """The results with every baselined finding removed, and how many were removed."""
-    known = load_baseline(path)
+def apply_baseline(results: list[CaptureResult], path: str | Path | set[Key]) -> tuple[list[CaptureResult], int]:
+    """The results with every baselined finding removed, and how many were removed.
+
+    `path` may be the keys already loaded (the command line loads them before the analysis).
+    """
+    known = path if isinstance(path, set) else load_baseline(path)
     out: list[CaptureResult] = []
     suppressed = 0
     for result in results:

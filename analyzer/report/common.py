@@ -169,3 +169,18 @@ def rule_records(rules: Any) -> list[dict[str, Any]]:
 def display_path(path: str) -> str:
     """How a capture is named in reports: '-' (standard input) is spelled out."""
     return "<stdin>" if path == "-" else path
+
+
+# Lone surrogates: what Python makes of file-name bytes that are not UTF-8 (PEP 383); no encoder
+# writes them, so a name holding one is shown with those bytes escaped instead.
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _escape_surrogate(match: re.Match[str]) -> str:
+    code = ord(match.group())
+    return f"\\x{code - 0xDC00:02x}" if 0xDC80 <= code <= 0xDCFF else f"\\u{code:04x}"
+
+
+def escape_undecodable(text: str) -> str:
+    """A name with the bytes that were not UTF-8 spelled \\xNN, so every report can encode it."""
+    return _SURROGATE.sub(_escape_surrogate, text) if _SURROGATE.search(text) else text

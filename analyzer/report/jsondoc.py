@@ -139,4 +139,15 @@ def render_jsonl(results: list[CaptureResult], opts: ReportOptions) -> str:
                 record.update(proto=found.proto, client=str(found.client), server=str(found.server), state=found.state)
             record.update(finding_dict(finding))
             lines.append(json.dumps(record, ensure_ascii=False))
-    return "".join(line + "\n" for line in lines)
+    return "".join(one_line(line) + "\n" for line in lines)
+
+
+# Characters that some line readers (Python's str.splitlines, JavaScript) take as line ends;
+# json.dumps writes them raw with ensure_ascii=False. They can only occur inside JSON strings,
+# where the \uXXXX spelling means the same.
+_LINE_BREAKS = str.maketrans({"\x85": "\\u0085", "\u2028": "\\u2028", "\u2029": "\\u2029"})
+
+
+def one_line(record: str) -> str:
+    """A JSON text with the Unicode line and paragraph separators escaped: one record, one line."""
+    return record.translate(_LINE_BREAKS)

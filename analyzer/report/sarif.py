@@ -9,6 +9,7 @@ finding across runs even though the client's ephemeral port changes.
 from __future__ import annotations
 
 import json
+import re
 from pathlib import PurePosixPath, PureWindowsPath
 from typing import Any
 from urllib.parse import quote
@@ -29,12 +30,17 @@ def artifact_uri(path: str) -> str:
     """A capture path as a SARIF URI reference: relative paths stay relative, absolute ones become file: URIs."""
     if path == "-":
         return "stdin"
-    if PureWindowsPath(path).drive:
-        return PureWindowsPath(path).as_uri()
-    posix = path.replace("\\", "/")
+    windows = PureWindowsPath(path)
+    if windows.drive and windows.is_absolute():  # "C:x.pcap" has a drive but is relative: no file: URI
+        return windows.as_uri()
+    # A name that was not UTF-8 reaches reports with those bytes spelled \xNN: the URI carries the bytes.
+    posix = _ESCAPED_BYTE.sub(lambda m: chr(0xDC00 + int(m.group(1), 16)), path).replace("\\", "/")
     if posix.startswith("/"):
         return PurePosixPath(posix).as_uri()
-    return quote(posix, safe="/")
+    return quote(posix.encode("utf-8", "surrogateescape"), safe="/")
+
+
+_ESCAPED_BYTE = re.compile(r"\\x([89a-f][0-9a-f])")  # as report.common.escape_undecodable writes them
 
 
 def _descriptor(rule: dict[str, Any], opts: ReportOptions) -> dict[str, Any]:

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import functools
 import json
+import os
 import re
+import stat
 from collections.abc import Iterable
 from importlib import resources
 from pathlib import Path
@@ -13,7 +15,7 @@ from analyzer.errors import RuleError, UsageError
 from analyzer.model import CONFIDENCES, LEVELS
 from analyzer.rules.engine import FROM_ICMP, ErrorSpec, Rule, RuleSet, check_placeholder, template_names
 from analyzer.rules.language import MAX_STEPS, compile_pattern, compile_where, icmp_names, uses_ab
-from analyzer.rules.source import Source, parse, read
+from analyzer.rules.source import MAX_RULE_BYTES, Source, parse, read
 from analyzer.rules.tables import OPERATIONS
 
 # The sections every rule doc has, in this order (ruff's "what it does / why / example").
@@ -323,7 +325,27 @@ def _extra_files(dirs: Iterable[str | Path]) -> list[Path]:
             files.append(p)
         else:
             raise UsageError(f"rule directory not found: {d}", hint="--rules takes a folder of *.yaml rule files")
+    for f in files:
+        _check_rule_file(f)
     return files
+
+
+def _check_rule_file(path: Path) -> None:
+    """Refuse, before reading it, a rule file that is not a regular file or is too big to be one rule.
+
+    A FIFO would hang the read, a link to /dev/zero would never end, and a huge file would be
+    held whole in memory before its size could be judged.
+    """
+    try:
+        st = os.stat(path)
+    except OSError as exc:
+        raise RuleError(f"{path}:1: cannot read rule file: {exc.strerror or exc}") from None
+    if not stat.S_ISREG(st.st_mode):
+        raise RuleError(f"{path}:1: not a regular file; a rule file is a YAML file")
+    if st.st_size > MAX_RULE_BYTES:
+        raise RuleError(
+            f"{path}:1: file is larger than {MAX_RULE_BYTES // 1024} KiB ({st.st_size} bytes); a rule file is one rule"
+        )
 
 
 def _selected(code: str, select: list[str], ignore: list[str]) -> bool:

@@ -1,0 +1,82 @@
+"""Writing reports to files: nothing the user owns is truncated or overwritten by accident.
+
+A report goes to a temporary file in the target's own folder, and is renamed over the target
+only once it is complete (a rename within one file system is atomic), so a failed write leaves
+the previous report as it was. The checks run before an analysis, so a bad `-o` fails in a
+second rather than after an hour of reading.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Iterable
+from pathlib import Path
+
+from analyzer.errors import UsageError
+
+
+def atomic_write_text(path: str | os.PathLike[str], text: str | Iterable[str]) -> None:
+    """Write `text` (a string or its pieces) to `path` through a temporary file and a rename.
+
+    Names that are not UTF-8 are written as the bytes they came from (surrogateescape); the text
+    itself is UTF-8. Raises OSError; the target is untouched when it does.
+    """
+    target = os.fspath(path)
+    folder = os.path.dirname(target) or "."
+    fd, tmp = tempfile.mkstemp(prefix=".wsadiag-", suffix=".tmp", dir=folder)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", errors="surrogateescape", newline="") as fh:
+            if isinstance(text, str):
+                fh.write(text)
+            else:
+                for piece in text:
+                    fh.write(piece)
+            fh.flush()
+            os.fsync(fh.fileno())
+        _keep_mode(target, tmp)
+        os.replace(tmp, target)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+
+
+def _keep_mode(target: str, tmp: str) -> None:
+    """Give the new file the old one's permission bits (mkstemp makes it 0600), or the umask's default."""
+    try:
+        mode = os.stat(target).st_mode & 0o7777
+    except OSError:
+        umask = os.umask(0)
+        os.umask(umask)
+        mode = 0o666 & ~umask
+    os.chmod(tmp, mode)
+
+
+def check_output(path: str, option: str, inputs: Iterable[str]) -> None:
+    """Refuse, before any reading, an output path that cannot be written or that names an input."""
+    target = Path(path)
+    if target.is_dir():
+        raise UsageError(f"{option} {path}: is a directory")
+    folder = target.parent if str(target.parent) else Path(".")
+    if not folder.is_dir():
+        raise UsageError(f"{option} {path}: folder {folder} does not exist")
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise UsageError(f"{option} {path}: folder {folder} is not writable")
+    if target.exists() and not target.is_file():
+        raise UsageError(f"{option} {path}: exists and is not a regular file")
+    for item in inputs:
+        if item != "-" and _same_file(path, item):
+            raise UsageError(
+                f"{option} {path}: is one of the captures being read; refusing to overwrite it",
+                hint="name another file for the output",
+            )
+
+
+def _same_file(a: str, b: str) -> bool:
+    try:
+        return os.path.samefile(a, b)
+    except OSError:  # one of them does not exist (yet): then it cannot be the other
+        return False
