@@ -44,37 +44,64 @@ ALERTS: Final[tuple[AlertKind, ...]] = tuple(
         (10, "unexpected_message", "sslv3 alert unexpected message", "a message arrived out of place"),
         (20, "bad_record_mac", "sslv3 alert bad record mac", "a record failed its integrity check"),
         (22, "record_overflow", "tlsv1 alert record overflow", "a record was too long"),
-        (40, "handshake_failure", "sslv3 alert handshake failure",
-         "no acceptable set of parameters: no common cipher suite, group or signature algorithm"),
+        (
+            40,
+            "handshake_failure",
+            "sslv3 alert handshake failure",
+            "no acceptable set of parameters: no common cipher suite, group or signature algorithm",
+        ),
         (42, "bad_certificate", "sslv3 alert bad certificate", "a certificate was corrupt or failed a check"),
         (43, "unsupported_certificate", "sslv3 alert unsupported certificate", "a certificate of an unsupported type"),
         (44, "certificate_revoked", "sslv3 alert certificate revoked", "a certificate was revoked by its issuer"),
         (45, "certificate_expired", "sslv3 alert certificate expired", "a certificate has expired or is not yet valid"),
-        (46, "certificate_unknown", "sslv3 alert certificate unknown",
-         "a certificate was not accepted for another reason"),
+        (
+            46,
+            "certificate_unknown",
+            "sslv3 alert certificate unknown",
+            "a certificate was not accepted for another reason",
+        ),
         (47, "illegal_parameter", "sslv3 alert illegal parameter", "a handshake field was out of range"),
         (48, "unknown_ca", "tlsv1 alert unknown ca", "the certificate chain does not lead to a trusted CA"),
         (49, "access_denied", "tlsv1 alert access denied", "a valid certificate, but access was denied"),
         (50, "decode_error", "tlsv1 alert decode error", "a message could not be decoded"),
         (51, "decrypt_error", "tlsv1 alert decrypt error", "a signature or Finished check failed"),
-        (70, "protocol_version", "tlsv1 alert protocol version",
-         "the peer offered no TLS version the sender accepts"),
-        (71, "insufficient_security", "tlsv1 alert insufficient security",
-         "the offered cipher suites are all weaker than the sender requires"),
+        (70, "protocol_version", "tlsv1 alert protocol version", "the peer offered no TLS version the sender accepts"),
+        (
+            71,
+            "insufficient_security",
+            "tlsv1 alert insufficient security",
+            "the offered cipher suites are all weaker than the sender requires",
+        ),
         (80, "internal_error", "tlsv1 alert internal error", "the sender failed for a reason of its own"),
-        (86, "inappropriate_fallback", "tlsv1 alert inappropriate fallback",
-         "a client retried with a lower version than both support"),
+        (
+            86,
+            "inappropriate_fallback",
+            "tlsv1 alert inappropriate fallback",
+            "a client retried with a lower version than both support",
+        ),
         (90, "user_canceled", "", "the sender gave the handshake up on purpose"),
         (109, "missing_extension", "tlsv13 alert missing extension", "a required extension was not sent"),
         (110, "unsupported_extension", "tlsv1 alert unsupported extension", "an extension was not offered first"),
         (112, "unrecognized_name", "tlsv1 unrecognized name", "the server knows no host by the SNI name sent"),
-        (113, "bad_certificate_status_response", "tlsv1 bad certificate status response",
-         "an OCSP response was invalid"),
+        (
+            113,
+            "bad_certificate_status_response",
+            "tlsv1 bad certificate status response",
+            "an OCSP response was invalid",
+        ),
         (115, "unknown_psk_identity", "tlsv1 alert unknown psk identity", "no PSK for the identity offered"),
-        (116, "certificate_required", "tlsv13 alert certificate required",
-         "the server requires a client certificate and none was sent"),
-        (120, "no_application_protocol", "tlsv1 alert no application protocol",
-         "no ALPN protocol in common (e.g. h2 only against http/1.1)"),
+        (
+            116,
+            "certificate_required",
+            "tlsv13 alert certificate required",
+            "the server requires a client certificate and none was sent",
+        ),
+        (
+            120,
+            "no_application_protocol",
+            "tlsv1 alert no application protocol",
+            "no ALPN protocol in common (e.g. h2 only against http/1.1)",
+        ),
     )
 )
 BY_CODE: Final[dict[int, AlertKind]] = {a.code: a for a in ALERTS}
@@ -83,7 +110,9 @@ BY_NAME: Final[dict[str, AlertKind]] = {a.name: a for a in ALERTS}
 
 def alert_kind(code: int) -> AlertKind:
     """The table row for a description code; an unknown code gets a row naming its number."""
-    return BY_CODE.get(code) or AlertKind(code, f"alert_{code}", f"tlsv1 alert {code}", "an alert this table does not know")
+    return BY_CODE.get(code) or AlertKind(
+        code, f"alert_{code}", f"tlsv1 alert {code}", "an alert this table does not know"
+    )
 
 
 def describe(level: int, code: int) -> str:

@@ -58,7 +58,7 @@ PLACEHOLDERS: dict[str, str] = {
     "duration": "the conversation's duration",
     "tls_alert": "the first plaintext TLS alert and its sender (`fatal protocol_version (70) from the server`)",
     "rtt": "the round-trip time the handshake shows (`0.3 ms`), `unknown` without a handshake",
-    "rst_signal": "what shows that the evidence RST was not sent by its claimed sender (its TTL, its IP ID, or talk after it)",
+    "rst_signal": "what shows a RST was not sent by its claimed sender (its TTL, its IP ID, or talk after it)",
     "end_note": "how an attempt ended: `; the client reset it (frame 3)` or `; nothing more came from the client`",
 }
 # `winsock: from-icmp`: the error Windows reports for the ICMP error in the evidence, looked up
@@ -174,6 +174,8 @@ def _alert_text(conv: Conversation) -> str:
         if stats.tls_alert is not None:
             return f"{tls.describe(*stats.tls_alert)} from the {side}"
     return "no readable alert"
+
+
 _STEP_VALUES: dict[str, Callable[[Conversation, Event], str]] = {
     "frame": lambda c, e: str(e.frame),
     "time": lambda c, e: seconds(max(e.ts - c.start, 0.0)),

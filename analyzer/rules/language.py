@@ -110,7 +110,7 @@ SIDE_CONDITIONS: dict[str, tuple[str, str]] = {
     "backoff": ("true | false", "the side re-sent its last unacknowledged segment at growing intervals (RTO backoff)"),
     "large_lost": (
         "true | false",
-        "the side's never-acknowledged retransmitted segments are all large (>= 1200 bytes) while smaller ones got through",
+        "the side's never-acknowledged retransmitted segments are all large (>= 1200 bytes), smaller ones got through",
     ),
     "tls_alert": (
         "true | false | NAME or [NAME, ...]",
