@@ -263,7 +263,7 @@ class Conversation:
     timeline: tuple[Event, ...]  # bounded: the head and the tail of the conversation
     elided_after: int = -1  # index in timeline after which packets were dropped; -1 none
     elided: int = 0  # how many packets were dropped there
-    handshake: bool = False  # SYN, SYN/ACK and ACK all seen
+    handshake: bool = False  # the SYN/ACK and the ACK completing it seen (the SYN itself may precede the capture)
     icmp_errors: int = 0
     closed_by: str = ""  # "fin", "rst", "timeout", "" (still open at capture end)
     rtt: float = -1.0  # round-trip time from the handshake (SYN to the ACK of the SYN/ACK); -1 unknown

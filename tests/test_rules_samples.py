@@ -30,9 +30,6 @@ SIDECARS = sorted(p for p in SAMPLES.glob("*.yaml") if _capture(p) is not None)
 # strict: once the tracker makes it, the test passes and this entry must go.
 TRACKER_GAPS: dict[str, str] = {  # sample -> why the tracker cannot get it right yet (strict xfail)
     "con001-windows-connect-retry": "a SYN re-sent with the same ISN after a RST still starts a new conversation",
-    "rst002-capture-starts-at-synack": "roles of a conversation first seen at its SYN/ACK still come from the ports",
-    "udp001-icmp-only": "an ICMP error quoting a datagram the capture lacks is not yet tied to a UDP conversation",
-    "udp001-icmp-only-ipv6": "an ICMP error quoting a datagram the capture lacks is not yet tied to a UDP conversation",
 }
 
 

@@ -812,8 +812,13 @@ class FlowTable(Sink):
                 flow = None
         if flow is not None:
             return flow
-        inferred = not (flags & SYN and not flags & ACK)  # no pure SYN: the roles are a guess
-        flip = inferred and _server_sent(sport, dport, flags)
+        if flags & SYN and flags & ACK and not flags & RST:
+            # The capture starts at the SYN/ACK: its sender is the server, whatever the ports say
+            # (Zeek flips the same way and marks the history with ^).
+            inferred, flip = False, True
+        else:
+            inferred = not flags & SYN  # no SYN: the roles are a guess
+            flip = inferred and _server_sent(sport, dport, flags)
         return self._new_flow(self.tcp_flows, key, "tcp", number, ts, sport, dport, flip, inferred)
 
     def _state_machine(self, flow: _Flow, end: _End, peer: _End, is_orig: bool, flags: int, plen: int) -> None:
@@ -967,6 +972,13 @@ class FlowTable(Sink):
         if q is not None and q.proto in (IPPROTO_TCP, IPPROTO_UDP):
             qkey = endpoint_key(q.src, q.sport, q.dst, q.dport)
             flow = (self.tcp_flows if q.proto == IPPROTO_TCP else self.udp_flows).get(qkey)
+            if flow is None and q.proto == IPPROTO_UDP:
+                # The quoted datagram is not in the capture (a capture filter, or a capture that
+                # started just after it): the quote still names the exchange, and its sender is
+                # certainly the one that sent first.
+                flow = self._new_flow(
+                    self.udp_flows, qkey, "udp", pkt.number, pkt.ts, q.sport, q.dport, False, False
+                )
             if flow is not None:
                 self._icmp_error(flow, pkt, qkey == flow.c_key)
                 return
@@ -1336,7 +1348,9 @@ def build_conversation(flow: _Flow, why: str, hosts: dict[bytes, dict[int, int]]
         timeline=tuple(events),
         elided_after=(len(flow.head) - 1) if elided > 0 else -1,
         elided=elided,
-        handshake=flow.syn_seen and flow.synack_seen and flow.ack_seen,
+        # The SYN/ACK and the ACK that completes it prove an established connection even when the
+        # capture starts after the SYN.
+        handshake=flow.synack_seen and flow.ack_seen,
         icmp_errors=flow.icmp_errors,
         closed_by=closed_by,
         rtt=rtt,

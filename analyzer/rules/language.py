@@ -76,7 +76,7 @@ WHERE_CONDITIONS: dict[str, tuple[str, str]] = {
     "proto": ("tcp | udp | icmp, or a list", "the conversation's transport"),
     "state": ("STATE or [STATE, ...]", f"Zeek conn_state is one of these ({', '.join(ZEEK_CONN_STATES)})"),
     "not_state": ("STATE or [STATE, ...]", "Zeek conn_state is none of these"),
-    "handshake": ("true | false", "SYN, SYN/ACK and ACK were all seen (or not)"),
+    "handshake": ("true | false", "the SYN/ACK and the ACK completing it were seen (the SYN may precede the capture)"),
     "role_inferred": (
         "true | false",
         "client and server were guessed because the handshake or first packet was missing",
