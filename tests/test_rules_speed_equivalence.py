@@ -42,7 +42,7 @@ def ungated(rs: RuleSet, c: Conversation) -> list[tuple[str, tuple[int, ...], li
     if not fired:
         return []
     ranked = sorted(fired, key=lambda code: (rs.rank(code), code))
-    return [(ranked[0], fired[ranked[0]][1], sorted(ranked[1:]))]
+    return [(ranked[0], fired[ranked[0]][1], sorted(c for c in ranked[1:] if not c.startswith("GEN")))]
 
 
 def found(rs: RuleSet, c: Conversation) -> list[tuple[str, tuple[int, ...], list[str]]]:

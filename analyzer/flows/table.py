@@ -1166,11 +1166,15 @@ def _odd_marks(events: list[Event], end: _End, direction: int, host_ttls: dict[i
     if check_ipid:
         for n, i in enumerate(ided):
             ev = events[i]
-            neighbours = [events[ided[j]].ip_id for j in (n - 1, n + 1) if 0 <= j < len(ided)]
-            if all(min((ev.ip_id - o) & 0xFFFF, (o - ev.ip_id) & 0xFFFF) > 1024 for o in neighbours):
+            near = [events[ided[j]] for j in (n - 1, n + 1) if 0 <= j < len(ided)]
+            # A host's IP ID counter also advances with its other traffic: across a silence a jump
+            # says nothing, so only neighbours close in time are compared.
+            near = [o for o in near if abs(o.ts - ev.ts) < IPID_COMPARE_WITHIN]
+            if near and all(min((ev.ip_id - o.ip_id) & 0xFFFF, (o.ip_id - ev.ip_id) & 0xFFFF) > 1024 for o in near):
                 events[i] = ev._replace(marks=ev.marks | _IPID_ODD)
 
 
+IPID_COMPARE_WITHIN: Final = 1.0  # seconds: IP IDs further apart in time are not compared
 SILENCE_MIN: Final = 1.0  # seconds: a shorter pause is never a silence worth naming
 SILENCE_RTTS: Final = 20  # ... nor one shorter than this many round trips of the conversation
 BACKOFF_GROWTH: Final = 1.5  # each retransmission interval at least this much longer than the one before

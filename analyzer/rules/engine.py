@@ -626,6 +626,8 @@ class RuleSet:
                 other.confidence,
             )
             for other, other_dir, other_chain in fired[1:]
+            # A generic finding only stands in when nothing specific fired: it is no alternative.
+            if not other.code.startswith(GENERIC_FAMILY)
         )
         return [dataclasses.replace(primary, also=also)]
 

@@ -222,3 +222,12 @@ def register(sample, fires) -> None:
         s.seg("server", "SA", dt=RTT / 2)
         s.seg("client", "R", dt=RTT / 2, ack=0)
         s.write(path)
+
+    @sample("gen004-syn-at-capture-end", "scapy",
+            "A client sends one SYN to port 8443 and the capture ends there, with no answer and no "
+            "retransmission yet: the attempt is still pending.",
+            expect=[fires("GEN004")], silent_for=("CON002",))
+    def gen004(path):
+        s = Session(linux_client(), linux_server(port=8443))
+        s.seg("client", "S", dt=0)
+        s.write(path)
