@@ -10,7 +10,10 @@ from __future__ import annotations
 import builtins
 from dataclasses import dataclass, field
 from enum import IntFlag
-from typing import Literal, NamedTuple
+from typing import TYPE_CHECKING, Literal, NamedTuple
+
+if TYPE_CHECKING:
+    from analyzer.peer.model import PathView
 
 Transport = Literal["tcp", "udp", "icmp"]  # a Conversation's protocol
 
@@ -105,6 +108,11 @@ class Mark(IntFlag):
     TTL_ODD = 1 << 16  # TTL/hop limit unlike the sender's other packets (set with a RST or ICMP error)
     IPID_ODD = 1 << 17  # IP ID far from this direction's running sequence (likewise)
     ICMP_ERROR = 1 << 18  # an ICMP error quoting this conversation; its dir points at the quoted packet's sender
+    # Set only by a two-capture analysis (analyzer.peer): the packet's fate between the two points.
+    PATH_SEEN = 1 << 19  # seen at both capture points
+    PATH_CHANGED = 1 << 20  # seen at both, with its MSS, window or TCP options rewritten in between
+    PATH_LOST = 1 << 21  # left this capture point toward the other and never reached it
+    PATH_INJECTED = 1 << 22  # reached this capture point but never passed the other: sent in between
 
 
 class Traits(NamedTuple):
@@ -199,6 +207,7 @@ class Conversation:
     handshake: bool = False  # SYN, SYN/ACK and ACK all seen
     icmp_errors: int = 0
     closed_by: str = ""  # "fin", "rst", "timeout", "" (still open at capture end)
+    path: PathView | None = None  # two captures (analyze --peer): the conversation seen from both points
 
     @property
     def packets(self) -> int:
