@@ -14,6 +14,7 @@ import yaml
 from analyzer.errors import RuleError, UsageError
 from analyzer.model import Mark, SideStats
 from analyzer.rules import DOC_SECTIONS, load_rules, vocabulary_markdown
+from analyzer.rules.language import PATH_CONDITIONS
 from analyzer.rules.language import STEP_PREDICATES
 from analyzer.rules.loader import compile_rule
 from analyzer.rules.source import read
@@ -242,8 +243,11 @@ def test_schema_step_properties_match_the_vocabulary():
     for name in STEP_PREDICATES:
         assert f"| `{name}` |" in doc
     for mark in Mark:
-        if mark.value:
+        if mark.name.startswith("PATH_"):  # a packet's fate between two capture points: the `fate:` table
+            assert f"| `{mark.name[5:].lower()}` |" in doc
+        elif mark.value:
             assert mark.name.lower().replace("_", "-") in doc or mark.name == "DUP_ACK"
+    assert set(schema["$defs"]["pathcond"]["properties"]) == set(PATH_CONDITIONS)
     assert "`duplicate-ack`" in doc and "`port-unreachable`" in doc
 
 

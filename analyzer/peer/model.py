@@ -5,12 +5,21 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal, NamedTuple
 
+from analyzer.model import Mark
+
 # A packet's fate between the two capture points (one table; `fate:` in rules names these).
 FATES: dict[str, str] = {
     "seen": "seen at both capture points, unchanged but for the TTL (and the NAT translation of its conversation)",
     "changed": "seen at both points with a header rewritten in between: MSS, window or TCP options",
     "lost": "left one capture point toward the other and never reached it (lost or dropped in between)",
     "injected": "reached one capture point from the other's side but never passed the other (sent in between)",
+}
+# `fate:` names -> the Mark bit a two-capture analysis sets on the packet's Event.
+FATE_MARKS: dict[str, int] = {
+    "seen": Mark.PATH_SEEN,
+    "changed": Mark.PATH_CHANGED,
+    "lost": Mark.PATH_LOST,
+    "injected": Mark.PATH_INJECTED,
 }
 Fate = Literal["seen", "changed", "lost", "injected", "unknown"]  # unknown: outside the other capture's time span
 
@@ -82,3 +91,27 @@ class PathView:
 
     def count(self, fate: str, d: int | None = None) -> int:
         return sum(1 for p in self.packets if p.fate == fate and (d is None or p.dir == d))
+
+    def sizes(self, d: int) -> tuple[list[int], list[int]]:
+        """Payload lengths of direction d's packets: (lost, got through)."""
+        lost = [_plen(p) for p in self.packets if p.dir == d and p.fate == "lost"]
+        through = [_plen(p) for p in self.packets if p.dir == d and p.fate in ("seen", "changed")]
+        return lost, through
+
+    def lost_only_large(self) -> bool:
+        """Packets were lost, and in each direction that lost some, every lost packet was larger
+        than every one that got through: what a path MTU black hole (or a size filter) does."""
+        found = False
+        for d in (0, 1):
+            lost, through = self.sizes(d)
+            if not lost:
+                continue
+            if not through or min(lost) <= max(through):
+                return False
+            found = True
+        return found
+
+
+def _plen(f: PacketFate) -> int:
+    p = f.near if f.near is not None else f.far
+    return p.plen if p is not None else 0

@@ -17,20 +17,14 @@ from collections.abc import Callable
 from typing import Any
 
 from analyzer.errors import CaptureError
-from analyzer.model import CaptureResult, Conversation, Mark
+from analyzer.model import CaptureResult, Conversation
 from analyzer.peer.clock import estimate, order_by_handshake, order_by_ttl
 from analyzer.peer.match import Side, keyed, match_conversations, sides, timed_pairs, unique_pairs
-from analyzer.peer.model import Clock, Fate, PacketFate, PathView, PointPacket
+from analyzer.peer.model import FATE_MARKS, Clock, Fate, PacketFate, PathView, PointPacket
 from analyzer.peer.read import read_point
 from analyzer.pipeline import analyze_capture, keep_evidence
 from analyzer.protocol import ACK, OPT_MSS, OPT_SACK_PERM, OPT_TIMESTAMP, OPT_WSCALE, SYN
 
-FATE_MARKS: dict[str, int] = {
-    "seen": Mark.PATH_SEEN,
-    "changed": Mark.PATH_CHANGED,
-    "lost": Mark.PATH_LOST,
-    "injected": Mark.PATH_INJECTED,
-}
 OPTION_NAMES = (
     (OPT_MSS, "MSS"),
     (OPT_WSCALE, "window scale"),

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import ipaddress
 
-import dpkt
+import dpkt  # type: ignore[import-untyped]
 
 from analyzer.capture import open_capture
 from analyzer.decode import Decoder

@@ -27,6 +27,7 @@ from typing import Final, Literal
 
 from analyzer.errors import UsageError
 from analyzer.model import Conversation, Event, Finding, Level, SocketErrorSeen, Traits
+from analyzer.peer import words
 from analyzer.protocol import TCP_FLAG_NAMES, flag_string
 from analyzer.rules.language import Pattern
 from analyzer.rules.tables import (
@@ -56,6 +57,12 @@ PLACEHOLDERS: dict[str, str] = {
     "icmp": "the ICMP error in the evidence (`port-unreachable`), empty if none",
     "icmp_from": "the address that sent that ICMP error",
     "duration": "the conversation's duration",
+    # two captures (analyze --peer); empty with one capture
+    "peer_capture": "the other capture's file",
+    "path_between": "where the two capture points sit and how many routers apart",
+    "injected_hops": "how many hops the injected packet in the evidence came from each capture point (from its TTL)",
+    "lost_sizes": "the sizes of the packets lost between the points and of those that got through",
+    "clock_offset": "the other capture's clock against this one's, with its uncertainty",
 }
 # `winsock: from-icmp`: the error Windows reports for the ICMP error in the evidence, looked up
 # in the socket-error catalogue's ICMP table rather than repeated in rule files.
@@ -137,6 +144,11 @@ _VALUES: dict[str, Callable[[_Evidence], str]] = {
     "icmp": lambda x: _icmp_name(x.icmp) if x.icmp else "",
     "icmp_from": lambda x: _addr(x.icmp.icmp_src) if x.icmp else "",
     "duration": lambda x: seconds(x.conv.duration),
+    "peer_capture": lambda x: words.peer_capture(x.conv),
+    "path_between": lambda x: words.path_between(x.conv),
+    "injected_hops": lambda x: words.injected_hops(x.conv, x.events),
+    "lost_sizes": lambda x: words.lost_sizes(x.conv),
+    "clock_offset": lambda x: words.clock_offset(x.conv),
 }
 _STEP_VALUES: dict[str, Callable[[Conversation, Event], str]] = {
     "frame": lambda c, e: str(e.frame),

@@ -14,7 +14,7 @@ _MARK_RENAMES = {"DUP_ACK": "duplicate-ack"}
 MARK_NAMES: dict[str, int] = {
     _MARK_RENAMES.get(name, name.lower().replace("_", "-")): int(m)
     for name, m in Mark.__members__.items()
-    if m.value  # NONE is not a name a rule can ask for
+    if m.value and not name.startswith("PATH_")  # NONE is not a name; PATH_ bits are `fate:` words
 }
 
 # ICMP and ICMPv6 errors by name, as (type, code) pairs for each family.
