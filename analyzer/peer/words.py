@@ -88,4 +88,5 @@ def clock_offset(conv: Conversation) -> str:
         return ""
     c = view.clock
     spread = f" (± {c.uncertainty * 1000:.3f} ms)" if c.uncertainty >= 0 else " (one-sided bound)"
-    return f"{c.offset:+.6f} s{spread}"
+    offset = c.offset if abs(c.offset) >= 5e-7 else 0.0  # no "-0.000000"
+    return f"{offset:+.6f} s{spread}"

@@ -227,3 +227,109 @@ def svg_ladder(conv: Conversation, rows: list[LadderRow]) -> SvgLadder:
         str(conv.server),
         tuple(arrows),
     )
+
+
+# -- two capture points (wsadiag analyze --peer) ---------------------------------------------
+
+# Lane columns of a two-point ladder: client, the point nearer the client, the point nearer the
+# server, server. A packet's arrow is drawn over the stretch it is known to have travelled.
+PATH_LANES = (0, 14, 28, 42)
+PATH_BREAK = 21  # between the two points: where a lost packet vanished or an injected one appeared
+PATH_FATE_LABELS = {"lost": "LOST between the points", "injected": "INJECTED between the points", "unknown": ""}
+
+
+def _path_arrow(d: int, fate: str) -> str:
+    c0, p1, p2, s0 = PATH_LANES
+    row = [" "] * (s0 + 1)
+    row[c0] = row[s0] = "|"
+    row[p1] = row[p2] = ":"
+    if fate in ("seen", "changed"):
+        lo, hi = c0 + 1, s0 - 1
+    elif fate == "injected":
+        lo, hi = (PATH_BREAK, s0 - 1) if d == 0 else (c0 + 1, PATH_BREAK)
+    else:  # lost, or seen at one point only (unknown): from its sender to the break
+        lo, hi = (c0 + 1, PATH_BREAK) if d == 0 else (PATH_BREAK, s0 - 1)
+    for i in range(lo, hi + 1):
+        row[i] = "-"
+    for lane in (p1, p2):
+        if lo <= lane <= hi:
+            row[lane] = "o"
+    if fate == "injected":
+        row[PATH_BREAK] = "*"
+    elif fate in ("lost", "unknown"):
+        row[PATH_BREAK] = "X" if fate == "lost" else "?"
+    if fate not in ("lost", "unknown"):
+        row[hi if d == 0 else lo] = ">" if d == 0 else "<"
+    return "".join(row)
+
+
+def _path_label(fate_row, bases: tuple[int, int]) -> str:
+    p = fate_row.near if fate_row.near is not None else fate_row.far
+    if p.proto == 17:
+        parts = ["UDP", f"len={p.plen}"]
+    else:
+        flags = ",".join(name for name, bit in TCP_FLAG_NAMES.items() if p.flags & bit) or "none"
+        parts = [flags, f"seq={(p.seq - bases[fate_row.dir]) & 0xFFFFFFFF}", f"len={p.plen}"]
+    if fate_row.fate in ("seen", "changed"):
+        parts.append(f"({fate_row.delay * 1000:.2f} ms)")
+    note = PATH_FATE_LABELS.get(fate_row.fate, "")
+    if fate_row.fate == "injected":
+        note += f" (TTL {p.ttl})"
+    if note:
+        parts.append(note)
+    parts += [f"[{c}]" for c in fate_row.changes]
+    return " ".join(parts)
+
+
+def _path_keep(n: int, hits: list[int], context: int, max_rows: int) -> list[int]:
+    if n <= max_rows:
+        return list(range(n))
+    wanted = set(range(min(3, n)))
+    for i in hits or [n - 1]:
+        wanted.update(range(max(0, i - context), min(n, i + context + 1)))
+    return sorted(wanted)[:max_rows]
+
+
+def path_ladder(
+    conv: Conversation, finding: Finding | None, context: int = 4, max_rows: int = 40, clean=str
+) -> list[str]:
+    """A ladder with both capture points as lanes: client, point 1, point 2, server.
+
+    Lost packets stop at an X between the points, injected ones start at a * there; the frame
+    columns give each packet's number in each capture. Culprit rows start with '>>'.
+    """
+    view = conv.path
+    if view is None:
+        return []
+    near_here = view.here_near == "client"
+    here_frame = (lambda f: f.near) if near_here else (lambda f: f.far)
+    packets = view.packets
+    evidence = set(finding.frames) if finding is not None else set()
+    hits = [i for i, f in enumerate(packets) if here_frame(f) is not None and here_frame(f).frame in evidence]
+    bases = []
+    for d in (0, 1):
+        syn = next((f for f in packets if f.dir == d and (f.near or f.far).flags & 0x02), None)
+        first = syn or next((f for f in packets if f.dir == d), None)
+        bases.append((first.near or first.far).seq if first is not None else 0)
+    near_name, far_name = (view.here, view.peer) if near_here else (view.peer, view.here)
+    c0, p1, p2, s0 = PATH_LANES
+    lines = [
+        f"   1 = {clean(near_name)} (client side), 2 = {clean(far_name)} (server side)",
+        f"{'':2} {'1':>6} {'2':>6} {'time':>10}  {'client':<{p1}}{'1':<{p2 - p1}}{'2':<{s0 - p2}}server",
+    ]
+    start = packets[0].ts if packets else 0.0
+    previous = -1
+    for i in _path_keep(len(packets), hits, context, max_rows):
+        if i - previous > 1:
+            lines.append(f"{'':2} {'':>6} {'':>6} {'':>10}  {_gap_label(i - previous - 1)}")
+        f = packets[i]
+        n1 = str(f.near.frame) if f.near is not None else "-"
+        n2 = str(f.far.frame) if f.far is not None else "-"
+        mark = ">>" if i in hits else "  "
+        label = clean(_path_label(f, (bases[0], bases[1])))
+        when = "+" + format(f.ts - start, ".3f") + "s"
+        lines.append(f"{mark} {n1:>6} {n2:>6} {when:>10}  {_path_arrow(f.dir, f.fate)}  {label}")
+        previous = i
+    if packets and previous < len(packets) - 1:
+        lines.append(f"{'':2} {'':>6} {'':>6} {'':>10}  {_gap_label(len(packets) - 1 - previous)}")
+    return lines
