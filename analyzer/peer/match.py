@@ -17,6 +17,7 @@ from analyzer.peer.model import PointPacket
 from analyzer.protocol import ACK, FIN, IPPROTO_TCP, RST, SYN
 
 KEY_FLAGS = SYN | FIN | RST | ACK  # the flags that say what a segment is (PSH, ECE, CWR may be rewritten)
+NEAREST_LIMIT = 4096  # copies x copies of one key beyond which they are paired in step rather than nearest-first
 PAIR_WINDOW = 2.0  # seconds: the most a copy may lie from its twin, clocks aligned (one-way delay and jitter)
 
 
@@ -127,6 +128,9 @@ def timed_pairs(ka: dict, kb: dict, offset: float) -> list[tuple[int, PointPacke
         blist = kb.get(k)
         if not blist:
             continue
+        if len(alist) * len(blist) > NEAREST_LIMIT:
+            out += [(k[0], pa, pb) for pa, pb in _in_step(alist, blist, offset)]
+            continue
         cands = sorted(
             (abs(pb.ts - offset - pa.ts), i, j)
             for i, pa in enumerate(alist)
@@ -140,4 +144,23 @@ def timed_pairs(ka: dict, kb: dict, offset: float) -> list[tuple[int, PointPacke
                 used_a.add(i)
                 used_b.add(j)
                 out.append((k[0], alist[i], blist[j]))
+    return out
+
+
+def _in_step(
+    alist: list[PointPacket], blist: list[PointPacket], offset: float
+) -> list[tuple[PointPacket, PointPacket]]:
+    """Many copies of one key (a run of duplicate ACKs): walk both lists in time order together."""
+    out = []
+    i = j = 0
+    while i < len(alist) and j < len(blist):
+        diff = blist[j].ts - offset - alist[i].ts
+        if abs(diff) <= PAIR_WINDOW:
+            out.append((alist[i], blist[j]))
+            i += 1
+            j += 1
+        elif diff < 0:
+            j += 1
+        else:
+            i += 1
     return out
