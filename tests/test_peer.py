@@ -220,3 +220,19 @@ def test_cli_peer_that_is_not_a_capture(tmp_path, capsys):
     assert code == 2
     err = capsys.readouterr().err
     assert err.startswith("error: ") and "Traceback" not in err
+
+
+def test_captures_of_different_traffic_say_nothing_about_the_path():
+    # The client's capture of one sample, the server's capture of another: no conversation in common.
+    results = analyze_pair(_sample("pth002-syn-dropped")[0], _sample("pth-nat-healthy")[1], _rules())
+    assert not [f for f in _findings(results) if f.rule.startswith("PTH")]
+    assert all(c.path is None for r in results for c in r.conversations)
+    assert all("no-peer-match" in {w.code for w in r.warnings} for r in results)
+
+
+def test_identical_requests_matched_by_payload_alone_are_flagged():
+    # Both samples start with the same health-check exchange (same bytes, other ports and ISNs):
+    # a likeness, not proof, and the report says so.
+    results = analyze_pair(_sample("pth002-syn-dropped")[0], _sample("pth005-idle-dropped")[1], _rules())
+    assert {v.matched_by for v in _path_of(results).values() if v.peer_conversation} == {"payload"}
+    assert all("peer-match-by-payload" in {w.code for w in r.warnings} for r in results)

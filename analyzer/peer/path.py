@@ -17,9 +17,9 @@ from collections.abc import Callable
 from typing import Any
 
 from analyzer.errors import CaptureError
-from analyzer.model import CaptureResult, Conversation
+from analyzer.model import CaptureResult, CaptureWarning, Conversation
 from analyzer.peer.clock import estimate, order_by_handshake, order_by_ttl
-from analyzer.peer.match import Side, keyed, match_conversations, sides, timed_pairs, unique_pairs
+from analyzer.peer.match import PAIR_WINDOW, Side, keyed, match_conversations, sides, timed_pairs, unique_pairs
 from analyzer.peer.model import FATE_MARKS, Clock, Fate, PacketFate, PathView, PointPacket
 from analyzer.peer.read import read_point
 from analyzer.pipeline import analyze_capture, keep_evidence
@@ -58,9 +58,14 @@ class _Pair:
 def analyze_pair(
     a_path: str, b_path: str, rules: Any, conv_filter: Callable[[Conversation], bool] | None = None, **kw: Any
 ) -> list[CaptureResult]:
-    """Both captures analysed, lined up, and diagnosed together; one CaptureResult per capture."""
+    """Both captures analysed, lined up, and diagnosed together; one CaptureResult per capture.
+
+    conv_filter chooses conversations by the first capture's view of them: the peer capture is
+    read whole, so a NAT that rewrote the addresses cannot hide a conversation's other half, and
+    keeps what the chosen conversations matched.
+    """
     ra = analyze_capture(a_path, rules, conv_filter, keep="all-full", **kw)
-    rb = analyze_capture(b_path, rules, conv_filter, keep="all-full", **kw)
+    rb = analyze_capture(b_path, rules, None, keep="all-full", **kw)
     if ra.error or rb.error:
         return [_trim(ra), _trim(rb)]
     try:
@@ -72,7 +77,34 @@ def analyze_pair(
     pair.matches = match_conversations(pair.a, pair.b)
     pair.a_first = pa[0].ts if pa else 0.0
     pair.b_first = pb[0].ts if pb else 0.0
+    if conv_filter is not None:
+        kept = {bid for bid, _ in pair.matches.values()}
+        pair.b = {bid: side for bid, side in pair.b.items() if bid in kept}
+        rb.conversations = [c for c in rb.conversations if c.id in kept or c.id not in pair.b and c.proto == "icmp"]
+        rb.findings = [f for f in rb.findings if f.conversation in kept]
+    if not pair.matches:
+        # Nothing seen at both points: other traffic, other times, or the filter differed. Calling
+        # every packet lost or injected would be a guess; say so and leave the path out.
+        for result, other in ((ra, b_path), (rb, a_path)):
+            result.warnings.append(
+                CaptureWarning(
+                    "no-peer-match",
+                    f"no conversation is also in {os.path.basename(other)}: "
+                    "the captures hold different traffic or times, so nothing is said about the path",
+                )
+            )
+        return [_trim(ra), _trim(rb)]
     _order_and_clock(pair)
+    if all(how == "payload" for _, how in pair.matches.values()):
+        for result in (ra, rb):
+            result.warnings.append(
+                CaptureWarning(
+                    "peer-match-by-payload",
+                    "conversations matched across the captures "
+                    "by payload bytes alone: if the captures were not taken at the same time, the path "
+                    "and the clock offset are guesses",
+                )
+            )
     views_a, views_b = _views(pair)
     for result, views in ((ra, views_a), (rb, views_b)):
         _rediagnose(result, views, rules)
@@ -111,6 +143,30 @@ def _order_and_clock(pair: _Pair) -> None:
     pair.clock = estimate([(t, a, b) if pair.a_near else (t, b, a) for t, a, b in travel])
     drops = Counter(abs(pa.ttl - pb.ttl) for _, pa, pb in raw)
     pair.hops = drops.most_common(1)[0][0] if drops else -1
+    if _drop_untimely_payload_matches(pair):
+        _order_and_clock(pair)
+
+
+def _drop_untimely_payload_matches(pair: _Pair) -> bool:
+    """Forget payload-only matches whose packets disagree with the clock the other matches give.
+
+    Identical requests (health checks, retries) carry identical bytes; a 5-tuple or ISN match
+    is proof, a payload match only a likeness, so it must also fit in time.
+    """
+    strong = [how for how in pair.matches.values() if how[1] != "payload"]
+    if not strong:
+        return False
+    untimely = []
+    for aid, (bid, how) in pair.matches.items():
+        if how != "payload":
+            continue
+        found = unique_pairs(*keyed(pair.a[aid], pair.b[bid]))
+        shifts = sorted(pb.ts - pa.ts for _, pa, pb in found)
+        if not shifts or abs(shifts[len(shifts) // 2] - pair.b_minus_a) > PAIR_WINDOW:
+            untimely.append(aid)
+    for aid in untimely:
+        del pair.matches[aid]
+    return bool(untimely)
 
 
 def _handshake_gap(side: Side) -> float | None:
