@@ -54,6 +54,13 @@ class PacketFate(NamedTuple):
     delay: float  # one-way delay between the points (seen/changed), else 0
     changes: tuple[str, ...]  # what was rewritten in between, e.g. "MSS 1460 -> 1200"
 
+    @property
+    def packet(self) -> PointPacket:
+        """The packet as one of the points saw it (the near one when both did)."""
+        p = self.near if self.near is not None else self.far
+        assert p is not None  # a fate is only made for a packet seen at one point at least
+        return p
+
 
 @dataclass(frozen=True, slots=True)
 class Clock:
@@ -113,5 +120,4 @@ class PathView:
 
 
 def _plen(f: PacketFate) -> int:
-    p = f.near if f.near is not None else f.far
-    return p.plen if p is not None else 0
+    return f.packet.plen

@@ -284,7 +284,7 @@ def _conversation_changes(here: Side, other: Side | None, near_here: bool, packe
             out.append(f"server {near.server} -> {far.server} (address/port translated)")
     for f in packets:
         for c in f.changes:
-            what = "SYN" if (f.near or f.far).flags & SYN else "segments"
+            what = "SYN" if f.packet.flags & SYN else "segments"
             text = f"{c} on the {'client' if f.dir == 0 else 'server'}'s {what}"
             if text not in out:
                 out.append(text)

@@ -8,6 +8,7 @@ Content-Security-Policy meta tag forbids scripts and remote loads as a second li
 from __future__ import annotations
 
 from functools import lru_cache
+from typing import Any
 
 import jinja2
 
@@ -55,7 +56,13 @@ def _capture_view(result: CaptureResult, index: int, opts: ReportOptions) -> dic
             ladder = None
             if conv is not None and conv.timeline:
                 ladder = svg_ladder(conv, ladder_rows(conv, f, opts.ladder_context, opts.ladder_max_rows))
-            item = {"f": f, "conv": conv, "ladder": ladder, "anchor": f"c{index}-f{conv_id}-{n}", "path": None}
+            item: dict[str, Any] = {
+                "f": f,
+                "conv": conv,
+                "ladder": ladder,
+                "anchor": f"c{index}-f{conv_id}-{n}",
+                "path": None,
+            }
             if conv is not None and conv.path is not None:  # two captures: both points as lanes, as text
                 item["path"] = path_summary(conv) + path_ladder(conv, f, opts.ladder_context, opts.ladder_max_rows)
             findings.append(item)

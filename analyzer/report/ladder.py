@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from analyzer.model import Conversation, Event, Finding, Mark
-from analyzer.protocol import ACK, RST, TCP_FLAG_NAMES
+from analyzer.protocol import ACK, RST, SYN, TCP_FLAG_NAMES
 from analyzer.winsock import icmp_name
 
 # Short annotations for the flow tracker's observations, in the order they are shown.
@@ -264,7 +264,7 @@ def _path_arrow(d: int, fate: str) -> str:
 
 
 def _path_label(fate_row, bases: tuple[int, int]) -> str:
-    p = fate_row.near if fate_row.near is not None else fate_row.far
+    p = fate_row.packet
     if p.proto == 17:
         parts = ["UDP", f"len={p.plen}"]
     else:
@@ -308,9 +308,9 @@ def path_ladder(
     hits = [i for i, f in enumerate(packets) if here_frame(f) is not None and here_frame(f).frame in evidence]
     bases = []
     for d in (0, 1):
-        syn = next((f for f in packets if f.dir == d and (f.near or f.far).flags & 0x02), None)
+        syn = next((f for f in packets if f.dir == d and f.packet.flags & SYN), None)
         first = syn or next((f for f in packets if f.dir == d), None)
-        bases.append((first.near or first.far).seq if first is not None else 0)
+        bases.append(first.packet.seq if first is not None else 0)
     near_name, far_name = (view.here, view.peer) if near_here else (view.peer, view.here)
     c0, p1, p2, s0 = PATH_LANES
     lines = [

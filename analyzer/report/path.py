@@ -46,6 +46,8 @@ def path_dict(view: PathView) -> dict[str, Any]:
                 "from": "client" if f.dir == 0 else "server",
                 "fate": f.fate,
                 "delay": round(f.delay, 6) if f.fate in ("seen", "changed") else None,
+                # TTL at the point nearer the client and at the other; their difference is the hops between
+                "ttl": [f.near.ttl if f.near is not None else None, f.far.ttl if f.far is not None else None],
                 "changes": list(f.changes),
             }
             for f in view.packets
