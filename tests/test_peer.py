@@ -236,3 +236,17 @@ def test_identical_requests_matched_by_payload_alone_are_flagged():
     results = analyze_pair(_sample("pth002-syn-dropped")[0], _sample("pth005-idle-dropped")[1], _rules())
     assert {v.matched_by for v in _path_of(results).values() if v.peer_conversation} == {"payload"}
     assert all("peer-match-by-payload" in {w.code for w in r.warnings} for r in results)
+
+
+def test_html_and_markdown_draw_both_points(tmp_path):
+    client, server = _sample("pth004-refused-in-path")
+    html, md = tmp_path / "r.html", tmp_path / "r.md"
+    assert main(["analyze", client, "--peer", server, "--format", "html", "-o", str(html), "--no-progress"]) == 1
+    page = html.read_text()
+    assert "Packet ladder at both capture points" in page
+    assert "1: pth004-refused-in-path-client.pcap" in page and "2: pth004-refused-in-path-server.pcap" in page
+    assert page.count("✕") == 1 and page.count("✱") == 1  # the SYN vanished, the RST appeared, in between
+    assert "<script" not in page
+    assert main(["analyze", client, "--peer", server, "--format", "markdown", "-o", str(md), "--no-progress"]) == 1
+    text = md.read_text()
+    assert "Packet ladder at both capture points" in text and "LOST between the points" in text

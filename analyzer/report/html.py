@@ -24,7 +24,7 @@ from analyzer.report.common import (
     summary_counts,
     summary_line,
 )
-from analyzer.report.ladder import ladder_rows, path_ladder, svg_ladder
+from analyzer.report.ladder import ladder_rows, svg_ladder, svg_path_ladder
 from analyzer.report.options import ReportOptions
 from analyzer.report.path import path_summary
 
@@ -56,15 +56,11 @@ def _capture_view(result: CaptureResult, index: int, opts: ReportOptions) -> dic
             ladder = None
             if conv is not None and conv.timeline:
                 ladder = svg_ladder(conv, ladder_rows(conv, f, opts.ladder_context, opts.ladder_max_rows))
-            item: dict[str, Any] = {
-                "f": f,
-                "conv": conv,
-                "ladder": ladder,
-                "anchor": f"c{index}-f{conv_id}-{n}",
-                "path": None,
-            }
-            if conv is not None and conv.path is not None:  # two captures: both points as lanes, as text
-                item["path"] = path_summary(conv) + path_ladder(conv, f, opts.ladder_context, opts.ladder_max_rows)
+            item: dict[str, Any] = {"f": f, "conv": conv, "ladder": ladder, "anchor": f"c{index}-f{conv_id}-{n}"}
+            item.update(path=None, path_ladder=None)
+            if conv is not None and conv.path is not None:  # two captures: both points as lanes
+                item.update(ladder=None, path=path_summary(conv))
+                item["path_ladder"] = svg_path_ladder(conv, f, opts.ladder_context, opts.ladder_max_rows)
             findings.append(item)
     return {
         "r": result,

@@ -333,3 +333,107 @@ def path_ladder(
     if packets and previous < len(packets) - 1:
         lines.append(f"{'':2} {'':>6} {'':>6} {'':>10}  {_gap_label(len(packets) - 1 - previous)}")
     return lines
+
+
+@dataclass(frozen=True, slots=True)
+class SvgPathRow:
+    """Geometry of one row of a two-point SVG ladder."""
+
+    kind: str  # "packet" or "gap"
+    y: int
+    x1: int = 0
+    x2: int = 0
+    head: str = ""  # arrow head polygon; "" when the packet never reached a lane
+    label: str = ""
+    frames: str = ""  # "18 / -": its frame in each capture
+    time: str = ""
+    culprit: bool = False
+    seen_at: tuple[int, ...] = ()  # x of the capture points that saw it
+    lost_x: int = 0  # where it vanished (an X), 0: did not
+    injected_x: int = 0  # where it appeared (a star), 0: did not
+
+
+@dataclass(frozen=True, slots=True)
+class SvgPathLadder:
+    """A two-point ladder for the HTML template: four lanes, one row per packet or gap."""
+
+    width: int
+    height: int
+    lanes: tuple[int, int, int, int]  # x of client, point 1, point 2, server
+    names: tuple[str, str, str, str]
+    top: int
+    bottom: int
+    rows: tuple[SvgPathRow, ...]
+
+
+SVG_PATH_LANES = (240, 420, 600, 780)
+SVG_PATH_WIDTH = 900
+
+
+def _svg_path_row(f, y: int, culprit: bool, start: float, bases: tuple[int, int]) -> SvgPathRow:
+    c0, p1, p2, s0 = SVG_PATH_LANES
+    brk = (p1 + p2) // 2
+    d, fate = f.dir, f.fate
+    if fate in ("seen", "changed"):
+        x1, x2 = (c0, s0) if d == 0 else (s0, c0)
+    elif fate == "injected":
+        x1, x2 = (brk, s0) if d == 0 else (brk, c0)
+    else:
+        x1, x2 = (c0, brk) if d == 0 else (s0, brk)
+    lo, hi = min(x1, x2), max(x1, x2)
+    reached = fate not in ("lost", "unknown")
+    step = 9 if x2 > x1 else -9
+    head = f"{x2},{y} {x2 - step},{y - 5} {x2 - step},{y + 5}" if reached else ""
+    n1 = str(f.near.frame) if f.near is not None else "-"
+    n2 = str(f.far.frame) if f.far is not None else "-"
+    return SvgPathRow(
+        "packet",
+        y,
+        x1,
+        x2 - step // 3 if reached else x2,
+        head,
+        _path_label(f, bases),
+        f"{n1} / {n2}",
+        f"+{f.ts - start:.3f}s",
+        culprit,
+        tuple(x for x in (p1, p2) if lo <= x <= hi),
+        brk if fate == "lost" else 0,
+        brk if fate == "injected" else 0,
+    )
+
+
+def svg_path_ladder(
+    conv: Conversation, finding: Finding | None, context: int = 4, max_rows: int = 40
+) -> SvgPathLadder | None:
+    """Lay out a two-point ladder: client, point 1, point 2 and server lines, one row per packet or gap."""
+    view = conv.path
+    if view is None:
+        return None
+    near_here = view.here_near == "client"
+    packets = view.packets
+    evidence = set(finding.frames) if finding is not None else set()
+    hits = set()
+    for i, f in enumerate(packets):
+        here = f.near if near_here else f.far
+        if here is not None and here.frame in evidence:
+            hits.add(i)
+    bases = []
+    for d in (0, 1):
+        first = next((f for f in packets if f.dir == d and f.packet.flags & SYN), None) or next(
+            (f for f in packets if f.dir == d), None
+        )
+        bases.append(first.packet.seq if first is not None else 0)
+    start = packets[0].ts if packets else 0.0
+    rows: list[SvgPathRow] = []
+    y = SVG_TOP + SVG_ROW
+    previous = -1
+    for i in _path_keep(len(packets), sorted(hits), context, max_rows):
+        if i - previous > 1:
+            rows.append(SvgPathRow("gap", y, label=_gap_label(i - previous - 1)))
+            y += SVG_ROW
+        rows.append(_svg_path_row(packets[i], y, i in hits, start, (bases[0], bases[1])))
+        y += SVG_ROW
+        previous = i
+    near_name, far_name = (view.here, view.peer) if near_here else (view.peer, view.here)
+    names = (f"client {conv.client}", f"1: {near_name}", f"2: {far_name}", f"server {conv.server}")
+    return SvgPathLadder(SVG_PATH_WIDTH, y, SVG_PATH_LANES, names, SVG_TOP, y - SVG_ROW // 2, tuple(rows))
