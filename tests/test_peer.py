@@ -241,12 +241,13 @@ def test_identical_requests_matched_by_payload_alone_are_flagged():
 def test_html_and_markdown_draw_both_points(tmp_path):
     client, server = _sample("pth004-refused-in-path")
     html, md = tmp_path / "r.html", tmp_path / "r.md"
-    assert main(["analyze", client, "--peer", server, "--format", "html", "-o", str(html), "--no-progress"]) == 1
+    argv = ["analyze", client, "--peer", server, "--select", "PTH", "--no-progress"]
+    assert main([*argv, "--format", "html", "-o", str(html)]) == 1
     page = html.read_text()
     assert "Packet ladder at both capture points" in page
     assert "1: pth004-refused-in-path-client.pcap" in page and "2: pth004-refused-in-path-server.pcap" in page
     assert page.count("✕") == 1 and page.count("✱") == 1  # the SYN vanished, the RST appeared, in between
     assert "<script" not in page
-    assert main(["analyze", client, "--peer", server, "--format", "markdown", "-o", str(md), "--no-progress"]) == 1
+    assert main([*argv, "--format", "markdown", "-o", str(md)]) == 1
     text = md.read_text()
     assert "Packet ladder at both capture points" in text and "LOST between the points" in text
