@@ -251,3 +251,40 @@ def test_html_and_markdown_draw_both_points(tmp_path):
     assert main([*argv, "--format", "markdown", "-o", str(md)]) == 1
     text = md.read_text()
     assert "Packet ladder at both capture points" in text and "LOST between the points" in text
+
+
+def _same_segment(src: str, dest: Path, ttl_of: dict[str, int]) -> str:
+    """A copy of a capture whose TTLs are rewritten per source address, as if no router stood between."""
+    with open(src, "rb") as fin, open(dest, "wb") as fout:
+        reader = dpkt.pcap.Reader(fin)
+        writer = dpkt.pcap.Writer(fout, linktype=reader.datalink())
+        for ts, buf in reader:
+            eth = dpkt.ethernet.Ethernet(buf)
+            ip = eth.data
+            if isinstance(ip, dpkt.ip.IP):
+                ip.ttl = ttl_of.get(".".join(str(b) for b in ip.src), ip.ttl)
+                ip.sum = 0  # dpkt computes the header checksum again when packing
+            writer.writepkt(bytes(eth), ts=ts)
+    return str(dest)
+
+
+def test_points_ordered_by_handshake_timing_when_no_ttl_is_lost(tmp_path):
+    client, server = _sample("pth001-rst-injected")
+    # The server's capture as if taken on the client's segment: the same TTLs as at the client.
+    flat = _same_segment(server, tmp_path / "server.pcap", {"192.0.2.10": 64, "198.51.100.20": 127})
+    results = analyze_pair(flat, client, _rules())  # given in the "wrong" order on purpose
+    views = list(_path_of(results).values())
+    assert views and all(v.here_near == "server" and v.hops_between == 0 for v in views)
+    assert all(v.order_basis.startswith("handshake timing") for v in views)
+    assert "PTH001" in {f.rule for f in _findings(results)}
+
+
+def test_filter_by_client_address_finds_the_natted_half(capsys):
+    client, server = _sample("pth001-nat-rst-injected")
+    argv = ["analyze", client, "--peer", server, "--filter", "host 192.0.2.10 and port 80", "--format", "json"]
+    assert main([*argv, "--no-progress"]) == 1
+    doc = json.loads(capsys.readouterr().out)
+    near, far = doc["captures"]
+    assert [c["path"]["matched_by"] for c in near["conversations"]] == ["isn"]
+    assert [c["client"].split(":")[0] for c in far["conversations"]] == ["198.51.100.1"]
+    assert [f["rule"] for f in near["findings"] if f["rule"].startswith("PTH")] == ["PTH001"]
