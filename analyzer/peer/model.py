@@ -91,6 +91,7 @@ class PathView:
     hops_between: int  # routers between the points (TTL decrement of matched packets), -1 unknown
     packets: tuple[PacketFate, ...]  # every packet of the pair, in time order (near point's clock)
     changes: tuple[str, ...]  # rewrites seen on the conversation: translation, MSS clamp, ...
+    lost_only_large: bool = False  # see only_large_lost(); worked out once, rules ask it often
 
     @property
     def translated(self) -> bool:
@@ -101,23 +102,25 @@ class PathView:
 
     def sizes(self, d: int) -> tuple[list[int], list[int]]:
         """Payload lengths of direction d's packets: (lost, got through)."""
-        lost = [_plen(p) for p in self.packets if p.dir == d and p.fate == "lost"]
-        through = [_plen(p) for p in self.packets if p.dir == d and p.fate in ("seen", "changed")]
-        return lost, through
-
-    def lost_only_large(self) -> bool:
-        """Packets were lost, and in each direction that lost some, every lost packet was larger
-        than every one that got through: what a path MTU black hole (or a size filter) does."""
-        found = False
-        for d in (0, 1):
-            lost, through = self.sizes(d)
-            if not lost:
-                continue
-            if not through or min(lost) <= max(through):
-                return False
-            found = True
-        return found
+        return sizes(self.packets, d)
 
 
-def _plen(f: PacketFate) -> int:
-    return f.packet.plen
+def sizes(packets: tuple[PacketFate, ...], d: int) -> tuple[list[int], list[int]]:
+    """Payload lengths of direction d's packets: (lost, got through)."""
+    lost = [f.packet.plen for f in packets if f.dir == d and f.fate == "lost"]
+    through = [f.packet.plen for f in packets if f.dir == d and f.fate in ("seen", "changed")]
+    return lost, through
+
+
+def only_large_lost(packets: tuple[PacketFate, ...]) -> bool:
+    """Packets were lost, and in each direction that lost some, every lost packet was larger than
+    every one that got through: what a path MTU black hole (or a size filter) does."""
+    found = False
+    for d in (0, 1):
+        lost, through = sizes(packets, d)
+        if not lost:
+            continue
+        if not through or min(lost) <= max(through):
+            return False
+        found = True
+    return found

@@ -20,7 +20,7 @@ from analyzer.errors import CaptureError
 from analyzer.model import CaptureResult, CaptureWarning, Conversation
 from analyzer.peer.clock import estimate, order_by_handshake, order_by_ttl
 from analyzer.peer.match import PAIR_WINDOW, Side, keyed, match_conversations, sides, timed_pairs, unique_pairs
-from analyzer.peer.model import FATE_MARKS, Clock, Fate, PacketFate, PathView, PointPacket
+from analyzer.peer.model import FATE_MARKS, Clock, Fate, PacketFate, PathView, PointPacket, only_large_lost
 from analyzer.peer.read import read_point
 from analyzer.pipeline import analyze_capture, keep_evidence
 from analyzer.protocol import ACK, OPT_MSS, OPT_SACK_PERM, OPT_TIMESTAMP, OPT_WSCALE, SYN
@@ -271,6 +271,7 @@ def _view(pair: _Pair, in_a: bool, here: Side, other: Side | None, how: str, pac
         hops_between=pair.hops,
         packets=packets,
         changes=_conversation_changes(here, other, near_here, packets),
+        lost_only_large=only_large_lost(packets),
     )
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 
 import dpkt  # type: ignore[import-untyped]
@@ -15,8 +16,13 @@ from analyzer.peer.model import PointPacket
 from analyzer.protocol import IPPROTO_TCP, IPPROTO_UDP, SYN
 
 
+@functools.lru_cache(maxsize=65536)
+def _address(addr: bytes) -> str:
+    return str(ipaddress.ip_address(addr))  # a capture repeats a few addresses a million times
+
+
 def _endpoint(addr: bytes, port: int) -> str:
-    return str(Endpoint(str(ipaddress.ip_address(addr)), port))
+    return str(Endpoint(_address(addr), port))
 
 
 def _mss(frame: Frame) -> int:

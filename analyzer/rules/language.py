@@ -540,7 +540,7 @@ PathTest = Callable[[PathView], bool]  # a compiled path condition
 _PATH_FLAGS: dict[str, Callable[[PathView], bool]] = {
     "matched": lambda v: v.peer_conversation > 0,
     "translated": lambda v: v.translated,
-    "lost_only_large": lambda v: v.lost_only_large(),
+    "lost_only_large": lambda v: v.lost_only_large,
 }
 
 
