@@ -238,6 +238,28 @@ def pth_nat_ok(lab: PathLab, out):
 
 
 @path_sample(
+    "pth-healthy-offload",
+    "A healthy upload and download with segmentation offload on (GSO/TSO): each host's tcpdump records "
+    "the segments its stack handed down or up, cut differently from the other host's; nothing was lost.",
+    peer_expect=(),
+    peer_silent=PTH,
+    client_alone=((), ("TMO001",)),
+    server_alone=((), ("TMO001",)),
+)
+def pth_offload(lab: PathLab, out):
+    lab.segment_offload(True)
+    try:
+        return conversation(
+            lab,
+            80,
+            ("recvn:12075", "response:12000", "shutwr", "recvall", "close"),  # the 75-byte request head and the body
+            ("request:/upload", "send:12000", "recvall", "close"),
+        )
+    finally:
+        lab.segment_offload(False)
+
+
+@path_sample(
     "pth004-refused-in-path",
     "After a healthy exchange on port 8080 the router answers every SYN to port 81 with a RST "
     "(REJECT --reject-with tcp-reset): the client sees the connection refused, the server, which "

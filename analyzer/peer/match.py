@@ -9,6 +9,7 @@ acknowledgement numbers relative to the SYNs, payload length), copy by copy in t
 
 from __future__ import annotations
 
+from bisect import bisect_right
 from collections import defaultdict
 from dataclasses import dataclass
 
@@ -164,3 +165,52 @@ def _in_step(
         else:
             i += 1
     return out
+
+
+def _ranges(side: Side, bases: tuple[int, int]) -> list[list[tuple[int, int, int]]]:
+    """Per direction, (start, end, frame) of each data segment in sequence space relative to the base."""
+    out: list[list[tuple[int, int, int]]] = [[], []]
+    for d, p in side.packets:
+        if p.proto == IPPROTO_TCP and p.plen > 0:
+            start = (p.seq - bases[d]) & 0xFFFFFFFF
+            out[d].append((start, start + p.plen, p.frame))
+    return out
+
+
+def _merged(ranges: list[tuple[int, int, int]]) -> list[tuple[int, int]]:
+    out: list[tuple[int, int]] = []
+    for start, end, _ in sorted(ranges):
+        if out and start <= out[-1][1]:
+            out[-1] = (out[-1][0], max(out[-1][1], end))
+        else:
+            out.append((start, end))
+    return out
+
+
+def _inside(merged: list[tuple[int, int]], start: int, end: int) -> bool:
+    i = bisect_right(merged, (start, 1 << 62)) - 1
+    return i >= 0 and merged[i][0] <= start and end <= merged[i][1]
+
+
+def resegmented(a: Side, b: Side, ka: dict, kb: dict) -> tuple[set[int], set[int]]:
+    """Frames of data segments at each point that the other point saw cut differently.
+
+    A capturing host with TSO/GSO (sending) or GRO (receiving) records segments of another size
+    than the wire carried, and some middleboxes resegment: such a segment has no twin, yet its
+    bytes all passed. Only segments whose key has no copy at all at the other point qualify, so
+    a lost retransmission of bytes that did arrive earlier stays lost.
+    """
+    a0, b0, a1, b1 = _bases(a, b)
+    key_a = {p.frame: k for k, ps in ka.items() for p in ps}
+    key_b = {p.frame: k for k, ps in kb.items() for p in ps}
+    ra, rb = _ranges(a, (a0, a1)), _ranges(b, (b0, b1))
+    out: list[set[int]] = []
+    for mine, theirs, keys, other_keys in ((ra, rb, key_a, kb), (rb, ra, key_b, ka)):
+        found: set[int] = set()
+        for d in (0, 1):
+            merged = _merged(theirs[d])
+            for start, end, frame in mine[d]:
+                if keys.get(frame) not in other_keys and _inside(merged, start, end):
+                    found.add(frame)
+        out.append(found)
+    return out[0], out[1]

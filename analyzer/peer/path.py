@@ -19,7 +19,16 @@ from typing import Any
 from analyzer.errors import CaptureError
 from analyzer.model import CaptureResult, CaptureWarning, Conversation
 from analyzer.peer.clock import estimate, order_by_handshake, order_by_ttl
-from analyzer.peer.match import PAIR_WINDOW, Side, keyed, match_conversations, sides, timed_pairs, unique_pairs
+from analyzer.peer.match import (
+    PAIR_WINDOW,
+    Side,
+    keyed,
+    match_conversations,
+    resegmented,
+    sides,
+    timed_pairs,
+    unique_pairs,
+)
 from analyzer.peer.model import FATE_MARKS, Clock, Fate, PacketFate, PathView, PointPacket, only_large_lost
 from analyzer.peer.read import read_point
 from analyzer.pipeline import analyze_capture, keep_evidence
@@ -198,18 +207,20 @@ def _fates(pair: _Pair, sa: Side | None, sb: Side | None) -> tuple[PacketFate, .
     """Every packet of one conversation at either point, with its fate, in the near point's time."""
     off = pair.b_minus_a
     paired: list[tuple[int, PointPacket, PointPacket]] = []
+    recut: tuple[set[int], set[int]] = (set(), set())
     if sa is not None and sb is not None:
         ka, kb = keyed(sa, sb)
         paired = timed_pairs(ka, kb, off)
+        recut = resegmented(sa, sb, ka, kb)
     seen_a = {pa.frame for _, pa, _ in paired}
     seen_b = {pb.frame for _, _, pb in paired}
     out = [_both(pair, d, pa, pb) for d, pa, pb in paired]
-    for side, seen, in_a in ((sa, seen_a, True), (sb, seen_b, False)):
+    for side, seen, in_a, cut in ((sa, seen_a, True, recut[0]), (sb, seen_b, False, recut[1])):
         if side is None:
             continue
         for d, p in side.packets:
             if p.frame not in seen:
-                out.append(_one(pair, d, p, in_a))
+                out.append(_one(pair, d, p, in_a, p.frame in cut))
     out.sort(key=lambda f: f.ts)
     return tuple(out)
 
@@ -237,20 +248,23 @@ def _changes(sent: PointPacket, got: PointPacket) -> tuple[str, ...]:
     return tuple(out)
 
 
-def _one(pair: _Pair, d: int, p: PointPacket, in_a: bool) -> PacketFate:
-    """A packet seen at one point only: lost if it was leaving that point, injected if arriving."""
+def _one(pair: _Pair, d: int, p: PointPacket, in_a: bool, recut: bool) -> PacketFate:
+    """A packet seen at one point only: lost if it was leaving that point, injected if arriving;
+    seen, when the other point saw all its bytes in segments cut differently (recut)."""
     at_near = in_a == pair.a_near
     off = pair.clock.offset
     ts = p.ts if at_near else p.ts - off
     other_first = (pair.b_first - pair.b_minus_a) if in_a else (pair.a_first + pair.b_minus_a)
-    here_ts = p.ts
     fate: Fate
-    if here_ts < other_first - COVER_SLACK:
+    changes: tuple[str, ...] = ()
+    if recut:
+        fate, changes = "seen", ("cut into other segments at the other point (TSO/GRO or a middlebox)",)
+    elif p.ts < other_first - COVER_SLACK:
         fate = "unknown"  # the other capture had not started
     else:
         leaving = (d == 0) == at_near
         fate = "lost" if leaving else "injected"
-    return PacketFate(d, fate, p if at_near else None, None if at_near else p, ts, 0.0, ())
+    return PacketFate(d, fate, p if at_near else None, None if at_near else p, ts, 0.0, changes)
 
 
 def _view(pair: _Pair, in_a: bool, here: Side, other: Side | None, how: str, packets: tuple) -> PathView:

@@ -270,7 +270,7 @@ def _path_label(fate_row, bases: tuple[int, int]) -> str:
     else:
         flags = ",".join(name for name, bit in TCP_FLAG_NAMES.items() if p.flags & bit) or "none"
         parts = [flags, f"seq={(p.seq - bases[fate_row.dir]) & 0xFFFFFFFF}", f"len={p.plen}"]
-    if fate_row.fate in ("seen", "changed"):
+    if fate_row.near is not None and fate_row.far is not None:
         parts.append(f"({fate_row.delay * 1000:.2f} ms)")
     note = PATH_FATE_LABELS.get(fate_row.fate, "")
     if fate_row.fate == "injected":

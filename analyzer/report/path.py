@@ -9,7 +9,7 @@ from analyzer.peer.model import FATES, PathView
 
 
 def _delays(view: PathView, d: int) -> list[float]:
-    return sorted(f.delay for f in view.packets if f.dir == d and f.fate in ("seen", "changed"))
+    return sorted(f.delay for f in view.packets if f.dir == d and f.near is not None and f.far is not None)
 
 
 def path_dict(view: PathView) -> dict[str, Any]:
@@ -45,7 +45,7 @@ def path_dict(view: PathView) -> dict[str, Any]:
                 "peer_frame": peer_frame(f).frame if peer_frame(f) is not None else None,
                 "from": "client" if f.dir == 0 else "server",
                 "fate": f.fate,
-                "delay": round(f.delay, 6) if f.fate in ("seen", "changed") else None,
+                "delay": round(f.delay, 6) if f.near is not None and f.far is not None else None,
                 # TTL at the point nearer the client and at the other; their difference is the hops between
                 "ttl": [f.near.ttl if f.near is not None else None, f.far.ttl if f.far is not None else None],
                 "changes": list(f.changes),

@@ -78,6 +78,16 @@ class PathLab:
         for ns in (CLIENT, ROUTER, SERVER):
             sh("ip", "netns", "del", ns, check=False)
 
+    def segment_offload(self, on: bool) -> None:
+        """Let the end hosts hand their NIC segments of up to 64 KiB (tcpdump records them so), or not.
+
+        The router's interfaces keep one segment per packet, so it cuts what it forwards into
+        wire-size segments: each host's capture then sees the other's data cut differently, as
+        real hosts with TSO/GRO do.
+        """
+        for ns, dev in ((CLIENT, "pc0"), (SERVER, "ps0")):
+            nsx(ns, "ip", "link", "set", "dev", dev, "gso_max_segs", "65535" if on else "1", check=False)
+
     def reset_router(self) -> None:
         """Undo what a sample set on the router: filter, NAT and mangle rules, conntrack entries."""
         for table in ("filter", "nat", "mangle"):
@@ -109,6 +119,8 @@ class PathLab:
                     "-n",
                     "-U",
                     "--immediate-mode",
+                    "-B",  # a roomy kernel buffer: a capture that drops packets shows them as lost
+                    "8192",
                     "-w",
                     str(out),
                     CAPTURE_FILTER,
