@@ -114,6 +114,12 @@ def build_parser() -> argparse.ArgumentParser:
         default="warning",
         help="exit 1 when a finding at or above this level remains (default: warning)",
     )
+    a.add_argument(
+        "--peer",
+        metavar="CAPTURE",
+        help="a second capture of the same traffic taken at another point of the path (e.g. on the server): "
+        "line the two up and say where in between packets were lost, injected or rewritten",
+    )
     a.add_argument("--baseline", metavar="FILE", help="leave out findings recorded in FILE")
     a.add_argument("--write-baseline", metavar="FILE", help="record this run's findings in FILE")
 
@@ -189,7 +195,10 @@ def _analyze(args: argparse.Namespace) -> int:
     _check_outputs(args, captures)
     known = load_baseline(args.baseline) if args.baseline else None
     ruleset = _load_rules(args)
-    results, interrupted = _run(args, ruleset, "findings", captures)
+    if args.peer:
+        results, interrupted = _run_pair(args, ruleset), False
+    else:
+        results, interrupted = _run(args, ruleset, "findings", captures)
     if args.write_baseline:
         if interrupted:
             print(f"baseline {args.write_baseline} left as it was: the run was interrupted", file=sys.stderr)
@@ -404,6 +413,26 @@ def _run(
             file=sys.stderr,
         )
     return results, interrupted
+
+
+def _run_pair(args: argparse.Namespace, ruleset) -> list[CaptureResult]:
+    """`analyze CAPTURE --peer CAPTURE`: the two captures lined up (analyzer.peer)."""
+    from analyzer.filter import compile_filter
+    from analyzer.peer.path import analyze_pair
+    from analyzer.report.common import clean
+
+    captures = expand_captures(args.captures)
+    if len(captures) != 1 or "-" in (captures[0], args.peer):
+        raise UsageError(
+            "--peer takes one capture on each side, both files", hint="wsadiag analyze CLIENT.pcap --peer SERVER.pcap"
+        )
+    conv_filter = compile_filter(args.filter) if args.filter else None
+    extra = {} if args.max_conversations is None else {"max_conversations": args.max_conversations}
+    results = analyze_pair(captures[0], args.peer, ruleset, conv_filter, **extra)
+    for result in results:
+        if result.error:
+            print(f"error: {clean(result.error)}", file=sys.stderr)
+    return results
 
 
 def _color(args: argparse.Namespace) -> bool:

@@ -10,7 +10,10 @@ from __future__ import annotations
 import builtins
 from dataclasses import dataclass, field
 from enum import IntFlag
-from typing import Literal, NamedTuple, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Literal, NamedTuple, Protocol, runtime_checkable
+
+if TYPE_CHECKING:
+    from analyzer.peer.model import PathView
 
 Transport = Literal["tcp", "udp", "icmp"]  # a Conversation's protocol
 
@@ -106,6 +109,12 @@ class Mark(IntFlag):
     IPID_ODD = 1 << 17
     ICMP_ERROR = 1 << 18
     AFTER_SILENCE = 1 << 19
+    # Set only by a two-capture analysis (analyzer.peer): the packet's fate between the two points.
+    # They are `fate:` words of the rule language, not `kind:` marks, so MARKS leaves them out.
+    PATH_SEEN = 1 << 20  # seen at both capture points
+    PATH_CHANGED = 1 << 21  # seen at both, with its MSS, window or TCP options rewritten in between
+    PATH_LOST = 1 << 22  # left this capture point toward the other and never reached it
+    PATH_INJECTED = 1 << 23  # reached this capture point but never passed the other: sent in between
 
 
 class MarkInfo(NamedTuple):
@@ -267,6 +276,7 @@ class Conversation:
     icmp_errors: int = 0
     closed_by: str = ""  # "fin", "rst", "timeout", "" (still open at capture end)
     rtt: float = -1.0  # round-trip time from the handshake (SYN to the ACK of the SYN/ACK); -1 unknown
+    path: PathView | None = None  # two captures (analyze --peer): the conversation seen from both points
 
     @property
     def packets(self) -> int:

@@ -14,6 +14,7 @@ import yaml
 from analyzer.errors import RuleError, UsageError
 from analyzer.model import MARKS, Mark, SideStats
 from analyzer.rules import DOC_SECTIONS, load_rules, vocabulary_markdown
+from analyzer.rules.language import PATH_CONDITIONS
 from analyzer.rules.language import STEP_PREDICATES
 from analyzer.rules.engine import RuleSet
 from analyzer.rules.loader import PRECEDENCE_FILE, builtin_rules, compile_rule, precedence
@@ -120,7 +121,7 @@ def test_ignore_and_most_specific_selector_wins():
     everything = codes(load_rules())
     assert codes(load_rules(ignore=["RST003"])) == [c for c in everything if c != "RST003"]
     assert codes(load_rules(select=["RST003"], ignore=["RST"])) == ["RST003"]
-    assert codes(load_rules(select=["RST"], ignore=["RST00"])) == ["RST010", "RST011", "RST012"]
+    assert codes(load_rules(select=["RST"], ignore=["RST00"])) == ["RST010", "RST011", "RST012", "RST013"]
     assert codes(load_rules(select=["RST,TLS"], ignore=["ALL"])) == [c for c in everything if c[:3] in ("RST", "TLS")]
 
 
@@ -245,6 +246,10 @@ def test_schema_step_properties_match_the_vocabulary():
         assert f"| `{name}` |" in doc
     for m in MARKS:  # the vocabulary page lists every mark by the word rules and ladders use
         assert f"| `{m.word}` | {m.doc} |" in doc
+    for mark in Mark:
+        if mark.name.startswith("PATH_"):  # a packet's fate between two capture points: the `fate:` table
+            assert f"| `{mark.name[5:].lower()}` |" in doc
+    assert set(schema["$defs"]["pathcond"]["properties"]) == set(PATH_CONDITIONS)
     assert "`duplicate-ack`" in doc and "`port-unreachable`" in doc
 
 

@@ -76,8 +76,12 @@ def test_sample_findings_match_sidecar(sidecar: Path, request):
 
 
 def _sidecar_rules(sample: str) -> tuple[set[str], set[str]]:
+    """What a sample fires and is silent for, alone or (its `peer:` block) with its peer capture."""
     spec = yaml.safe_load((SAMPLES / Path(sample).name).with_suffix(".yaml").read_text())
-    return {e["rule"] for e in spec.get("expect") or []}, set(spec.get("silent_for") or [])
+    fires = {e["rule"] for e in spec.get("expect") or []}
+    silent = set(spec.get("silent_for") or [])
+    peer = spec.get("peer") or {}
+    return fires | {e["rule"] for e in peer.get("expect") or []}, silent | set(peer.get("silent_for") or [])
 
 
 @pytest.mark.parametrize("rule", [r.code for r in load_rules().rules])

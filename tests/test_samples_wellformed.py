@@ -20,6 +20,7 @@ SAMPLES = ROOT / "samples"
 PLAN = ROOT / "docs" / "CATALOGUE-PLAN.md"
 CAPTURE_SUFFIXES = (".pcap", ".pcapng")
 SIDECAR_KEYS = {"description", "made_by", "expect", "silent_for"}
+PEER_KEYS = {"capture", "expect", "silent_for"}  # optional `peer:` of a two-capture sample (analyze --peer)
 EXPECT_KEYS = {"rule", "side", "winsock"}
 # RFC 5737 / RFC 3849 documentation ranges and loopback: the only addresses a sample may carry.
 DOC_NETS = ("192.0.2.", "198.51.100.", "203.0.113.", "127.")
@@ -63,7 +64,12 @@ def test_every_capture_has_a_sidecar(capture):
 def test_sidecar_is_well_formed(sidecar):
     assert len(capture_of(sidecar)) == 1, f"{sidecar.name} must name exactly one capture"
     data = load(sidecar)
-    assert isinstance(data, dict) and set(data) == SIDECAR_KEYS, sorted(data or ())
+    assert isinstance(data, dict) and set(data) - {"peer"} == SIDECAR_KEYS, sorted(data or ())
+    if "peer" in data:
+        assert set(data["peer"]) == PEER_KEYS, sorted(data["peer"])
+        assert (ROOT / data["peer"]["capture"]).is_file(), f"{sidecar.name}: its peer capture is missing"
+        codes = plan_codes()
+        assert {e["rule"] for e in data["peer"]["expect"]} | set(data["peer"]["silent_for"]) <= codes
     assert isinstance(data["description"], str) and data["description"].strip()
     assert data["made_by"] in ("netns", "scapy")
     codes = plan_codes()
@@ -85,7 +91,9 @@ def test_sidecar_is_well_formed(sidecar):
 
 @pytest.mark.parametrize("code", sorted(plan_codes()))
 def test_every_rule_has_a_firing_and_a_silent_sample(code):
+    # A two-capture sample's `peer:` block counts like a sidecar of its own.
     datas = [load(s) for s in sidecars()]
+    datas += [d["peer"] for d in datas if "peer" in d]
     assert any(code in {e["rule"] for e in d["expect"]} for d in datas), f"no sample fires {code}"
     assert any(code in d["silent_for"] for d in datas), f"no near-miss sample for {code}"
 

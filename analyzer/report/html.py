@@ -8,6 +8,7 @@ Content-Security-Policy meta tag forbids scripts and remote loads as a second li
 from __future__ import annotations
 
 from functools import lru_cache
+from typing import Any
 
 import jinja2
 
@@ -23,8 +24,9 @@ from analyzer.report.common import (
     summary_counts,
     summary_line,
 )
-from analyzer.report.ladder import ladder_rows, svg_ladder
+from analyzer.report.ladder import ladder_rows, svg_ladder, svg_path_ladder
 from analyzer.report.options import ReportOptions
+from analyzer.report.path import path_summary
 
 TEMPLATE = "report.html.j2"
 
@@ -54,7 +56,12 @@ def _capture_view(result: CaptureResult, index: int, opts: ReportOptions) -> dic
             ladder = None
             if conv is not None and conv.timeline:
                 ladder = svg_ladder(conv, ladder_rows(conv, f, opts.ladder_context, opts.ladder_max_rows))
-            findings.append({"f": f, "conv": conv, "ladder": ladder, "anchor": f"c{index}-f{conv_id}-{n}"})
+            item: dict[str, Any] = {"f": f, "conv": conv, "ladder": ladder, "anchor": f"c{index}-f{conv_id}-{n}"}
+            item.update(path=None, path_ladder=None)
+            if conv is not None and conv.path is not None:  # two captures: both points as lanes
+                item.update(ladder=None, path=path_summary(conv))
+                item["path_ladder"] = svg_path_ladder(conv, f, opts.ladder_context, opts.ladder_max_rows)
+            findings.append(item)
     return {
         "r": result,
         "name": display_path(result.path),

@@ -8,6 +8,7 @@ from typing import Any
 from analyzer.model import CaptureResult, Conversation, Finding, SocketErrorSeen
 from analyzer.report.common import conversation_total, conversations_by_id, summary_counts
 from analyzer.report.options import ReportOptions
+from analyzer.report.path import path_dict
 
 JSON_VERSION = 1  # bump when a field of the contract is renamed or removed
 TOOL_NAME = "wsadiag"
@@ -29,7 +30,7 @@ def conversation_dict(conv: Conversation) -> dict[str, Any]:
         "role_inferred": conv.role_inferred,
         "stream": conv.stream,
         "closed_by": conv.closed_by,
-    }
+    } | ({"path": path_dict(conv.path)} if conv.path is not None else {})  # two captures (analyze --peer)
 
 
 def error_dict(err: SocketErrorSeen) -> dict[str, Any]:

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 from analyzer.icmp import icmp_label
 from analyzer.model import MARKS, Conversation, Event, Finding, Mark
-from analyzer.protocol import ACK, RST, TCP_FLAG_NAMES
+from analyzer.protocol import ACK, RST, SYN, TCP_FLAG_NAMES
 
 # The observations a ladder labels, in the order they are shown, with the words rules use (model.MARKS).
 MARK_LABELS: tuple[tuple[Mark, str], ...] = tuple((m.mark, m.word) for m in MARKS if m.ladder)
@@ -209,3 +209,213 @@ def svg_ladder(conv: Conversation, rows: list[LadderRow]) -> SvgLadder:
         str(conv.server),
         tuple(arrows),
     )
+
+
+# -- two capture points (wsadiag analyze --peer) ---------------------------------------------
+
+# Lane columns of a two-point ladder: client, the point nearer the client, the point nearer the
+# server, server. A packet's arrow is drawn over the stretch it is known to have travelled.
+PATH_LANES = (0, 14, 28, 42)
+PATH_BREAK = 21  # between the two points: where a lost packet vanished or an injected one appeared
+PATH_FATE_LABELS = {"lost": "LOST between the points", "injected": "INJECTED between the points", "unknown": ""}
+
+
+def _path_arrow(d: int, fate: str) -> str:
+    c0, p1, p2, s0 = PATH_LANES
+    row = [" "] * (s0 + 1)
+    row[c0] = row[s0] = "|"
+    row[p1] = row[p2] = ":"
+    if fate in ("seen", "changed"):
+        lo, hi = c0 + 1, s0 - 1
+    elif fate == "injected":
+        lo, hi = (PATH_BREAK, s0 - 1) if d == 0 else (c0 + 1, PATH_BREAK)
+    else:  # lost, or seen at one point only (unknown): from its sender to the break
+        lo, hi = (c0 + 1, PATH_BREAK) if d == 0 else (PATH_BREAK, s0 - 1)
+    for i in range(lo, hi + 1):
+        row[i] = "-"
+    for lane in (p1, p2):
+        if lo <= lane <= hi:
+            row[lane] = "o"
+    if fate == "injected":
+        row[PATH_BREAK] = "*"
+    elif fate in ("lost", "unknown"):
+        row[PATH_BREAK] = "X" if fate == "lost" else "?"
+    if fate not in ("lost", "unknown"):
+        row[hi if d == 0 else lo] = ">" if d == 0 else "<"
+    return "".join(row)
+
+
+def _path_label(fate_row, bases: tuple[int, int]) -> str:
+    p = fate_row.packet
+    if p.proto == 17:
+        parts = ["UDP", f"len={p.plen}"]
+    else:
+        flags = ",".join(name for name, bit in TCP_FLAG_NAMES.items() if p.flags & bit) or "none"
+        parts = [flags, f"seq={(p.seq - bases[fate_row.dir]) & 0xFFFFFFFF}", f"len={p.plen}"]
+    if fate_row.near is not None and fate_row.far is not None:
+        parts.append(f"({fate_row.delay * 1000:.2f} ms)")
+    note = PATH_FATE_LABELS.get(fate_row.fate, "")
+    if fate_row.fate == "injected":
+        note += f" (TTL {p.ttl})"
+    if note:
+        parts.append(note)
+    parts += [f"[{c}]" for c in fate_row.changes]
+    return " ".join(parts)
+
+
+def _path_keep(n: int, hits: list[int], context: int, max_rows: int) -> list[int]:
+    if n <= max_rows:
+        return list(range(n))
+    wanted = set(range(min(3, n)))
+    for i in hits or [n - 1]:
+        wanted.update(range(max(0, i - context), min(n, i + context + 1)))
+    return sorted(wanted)[:max_rows]
+
+
+def path_ladder(
+    conv: Conversation, finding: Finding | None, context: int = 4, max_rows: int = 40, clean=str
+) -> list[str]:
+    """A ladder with both capture points as lanes: client, point 1, point 2, server.
+
+    Lost packets stop at an X between the points, injected ones start at a * there; the frame
+    columns give each packet's number in each capture. Culprit rows start with '>>'.
+    """
+    view = conv.path
+    if view is None:
+        return []
+    near_here = view.here_near == "client"
+    here_frame = (lambda f: f.near) if near_here else (lambda f: f.far)
+    packets = view.packets
+    evidence = set(finding.frames) if finding is not None else set()
+    hits = [i for i, f in enumerate(packets) if here_frame(f) is not None and here_frame(f).frame in evidence]
+    bases = []
+    for d in (0, 1):
+        syn = next((f for f in packets if f.dir == d and f.packet.flags & SYN), None)
+        first = syn or next((f for f in packets if f.dir == d), None)
+        bases.append(first.packet.seq if first is not None else 0)
+    near_name, far_name = (view.here, view.peer) if near_here else (view.peer, view.here)
+    c0, p1, p2, s0 = PATH_LANES
+    lines = [
+        f"   1 = {clean(near_name)} (client side), 2 = {clean(far_name)} (server side)",
+        f"{'':2} {'1':>6} {'2':>6} {'time':>10}  {'client':<{p1}}{'1':<{p2 - p1}}{'2':<{s0 - p2}}server",
+    ]
+    start = packets[0].ts if packets else 0.0
+    previous = -1
+    for i in _path_keep(len(packets), hits, context, max_rows):
+        if i - previous > 1:
+            lines.append(f"{'':2} {'':>6} {'':>6} {'':>10}  {_gap_label(i - previous - 1)}")
+        f = packets[i]
+        n1 = str(f.near.frame) if f.near is not None else "-"
+        n2 = str(f.far.frame) if f.far is not None else "-"
+        mark = ">>" if i in hits else "  "
+        label = clean(_path_label(f, (bases[0], bases[1])))
+        when = "+" + format(f.ts - start, ".3f") + "s"
+        lines.append(f"{mark} {n1:>6} {n2:>6} {when:>10}  {_path_arrow(f.dir, f.fate)}  {label}")
+        previous = i
+    if packets and previous < len(packets) - 1:
+        lines.append(f"{'':2} {'':>6} {'':>6} {'':>10}  {_gap_label(len(packets) - 1 - previous)}")
+    return lines
+
+
+@dataclass(frozen=True, slots=True)
+class SvgPathRow:
+    """Geometry of one row of a two-point SVG ladder."""
+
+    kind: str  # "packet" or "gap"
+    y: int
+    x1: int = 0
+    x2: int = 0
+    head: str = ""  # arrow head polygon; "" when the packet never reached a lane
+    label: str = ""
+    frames: str = ""  # "18 / -": its frame in each capture
+    time: str = ""
+    culprit: bool = False
+    seen_at: tuple[int, ...] = ()  # x of the capture points that saw it
+    lost_x: int = 0  # where it vanished (an X), 0: did not
+    injected_x: int = 0  # where it appeared (a star), 0: did not
+
+
+@dataclass(frozen=True, slots=True)
+class SvgPathLadder:
+    """A two-point ladder for the HTML template: four lanes, one row per packet or gap."""
+
+    width: int
+    height: int
+    lanes: tuple[int, int, int, int]  # x of client, point 1, point 2, server
+    names: tuple[str, str, str, str]
+    top: int
+    bottom: int
+    rows: tuple[SvgPathRow, ...]
+
+
+SVG_PATH_LANES = (240, 420, 600, 780)
+SVG_PATH_WIDTH = 900
+
+
+def _svg_path_row(f, y: int, culprit: bool, start: float, bases: tuple[int, int]) -> SvgPathRow:
+    c0, p1, p2, s0 = SVG_PATH_LANES
+    brk = (p1 + p2) // 2
+    d, fate = f.dir, f.fate
+    if fate in ("seen", "changed"):
+        x1, x2 = (c0, s0) if d == 0 else (s0, c0)
+    elif fate == "injected":
+        x1, x2 = (brk, s0) if d == 0 else (brk, c0)
+    else:
+        x1, x2 = (c0, brk) if d == 0 else (s0, brk)
+    lo, hi = min(x1, x2), max(x1, x2)
+    reached = fate not in ("lost", "unknown")
+    step = 9 if x2 > x1 else -9
+    head = f"{x2},{y} {x2 - step},{y - 5} {x2 - step},{y + 5}" if reached else ""
+    n1 = str(f.near.frame) if f.near is not None else "-"
+    n2 = str(f.far.frame) if f.far is not None else "-"
+    return SvgPathRow(
+        "packet",
+        y,
+        x1,
+        x2 - step // 3 if reached else x2,
+        head,
+        _path_label(f, bases),
+        f"{n1} / {n2}",
+        f"+{f.ts - start:.3f}s",
+        culprit,
+        tuple(x for x in (p1, p2) if lo <= x <= hi),
+        brk if fate == "lost" else 0,
+        brk if fate == "injected" else 0,
+    )
+
+
+def svg_path_ladder(
+    conv: Conversation, finding: Finding | None, context: int = 4, max_rows: int = 40
+) -> SvgPathLadder | None:
+    """Lay out a two-point ladder: client, point 1, point 2 and server lines, one row per packet or gap."""
+    view = conv.path
+    if view is None:
+        return None
+    near_here = view.here_near == "client"
+    packets = view.packets
+    evidence = set(finding.frames) if finding is not None else set()
+    hits = set()
+    for i, f in enumerate(packets):
+        here = f.near if near_here else f.far
+        if here is not None and here.frame in evidence:
+            hits.add(i)
+    bases = []
+    for d in (0, 1):
+        first = next((f for f in packets if f.dir == d and f.packet.flags & SYN), None) or next(
+            (f for f in packets if f.dir == d), None
+        )
+        bases.append(first.packet.seq if first is not None else 0)
+    start = packets[0].ts if packets else 0.0
+    rows: list[SvgPathRow] = []
+    y = SVG_TOP + SVG_ROW
+    previous = -1
+    for i in _path_keep(len(packets), sorted(hits), context, max_rows):
+        if i - previous > 1:
+            rows.append(SvgPathRow("gap", y, label=_gap_label(i - previous - 1)))
+            y += SVG_ROW
+        rows.append(_svg_path_row(packets[i], y, i in hits, start, (bases[0], bases[1])))
+        y += SVG_ROW
+        previous = i
+    near_name, far_name = (view.here, view.peer) if near_here else (view.peer, view.here)
+    names = (f"client {conv.client}", f"1: {near_name}", f"2: {far_name}", f"server {conv.server}")
+    return SvgPathLadder(SVG_PATH_WIDTH, y, SVG_PATH_LANES, names, SVG_TOP, y - SVG_ROW // 2, tuple(rows))

@@ -22,8 +22,9 @@ from analyzer.report.common import (
     summary_counts,
     summary_line,
 )
-from analyzer.report.ladder import ascii_ladder, ladder_rows
+from analyzer.report.ladder import ascii_ladder, ladder_rows, path_ladder
 from analyzer.report.options import ReportOptions
+from analyzer.report.path import path_summary
 
 _HTML = {"&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;"}
 # CommonMark section 2.4: any ASCII punctuation may be backslash-escaped; these are the ones that
@@ -118,7 +119,12 @@ def _finding(finding: Finding, conv: Conversation | None, opts: ReportOptions) -
     ]
     if finding.references:
         out.append(f"  \n**References:** {'; '.join(md(r) for r in finding.references)}")
-    if conv is not None and conv.timeline:
+    if conv is not None and conv.path is not None:  # two captures: both points as lanes
+        ladder = path_ladder(conv, finding, opts.ladder_context, opts.ladder_max_rows, clean)
+        out += ["", "<details><summary>Packet ladder at both capture points</summary>", ""]
+        out += fenced([clean(line) for line in path_summary(conv)] + ladder)
+        out += ["", "</details>"]
+    elif conv is not None and conv.timeline:
         rows = ladder_rows(conv, finding, opts.ladder_context, opts.ladder_max_rows)
         out += ["", "<details><summary>Packet ladder</summary>", ""]
         out += fenced(ascii_ladder(conv, rows, clean))

@@ -19,8 +19,9 @@ from analyzer.report.common import (
     plural,
     summary_line,
 )
-from analyzer.report.ladder import ascii_ladder, ladder_rows
+from analyzer.report.ladder import ascii_ladder, ladder_rows, path_ladder
 from analyzer.report.options import ReportOptions
+from analyzer.report.path import path_summary
 
 # ANSI SGR codes (ECMA-48 8.3.117) for the few styles the report uses.
 STYLES: dict[str, str] = {
@@ -87,12 +88,27 @@ def _finding_lines(finding: Finding, conv: Conversation | None, opts: ReportOpti
     lines.append(f"    wireshark: {clean(finding.wireshark_filter)}")
     if finding.references:
         lines.append(f"    see: {'; '.join(clean(r) for r in finding.references)}")
-    if conv is not None and conv.timeline:
+    if conv is not None and conv.path is None and conv.timeline:  # two captures: one ladder per conversation
         rows = ladder_rows(conv, finding, opts.ladder_context, opts.ladder_max_rows)
         for line in ascii_ladder(conv, rows, clean):
             styled = paint("culprit", line) if line.startswith(">>") else line
             lines.append("    " + styled)
     return lines
+
+
+def _path_ladder(conv: Conversation, finding: Finding | None, opts: ReportOptions) -> list[str]:
+    return path_ladder(conv, finding, opts.ladder_context, opts.ladder_max_rows, clean)
+
+
+def _path_only(result: CaptureResult, groups: dict, opts: ReportOptions, paint: _Painter) -> list[str]:
+    """Two captures: conversations without findings whose path shows something (a NAT, a clamp)."""
+    out: list[str] = []
+    for conv in result.conversations:
+        if conv.path is not None and conv.id not in groups:
+            out += ["", paint("bold", _conversation_head(conv, conv.id))]
+            out += ["  " + clean(line) for line in path_summary(conv)]
+            out += ["  " + line for line in _path_ladder(conv, None, opts)]
+    return out
 
 
 def _capture_head(result: CaptureResult, paint: _Painter) -> list[str]:
@@ -128,6 +144,13 @@ def render_text(results: list[CaptureResult], opts: ReportOptions) -> str:
             out.append(paint("bold", _conversation_head(conv, conv_id)))
             for finding in findings:
                 out += _finding_lines(finding, conv, opts, paint)
+            if conv is not None and conv.path is not None:  # two captures: both points as lanes
+                out += ["  " + clean(line) for line in path_summary(conv)]
+                out += [
+                    "  " + (paint("culprit", ln) if ln.startswith(">>") else ln)
+                    for ln in _path_ladder(conv, findings[0], opts)
+                ]
+        out += _path_only(result, groups, opts, paint)
         out.append("")
     out.append(summary_line(results))
     return "\n".join(out) + "\n"

@@ -28,6 +28,7 @@ from typing import Final, Literal
 from analyzer.errors import UsageError
 from analyzer.icmp import icmp_word
 from analyzer.model import Alternative, Confidence, Conversation, Event, Finding, Level, Mark, SocketErrorSeen, Traits
+from analyzer.peer import words
 from analyzer.protocol import TCP_FLAG_NAMES, flag_string
 from analyzer.rules.language import Pattern
 from analyzer.rules.tables import (
@@ -60,6 +61,12 @@ PLACEHOLDERS: dict[str, str] = {
     "rtt": "the round-trip time the handshake shows (`0.3 ms`), `unknown` without a handshake",
     "rst_signal": "what shows a RST was not sent by its claimed sender (its TTL, its IP ID, or talk after it)",
     "end_note": "how an attempt ended: `; the client reset it (frame 3)` or `; nothing more came from the client`",
+    # two captures (analyze --peer); empty with one capture
+    "peer_capture": "the other capture's file",
+    "path_between": "where the two capture points sit and how many routers apart",
+    "injected_hops": "how many hops the injected packet in the evidence came from each capture point (from its TTL)",
+    "lost_sizes": "the sizes of the packets lost between the points and of those that got through",
+    "clock_offset": "the other capture's clock against this one's, with its uncertainty",
 }
 # `winsock: from-icmp`: the error Windows reports for the ICMP error in the evidence, looked up
 # in the socket-error catalogue's ICMP table rather than repeated in rule files.
@@ -145,6 +152,11 @@ _VALUES: dict[str, Callable[[_Evidence], str]] = {
     "rtt": lambda x: seconds(x.conv.rtt) if x.conv.rtt >= 0 else "unknown",
     "rst_signal": lambda x: _rst_signal(x),
     "end_note": lambda x: _end_note(x),
+    "peer_capture": lambda x: words.peer_capture(x.conv),
+    "path_between": lambda x: words.path_between(x.conv),
+    "injected_hops": lambda x: words.injected_hops(x.conv, x.events),
+    "lost_sizes": lambda x: words.lost_sizes(x.conv),
+    "clock_offset": lambda x: words.clock_offset(x.conv),
 }
 
 

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from analyzer.flows.zeek import CONN_STATES as ZEEK_CONN_STATES
 from analyzer.flows.zeek import ENDPOINT_STATES as ZEEK_ENDPOINT_STATES
 from analyzer.model import MARKS, Conversation, Event, Mark, SideStats
+from analyzer.peer.model import FATE_MARKS, FATES, PathView
 from analyzer.protocol import TCP_FLAG_NAMES
 from analyzer.rules.source import Source
 from analyzer.rules.tables import (
@@ -64,6 +65,11 @@ STEP_PREDICATES: dict[str, tuple[str, str]] = {
     ),
     "within": ("DURATION", "at most this long after the previous matched step (`500ms`, `1s`, `4m`, `2h`)"),
     "after_idle": ("DURATION", "the packet came after at least this long without any packet in the conversation"),
+    "fate": (
+        "FATE or [FATE, ...]",
+        "two captures only (`analyze --peer`): the packet's fate between the capture points is one of these "
+        "(see the fate table)",
+    ),
     "absent": (
         "true",
         "a negative step: no packet matching the other predicates lies between the neighbouring matched steps "
@@ -88,6 +94,27 @@ WHERE_CONDITIONS: dict[str, tuple[str, str]] = {
     ),
     "history_lacks": ("LETTERS", "none of these Zeek history letters appears"),
     "A / B / client / server": ("{CONDITION: VALUE, ...}", "conditions on what that side sent (see the side table)"),
+    "path": (
+        "{CONDITION: VALUE, ...}",
+        "two captures only (`analyze --peer`): conditions on the conversation's path (see the path table); "
+        "never true with one capture",
+    ),
+}
+
+# Conditions on a conversation's path inside `where: {path: {...}}` (analyzer.peer.model.PathView).
+PATH_CONDITIONS: dict[str, tuple[str, str]] = {
+    "matched": ("true | false", "the other capture holds this conversation too"),
+    "near": ("client | server", "this capture point is the one nearer that end"),
+    "translated": ("true | false", "addresses or ports differ between the two points (NAT, load balancer)"),
+    "seen": ('N or "OP N"', "packets seen at both points, unchanged"),
+    "changed": ('N or "OP N"', "packets seen at both points with the MSS, window or options rewritten"),
+    "lost": ('N or "OP N"', "packets that left one point and never reached the other"),
+    "injected": ('N or "OP N"', "packets that reached one point and never passed the other"),
+    "lost_only_large": (
+        "true | false",
+        "in each direction that lost packets, every lost one carried more payload than any packet that got "
+        "through (a path MTU black hole)",
+    ),
 }
 
 # Conditions on one side's SideStats inside `where:`.
@@ -218,6 +245,28 @@ def _mark_mask(src: Source, where: tuple, value: object) -> int:
             raise src.error(where, f"unknown packet kind {name!r} (known: {', '.join(MARK_NAMES)})")
         mask |= bit
     return mask
+
+
+def _fate_mask(src: Source, where: tuple, value: object) -> int:
+    mask = 0
+    for name in _names(src, where, value):
+        bit = FATE_MARKS.get(name)
+        if bit is None:
+            raise src.error(where, f"unknown fate {name!r} (known: {', '.join(FATE_MARKS)})")
+        mask |= bit
+    return mask
+
+
+def _with_fate(src: Source, where: tuple, raw: dict, pred: Callable[[Event], bool]) -> Callable[[Event], bool]:
+    """The step's predicate, also requiring one of the `fate:` marks when the step names any."""
+    if "fate" not in raw:
+        return pred
+    fates = _fate_mask(src, where, raw["fate"])
+
+    def with_fate(e: Event) -> bool:
+        return bool(e.marks & fates) and pred(e)
+
+    return with_fate
 
 
 def _payloads(src: Source, where: tuple, value: object) -> frozenset[str]:
@@ -387,7 +436,7 @@ def compile_step(src: Source, where: tuple, raw: object, a_dir: int, *, first: b
     )
 
     return Step(
-        pred=pred,
+        pred=_with_fate(src, at("fate"), raw, pred),
         absent=absent,
         within=within,
         dir=d,
@@ -560,6 +609,62 @@ def _side_holds(side: int, conds: tuple[SideTest, ...]) -> ConvTest:
     return test
 
 
+PathTest = Callable[[PathView], bool]  # a compiled path condition
+_PATH_FLAGS: dict[str, Callable[[PathView], bool]] = {
+    "matched": lambda v: v.peer_conversation > 0,
+    "translated": lambda v: v.translated,
+    "lost_only_large": lambda v: v.lost_only_large,
+}
+
+
+def _path_flag(read: Callable[[PathView], bool], want: bool) -> PathTest:
+    def test(v: PathView) -> bool:
+        return read(v) == want
+
+    return test
+
+
+def _path_count(fate: str, compare: Callable[[int], bool]) -> PathTest:
+    def test(v: PathView) -> bool:
+        return compare(v.count(fate))
+
+    return test
+
+
+def _path_near(end: str) -> PathTest:
+    def test(v: PathView) -> bool:
+        return v.here_near == end
+
+    return test
+
+
+def _path_conditions(src: Source, where: tuple, raw: object) -> list[PathTest]:
+    if not isinstance(raw, dict):
+        raise src.error(where, "path conditions are a mapping, e.g. {matched: true}")
+    out: list[PathTest] = []
+    for key, value in raw.items():
+        at = where + (key,)
+        if key in _PATH_FLAGS:
+            out.append(_path_flag(_PATH_FLAGS[key], _bool(src, at, value)))
+        elif key == "near":
+            if value not in ("client", "server"):
+                raise src.error(at, f"expected client or server, got {value!r}")
+            out.append(_path_near(str(value)))
+        elif key in FATE_MARKS:
+            out.append(_path_count(key, _compare(src, at, value)))
+        else:
+            raise src.error(at, f"unknown path condition {key!r} (known: {', '.join(PATH_CONDITIONS)})")
+    return out
+
+
+def _path_holds(conds: tuple[PathTest, ...]) -> ConvTest:
+    def test(c: Conversation) -> bool:
+        view = c.path
+        return view is not None and all(f(view) for f in conds)
+
+    return test
+
+
 def compile_where(src: Source, where: tuple, raw: object, a_dir: int) -> list[ConvTest]:
     """Compiles `where:` into conversation predicates for one binding of A."""
     if not isinstance(raw, dict):
@@ -587,6 +692,8 @@ def compile_where(src: Source, where: tuple, raw: object, a_dir: int) -> list[Co
             if not isinstance(value, str) or not value.isalpha():
                 raise src.error(at, 'expected Zeek history letters, e.g. "Dd"')
             out.append((_history_has if key == "history_has" else _history_lacks)(tuple(value)))
+        elif key == "path":
+            out.append(_path_holds(tuple(_path_conditions(src, at, value))))
         elif key in SIDES:
             side = _side_dir(src, at, key, a_dir)
             out.append(_side_holds(side, tuple(_side_conditions(src, at, value))))
@@ -679,6 +786,16 @@ def vocabulary_markdown() -> str:
     out += [f"| `{k}` | {_cell(v)} | {_cell(d)} |" for k, (v, d) in SIDE_CONDITIONS.items()]
     out += ["", "## Endpoint states (side `state:`)", "", "| state | the side at the end of the capture |", "|---|---|"]
     out += [f"| `{k or EMPTY}` | {_cell(d)} |" for k, d in ZEEK_ENDPOINT_STATES.items()]
+    out += [
+        "",
+        "## Path conditions (under `where: {path: {...}}`)",
+        "",
+        "| condition | value | meaning |",
+        "|---|---|---|",
+    ]
+    out += [f"| `{k}` | {_cell(v)} | {_cell(d)} |" for k, (v, d) in PATH_CONDITIONS.items()]
+    out += ["", "## Packet fates (`fate:`, two captures)", "", "| fate | meaning |", "|---|---|"]
+    out += [f"| `{k}` | {_cell(d)} |" for k, d in FATES.items() if k in FATE_MARKS]
     out += ["", "## Packet kinds (`kind:`)", "", "| kind | observation by the flow tracker |", "|---|---|"]
     out += [f"| `{m.word}` | {_cell(m.doc)} |" for m in MARKS]
     out += ["", "## Payload kinds (`payload:`, `payload_kind:`)", "", "| kind | meaning |", "|---|---|"]

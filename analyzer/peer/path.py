@@ -1,0 +1,355 @@
+"""Two captures of one path: every conversation's packets lined up, and each packet's fate between the points.
+
+    results = analyze_pair("client.pcap", "server.pcap", rules)
+
+Each capture is analysed as usual; then its conversations are matched with the other's
+(analyzer.peer.match), the clocks aligned and the points ordered (analyzer.peer.clock), every
+packet given a fate, and the rules evaluated again on conversations that now carry their path
+(fates as packet marks, the PathView on the conversation): the two-capture rules fire only then.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections import Counter
+from collections.abc import Callable
+from typing import Any
+
+from analyzer.errors import CaptureError
+from analyzer.model import CaptureResult, CaptureWarning, Conversation
+from analyzer.peer.clock import estimate, order_by_handshake, order_by_ttl
+from analyzer.peer.match import (
+    PAIR_WINDOW,
+    Side,
+    keyed,
+    match_conversations,
+    resegmented,
+    sides,
+    timed_pairs,
+    unique_pairs,
+)
+from analyzer.peer.model import FATE_MARKS, Clock, Fate, PacketFate, PathView, PointPacket, only_large_lost
+from analyzer.peer.read import read_point
+from analyzer.pipeline import analyze_capture, keep_evidence
+from analyzer.protocol import ACK, OPT_MSS, OPT_SACK_PERM, OPT_TIMESTAMP, OPT_WSCALE, SYN
+
+OPTION_NAMES = (
+    (OPT_MSS, "MSS"),
+    (OPT_WSCALE, "window scale"),
+    (OPT_SACK_PERM, "SACK permitted"),
+    (OPT_TIMESTAMP, "timestamps"),
+)
+COVER_SLACK = 0.5  # seconds before the other capture's first packet still counted as covered (clock uncertainty)
+
+
+@dataclasses.dataclass(slots=True)
+class _Pair:
+    """Both captures at once: A is the first capture given, B the peer."""
+
+    a_path: str
+    b_path: str
+    a: dict[int, Side]
+    b: dict[int, Side]
+    matches: dict[int, tuple[int, str]]
+    a_near: bool = True
+    order_basis: str = "assumed from the command line (the first capture nearer the client)"
+    clock: Clock = Clock(0.0, -1.0, 0, "")
+    hops: int = -1
+    a_first: float = 0.0
+    b_first: float = 0.0
+
+    @property
+    def b_minus_a(self) -> float:
+        return self.clock.offset if self.a_near else -self.clock.offset
+
+
+def analyze_pair(
+    a_path: str, b_path: str, rules: Any, conv_filter: Callable[[Conversation], bool] | None = None, **kw: Any
+) -> list[CaptureResult]:
+    """Both captures analysed, lined up, and diagnosed together; one CaptureResult per capture.
+
+    conv_filter chooses conversations by the first capture's view of them: the peer capture is
+    read whole, so a NAT that rewrote the addresses cannot hide a conversation's other half, and
+    keeps what the chosen conversations matched.
+    """
+    ra = analyze_capture(a_path, rules, conv_filter, keep="all-full", **kw)
+    rb = analyze_capture(b_path, rules, None, keep="all-full", **kw)
+    if ra.error or rb.error:
+        return [_trim(ra), _trim(rb)]
+    try:
+        pa, pb = read_point(a_path), read_point(b_path)
+    except CaptureError as exc:
+        ra.error = str(exc)
+        return [_trim(ra), _trim(rb)]
+    pair = _Pair(a_path, b_path, sides(ra.conversations, pa), sides(rb.conversations, pb), {})
+    pair.matches = match_conversations(pair.a, pair.b)
+    pair.a_first = pa[0].ts if pa else 0.0
+    pair.b_first = pb[0].ts if pb else 0.0
+    if conv_filter is not None:
+        kept = {bid for bid, _ in pair.matches.values()}
+        pair.b = {bid: side for bid, side in pair.b.items() if bid in kept}
+        rb.conversations = [c for c in rb.conversations if c.id in kept or c.id not in pair.b and c.proto == "icmp"]
+        rb.findings = [f for f in rb.findings if f.conversation in kept]
+    if not pair.matches:
+        # Nothing seen at both points: other traffic, other times, or the filter differed. Calling
+        # every packet lost or injected would be a guess; say so and leave the path out.
+        for result, other in ((ra, b_path), (rb, a_path)):
+            result.warnings.append(
+                CaptureWarning(
+                    "no-peer-match",
+                    f"no conversation is also in {os.path.basename(other)}: "
+                    "the captures hold different traffic or times, so nothing is said about the path",
+                )
+            )
+        return [_trim(ra), _trim(rb)]
+    _order_and_clock(pair)
+    if all(how == "payload" for _, how in pair.matches.values()):
+        for result in (ra, rb):
+            result.warnings.append(
+                CaptureWarning(
+                    "peer-match-by-payload",
+                    "conversations matched across the captures "
+                    "by payload bytes alone: if the captures were not taken at the same time, the path "
+                    "and the clock offset are guesses",
+                )
+            )
+    views_a, views_b = _views(pair)
+    for result, views in ((ra, views_a), (rb, views_b)):
+        _rediagnose(result, views, rules)
+    return [_trim(ra), _trim(rb)]
+
+
+# -- order of the points and the clocks ---------------------------------------------------------
+
+
+def _order_and_clock(pair: _Pair) -> None:
+    ttls: list[tuple[int, int, int]] = []
+    gaps: list[tuple[float, float]] = []
+    raw: list[tuple[int, PointPacket, PointPacket]] = []
+    for aid, (bid, _) in pair.matches.items():
+        sa, sb = pair.a[aid], pair.b[bid]
+        ka, kb = keyed(sa, sb)
+        found = unique_pairs(ka, kb)
+        raw += found
+        ttls += [(d, pa.ttl, pb.ttl) for d, pa, pb in found]
+        ga, gb = _handshake_gap(sa), _handshake_gap(sb)
+        if ga is not None and gb is not None:
+            gaps.append((ga, gb))
+    by_ttl, by_hs = order_by_ttl(ttls), order_by_handshake(gaps)
+    if by_ttl is not None:
+        pair.a_near, pair.order_basis = (
+            by_ttl,
+            "TTL: the client's packets lose TTL on the way from one point to the other",
+        )
+    elif by_hs is not None:
+        pair.a_near, pair.order_basis = (
+            by_hs,
+            "handshake timing: SYN to SYN/ACK takes longer at the point nearer the client",
+        )
+    # dir 0 in the estimate travels from the near point to the far one
+    travel = [(d if pair.a_near else 1 - d, pa.ts, pb.ts) for d, pa, pb in raw]
+    pair.clock = estimate([(t, a, b) if pair.a_near else (t, b, a) for t, a, b in travel])
+    drops = Counter(abs(pa.ttl - pb.ttl) for _, pa, pb in raw)
+    pair.hops = drops.most_common(1)[0][0] if drops else -1
+    if _drop_untimely_payload_matches(pair):
+        _order_and_clock(pair)
+
+
+def _drop_untimely_payload_matches(pair: _Pair) -> bool:
+    """Forget payload-only matches whose packets disagree with the clock the other matches give.
+
+    Identical requests (health checks, retries) carry identical bytes; a 5-tuple or ISN match
+    is proof, a payload match only a likeness, so it must also fit in time.
+    """
+    strong = [how for how in pair.matches.values() if how[1] != "payload"]
+    if not strong:
+        return False
+    untimely = []
+    for aid, (bid, how) in pair.matches.items():
+        if how != "payload":
+            continue
+        found = unique_pairs(*keyed(pair.a[aid], pair.b[bid]))
+        shifts = sorted(pb.ts - pa.ts for _, pa, pb in found)
+        if not shifts or abs(shifts[len(shifts) // 2] - pair.b_minus_a) > PAIR_WINDOW:
+            untimely.append(aid)
+    for aid in untimely:
+        del pair.matches[aid]
+    return bool(untimely)
+
+
+def _handshake_gap(side: Side) -> float | None:
+    syn, synack = side.first(0, SYN, ACK), side.first(1, SYN | ACK)
+    return synack.ts - syn.ts if syn is not None and synack is not None else None
+
+
+# -- fates ---------------------------------------------------------------------------------------------
+
+
+def _views(pair: _Pair) -> tuple[dict[int, PathView], dict[int, PathView]]:
+    views_a: dict[int, PathView] = {}
+    views_b: dict[int, PathView] = {}
+    for aid, sa in pair.a.items():
+        bid, how = pair.matches.get(aid, (0, ""))
+        sb = pair.b.get(bid)
+        packets = _fates(pair, sa, sb)
+        views_a[aid] = _view(pair, True, sa, sb, how, packets)
+        if sb is not None:
+            views_b[bid] = _view(pair, False, sb, sa, how, packets)
+    matched_b = {bid for bid, _ in pair.matches.values()}
+    for bid, sb in pair.b.items():
+        if bid not in matched_b:
+            views_b[bid] = _view(pair, False, sb, None, "", _fates(pair, None, sb))
+    return views_a, views_b
+
+
+def _fates(pair: _Pair, sa: Side | None, sb: Side | None) -> tuple[PacketFate, ...]:
+    """Every packet of one conversation at either point, with its fate, in the near point's time."""
+    off = pair.b_minus_a
+    paired: list[tuple[int, PointPacket, PointPacket]] = []
+    recut: tuple[set[int], set[int]] = (set(), set())
+    if sa is not None and sb is not None:
+        ka, kb = keyed(sa, sb)
+        paired = timed_pairs(ka, kb, off)
+        recut = resegmented(sa, sb, ka, kb)
+    seen_a = {pa.frame for _, pa, _ in paired}
+    seen_b = {pb.frame for _, _, pb in paired}
+    out = [_both(pair, d, pa, pb) for d, pa, pb in paired]
+    for side, seen, in_a, cut in ((sa, seen_a, True, recut[0]), (sb, seen_b, False, recut[1])):
+        if side is None:
+            continue
+        for d, p in side.packets:
+            if p.frame not in seen:
+                out.append(_one(pair, d, p, in_a, p.frame in cut))
+    out.sort(key=lambda f: f.ts)
+    return tuple(out)
+
+
+def _both(pair: _Pair, d: int, pa: PointPacket, pb: PointPacket) -> PacketFate:
+    near, far = (pa, pb) if pair.a_near else (pb, pa)
+    sender, receiver = (near, far) if d == 0 else (far, near)
+    off = pair.clock.offset
+    delay = (far.ts - off - near.ts) if d == 0 else (near.ts - (far.ts - off))
+    changes = _changes(sender, receiver)
+    fate: Fate = "changed" if changes else "seen"
+    return PacketFate(d, fate, near, far, near.ts, delay, changes)
+
+
+def _changes(sent: PointPacket, got: PointPacket) -> tuple[str, ...]:
+    out = []
+    if sent.mss and got.mss and sent.mss != got.mss:
+        out.append(f"MSS {sent.mss} -> {got.mss}" + (" (clamped)" if got.mss < sent.mss else ""))
+    if sent.win != got.win:
+        out.append(f"window {sent.win} -> {got.win}")
+    if sent.opts != got.opts:
+        gone = [name for bit, name in OPTION_NAMES if sent.opts & bit and not got.opts & bit]
+        added = [name for bit, name in OPTION_NAMES if got.opts & bit and not sent.opts & bit]
+        out += [f"option {n} removed" for n in gone] + [f"option {n} added" for n in added]
+    return tuple(out)
+
+
+def _one(pair: _Pair, d: int, p: PointPacket, in_a: bool, recut: bool) -> PacketFate:
+    """A packet seen at one point only: lost if it was leaving that point, injected if arriving;
+    seen, when the other point saw all its bytes in segments cut differently (recut)."""
+    at_near = in_a == pair.a_near
+    off = pair.clock.offset
+    ts = p.ts if at_near else p.ts - off
+    other_first = (pair.b_first - pair.b_minus_a) if in_a else (pair.a_first + pair.b_minus_a)
+    fate: Fate
+    changes: tuple[str, ...] = ()
+    if recut:
+        fate, changes = "seen", ("cut into other segments at the other point (TSO/GRO or a middlebox)",)
+    elif p.ts < other_first - COVER_SLACK:
+        fate = "unknown"  # the other capture had not started
+    else:
+        leaving = (d == 0) == at_near
+        fate = "lost" if leaving else "injected"
+    return PacketFate(d, fate, p if at_near else None, None if at_near else p, ts, 0.0, changes)
+
+
+def _view(pair: _Pair, in_a: bool, here: Side, other: Side | None, how: str, packets: tuple) -> PathView:
+    near_here = in_a == pair.a_near
+    clock = pair.clock
+    if not near_here:  # seen from the far point, the offset is the near clock minus the far one
+        clock = dataclasses.replace(clock, offset=-clock.offset)
+    return PathView(
+        here=os.path.basename(pair.a_path if in_a else pair.b_path),
+        peer=os.path.basename(pair.b_path if in_a else pair.a_path),
+        here_near="client" if near_here else "server",
+        order_basis=pair.order_basis,
+        matched_by=how,
+        peer_conversation=other.conv.id if other is not None else 0,
+        peer_client=str(other.conv.client) if other is not None else "",
+        peer_server=str(other.conv.server) if other is not None else "",
+        clock=clock,
+        hops_between=pair.hops,
+        packets=packets,
+        changes=_conversation_changes(here, other, near_here, packets),
+        lost_only_large=only_large_lost(packets),
+    )
+
+
+def _conversation_changes(here: Side, other: Side | None, near_here: bool, packets: tuple) -> tuple[str, ...]:
+    out: list[str] = []
+    if other is not None:
+        near, far = (here.conv, other.conv) if near_here else (other.conv, here.conv)
+        if str(near.client) != str(far.client):
+            out.append(f"client {near.client} -> {far.client} (address/port translated)")
+        if str(near.server) != str(far.server):
+            out.append(f"server {near.server} -> {far.server} (address/port translated)")
+    for f in packets:
+        for c in f.changes:
+            what = "SYN" if f.packet.flags & SYN else "segments"
+            text = f"{c} on the {'client' if f.dir == 0 else 'server'}'s {what}"
+            if text not in out:
+                out.append(text)
+    return tuple(out)
+
+
+# -- the rules again, on conversations that carry their path ------------------------------------
+
+
+def annotate(conv: Conversation, view: PathView) -> Conversation:
+    """The conversation with its path: each event marked with its packet's fate."""
+    near_here = view.here_near == "client"
+    marks: dict[int, int] = {}
+    for f in view.packets:
+        p = f.near if near_here else f.far
+        if p is not None and f.fate in FATE_MARKS:
+            marks[p.frame] = FATE_MARKS[f.fate]
+    timeline = tuple(ev._replace(marks=ev.marks | marks[ev.frame]) if ev.frame in marks else ev for ev in conv.timeline)
+    return dataclasses.replace(conv, timeline=timeline, path=view)
+
+
+def _rediagnose(result: CaptureResult, views: dict[int, PathView], rules: Any) -> None:
+    convs = []
+    findings = [f for f in result.findings if f.conversation not in views]
+    for conv in result.conversations:
+        view = views.get(conv.id)
+        if view is not None:
+            conv = annotate(conv, view)
+            if rules is not None:
+                findings += rules.evaluate(conv)
+        convs.append(conv)
+    result.conversations = convs
+    findings.sort(key=lambda f: (f.conversation, f.frames[:1], f.rule))
+    result.findings = findings
+
+
+def _worth_showing(view: PathView) -> bool:
+    return bool(view.changes) or any(f.fate in ("lost", "injected", "changed") for f in view.packets)
+
+
+def _trim(result: CaptureResult) -> CaptureResult:
+    """Only the conversations a report shows: those with findings, or whose path shows something."""
+    by_conv: dict[int, list] = {}
+    for f in result.findings:
+        by_conv.setdefault(f.conversation, []).append(f)
+    kept = []
+    for conv in result.conversations:
+        if conv.id in by_conv:
+            kept.append(keep_evidence(conv, by_conv[conv.id]))
+        elif conv.path is not None and _worth_showing(conv.path):
+            kept.append(conv)
+    result.conversations = kept
+    return result

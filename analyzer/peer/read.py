@@ -1,0 +1,76 @@
+"""One capture point's TCP and UDP packets, with the header fields matching and fates compare."""
+
+from __future__ import annotations
+
+import functools
+import ipaddress
+
+import dpkt  # type: ignore[import-untyped]
+
+from analyzer.capture import open_capture
+from analyzer.decode import Decoder
+from analyzer.decode.reference import _link  # dpkt's view of a frame: the TCP options the lean Packet leaves out
+from analyzer.errors import CaptureError
+from analyzer.model import Endpoint, Frame, Packet
+from analyzer.peer.model import PointPacket
+from analyzer.protocol import IPPROTO_TCP, IPPROTO_UDP, SYN
+
+
+@functools.lru_cache(maxsize=65536)
+def _address(addr: bytes) -> str:
+    return str(ipaddress.ip_address(addr))  # a capture repeats a few addresses a million times
+
+
+def _endpoint(addr: bytes, port: int) -> str:
+    return str(Endpoint(_address(addr), port))
+
+
+def _mss(frame: Frame) -> int:
+    """The MSS option of a SYN (dpkt parses the options; SYNs are few, so the slow path is fine)."""
+    try:
+        ipo = _link(frame.linktype, frame.data)
+        seg = ipo.data if ipo is not None else None
+        if not isinstance(seg, dpkt.tcp.TCP):
+            return 0
+        for kind, value in dpkt.tcp.parse_opts(seg.opts):
+            if kind == dpkt.tcp.TCP_OPT_MSS and len(value) == 2:
+                return int.from_bytes(value, "big")
+    except (dpkt.UnpackError, IndexError, ValueError, TypeError, AttributeError):
+        return 0
+    return 0
+
+
+def point_packet(frame: Frame, pkt: Packet) -> PointPacket:
+    mss = _mss(frame) if pkt.proto == IPPROTO_TCP and pkt.flags & SYN else 0
+    return PointPacket(
+        frame=pkt.number,
+        ts=pkt.ts,
+        proto=pkt.proto,
+        src=_endpoint(pkt.src, pkt.sport),
+        dst=_endpoint(pkt.dst, pkt.dport),
+        flags=pkt.flags,
+        seq=pkt.seq,
+        ack=pkt.ack,
+        plen=pkt.plen,
+        win=pkt.win,
+        ttl=pkt.ttl,
+        opts=pkt.tcp_opts,
+        mss=mss,
+        head=pkt.payload,
+    )
+
+
+def read_point(path: str) -> list[PointPacket]:
+    """Every TCP and UDP packet of a capture, in frame order; CaptureError when it cannot be read."""
+    decoder = Decoder()
+    out: list[PointPacket] = []
+    with open_capture(path) as cap:
+        for frame in cap:
+            pkt = decoder.decode(frame)
+            if pkt is None or pkt.inner is not None or pkt.proto not in (IPPROTO_TCP, IPPROTO_UDP):
+                continue
+            out.append(point_packet(frame, pkt))
+    return out
+
+
+__all__ = ["CaptureError", "read_point"]

@@ -1,0 +1,78 @@
+"""How reports write a conversation's path between two capture points (wsadiag analyze --peer)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from analyzer.model import Conversation
+from analyzer.peer.model import FATES, PathView
+
+
+def _delays(view: PathView, d: int) -> list[float]:
+    return sorted(f.delay for f in view.packets if f.dir == d and f.near is not None and f.far is not None)
+
+
+def path_dict(view: PathView) -> dict[str, Any]:
+    """The JSON `path` section of one conversation (added to the contract without bumping version)."""
+    here_frame = (lambda f: f.near) if view.here_near == "client" else (lambda f: f.far)
+    peer_frame = (lambda f: f.far) if view.here_near == "client" else (lambda f: f.near)
+    delays: dict[str, Any] = {}
+    for d, name in ((0, "client_to_server"), (1, "server_to_client")):
+        got = _delays(view, d)
+        if got:
+            delays[name] = {"min": round(got[0], 6), "median": round(got[len(got) // 2], 6), "max": round(got[-1], 6)}
+    return {
+        "peer_capture": view.peer,
+        "point": f"nearer the {view.here_near}",
+        "order_basis": view.order_basis,
+        "matched_by": view.matched_by,
+        "peer_conversation": view.peer_conversation or None,
+        "peer_endpoints": {"client": view.peer_client, "server": view.peer_server} if view.peer_conversation else None,
+        "translated": view.translated,
+        "changes": list(view.changes),
+        "clock_offset": {
+            "seconds": round(view.clock.offset, 6) + 0.0,  # the peer clock minus this one; + 0.0: no -0.0
+            "uncertainty": round(view.clock.uncertainty, 6) if view.clock.uncertainty >= 0 else None,
+            "pairs": view.clock.pairs,
+            "basis": view.clock.basis,
+        },
+        "hops_between": view.hops_between if view.hops_between >= 0 else None,
+        "one_way_delay": delays,
+        "fates": {name: view.count(name) for name in (*FATES, "unknown")},
+        "packets": [
+            {
+                "frame": here_frame(f).frame if here_frame(f) is not None else None,
+                "peer_frame": peer_frame(f).frame if peer_frame(f) is not None else None,
+                "from": "client" if f.dir == 0 else "server",
+                "fate": f.fate,
+                "delay": round(f.delay, 6) if f.near is not None and f.far is not None else None,
+                # TTL at the point nearer the client and at the other; their difference is the hops between
+                "ttl": [f.near.ttl if f.near is not None else None, f.far.ttl if f.far is not None else None],
+                "changes": list(f.changes),
+            }
+            for f in view.packets
+        ],
+    }
+
+
+def path_summary(conv: Conversation) -> list[str]:
+    """A few lines on where the conversation was seen and what happened in between."""
+    view = conv.path
+    if view is None:
+        return []
+    if view.peer_conversation:
+        lines = [
+            f"path: also in {view.peer} as conversation {view.peer_conversation} "
+            f"({view.peer_client} -> {view.peer_server}, matched by {view.matched_by}); "
+            f"this capture point is nearer the {view.here_near}"
+        ]
+    else:
+        lines = [f"path: not in {view.peer}; this capture point is nearer the {view.here_near}"]
+    counts = ", ".join(f"{view.count(name)} {name}" for name in (*FATES, "unknown") if view.count(name))
+    c = view.clock
+    offset = c.offset if abs(c.offset) >= 5e-7 else 0.0  # no "-0.000000"
+    spread = f" ± {c.uncertainty * 1000:.3f} ms" if c.uncertainty >= 0 else f" ({c.basis})"
+    hops = f"; {view.hops_between} router(s) between the points" if view.hops_between >= 0 else ""
+    lines.append(f"packets: {counts or 'none'}; clock of {view.peer} {offset:+.6f} s{spread}{hops}")
+    lines += [f"changed in between: {c}" for c in view.changes]
+    return lines
