@@ -299,6 +299,35 @@ def rst010(lab, out):
                         ("request:/small", "recvn:666", "sleep:0.2", "linger0", "close"))
 
 
+# RST013: the client sends a request and half-closes (shutdown(SHUT_WR)) at once, then waits for
+# an answer; the server reads to EOF and closes. The server's 0.2 s pause lets its stack ACK the
+# client's FIN on its own before the close, so the wire is the same on every run.
+HALF_CLOSE_CLIENT = ("request:/report", "shutwr", "recvall", "close")
+
+
+@sample("rst013-reset-after-peer-fin", "netns",
+        "After the handshake the client sends a 75-byte GET (frame 4, seq 1-75) and half-closes "
+        "at once with shutdown(SHUT_WR): FIN/ACK seq 76 (frame 6). The server's stack ACKs the "
+        "data at once (ack 76) and the FIN about 40 ms later (delayed ACK, ack 77, frame 7). Its "
+        "application "
+        "reads the request to EOF and 0.2 s later closes with SO_LINGER 0 without sending "
+        "anything: RST/ACK seq 1 ack 77 (frame 8), covering all 75 bytes and the FIN, so no "
+        "client data is unacknowledged at the reset. The client, still reading for an answer, "
+        "gets ECONNRESET.",
+        expect=[fires("RST013", "client", "WSAECONNRESET")], silent_for=("RST001", "RST004", "GEN001"))
+def rst013(lab, out):
+    return tcp_exchange(lab, out, ("recvall", "sleep:0.2", "linger0", "close"), HALF_CLOSE_CLIENT)
+
+
+@sample("rst013-silent-fin-after-peer-fin", "netns",
+        "The same 75-byte GET and half-close (frames 4 and 6), ACKed by the server's stack "
+        "(frames 5 and 7); the server reads to EOF and 0.2 s later closes gracefully: FIN/ACK "
+        "seq 1 ack 77 (frame 8), which the client ACKs (frame 9) after reading EOF. No reset.",
+        silent_for=("RST013",))
+def rst013_silent(lab, out):
+    return tcp_exchange(lab, out, ("recvall", "sleep:0.2", "close"), HALF_CLOSE_CLIENT)
+
+
 # ---------------------------------------------------------------------------------------------
 # TLS001, TDS001
 # ---------------------------------------------------------------------------------------------
