@@ -976,9 +976,7 @@ class FlowTable(Sink):
                 # The quoted datagram is not in the capture (a capture filter, or a capture that
                 # started just after it): the quote still names the exchange, and its sender is
                 # certainly the one that sent first.
-                flow = self._new_flow(
-                    self.udp_flows, qkey, "udp", pkt.number, pkt.ts, q.sport, q.dport, False, False
-                )
+                flow = self._new_flow(self.udp_flows, qkey, "udp", pkt.number, pkt.ts, q.sport, q.dport, False, False)
             if flow is not None:
                 self._icmp_error(flow, pkt, qkey == flow.c_key)
                 return

@@ -5,7 +5,7 @@ from __future__ import annotations
 import functools
 import ipaddress
 
-import dpkt  # type: ignore[import-untyped]
+import dpkt
 
 from analyzer.capture import open_capture
 from analyzer.decode import Decoder
