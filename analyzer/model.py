@@ -199,6 +199,7 @@ class Conversation:
     handshake: bool = False  # SYN, SYN/ACK and ACK all seen
     icmp_errors: int = 0
     closed_by: str = ""  # "fin", "rst", "timeout", "" (still open at capture end)
+    streams: tuple[int, ...] = ()  # every Wireshark stream its packets fell in (usually just `stream`)
 
     @property
     def packets(self) -> int:
