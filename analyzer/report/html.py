@@ -11,22 +11,26 @@ from functools import lru_cache
 
 import jinja2
 
-from analyzer.model import CaptureResult
+from analyzer.model import CaptureResult, Conversation, Finding
 from analyzer.report.common import (
     clean,
     conversation_total,
     conversations_by_id,
     display_path,
-    findings_by_conversation,
     fmt_duration,
     frame_ranges,
     summary_counts,
     summary_line,
 )
+from analyzer.report.evidence_names import evidence_path
+from analyzer.report.incidents import Incident, frame_times, incident_summary, incidents, show_span, show_time
 from analyzer.report.ladder import ladder_rows, svg_ladder
 from analyzer.report.options import ReportOptions
 
 TEMPLATE = "report.html.j2"
+OPEN_FIRST = 3  # incidents shown expanded when the page opens; the rest are one line each
+MORE_IDS = 50  # conversation ids named for the findings beyond an incident's cards
+MAX_CONVERSATION_ROWS = 500  # rows of a capture's conversation table (with findings) before it is cut
 
 
 @lru_cache(maxsize=1)
@@ -45,32 +49,61 @@ def _environment() -> jinja2.Environment:
     return env
 
 
-def _capture_view(result: CaptureResult, index: int, opts: ReportOptions) -> dict:
+def _card(f: Finding, conv: Conversation | None, opts: ReportOptions, anchor: str) -> dict:
+    ladder = None
+    if conv is not None and conv.timeline:
+        ladder = svg_ladder(conv, ladder_rows(conv, f, opts.ladder_context, opts.ladder_max_rows))
+    times = [t for t in frame_times(conv, f) if t is not None]
+    return {
+        "f": f,
+        "conv": conv,
+        "ladder": ladder,
+        "anchor": anchor,
+        "started": show_time(conv.start, opts.tz) if conv is not None else "",
+        "evidence_time": show_time(times[0], opts.tz) if times else "",
+        "evidence_file": evidence_path(opts.evidence_dir, f, conv) if opts.evidence_dir and conv is not None else "",
+    }
+
+
+def _incident_view(inc: Incident, convs: dict[int, Conversation], opts: ReportOptions) -> dict:
+    cards = [
+        _card(f, convs.get(f.conversation), opts, f"i{inc.id}-f{n}")
+        for n, f in enumerate(inc.findings[: opts.html_cards])
+    ]
+    rest = inc.findings[opts.html_cards :]
+    return {
+        "inc": inc,
+        "summary": incident_summary(inc, opts.tz),
+        "span": show_span(inc.start, inc.end, opts.tz),
+        "cards": cards,
+        "rest": len(rest),
+        "rest_ids": ", ".join(str(f.conversation) for f in rest[:MORE_IDS]) + (", …" if len(rest) > MORE_IDS else ""),
+    }
+
+
+def _capture_view(result: CaptureResult, index: int, opts: ReportOptions, found: list[Incident]) -> dict:
     convs = conversations_by_id(result)
-    findings = []
-    for conv_id, group in findings_by_conversation(result).items():
-        conv = convs.get(conv_id)
-        for n, f in enumerate(group):
-            ladder = None
-            if conv is not None and conv.timeline:
-                ladder = svg_ladder(conv, ladder_rows(conv, f, opts.ladder_context, opts.ladder_max_rows))
-            findings.append({"f": f, "conv": conv, "ladder": ladder, "anchor": f"c{index}-f{conv_id}-{n}"})
     return {
         "r": result,
         "name": display_path(result.path),
-        "findings": findings,
+        "incidents": [_incident_view(inc, convs, opts) for inc in found if inc.capture == index],
         "counts": summary_counts([result]),
         "anchor": f"c{index}",
         "total": conversation_total(result),
+        "conversations": result.conversations[:MAX_CONVERSATION_ROWS],
+        "more_conversations": max(0, len(result.conversations) - MAX_CONVERSATION_ROWS),
     }
 
 
 def render_html(results: list[CaptureResult], opts: ReportOptions) -> str:
-    """`--format html`: summary, every finding with its ladder diagram, conversation tables."""
+    """`--format html`: summary, incident table, each incident collapsible with its first cards."""
     template = _environment().get_template(TEMPLATE)
+    found = [] if opts.conversations_only else incidents(results)
     return template.render(
-        captures=[_capture_view(r, i, opts) for i, r in enumerate(results)],
+        captures=[_capture_view(r, i, opts, found) for i, r in enumerate(results)],
+        incidents=[{"inc": inc, "span": show_span(inc.start, inc.end, opts.tz)} for inc in found],
         counts=summary_counts(results),
         summary=summary_line(results),
         opts=opts,
+        open_first=OPEN_FIRST,
     )

@@ -7,6 +7,8 @@ from typing import Any
 
 from analyzer.model import CaptureResult, Conversation, Finding, SocketErrorSeen
 from analyzer.report.common import conversation_total, conversations_by_id, summary_counts
+from analyzer.report.evidence_names import evidence_path
+from analyzer.report.incidents import frame_times, incident_dict, incidents, iso_utc
 from analyzer.report.options import ReportOptions
 
 JSON_VERSION = 1  # bump when a field of the contract is renamed or removed
@@ -29,6 +31,8 @@ def conversation_dict(conv: Conversation) -> dict[str, Any]:
         "role_inferred": conv.role_inferred,
         "stream": conv.stream,
         "closed_by": conv.closed_by,
+        "start_time": iso_utc(conv.start),  # ISO 8601 UTC, to look up in a server's log
+        "end_time": iso_utc(conv.end),
     }
 
 
@@ -47,9 +51,11 @@ def error_dict(err: SocketErrorSeen) -> dict[str, Any]:
     return out
 
 
-def finding_dict(finding: Finding) -> dict[str, Any]:
-    """One finding as the contract writes it (plus falsepositives)."""
-    return {
+def finding_dict(
+    finding: Finding, conv: Conversation | None = None, opts: ReportOptions | None = None
+) -> dict[str, Any]:
+    """One finding as the contract writes it (plus falsepositives, absolute times, evidence file)."""
+    out = {
         "rule": finding.rule,
         "name": finding.name,
         "level": finding.level,
@@ -68,7 +74,12 @@ def finding_dict(finding: Finding) -> dict[str, Any]:
             {"rule": a.rule, "name": a.name, "title": a.title, "message": a.message, "confidence": a.confidence}
             for a in finding.also
         ],
+        # ISO 8601 UTC of each evidence frame, in the order of `frames` (null if the packet was not kept)
+        "frame_times": [None if t is None else iso_utc(t) for t in frame_times(conv, finding)],
     }
+    if opts is not None and opts.evidence_dir and conv is not None:
+        out["evidence_file"] = evidence_path(opts.evidence_dir, finding, conv)
+    return out
 
 
 def capture_dict(result: CaptureResult, opts: ReportOptions) -> dict[str, Any]:
@@ -84,7 +95,8 @@ def capture_dict(result: CaptureResult, opts: ReportOptions) -> dict[str, Any]:
         "conversation_count": conversation_total(result),
     }
     if not opts.conversations_only:
-        out["findings"] = [finding_dict(f) for f in result.findings]
+        convs = conversations_by_id(result)
+        out["findings"] = [finding_dict(f, convs.get(f.conversation), opts) for f in result.findings]
     if result.error:
         out["error"] = result.error
     return out
@@ -93,12 +105,15 @@ def capture_dict(result: CaptureResult, opts: ReportOptions) -> dict[str, Any]:
 def to_json_document(results: list[CaptureResult], opts: ReportOptions | None = None) -> dict[str, Any]:
     """The whole JSON report as Python data (what `--format json` prints)."""
     opts = opts or ReportOptions()
-    return {
+    doc = {
         "version": JSON_VERSION,
         "tool": {"name": TOOL_NAME, "version": opts.tool_version},
         "captures": [capture_dict(r, opts) for r in results],
         "summary": summary_counts(results),
     }
+    if not opts.conversations_only:
+        doc["incidents"] = [incident_dict(inc, results) for inc in incidents(results)]
+    return doc
 
 
 def render_json(results: list[CaptureResult], opts: ReportOptions) -> str:
@@ -134,6 +149,6 @@ def render_jsonl(results: list[CaptureResult], opts: ReportOptions) -> str:
             record: dict[str, Any] = {"kind": "finding", "capture": result.path}
             if conv is not None:
                 record.update(proto=conv.proto, client=str(conv.client), server=str(conv.server), state=conv.state)
-            record.update(finding_dict(finding))
+            record.update(finding_dict(finding, conv, opts))
             lines.append(json.dumps(record, ensure_ascii=False))
     return "".join(line + "\n" for line in lines)
