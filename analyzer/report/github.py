@@ -14,6 +14,8 @@ from analyzer.report.options import ReportOptions
 
 # Finding level -> workflow command (GitHub has error, warning and notice).
 COMMANDS: dict[str, str] = {"error": "error", "warning": "warning", "info": "notice"}
+# GitHub shows at most 10 annotations of each kind per step: 9 incidents, then one line for the rest.
+PER_KIND = 10
 
 
 def escape_data(text: str) -> str:
@@ -48,8 +50,30 @@ def render_github(results: list[CaptureResult], opts: ReportOptions) -> str:
             lines.append(_command("warning", f"capture {w.code}", f"{path}{where}: {clean(w.message)}"))
     if opts.conversations_only:
         return "".join(line + "\n" for line in lines)
-    for inc in incidents(results):
-        lines.append(_incident_command(inc, results[inc.capture], opts))
+    shown: dict[str, int] = {}
+    left: dict[str, list[Incident]] = {}
+    for inc in incidents(results):  # most severe and largest first
+        kind = COMMANDS.get(inc.level, "notice")
+        if shown.get(kind, 0) < PER_KIND - 1:
+            shown[kind] = shown.get(kind, 0) + 1
+            lines.append(_incident_command(inc, results[inc.capture], opts))
+        else:
+            left.setdefault(kind, []).append(inc)
+    for kind, rest in left.items():
+        if len(rest) == 1:
+            lines.append(_incident_command(rest[0], results[rest[0].capture], opts))
+            continue
+        findings = sum(inc.count for inc in rest)
+        rules = ", ".join(sorted({inc.rule for inc in rest}))
+        lines.append(
+            _command(
+                kind,
+                f"wsadiag: {len(rest)} more incidents",
+                f"{len(rest)} more {kind} incidents ({findings} findings; rules {rules}) are not annotated: "
+                "GitHub shows 10 annotations of each kind per step. The job summary and the "
+                "JSON/HTML reports list them all.",
+            )
+        )
     return "".join(line + "\n" for line in lines)
 
 

@@ -31,6 +31,7 @@ TEMPLATE = "report.html.j2"
 OPEN_FIRST = 3  # incidents shown expanded when the page opens; the rest are one line each
 MORE_IDS = 50  # conversation ids named for the findings beyond an incident's cards
 MAX_CONVERSATION_ROWS = 500  # rows of a capture's conversation table (with findings) before it is cut
+MAX_CARDS = 150  # finding cards (with ladders) per page: a 300k-packet capture's report stays under 1 MB
 
 
 @lru_cache(maxsize=1)
@@ -65,12 +66,12 @@ def _card(f: Finding, conv: Conversation | None, opts: ReportOptions, anchor: st
     }
 
 
-def _incident_view(inc: Incident, convs: dict[int, Conversation], opts: ReportOptions) -> dict:
-    cards = [
-        _card(f, convs.get(f.conversation), opts, f"i{inc.id}-f{n}")
-        for n, f in enumerate(inc.findings[: opts.html_cards])
-    ]
-    rest = inc.findings[opts.html_cards :]
+def _incident_view(inc: Incident, convs: dict[int, Conversation], opts: ReportOptions, budget: list[int]) -> dict:
+    """budget: cards the page may still draw (shared by all incidents, most severe first)."""
+    shown = max(0, min(opts.html_cards, budget[0]))
+    budget[0] -= shown
+    cards = [_card(f, convs.get(f.conversation), opts, f"i{inc.id}-f{n}") for n, f in enumerate(inc.findings[:shown])]
+    rest = inc.findings[shown:]
     return {
         "inc": inc,
         "summary": incident_summary(inc, opts.tz),
@@ -81,12 +82,11 @@ def _incident_view(inc: Incident, convs: dict[int, Conversation], opts: ReportOp
     }
 
 
-def _capture_view(result: CaptureResult, index: int, opts: ReportOptions, found: list[Incident]) -> dict:
-    convs = conversations_by_id(result)
+def _capture_view(result: CaptureResult, index: int, incident_views: list[dict]) -> dict:
     return {
         "r": result,
         "name": display_path(result.path),
-        "incidents": [_incident_view(inc, convs, opts) for inc in found if inc.capture == index],
+        "incidents": [v for v in incident_views if v["inc"].capture == index],
         "counts": summary_counts([result]),
         "anchor": f"c{index}",
         "total": conversation_total(result),
@@ -99,8 +99,14 @@ def render_html(results: list[CaptureResult], opts: ReportOptions) -> str:
     """`--format html`: summary, incident table, each incident collapsible with its first cards."""
     template = _environment().get_template(TEMPLATE)
     found = [] if opts.conversations_only else incidents(results)
+    # Cards are drawn for the most severe, largest incidents first (incidents() order) until the
+    # page's budget is spent; the rest of each incident is one line of conversation ids.
+    budget = [MAX_CARDS]
+    convs = [conversations_by_id(r) for r in results]
+    views = [_incident_view(inc, convs[inc.capture], opts, budget) for inc in found]
+    captures = [_capture_view(r, i, views) for i, r in enumerate(results)]
     return template.render(
-        captures=[_capture_view(r, i, opts, found) for i, r in enumerate(results)],
+        captures=captures,
         incidents=[{"inc": inc, "span": show_span(inc.start, inc.end, opts.tz)} for inc in found],
         counts=summary_counts(results),
         summary=summary_line(results),

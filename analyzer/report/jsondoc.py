@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import json
-from typing import Any
+from collections.abc import Callable
+from typing import IO, Any
 
 from analyzer.model import CaptureResult, Conversation, Finding, SocketErrorSeen
 from analyzer.report.common import conversation_total, conversations_by_id, summary_counts
@@ -121,34 +122,83 @@ def render_json(results: list[CaptureResult], opts: ReportOptions) -> str:
     return json.dumps(to_json_document(results, opts), indent=2, ensure_ascii=False) + "\n"
 
 
+def _finding_record(path: str, conv: Conversation | None, finding: Finding, opts: ReportOptions) -> str:
+    """One `"kind": "finding"` line: readable alone (capture, endpoints, state)."""
+    record: dict[str, Any] = {"kind": "finding", "capture": path}
+    if conv is not None:
+        record.update(proto=conv.proto, client=str(conv.client), server=str(conv.server), state=conv.state)
+    record.update(finding_dict(finding, conv, opts))
+    return json.dumps(record, ensure_ascii=False)
+
+
+def _closing_records(results: list[CaptureResult], opts: ReportOptions) -> list[str]:
+    """The lines after the findings: unreadable captures, then one `"kind": "summary"` line."""
+    lines = [
+        json.dumps({"kind": "capture-error", "capture": r.path, "error": r.error}, ensure_ascii=False)
+        for r in results
+        if r.error
+    ]
+    summary = {
+        "kind": "summary",
+        **summary_counts(results),
+        "captures": len(results),
+        "conversations": sum(conversation_total(r) for r in results),
+        "incidents": [incident_dict(inc, results) for inc in incidents(results)],
+    }
+    return lines + [json.dumps(summary, ensure_ascii=False)]
+
+
 def render_jsonl(results: list[CaptureResult], opts: ReportOptions) -> str:
     """`--format jsonl`: one self-contained record per line, for log pipelines.
 
     Each finding line carries the capture path and the conversation's endpoints, state and
     proto, so a line can be read alone. A capture that could not be read gives one
-    `"kind": "capture-error"` line, so failures are not silently missing from a log.
-    With conversations_only, one line per conversation instead.
+    `"kind": "capture-error"` line, so failures are not silently missing from a log; the last
+    line is `"kind": "summary"` (counts and incidents). With conversations_only, one line per
+    conversation instead.
     """
     lines: list[str] = []
-    for result in results:
-        if result.error:
-            lines.append(
-                json.dumps({"kind": "capture-error", "capture": result.path, "error": result.error}, ensure_ascii=False)
-            )
-        if opts.conversations_only:
+    if opts.conversations_only:
+        for result in results:
+            if result.error:
+                lines.append(
+                    json.dumps(
+                        {"kind": "capture-error", "capture": result.path, "error": result.error}, ensure_ascii=False
+                    )
+                )
             for conv in result.conversations:
                 lines.append(
                     json.dumps(
                         {"kind": "conversation", "capture": result.path, **conversation_dict(conv)}, ensure_ascii=False
                     )
                 )
-            continue
+        return "".join(line + "\n" for line in lines)
+    for result in results:
         convs = conversations_by_id(result)
-        for finding in result.findings:
-            conv = convs.get(finding.conversation)
-            record: dict[str, Any] = {"kind": "finding", "capture": result.path}
-            if conv is not None:
-                record.update(proto=conv.proto, client=str(conv.client), server=str(conv.server), state=conv.state)
-            record.update(finding_dict(finding, conv, opts))
-            lines.append(json.dumps(record, ensure_ascii=False))
+        lines += [_finding_record(result.path, convs.get(f.conversation), f, opts) for f in result.findings]
+    lines += _closing_records(results, opts)
     return "".join(line + "\n" for line in lines)
+
+
+class LiveJsonl:
+    """`--format jsonl` while the capture is read: each finding written (and flushed) as its
+    conversation ends, so a log pipeline fed by `tcpdump -U -w - | wsadiag analyze -` sees
+    failures as they happen; the capture errors and the summary line come at the end."""
+
+    def __init__(self, stream: IO[str], opts: ReportOptions | None = None) -> None:
+        self.stream = stream
+        self.opts = opts or ReportOptions()
+
+    def for_capture(self, path: str) -> Callable[[Conversation, list[Finding]], None]:
+        """The pipeline's on_findings callback for one capture."""
+
+        def write(conv: Conversation, findings: list[Finding]) -> None:
+            for finding in findings:
+                self.stream.write(_finding_record(path, conv, finding, self.opts) + "\n")
+            self.stream.flush()
+
+        return write
+
+    def finish(self, results: list[CaptureResult], opts: ReportOptions) -> str:
+        """What is left to write once every capture has been read."""
+        return "".join(line + "\n" for line in _closing_records(results, opts))
