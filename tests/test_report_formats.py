@@ -36,8 +36,10 @@ def test_unknown_format_is_a_usage_error() -> None:
 @pytest.mark.parametrize("case", sorted(rc.CASES))
 def test_every_format_renders_every_case(case: str, fmt: str) -> None:
     out = render(fmt, rc.CASES[case](), OPTS)
-    if case == "clean" and fmt in ("jsonl", "github"):
-        assert out == ""  # line formats: nothing to say about a clean capture
+    if case == "clean" and fmt == "github":
+        assert out == ""  # nothing to annotate on a clean capture
+    elif case == "clean" and fmt == "jsonl":
+        assert [json.loads(line)["kind"] for line in out.splitlines()] == ["summary"]  # only the summary
     else:
         assert out.endswith("\n") and out.strip()
 
@@ -97,7 +99,8 @@ def test_jsonl_one_self_contained_finding_per_line() -> None:
 
 def test_jsonl_hostile_newlines_stay_inside_one_line() -> None:
     lines = render("jsonl", rc.hostile_case(), OPTS).splitlines()
-    assert len(lines) == 1 and json.loads(lines[0])["message"].endswith("\nline2")
+    assert len(lines) == 2 and json.loads(lines[0])["message"].endswith("\nline2")
+    assert json.loads(lines[1])["kind"] == "summary"
 
 
 # ---- text ---------------------------------------------------------------------------------------
