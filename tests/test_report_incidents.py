@@ -136,3 +136,38 @@ def test_markdown_stays_under_githubs_comment_limit(tmp_path):
     shown = len(re.findall(r"^#### ", small, flags=re.M))
     assert shown < len(results[0].findings)
     assert "\\" not in re.sub(r"^(`{3,})text\n.*?^\1$", "", small, flags=re.S | re.M)  # no backslash escapes
+
+
+def test_also_consistent_with_shows_under_the_finding_in_every_format():
+    import dataclasses
+
+    from analyzer.model import Alternative
+    from tests import report_cases as rc
+
+    results = rc.rst003_case()
+    alt = Alternative("RST008", "reset-after-idle", "Reset after idle", "the server was idle for 350 s", "low")
+    results[0].findings = [dataclasses.replace(f, also=(alt,)) for f in results[0].findings]
+    line = "also consistent with: RST008 reset-after-idle (low) — the server was idle for 350 s"
+    assert line in render("text", results, OPTS)
+    assert "*Also consistent with:* RST008 reset-after-idle (low) — the server was idle for 350 s" in render(
+        "markdown", results, OPTS
+    )
+    html = render("html", results, OPTS)
+    assert '<p class="also">also consistent with: <code>RST008</code> reset-after-idle (low)' in html
+    assert "Also consistent with: RST008 reset-after-idle" in render("sarif", results, OPTS)
+    assert "also consistent with: RST008 reset-after-idle: the server was idle" in render("junit", results, OPTS)
+    assert "also consistent with: RST008 reset-after-idle: the server was idle" in render("github", results, OPTS)
+    doc = json.loads(render("json", results, OPTS))
+    assert doc["captures"][0]["findings"][0]["also_consistent_with"][0]["rule"] == "RST008"
+
+
+def test_text_wraps_to_the_width_and_the_ladder_fits_80_columns():
+    from analyzer.report.ladder import LADDER_COLUMNS
+    from tests import report_cases as rc
+
+    results = rc.rst003_case() + rc.long_case()
+    out = render("text", results, ReportOptions(tool_version="0.0.0-test", width=72))
+    ladder = [line for line in out.splitlines() if line.endswith("|") and "  |" in line]
+    prose = [line for line in out.splitlines() if line not in ladder and "frame       time" not in line]
+    assert ladder and max(len(line) for line in ladder) <= 4 + LADDER_COLUMNS  # indented 4 under the finding
+    assert max(len(line) for line in prose) <= 72
