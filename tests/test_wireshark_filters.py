@@ -12,6 +12,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import dpkt
 import pytest
 
 from analyzer.model import CaptureResult
@@ -114,3 +115,73 @@ def test_corpus_filters_select_exactly_the_evidence(capture, rules):
     if result.error:
         pytest.skip(f"wsadiag cannot read it: {result.error}")
     _check(capture, result)
+
+
+def _eth(ip: dpkt.ip.IP) -> bytes:
+    ip.len = len(bytes(ip))
+    return bytes(dpkt.ethernet.Ethernet(src=b"\x02" * 6, dst=b"\x04" * 6, data=ip))
+
+
+def _tcp(src: bytes, dst: bytes, sport: int, dport: int, flags: int, seq: int, data: bytes = b"") -> bytes:
+    seg = dpkt.tcp.TCP(sport=sport, dport=dport, flags=flags, seq=seq, ack=1 if flags & 0x10 else 0, data=data)
+    return _eth(dpkt.ip.IP(src=src, dst=dst, p=6, ttl=64, data=seg))
+
+
+def _udp(src: bytes, dst: bytes, sport: int, dport: int) -> dpkt.ip.IP:
+    dgram = dpkt.udp.UDP(sport=sport, dport=dport, data=b"q" * 12)
+    dgram.ulen = len(bytes(dgram))
+    return dpkt.ip.IP(src=src, dst=dst, p=17, ttl=64, data=dgram)
+
+
+def _stream_edge_cases(path: Path) -> Path:
+    """Port reuse and retries in every way Wireshark's numbering distinguishes them."""
+    c, s, r = bytes([192, 0, 2, 10]), bytes([203, 0, 113, 5]), bytes([198, 51, 100, 53])
+    frames = [
+        _tcp(c, s, 40000, 81, 0x02, 100),  # SYN
+        _tcp(s, c, 81, 40000, 0x14, 0),  # RST/ACK
+        _tcp(c, s, 40000, 81, 0x02, 100),  # the same SYN again (same ISN): same stream
+        _tcp(s, c, 81, 40000, 0x14, 0),
+        _tcp(c, s, 40000, 81, 0x02, 7777),  # a new ISN on the same ports: a new stream
+        _tcp(s, c, 81, 40000, 0x12, 50),  # SYN/ACK
+        _tcp(s, c, 81, 40000, 0x12, 60),  # a SYN/ACK with another seq opens no stream
+        _tcp(c, s, 40001, 80, 0x18, 1000, b"GET"),  # mid-stream start: base = seq - 1
+        _tcp(c, s, 40001, 80, 0x02, 999),  # a SYN equal to that base: same stream
+        _tcp(c, s, 40001, 80, 0x02, 5),  # a SYN with another ISN: new stream
+        # an ICMP port unreachable quoting a datagram of a pair never seen: it opens that udp.stream
+        _eth(
+            dpkt.ip.IP(
+                src=r,
+                dst=c,
+                p=1,
+                ttl=64,
+                data=dpkt.icmp.ICMP(type=3, code=3, data=dpkt.icmp.ICMP.Unreach(data=bytes(_udp(c, r, 5353, 53)))),
+            )
+        ),
+        _eth(_udp(c, r, 5353, 53)),
+        _eth(_udp(c, r, 5354, 53)),
+    ]
+    with path.open("wb") as fh:
+        writer = dpkt.pcap.Writer(fh)
+        for n, frame in enumerate(frames):
+            writer.writepkt(frame, ts=1_700_000_000 + n * 0.5)
+    return path
+
+
+@needs_tshark
+def test_stream_numbers_match_wireshark_on_port_reuse_and_retries(tmp_path):
+    capture = _stream_edge_cases(tmp_path / "streams.pcap")
+    result = analyze_capture(capture, None, keep="all-full")
+    streams = _streams(capture)
+    checked = 0
+    for conv in result.conversations:
+        if conv.proto not in ("tcp", "udp"):
+            continue
+        column = 0 if conv.proto == "tcp" else 1
+        assert str(conv.stream) == streams[conv.first_frame][column], (conv.first_frame, conv.stream)
+        for ev in conv.timeline:
+            if ev.icmp is None:
+                assert streams[ev.frame][column] in {str(x) for x in conv.streams}, (ev.frame, conv.streams)
+                checked += 1
+    assert checked == 12
+    # the retried connect() is one conversation; the port reuse after it is another
+    assert [c.first_frame for c in result.conversations if c.proto == "tcp"][:2] == [1, 5]
