@@ -53,8 +53,8 @@ def roles(finding: Finding, conv: Conversation) -> dict[int, str]:
         out[ev.frame] = f"wsadiag {finding.rule} handshake: {sides[ev.dir]} {packet_label(conv, ev)}"
     total = len(finding.frames)
     for n, frame in enumerate(finding.frames, 1):
-        ev = by_frame.get(frame)
-        what = f"{sides[ev.dir]} {packet_label(conv, ev)}" if ev is not None else "packet"
+        seen = by_frame.get(frame)
+        what = f"{sides[seen.dir]} {packet_label(conv, seen)}" if seen is not None else "packet"
         out[frame] = f"wsadiag {finding.rule} evidence {n}/{total} (frame {frame}): {what}"
     return out
 
