@@ -229,6 +229,7 @@ def _analyze(args: argparse.Namespace) -> int:
         tz=args.tz,
         evidence_dir=args.evidence or "",
         width=_width(args),
+        information_uri=_home_page(),
     )
     if args.evidence:
         from analyzer.evidence import write_evidence
@@ -349,6 +350,22 @@ def _nothing_analysed(results: list[CaptureResult]) -> list[str]:
             if w.code in ("no-packets", "no-ip-packets"):
                 out.append(f"{clean(display_path(r.path))}: nothing to analyse: {clean(w.message)}")
     return out
+
+
+def _home_page() -> str:
+    """The project's home page from the installed package's metadata (SARIF informationUri), or ""."""
+    from importlib import metadata
+
+    try:
+        meta = metadata.metadata("wsadiag")
+    except metadata.PackageNotFoundError:
+        return ""
+    for entry in meta.get_all("Project-URL") or []:
+        label, _, url = entry.partition(",")
+        if label.strip().lower() in ("homepage", "home", "repository", "source") and url.strip().startswith("http"):
+            return url.strip()
+    home = meta.get("Home-page") or ""
+    return home if home.startswith("http") else ""
 
 
 def _width(args: argparse.Namespace) -> int:
