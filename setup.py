@@ -16,6 +16,7 @@ COMPILED = [
     "analyzer/capture/pcap.py",
     "analyzer/decode/fast.py",
     "analyzer/flows/table.py",
+    "analyzer/flows/streams.py",
     "analyzer/flows/sniff.py",
     "analyzer/flows/zeek.py",
     "analyzer/rules/engine.py",

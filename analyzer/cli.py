@@ -111,7 +111,7 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument(
         "--fail-on",
         choices=FAIL_ON,
-        default="warning",
+        default=None,
         help="exit 1 when a finding at or above this level remains (default: warning)",
     )
     a.add_argument(
@@ -122,6 +122,23 @@ def build_parser() -> argparse.ArgumentParser:
     )
     a.add_argument("--baseline", metavar="FILE", help="leave out findings recorded in FILE")
     a.add_argument("--write-baseline", metavar="FILE", help="record this run's findings in FILE")
+    a.add_argument(
+        "--tz",
+        metavar="ZONE",
+        default=None,
+        help="show times in text, Markdown and HTML in ZONE: UTC (default), local, or a name like Europe/Berlin",
+    )
+    a.add_argument(
+        "--evidence",
+        metavar="DIR",
+        help="write a small pcapng per finding (handshake and evidence packets, each commented) into DIR",
+    )
+    a.add_argument(
+        "--allow-empty",
+        action="store_true",
+        help="do not fail (exit 2) on a capture without a single TCP, UDP or ICMP packet",
+    )
+    a.add_argument("--no-config", action="store_true", help="ignore wsadiag.toml and [tool.wsadiag] in pyproject.toml")
 
     c = sub.add_parser("conversations", parents=[_capture_options()], help="list the conversations")
     c.add_argument("--format", choices=("text", "json", "jsonl"), default="text")
@@ -186,19 +203,37 @@ def _print_error(exc: WsadiagError) -> None:
 # -- verbs ------------------------------------------------------------------------------------
 
 
+def _apply_config(args: argparse.Namespace) -> None:
+    """Fill the options not given on the command line from the captures' configuration file."""
+    from analyzer.config import Config, find_config, load_config
+
+    path = None if args.no_config else find_config(expand_captures(args.captures))
+    config = load_config(path) if path is not None else Config()
+    args.select = args.select or list(config.select)
+    args.ignore = args.ignore or list(config.ignore)
+    args.rules = args.rules or list(config.rules)
+    args.fail_on = args.fail_on or config.fail_on or "warning"
+    args.baseline = args.baseline or config.baseline or None
+    args.tz = args.tz or config.tz or "UTC"
+
+
 def _analyze(args: argparse.Namespace) -> int:
     from analyzer.report import ReportOptions, render
     from analyzer.report.baseline import apply_baseline, load_baseline, write_baseline
+    from analyzer.report.incidents import zone
 
+    _apply_config(args)
+    zone(args.tz)  # an unknown zone is a usage error before any capture is read
     captures = expand_captures(args.captures)
     # Everything that can be refused is refused before the first capture is read.
     _check_outputs(args, captures)
     known = load_baseline(args.baseline) if args.baseline else None
     ruleset = _load_rules(args)
+    live = _live_jsonl(args)
     if args.peer:
         results, interrupted = _run_pair(args, ruleset), False
     else:
-        results, interrupted = _run(args, ruleset, "findings", captures)
+        results, interrupted = _run(args, ruleset, "findings", captures, on_findings=live)
     if args.write_baseline:
         if interrupted:
             print(f"baseline {args.write_baseline} left as it was: the run was interrupted", file=sys.stderr)
@@ -209,9 +244,35 @@ def _analyze(args: argparse.Namespace) -> int:
         results, suppressed = apply_baseline(results, known)
         if suppressed:
             print(f"{suppressed} known finding(s) left out by baseline {args.baseline}", file=sys.stderr)
-    opts = ReportOptions(fail_on=args.fail_on, color=_color(args), rules=list(ruleset.rules))
-    _write(args.output, render(args.format, results, opts))
+    opts = ReportOptions(
+        fail_on=args.fail_on,
+        color=_color(args),
+        rules=list(ruleset.rules),
+        tz=args.tz,
+        evidence_dir=args.evidence or "",
+        width=_width(args),
+        information_uri=_home_page(),
+    )
+    if args.evidence:
+        from analyzer.evidence import write_evidence
+
+        count = write_evidence(results, args.evidence)
+        print(f"wrote {count} evidence capture(s) to {args.evidence}", file=sys.stderr)
+    if live is not None:
+        from analyzer.report import printable_names
+
+        _write(None, live.finish([printable_names(r) for r in results], opts))
+    else:
+        _write(args.output, render(args.format, results, opts))
+    if args.format == "github" and os.environ.get("GITHUB_STEP_SUMMARY"):
+        _append_step_summary(os.environ["GITHUB_STEP_SUMMARY"], render("markdown", results, opts))
     if interrupted or any(r.error for r in results):
+        return EXIT_ERROR
+    empty = _nothing_analysed(results)
+    if empty and not args.allow_empty:
+        for message in empty:
+            print(f"error: {message}", file=sys.stderr)
+        print("hint: pass --allow-empty if an empty capture is not a failure here", file=sys.stderr)
         return EXIT_ERROR
     return EXIT_FINDINGS if fails(results, args.fail_on) else EXIT_OK
 
@@ -228,9 +289,18 @@ def _conversations(args: argparse.Namespace) -> int:
 
 
 def _explain(args: argparse.Namespace) -> int:
-    from analyzer.explain import explain
+    import shutil
 
-    print(explain(args.what, _load_rules(args)))
+    from analyzer.explain import _RULE_CODE, explain, rule_for_terminal
+
+    ruleset = _load_rules(args)
+    what = args.what.strip()
+    if sys.stdout.isatty() and _RULE_CODE.match(what) and not what.upper().startswith("WSA"):
+        # On a terminal a rule's documentation is rendered (headings, lists, code), not shown as Markdown.
+        width = shutil.get_terminal_size((100, 24)).columns
+        sys.stdout.write(rule_for_terminal(ruleset.get(what), width, color=not os.environ.get("NO_COLOR")))
+        return EXIT_OK
+    print(explain(args.what, ruleset))
     return EXIT_OK
 
 
@@ -376,8 +446,64 @@ def _check_outputs(args: argparse.Namespace, captures: list[str]) -> None:
         check_output(args.write_baseline, "--write-baseline", captures)
 
 
+def _nothing_analysed(results: list[CaptureResult]) -> list[str]:
+    """One message per capture in which not a single IP packet could be analysed."""
+    from analyzer.report.common import clean, display_path
+
+    out = []
+    for r in results:
+        for w in r.warnings:
+            if w.code in ("no-packets", "no-ip-packets"):
+                out.append(f"{clean(display_path(r.path))}: nothing to analyse: {clean(w.message)}")
+    return out
+
+
+def _home_page() -> str:
+    """The project's home page from the installed package's metadata (SARIF informationUri), or ""."""
+    from importlib import metadata
+
+    try:
+        meta = metadata.metadata("wsadiag")
+    except metadata.PackageNotFoundError:
+        return ""
+    for entry in meta.get_all("Project-URL") or []:
+        label, _, url = entry.partition(",")
+        if label.strip().lower() in ("homepage", "home", "repository", "source") and url.strip().startswith("http"):
+            return url.strip()
+    home = meta["Home-page"] if "Home-page" in meta else ""
+    return home if home.startswith("http") else ""
+
+
+def _width(args: argparse.Namespace) -> int:
+    """The text report's line width: the terminal's when writing to one, else 100."""
+    import shutil
+
+    if args.output in (None, "-") and sys.stdout.isatty():
+        return max(60, shutil.get_terminal_size((100, 24)).columns)
+    return 100
+
+
+def _append_step_summary(path: str, markdown: str) -> None:
+    """GitHub Actions shows $GITHUB_STEP_SUMMARY (Markdown) on the run's summary page."""
+    try:
+        with open(path, "a", encoding="utf-8") as fh:
+            fh.write(markdown)
+    except OSError as exc:
+        print(f"warning: cannot write GITHUB_STEP_SUMMARY {path}: {exc.strerror}", file=sys.stderr)
+
+
+def _live_jsonl(args: argparse.Namespace):
+    """A writer that prints each finding line as its conversation ends, for `--format jsonl` on stdout."""
+    if args.format != "jsonl" or args.output not in (None, "-") or args.baseline or args.write_baseline:
+        return None
+    from analyzer.report import ReportOptions
+    from analyzer.report.jsondoc import LiveJsonl
+
+    return LiveJsonl(sys.stdout, ReportOptions(evidence_dir=args.evidence or ""))
+
+
 def _run(
-    args: argparse.Namespace, ruleset: RuleSet | None, keep: Keep, captures: list[str]
+    args: argparse.Namespace, ruleset: RuleSet | None, keep: Keep, captures: list[str], on_findings=None
 ) -> tuple[list[CaptureResult], bool]:
     """The result of each capture, and whether Ctrl-C stopped the run (the results cover what was read)."""
     from analyzer.filter import compile_filter
@@ -391,9 +517,12 @@ def _run(
     interrupted = False
     for path in captures:
         source = sys.stdin.buffer if path == "-" else path
+        live = None if on_findings is None else on_findings.for_capture(path)
         try:
             with CaptureProgress(path, enabled=False if args.no_progress else None) as bar:
-                result = analyze_capture(source, ruleset, conv_filter, keep=keep, progress=bar.update, **extra)
+                result = analyze_capture(
+                    source, ruleset, conv_filter, keep=keep, progress=bar.update, on_findings=live, **extra
+                )
         except KeyboardInterrupt:  # outside the packet loop (opening, the last conversations): nothing to show
             interrupted = True
             break

@@ -18,31 +18,117 @@ _CAPTURE_NEXT = (
 )
 
 
+WINSOCK_BASE = 10000  # WSABASEERR: numbers below it are errno values, not Winsock codes
+# Fields of a catalogue row searched for the words of an error message a user quotes.
+_TEXT_FIELDS = ("message", "meaning", "dotnet", "java", "python", "python_windows", "curl")
+
+
 def explain(what: str, ruleset) -> str:
-    """The explanation of a rule code, a Winsock code or name, or an errno name."""
+    """The explanation of a rule code, a Winsock code or name, an errno name or number, or error text.
+
+    `104` and `111` are Linux errno numbers (ECONNRESET, ECONNREFUSED); words such as
+    "connection reset by peer" or "forcibly closed" find the errors whose messages contain them.
+    """
     text = what.strip()
     if _RULE_CODE.match(text) and not text.upper().startswith("WSA"):
         return _explain_rule(ruleset.get(text.upper()))
+    if text.isdigit() and int(text) < WINSOCK_BASE:
+        return _explain_errno_number(int(text), ruleset)
     try:
         err = winsock.lookup(text)
     except UsageError:
-        raise UsageError(
-            f"nothing is called {what!r}",
-            hint="ask for a rule code (RST003, `wsadiag rules` lists them), a Winsock code or name "
-            "(10054, WSAECONNRESET) or an errno name (ECONNRESET)",
-        ) from None
+        found = search_errors(text)
+        if not found:
+            raise UsageError(
+                f"nothing is called {what!r}",
+                hint="ask for a rule code (RST003, `wsadiag rules` lists them), a Winsock code or name "
+                "(10054, WSAECONNRESET), an errno name or Linux number (ECONNRESET, 104), or words of "
+                'the error message ("connection reset by peer")',
+            ) from None
+        return _explain_found(text, found, ruleset)
     return _explain_error(err, ruleset)
 
 
+def search_errors(words: str) -> list:
+    """Catalogue rows whose messages contain all these words (case-insensitive), best match first."""
+    wanted = [w for w in re.findall(r"[a-z0-9]+", words.lower()) if w]
+    if not wanted:
+        return []
+    phrase = " ".join(wanted)
+    scored = []
+    for err in winsock.ALL:
+        texts = [" ".join(re.findall(r"[a-z0-9]+", str(getattr(err, f, "") or "").lower())) for f in _TEXT_FIELDS]
+        whole = sum(phrase in t for t in texts)  # the words in this order
+        every = sum(all(w in t.split() for w in wanted) for t in texts)
+        if whole or every:
+            scored.append((-whole, -every, err.code, err))
+    return [row[-1] for row in sorted(scored, key=lambda r: r[:3])]
+
+
+def _explain_found(words: str, found: list, ruleset) -> str:
+    head = f'"{words}" is how {found[0].code} {found[0].name} reads'
+    if len(found) > 1:
+        others = ", ".join(f"{e.code} {e.name}" for e in found[1:6])
+        head += f" (it also appears in: {others}; `wsadiag explain CODE` explains each)"
+    return head + "\n\n" + _explain_error(found[0], ruleset)
+
+
+def _explain_errno_number(number: int, ruleset) -> str:
+    linux = [e for e in winsock.ALL if e.linux == number]
+    macos = [e for e in winsock.ALL if e.macos == number and e not in linux]
+    if not linux and not macos:
+        raise UsageError(
+            f"no socket error has errno {number} on Linux or macOS in the catalogue",
+            hint="Winsock codes are 10000 and up (10054); errno names work too (ECONNRESET)",
+        )
+    if linux:
+        err = linux[0]
+        head = f"errno {number} on Linux is {err.posix_name}, which Winsock calls {err.code} {err.name}."
+        if macos:
+            head += f" (On macOS, errno {number} is {macos[0].posix_name}: `wsadiag explain {macos[0].posix_name}`.)"
+    else:
+        err = macos[0]
+        head = (
+            f"errno {number} on macOS is {err.posix_name} (Linux {err.linux}), "
+            f"which Winsock calls {err.code} {err.name}."
+        )
+    return head + "\n\n" + _explain_error(err, ruleset)
+
+
+def sides(rule) -> str:
+    """Who A and B are in a rule: pinned to client and server, or either way round."""
+    dirs = {a_dir for a_dir, _ in rule.bindings}
+    if dirs == {0}:
+        return "A is the client (the side that sent the first SYN), B the server."
+    if dirs == {1}:
+        return "A is the server, B the client (the side that sent the first SYN)."
+    return (
+        "A and B are the two sides as the pattern finds them: A is the side whose packet starts the "
+        "pattern, B its peer; either can be the client or the server (the finding says which)."
+    )
+
+
+def _side_name(rule, side: str) -> str:
+    dirs = {a_dir for a_dir, _ in rule.bindings}
+    if side not in ("A", "B") or len(dirs) != 1:
+        return side
+    a_is_client = dirs == {0}
+    return f"{side} ({'client' if (side == 'A') == a_is_client else 'server'})"
+
+
 def _explain_rule(rule) -> str:
-    lines = [f"{rule.code} {rule.name} ({rule.level})", rule.title, ""]
+    lines = [f"{rule.code} {rule.name} ({rule.level})", rule.title, "", sides(rule), ""]
     if rule.errors:
         lines.append("What each side's application sees:")
         for spec in rule.errors:
-            err = winsock.lookup(spec.winsock)
-            posix = f", {err.posix_name}" if err.posix_name else ""
+            if spec.winsock == "from-icmp":
+                what = "the error its ICMP type and code give"
+            else:
+                err = winsock.lookup(spec.winsock)
+                posix = f", {err.posix_name}" if err.posix_name else ""
+                what = f"{err.code} {err.name}{posix}"
             note = f" — {spec.note}" if spec.note else ""
-            lines.append(f"  {spec.side}: {spec.operation}() fails with {err.code} {err.name}{posix}{note}")
+            lines.append(f"  {_side_name(rule, spec.side)}: {spec.operation}() fails with {what}{note}")
         lines.append("")
     lines += ["Likely cause:", f"  {rule.cause.strip()}", "", "What to do:", f"  {rule.remedy.strip()}", ""]
     if rule.falsepositives:
@@ -84,6 +170,21 @@ def _explain_error(err, ruleset) -> str:
     else:
         lines += ["What to capture next:", f"  {_CAPTURE_NEXT}"]
     return "\n".join(lines)
+
+
+def rule_for_terminal(rule, width: int = 100, color: bool = True) -> str:
+    """A rule's documentation as formatted terminal text (rich renders its Markdown): headings,
+    lists and `commands` styled, not shown as Markdown punctuation."""
+    from io import StringIO
+
+    from rich.console import Console
+    from rich.markdown import Markdown
+
+    text = rule_markdown(rule).replace("\n## Cause", f"\n## Who A and B are\n\n{sides(rule)}\n\n## Cause", 1)
+    buffer = StringIO()
+    console = Console(file=buffer, width=width, force_terminal=color, no_color=not color, highlight=False)
+    console.print(Markdown(text))
+    return buffer.getvalue()
 
 
 def rules_catalogue(ruleset, fmt: str = "text") -> str:

@@ -277,6 +277,7 @@ class Conversation:
     closed_by: str = ""  # "fin", "rst", "timeout", "" (still open at capture end)
     rtt: float = -1.0  # round-trip time from the handshake (SYN to the ACK of the SYN/ACK); -1 unknown
     path: PathView | None = None  # two captures (analyze --peer): the conversation seen from both points
+    streams: tuple[int, ...] = ()  # every Wireshark stream its packets fell in (usually just `stream`)
 
     @property
     def packets(self) -> int:

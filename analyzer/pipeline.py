@@ -103,15 +103,20 @@ def analyze_capture(
     max_conversations: int = DEFAULT_MAX_CONVERSATIONS,
     max_findings_per_rule: int = MAX_FINDINGS_PER_RULE,
     progress: Callable[[int], None] | None = None,
+    on_findings: Callable[[Conversation, list[Finding]], None] | None = None,
 ) -> CaptureResult:
     """Read and diagnose one capture.
 
     keep: which conversations the result holds: "findings" (those with a finding, whole),
     "all" (every conversation, those without findings without their timeline), "all-full".
+    on_findings(conv, findings) is called as soon as a conversation with findings ends, while the
+    capture is still being read (live use: `tcpdump -U -w - | wsadiag analyze - --format jsonl`).
     Never raises for a bad capture: the result's `error` and `warnings` say what went wrong.
     """
     with collector_paused():
-        return _analyze(source, rules, conv_filter, keep, max_conversations, max_findings_per_rule, progress)
+        return _analyze(
+            source, rules, conv_filter, keep, max_conversations, max_findings_per_rule, progress, on_findings
+        )
 
 
 def _analyze(
@@ -122,6 +127,7 @@ def _analyze(
     max_conversations: int,
     max_findings_per_rule: int,
     progress: Callable[[int], None] | None,
+    on_findings: Callable[[Conversation, list[Finding]], None] | None = None,
 ) -> CaptureResult:
     name = (
         "-"
@@ -150,6 +156,8 @@ def _analyze(
         if findings:
             result.findings.extend(findings)
             conversations.append(conv if keep == "all-full" else keep_evidence(conv, findings))
+            if on_findings is not None:
+                on_findings(conv, findings)
         elif keep == "all-full":
             conversations.append(conv)
         elif keep == "all":
@@ -196,6 +204,14 @@ def _analyze(
             )
     if result.packets == 0 and not result.error:
         result.warnings.append(CaptureWarning("no-packets", "the capture holds no packets"))
+    elif table.next_id == 1 and not result.error:  # no flow was ever opened: not one IP packet decoded
+        result.warnings.append(
+            CaptureWarning(
+                "no-ip-packets",
+                f"none of the {result.packets} packets is a TCP, UDP or ICMP packet over IP "
+                "(wrong interface, Wi-Fi monitor mode, or a link type wsadiag cannot decode?)",
+            )
+        )
     conversations.sort(key=lambda c: c.id)
     result.conversations = conversations
     result.findings.sort(key=lambda f: (f.conversation, f.frames[:1], f.rule))

@@ -146,11 +146,22 @@ def test_forged_rst_has_odd_ttl_and_ip_id(tmp_path):
     assert not any(e.marks & (Mark.TTL_ODD | Mark.IPID_ODD) for e in conv.timeline[:-1])
 
 
-def test_refused_then_retry_is_two_rejected_conversations(tmp_path):
+def test_refused_connect_retried_with_the_same_isn_is_one_conversation(tmp_path):
     s = Session()
     s.c("S")
     s.s("RA", seq=0)
     s.c("S", seq=1000, dt=0.5)  # the same ISN again, as Windows retries a refused connect()
+    s.s("RA", seq=0)
+    convs = s.analyze(tmp_path).conversations
+    # Wireshark keeps a SYN that repeats the ISN in the same tcp.stream: one connect(), one conversation
+    assert [(c.state, c.first_frame, c.last_frame, c.stream) for c in convs] == [("REJ", 1, 4, 0)]
+
+
+def test_new_isn_after_a_refusal_is_a_new_conversation_and_stream(tmp_path):
+    s = Session()
+    s.c("S")
+    s.s("RA", seq=0)
+    s.c("S", seq=5000, dt=0.5)  # a new ISN: a new connection on the same ports (port reuse)
     s.s("RA", seq=0)
     convs = s.analyze(tmp_path).conversations
     assert [(c.state, c.history) for c in convs] == [("REJ", "Sr"), ("REJ", "Sr")]

@@ -36,8 +36,10 @@ def test_unknown_format_is_a_usage_error() -> None:
 @pytest.mark.parametrize("case", sorted(rc.CASES))
 def test_every_format_renders_every_case(case: str, fmt: str) -> None:
     out = render(fmt, rc.CASES[case](), OPTS)
-    if case == "clean" and fmt in ("jsonl", "github"):
-        assert out == ""  # line formats: nothing to say about a clean capture
+    if case == "clean" and fmt == "github":
+        assert out == ""  # nothing to annotate on a clean capture
+    elif case == "clean" and fmt == "jsonl":
+        assert [json.loads(line)["kind"] for line in out.splitlines()] == ["summary"]  # only the summary
     else:
         assert out.endswith("\n") and out.strip()
 
@@ -97,7 +99,8 @@ def test_jsonl_one_self_contained_finding_per_line() -> None:
 
 def test_jsonl_hostile_newlines_stay_inside_one_line() -> None:
     lines = render("jsonl", rc.hostile_case(), OPTS).splitlines()
-    assert len(lines) == 1 and json.loads(lines[0])["message"].endswith("\nline2")
+    assert len(lines) == 2 and json.loads(lines[0])["message"].endswith("\nline2")
+    assert json.loads(lines[1])["kind"] == "summary"
 
 
 # ---- text ---------------------------------------------------------------------------------------
@@ -167,21 +170,23 @@ def test_markdown_escapes_capture_strings() -> None:
     prose = _outside_fences(out)
     assert "<script" not in prose and "<img" not in prose and "<iframe" not in prose
     assert "](javascript" not in prose  # no link can be formed
-    assert "&lt;script&gt;alert\\(1\\)&lt;/script&gt;.pcap" in prose
+    assert "&#60;script&#62;alert(1)&#60;/script&#62;.pcap" in prose
+    assert "\\" not in prose.replace("&#92;", "")  # no backslash escapes a renderer could show literally
     assert "\x1b" not in out
     # the ladder inside a fenced block is literal text, so it may show the payload as-is
     assert "```text" in out
 
 
 def test_markdown_table_cells_cannot_split() -> None:
-    assert md("a|b\nc") == "a\\|b c"
+    assert md("a|b\nc") == "a&#124;b c"
     assert code_span("x `y` z") == "``x `y` z``"
 
 
 def test_markdown_has_summary_table_and_findings() -> None:
     out = render("markdown", rc.rst003_case() + rc.failed_case(), OPTS)
     assert "| capture | format | packets | conversations | errors | warnings | info |" in out
-    assert "### ERROR RST003 stray\\-ack\\-after\\-fin" in out
+    assert "## Incidents" in out and "| 1 | error | RST003 stray-ack-after-fin | `192.0.2.200:8000` | 1 | 1 |" in out
+    assert out.index("## Incidents") < out.index("#### ERROR RST003 stray-ack-after-fin")
     assert "**Wireshark filter:** `tcp.stream eq 0 && frame.number >= 14`" in out
     assert "Cannot read this capture: not a capture file" in out
 
@@ -281,7 +286,10 @@ def test_junit_hostile_strings_stay_character_data() -> None:
 @pytest.fixture(scope="module")
 def sarif_validator() -> jsonschema.Draft4Validator:
     schema = json.loads(SARIF_SCHEMA.read_text(encoding="utf-8"))
-    return jsonschema.Draft4Validator(schema)
+    checker = jsonschema.Draft4Validator.FORMAT_CHECKER
+    # Without a URI checker (rfc3986-validator) "format": "uri" would pass anything.
+    assert {"uri", "date-time"} <= set(checker.checkers)
+    return jsonschema.Draft4Validator(schema, format_checker=checker)
 
 
 @pytest.mark.parametrize("case", sorted(rc.CASES))
@@ -297,13 +305,21 @@ def test_sarif_schema_check_can_fail(sarif_validator: jsonschema.Draft4Validator
     assert list(sarif_validator.iter_errors(doc))
 
 
+def test_sarif_format_checker_rejects_a_relative_help_uri(sarif_validator: jsonschema.Draft4Validator) -> None:
+    doc = json.loads(render("sarif", rc.rst003_case(), OPTS))
+    doc["runs"][0]["tool"]["driver"]["rules"][0]["helpUri"] = "docs/rules/RST003.md"  # what wsadiag once wrote
+    assert any("is not a 'uri'" in e.message for e in sarif_validator.iter_errors(doc))
+
+
 def test_sarif_rules_results_and_levels() -> None:
     doc = json.loads(render("sarif", rc.rst003_case() + rc.warnings_case(), OPTS))
     run = doc["runs"][0]
     rules = run["tool"]["driver"]["rules"]
     assert [r["id"] for r in rules] == ["RST003", "RST008", "UDP001"]
-    assert rules[0]["helpUri"] == "docs/rules/RST003.md"
+    assert "helpUri" not in rules[0]  # a relative helpUri is invalid SARIF; the doc is embedded instead
     assert rules[0]["help"]["markdown"].startswith("## What it detects")
+    web = json.loads(render("sarif", rc.rst003_case(), ReportOptions(rules=rc.RULES, doc_base="https://example.org/rules/")))
+    assert web["runs"][0]["tool"]["driver"]["rules"][0]["helpUri"] == "https://example.org/rules/RST003.md"
     levels = {r["ruleId"]: r["level"] for r in run["results"]}
     assert levels == {"RST003": "error", "UDP001": "error", "RST008": "warning"}
     first = run["results"][0]
@@ -336,8 +352,10 @@ def test_sarif_paths_become_uri_references() -> None:
 
 def test_github_workflow_commands() -> None:
     lines = render("github", rc.rst003_case() + rc.warnings_case(), OPTS).splitlines()
-    assert lines[0].startswith("::error title=RST003 stray-ack-after-fin::samples/rst003-stray-ack.pcap conversation 1")
-    assert "%0Aclient sees 10054 WSAECONNRESET / ECONNRESET%0A" in lines[0]
+    first = next(line for line in lines if line.startswith("::error title=RST003"))
+    assert first.startswith("::error title=RST003 stray-ack-after-fin::samples/rst003-stray-ack.pcap: RST003")
+    assert "%0Afirst: conversation 1 tcp" in first
+    assert "%0Aclient sees 10054 WSAECONNRESET / ECONNRESET%0A" in first
     assert any(line.startswith("::warning title=capture truncated::") for line in lines)
     assert any(line.startswith("::warning title=RST008 reset-after-idle::") for line in lines)
 

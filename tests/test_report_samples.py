@@ -127,7 +127,7 @@ def test_hostile_capture_file_cannot_inject(tmp_path: Path, ruleset) -> None:
 
     md = render("markdown", results, opts)
     prose = re.sub(r"^(`{3,})text\n.*?^\1$", "", md, flags=re.S | re.M)
-    assert "<script" not in prose and "&lt;script&gt;alert\\(1\\)&lt;/script&gt;.pcap" in prose
+    assert "<script" not in prose and "&#60;script&#62;alert(1)&#60;/script&#62;.pcap" in prose
 
     ET.fromstring(render("junit", results, opts))  # well-formed whatever the names
     for fmt in ("text", "github"):

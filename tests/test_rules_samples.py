@@ -29,7 +29,6 @@ SIDECARS = sorted(p for p in SAMPLES.glob("*.yaml") if _capture(p) is not None)
 # Samples whose expected finding needs an observation the flow tracker does not make yet.
 # strict: once the tracker makes it, the test passes and this entry must go.
 TRACKER_GAPS: dict[str, str] = {  # sample -> why the tracker cannot get it right yet (strict xfail)
-    "con001-windows-connect-retry": "a SYN re-sent with the same ISN after a RST still starts a new conversation",
 }
 
 

@@ -23,7 +23,19 @@ from typing import Callable, Final
 
 from analyzer.flows import zeek
 from analyzer.flows.sniff import SNIFF_FIRST_BYTES, sniff, tls_alert
-from analyzer.model import CaptureWarning, Conversation, Endpoint, Event, Mark, Packet, SideStats, Traits, Transport
+from analyzer.flows.streams import WiresharkStreams
+from analyzer.model import (
+    CaptureWarning,
+    Conversation,
+    Endpoint,
+    Event,
+    Mark,
+    Packet,
+    Quoted,
+    SideStats,
+    Traits,
+    Transport,
+)
 from analyzer.protocol import (
     ACK,
     FIN,
@@ -248,6 +260,7 @@ class _Flow:
     __slots__ = (
         "id",
         "stream",
+        "streams",
         "proto",
         "c_addr",
         "c_port",
@@ -311,7 +324,16 @@ class _Flow:
         self.rst_seen = False
         self.syn_seen = self.synack_seen = self.ack_seen = False
         self.id = 0
-        self.stream = 0
+        self.stream = -1  # Wireshark's stream of its first packet (set by in_stream)
+        self.streams: tuple[int, ...] = ()  # every Wireshark stream its packets fell in, when more than one
+
+    def in_stream(self, stream: int) -> None:
+        """Note the Wireshark stream of a packet of this flow (usually the same every time)."""
+        if stream != self.stream:
+            if self.stream < 0:
+                self.stream = stream
+            elif stream not in self.streams:
+                self.streams = (self.streams or (self.stream,)) + (stream,)
 
     def record(self, ev: tuple) -> None:
         """Add a packet's row to the bounded timeline."""
@@ -645,6 +667,7 @@ class FlowTable(Sink):
         self.closing: deque[_Flow] = deque()
         self.next_id = 1
         self.streams = {"tcp": 0, "udp": 0, "icmp": 0}
+        self.ws = WiresharkStreams()  # tcp.stream / udp.stream as Wireshark numbers them
         self.next_sweep: float | None = None  # capture time of the next idle sweep
         self.next_check = float("-inf")  # capture time of the next look at closed conversations
         self.evicted_early = 0
@@ -739,8 +762,9 @@ class FlowTable(Sink):
             flow = _Flow(table, key, rkey, proto, src, sport, dst, dport, inferred, number, ts)
         flow.id = self.next_id
         self.next_id += 1
-        flow.stream = self.streams[proto]
-        self.streams[proto] += 1
+        if proto == "icmp":
+            flow.stream = self.streams[proto]
+            self.streams[proto] += 1
         table[key] = flow
         table[rkey] = flow
         self.alive[flow.id] = flow
@@ -770,8 +794,9 @@ class FlowTable(Sink):
         """
         if ts >= self.next_check:
             self._expire(ts)
-        flow = self._tcp_flow(number, ts, key, sport, dport, flags)
+        flow = self._tcp_flow(number, ts, key, sport, dport, flags, seq)
         is_orig = key == flow.c_key  # a connection to itself has one key for both sides: all "orig", as Zeek
+        flow.in_stream(self.ws.tcp(key, flow.s_key if is_orig else flow.c_key, flags, seq))
         end, peer = (flow.orig, flow.resp) if is_orig else (flow.resp, flow.orig)
         st = end.state  # the sender's state before this segment
         past = (seq + _seq_len(flags, plen)) & _M32  # the sequence number after this segment
@@ -797,14 +822,17 @@ class FlowTable(Sink):
             flow.closed = True
             self.closing.append(flow)
 
-    def _tcp_flow(self, number: int, ts: float, key: bytes, sport: int, dport: int, flags: int) -> _Flow:
+    def _tcp_flow(self, number: int, ts: float, key: bytes, sport: int, dport: int, flags: int, seq: int) -> _Flow:
         """The live conversation a segment belongs to, or a new one."""
         flow = self.tcp_flows.get(key)
         if flow is not None:
             if flow.closed:
-                if ts - flow.last_ts > CLOSE_LINGER or flags & (SYN | ACK) == SYN:
-                    # Closed and lingered, or a SYN on a closed 5-tuple: a new conversation, as in
-                    # Zeek, even when the SYN repeats the old ISN (Windows retries connect() so).
+                if ts - flow.last_ts > CLOSE_LINGER or (
+                    flags & (SYN | ACK) == SYN and not (key == flow.c_key and seq == flow.orig.start)
+                ):
+                    # Closed and lingered, or a new SYN on a closed 5-tuple: a new conversation. A SYN
+                    # repeating the client's ISN is the same connect() retried (Windows retries after
+                    # each RST so): it stays in this conversation, as in Wireshark's stream.
                     self._finish(flow, "")
                     flow = None
             elif ts - flow.last_ts > (ATTEMPT_IDLE if flow.resp.state == zeek.INACTIVE else TCP_IDLE):
@@ -960,6 +988,7 @@ class FlowTable(Sink):
             flip = sport in LIKELY_SERVER_PORTS and dport not in LIKELY_SERVER_PORTS
             flow = self._new_flow(self.udp_flows, key, "udp", number, ts, sport, dport, flip, flip)
         is_orig = key == flow.c_key
+        flow.in_stream(self.ws.udp(key, flow.s_key if is_orig else flow.c_key))
         end = flow.orig if is_orig else flow.resp
         end.state = zeek.ESTABLISHED
         flow.check_history(_H_DATA, "D", is_orig)
@@ -971,6 +1000,7 @@ class FlowTable(Sink):
         q = pkt.quoted
         if q is not None and q.proto in (IPPROTO_TCP, IPPROTO_UDP):
             qkey = endpoint_key(q.src, q.sport, q.dst, q.dport)
+            self._quoted_stream(q, qkey)
             flow = (self.tcp_flows if q.proto == IPPROTO_TCP else self.udp_flows).get(qkey)
             if flow is None and q.proto == IPPROTO_UDP:
                 # The quoted datagram is not in the capture (a capture filter, or a capture that
@@ -994,6 +1024,13 @@ class FlowTable(Sink):
         end = flow.orig if is_orig else flow.resp
         end.state = zeek.ESTABLISHED
         self._account(flow, end, is_orig, pkt.number, pkt.ts, 0, 0, 0, pkt.plen, 0, pkt.ttl, pkt.ip_id, pkt.payload, 0)
+
+    def _quoted_stream(self, q: Quoted, qkey: bytes) -> None:
+        """Wireshark dissects a quoted header too: it may open a stream (see analyzer.flows.streams)."""
+        if q.proto == IPPROTO_UDP:
+            self.ws.udp(qkey, reverse_key(qkey))
+        elif q.seq >= 0:  # Wireshark gets no stream from a TCP header cut before its flags
+            self.ws.tcp_quoted(qkey, reverse_key(qkey))
 
     def _icmp_error(self, flow: _Flow, pkt: Packet, quotes_client: bool) -> None:
         """Attach an ICMP error to the conversation whose packet it quotes."""
@@ -1335,6 +1372,7 @@ def build_conversation(flow: _Flow, why: str, hosts: dict[bytes, dict[int, int]]
     return Conversation(
         id=flow.id,
         stream=flow.stream,
+        streams=flow.streams or (flow.stream,),
         proto=proto,
         client=Endpoint(_addr(flow.c_addr), flow.c_port),
         server=Endpoint(_addr(flow.s_addr), flow.s_port),

@@ -8,27 +8,31 @@ Content-Security-Policy meta tag forbids scripts and remote loads as a second li
 from __future__ import annotations
 
 from functools import lru_cache
-from typing import Any
 
 import jinja2
 
-from analyzer.model import CaptureResult
+from analyzer.model import CaptureResult, Conversation, Finding
 from analyzer.report.common import (
     clean,
     conversation_total,
     conversations_by_id,
     display_path,
-    findings_by_conversation,
     fmt_duration,
     frame_ranges,
     summary_counts,
     summary_line,
 )
+from analyzer.report.evidence_names import evidence_path
+from analyzer.report.incidents import Incident, frame_times, incident_summary, incidents, show_span, show_time
 from analyzer.report.ladder import ladder_rows, svg_ladder, svg_path_ladder
 from analyzer.report.options import ReportOptions
 from analyzer.report.path import path_summary
 
 TEMPLATE = "report.html.j2"
+OPEN_FIRST = 3  # incidents shown expanded when the page opens; the rest are one line each
+MORE_IDS = 50  # conversation ids named for the findings beyond an incident's cards
+MAX_CONVERSATION_ROWS = 500  # rows of a capture's conversation table (with findings) before it is cut
+MAX_CARDS = 150  # finding cards (with ladders) per page: a 300k-packet capture's report stays under 1 MB
 
 
 @lru_cache(maxsize=1)
@@ -47,37 +51,71 @@ def _environment() -> jinja2.Environment:
     return env
 
 
-def _capture_view(result: CaptureResult, index: int, opts: ReportOptions) -> dict:
-    convs = conversations_by_id(result)
-    findings = []
-    for conv_id, group in findings_by_conversation(result).items():
-        conv = convs.get(conv_id)
-        for n, f in enumerate(group):
-            ladder = None
-            if conv is not None and conv.timeline:
-                ladder = svg_ladder(conv, ladder_rows(conv, f, opts.ladder_context, opts.ladder_max_rows))
-            item: dict[str, Any] = {"f": f, "conv": conv, "ladder": ladder, "anchor": f"c{index}-f{conv_id}-{n}"}
-            item.update(path=None, path_ladder=None)
-            if conv is not None and conv.path is not None:  # two captures: both points as lanes
-                item.update(ladder=None, path=path_summary(conv))
-                item["path_ladder"] = svg_path_ladder(conv, f, opts.ladder_context, opts.ladder_max_rows)
-            findings.append(item)
+def _card(f: Finding, conv: Conversation | None, opts: ReportOptions, anchor: str) -> dict:
+    ladder = path = path_ladder = None
+    if conv is not None and conv.path is not None:  # two captures: both points as lanes
+        path = path_summary(conv)
+        path_ladder = svg_path_ladder(conv, f, opts.ladder_context, opts.ladder_max_rows)
+    elif conv is not None and conv.timeline:
+        ladder = svg_ladder(conv, ladder_rows(conv, f, opts.ladder_context, opts.ladder_max_rows))
+    times = [t for t in frame_times(conv, f) if t is not None]
+    return {
+        "f": f,
+        "conv": conv,
+        "ladder": ladder,
+        "path": path,
+        "path_ladder": path_ladder,
+        "anchor": anchor,
+        "started": show_time(conv.start, opts.tz) if conv is not None else "",
+        "evidence_time": show_time(times[0], opts.tz) if times else "",
+        "evidence_file": evidence_path(opts.evidence_dir, f, conv) if opts.evidence_dir and conv is not None else "",
+    }
+
+
+def _incident_view(inc: Incident, convs: dict[int, Conversation], opts: ReportOptions, budget: list[int]) -> dict:
+    """budget: cards the page may still draw (shared by all incidents, most severe first)."""
+    shown = max(0, min(opts.html_cards, budget[0]))
+    budget[0] -= shown
+    cards = [_card(f, convs.get(f.conversation), opts, f"i{inc.id}-f{n}") for n, f in enumerate(inc.findings[:shown])]
+    rest = inc.findings[shown:]
+    return {
+        "inc": inc,
+        "summary": incident_summary(inc, opts.tz),
+        "span": show_span(inc.start, inc.end, opts.tz),
+        "cards": cards,
+        "rest": len(rest),
+        "rest_ids": ", ".join(str(f.conversation) for f in rest[:MORE_IDS]) + (", …" if len(rest) > MORE_IDS else ""),
+    }
+
+
+def _capture_view(result: CaptureResult, index: int, incident_views: list[dict]) -> dict:
     return {
         "r": result,
         "name": display_path(result.path),
-        "findings": findings,
+        "incidents": [v for v in incident_views if v["inc"].capture == index],
         "counts": summary_counts([result]),
         "anchor": f"c{index}",
         "total": conversation_total(result),
+        "conversations": result.conversations[:MAX_CONVERSATION_ROWS],
+        "more_conversations": max(0, len(result.conversations) - MAX_CONVERSATION_ROWS),
     }
 
 
 def render_html(results: list[CaptureResult], opts: ReportOptions) -> str:
-    """`--format html`: summary, every finding with its ladder diagram, conversation tables."""
+    """`--format html`: summary, incident table, each incident collapsible with its first cards."""
     template = _environment().get_template(TEMPLATE)
+    found = [] if opts.conversations_only else incidents(results)
+    # Cards are drawn for the most severe, largest incidents first (incidents() order) until the
+    # page's budget is spent; the rest of each incident is one line of conversation ids.
+    budget = [MAX_CARDS]
+    convs = [conversations_by_id(r) for r in results]
+    views = [_incident_view(inc, convs[inc.capture], opts, budget) for inc in found]
+    captures = [_capture_view(r, i, views) for i, r in enumerate(results)]
     return template.render(
-        captures=[_capture_view(r, i, opts) for i, r in enumerate(results)],
+        captures=captures,
+        incidents=[{"inc": inc, "span": show_span(inc.start, inc.end, opts.tz)} for inc in found],
         counts=summary_counts(results),
         summary=summary_line(results),
         opts=opts,
+        open_first=OPEN_FIRST,
     )

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import json
-from typing import Any
+from collections.abc import Callable
+from typing import IO, Any
 
 from analyzer.model import CaptureResult, Conversation, Finding, SocketErrorSeen
-from analyzer.report.common import conversation_total, conversations_by_id, summary_counts
+from analyzer.report.common import conversation_total, conversations_by_id, escape_undecodable, summary_counts
+from analyzer.report.evidence_names import evidence_path
+from analyzer.report.incidents import frame_times, incident_dict, incidents, iso_utc
 from analyzer.report.options import ReportOptions
 from analyzer.report.path import path_dict
 
@@ -30,6 +33,8 @@ def conversation_dict(conv: Conversation) -> dict[str, Any]:
         "role_inferred": conv.role_inferred,
         "stream": conv.stream,
         "closed_by": conv.closed_by,
+        "start_time": iso_utc(conv.start),  # ISO 8601 UTC, to look up in a server's log
+        "end_time": iso_utc(conv.end),
     } | ({"path": path_dict(conv.path)} if conv.path is not None else {})  # two captures (analyze --peer)
 
 
@@ -48,8 +53,11 @@ def error_dict(err: SocketErrorSeen) -> dict[str, Any]:
     return out
 
 
-def finding_dict(finding: Finding) -> dict[str, Any]:
-    """One finding as the contract writes it (plus falsepositives, alternatives, a TLS alert when on the wire)."""
+def finding_dict(
+    finding: Finding, conv: Conversation | None = None, opts: ReportOptions | None = None
+) -> dict[str, Any]:
+    """One finding as the contract writes it (plus falsepositives, alternatives, absolute times, a TLS
+    alert when one is on the wire, the evidence file)."""
     out: dict[str, Any] = {
         "rule": finding.rule,
         "name": finding.name,
@@ -69,9 +77,13 @@ def finding_dict(finding: Finding) -> dict[str, Any]:
             {"rule": a.rule, "name": a.name, "title": a.title, "message": a.message, "confidence": a.confidence}
             for a in finding.also
         ],
+        # ISO 8601 UTC of each evidence frame, in the order of `frames` (null if the packet was not kept)
+        "frame_times": [None if t is None else iso_utc(t) for t in frame_times(conv, finding)],
     }
     if finding.tls_alert is not None:
         out["tls_alert"] = finding.tls_alert
+    if opts is not None and opts.evidence_dir and conv is not None:
+        out["evidence_file"] = evidence_path(opts.evidence_dir, finding, conv)
     return out
 
 
@@ -88,7 +100,8 @@ def capture_dict(result: CaptureResult, opts: ReportOptions) -> dict[str, Any]:
         "conversation_count": conversation_total(result),
     }
     if not opts.conversations_only:
-        out["findings"] = [finding_dict(f) for f in result.findings]
+        convs = conversations_by_id(result)
+        out["findings"] = [finding_dict(f, convs.get(f.conversation), opts) for f in result.findings]
     if result.error:
         out["error"] = result.error
     return out
@@ -97,12 +110,15 @@ def capture_dict(result: CaptureResult, opts: ReportOptions) -> dict[str, Any]:
 def to_json_document(results: list[CaptureResult], opts: ReportOptions | None = None) -> dict[str, Any]:
     """The whole JSON report as Python data (what `--format json` prints)."""
     opts = opts or ReportOptions()
-    return {
+    doc = {
         "version": JSON_VERSION,
         "tool": {"name": TOOL_NAME, "version": opts.tool_version},
         "captures": [capture_dict(r, opts) for r in results],
         "summary": summary_counts(results),
     }
+    if not opts.conversations_only:
+        doc["incidents"] = [incident_dict(inc, results) for inc in incidents(results)]
+    return doc
 
 
 def render_json(results: list[CaptureResult], opts: ReportOptions) -> str:
@@ -110,37 +126,87 @@ def render_json(results: list[CaptureResult], opts: ReportOptions) -> str:
     return json.dumps(to_json_document(results, opts), indent=2, ensure_ascii=False) + "\n"
 
 
+def _finding_record(path: str, conv: Conversation | None, finding: Finding, opts: ReportOptions) -> str:
+    """One `"kind": "finding"` line: readable alone (capture, endpoints, state)."""
+    record: dict[str, Any] = {"kind": "finding", "capture": path}
+    if conv is not None:
+        record.update(proto=conv.proto, client=str(conv.client), server=str(conv.server), state=conv.state)
+    record.update(finding_dict(finding, conv, opts))
+    return json.dumps(record, ensure_ascii=False)
+
+
+def _closing_records(results: list[CaptureResult], opts: ReportOptions) -> list[str]:
+    """The lines after the findings: unreadable captures, then one `"kind": "summary"` line."""
+    lines = [
+        json.dumps({"kind": "capture-error", "capture": r.path, "error": r.error}, ensure_ascii=False)
+        for r in results
+        if r.error
+    ]
+    summary = {
+        "kind": "summary",
+        **summary_counts(results),
+        "captures": len(results),
+        "conversations": sum(conversation_total(r) for r in results),
+        "incidents": [incident_dict(inc, results) for inc in incidents(results)],
+    }
+    return lines + [json.dumps(summary, ensure_ascii=False)]
+
+
 def render_jsonl(results: list[CaptureResult], opts: ReportOptions) -> str:
     """`--format jsonl`: one self-contained record per line, for log pipelines.
 
     Each finding line carries the capture path and the conversation's endpoints, state and
     proto, so a line can be read alone. A capture that could not be read gives one
-    `"kind": "capture-error"` line, so failures are not silently missing from a log.
-    With conversations_only, one line per conversation instead.
+    `"kind": "capture-error"` line, so failures are not silently missing from a log; the last
+    line is `"kind": "summary"` (counts and incidents). With conversations_only, one line per
+    conversation instead.
     """
     lines: list[str] = []
-    for result in results:
-        if result.error:
-            lines.append(
-                json.dumps({"kind": "capture-error", "capture": result.path, "error": result.error}, ensure_ascii=False)
-            )
-        if opts.conversations_only:
+    if opts.conversations_only:
+        for result in results:
+            if result.error:
+                lines.append(
+                    json.dumps(
+                        {"kind": "capture-error", "capture": result.path, "error": result.error}, ensure_ascii=False
+                    )
+                )
             for conv in result.conversations:
                 lines.append(
                     json.dumps(
                         {"kind": "conversation", "capture": result.path, **conversation_dict(conv)}, ensure_ascii=False
                     )
                 )
-            continue
+        return "".join(one_line(line) + "\n" for line in lines)
+    for result in results:
         convs = conversations_by_id(result)
-        for finding in result.findings:
-            found = convs.get(finding.conversation)
-            record: dict[str, Any] = {"kind": "finding", "capture": result.path}
-            if found is not None:
-                record.update(proto=found.proto, client=str(found.client), server=str(found.server), state=found.state)
-            record.update(finding_dict(finding))
-            lines.append(json.dumps(record, ensure_ascii=False))
+        lines += [_finding_record(result.path, convs.get(f.conversation), f, opts) for f in result.findings]
+    lines += _closing_records(results, opts)
     return "".join(one_line(line) + "\n" for line in lines)
+
+
+class LiveJsonl:
+    """`--format jsonl` while the capture is read: each finding written (and flushed) as its
+    conversation ends, so a log pipeline fed by `tcpdump -U -w - | wsadiag analyze -` sees
+    failures as they happen; the capture errors and the summary line come at the end."""
+
+    def __init__(self, stream: IO[str], opts: ReportOptions | None = None) -> None:
+        self.stream = stream
+        self.opts = opts or ReportOptions()
+
+    def for_capture(self, path: str) -> Callable[[Conversation, list[Finding]], None]:
+        """The pipeline's on_findings callback for one capture."""
+        path = escape_undecodable(path)  # as every other report names it
+
+        def write(conv: Conversation, findings: list[Finding]) -> None:
+            for finding in findings:
+                self.stream.write(one_line(_finding_record(path, conv, finding, self.opts)) + "\n")
+            self.stream.flush()
+
+        return write
+
+    def finish(self, results: list[CaptureResult], opts: ReportOptions) -> str:
+        """What is left to write once every capture has been read."""
+        return "".join(one_line(line) + "\n" for line in _closing_records(results, opts))
 
 
 # Characters that some line readers (Python's str.splitlines, JavaScript) take as line ends;

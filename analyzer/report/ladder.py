@@ -8,6 +8,7 @@ a ten-thousand-packet transfer still draws as a short diagram.
 
 from __future__ import annotations
 
+import textwrap
 from dataclasses import dataclass
 
 from analyzer.icmp import icmp_label
@@ -117,16 +118,22 @@ def ladder_rows(conv: Conversation, finding: Finding | None, context: int = 4, m
     return rows
 
 
+LADDER_COLUMNS = 80  # a text ladder fits a classic terminal: long labels wrap inside the lanes
+_PREFIX = 23  # "-> frame  +time  " before the client lane
+
+
 def ascii_ladder(conv: Conversation, rows: list[LadderRow], clean=str) -> list[str]:
     """The ladder as plain text lines: frame, +time, client lane, arrow, server lane.
 
     `clean` escapes capture-derived text (the payload sniff is part of the label).
-    Culprit rows start with '>>'.
+    Culprit rows start with '>>'. No line is longer than LADDER_COLUMNS (IPv6 endpoints
+    aside): a label too long for the lane continues on the rows below its arrow.
     """
     labels = [clean(r.label) for r in rows]
-    lane = max([len(s) + 8 for s in labels] + [30])
+    widest = LADDER_COLUMNS - _PREFIX - 2
+    lane = min(max([len(s) + 8 for s in labels] + [30]), widest)
     client, server = clean(conv.client), clean(conv.server)
-    head = f"{'':2} {'frame':>7} {'time':>10}  {client:<{lane + 2}}{server}"
+    head = f"{'':2} {'frame':>7} {'time':>10}  {client:<{max(lane + 2 - len(server), len(client) + 1)}}{server}"
     lines = [head]
     for row, label in zip(rows, labels):
         if row.kind == "gap":
@@ -134,13 +141,15 @@ def ascii_ladder(conv: Conversation, rows: list[LadderRow], clean=str) -> list[s
             continue
         ev = row.event
         assert ev is not None
-        body = f" {label} "
+        parts = textwrap.wrap(label, lane - 5) or [""]
+        body = f" {parts[0]} "
         if ev.dir == 0:
             arrow = "|" + body.center(lane - 1, "-") + ">|"
         else:
             arrow = "|<" + body.center(lane - 1, "-") + "|"
         mark = ">>" if row.culprit else "  "
         lines.append(f"{mark} {ev.frame:>7} {'+' + format(row.offset, '.3f') + 's':>10}  {arrow}")
+        lines += [f"{'':2} {'':>7} {'':>10}  |{more:^{lane}}|" for more in parts[1:]]
     return lines
 
 

@@ -17,6 +17,15 @@ class ReportOptions:
     rules: Any = None  # the rule catalogue (iterable or mapping of rule records/dicts) or None
     tool_version: str = __version__
     conversations_only: bool = False  # `wsadiag conversations`: conversation table, no findings
-    doc_base: str = "docs/rules/"  # SARIF helpUri = doc_base + CODE + ".md"; relative to the repo by default
+    doc_base: str = (
+        "docs/rules/"  # SARIF helpUri = doc_base + CODE + ".md", written only when doc_base is an http(s) URL
+    )
+    information_uri: str = ""  # SARIF tool.driver.informationUri (absolute), when the project has a home page
     ladder_context: int = 4  # packets shown either side of the evidence in ladder diagrams
     ladder_max_rows: int = 40  # beyond this a ladder keeps the evidence and elides the rest
+    tz: str = "UTC"  # zone of absolute times in text, Markdown and HTML: "UTC", "local" or an IANA name
+    examples: int = 3  # findings shown in full per incident in text and Markdown; the rest are counted
+    html_cards: int = 10  # finding cards per incident in HTML; the rest are listed in one line
+    markdown_limit: int = 65_000  # characters: under GitHub's 65,536-character comment limit
+    evidence_dir: str = ""  # where --evidence wrote one pcapng per finding ("" none)
+    width: int = 100  # text report line width (the CLI sets the terminal's)

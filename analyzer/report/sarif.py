@@ -17,10 +17,12 @@ from urllib.parse import quote
 from analyzer.model import CaptureResult, Finding
 from analyzer.report.baseline import finding_key, fingerprint
 from analyzer.report.common import conversations_by_id, rule_records
+from analyzer.report.incidents import frame_times, iso_utc
 from analyzer.report.options import ReportOptions
 
 SARIF_SCHEMA = "https://docs.oasis-open.org/sarif/sarif/v2.1.0/errata01/os/schemas/sarif-schema-2.1.0.json"
 SARIF_VERSION = "2.1.0"
+SRCROOT = "%SRCROOT%"  # the uriBaseId code-scanning tools resolve to the repository checkout
 
 # Finding level -> SARIF result.level (SARIF 3.27.10: none, note, warning, error).
 SARIF_LEVELS: dict[str, str] = {"error": "error", "warning": "warning", "info": "note"}
@@ -51,9 +53,10 @@ def _descriptor(rule: dict[str, Any], opts: ReportOptions) -> dict[str, Any]:
         "fullDescription": {"text": rule["description"] or rule["title"] or rule["code"]},
         "defaultConfiguration": {"level": SARIF_LEVELS.get(rule["level"], "warning")},
     }
-    if rule["doc"]:
-        out["help"] = {"text": rule["doc"], "markdown": rule["doc"]}
-    if opts.doc_base:
+    # The rule's documentation travels inside the log (`help`): a dashboard shows it without a link.
+    doc = rule["doc"] or rule["description"] or rule["title"] or rule["code"]
+    out["help"] = {"text": doc, "markdown": doc}
+    if opts.doc_base.startswith(("https://", "http://")):  # helpUri must be absolute (SARIF 3.49.12)
         out["helpUri"] = f"{opts.doc_base}{rule['code']}.md"
     return out
 
@@ -78,8 +81,18 @@ def render_sarif(results: list[CaptureResult], opts: ReportOptions) -> str:
     for a_index, result in enumerate(results):
         uri = artifact_uri(result.path)
         mime = "application/x-pcapng" if result.format.startswith("pcapng") else "application/vnd.tcpdump.pcap"
-        artifacts.append({"location": {"uri": uri}, "mimeType": mime})
-        location = {"physicalLocation": {"artifactLocation": {"uri": uri, "index": a_index}}}
+        artifact_location: dict[str, Any] = {"uri": uri}
+        if not uri.startswith("file:") and uri != "stdin":
+            artifact_location["uriBaseId"] = SRCROOT  # relative to the checkout, as code scanning expects
+        artifacts.append({"location": artifact_location, "mimeType": mime})
+        # A capture has no lines; code-scanning UIs still require a region, so the finding points at
+        # the start of the file and the frames are in the result's properties.
+        location = {
+            "physicalLocation": {
+                "artifactLocation": {**artifact_location, "index": a_index},
+                "region": {"startLine": 1},
+            }
+        }
         if result.error:
             notifications.append(
                 {"level": "error", "message": {"text": f"cannot read capture: {result.error}"}, "locations": [location]}
@@ -118,7 +131,11 @@ def render_sarif(results: list[CaptureResult], opts: ReportOptions) -> str:
                     for e in f.errors
                 ],
             }
+            props["frameTimes"] = [None if t is None else iso_utc(t) for t in frame_times(conv, f)]
+            if f.also:
+                props["alsoConsistentWith"] = [{"rule": a.rule, "name": a.name, "message": a.message} for a in f.also]
             if conv is not None:
+                props["conversationStart"] = iso_utc(conv.start)
                 logical["name"] = f"{conv_name} {conv.proto} {conv.client} -> {conv.server}"
                 props.update(
                     proto=conv.proto,
@@ -130,6 +147,8 @@ def render_sarif(results: list[CaptureResult], opts: ReportOptions) -> str:
             if f.references:
                 props["references"] = list(f.references)
             message = f"{f.message} (frames {', '.join(map(str, f.frames))}; remedy: {f.remedy})"
+            if f.also:
+                message += "\nAlso consistent with: " + "; ".join(f"{a.rule} {a.name}" for a in f.also)
             sarif_results.append(
                 {
                     "ruleId": f.rule,
@@ -148,6 +167,7 @@ def render_sarif(results: list[CaptureResult], opts: ReportOptions) -> str:
                 "name": "wsadiag",
                 "version": opts.tool_version,
                 "semanticVersion": opts.tool_version,
+                **({"informationUri": opts.information_uri} if opts.information_uri else {}),
                 "rules": [_descriptor(rules[c], opts) for c in codes],
             }
         },

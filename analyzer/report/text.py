@@ -6,6 +6,9 @@ reach the terminal as a control sequence; colour is added only around our own te
 
 from __future__ import annotations
 
+import textwrap
+from collections.abc import Collection
+
 from analyzer.model import CaptureResult, Conversation, Finding
 from analyzer.report.common import (
     clean,
@@ -13,12 +16,13 @@ from analyzer.report.common import (
     conversation_total,
     conversations_by_id,
     display_path,
-    findings_by_conversation,
     fmt_duration,
     frame_ranges,
     plural,
     summary_line,
 )
+from analyzer.report.evidence_names import evidence_path
+from analyzer.report.incidents import Incident, frame_times, incident_summary, incidents, show_span, show_time
 from analyzer.report.ladder import ascii_ladder, ladder_rows, path_ladder
 from analyzer.report.options import ReportOptions
 from analyzer.report.path import path_summary
@@ -46,24 +50,60 @@ class _Painter:
         return f"\x1b[{STYLES[style]}m{text}\x1b[0m"
 
 
-def _indent(text: str, prefix: str) -> list[str]:
-    return [prefix + line for line in clean_block(text).splitlines() or [""]]
+def _indent(text: str, prefix: str, width: int = 0) -> list[str]:
+    """Prose indented by `prefix`, each line wrapped to `width` columns (0: no wrapping)."""
+    out: list[str] = []
+    for line in clean_block(text).splitlines() or [""]:
+        if width and len(prefix) + len(line) > width:
+            out += textwrap.wrap(line, width, initial_indent=prefix, subsequent_indent=prefix) or [prefix]
+        else:
+            out.append(prefix + line)
+    return out
 
 
-def _conversation_head(conv: Conversation | None, conv_id: int) -> str:
+def _wrap(lines: list[str], width: int) -> list[str]:
+    """Lines longer than `width` wrapped, continuing 8 columns right of where they start."""
+    out: list[str] = []
+    for line in lines:
+        if not width or len(line) <= width:
+            out.append(line)
+            continue
+        lead = " " * (len(line) - len(line.lstrip(" ")))
+        out += textwrap.wrap(line.lstrip(" "), width, initial_indent=lead, subsequent_indent=lead + " " * 8) or [line]
+    return out
+
+
+def _conversation_head(conv: Conversation | None, conv_id: int, tz: str = "UTC") -> str:
     if conv is None:
         return f"conversation {conv_id}"
     inferred = " (roles inferred)" if conv.role_inferred else ""
     return (
         f"conversation {conv.id} {conv.proto} {clean(conv.client)} -> {clean(conv.server)}{inferred}  "
-        f"state {clean(conv.state)} history {clean(conv.history)}  frames {conv.first_frame}-{conv.last_frame}"
+        f"state {clean(conv.state)} history {clean(conv.history)}  frames {conv.first_frame}-{conv.last_frame}  "
+        f"started {show_time(conv.start, tz)}"
     )
+
+
+def _evidence_times(finding: Finding, conv: Conversation | None, tz: str) -> str:
+    """'frame 14 at 10:02:11.123456, frame 15 at ...' (dated once, in the zone asked for)."""
+    times = frame_times(conv, finding)
+    known = [(n, t) for n, t in zip(finding.frames, times) if t is not None]
+    if not known:
+        return ""
+    first = show_time(known[0][1], tz)
+    rest = [f"{n} at {show_time(t, tz, date=False).rsplit(' ', 1)[0]}" for n, t in known[1:]]
+    return "; ".join([f"{known[0][0]} at {first}", *rest])
 
 
 def _finding_lines(finding: Finding, conv: Conversation | None, opts: ReportOptions, paint: _Painter) -> list[str]:
     level = paint(finding.level, finding.level.upper())
+    width = opts.width
     lines = [f"  {level} {paint('bold', clean(finding.rule))} {clean(finding.name)}: {clean(finding.title)}"]
-    lines += _indent(finding.message, "    ")
+    lines += _indent(finding.message, "    ", width)
+    for alt in finding.also:
+        lines += _indent(
+            f"also consistent with: {alt.rule} {alt.name} ({alt.confidence}) — {alt.message}", "    ", width
+        )
     for err in finding.errors:
         ws = err.winsock or {}
         px = err.posix or {}
@@ -81,14 +121,25 @@ def _finding_lines(finding: Finding, conv: Conversation | None, opts: ReportOpti
         if err.note:
             lines.append(f"      note: {clean(err.note)}")
     lines.append(f"    {paint('bold', 'cause:')}")
-    lines += _indent(finding.cause, "      ")
+    lines += _indent(finding.cause, "      ", width)
     lines.append(f"    {paint('bold', 'remedy:')}")
-    lines += _indent(finding.remedy, "      ")
+    lines += _indent(finding.remedy, "      ", width)
     lines.append(f"    confidence {clean(finding.confidence)}; evidence frames {frame_ranges(finding.frames)}")
+    when = _evidence_times(finding, conv, opts.tz)
+    if when:
+        lines += _indent(f"evidence times: {when}", "    ", width)
     lines.append(f"    wireshark: {clean(finding.wireshark_filter)}")
+    if opts.evidence_dir and conv is not None:
+        lines.append(f"    evidence capture: {clean(evidence_path(opts.evidence_dir, finding, conv))}")
     if finding.references:
         lines.append(f"    see: {'; '.join(clean(r) for r in finding.references)}")
-    if conv is not None and conv.path is None and conv.timeline:  # two captures: one ladder per conversation
+    lines = _wrap(lines, width)  # the ladder below is drawn to fit 80 columns on its own
+    if conv is not None and conv.path is not None:  # two captures: both points as lanes
+        lines += ["    " + clean(line) for line in path_summary(conv)]
+        lines += [
+            "    " + (paint("culprit", ln) if ln.startswith(">>") else ln) for ln in _path_ladder(conv, finding, opts)
+        ]
+    elif conv is not None and conv.timeline:
         rows = ladder_rows(conv, finding, opts.ladder_context, opts.ladder_max_rows)
         for line in ascii_ladder(conv, rows, clean):
             styled = paint("culprit", line) if line.startswith(">>") else line
@@ -100,7 +151,7 @@ def _path_ladder(conv: Conversation, finding: Finding | None, opts: ReportOption
     return path_ladder(conv, finding, opts.ladder_context, opts.ladder_max_rows, clean)
 
 
-def _path_only(result: CaptureResult, groups: dict, opts: ReportOptions, paint: _Painter) -> list[str]:
+def _path_only(result: CaptureResult, groups: Collection[int], opts: ReportOptions, paint: _Painter) -> list[str]:
     """Two captures: conversations without findings whose path shows something (a NAT, a clamp)."""
     out: list[str] = []
     for conv in result.conversations:
@@ -126,30 +177,57 @@ def _capture_head(result: CaptureResult, paint: _Painter) -> list[str]:
     return lines
 
 
+def incident_table(found: list[Incident], opts: ReportOptions, paint: _Painter) -> list[str]:
+    """The report's opening: one line per incident, most severe first."""
+    if not found:
+        return []
+    lines = [paint("bold", f"{plural(len(found), 'incident')}:")]
+    for inc in found:
+        text = clean(incident_summary(inc, opts.tz))
+        lines += _indent(f"#{inc.id} {inc.level.upper()} {text}", "  ", opts.width)
+    return lines + [""]
+
+
+def _incident_details(
+    inc: Incident, result: CaptureResult, convs: dict, opts: ReportOptions, paint: _Painter
+) -> list[str]:
+    """One incident: its first findings in full, the rest counted and named by conversation."""
+    span = show_span(inc.start, inc.end, opts.tz)
+    head = f"incident #{inc.id}: {clean(inc.rule)} {clean(inc.name)} {clean(inc.server)}"
+    head += f"  ({plural(inc.count, 'conversation')}, {span})"
+    out = ["", *(paint("bold", line) for line in _wrap([head], opts.width)), ""]
+    for finding in inc.findings[: opts.examples]:
+        conv = convs.get(finding.conversation)
+        out += [
+            paint("bold", line) for line in _wrap([_conversation_head(conv, finding.conversation, opts.tz)], opts.width)
+        ]
+        out += _finding_lines(finding, conv, opts, paint)
+        out.append("")
+    rest = inc.findings[opts.examples :]
+    if rest:
+        ids = ", ".join(str(f.conversation) for f in rest[:20]) + (", ..." if len(rest) > 20 else "")
+        out += _indent(
+            f"... and {plural(len(rest), 'more conversation')} like these (not shown): {ids}", "  ", opts.width
+        )
+    return out
+
+
 def render_text(results: list[CaptureResult], opts: ReportOptions) -> str:
-    """`--format text`: per capture, findings by conversation; a summary line at the end."""
+    """`--format text`: the incident table, then per capture each incident's first findings in full."""
     if opts.conversations_only:
         return render_conversation_table(results, opts)
     paint = _Painter(opts.color)
-    out: list[str] = []
-    for result in results:
+    found = incidents(results)
+    out: list[str] = incident_table(found, opts, paint)
+    for index, result in enumerate(results):
         out += _capture_head(result, paint)
         convs = conversations_by_id(result)
-        groups = findings_by_conversation(result)
-        if not result.error and not groups:
+        if not result.error and not result.findings:
             out.append("  no findings")
-        for conv_id, findings in groups.items():
-            conv = convs.get(conv_id)
-            out.append("")
-            out.append(paint("bold", _conversation_head(conv, conv_id)))
-            for finding in findings:
-                out += _finding_lines(finding, conv, opts, paint)
-            if conv is not None and conv.path is not None:  # two captures: both points as lanes
-                out += ["  " + clean(line) for line in path_summary(conv)]
-                out += [
-                    "  " + (paint("culprit", ln) if ln.startswith(">>") else ln)
-                    for ln in _path_ladder(conv, findings[0], opts)
-                ]
+        for inc in found:
+            if inc.capture == index:
+                out += _incident_details(inc, result, convs, opts, paint)
+        groups = {f.conversation for f in result.findings}
         out += _path_only(result, groups, opts, paint)
         out.append("")
     out.append(summary_line(results))

@@ -21,7 +21,7 @@ import dataclasses
 import ipaddress
 import re
 from bisect import bisect_right
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Final, Literal
 
@@ -508,18 +508,43 @@ def _addr(packed: bytes) -> str:
         return ""
 
 
+def frame_set(frames: Iterable[int]) -> str:
+    """Frame numbers as a display-filter set: (6, 14, 15, 16, 17) -> '{6, 14..17}'.
+
+    Commas, not spaces: tshark 4.0 rejects `{6 9}` ("9" was unexpected) and later versions
+    deprecate whitespace separators; `{6, 14..17}` works in both.
+    """
+    numbers = sorted(set(frames))
+    parts: list[str] = []
+    i = 0
+    while i < len(numbers):
+        j = i
+        while j + 1 < len(numbers) and numbers[j + 1] == numbers[j] + 1:
+            j += 1
+        parts.append(str(numbers[i]) if i == j else f"{numbers[i]}..{numbers[j]}")
+        i = j + 1
+    return "{" + ", ".join(parts) + "}"
+
+
 def default_filter(conv: Conversation, chain_events: Sequence[Event]) -> str:
-    """A Wireshark display filter showing the evidence: the stream from the first evidence frame."""
-    first = min(e.frame for e in chain_events)
+    """A Wireshark display filter that selects exactly the evidence frames, within their stream.
+
+    The stream numbers are Wireshark's own (analyzer.flows.streams); the frame set alone would
+    select the evidence, the stream names where it lives for "Follow TCP Stream".
+    """
+    frames = frame_set(e.frame for e in chain_events)
     if conv.proto in ("tcp", "udp") and not any(e.icmp is not None for e in chain_events):
-        return f"{conv.proto}.stream eq {conv.stream} && frame.number >= {first}"
-    # ICMP errors are not part of Wireshark's streams; an address/port filter catches the
-    # quoted headers inside them too (fields match anywhere in the packet).
+        streams = conv.streams or (conv.stream,)
+        if len(streams) == 1:
+            return f"{conv.proto}.stream eq {streams[0]} && frame.number in {frames}"
+        return f"{conv.proto}.stream in {{{', '.join(map(str, streams))}}} && frame.number in {frames}"
+    # An ICMP error carries the quoted conversation's addresses and ports inside it (fields match
+    # anywhere in the packet), so an address/port filter names the evidence with the ICMP error.
     ip = "ipv6.addr" if ":" in conv.client.addr else "ip.addr"
     parts = [f"{ip} == {conv.client.addr}", f"{ip} == {conv.server.addr}"]
     if conv.proto in ("tcp", "udp"):
         parts += [f"{conv.proto}.port == {conv.client.port}", f"{conv.proto}.port == {conv.server.port}"]
-    parts.append(f"frame.number >= {first}")
+    parts.append(f"frame.number in {frames}")
     return " && ".join(parts)
 
 

@@ -1,0 +1,90 @@
+"""Wireshark's tcp.stream and udp.stream numbers, computed packet by packet as Wireshark does.
+
+A display filter such as `tcp.stream eq 7` only opens the right packets if 7 is the index
+Wireshark itself gives. Wireshark (epan/dissectors/packet-tcp.c, packet-udp.c, read for the
+rules, none of the code) numbers its conversations, not ours:
+
+- A conversation is found by its two address/port pairs, either way round. The first packet of
+  a pair never seen before opens a conversation and takes the next index (0, 1, 2, ...), one
+  counter per protocol.
+- TCP remembers a base sequence number per direction: the first SYN's sequence number, or the
+  first segment's sequence number minus one when the segment is not a SYN.
+- A pure SYN (SYN without ACK) whose sequence number differs from its direction's base opens a
+  new conversation on the same pair (Wireshark's "TCP port numbers reused"). A SYN that repeats
+  the base sequence number, as a connect() retried after a RST does, stays in the same stream.
+  A SYN/ACK never opens one.
+- UDP pairs never split: one udp.stream per pair for the whole capture.
+- A TCP or UDP header quoted inside an ICMP error is dissected too: it finds (or opens) the
+  conversation of its pair, but sets no base sequence number.
+
+Wireshark keeps every conversation of a capture in memory; so does this table (one small entry
+per address/port pair), which is what exact numbering costs.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+from analyzer.protocol import ACK, SYN
+
+_M32: Final = 0xFFFFFFFF
+_UNSET: Final = -1
+
+
+class _Pair:
+    """One address/port pair's current Wireshark conversation."""
+
+    __slots__ = ("key", "stream", "base")
+
+    def __init__(self, key: bytes, stream: int) -> None:
+        self.key = key  # the endpoint key of the packet that opened it: base[0] is that direction
+        self.stream = stream
+        self.base = [_UNSET, _UNSET]  # base sequence number per direction
+
+
+class WiresharkStreams:
+    """Gives each TCP segment and UDP datagram the stream index Wireshark would show."""
+
+    def __init__(self) -> None:
+        self.tcp_pairs: dict[bytes, _Pair] = {}
+        self.udp_pairs: dict[bytes, _Pair] = {}
+        self.tcp_count = 0
+        self.udp_count = 0
+
+    def _open_tcp(self, key: bytes, rkey: bytes) -> _Pair:
+        pair = _Pair(key, self.tcp_count)
+        self.tcp_count += 1
+        self.tcp_pairs[key] = pair
+        self.tcp_pairs[rkey] = pair
+        return pair
+
+    def tcp(self, key: bytes, rkey: bytes, flags: int, seq: int) -> int:
+        """The tcp.stream of a segment whose endpoint key is `key` (rkey: the other direction's)."""
+        pair = self.tcp_pairs.get(key)
+        if pair is None:
+            pair = self._open_tcp(key, rkey)
+        side = 0 if key == pair.key else 1
+        base = pair.base[side]
+        if flags & (SYN | ACK) == SYN and base != _UNSET and seq != base:
+            pair = self._open_tcp(key, rkey)
+            side, base = 0, _UNSET
+        if base == _UNSET:
+            pair.base[side] = seq if flags & SYN else (seq - 1) & _M32
+        return pair.stream
+
+    def tcp_quoted(self, key: bytes, rkey: bytes) -> int:
+        """The tcp.stream of a TCP header quoted in an ICMP error (opens one if the pair is new)."""
+        pair = self.tcp_pairs.get(key)
+        if pair is None:
+            pair = self._open_tcp(key, rkey)
+        return pair.stream
+
+    def udp(self, key: bytes, rkey: bytes) -> int:
+        """The udp.stream of a datagram (or of a UDP header quoted in an ICMP error)."""
+        pair = self.udp_pairs.get(key)
+        if pair is None:
+            pair = _Pair(key, self.udp_count)
+            self.udp_count += 1
+            self.udp_pairs[key] = pair
+            self.udp_pairs[rkey] = pair
+        return pair.stream
