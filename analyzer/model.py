@@ -272,3 +272,4 @@ class CaptureResult:
     findings: list[Finding] = field(default_factory=list)
     error: str | None = None  # set when the capture could not be read at all
     conversation_count: int = 0  # all conversations seen; `conversations` may hold only those with findings
+    encapsulations: list[str] = field(default_factory=list)  # outer layers unwrapped: GRE, ERSPAN II, Geneve ...

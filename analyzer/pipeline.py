@@ -160,6 +160,7 @@ def _analyze(
         result.packets = cap.frames
         result.linktypes = [linktype_name(lt) for lt in cap.linktypes]
         result.warnings[:0] = list(cap.warnings)
+    result.encapsulations = decoder.encapsulations()
     result.warnings.extend(decoder.warnings())
     result.warnings.extend(table.warnings())
     for code, seen in sorted(per_rule.items()):

@@ -85,6 +85,8 @@ def capture_dict(result: CaptureResult, opts: ReportOptions) -> dict[str, Any]:
     }
     if not opts.conversations_only:
         out["findings"] = [finding_dict(f) for f in result.findings]
+    if result.encapsulations:  # only when there were any: older documents stay as they were
+        out["encapsulations"] = list(result.encapsulations)
     if result.error:
         out["error"] = result.error
     return out
