@@ -31,37 +31,100 @@ MACS = Ether(src="02:00:00:00:00:0a", dst="02:00:00:00:00:0b")
 CASES = {
     # name: (linktype, frame bytes, expected encapsulation, dpkt decodes it)
     "gre-plain": (1, OUTER / GRE() / INNER, "GRE", True),
-    "gre-key-seq-checksum": (1, OUTER / GRE(key_present=1, key=42, seqnum_present=1, sequence_number=7,
-                                             chksum_present=1) / INNER, "GRE", True),
+    "gre-key-seq-checksum": (
+        1,
+        OUTER / GRE(key_present=1, key=42, seqnum_present=1, sequence_number=7, chksum_present=1) / INNER,
+        "GRE",
+        True,
+    ),
     "gre-ipv6-inner": (1, OUTER / GRE(proto=0x86DD) / INNER6, "GRE", True),
     "gre-ethernet": (1, OUTER / GRE(proto=0x6558) / MACS / INNER, "GRE (Ethernet)", True),
     "erspan-i": (1, OUTER / GRE(proto=0x88BE) / ERSPAN_I() / MACS / INNER, "ERSPAN I", True),
-    "erspan-ii": (1, OUTER / GRE(proto=0x88BE, seqnum_present=1, sequence_number=3) / ERSPAN_II(session_id=5)
-                  / MACS / INNER, "ERSPAN II", True),
-    "erspan-ii-vlan": (1, OUTER / GRE(proto=0x88BE, seqnum_present=1) / ERSPAN_II(vlan=10)
-                       / MACS / Dot1Q(vlan=10) / INNER, "ERSPAN II", True),
-    "erspan-iii": (1, OUTER / GRE(proto=0x22EB, seqnum_present=1) / ERSPAN_III(session_id=9) / MACS / INNER,
-                   "ERSPAN III", True),
-    "erspan-iii-subheader": (1, OUTER / GRE(proto=0x22EB, seqnum_present=1) / ERSPAN_III(o=1)
-                             / ERSPAN_PlatformSpecific(platf_id=3) / MACS / INNER6, "ERSPAN III", True),
-    "geneve-ethernet": (1, OUTER / UDP(sport=50000, dport=6081) / GENEVE(vni=7, proto=0x6558) / MACS / INNER,
-                        "Geneve", False),
-    "geneve-options-ip": (1, OUTER / UDP(sport=50000, dport=6081)
-                          / GENEVE(proto=0x0800, optionlen=2, options=b"\x01\x02\x03\x01" + b"\x00" * 4) / INNER,
-                          "Geneve", False),
-    "radiotap-qos-data": (127, RadioTap() / Dot11(type=2, subtype=8, FCfield=1, addr1="02:00:00:00:00:01",
-                                                  addr2="02:00:00:00:00:02", addr3="02:00:00:00:00:03")
-                          / Dot11QoS() / LLC() / SNAP(code=0x0800) / INNER, "", True),
-    "dot11-plain-data": (105, Dot11(type=2, subtype=0, FCfield=2) / LLC() / SNAP(code=0x86DD) / INNER6,
-                         "", True),
-    "dot11-four-address": (105, Dot11(type=2, subtype=0, FCfield=3, addr4="02:00:00:00:00:04")
-                           / LLC() / SNAP(code=0x0800) / INNER, "", False),
-    "ethernet-llc-snap": (1, Ether(dst="02:00:00:00:00:02", src="02:00:00:00:00:01", type=len(LLC() / SNAP()
-                                                                                          / INNER))
-                          / LLC() / SNAP(code=0x0800) / INNER, "", True),
+    "erspan-ii": (
+        1,
+        OUTER / GRE(proto=0x88BE, seqnum_present=1, sequence_number=3) / ERSPAN_II(session_id=5) / MACS / INNER,
+        "ERSPAN II",
+        True,
+    ),
+    "erspan-ii-vlan": (
+        1,
+        OUTER / GRE(proto=0x88BE, seqnum_present=1) / ERSPAN_II(vlan=10) / MACS / Dot1Q(vlan=10) / INNER,
+        "ERSPAN II",
+        True,
+    ),
+    "erspan-iii": (
+        1,
+        OUTER / GRE(proto=0x22EB, seqnum_present=1) / ERSPAN_III(session_id=9) / MACS / INNER,
+        "ERSPAN III",
+        True,
+    ),
+    "erspan-iii-subheader": (
+        1,
+        OUTER
+        / GRE(proto=0x22EB, seqnum_present=1)
+        / ERSPAN_III(o=1)
+        / ERSPAN_PlatformSpecific(platf_id=3)
+        / MACS
+        / INNER6,
+        "ERSPAN III",
+        True,
+    ),
+    "geneve-ethernet": (
+        1,
+        OUTER / UDP(sport=50000, dport=6081) / GENEVE(vni=7, proto=0x6558) / MACS / INNER,
+        "Geneve",
+        False,
+    ),
+    "geneve-options-ip": (
+        1,
+        OUTER
+        / UDP(sport=50000, dport=6081)
+        / GENEVE(proto=0x0800, optionlen=2, options=b"\x01\x02\x03\x01" + b"\x00" * 4)
+        / INNER,
+        "Geneve",
+        False,
+    ),
+    "radiotap-qos-data": (
+        127,
+        RadioTap()
+        / Dot11(
+            type=2,
+            subtype=8,
+            FCfield=1,
+            addr1="02:00:00:00:00:01",
+            addr2="02:00:00:00:00:02",
+            addr3="02:00:00:00:00:03",
+        )
+        / Dot11QoS()
+        / LLC()
+        / SNAP(code=0x0800)
+        / INNER,
+        "",
+        True,
+    ),
+    "dot11-plain-data": (105, Dot11(type=2, subtype=0, FCfield=2) / LLC() / SNAP(code=0x86DD) / INNER6, "", True),
+    "dot11-four-address": (
+        105,
+        Dot11(type=2, subtype=0, FCfield=3, addr4="02:00:00:00:00:04") / LLC() / SNAP(code=0x0800) / INNER,
+        "",
+        False,
+    ),
+    "ethernet-llc-snap": (
+        1,
+        Ether(dst="02:00:00:00:00:02", src="02:00:00:00:00:01", type=len(LLC() / SNAP() / INNER))
+        / LLC()
+        / SNAP(code=0x0800)
+        / INNER,
+        "",
+        True,
+    ),
     "mpls-over-ppp": (9, PPP(proto=0x0281) / MPLS(label=16, s=1, ttl=64) / INNER, "", True),
-    "mpls-over-ppp-hdlc": (50, HDLC() / PPP(proto=0x0281) / MPLS(label=17, s=0) / MPLS(label=18, s=1) / INNER,
-                           "", True),
+    "mpls-over-ppp-hdlc": (
+        50,
+        HDLC() / PPP(proto=0x0281) / MPLS(label=17, s=0) / MPLS(label=18, s=1) / INNER,
+        "",
+        True,
+    ),
 }
 
 
@@ -115,8 +178,9 @@ def test_pptp_gre_is_an_unsupported_protocol_warning() -> None:
 
 @pytest.mark.parametrize("cut", [36, 40, 50, 60])
 def test_truncated_mirrored_frames_are_counted_never_raise(cut: int) -> None:
-    data = bytes(OUTER / GRE(proto=0x22EB, seqnum_present=1) / ERSPAN_III(o=1) / ERSPAN_PlatformSpecific()
-                 / MACS / INNER)[:cut]
+    data = bytes(
+        OUTER / GRE(proto=0x22EB, seqnum_present=1) / ERSPAN_III(o=1) / ERSPAN_PlatformSpecific() / MACS / INNER
+    )[:cut]
     dec = Decoder()
     assert dec.decode(Frame(1, 1.0, len(data), len(data) + 100, 1, data)) is None
     assert "decode-error" not in dec.counts()
