@@ -156,6 +156,7 @@ def _analyze(
                 CaptureWarning("interrupted", f"interrupted after {cap.frames} frames; the report covers those")
             )
         table.flush()
+        result.format = cap.format  # an ETL walk names its provider once it has read the file
         result.conversation_count += table.skipped
         result.packets = cap.frames
         result.linktypes = [linktype_name(lt) for lt in cap.linktypes]
