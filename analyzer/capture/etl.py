@@ -22,7 +22,9 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Iterator
 
 from analyzer.capture import etwfacts as W
-from analyzer.model import Frame
+from analyzer.model import Frame, WindowsDrop
+
+Drop = WindowsDrop  # what Capture.drops holds
 
 if TYPE_CHECKING:
     from analyzer.capture.reader import Capture
@@ -32,25 +34,6 @@ _U32 = struct.Struct("<I").unpack_from
 _Q = struct.Struct("<q").unpack_from
 _PKT = struct.Struct(W.PKTMON_PACKET_HEAD).unpack_from
 _TAIL = struct.Struct(W.LOG_TAIL_FIELDS).unpack_from
-
-
-@dataclass(frozen=True, slots=True)
-class Drop:
-    """Windows' own account of a packet it dropped (pktmon event 170)."""
-
-    frame: int  # the frame of the dropped packet
-    reason: int  # PKTMON_DROP_REASON number
-    reason_name: str  # INET_EndpointNotFound, or the number when the name is unknown
-    location: int  # drop location code (component-specific)
-    component: str  # "TCP/IPv4 - L3/L4 (tcpip.sys)", or "component 66" when not described
-    component_kind: str  # "tcpip", "filter", "miniport" ... (etwfacts.COMPONENT_KINDS), "" unknown
-    driver: str  # "tcpip.sys", lower case; "" unknown
-    direction: str  # "in", "out" or ""
-
-    @property
-    def by_filter(self) -> bool:
-        """The drop was a filter's decision (Windows Firewall / WFP, IPsec), not the stack's."""
-        return self.reason in W.FILTER_REASONS or self.driver in W.FILTERING_DRIVERS
 
 
 @dataclass(frozen=True, slots=True)
@@ -413,7 +396,7 @@ def _drop(frame: int, d: _Record, state: _State) -> Drop:
     reason, loc = d.drop or (0, 0)
     ctype, driver, desc = (state.components or {}).get(d.component, (0, "", ""))
     name = f"{desc} ({driver})" if desc and driver else desc or driver or f"component {d.component}"
-    return Drop(
+    return WindowsDrop(
         frame,
         reason,
         W.drop_reason_name(reason),
@@ -422,4 +405,5 @@ def _drop(frame: int, d: _Record, state: _State) -> Drop:
         W.COMPONENT_KINDS.get(ctype, ""),
         driver.lower(),
         d.direction,
+        reason in W.FILTER_REASONS or driver.lower() in W.FILTERING_DRIVERS,
     )

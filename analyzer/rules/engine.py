@@ -35,6 +35,7 @@ from analyzer.rules.tables import (
     PAYLOAD_KINDS,
     idle_timeout_hint,
 )
+from analyzer.windrops import drop_sentence
 
 # Message placeholders: name -> meaning (documented by vocabulary_markdown()).
 PLACEHOLDERS: dict[str, str] = {
@@ -56,6 +57,7 @@ PLACEHOLDERS: dict[str, str] = {
     "icmp": "the ICMP error in the evidence (`port-unreachable`), empty if none",
     "icmp_from": "the address that sent that ICMP error",
     "duration": "the conversation's duration",
+    "windows_drop": "Windows' own reason for dropping a packet of the evidence (pktmon ETL input), a sentence or empty",
 }
 # `winsock: from-icmp`: the error Windows reports for the ICMP error in the evidence, looked up
 # in the socket-error catalogue's ICMP table rather than repeated in rule files.
@@ -137,6 +139,7 @@ _VALUES: dict[str, Callable[[_Evidence], str]] = {
     "icmp": lambda x: _icmp_name(x.icmp) if x.icmp else "",
     "icmp_from": lambda x: _addr(x.icmp.icmp_src) if x.icmp else "",
     "duration": lambda x: seconds(x.conv.duration),
+    "windows_drop": lambda x: drop_sentence(x.conv, x.events),
 }
 _STEP_VALUES: dict[str, Callable[[Conversation, Event], str]] = {
     "frame": lambda c, e: str(e.frame),
