@@ -6,13 +6,16 @@ import io
 import struct
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from scapy.layers.dot11 import Dot11
 from scapy.layers.inet import IP, TCP
 from scapy.layers.l2 import LLC, SNAP, Ether
 
+from analyzer.capture import WARNING_CODES, open_capture
 from analyzer.capture import etwfacts as W
-from analyzer.capture import open_capture
 from analyzer.decode import Decoder
+from analyzer.errors import CaptureError
 from scripts.samples_lib.etlwrite import EtlWriter
 from tests.corpus import corpus_file
 
@@ -243,8 +246,6 @@ def test_etl_from_a_pipe() -> None:
 
 @pytest.mark.parametrize("cut", [0, 10, 72, 79])
 def test_tiny_etl_heads_are_a_clear_error_or_empty(cut: int) -> None:
-    from analyzer.errors import CaptureError
-
     data = pktmon_refusal()[:cut]
     try:
         _, frames = frames_of(data)
@@ -252,3 +253,32 @@ def test_tiny_etl_heads_are_a_clear_error_or_empty(cut: int) -> None:
         assert "\n" not in str(exc)
     else:
         assert frames == []
+
+
+# -- property: damaged ETL files never raise, and give only packets the intact file holds ---------------
+
+INTACT = {True: pktmon_refusal(compress=True), False: pktmon_refusal(compress=False)}
+INTACT_FRAMES = {f.data for f in frames_of(INTACT[False])[1]}
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    compress=st.booleans(),
+    flips=st.lists(st.tuples(st.integers(0, 10_000), st.integers(0, 255)), max_size=6),
+    cut=st.integers(0, 10_000),
+)
+def test_damaged_etl_never_raises_and_keeps_only_real_packets(compress: bool, flips, cut: int) -> None:
+    data = bytearray(INTACT[compress])
+    for pos, value in flips:
+        if 72 <= pos < len(data):  # the first buffer header stays: the file must still look like ETL
+            data[pos] = value
+    data = data[: max(cut, 200)]
+    try:
+        cap, frames = frames_of(bytes(data))
+    except CaptureError as exc:
+        assert "\n" not in str(exc)
+        return
+    assert {w.code for w in cap.warnings} <= set(WARNING_CODES) | {"unsupported-event"}
+    if not flips:
+        assert all(f.data in INTACT_FRAMES for f in frames)
+    assert len(frames) <= 6 * 3  # never more packets than events in the file
