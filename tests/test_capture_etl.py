@@ -107,6 +107,19 @@ def test_drop_events_say_why_and_where_windows_dropped_the_packet() -> None:
     assert cap.drops[6].reason_name == "4242"  # an unknown reason falls back to its number
 
 
+def test_component_addresses_name_the_component_of_a_drop() -> None:
+    w = EtlWriter(T0)
+    w.pktmon_component(3, W.MINIPORT, "netvsc.sys", "Microsoft Hyper-V Network Adapter #3")
+    w.pktmon_mac(3, "02:00:5e:10:00:50")
+    w.pktmon_ipv4(3, "192.0.2.20")
+    w.pktmon_drop(T0, syn(42000), group=1, component=3, reason=23, appearance=1)
+    cap, _ = frames_of(w.to_bytes())
+    d = cap.drops[1]
+    assert d.component.startswith("Microsoft Hyper-V Network Adapter #3 (netvsc.sys, ")
+    assert "02:00:5e:10:00:50" in d.component and "192.0.2.20" in d.component
+    assert d.component_kind == "miniport" and d.reason_name == "MTUMismatch"
+
+
 def test_a_drop_at_the_firewall_filter_names_the_filter() -> None:
     w = EtlWriter(T0)
     w.pktmon_component(14, 3, "wfplwfs.sys", "WFP Native MAC Layer LightWeight Filter")

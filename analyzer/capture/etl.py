@@ -62,6 +62,7 @@ class _State:
     pktmon: bool = False
     netsh: bool = False
     components: dict[int, tuple[int, str, str]] | None = None  # id -> (type, driver, description)
+    addresses: dict[int, list[str]] | None = None  # id -> its IPv4, IPv6 and MAC addresses
     fragments: dict[tuple[int, int], list[bytes]] | None = None  # (processor, LowerIfIndex) -> fragments so far
     wifi_meta: tuple[int, ...] | None = None  # the last 1002 metadata, for the next packet
     skipped: int = 0  # packet events of kinds that carry no frame
@@ -87,7 +88,7 @@ def walk_etl(cap: Capture, head: bytes, appearances: str) -> Iterator[Frame]:
     n = 0
     try:
         data = _read_all(cap, head)
-        state = _State(components={}, fragments={})
+        state = _State(components={}, fragments={}, addresses={})
         records: list[_Record] = []
         for cpu_payload in _buffers(cap, data):
             _events(cap, cpu_payload, state, records)
@@ -249,6 +250,12 @@ def _pktmon(body: bytes, q: int, size: int, state: _State, out: list[_Record]) -
         assert state.components is not None
         state.components[cid] = (ctype, names[0], names[1] if len(names) > 1 else "")
         return
+    if eid in W.PKTMON_ADDRESS_EVENTS and len(ud) >= 8:
+        address = _component_address(eid, ud)
+        if address:
+            assert state.addresses is not None
+            state.addresses.setdefault(_U16(ud, 0)[0], []).append(address)
+        return
     if eid not in (W.PKTMON_PACKET, W.PKTMON_DROP) or len(ud) < W.PKTMON_PACKET_HEAD_LEN:
         return
     group, _num, appearance, dirtag, ptype, comp, _edge, _filt, reason, loc, orig, logged = _PKT(ud)
@@ -271,6 +278,21 @@ def _pktmon(body: bytes, q: int, size: int, state: _State, out: list[_Record]) -
             (reason, loc) if eid == W.PKTMON_DROP else None,
         )
     )
+
+
+def _component_address(eid: int, ud: bytes) -> str:
+    """The address a component event (65 IPv4, 66 IPv6, 70 MAC) gives, as text; "" if malformed."""
+    import ipaddress
+
+    if eid == W.PKTMON_IPV4_ADDRESS and len(ud) >= 8:
+        return str(ipaddress.IPv4Address(ud[4:8]))
+    if eid == W.PKTMON_IPV6_ADDRESS and len(ud) >= 20:
+        return str(ipaddress.IPv6Address(ud[4:20]))
+    if eid == W.PKTMON_MAC_ADDRESS and len(ud) >= 8:
+        n = _U32(ud, 4)[0]
+        mac = ud[8 : 8 + n]
+        return ":".join(f"{b:02x}" for b in mac) if len(mac) == n == 6 else ""
+    return ""
 
 
 def _ndiscap(body: bytes, q: int, size: int, state: _State, out: list[_Record], cpu: int) -> None:
@@ -395,7 +417,8 @@ def _drop(frame: int, d: _Record, state: _State) -> Drop:
     """The Drop for frame `frame`, from the drop event's record `d` (its component is where it ended)."""
     reason, loc = d.drop or (0, 0)
     ctype, driver, desc = (state.components or {}).get(d.component, (0, "", ""))
-    name = f"{desc} ({driver})" if desc and driver else desc or driver or f"component {d.component}"
+    where = ", ".join([driver] * bool(driver) + (state.addresses or {}).get(d.component, []))
+    name = f"{desc} ({where})" if desc and where else desc or where or f"component {d.component}"
     return WindowsDrop(
         frame,
         reason,

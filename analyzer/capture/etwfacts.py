@@ -72,7 +72,10 @@ PKTMON_PROVIDER: Final = bytes.fromhex("d9804f4dbdc8734dbb5b19c90402c5ac")  # th
 PKTMON_PACKET: Final = 160  # a packet seen by a component
 PKTMON_DROP: Final = 170  # a packet dropped by a component, with reason and location
 PKTMON_COMPONENT: Final = 20  # u16 id, u16 type, driver name and description (UTF-16, NUL-terminated)
-PKTMON_ADDRESS_EVENTS: Final = frozenset({65, 66, 70})  # u16 component, u16 property, IPv4 / IPv6 / MAC
+PKTMON_IPV4_ADDRESS: Final = 65  # u16 component, u16 property, 4 bytes
+PKTMON_IPV6_ADDRESS: Final = 66  # u16 component, u16 property, 16 bytes
+PKTMON_MAC_ADDRESS: Final = 70  # u16 component, u16 property, u32 length, the address
+PKTMON_ADDRESS_EVENTS: Final = frozenset({PKTMON_IPV4_ADDRESS, PKTMON_IPV6_ADDRESS, PKTMON_MAC_ADDRESS})
 # Event 160/170 user data: group id, packet number, appearance, direction tag, packet type,
 # component, edge, filter, drop reason, drop location, original size, logged size; then the bytes.
 PKTMON_PACKET_HEAD: Final = "<QHHHHHHHIIHH"

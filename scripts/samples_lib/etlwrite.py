@@ -87,6 +87,19 @@ class EtlWriter:
             struct.pack("<HH", cid, ctype) + _utf16z(driver) + _utf16z(description),
         )
 
+    def pktmon_mac(self, cid: int, mac: str) -> None:
+        """A component's MAC address (event 70)."""
+        raw = bytes.fromhex(mac.replace(":", ""))
+        body = struct.pack("<HHI", cid, 6, len(raw)) + raw
+        self.event(self.start, W.PKTMON_PROVIDER, W.PKTMON_MAC_ADDRESS, body)
+
+    def pktmon_ipv4(self, cid: int, address: str) -> None:
+        """A component's IPv4 address (event 65)."""
+        import ipaddress
+
+        body = struct.pack("<HH", cid, 13) + ipaddress.IPv4Address(address).packed
+        self.event(self.start, W.PKTMON_PROVIDER, W.PKTMON_IPV4_ADDRESS, body)
+
     def pktmon_packet(
         self,
         t: float,
