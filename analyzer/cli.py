@@ -33,6 +33,7 @@ CAPTURE_SUFFIXES = (
     ".pcapng",
     ".cap",
     ".dmp",
+    ".etl",  # Windows pktmon / netsh trace
     ".pcap.gz",
     ".pcapng.gz",
     ".pcap.bz2",
@@ -59,7 +60,7 @@ def _capture_options() -> _Parser:
         "captures",
         nargs="+",
         metavar="CAPTURE",
-        help="pcap/pcapng files (plain or gzip/bz2/xz), directories of them, globs, or - for standard input",
+        help="pcap/pcapng/ETL files (plain or gzip/bz2/xz), directories of them, globs, or - for standard input",
     )
     p.add_argument("-o", "--output", metavar="FILE", help="write the report to FILE instead of standard output")
     p.add_argument("--filter", metavar="EXPR", help="only conversations matching, e.g. 'host 192.0.2.1 and port 443'")
@@ -350,7 +351,7 @@ def expand_captures(items: Sequence[str]) -> list[str]:
             if not found:
                 raise UsageError(
                     f"{item}: no capture files in this directory",
-                    hint="captures end in .pcap, .pcapng or .cap, optionally .gz/.bz2/.xz",
+                    hint="captures end in .pcap, .pcapng, .cap or .etl, optionally .gz/.bz2/.xz",
                 )
             out.extend(found)
         elif not os.path.exists(item) and glob.has_magic(item):

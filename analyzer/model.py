@@ -213,6 +213,36 @@ class Event(NamedTuple):
     icmp_src: bytes = b""  # who sent the ICMP error (packed address)
 
 
+class DroppedEvent(Event):
+    """An Event of a packet Windows logged as dropped (pktmon ETL input); `drop` says why and where.
+
+    A subclass rather than an Event field: the flow table builds Events from plain tuples of
+    Event's fields, and only the few dropped packets need the extra attribute.
+    """
+
+    drop: WindowsDrop
+
+
+def event_drop(ev: Event) -> WindowsDrop | None:
+    """Why Windows dropped this event's packet, or None (also for every capture but pktmon's)."""
+    return ev.drop if type(ev) is DroppedEvent else None
+
+
+@dataclass(frozen=True, slots=True)
+class WindowsDrop:
+    """Windows' own account of a packet it dropped inside the capturing host (pktmon drop event)."""
+
+    frame: int  # the frame of the dropped packet
+    reason: int  # PKTMON_DROP_REASON number
+    reason_name: str  # INET_EndpointNotFound, or the number when the name is unknown
+    location: int  # drop location code (component-specific)
+    component: str  # "TCP/IPv4 - L3/L4 (tcpip.sys)", or "component 66" when it was not described
+    component_kind: str  # "tcpip", "filter", "miniport" ... (capture.etwfacts.COMPONENT_KINDS), "" unknown
+    driver: str  # "tcpip.sys", lower case; "" unknown
+    direction: str  # "in", "out" or ""
+    by_filter: bool = False  # a filter's decision (Windows Firewall / WFP, IPsec), not the stack's
+
+
 @dataclass(frozen=True, slots=True)
 class Endpoint:
     """One side of a conversation."""
@@ -353,3 +383,4 @@ class CaptureResult:
     findings: list[Finding] = field(default_factory=list)
     error: str | None = None  # set when the capture could not be read at all
     conversation_count: int = 0  # all conversations seen; `conversations` may hold only those with findings
+    encapsulations: list[str] = field(default_factory=list)  # outer layers unwrapped: GRE, ERSPAN II, Geneve ...

@@ -14,7 +14,17 @@ from analyzer.decode import Decoder, linktype_name
 from analyzer.errors import CaptureError
 from analyzer.flows import FlowTable
 from analyzer.flows.table import DEFAULT_MAX_CONVERSATIONS
-from analyzer.model import CaptureResult, CaptureWarning, Conversation, Finding, RulePrefilter, Traits
+from analyzer.model import (
+    CaptureResult,
+    CaptureWarning,
+    Conversation,
+    DroppedEvent,
+    Event,
+    Finding,
+    RulePrefilter,
+    Traits,
+    WindowsDrop,
+)
 from analyzer.sink import Sink
 
 # Which conversations a result holds: those with a finding, every one (listed without packets), or
@@ -57,6 +67,24 @@ def keep_evidence(conv: Conversation, findings: list[Finding]) -> Conversation:
     if dropped <= 0:
         return dataclasses.replace(conv, timeline=kept)
     return dataclasses.replace(conv, timeline=kept, elided_after=HANDSHAKE_KEPT - 1, elided=conv.elided + dropped)
+
+
+def attach_drops(conv: Conversation, drops: dict[int, WindowsDrop]) -> Conversation:
+    """The conversation with Windows' drop records (pktmon ETL input) on the packets they concern.
+
+    A drop is evidence a rule can name (`dropped:`, `dropped_by:`), like an ICMP error attached
+    to the conversation's timeline.
+    """
+    if not any(ev.frame in drops for ev in conv.timeline):
+        return conv
+    timeline = tuple(_dropped(ev, drops[ev.frame]) if ev.frame in drops else ev for ev in conv.timeline)
+    return dataclasses.replace(conv, timeline=timeline)
+
+
+def _dropped(ev: Event, drop: WindowsDrop) -> DroppedEvent:
+    out = DroppedEvent._make(ev)
+    out.drop = drop
+    return out
 
 
 @contextlib.contextmanager
@@ -147,6 +175,8 @@ def _analyze(
     def emit(conv: Conversation) -> None:
         if conv_filter is not None and not conv_filter(conv):
             return
+        if cap.drops:
+            conv = attach_drops(conv, cap.drops)
         result.conversation_count += 1
         findings = rules.evaluate(conv) if rules is not None else []
         if findings:
@@ -187,10 +217,12 @@ def _analyze(
                 CaptureWarning("interrupted", f"interrupted after {cap.frames} frames; the report covers those")
             )
         table.flush()
+        result.format = cap.format  # an ETL walk names its provider once it has read the file
         result.conversation_count += table.skipped
         result.packets = cap.frames
         result.linktypes = [linktype_name(lt) for lt in cap.linktypes]
         result.warnings[:0] = list(cap.warnings)
+    result.encapsulations = decoder.encapsulations()
     result.warnings.extend(decoder.warnings())
     result.warnings.extend(table.warnings())
     for code, seen in sorted(per_rule.items()):

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Callable
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(1, str(Path(__file__).resolve().parents[1]))  # analyzer, for the ETL writer's facts
 
 import yaml  # noqa: E402
 
@@ -1006,6 +1007,10 @@ def rst007_silent_4s(lab, out):
 from samples_lib import crafted  # noqa: E402  (registers the scapy samples)
 
 crafted.register(sample, fires)
+
+from samples_lib import windows  # noqa: E402  (registers the ETL and mirrored samples)
+
+windows.register(sample, fires)
 
 
 # ---------------------------------------------------------------------------------------------

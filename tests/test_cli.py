@@ -137,7 +137,9 @@ def test_missing_file_among_good_ones_reports_the_good_and_exits_two(capsys, tmp
 def test_a_directory_is_walked_for_captures(capsys):
     code, out, _ = run(capsys, "analyze", SAMPLES, "--format", "json", "--fail-on", "never")
     doc = json.loads(out)
-    assert code == 0 and len(doc["captures"]) == len(list(SAMPLES.glob("*.pcap*")))
+    captures = [p for p in SAMPLES.iterdir() if p.suffix in (".pcap", ".pcapng", ".etl")]
+    assert code == 0 and len(doc["captures"]) == len(captures)
+    assert any(c["format"] == "etl-pktmon" for c in doc["captures"])
 
 
 def test_output_file(capsys, tmp_path):

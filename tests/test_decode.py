@@ -277,9 +277,9 @@ def test_tunnels_nest_at_most_two_deep() -> None:
 def test_unknown_link_type_is_named_in_the_warning() -> None:
     dec = Decoder()
     for _ in range(3):
-        assert decode(b"\x00" * 40, 105, dec) is None
+        assert decode(b"\x00" * 40, 107, dec) is None
     (w,) = dec.warnings()
-    assert w.code == "unknown-linktype" and "IEEE802_11" in w.message and w.message.startswith("3 ")
+    assert w.code == "unknown-linktype" and "FRELAY" in w.message and w.message.startswith("3 ")
     assert LINKTYPE_NAMES[1] == "EN10MB" and LINKTYPE_NAMES[113] == "LINUX_SLL" and LINKTYPE_NAMES[276] == "LINUX_SLL2"
 
 

@@ -16,7 +16,7 @@ SAMPLES = REPO / "samples"
 
 
 def _capture(sidecar: Path) -> Path | None:
-    for ext in (".pcap", ".pcapng", ".pcap.gz"):
+    for ext in (".pcap", ".pcapng", ".pcap.gz", ".etl"):
         p = sidecar.with_suffix(ext)
         if p.is_file():
             return p

@@ -6,6 +6,7 @@ import os
 import struct
 from typing import IO, Iterator
 
+from analyzer.capture.etl import Drop, looks_like_etl, walk_etl
 from analyzer.capture.formats import (
     OTHER_MAGICS,
     PCAP_FCS_PRESENT,
@@ -35,12 +36,14 @@ WARNING_CODES: dict[str, str] = {
     "bad-timestamp": "a timestamp is out of range; the frame is kept (pcap: fraction dropped), reported once",
     "corrupt-compression": "the gzip/bz2/xz data is corrupt; frames decompressed before it are kept",
     "read-error": "the operating system reported a read error; frames before it are kept",
+    "unsupported-event": "ETL packet events that carry no whole frame were skipped",
 }
 
 # Each warning code is listed at most this many times; the rest are counted in one summary
 # warning, so a capture full of faults cannot grow the list without bound.
 WARNINGS_PER_CODE = 10
 
+ETL_MIN_HEAD = 80  # an ETL buffer header and the first event record's head
 HINT_CONVERT = "if it is a capture in another format, convert it with `editcap -F pcap IN OUT` (Wireshark)"
 HINT_TEXT = (
     "this looks like text, e.g. tcpdump's printed output: capture with `tcpdump -w FILE`, "
@@ -70,6 +73,8 @@ class Capture:
         self._frames: Iterator[Frame] = iter(())
         self._cursor: RecordCursor = FrameCursor(self, self._frames)
         self.frames = 0  # frames read, once a walk has ended
+        self.drops: dict[int, Drop] = {}  # ETL (pktmon): frame number -> why Windows dropped that packet
+        self.appearances = "wire"  # ETL (pktmon): "wire" keeps one appearance per packet, "all" every one
         source.warn = lambda code, message: self._warn(code, message, None)
 
     def __iter__(self) -> Iterator[Frame]:
@@ -110,14 +115,17 @@ class Capture:
                 self.warnings[i] = CaptureWarning(w.code, f"{w.message} (after frame {frames})", frames + 1)
 
 
-def open_capture(src: str | os.PathLike[str] | IO[bytes]) -> Capture:
-    """Open a pcap/pcapng capture (maybe gzip/bz2/xz compressed) from a path, "-" or a file object.
+def open_capture(src: str | os.PathLike[str] | IO[bytes], *, appearances: str = "wire") -> Capture:
+    """Open a pcap/pcapng/ETL capture (maybe gzip/bz2/xz compressed) from a path, "-" or a file object.
 
+    appearances: for pktmon ETL files, "wire" (one frame per packet, the one nearest the wire) or
+    "all" (every component's copy, as Microsoft's conversion writes them).
     Raises CaptureError with a one-line message naming the path when nothing can be read.
     """
     source = open_source(src)
     try:
         cap = Capture(source)
+        cap.appearances = appearances
         head = source.start()
         _detect(cap, source, head)
         return cap
@@ -163,6 +171,12 @@ def _detect(cap: Capture, source: Source, head: bytes) -> None:
             raise CaptureError(f"{path}: file ends inside the pcapng section header ({len(head)} bytes){inside}")
         cap.format = "pcapng" + suffix
         cap._frames = walk_pcapng(cap, head)
+        cap._cursor = FrameCursor(cap, cap._frames)
+        return
+    head = source.top_up(head, ETL_MIN_HEAD)
+    if looks_like_etl(head):
+        cap.format = "etl" + suffix
+        cap._frames = walk_etl(cap, head, cap.appearances)
         cap._cursor = FrameCursor(cap, cap._frames)
         return
     other = next((what for m, what in OTHER_MAGICS.items() if head.startswith(m)), None)

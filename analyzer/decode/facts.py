@@ -17,6 +17,8 @@ LINKTYPE_RAW_DLT12: Final = 12  # raw IP: DLT_RAW on most BSDs and Linux (old fi
 LINKTYPE_RAW_DLT14: Final = 14  # raw IP: DLT_RAW on OpenBSD (old files)
 LINKTYPE_PPP_HDLC: Final = 50  # PPP in HDLC-like framing (RFC 1662)
 LINKTYPE_PPP_ETHER: Final = 51  # PPPoE session header without Ethernet (RFC 2516)
+LINKTYPE_IEEE802_11: Final = 105  # 802.11 frames without a radio header
+LINKTYPE_IEEE802_11_RADIOTAP: Final = 127  # radiotap header (radiotap.org), then an 802.11 frame
 LINKTYPE_RAW: Final = 101  # raw IPv4 or IPv6, version from the first nibble
 LINKTYPE_LOOP: Final = 108  # OpenBSD loopback: 4-byte address family in network byte order
 LINKTYPE_LINUX_SLL: Final = 113  # Linux "cooked" v1: 16-byte header, protocol at offset 14
@@ -160,6 +162,8 @@ ETHERTYPE_NAMES: dict[int, str] = {
 # PPP protocol field (IANA "PPP DLL Protocol Numbers").
 PPP_IPV4: Final = 0x0021
 PPP_IPV6: Final = 0x0057
+PPP_MPLS: Final = 0x0281  # RFC 3032 5: MPLS unicast over PPP
+PPP_MPLS_MCAST: Final = 0x0283  # RFC 3032 5: MPLS multicast over PPP
 PPP_ADDRESS_CONTROL: Final = b"\xff\x03"  # RFC 1662 3.1: all-stations address, UI control
 
 PPPOE_HEADER_LEN: Final = 6  # RFC 2516 4: ver/type, code, session id, length
@@ -227,6 +231,57 @@ TEREDO_PREFIX: Final = b"\x20\x01\x00\x00"  # RFC 4380 2.6: 2001:0000::/32
 VXLAN_PORT: Final = 4789  # RFC 7348 5: IANA destination port
 VXLAN_HEADER_LEN: Final = 8
 VXLAN_FLAG_VNI: Final = 0x08  # RFC 7348 5: the I flag, set for a valid VNI
+GENEVE_PORT: Final = 6081  # RFC 8926 3.3: IANA destination port
+GENEVE_HEADER_LEN: Final = 8  # RFC 8926 3.4: ver/opt len, flags, protocol type, VNI, reserved
+GENEVE_VERSION_SHIFT: Final = 6  # version in the top two bits of the first byte (0 today)
+GENEVE_OPT_LEN_MASK: Final = 0x3F  # options length, in 4-byte units
+
+# GRE (RFC 2784, RFC 2890 keys and sequence numbers): 16 bits of flags and version, then the
+# protocol type (an ethertype); each flag adds one 4-byte field in the order checksum, key, sequence.
+IPPROTO_GRE: Final = 47
+GRE_HEADER_LEN: Final = 4
+GRE_CHECKSUM: Final = 0x8000  # C: checksum and reserved1 present
+GRE_ROUTING: Final = 0x4000  # R: RFC 1701 source routing (obsolete; not decoded)
+GRE_KEY: Final = 0x2000  # K: RFC 2890 key present
+GRE_SEQ: Final = 0x1000  # S: RFC 2890 sequence number present
+GRE_VERSION_MASK: Final = 0x0007  # 0; 1 is PPTP's enhanced GRE, which carries PPP (RFC 2637)
+ETHERTYPE_TEB: Final = 0x6558  # Transparent Ethernet Bridging: an Ethernet frame follows
+# ERSPAN (draft-foschiano-erspan): Cisco's mirrored Ethernet frames inside GRE.
+ETHERTYPE_ERSPAN_II: Final = 0x88BE  # type II with the S bit set (8-byte header); type I without it (none)
+ETHERTYPE_ERSPAN_III: Final = 0x22EB  # type III: 12-byte header, plus 8 when its O bit is set
+ERSPAN_II_HEADER_LEN: Final = 8
+ERSPAN_III_HEADER_LEN: Final = 12
+ERSPAN_III_SUBHEADER_LEN: Final = 8  # platform-specific subheader
+ERSPAN_III_O_FLAG: Final = 0x01  # in the header's last byte: the subheader follows
+# Names of the outer layers, as the report's capture line shows them.
+ENCAPSULATION_NAMES: dict[int, str] = {
+    ETHERTYPE_IPV4: "GRE",
+    ETHERTYPE_IPV6: "GRE",
+    ETHERTYPE_TEB: "GRE (Ethernet)",
+    ETHERTYPE_MPLS: "GRE (MPLS)",
+    ETHERTYPE_ERSPAN_III: "ERSPAN III",
+}
+
+# IEEE 802.11-2020 9.2.4.1 frame control: type in bits 2-3 of the first byte, subtype in bits 4-7;
+# flags in the second byte.
+DOT11_TYPE_DATA: Final = 2
+DOT11_SUBTYPE_NULL: Final = 0x4  # subtype bit: no frame body (Null, QoS Null, CF-Ack ...)
+DOT11_SUBTYPE_QOS: Final = 0x8  # subtype bit: a 2-byte QoS control field follows the addresses
+DOT11_TO_FROM_DS: Final = 0x03  # both set: a fourth address (WDS / mesh)
+DOT11_PROTECTED: Final = 0x40  # the body is encrypted: nothing to decode
+DOT11_ORDER: Final = 0x80  # in a QoS data frame: a 4-byte HT control field follows
+DOT11_HEADER_LEN: Final = 24  # frame control, duration, three addresses, sequence control
+DOT11_ADDR4_LEN: Final = 6
+DOT11_QOS_LEN: Final = 2
+DOT11_HTC_LEN: Final = 4
+RADIOTAP_MIN_LEN: Final = 8  # version, pad, length (little-endian), first present word
+
+# IEEE 802.2 LLC and the RFC 1042 SNAP header that carries an ethertype over 802.3 and 802.11.
+LLC_SNAP: Final = b"\xaa\xaa\x03"  # DSAP, SSAP = SNAP, control = UI
+LLC_SNAP_LEN: Final = 8  # LLC 3 + OUI 3 + ethertype 2
+LLC_SAP_IP: Final = b"\x06\x06\x03"  # DSAP, SSAP = IP (RFC 1042 allows it; rare), UI
+LLC_LEN: Final = 3
+
 MAX_TUNNEL_DEPTH: Final = 2  # tunnels decoded inside tunnels at most this deep (Zeek's default max_depth)
 
 ETHERNET_HEADER_LEN: Final = 14

@@ -133,7 +133,7 @@ def _options(data: bytes, q: int, thl: int) -> int:
 
 def _maybe_tunnel(data: bytes, q: int, sport: int, dport: int, plen: int, stop: int) -> bool:
     """A UDP datagram at q that may carry Teredo or VXLAN: the general path looks inside it."""
-    if sport == F.TEREDO_PORT or dport == F.TEREDO_PORT or dport == F.VXLAN_PORT:
+    if sport == F.TEREDO_PORT or dport == F.TEREDO_PORT or dport == F.VXLAN_PORT or dport == F.GENEVE_PORT:
         return True
     # Teredo's payload starts with an IPv6 header (0x6_) or an indication header (0x00).
     return plen >= 40 and q + 8 < stop and (data[q + 8] >> 4 == 6 or data[q + 8] == 0)
@@ -277,6 +277,7 @@ class Decoder:
     def __init__(self) -> None:
         self._tally = Tally()
         self._keep = _Keep()
+        self._encaps: dict[str, int] = {}  # outer layers unwrapped (GRE, ERSPAN, Geneve ...) -> packets
         self._links = {
             F.LINKTYPE_EN10MB: self._link_ethernet,
             F.LINKTYPE_LINUX_SLL: self._link_sll,
@@ -292,11 +293,17 @@ class Decoder:
             F.LINKTYPE_PPP: self._link_ppp,
             F.LINKTYPE_PPP_HDLC: self._link_ppp,
             F.LINKTYPE_PPP_ETHER: self._link_ppp_ether,
+            F.LINKTYPE_IEEE802_11: self._link_dot11,
+            F.LINKTYPE_IEEE802_11_RADIOTAP: self._link_radiotap,
         }
 
     def warnings(self) -> list[CaptureWarning]:
         """One warning per kind of thing skipped so far, with counts and the first frame."""
         return self._tally.warnings()
+
+    def encapsulations(self) -> list[str]:
+        """The outer layers unwrapped so far (GRE, ERSPAN II, Geneve ...), in the order first seen."""
+        return list(self._encaps)
 
     def counts(self) -> dict[str, dict[str, int]]:
         """Every tally by code and detail, including non-IP frames (which are not warnings)."""
@@ -416,16 +423,65 @@ class Decoder:
             self._tally.add("malformed-link", "too many VLAN tags", number)
             return None
         if etype <= F.ETHERTYPE_MAX_8023_LEN:
-            self._tally.add("non-ip", "802.3/LLC", number)
+            return self._llc(data, off, number)
         else:
             self._tally.add("non-ip", F.ETHERTYPE_NAMES.get(etype, f"ethertype 0x{etype:04x}"), number)
         return None
 
-    def _ppp_protocol(self, protocol: int, off: int, number: int) -> tuple[int, int] | None:
+    def _llc(self, data: bytes, off: int, number: int) -> tuple[int, int] | None:
+        """An 802.2 LLC header at off (802.3 frames, 802.11 data): SNAP carries an ethertype on."""
+        head = data[off : off + F.LLC_LEN]
+        if head == F.LLC_SNAP:
+            if len(data) < off + F.LLC_SNAP_LEN:
+                self._short("LLC/SNAP", number)
+                return None
+            etype = _U16.unpack_from(data, off + F.LLC_SNAP_LEN - 2)[0]
+            if etype > F.ETHERTYPE_MAX_8023_LEN:  # a length here would loop back into LLC
+                return self._ethertype(data, etype, off + F.LLC_SNAP_LEN, number)
+        elif head == F.LLC_SAP_IP:
+            return 4, off + F.LLC_LEN
+        self._tally.add("non-ip", "802.3/LLC", number)
+        return None
+
+    def _link_radiotap(self, data: bytes, number: int) -> tuple[int, int] | None:
+        if len(data) < F.RADIOTAP_MIN_LEN:
+            self._short("radiotap header", number)
+            return None
+        return self._dot11(data, data[2] | (data[3] << 8), number)  # the length is little-endian
+
+    def _link_dot11(self, data: bytes, number: int) -> tuple[int, int] | None:
+        return self._dot11(data, 0, number)
+
+    def _dot11(self, data: bytes, off: int, number: int) -> tuple[int, int] | None:
+        """An 802.11 frame at off: data frames go on through LLC; the rest are not IP."""
+        if len(data) < off + F.DOT11_HEADER_LEN:
+            self._short("802.11 header", number)
+            return None
+        fc, flags = data[off], data[off + 1]
+        subtype = fc >> 4
+        if (fc >> 2) & 3 != F.DOT11_TYPE_DATA:
+            self._tally.add("non-ip", "802.11 management/control", number)
+            return None
+        if subtype & F.DOT11_SUBTYPE_NULL:
+            self._tally.add("non-ip", "802.11 null data", number)
+            return None
+        if flags & F.DOT11_PROTECTED:
+            self._tally.add("non-ip", "802.11 encrypted", number)
+            return None
+        hlen = F.DOT11_HEADER_LEN
+        if flags & F.DOT11_TO_FROM_DS == F.DOT11_TO_FROM_DS:
+            hlen += F.DOT11_ADDR4_LEN
+        if subtype & F.DOT11_SUBTYPE_QOS:
+            hlen += F.DOT11_QOS_LEN + (F.DOT11_HTC_LEN if flags & F.DOT11_ORDER else 0)
+        return self._llc(data, off + hlen, number)
+
+    def _ppp_protocol(self, protocol: int, off: int, number: int, data: bytes = b"") -> tuple[int, int] | None:
         if protocol == F.PPP_IPV4:
             return 4, off
         if protocol == F.PPP_IPV6:
             return 6, off
+        if (protocol == F.PPP_MPLS or protocol == F.PPP_MPLS_MCAST) and data:
+            return self._mpls(data, off, number)
         self._tally.add("non-ip", f"PPP protocol 0x{protocol:04x}", number)
         return None
 
@@ -508,7 +564,7 @@ class Decoder:
         if len(data) < off + 2:
             self._short("PPP header", number)
             return None
-        return self._ppp_protocol(_U16.unpack_from(data, off)[0], off + 2, number)
+        return self._ppp_protocol(_U16.unpack_from(data, off)[0], off + 2, number, data)
 
     def _link_ppp_ether(self, data: bytes, number: int) -> tuple[int, int] | None:
         if len(data) < F.PPPOE_HEADER_LEN + 2:
@@ -671,6 +727,8 @@ class Decoder:
             if depth < F.MAX_TUNNEL_DEPTH and plen >= F.VXLAN_HEADER_LEN + F.ETHERNET_HEADER_LEN:
                 if dport == F.VXLAN_PORT:
                     inner = self._vxlan(number, ts, data, q, lim, depth)
+                elif dport == F.GENEVE_PORT:
+                    inner = self._geneve(number, ts, data, q, lim, depth)
                 elif plen >= F.IPV6_HEADER_LEN:
                     inner = self._teredo(
                         number, ts, data, q, end, lim, depth, sport == F.TEREDO_PORT or dport == F.TEREDO_PORT
@@ -747,6 +805,8 @@ class Decoder:
         if proto == F.IPV6_NONXT:
             self._tally.add("non-ip", "IPv6 without payload (No Next Header)", number)
             return None
+        if proto == F.IPPROTO_GRE and depth < F.MAX_TUNNEL_DEPTH:
+            return self._gre(number, ts, data, p, lim, depth)
         name = F.IP_PROTO_NAMES.get(proto, "")
         self._tally.add("unsupported-protocol", f"{name} ({proto})" if name else f"protocol {proto}", number)
         return None
@@ -793,6 +853,64 @@ class Decoder:
         if found is None:
             return None
         return self._ip(number, ts, inner, found[1], found[0], lim, depth + 1)
+
+    def _geneve(self, number: int, ts: float, data: bytes, q: int, lim: int, depth: int) -> Packet | None:
+        """The frame in a Geneve datagram (RFC 8926 3.4): Ethernet or IP, after the header's options."""
+        if data[q] >> F.GENEVE_VERSION_SHIFT:
+            return None  # a version we do not know: the UDP packet stands alone
+        e = q + F.GENEVE_HEADER_LEN + ((data[q] & F.GENEVE_OPT_LEN_MASK) << 2)
+        found = self._inner_frame(data[:lim], _U16.unpack_from(data, q + 2)[0], e, number)
+        if found is None:
+            return None
+        self._encap("Geneve")
+        return self._ip(number, ts, data[:lim], found[1], found[0], lim, depth + 1)
+
+    def _inner_frame(self, data: bytes, etype: int, e: int, number: int) -> tuple[int, int] | None:
+        """The IP packet of a tunnelled frame at e whose type is `etype` (Ethernet when TEB)."""
+        if etype != F.ETHERTYPE_TEB:
+            return self._ethertype(data, etype, e, number)
+        if len(data) < e + F.ETHERNET_HEADER_LEN:
+            self._short("tunnelled Ethernet", number)
+            return None
+        return self._ethertype(data, _U16.unpack_from(data, e + 12)[0], e + F.ETHERNET_HEADER_LEN, number)
+
+    def _gre(self, number: int, ts: float, data: bytes, p: int, lim: int, depth: int) -> Packet | None:
+        """The packet inside GRE (RFC 2784/2890) or ERSPAN I/II/III: it stands for the outer one.
+
+        A mirrored or tunnelled conversation is what is diagnosed; the outer header is only named
+        (Decoder.encapsulations) for the report's capture line.
+        """
+        if lim < p + F.GRE_HEADER_LEN:
+            self._short("GRE", number)
+            return None
+        flags, etype = _PORTS.unpack_from(data, p)
+        if flags & (F.GRE_VERSION_MASK | F.GRE_ROUTING):
+            self._tally.add("unsupported-protocol", "GRE version 1 (PPTP) or source-routed GRE (47)", number)
+            return None
+        e = p + F.GRE_HEADER_LEN
+        for bit in (F.GRE_CHECKSUM, F.GRE_KEY, F.GRE_SEQ):
+            if flags & bit:
+                e += 4
+        name = F.ENCAPSULATION_NAMES.get(etype, "GRE")
+        if etype == F.ETHERTYPE_ERSPAN_II:
+            name = "ERSPAN II" if flags & F.GRE_SEQ else "ERSPAN I"  # type I has no header of its own
+            e += F.ERSPAN_II_HEADER_LEN if flags & F.GRE_SEQ else 0
+            etype = F.ETHERTYPE_TEB
+        elif etype == F.ETHERTYPE_ERSPAN_III:
+            if lim < e + F.ERSPAN_III_HEADER_LEN:
+                self._short("ERSPAN III", number)
+                return None
+            sub = data[e + F.ERSPAN_III_HEADER_LEN - 1] & F.ERSPAN_III_O_FLAG
+            e += F.ERSPAN_III_HEADER_LEN + (F.ERSPAN_III_SUBHEADER_LEN if sub else 0)
+            etype = F.ETHERTYPE_TEB
+        found = self._inner_frame(data[:lim], etype, e, number)
+        if found is None:
+            return None
+        self._encap(name)
+        return self._ip(number, ts, data[:lim], found[1], found[0], lim, depth + 1)
+
+    def _encap(self, name: str) -> None:
+        self._encaps[name] = self._encaps.get(name, 0) + 1
 
 
 def _quote(data: bytes, q: int, lim: int, version: int) -> Quoted | None:

@@ -10,7 +10,24 @@ from __future__ import annotations
 import struct
 
 import dpkt
-from dpkt import ethernet, icmp, icmp6, ip, ip6, loopback, ppp, pppoe, sll, sll2, tcp, udp
+from dpkt import (
+    ethernet,
+    gre,
+    icmp,
+    icmp6,
+    ieee80211,
+    ip,
+    ip6,
+    llc,
+    loopback,
+    ppp,
+    pppoe,
+    radiotap,
+    sll,
+    sll2,
+    tcp,
+    udp,
+)
 
 from analyzer.decode import facts as F
 from analyzer.icmp import ICMP4_ERROR_TYPES, ICMP6_ERROR_TYPES
@@ -61,7 +78,13 @@ def _link(linktype: int, data: bytes):
         return _payload_ip(loopback.Loopback(data))
     if linktype in (F.LINKTYPE_PPP, F.LINKTYPE_PPP_HDLC):
         body = data[2:] if data[:2] == F.PPP_ADDRESS_CONTROL else data
+        if struct.unpack_from("!H", body)[0] in (F.PPP_MPLS, F.PPP_MPLS_MCAST):
+            return _mpls(body[2:])  # dpkt's PPP has no MPLS: the label stack is walked by hand
         return _payload_ip(ppp.PPP(body))
+    if linktype == F.LINKTYPE_IEEE802_11_RADIOTAP:
+        return _dot11(radiotap.Radiotap(data).data)
+    if linktype == F.LINKTYPE_IEEE802_11:
+        return _dot11(ieee80211.IEEE80211(data))
     if linktype == F.LINKTYPE_PPP_ETHER:
         return _payload_ip(pppoe.PPPoE(data))
     if linktype == F.LINKTYPE_NFLOG:
@@ -81,10 +104,30 @@ def _link(linktype: int, data: bytes):
     return None
 
 
+def _mpls(raw: bytes):
+    for i in range(0, 4 * F.MAX_MPLS_LABELS, 4):
+        if raw[i + 2] & F.MPLS_BOTTOM_OF_STACK:
+            body = raw[i + 4 :]
+            return ip.IP(body) if body[0] >> 4 == 4 else ip6.IP6(body) if body[0] >> 4 == 6 else None
+    return None
+
+
+def _dot11(frame):
+    """The IP packet of a dpkt IEEE80211 data frame (dpkt leaves its body, the LLC header, as bytes)."""
+    if not isinstance(frame, ieee80211.IEEE80211) or frame.type != ieee80211.DATA_TYPE or frame.wep:
+        return None
+    if frame.to_ds and frame.from_ds:
+        return None  # dpkt does not decode four-address frames
+    body = frame.data if isinstance(frame.data, bytes) else bytes(frame.data)
+    if not body:
+        return None
+    return _payload_ip(llc.LLC(body))
+
+
 def _payload_ip(layer):
     """Follow a link-layer dpkt object's .data down to its IP or IPv6 object (or None)."""
     while layer is not None and not isinstance(layer, (ip.IP, ip6.IP6)):
-        if isinstance(layer, (pppoe.PPPoE, ppp.PPP, sll.SLL, sll2.SLL2, loopback.Loopback, ethernet.Ethernet)):
+        if isinstance(layer, (pppoe.PPPoE, ppp.PPP, sll.SLL, sll2.SLL2, loopback.Loopback, ethernet.Ethernet, llc.LLC)):
             layer = layer.data
         else:
             return None
@@ -155,6 +198,8 @@ def _transport(number, ts, family, src, dst, proto, ttl, ip_id, body, ip_plen, d
         if depth < F.MAX_TUNNEL_DEPTH and plen >= 22:
             if body.dport == F.VXLAN_PORT:
                 inner = _vxlan(number, ts, bytes(body.data), depth)
+            elif body.dport == F.GENEVE_PORT:
+                inner = _geneve(number, ts, bytes(body.data), depth)
             elif plen >= 40:
                 inner = _teredo(number, ts, bytes(body.data), plen, F.TEREDO_PORT in (body.sport, body.dport), depth)
         return Packet(
@@ -180,6 +225,8 @@ def _transport(number, ts, family, src, dst, proto, ttl, ip_id, body, ip_plen, d
             0,
             inner,
         )
+    if proto == F.IPPROTO_GRE and depth < F.MAX_TUNNEL_DEPTH:
+        return _gre(number, ts, body, depth) if isinstance(body, gre.GRE) else None
     if proto in (1, 58):
         kind = icmp.ICMP if proto == 1 else icmp6.ICMP6
         if not isinstance(body, kind):
@@ -268,6 +315,48 @@ def _teredo(number, ts, raw: bytes, udp_plen: int, server_port: bool, depth: int
     if not server_port and not (inner.src.startswith(F.TEREDO_PREFIX) or inner.dst.startswith(F.TEREDO_PREFIX)):
         return None
     return _ip(number, ts, inner, udp_plen - len(raw), depth + 1)
+
+
+def _gre(number, ts, g, depth: int) -> Packet | None:
+    """The packet inside a dpkt GRE object; ERSPAN headers (which dpkt does not know) are skipped by hand."""
+    if g.flags & (F.GRE_VERSION_MASK | F.GRE_ROUTING):
+        return None
+    raw = g.data if isinstance(g.data, bytes) else bytes(g.data)
+    if g.p == F.ETHERTYPE_ERSPAN_II:
+        raw = raw[F.ERSPAN_II_HEADER_LEN :] if g.flags & F.GRE_SEQ else raw
+    elif g.p == F.ETHERTYPE_ERSPAN_III:
+        sub = raw[F.ERSPAN_III_HEADER_LEN - 1] & F.ERSPAN_III_O_FLAG
+        raw = raw[F.ERSPAN_III_HEADER_LEN + (F.ERSPAN_III_SUBHEADER_LEN if sub else 0) :]
+    elif g.p == F.ETHERTYPE_MPLS:
+        ipo = _mpls(raw)
+        return _ip(number, ts, ipo, 0, depth + 1) if ipo is not None else None
+    elif isinstance(g.data, (ip.IP, ip6.IP6)):
+        return _ip(number, ts, g.data, 0, depth + 1)
+    elif g.p != F.ETHERTYPE_TEB:
+        return None
+    try:
+        ipo = _payload_ip(ethernet.Ethernet(raw))
+    except _ERRORS:
+        return None
+    return _ip(number, ts, ipo, 0, depth + 1) if ipo is not None else None
+
+
+def _geneve(number, ts, raw: bytes, depth: int) -> Packet | None:
+    """Geneve (RFC 8926) by hand: dpkt has no parser for it."""
+    if raw[0] >> F.GENEVE_VERSION_SHIFT:
+        return None
+    body = raw[F.GENEVE_HEADER_LEN + ((raw[0] & F.GENEVE_OPT_LEN_MASK) << 2) :]
+    proto = struct.unpack_from("!H", raw, 2)[0]
+    try:
+        if proto == F.ETHERTYPE_TEB:
+            ipo = _payload_ip(ethernet.Ethernet(body))
+        elif proto in (F.ETHERTYPE_IPV4, F.ETHERTYPE_IPV6):
+            ipo = ip.IP(body) if proto == F.ETHERTYPE_IPV4 else ip6.IP6(body)
+        else:
+            return None
+    except _ERRORS:
+        return None
+    return _ip(number, ts, ipo, 0, depth + 1) if ipo is not None else None
 
 
 def _vxlan(number, ts, raw: bytes, depth: int) -> Packet | None:

@@ -102,6 +102,8 @@ def capture_dict(result: CaptureResult, opts: ReportOptions) -> dict[str, Any]:
     if not opts.conversations_only:
         convs = conversations_by_id(result)
         out["findings"] = [finding_dict(f, convs.get(f.conversation), opts) for f in result.findings]
+    if result.encapsulations:  # only when there were any: older documents stay as they were
+        out["encapsulations"] = list(result.encapsulations)
     if result.error:
         out["error"] = result.error
     return out

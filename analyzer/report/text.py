@@ -167,6 +167,8 @@ def _capture_head(result: CaptureResult, paint: _Painter) -> list[str]:
     if result.error:
         return [f"{paint('bold', name)}: {paint('error', 'cannot read')}: {clean(result.error)}"]
     linktypes = ",".join(clean(t) for t in result.linktypes) or "?"
+    if result.encapsulations:  # mirrored or tunnelled traffic: the conversations are the inner ones
+        linktypes += ", inner traffic of " + ", ".join(clean(e) for e in result.encapsulations)
     lines = [
         f"{paint('bold', name)}: {clean(result.format) or '?'} {linktypes}, {result.packets} packets, "
         f"{plural(conversation_total(result), 'conversation')}"

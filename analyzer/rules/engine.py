@@ -36,6 +36,7 @@ from analyzer.rules.tables import (
     PAYLOAD_KINDS,
     idle_timeout_hint,
 )
+from analyzer.windrops import drop_sentence
 
 # Message placeholders: name -> meaning (documented by vocabulary_markdown()).
 PLACEHOLDERS: dict[str, str] = {
@@ -67,6 +68,7 @@ PLACEHOLDERS: dict[str, str] = {
     "injected_hops": "how many hops the injected packet in the evidence came from each capture point (from its TTL)",
     "lost_sizes": "the sizes of the packets lost between the points and of those that got through",
     "clock_offset": "the other capture's clock against this one's, with its uncertainty",
+    "windows_drop": "Windows' own reason for dropping a packet of the evidence (pktmon ETL input), a sentence or empty",
 }
 # `winsock: from-icmp`: the error Windows reports for the ICMP error in the evidence, looked up
 # in the socket-error catalogue's ICMP table rather than repeated in rule files.
@@ -157,6 +159,7 @@ _VALUES: dict[str, Callable[[_Evidence], str]] = {
     "injected_hops": lambda x: words.injected_hops(x.conv, x.events),
     "lost_sizes": lambda x: words.lost_sizes(x.conv),
     "clock_offset": lambda x: words.clock_offset(x.conv),
+    "windows_drop": lambda x: drop_sentence(x.conv, x.events),
 }
 
 

@@ -11,9 +11,10 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from analyzer.capture.etwfacts import COMPONENT_KINDS, DROP_REASONS
 from analyzer.flows.zeek import CONN_STATES as ZEEK_CONN_STATES
 from analyzer.flows.zeek import ENDPOINT_STATES as ZEEK_ENDPOINT_STATES
-from analyzer.model import MARKS, Conversation, Event, Mark, SideStats
+from analyzer.model import MARKS, Conversation, Event, Mark, SideStats, WindowsDrop, event_drop
 from analyzer.peer.model import FATE_MARKS, FATES, PathView
 from analyzer.protocol import TCP_FLAG_NAMES
 from analyzer.rules.source import Source
@@ -62,6 +63,19 @@ STEP_PREDICATES: dict[str, tuple[str, str]] = {
     "icmp": (
         "NAME, [NAME, ...] or {type: T, code: C}",
         "the packet is an ICMP/ICMPv6 error of one of these kinds (see the ICMP table); `any` is every error",
+    ),
+    "dropped": (
+        "REASON or [REASON, ...]",
+        "Windows logged this packet as dropped inside the capturing host (pktmon ETL input) with one of "
+        "these reasons: a name as pktmon prints it without its `PktMonDrop_` prefix (`INET_EndpointNotFound`: "
+        "no socket listened on the port; `INET_Rst`; `NL_NotLocallyDestined`; `Filtered` ...; see the drop "
+        "reason table), a number, or `any`",
+    ),
+    "dropped_by": (
+        "COMPONENT or [COMPONENT, ...]",
+        "Windows dropped this packet at such a component: `firewall` (a filter's decision: Windows Firewall / "
+        "WFP, IPsec), a component kind (`tcpip`, `filter`, `miniport`, `protocol`, `vmswitch`, `ipsec`, `http`, "
+        "`ndis`) or a driver file name (`tcpip.sys`, `wfplwfs.sys`)",
     ),
     "within": ("DURATION", "at most this long after the previous matched step (`500ms`, `1s`, `4m`, `2h`)"),
     "after_idle": ("DURATION", "the packet came after at least this long without any packet in the conversation"),
@@ -277,6 +291,54 @@ def _payloads(src: Source, where: tuple, value: object) -> frozenset[str]:
     return frozenset(kinds)
 
 
+_REASON_NUMBERS = {name.lower(): code for code, name in DROP_REASONS.items()}
+DROP_ANY = "any"
+FIREWALL = "firewall"  # the words `dropped_by:` takes besides component kinds and driver names
+
+
+def _drop_reasons(src: Source, where: tuple, value: object) -> frozenset[int] | None:
+    """The drop reason numbers a `dropped:` value names; None means any reason."""
+    out = set()
+    for name in _names(src, where, [str(v) for v in value] if isinstance(value, list) else str(value)):
+        if name == DROP_ANY:
+            return None
+        code = int(name) if name.isdigit() else _REASON_NUMBERS.get(name.lower().removeprefix("pktmondrop_"))
+        if code is None:
+            raise src.error(
+                where, f"unknown drop reason {name!r} (a pktmon name such as INET_EndpointNotFound, a number, or any)"
+            )
+        out.add(code)
+    return frozenset(out)
+
+
+def _drop_places(src: Source, where: tuple, value: object) -> frozenset[str]:
+    words = {w.lower() for w in _names(src, where, value)}
+    known = set(COMPONENT_KINDS.values()) | {FIREWALL}
+    for w in words:
+        if w not in known and not w.endswith(".sys"):
+            raise src.error(
+                where, f"unknown component {w!r} (known: {', '.join(sorted(known))}, or a driver such as tcpip.sys)"
+            )
+    return frozenset(words)
+
+
+def _drop_test(src: Source, where: tuple, raw: dict) -> Callable[[WindowsDrop | None], bool] | None:
+    """The test of a step's `dropped:` and `dropped_by:` on an event's drop record, or None without them."""
+    if "dropped" not in raw and "dropped_by" not in raw:
+        return None
+    reasons = _drop_reasons(src, where + ("dropped",), raw["dropped"]) if "dropped" in raw else None
+    places = _drop_places(src, where + ("dropped_by",), raw["dropped_by"]) if "dropped_by" in raw else None
+
+    def test(d: WindowsDrop | None) -> bool:
+        if d is None or (reasons is not None and d.reason not in reasons):
+            return False
+        if places is None:
+            return True
+        return d.component_kind in places or d.driver in places or (FIREWALL in places and d.by_filter)
+
+    return test
+
+
 def icmp_names(src: Source, where: tuple, value: object) -> tuple[frozenset, frozenset] | None:
     """ICMPv4 and ICMPv6 (type, code) sets for an `icmp:` value; None means any ICMP error."""
     if isinstance(value, dict):
@@ -336,6 +398,7 @@ def _step_predicate(
     v4: frozenset,
     v6: frozenset,
     idle: float | None,
+    drop_test: Callable[[WindowsDrop | None], bool] | None = None,
 ) -> Callable[[Event], bool]:
     """One closure testing every predicate of a step, cheapest first (f_exact -1: no exact flags)."""
 
@@ -373,6 +436,8 @@ def _step_predicate(
                 if not ok:
                     return False
         if idle is not None and e.idle < idle:
+            return False
+        if drop_test is not None and not drop_test(event_drop(e)):
             return False
         return True
 
@@ -429,10 +494,26 @@ def compile_step(src: Source, where: tuple, raw: object, a_dir: int, *, first: b
     if absent and set(raw) == {"absent"}:
         raise src.error(where, "an absent step needs at least one predicate saying what must not appear")
 
+    drop_test = _drop_test(src, where, raw)
     any_icmp = icmp_sets is None  # `icmp: any`, or no icmp condition at all
     v4, v6 = icmp_sets if icmp_sets is not None else (frozenset(), frozenset())
     pred = _step_predicate(
-        d, f_all, f_any, f_none, f_exact, data, m_all, m_any, m_none, payloads, want_icmp, any_icmp, v4, v6, idle
+        d,
+        f_all,
+        f_any,
+        f_none,
+        f_exact,
+        data,
+        m_all,
+        m_any,
+        m_none,
+        payloads,
+        want_icmp,
+        any_icmp,
+        v4,
+        v6,
+        idle,
+        drop_test,
     )
 
     return Step(
@@ -806,6 +887,9 @@ def vocabulary_markdown() -> str:
     for name, members in ICMP_GROUPS.items():
         out.append(f"| `{name}` | any of {', '.join(members)} | |")
     out.append(f"| `{ICMP_ANY}` | every ICMP error attached to the conversation | |")
+    out += ["", "## Windows drop reasons (`dropped:`)", "", "| name | number |", "|---|---|"]
+    out += [f"| `{name}` | {code} |" for code, name in DROP_REASONS.items()]
+    out.append("| any other number | itself |")
     out += [
         "",
         "## Durations",
