@@ -66,6 +66,14 @@ def _capture_options() -> argparse.ArgumentParser:
         help="conversations alive at once before the oldest are handed on early (default 200000)",
     )
     p.add_argument(
+        "--max-memory",
+        type=_byte_size,
+        default=None,
+        metavar="SIZE",
+        help="estimated memory of live conversations before the oldest are handed on early "
+        "(default 1G; suffixes K, M, G)",
+    )
+    p.add_argument(
         "--color",
         choices=("auto", "always", "never"),
         default="auto",
@@ -73,6 +81,22 @@ def _capture_options() -> argparse.ArgumentParser:
     )
     p.add_argument("--no-progress", action="store_true", help="no progress bar on standard error")
     return p
+
+
+_SIZE_UNITS = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
+
+
+def _byte_size(text: str) -> int:
+    """A --max-memory value: bytes, or a number with K, M, G or T (powers of 1024; KiB, MB... accepted)."""
+    spelled = text.strip().upper().removesuffix("B").removesuffix("I")
+    number, unit = (spelled[:-1], spelled[-1]) if spelled[-1:] in _SIZE_UNITS else (spelled, "")
+    try:
+        value = float(number) * _SIZE_UNITS[unit]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a size: {text!r} (e.g. 512M, 2G)") from None
+    if not 1 << 20 <= value < 1 << 50:
+        raise argparse.ArgumentTypeError(f"{text!r}: give at least 1M")
+    return int(value)
 
 
 def _rule_options() -> argparse.ArgumentParser:
@@ -375,6 +399,8 @@ def _run(args: argparse.Namespace, ruleset, keep: str, captures: list[str]) -> t
 
     conv_filter = compile_filter(args.filter) if args.filter else None
     extra = {} if args.max_conversations is None else {"max_conversations": args.max_conversations}
+    if args.max_memory is not None:
+        extra["max_live_bytes"] = args.max_memory
     results = []
     interrupted = False
     for path in captures:

@@ -12,7 +12,7 @@ from analyzer.capture import open_capture
 from analyzer.decode import Decoder, linktype_name
 from analyzer.errors import CaptureError
 from analyzer.flows import FlowTable
-from analyzer.flows.table import DEFAULT_MAX_CONVERSATIONS
+from analyzer.flows.table import DEFAULT_MAX_CONVERSATIONS, DEFAULT_MAX_LIVE_BYTES
 from analyzer.model import CaptureResult, CaptureWarning, Conversation, Finding
 
 
@@ -82,6 +82,7 @@ def analyze_capture(
     max_conversations: int = DEFAULT_MAX_CONVERSATIONS,
     max_findings_per_rule: int = MAX_FINDINGS_PER_RULE,
     progress: Callable[[int], None] | None = None,
+    max_live_bytes: int = DEFAULT_MAX_LIVE_BYTES,
 ) -> CaptureResult:
     """Read and diagnose one capture.
 
@@ -90,7 +91,9 @@ def analyze_capture(
     Never raises for a bad capture: the result's `error` and `warnings` say what went wrong.
     """
     with collector_paused():
-        return _analyze(source, rules, conv_filter, keep, max_conversations, max_findings_per_rule, progress)
+        return _analyze(
+            source, rules, conv_filter, keep, max_conversations, max_findings_per_rule, progress, max_live_bytes
+        )
 
 
 def _analyze(
@@ -101,6 +104,7 @@ def _analyze(
     max_conversations: int,
     max_findings_per_rule: int,
     progress: Callable[[int], None] | None,
+    max_live_bytes: int = DEFAULT_MAX_LIVE_BYTES,
 ) -> CaptureResult:
     name = (
         "-"
@@ -145,7 +149,7 @@ def _analyze(
     # Only findings are kept, and nothing else looks at each conversation: those on which no rule
     # could fire (most of them) need not be built at all.
     admit = getattr(rules, "could_fire", None) if keep == "findings" and conv_filter is None else None
-    table = FlowTable(emit, max_conversations=max_conversations, admit=admit)
+    table = FlowTable(emit, max_conversations=max_conversations, admit=admit, max_live_bytes=max_live_bytes)
     decoder = Decoder()
     with cap:
         result.format = cap.format
