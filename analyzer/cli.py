@@ -20,7 +20,7 @@ from typing import Sequence
 
 from analyzer import __version__
 from analyzer.errors import UsageError, WsadiagError
-from analyzer.model import FAIL_ON, LEVELS, CaptureResult
+from analyzer.model import FAIL_ON, LEVELS, CaptureResult, CaptureWarning
 
 EXIT_OK, EXIT_FINDINGS, EXIT_ERROR = 0, 1, 2
 CAPTURE_SUFFIXES = (
@@ -231,13 +231,18 @@ def _analyze(args: argparse.Namespace) -> int:
 
 
 def _conversations(args: argparse.Namespace) -> int:
-    from analyzer.report import ReportOptions, render
+    """The listing is written as conversations end (report/stream.py): memory stays flat."""
+    from analyzer.report import ReportOptions
+    from analyzer.report.output import atomic_stream
+    from analyzer.report.stream import ConversationStream
 
     captures = expand_captures(args.captures)
     _check_outputs(args, captures)
-    results, interrupted = _run(args, None, "all", captures)
     opts = ReportOptions(color=_color(args), conversations_only=True)
-    _write(args.output, render(args.format, results, opts))
+    with atomic_stream(args.output) as out:
+        stream = ConversationStream(args.format, out, opts)
+        results, interrupted = _run(args, None, "all", captures, stream)
+        stream.finish(results)
     return EXIT_ERROR if interrupted or any(r.error for r in results) else EXIT_OK
 
 
@@ -390,8 +395,13 @@ def _check_outputs(args: argparse.Namespace, captures: list[str]) -> None:
         check_output(args.write_baseline, "--write-baseline", captures)
 
 
-def _run(args: argparse.Namespace, ruleset, keep: str, captures: list[str]) -> tuple[list[CaptureResult], bool]:
-    """The result of each capture, and whether Ctrl-C stopped the run (the results cover what was read)."""
+def _run(
+    args: argparse.Namespace, ruleset, keep: str, captures: list[str], stream=None
+) -> tuple[list[CaptureResult], bool]:
+    """The result of each capture, and whether Ctrl-C stopped the run (the results cover what was read).
+
+    stream: a ConversationStream that takes each conversation as it ends (the results then hold none).
+    """
     from analyzer.filter import compile_filter
     from analyzer.pipeline import analyze_capture
     from analyzer.report.common import clean
@@ -401,20 +411,29 @@ def _run(args: argparse.Namespace, ruleset, keep: str, captures: list[str]) -> t
     extra = {} if args.max_conversations is None else {"max_conversations": args.max_conversations}
     if args.max_memory is not None:
         extra["max_live_bytes"] = args.max_memory
+    if stream is not None:
+        extra["listen"] = stream.conversation
     results = []
     interrupted = False
     for path in captures:
         source = sys.stdin.buffer if path == "-" else path
+        if stream is not None:
+            stream.capture_start(path)
         try:
             with CaptureProgress(path, enabled=False if args.no_progress else None) as bar:
                 result = analyze_capture(source, ruleset, conv_filter, keep=keep, progress=bar.update, **extra)
         except KeyboardInterrupt:  # outside the packet loop (opening, the last conversations): nothing to show
             interrupted = True
+            if stream is not None:  # close what the stream opened for it, so the document stays whole
+                note = CaptureWarning("interrupted", "interrupted before this capture was read to its end")
+                stream.capture_end(CaptureResult(path=path, warnings=[note]))
             break
         if path == "-":
             result.path = "-"
         if result.error:
             print(f"error: {clean(result.error)}", file=sys.stderr)  # the path may hold ESC or newlines
+        if stream is not None:
+            stream.capture_end(result)
         results.append(result)
         # The packet loop turns Ctrl-C into a warning so the frames read are reported: stop here.
         if any(w.code == "interrupted" for w in result.warnings):

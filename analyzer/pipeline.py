@@ -83,8 +83,12 @@ def analyze_capture(
     max_findings_per_rule: int = MAX_FINDINGS_PER_RULE,
     progress: Callable[[int], None] | None = None,
     max_live_bytes: int = DEFAULT_MAX_LIVE_BYTES,
+    listen: Callable[[Conversation], None] | None = None,
 ) -> CaptureResult:
     """Read and diagnose one capture.
+
+    listen: when given, takes each conversation (that passes the filter) as it ends, and the
+    result keeps none: memory stays flat however many there are (`wsadiag conversations`).
 
     keep: which conversations the result holds: "findings" (those with a finding, whole),
     "all" (every conversation, those without findings without their timeline), "all-full".
@@ -92,7 +96,7 @@ def analyze_capture(
     """
     with collector_paused():
         return _analyze(
-            source, rules, conv_filter, keep, max_conversations, max_findings_per_rule, progress, max_live_bytes
+            source, rules, conv_filter, keep, max_conversations, max_findings_per_rule, progress, max_live_bytes, listen
         )
 
 
@@ -105,6 +109,7 @@ def _analyze(
     max_findings_per_rule: int,
     progress: Callable[[int], None] | None,
     max_live_bytes: int = DEFAULT_MAX_LIVE_BYTES,
+    listen: Callable[[Conversation], None] | None = None,
 ) -> CaptureResult:
     name = (
         "-"
@@ -125,6 +130,9 @@ def _analyze(
         if conv_filter is not None and not conv_filter(conv):
             return
         result.conversation_count += 1
+        if listen is not None:
+            listen(conv)
+            return
         findings = rules.evaluate(conv) if rules is not None else []
         if findings:
             for f in findings:

@@ -8,10 +8,13 @@ second rather than after an hour of reading.
 
 from __future__ import annotations
 
+import contextlib
 import os
+import sys
 import tempfile
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from pathlib import Path
+from typing import TextIO
 
 from analyzer.errors import UsageError
 
@@ -41,6 +44,35 @@ def atomic_write_text(path: str | os.PathLike[str], text: str | Iterable[str]) -
             os.unlink(tmp)
         except OSError:
             pass
+        raise
+
+
+@contextlib.contextmanager
+def atomic_stream(path: str | None) -> Iterator[TextIO]:
+    """A text stream for a report written piece by piece: standard output for None or "-", else a
+    temporary file beside `path` renamed over it when the block ends without an exception."""
+    if path in (None, "-"):
+        yield sys.stdout
+        return
+    folder = os.path.dirname(path) or "."
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=".wsadiag-", suffix=".tmp", dir=folder)
+    except OSError as exc:
+        raise UsageError(f"cannot write {path}: {exc.strerror or exc}") from None
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", errors="surrogateescape", newline="") as fh:
+            yield fh
+            fh.flush()
+            os.fsync(fh.fileno())
+        _keep_mode(path, tmp)
+        os.replace(tmp, path)
+    except BaseException as exc:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        if isinstance(exc, OSError):
+            raise UsageError(f"cannot write {path}: {exc.strerror or exc}") from None
         raise
 
 
