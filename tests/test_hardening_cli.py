@@ -288,3 +288,11 @@ def test_glob_matches_as_the_standard_glob_does_without_links(tmp_path, monkeypa
     monkeypatch.chdir(tmp_path)
     for pattern in ["**/*.pcap*", "*.pcap", "s/*/*", "**", "s/**/z.*", "**/.w.pcap"]:
         assert expand_captures([pattern]) == sorted(glob.glob(pattern, recursive=True)), pattern
+
+
+def test_output_naming_the_baseline_being_read_is_refused(tmp_path, capture, capsys, no_analysis):
+    baseline = tmp_path / "known.json"
+    baseline.write_text('{"version": 1, "findings": []}')
+    assert main(["analyze", "--no-progress", "--baseline", str(baseline), "-o", str(baseline), str(capture)]) == 2
+    assert "refusing to overwrite" in capsys.readouterr().err
+    assert baseline.read_text() == '{"version": 1, "findings": []}'

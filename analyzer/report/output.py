@@ -102,7 +102,7 @@ def check_output(path: str, option: str, inputs: Iterable[str]) -> None:
     for item in inputs:
         if item != "-" and _same_file(path, item):
             raise UsageError(
-                f"{option} {path}: is one of the captures being read; refusing to overwrite it",
+                f"{option} {path}: is {item!r}, one of the files being read; refusing to overwrite it",
                 hint="name another file for the output",
             )
 
