@@ -296,3 +296,15 @@ def test_output_naming_the_baseline_being_read_is_refused(tmp_path, capture, cap
     assert main(["analyze", "--no-progress", "--baseline", str(baseline), "-o", str(baseline), str(capture)]) == 2
     assert "refusing to overwrite" in capsys.readouterr().err
     assert baseline.read_text() == '{"version": 1, "findings": []}'
+
+
+@pytest.mark.parametrize("text", ["[" * 30_000 + "]" * 30_000, "code: X\nmatch: " + "{a: " * 20_000 + "1" + "}" * 20_000])
+def test_deeply_nested_rule_file_is_refused_in_one_line(text, tmp_path, capture):
+    """It crashed the interpreter (libyaml recurses in C per level): run in a child so a regression shows."""
+    folder = tmp_path / "rules"
+    folder.mkdir()
+    (folder / "deep.yaml").write_text(text)
+    done = run_cli("analyze", "--no-progress", "--rules", str(folder), str(capture))
+    assert done.returncode == 2, done
+    err = done.stderr.decode().strip().splitlines()
+    assert len(err) == 1 and "deep.yaml" in err[0] and "nested more than 64 levels" in err[0]
