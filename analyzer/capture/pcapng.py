@@ -217,16 +217,16 @@ def walk_pcapng(cap: Capture, buf: bytes) -> Iterator[Frame]:
                 return
 
             if btype == BT_EPB or btype == BT_PB or btype == BT_SPB:
-                frame = _checked_packet(cap, buf, pos, blen, btype, order, n + 1)
-                if frame is _STOP:
+                checked = _checked_packet(cap, buf, pos, blen, btype, order, n + 1)
+                if checked is _STOP:
                     return
-                if frame is not None:
+                if checked is not None:
                     n += 1
-                    if not 0.0 <= frame[1] < ts_max:
+                    if not 0.0 <= checked[1] < ts_max:
                         bad_ts += 1
                         if bad_ts == 1:
-                            _warn_ts(cap, n, frame[1])
-                    yield frame
+                            _warn_ts(cap, n, checked[1])
+                    yield checked
             elif btype == BT_IDB:
                 if blen < 20:
                     cap._warn(

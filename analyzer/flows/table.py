@@ -494,12 +494,12 @@ class FlowTable(Sink):
         while deadlines and deadlines[0][0] < now:
             self.expiry_checks += 1
             _, fid = heapq.heappop(deadlines)
-            flow = alive.get(fid)
-            if flow is None:
+            due_flow = alive.get(fid)
+            if due_flow is None:
                 continue  # handed on already
-            due = flow.last_ts + _idle_limit(flow)
+            due = due_flow.last_ts + _idle_limit(due_flow)
             if due < now:
-                self._finish(flow, "" if flow.closed else "timeout")
+                self._finish(due_flow, "" if due_flow.closed else "timeout")
             else:
                 heapq.heappush(deadlines, (due, fid))
 
