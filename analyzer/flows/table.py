@@ -321,13 +321,15 @@ class _Flow:
         self.syn_seen = self.synack_seen = self.ack_seen = False
         self.id = 0
         self.stream = 0
-        self.meter: FlowTable | _Meter = _UNMETERED  # the table that counts the timeline rows its flows hold
+        self.meter: FlowTable | None = None  # the table that counts the timeline rows its flows hold
 
     def record(self, ev: tuple) -> None:
         """Add a packet's row to the bounded timeline."""
         if self.npk < TIMELINE_HEAD:
             self.head.append(ev)
-            self.meter.rows += 1
+            meter = self.meter
+            if meter is not None:
+                meter.rows += 1
         else:
             if self.tail is None:
                 self.tail = deque(maxlen=TIMELINE_TAIL)
@@ -342,6 +344,8 @@ class _Flow:
         """Count a new tail as full (no count per packet; the estimate errs high), and have the
         table look at its memory bound at the next packet when that is passed."""
         meter = self.meter
+        if meter is None:
+            return
         meter.rows += TIMELINE_TAIL
         if meter.rows * EVENT_BYTES > meter.row_budget:
             meter.next_check = float("-inf")
@@ -358,18 +362,6 @@ class _Flow:
         self.hist_seen |= mask
         self.history.append(letter if is_orig else letter.lower())
         return False
-
-
-class _Meter:
-    """Where the timeline of a flow that no table counts reports its rows (a FlowTable has the same fields)."""
-
-    def __init__(self) -> None:
-        self.rows = 0  # timeline rows held by live flows
-        self.row_budget = 1 << 62  # bytes left for timeline rows under the memory bound
-        self.next_check = float("-inf")
-
-
-_UNMETERED = _Meter()
 
 
 def _idle_limit(flow: _Flow) -> float:
