@@ -7,7 +7,6 @@ import os
 import resource
 import shutil
 import signal
-import struct
 import subprocess
 import sys
 import time
@@ -298,7 +297,9 @@ def test_output_naming_the_baseline_being_read_is_refused(tmp_path, capture, cap
     assert baseline.read_text() == '{"version": 1, "findings": []}'
 
 
-@pytest.mark.parametrize("text", ["[" * 30_000 + "]" * 30_000, "code: X\nmatch: " + "{a: " * 12_000 + "1" + "}" * 12_000])
+@pytest.mark.parametrize(
+    "text", ["[" * 30_000 + "]" * 30_000, "code: X\nmatch: " + "{a: " * 12_000 + "1" + "}" * 12_000]
+)
 def test_deeply_nested_rule_file_is_refused_in_one_line(text, tmp_path, capture):
     """It crashed the interpreter (libyaml recurses in C per level): run in a child so a regression shows."""
     folder = tmp_path / "rules"

@@ -131,3 +131,19 @@ def test_interrupted_listing_is_still_a_whole_document(monkeypatch, tmp_path, ca
     doc = json.loads(out.read_text())
     assert [c["path"] for c in doc["captures"]][0] == samples[0]
     assert "interrupted" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("extra, status", [([], 0), (["no-such-capture.pcap"], 2)])
+def test_streamed_listing_into_a_closed_pipe_keeps_the_exit_status(extra, status, many):
+    import os
+
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "analyzer", "conversations", "--no-progress", str(many), *extra],
+        cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    )
+    proc.stdout.read(100)  # `| head -c 100`
+    proc.stdout.close()
+    err = proc.stderr.read()
+    assert proc.wait(timeout=300) == status
+    assert b"Traceback" not in err
