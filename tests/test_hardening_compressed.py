@@ -149,8 +149,9 @@ def test_small_gzip_without_its_trailer_is_read_not_refused(tmp_path: Path) -> N
 
 
 @pytest.mark.parametrize("how", PATHS)
-def test_gzip_with_trailing_garbage_is_read_with_a_warning(raw: bytes, how: str, tmp_path: Path) -> None:
-    n, warnings = read_via(how, tmp_path, gzip.compress(raw) + b"garbage after the member\n")
+@pytest.mark.parametrize("kind", ["gzip", "bz2", "xz"])
+def test_trailing_garbage_is_read_with_a_warning(raw: bytes, kind: str, how: str, tmp_path: Path) -> None:
+    n, warnings = read_via(how, tmp_path, COMPRESS[kind](raw) + b"garbage after the member\n")
     assert n == 12_000
     assert [w.code for w in warnings] == ["corrupt-compression"]
     assert "trailing garbage" in warnings[0].message
