@@ -309,3 +309,26 @@ def test_deeply_nested_rule_file_is_refused_in_one_line(text, tmp_path, capture)
     assert done.returncode == 2, done
     err = done.stderr.decode().strip().splitlines()
     assert len(err) == 1 and "deep.yaml" in err[0] and "nested more than 64 levels" in err[0]
+
+
+def test_interrupted_run_reports_what_was_read_and_keeps_the_baseline(tmp_path, capture, monkeypatch, capsys):
+    real = analyzer.pipeline.analyze_capture
+    seen = []
+
+    def stop_on_second(*args, **kwargs):
+        seen.append(args[0])
+        if len(seen) == 2:
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(analyzer.pipeline, "analyze_capture", stop_on_second)
+    baseline = tmp_path / "known.json"
+    baseline.write_text('{"version": 1, "findings": []}')
+    report = tmp_path / "r.json"
+    args = ["analyze", "--no-progress", "--format", "json", "-o", str(report), "--write-baseline", str(baseline)]
+    assert main([*args, str(capture), str(SILENT), str(FIRES)]) == 2
+    assert len(seen) == 2  # the third capture was not read
+    assert [c["path"] for c in json.loads(report.read_text())["captures"]] == [str(capture)]
+    assert baseline.read_text() == '{"version": 1, "findings": []}'
+    err = capsys.readouterr().err
+    assert "interrupted" in err and "1 of 3" in err
