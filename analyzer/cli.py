@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Sequence
 
 from analyzer import __version__
 from analyzer.errors import UsageError, WsadiagError
-from analyzer.model import CaptureResult
+from analyzer.model import CaptureResult, CaptureWarning
 from analyzer.report.common import FAIL_ON, fails
 
 if TYPE_CHECKING:  # imported lazily at run time: start-up stays short
@@ -72,6 +72,14 @@ def _capture_options() -> _Parser:
         help="conversations alive at once before the oldest are handed on early (default 200000)",
     )
     p.add_argument(
+        "--max-memory",
+        type=_byte_size,
+        default=None,
+        metavar="SIZE",
+        help="estimated memory of live conversations before the oldest are handed on early "
+        "(default 1G; suffixes K, M, G)",
+    )
+    p.add_argument(
         "--color",
         choices=("auto", "always", "never"),
         default="auto",
@@ -79,6 +87,22 @@ def _capture_options() -> _Parser:
     )
     p.add_argument("--no-progress", action="store_true", help="no progress bar on standard error")
     return p
+
+
+_SIZE_UNITS = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
+
+
+def _byte_size(text: str) -> int:
+    """A --max-memory value: bytes, or a number with K, M, G or T (powers of 1024; KiB, MB... accepted)."""
+    spelled = text.strip().upper().removesuffix("B").removesuffix("I")
+    number, unit = (spelled[:-1], spelled[-1]) if spelled[-1:] in _SIZE_UNITS else (spelled, "")
+    try:
+        value = float(number) * _SIZE_UNITS[unit]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a size: {text!r} (e.g. 512M, 2G)") from None
+    if not 1 << 20 <= value < 1 << 50:
+        raise argparse.ArgumentTypeError(f"{text!r}: give at least 1M")
+    return int(value)
 
 
 def _rule_options() -> _Parser:
@@ -279,13 +303,18 @@ def _analyze(args: argparse.Namespace) -> int:
 
 
 def _conversations(args: argparse.Namespace) -> int:
-    from analyzer.report import ReportOptions, render
+    """The listing is written as conversations end (report/stream.py): memory stays flat."""
+    from analyzer.report import ReportOptions
+    from analyzer.report.output import atomic_stream
+    from analyzer.report.stream import ConversationStream
 
     captures = expand_captures(args.captures)
     _check_outputs(args, captures)
-    results, interrupted = _run(args, None, "all", captures)
     opts = ReportOptions(color=_color(args), conversations_only=True)
-    _write(args.output, render(args.format, results, opts))
+    with atomic_stream(args.output) as out:
+        stream = ConversationStream(args.format, out, opts)
+        results, interrupted = _run(args, None, "all", captures, stream=stream)
+        stream.finish(results)
     return EXIT_ERROR if interrupted or any(r.error for r in results) else EXIT_OK
 
 
@@ -504,9 +533,18 @@ def _live_jsonl(args: argparse.Namespace):
 
 
 def _run(
-    args: argparse.Namespace, ruleset: RuleSet | None, keep: Keep, captures: list[str], on_findings=None
+    args: argparse.Namespace,
+    ruleset: RuleSet | None,
+    keep: Keep,
+    captures: list[str],
+    on_findings=None,
+    stream=None,
 ) -> tuple[list[CaptureResult], bool]:
-    """The result of each capture, and whether Ctrl-C stopped the run (the results cover what was read)."""
+    """The result of each capture, and whether Ctrl-C stopped the run (the results cover what was read).
+
+    on_findings: the live JSONL writer (each finding as its conversation ends). stream: a
+    ConversationStream that takes each conversation as it ends (the results then hold none).
+    """
     from analyzer.filter import compile_filter
     from analyzer.pipeline import analyze_capture
     from analyzer.report.common import clean
@@ -514,11 +552,17 @@ def _run(
 
     conv_filter = compile_filter(args.filter) if args.filter else None
     extra = {} if args.max_conversations is None else {"max_conversations": args.max_conversations}
+    if args.max_memory is not None:
+        extra["max_live_bytes"] = args.max_memory
+    if stream is not None:
+        extra["listen"] = stream.conversation
     results = []
     interrupted = False
     for path in captures:
         source = sys.stdin.buffer if path == "-" else path
         live = None if on_findings is None else on_findings.for_capture(path)
+        if stream is not None:
+            stream.capture_start(path)
         try:
             with CaptureProgress(path, enabled=False if args.no_progress else None) as bar:
                 result = analyze_capture(
@@ -526,11 +570,16 @@ def _run(
                 )
         except KeyboardInterrupt:  # outside the packet loop (opening, the last conversations): nothing to show
             interrupted = True
+            if stream is not None:  # close what the stream opened for it, so the document stays whole
+                note = CaptureWarning("interrupted", "interrupted before this capture was read to its end")
+                stream.capture_end(CaptureResult(path=path, warnings=[note]))
             break
         if path == "-":
             result.path = "-"
         if result.error:
             print(f"error: {clean(result.error)}", file=sys.stderr)  # the path may hold ESC or newlines
+        if stream is not None:
+            stream.capture_end(result)
         results.append(result)
         # The packet loop turns Ctrl-C into a warning so the frames read are reported: stop here.
         if any(w.code == "interrupted" for w in result.warnings):

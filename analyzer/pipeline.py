@@ -13,7 +13,7 @@ from analyzer.capture.pcap import RecordCursor
 from analyzer.decode import Decoder, linktype_name
 from analyzer.errors import CaptureError
 from analyzer.flows import FlowTable
-from analyzer.flows.table import DEFAULT_MAX_CONVERSATIONS
+from analyzer.flows.table import DEFAULT_MAX_CONVERSATIONS, DEFAULT_MAX_LIVE_BYTES
 from analyzer.model import (
     CaptureResult,
     CaptureWarning,
@@ -132,8 +132,13 @@ def analyze_capture(
     max_findings_per_rule: int = MAX_FINDINGS_PER_RULE,
     progress: Callable[[int], None] | None = None,
     on_findings: Callable[[Conversation, list[Finding]], None] | None = None,
+    max_live_bytes: int = DEFAULT_MAX_LIVE_BYTES,
+    listen: Callable[[Conversation], None] | None = None,
 ) -> CaptureResult:
     """Read and diagnose one capture.
+
+    listen: when given, takes each conversation (that passes the filter) as it ends, and the
+    result keeps none: memory stays flat however many there are (`wsadiag conversations`).
 
     keep: which conversations the result holds: "findings" (those with a finding, whole),
     "all" (every conversation, those without findings without their timeline), "all-full".
@@ -143,7 +148,16 @@ def analyze_capture(
     """
     with collector_paused():
         return _analyze(
-            source, rules, conv_filter, keep, max_conversations, max_findings_per_rule, progress, on_findings
+            source,
+            rules,
+            conv_filter,
+            keep,
+            max_conversations,
+            max_findings_per_rule,
+            progress,
+            on_findings,
+            max_live_bytes,
+            listen,
         )
 
 
@@ -156,6 +170,8 @@ def _analyze(
     max_findings_per_rule: int,
     progress: Callable[[int], None] | None,
     on_findings: Callable[[Conversation, list[Finding]], None] | None = None,
+    max_live_bytes: int = DEFAULT_MAX_LIVE_BYTES,
+    listen: Callable[[Conversation], None] | None = None,
 ) -> CaptureResult:
     name = (
         "-"
@@ -178,6 +194,9 @@ def _analyze(
         if cap.drops:
             conv = attach_drops(conv, cap.drops)
         result.conversation_count += 1
+        if listen is not None:
+            listen(conv)
+            return
         findings = rules.evaluate(conv) if rules is not None else []
         if findings:
             for f in findings:
@@ -206,7 +225,7 @@ def _analyze(
     admit: Callable[[Traits], bool] | None = None
     if keep == "findings" and conv_filter is None and isinstance(rules, RulePrefilter):
         admit = rules.could_fire
-    table = FlowTable(emit, max_conversations=max_conversations, admit=admit)
+    table = FlowTable(emit, max_conversations=max_conversations, admit=admit, max_live_bytes=max_live_bytes)
     decoder = Decoder()
     with cap:
         result.format = cap.format

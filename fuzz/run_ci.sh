@@ -14,11 +14,12 @@ if ! python3 -c "import atheris" 2>/dev/null; then
   fi
 fi
 
-# Two targets share the time: the whole pipeline from capture bytes, and the packets alone.
+# Three targets share the time: the whole pipeline from capture bytes, the packets alone, and the
+# file path (compressed or not, cut, damaged) with main() in every output format.
 repo="$PWD"
 work="$(mktemp -d -t wsadiag-fuzz-XXXXXX)"
-half=$(( seconds / 2 > 1 ? seconds / 2 : 1 ))
-for target in fuzz_pipeline fuzz_frames; do
+half=$(( seconds / 3 > 1 ? seconds / 3 : 1 ))
+for target in fuzz_pipeline fuzz_frames fuzz_cli; do
   echo "fuzz: running $target for ${half}s in $work"
   (cd "$work" && python3 "$repo/fuzz/$target.py" -max_total_time="$half" -timeout=20 -rss_limit_mb=4096 \
     -print_final_stats=1 "$work/$target-corpus") >"$work/$target.log" 2>&1

@@ -7,7 +7,6 @@ import os
 import resource
 import shutil
 import signal
-import struct
 import subprocess
 import sys
 import time
@@ -288,3 +287,48 @@ def test_glob_matches_as_the_standard_glob_does_without_links(tmp_path, monkeypa
     monkeypatch.chdir(tmp_path)
     for pattern in ["**/*.pcap*", "*.pcap", "s/*/*", "**", "s/**/z.*", "**/.w.pcap"]:
         assert expand_captures([pattern]) == sorted(glob.glob(pattern, recursive=True)), pattern
+
+
+def test_output_naming_the_baseline_being_read_is_refused(tmp_path, capture, capsys, no_analysis):
+    baseline = tmp_path / "known.json"
+    baseline.write_text('{"version": 1, "findings": []}')
+    assert main(["analyze", "--no-progress", "--baseline", str(baseline), "-o", str(baseline), str(capture)]) == 2
+    assert "refusing to overwrite" in capsys.readouterr().err
+    assert baseline.read_text() == '{"version": 1, "findings": []}'
+
+
+@pytest.mark.parametrize(
+    "text", ["[" * 30_000 + "]" * 30_000, "code: X\nmatch: " + "{a: " * 12_000 + "1" + "}" * 12_000]
+)
+def test_deeply_nested_rule_file_is_refused_in_one_line(text, tmp_path, capture):
+    """It crashed the interpreter (libyaml recurses in C per level): run in a child so a regression shows."""
+    folder = tmp_path / "rules"
+    folder.mkdir()
+    (folder / "deep.yaml").write_text(text)
+    done = run_cli("analyze", "--no-progress", "--rules", str(folder), str(capture))
+    assert done.returncode == 2, done
+    err = done.stderr.decode().strip().splitlines()
+    assert len(err) == 1 and "deep.yaml" in err[0] and "nested more than 64 levels" in err[0]
+
+
+def test_interrupted_run_reports_what_was_read_and_keeps_the_baseline(tmp_path, capture, monkeypatch, capsys):
+    real = analyzer.pipeline.analyze_capture
+    seen = []
+
+    def stop_on_second(*args, **kwargs):
+        seen.append(args[0])
+        if len(seen) == 2:
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(analyzer.pipeline, "analyze_capture", stop_on_second)
+    baseline = tmp_path / "known.json"
+    baseline.write_text('{"version": 1, "findings": []}')
+    report = tmp_path / "r.json"
+    args = ["analyze", "--no-progress", "--format", "json", "-o", str(report), "--write-baseline", str(baseline)]
+    assert main([*args, str(capture), str(SILENT), str(FIRES)]) == 2
+    assert len(seen) == 2  # the third capture was not read
+    assert [c["path"] for c in json.loads(report.read_text())["captures"]] == [str(capture)]
+    assert baseline.read_text() == '{"version": 1, "findings": []}'
+    err = capsys.readouterr().err
+    assert "interrupted" in err and "1 of 3" in err

@@ -149,8 +149,9 @@ def test_small_gzip_without_its_trailer_is_read_not_refused(tmp_path: Path) -> N
 
 
 @pytest.mark.parametrize("how", PATHS)
-def test_gzip_with_trailing_garbage_is_read_with_a_warning(raw: bytes, how: str, tmp_path: Path) -> None:
-    n, warnings = read_via(how, tmp_path, gzip.compress(raw) + b"garbage after the member\n")
+@pytest.mark.parametrize("kind", ["gzip", "bz2", "xz"])
+def test_trailing_garbage_is_read_with_a_warning(raw: bytes, kind: str, how: str, tmp_path: Path) -> None:
+    n, warnings = read_via(how, tmp_path, COMPRESS[kind](raw) + b"garbage after the member\n")
     assert n == 12_000
     assert [w.code for w in warnings] == ["corrupt-compression"]
     assert "trailing garbage" in warnings[0].message
@@ -212,3 +213,16 @@ def test_gzip_with_nothing_decompressible_is_one_line_error(tmp_path: Path, caps
     assert main(["analyze", "--no-progress", str(path)]) == 2
     err = capsys.readouterr().err
     assert "gzip" in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize("how", PATHS)
+def test_damage_past_where_reading_stops_is_reported_alike_on_every_path(how: str, tmp_path: Path) -> None:
+    """Found by fuzz/fuzz_cli.py: a record claiming 180 MB stops the reading before a cut in the gzip
+    stream; a file (read ahead by 1 MiB) reported the cut as well, memory and pipes did not."""
+    data = SAMPLE.read_bytes()
+    first = 24 + 16 + struct.unpack_from("<I", data, 24 + 8)[0]
+    noise = random.Random(3).randbytes(4000)  # incompressible: the cut falls in it, after the bad header
+    bad = data[:first] + struct.pack("<IIII", 1_700_000_000, 0, 184_549_480, 60) + noise
+    n, warnings = read_via(how, tmp_path, gzip.compress(bad)[:-100])
+    assert n == 1
+    assert [w.code for w in warnings] == ["bad-record-length"]

@@ -90,3 +90,27 @@ def test_jsonl_records_stay_one_line_each(sep, verb, tmp_path, capsys):
     for line in lines:
         record = json.loads(line)
         assert record["kind"] == "summary" or record["capture"] == str(path)
+
+
+def test_baseline_of_an_undecodable_name_round_trips(folder, tmp_path, capsys):
+    baseline = tmp_path / "known.json"
+    assert main(["analyze", "--no-progress", "--write-baseline", str(baseline), str(folder)]) == 1
+    baseline.read_bytes().decode("utf-8")  # the baseline is UTF-8 text
+    assert SHOWN.replace("\\", "\\\\") in baseline.read_text()
+    capsys.readouterr()
+    assert main(["analyze", "--no-progress", "--baseline", str(baseline), str(folder)]) == 0
+    assert "2 known finding(s) left out" in capsys.readouterr().err
+
+
+def test_sarif_fingerprint_of_an_undecodable_name_matches_the_baseline_key(folder, tmp_path, capsys):
+    baseline = tmp_path / "known.json"
+    main(["analyze", "--no-progress", "--write-baseline", str(baseline), "--format", "sarif", str(folder)])
+    doc = json.loads(capsys.readouterr().out)
+    names = {json.dumps(e["capture"]) for e in json.loads(baseline.read_text())["findings"]}
+    assert json.dumps(SHOWN) in names
+    from analyzer.report.baseline import fingerprint
+
+    keys = [(e["rule"], e["client_address"], e["server"], e["capture"])
+            for e in json.loads(baseline.read_text())["findings"]]
+    prints = {r["partialFingerprints"][k] for r in doc["runs"][0]["results"] for k in r["partialFingerprints"]}
+    assert {fingerprint(k) for k in keys} <= prints

@@ -54,8 +54,11 @@ class _Inflater:
 
     def __init__(self, name: str, magic: bytes, factory: Callable[[], Any], raw: Callable[[int], bytes], chunk: int):
         self.name = name
-        self.damage = ""  # the first fault, as warned; "" while the stream is sound
-        self.warn: Warn = lambda code, message: None
+        # The first fault ("" while the stream is sound) and its warning code. The warning is given
+        # by Source.read when the reader reaches the fault, not when read-ahead meets it, so a file
+        # (read far ahead) and a pipe report the same.
+        self.damage = ""
+        self.damage_code = ""
         self._magic = magic
         self._factory = factory
         self._raw = raw
@@ -103,7 +106,7 @@ class _Inflater:
     def _fault(self, code: str, message: str) -> None:
         if not self.damage:
             self.damage = message
-            self.warn(code, message)
+            self.damage_code = code
 
     # -- members ----------------------------------------------------------------------------
 
@@ -270,7 +273,6 @@ class Source:
             if prefix.startswith(magic):
                 self.compression = name
                 inflater = _Inflater(name, magic, factory, self._raw_read, self.chunk)
-                inflater.warn = lambda code, message: self.warn(code, message)
                 inflater._in = prefix
                 self._inflater = inflater
                 self._read = inflater.read
@@ -307,8 +309,10 @@ class Source:
         if self.failed:
             return b""
         if self._inflater is not None:
-            data = self._inflater.read(max(n, self.chunk))  # never raises: damage is warned
-            self.failed = not data and bool(self._inflater.damage)
+            data = self._inflater.read(max(n, self.chunk))  # never raises: damage is kept for here
+            if not data and self._inflater.damage:
+                self.failed = True
+                self.warn(self._inflater.damage_code, self._inflater.damage)
             return data
         try:
             data = self._read(max(n, self.chunk))

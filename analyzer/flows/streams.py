@@ -17,18 +17,23 @@ rules, none of the code) numbers its conversations, not ours:
 - A TCP or UDP header quoted inside an ICMP error is dissected too: it finds (or opens) the
   conversation of its pair, but sets no base sequence number.
 
-Wireshark keeps every conversation of a capture in memory; so does this table (one small entry
-per address/port pair), which is what exact numbering costs.
+Wireshark keeps every conversation of a capture in memory. This table keeps the pairs of live
+conversations and the RETIRED_PAIRS most recently finished ones, so memory stays bounded: a pair
+seen again after that many others have finished since it did gets a stream of its own where
+Wireshark would reuse its old one (`forgotten` counts them; the flow table warns). Evidence
+filters also name the exact frames, so they select the evidence either way.
 """
 
 from __future__ import annotations
 
-from typing import Final
+from collections import deque
+from typing import Callable, Final
 
 from analyzer.protocol import ACK, SYN
 
 _M32: Final = 0xFFFFFFFF
 _UNSET: Final = -1
+RETIRED_PAIRS: Final = 8_192  # finished address/port pairs remembered (a few MiB)
 
 
 class _Pair:
@@ -50,6 +55,24 @@ class WiresharkStreams:
         self.udp_pairs: dict[bytes, _Pair] = {}
         self.tcp_count = 0
         self.udp_count = 0
+        self.retired: deque[tuple[bool, bytes, bytes]] = deque()  # (tcp, key, rkey) of finished pairs, oldest first
+        self.forgotten = 0  # pairs dropped from the table to keep it bounded
+
+    def retire(self, tcp: bool, key: bytes, rkey: bytes, still_live: Callable[[bytes], bool]) -> None:
+        """A conversation on this pair ended; the oldest finished pairs past RETIRED_PAIRS are forgotten.
+
+        still_live(key): whether a live conversation uses that pair again (then it is kept).
+        """
+        retired = self.retired
+        retired.append((tcp, key, rkey))
+        while len(retired) > RETIRED_PAIRS:
+            old_tcp, old_key, old_rkey = retired.popleft()
+            if still_live(old_key):
+                continue
+            pairs = self.tcp_pairs if old_tcp else self.udp_pairs
+            if pairs.pop(old_key, None) is not None:
+                self.forgotten += 1
+            pairs.pop(old_rkey, None)
 
     def _open_tcp(self, key: bytes, rkey: bytes) -> _Pair:
         pair = _Pair(key, self.tcp_count)

@@ -11,12 +11,20 @@ Eviction policy (documented in the README):
 - UDP and ICMP: after UDP_IDLE seconds without a packet (Zeek's udp_inactivity_timeout);
 - a TCP attempt that got no answer: after ATTEMPT_IDLE seconds;
 - any other TCP conversation: after TCP_IDLE seconds without a packet;
-- when `max_conversations` are alive, the least recently active tenth is handed on early, with a
-  warning; everything left is handed on at the end of the capture.
+- when `max_conversations` are alive, or their estimated memory passes `max_live_bytes` (1 GiB by
+  default), the least recently active tenth is handed on early, with a warning; everything left
+  is handed on at the end of the capture.
+
+Idle limits are kept in a heap of deadlines, so expiry costs what expires, not a pass over every
+live conversation. The clock that drives expiry follows the capture's timestamps but not a
+single outlier: a jump of more than MAX_CLOCK_STEP is believed only when CLOCK_CONFIRM packets in
+a row agree with it (a lone far-future timestamp would otherwise stop expiry, or end every
+conversation at once).
 """
 
 from __future__ import annotations
 
+import heapq
 import socket
 from collections import deque
 from typing import Callable, Final
@@ -53,12 +61,19 @@ CLOSE_LINGER: Final = 5.0  # seconds; Zeek's tcp_close_delay / tcp_reset_delay
 UDP_IDLE: Final = 60.0  # Zeek's udp_inactivity_timeout
 ATTEMPT_IDLE: Final = 180.0  # longer than any stack's connect() retry schedule (Linux: 127 s)
 TCP_IDLE: Final = 7300.0  # beyond the 2-hour default keep-alive time, so idle-timeout resets stay in one conversation
-SWEEP_EVERY: Final = 10.0  # seconds of capture time between full idle sweeps
 CHECK_EVERY: Final = 1.0  # seconds of capture time between looks at closed conversations
 TIMELINE_HEAD: Final = 12  # events kept from the start of a conversation (the handshake and first exchange)
 TIMELINE_TAIL: Final = 36  # events kept from its end (where failures show)
 MAX_TTL_VALUES: Final = 8  # distinct TTLs counted per side
 DEFAULT_MAX_CONVERSATIONS: Final = 200_000
+DEFAULT_MAX_LIVE_BYTES: Final = 1 << 30  # 1 GiB of live conversations (estimated, see FLOW_BYTES)
+# Memory of a live conversation, measured with tracemalloc on CPython 3.11 (64-bit): about 1.7 KiB
+# for the flow, its two endpoints and its three table entries, and about 300 bytes per timeline
+# row kept (a 15-field tuple and its numbers). A full timeline (48 rows) makes about 16 KiB.
+FLOW_BYTES: Final = 1700
+EVENT_BYTES: Final = 300
+MAX_CLOCK_STEP: Final = 300.0  # seconds; a timestamp further from the expiry clock is an outlier until confirmed
+CLOCK_CONFIRM: Final = 3  # packets in a row that must agree before the expiry clock follows a jump
 MAX_HOSTS: Final = 65_536  # addresses whose TTL habits are remembered across conversations
 
 _new = tuple.__new__  # builds an Event without NamedTuple's Python-level __new__
@@ -287,6 +302,7 @@ class _Flow:
         "syn_seen",
         "synack_seen",
         "ack_seen",
+        "meter",
     )
 
     def __init__(
@@ -326,6 +342,7 @@ class _Flow:
         self.id = 0
         self.stream = -1  # Wireshark's stream of its first packet (set by in_stream)
         self.streams: tuple[int, ...] = ()  # every Wireshark stream its packets fell in, when more than one
+        self.meter: FlowTable | None = None  # the table that counts the timeline rows its flows hold
 
     def in_stream(self, stream: int) -> None:
         """Note the Wireshark stream of a packet of this flow (usually the same every time)."""
@@ -339,14 +356,32 @@ class _Flow:
         """Add a packet's row to the bounded timeline."""
         if self.npk < TIMELINE_HEAD:
             self.head.append(ev)
+            meter = self.meter
+            if meter is not None:
+                meter.rows += 1
         else:
             if self.tail is None:
                 self.tail = deque(maxlen=TIMELINE_TAIL)
+                self._charge_tail()
             self.tail.append(ev)
         self.npk += 1
         if ev[1] > self.last_ts:
             self.last_ts = ev[1]
         self.last_frame = ev[0]
+
+    def _charge_tail(self) -> None:
+        """Count a new tail as full (no count per packet; the estimate errs high), and have the
+        table look at its memory bound at the next packet when that is passed."""
+        meter = self.meter
+        if meter is None:
+            return
+        meter.rows += TIMELINE_TAIL
+        if meter.rows * EVENT_BYTES > meter.row_budget:
+            meter.next_check = float("-inf")
+
+    def rows_charged(self) -> int:
+        """Timeline rows this flow has added to its table's meter."""
+        return min(self.npk, TIMELINE_HEAD) + (TIMELINE_TAIL if self.tail is not None else 0)
 
     def check_history(self, bit: int, letter: str, is_orig: bool) -> bool:
         """Record a once-per-direction letter; True if it had been recorded already (Zeek's CheckHistory)."""
@@ -642,6 +677,17 @@ def timeline_row(
     return (frame, ts, dir, flags, seq, ack, plen, win, ttl, ip_id, marks, idle, payload, icmp, icmp_src)
 
 
+def _idle_limit(flow: _Flow) -> float:
+    """Seconds without a packet after which a conversation is handed on."""
+    if flow.closed:
+        return CLOSE_LINGER
+    if flow.proto != "tcp":
+        return UDP_IDLE
+    if flow.resp.state == zeek.INACTIVE:
+        return ATTEMPT_IDLE
+    return TCP_IDLE
+
+
 class FlowTable(Sink):
     """Builds conversations from packets and hands each on when it can no longer change."""
 
@@ -650,9 +696,11 @@ class FlowTable(Sink):
         emit: Callable[[Conversation], None],
         max_conversations: int = DEFAULT_MAX_CONVERSATIONS,
         admit: Callable[[Traits], bool] | None = None,
+        max_live_bytes: int = DEFAULT_MAX_LIVE_BYTES,
     ) -> None:
         """emit: takes each finished conversation. admit: when given, a conversation whose Traits
-        it refuses is not built or emitted, only counted in `skipped` (its hosts' TTLs are still learnt)."""
+        it refuses is not built or emitted, only counted in `skipped` (its hosts' TTLs are still learnt).
+        max_live_bytes: the estimated memory of live conversations that makes the oldest go early."""
         self.emit = emit
         self.admit = admit
         self.skipped = 0
@@ -668,9 +716,19 @@ class FlowTable(Sink):
         self.next_id = 1
         self.streams = {"tcp": 0, "udp": 0, "icmp": 0}
         self.ws = WiresharkStreams()  # tcp.stream / udp.stream as Wireshark numbers them
-        self.next_sweep: float | None = None  # capture time of the next idle sweep
-        self.next_check = float("-inf")  # capture time of the next look at closed conversations
+        self.next_check = float("-inf")  # capture time of the next expiry; -inf: look at every packet
         self.evicted_early = 0
+        self.max_live_bytes = max(1 << 20, max_live_bytes)
+        self.rows = 0  # timeline rows held by live flows (the flows' `meter` is this table)
+        self.row_budget = self.max_live_bytes
+        self.evicted_for_memory = 0
+        # (deadline, flow id): when each live flow may have been idle past its limit. An entry is
+        # not updated when its flow sees a packet; it is checked and pushed again when it comes due.
+        self.deadlines: list[tuple[float, int]] = []
+        self.expiry_checks = 0  # deadlines looked at: the work expiry has done (for the resource tests)
+        self.clock = float("-inf")  # the expiry clock: the capture time, outliers left out
+        self.candidate = 0.0  # a timestamp far from the clock that may be a real jump
+        self.candidate_seen = 0  # packets in a row that agreed with `candidate`
         self.host_ttls: dict[bytes, dict[int, int]] = {}
 
     # -- packets in -------------------------------------------------------------------------
@@ -719,23 +777,60 @@ class FlowTable(Sink):
             self.add(pkt.inner)
 
     def _expire(self, ts: float) -> None:
-        """Hand on the closed conversations whose linger time has passed, and sweep idle ones."""
-        self.next_check = ts + CHECK_EVERY
+        """Hand on the closed conversations whose linger time has passed, and those idle past their limit."""
+        if self.live_bytes() > self.max_live_bytes:
+            self.evicted_for_memory += self._evict_oldest()
+        now = self._advance_clock(ts)
+        if now == float("-inf"):
+            return  # no clock yet: every packet is looked at until one is agreed on
+        # still over the bound: look again at the next packet
+        self.next_check = now + CHECK_EVERY if self.live_bytes() <= self.max_live_bytes else float("-inf")
         closing = self.closing
         while closing:
             flow = closing[0]
             if self.alive.get(flow.id) is not flow:
                 closing.popleft()  # already handed on
-            elif flow.last_ts + CLOSE_LINGER < ts:
+            elif flow.last_ts + CLOSE_LINGER < now:
                 closing.popleft()
                 self._finish(flow, "")
             else:
                 break
-        if self.next_sweep is None:
-            self.next_sweep = ts + SWEEP_EVERY
-        elif ts >= self.next_sweep:
-            self.next_sweep = ts + SWEEP_EVERY
-            self._sweep(ts)
+        deadlines = self.deadlines
+        alive = self.alive
+        while deadlines and deadlines[0][0] < now:
+            self.expiry_checks += 1
+            _, fid = heapq.heappop(deadlines)
+            due_flow = alive.get(fid)
+            if due_flow is None:
+                continue  # handed on already
+            due = due_flow.last_ts + _idle_limit(due_flow)
+            if due < now:
+                self._finish(due_flow, "" if due_flow.closed else "timeout")
+            else:
+                heapq.heappush(deadlines, (due, fid))
+
+    def _advance_clock(self, ts: float) -> float:
+        """The expiry clock after a packet at `ts`: it follows the capture, but not one outlier."""
+        clock = self.clock
+        if clock - MAX_CLOCK_STEP <= ts <= clock + MAX_CLOCK_STEP:
+            if ts > clock:
+                self.clock = ts
+            self.candidate_seen = 0
+            return self.clock
+        # Far from the clock (or no clock yet): believed once CLOCK_CONFIRM packets in a row agree.
+        if self.candidate_seen and abs(ts - self.candidate) <= MAX_CLOCK_STEP:
+            self.candidate_seen += 1
+            self.candidate = max(self.candidate, ts)
+        else:
+            self.candidate, self.candidate_seen = ts, 1
+        if self.candidate_seen >= CLOCK_CONFIRM and self.candidate > clock:
+            self.clock = self.candidate
+            self.candidate_seen = 0
+        return self.clock
+
+    def live_bytes(self) -> int:
+        """The estimated memory of the live conversations (see FLOW_BYTES, EVENT_BYTES)."""
+        return len(self.alive) * FLOW_BYTES + self.rows * EVENT_BYTES
 
     def _new_flow(
         self,
@@ -752,6 +847,9 @@ class FlowTable(Sink):
         """A new flow for a packet whose endpoint key is `key`; flip: its sender is the server."""
         if len(self.alive) >= self.max_conversations:
             self._evict_oldest()
+        elif len(self.alive) * FLOW_BYTES + self.rows * EVENT_BYTES > self.max_live_bytes:
+            self.evicted_for_memory += self._evict_oldest()
+        self.row_budget = self.max_live_bytes - (len(self.alive) + 1) * FLOW_BYTES
         alen = (len(key) - 4) >> 1
         src, dst = key[:alen], key[alen : 2 * alen]
         rkey = reverse_key(key)
@@ -768,6 +866,13 @@ class FlowTable(Sink):
         table[key] = flow
         table[rkey] = flow
         self.alive[flow.id] = flow
+        flow.meter = self
+        deadlines = self.deadlines
+        heapq.heappush(deadlines, (ts + _idle_limit(flow), flow.id))
+        if len(deadlines) > 2 * len(self.alive) + 1024:
+            # Entries of flows handed on before their deadline: drop them in one pass (amortised).
+            self.deadlines = [(f.last_ts + _idle_limit(f), f.id) for f in self.alive.values()]
+            heapq.heapify(self.deadlines)
         return flow
 
     def tcp(
@@ -1072,30 +1177,14 @@ class FlowTable(Sink):
 
     # -- conversations out ------------------------------------------------------------------
 
-    def _sweep(self, now: float) -> None:
-        """Hand on every conversation that has been idle past its limit."""
-        done = []
-        for flow in self.alive.values():
-            idle = now - flow.last_ts
-            if flow.closed:
-                limit = CLOSE_LINGER
-            elif flow.proto != "tcp":
-                limit = UDP_IDLE
-            elif flow.resp.state == zeek.INACTIVE:
-                limit = ATTEMPT_IDLE
-            else:
-                limit = TCP_IDLE
-            if idle > limit:
-                done.append(flow)
-        for flow in done:
-            self._finish(flow, "" if flow.closed else "timeout")
-
-    def _evict_oldest(self) -> None:
-        """The table is full: hand on the least recently active tenth."""
+    def _evict_oldest(self) -> int:
+        """The table is full: hand on the least recently active tenth; how many went."""
         flows = sorted(self.alive.values(), key=lambda f: f.last_ts)
-        for flow in flows[: max(1, len(flows) // 10)]:
+        count = max(1, len(flows) // 10)
+        for flow in flows[:count]:
             self._finish(flow, "")
             self.evicted_early += 1
+        return count
 
     def flush(self) -> None:
         """The capture ended: hand on everything still alive, in order of first packet."""
@@ -1104,12 +1193,30 @@ class FlowTable(Sink):
 
     def warnings(self) -> list[CaptureWarning]:
         out = []
-        if self.evicted_early:
+        if self.evicted_for_memory:
+            out.append(
+                CaptureWarning(
+                    "memory-bound",
+                    f"live conversations reached the memory bound of {_size(self.max_live_bytes)}; "
+                    f"{self.evicted_for_memory} of the least recently active were handed on early and may be "
+                    f"split in two (raise --max-memory to keep them whole)",
+                )
+            )
+        if self.ws.forgotten:
+            out.append(
+                CaptureWarning(
+                    "stream-numbers-bounded",
+                    f"{self.ws.forgotten} finished address/port pairs were forgotten to keep memory bounded; a pair "
+                    "seen again after that may get a tcp.stream/udp.stream of its own where Wireshark reuses "
+                    "the old one (the evidence filters also name the exact frames)",
+                )
+            )
+        if self.evicted_early > self.evicted_for_memory:
             out.append(
                 CaptureWarning(
                     "conversation-table-full",
                     f"more than {self.max_conversations} conversations were alive at once; "
-                    f"{self.evicted_early} were handed on early and may be split in two "
+                    f"{self.evicted_early - self.evicted_for_memory} were handed on early and may be split in two "
                     f"(raise --max-conversations to keep them whole)",
                 )
             )
@@ -1118,6 +1225,7 @@ class FlowTable(Sink):
     def _finish(self, flow: _Flow, why: str) -> None:
         if self.alive.get(flow.id) is flow:
             del self.alive[flow.id]
+            self.rows -= flow.rows_charged()
             table = flow.table
             if table.get(flow.c_key) is flow:
                 del table[flow.c_key]
@@ -1130,6 +1238,9 @@ class FlowTable(Sink):
         else:
             self.skipped += 1
         self._learn_hosts(flow)
+        if flow.proto != "icmp":
+            live = self.tcp_flows if flow.proto == "tcp" else self.udp_flows
+            self.ws.retire(flow.proto == "tcp", flow.c_key, flow.s_key, live.__contains__)
 
     def _learn_hosts(self, flow: _Flow) -> None:
         """Remember each address's TTLs, for judging sides that sent too little to judge alone."""
@@ -1143,6 +1254,14 @@ class FlowTable(Sink):
             for ttl, count in end.ttls.items():
                 if ttl in known or len(known) < MAX_TTL_VALUES:
                     known[ttl] = known.get(ttl, 0) + count
+
+
+def _size(n: int) -> str:
+    """A byte count as the --max-memory option spells it: 1 GiB, 512 MiB."""
+    for unit, shift in (("GiB", 30), ("MiB", 20), ("KiB", 10)):
+        if n >= 1 << shift and n % (1 << shift) == 0:
+            return f"{n >> shift} {unit}"
+    return f"{n} bytes"
 
 
 def _addr(packed: bytes) -> str:

@@ -14,13 +14,14 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import stat
 from dataclasses import replace
 from pathlib import Path, PurePath
 
 from analyzer.errors import UsageError
 from analyzer.model import CaptureResult, Conversation, Finding
-from analyzer.report.common import conversations_by_id
+from analyzer.report.common import conversations_by_id, escape_undecodable
 from analyzer.report.output import atomic_write_text
 
 BASELINE_VERSION = 1
@@ -31,15 +32,23 @@ Key = tuple[str, str, str, str]  # rule, client address, server endpoint, captur
 
 
 def capture_name(path: str) -> str:
-    """The capture's file name (both / and \\ separators), '-' for standard input."""
-    return PurePath(path.replace("\\", "/")).name or path
+    """The capture's file name (both / and \\ separators), '-' for standard input.
+
+    A backslash that starts an escaped byte (\\xe9, as reports spell a name that is not UTF-8) is
+    not a separator, so a name gives the same key before and after it is escaped.
+    """
+    return PurePath(_SEPARATOR.sub("/", path)).name or path
+
+
+_SEPARATOR = re.compile(r"\\(?!x[89a-f][0-9a-f])")
 
 
 def finding_key(result: CaptureResult, finding: Finding, conv: Conversation | None) -> Key:
     """The baseline key of one finding."""
     client = conv.client.addr if conv is not None else ""
     server = str(conv.server) if conv is not None else ""
-    return (finding.rule, client, server, capture_name(result.path))
+    # the name as reports show it: a name that is not UTF-8 is keyed with those bytes escaped
+    return (finding.rule, client, server, escape_undecodable(capture_name(result.path)))
 
 
 def fingerprint(key: Key) -> str:

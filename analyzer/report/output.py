@@ -8,10 +8,13 @@ second rather than after an hour of reading.
 
 from __future__ import annotations
 
+import contextlib
 import os
+import sys
 import tempfile
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from pathlib import Path
+from typing import TextIO
 
 from analyzer.errors import UsageError
 
@@ -44,6 +47,35 @@ def atomic_write_text(path: str | os.PathLike[str], text: str | Iterable[str]) -
         raise
 
 
+@contextlib.contextmanager
+def atomic_stream(path: str | None) -> Iterator[TextIO]:
+    """A text stream for a report written piece by piece: standard output for None or "-", else a
+    temporary file beside `path` renamed over it when the block ends without an exception."""
+    if path in (None, "-"):
+        yield sys.stdout
+        return
+    folder = os.path.dirname(path) or "."
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=".wsadiag-", suffix=".tmp", dir=folder)
+    except OSError as exc:
+        raise UsageError(f"cannot write {path}: {exc.strerror or exc}") from None
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", errors="surrogateescape", newline="") as fh:
+            yield fh
+            fh.flush()
+            os.fsync(fh.fileno())
+        _keep_mode(path, tmp)
+        os.replace(tmp, path)
+    except BaseException as exc:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        if isinstance(exc, OSError):
+            raise UsageError(f"cannot write {path}: {exc.strerror or exc}") from None
+        raise
+
+
 def _keep_mode(target: str, tmp: str) -> None:
     """Give the new file the old one's permission bits (mkstemp makes it 0600), or the umask's default."""
     try:
@@ -70,7 +102,7 @@ def check_output(path: str, option: str, inputs: Iterable[str]) -> None:
     for item in inputs:
         if item != "-" and _same_file(path, item):
             raise UsageError(
-                f"{option} {path}: is one of the captures being read; refusing to overwrite it",
+                f"{option} {path}: is {item!r}, one of the files being read; refusing to overwrite it",
                 hint="name another file for the output",
             )
 

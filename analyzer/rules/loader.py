@@ -346,6 +346,34 @@ def _check_rule_file(path: Path) -> None:
         raise RuleError(
             f"{path}:1: file is larger than {MAX_RULE_BYTES // 1024} KiB ({st.st_size} bytes); a rule file is one rule"
         )
+    try:
+        raw = path.read_bytes()[: MAX_RULE_BYTES + 1]
+    except OSError as exc:
+        raise RuleError(f"{path}:1: cannot read rule file: {exc.strerror or exc}") from None
+    depth, line = _flow_depth(raw)
+    if depth > MAX_RULE_NESTING:
+        raise RuleError(f"{path}:{line}: nested more than {MAX_RULE_NESTING} levels deep; a rule is never so deep")
+
+
+# A rule is a few levels deep. libyaml's composer recurses in C once per level: tens of thousands
+# of `[` crash the interpreter outright, so deep flow nesting is refused before YAML sees it.
+MAX_RULE_NESTING = 64
+
+
+def _flow_depth(raw: bytes) -> tuple[int, int]:
+    """The deepest nesting of [ and { in a file (quotes not considered: it errs on the safe side), and its line."""
+    depth = deepest = 0
+    line = where = 1
+    for byte in raw:
+        if byte in b"[{":
+            depth += 1
+            if depth > deepest:
+                deepest, where = depth, line
+        elif byte in b"]}":
+            depth = max(0, depth - 1)
+        elif byte == 0x0A:
+            line += 1
+    return deepest, where
 
 
 def _selected(code: str, select: list[str], ignore: list[str]) -> bool:
