@@ -126,6 +126,10 @@ def test_timeline_rows_are_built_in_events_field_order():
     from analyzer.flows.table import timeline_row
     from analyzer.model import Event
 
-    values = {name: f"value of {name}" for name in Event._fields}
+    # A distinct value of each field's own type (the compiled module checks the types).
+    kinds = {"ts": float, "idle": float, "payload": str, "icmp": tuple, "icmp_src": bytes}
+    make = {int: lambda i: 100 + i, float: lambda i: 100.5 + i, str: lambda i: f"kind {i}",
+            tuple: lambda i: (3, i), bytes: lambda i: bytes([i])}
+    values = {name: make[kinds.get(name, int)](i) for i, name in enumerate(Event._fields)}
     event = Event(*timeline_row(**values))  # the flow table turns rows into Events this way
     assert all(getattr(event, name) == value for name, value in values.items())
