@@ -325,15 +325,47 @@ CONFIDENCES: tuple[Confidence, ...] = ("high", "medium", "low")
 
 
 @dataclass(frozen=True, slots=True)
+class WinsockCode:
+    """A Winsock error as Windows reports it: 10054 WSAECONNRESET and Microsoft's short title."""
+
+    code: int
+    name: str
+    message: str
+
+
+@dataclass(frozen=True, slots=True)
+class PosixErrno:
+    """The errno Linux and macOS report for the same failure (None where the platform has none)."""
+
+    name: str | None
+    linux: int | None
+    macos: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class SeenAs:
+    """What each runtime shows its user for the error (None where it does not surface it).
+
+    The runtimes, their labels and their order are one table: analyzer.winsock.RUNTIMES.
+    """
+
+    dotnet: str | None
+    java: str | None
+    python: str | None  # Linux CPython
+    curl: str | None
+    python_windows: str | None  # Windows CPython
+
+
+@dataclass(frozen=True, slots=True)
 class SocketErrorSeen:
     """The error one side's application saw, with how each platform spells it."""
 
     side: Literal["client", "server"]
     endpoint: str
     operation: str  # connect, send, recv, recvfrom, close, ...
-    winsock: dict  # {"code": 10054, "name": "WSAECONNRESET", "message": "..."}
-    posix: dict  # {"name": "ECONNRESET", "linux": 104, "macos": 54}
-    seen_as: dict  # {"dotnet": ..., "java": ..., "python": ..., "curl": ...}
+    winsock: WinsockCode
+    posix: PosixErrno
+    seen_as: SeenAs
     note: str = ""  # e.g. "local to the host: the capture cannot show it"
 
 

@@ -108,6 +108,16 @@ BY_CODE: Final[dict[int, AlertKind]] = {a.code: a for a in ALERTS}
 BY_NAME: Final[dict[str, AlertKind]] = {a.name: a for a in ALERTS}
 
 
+# The TLS stacks whose text a report shows for a received alert: seen_as() key, label.
+TLS_STACKS: Final[tuple[tuple[str, str], ...]] = (
+    ("openssl", "OpenSSL"),
+    ("python", "Python"),
+    ("curl", "curl"),
+    ("java", "Java"),
+    ("dotnet", ".NET"),
+)
+
+
 def alert_kind(code: int) -> AlertKind:
     """The table row for a description code; an unknown code gets a row naming its number."""
     return BY_CODE.get(code) or AlertKind(

@@ -42,10 +42,10 @@ which socket call the strings were written for (the text can differ for connect 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, NamedTuple
 
 from analyzer.errors import UsageError
-from analyzer.model import SocketErrorSeen
+from analyzer.model import PosixErrno, SeenAs, SocketErrorSeen, WinsockCode
 
 
 @dataclass(frozen=True, slots=True)
@@ -675,18 +675,12 @@ def seen(
     """
     e = lookup(name)
     p = lookup(posix_name) if posix_name else e
-    seen_as = {
-        "dotnet": e.dotnet,
-        "java": p.java,
-        "python": p.python,
-        "curl": p.curl,
-        "python_windows": e.python_windows,
-    }
+    java, curl = p.java, p.curl
     note = ""
     if transport == "udp":
-        seen_as["curl"] = None  # curl's transfers run over TCP (QUIC aside): it never shows a UDP socket error
+        curl = None  # curl's transfers run over TCP (QUIC aside): it never shows a UDP socket error
         if p.posix_name == "ECONNREFUSED":
-            seen_as["java"] = UDP_JAVA_PORT_UNREACHABLE
+            java = UDP_JAVA_PORT_UNREACHABLE
         note = UDP_NOTE
     elif e.local_only:
         note = f"local to the host: the capture cannot show it. Record instead: {e.capture_instead}"
@@ -694,11 +688,37 @@ def seen(
         side=side,
         endpoint=endpoint,
         operation=operation,
-        winsock={"code": e.code, "name": e.name, "message": e.message},
-        posix={"name": p.posix_name, "linux": p.linux, "macos": p.macos},
-        seen_as=seen_as,
+        winsock=WinsockCode(e.code, e.name, e.message),
+        posix=PosixErrno(p.posix_name, p.linux, p.macos),
+        seen_as=SeenAs(dotnet=e.dotnet, java=java, python=p.python, curl=curl, python_windows=e.python_windows),
         note=note,
     )
+
+
+class Runtime(NamedTuple):
+    """A runtime whose error text reports show: its SeenAs field and the label readers know it by."""
+
+    field: str
+    label: str
+
+
+# The runtimes every report lists, in this order (python_windows is JSON-only: Windows CPython).
+RUNTIMES: tuple[Runtime, ...] = (
+    Runtime("dotnet", ".NET"),
+    Runtime("java", "Java"),
+    Runtime("python", "Python"),
+    Runtime("curl", "curl"),
+)
+
+
+def seen_lines(seen: SeenAs) -> list[tuple[str, str]]:
+    """(label, text) for each runtime of RUNTIMES that surfaces the error."""
+    out = []
+    for runtime in RUNTIMES:
+        text = getattr(seen, runtime.field)
+        if text:
+            out.append((runtime.label, text))
+    return out
 
 
 # What a UDP socket is told, which depends on the platform and on whether the socket is connected.

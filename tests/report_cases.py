@@ -15,7 +15,10 @@ from analyzer.model import (
     Finding,
     Mark,
     SideStats,
+    PosixErrno,
+    SeenAs,
     SocketErrorSeen,
+    WinsockCode,
 )
 from analyzer.protocol import ACK, FIN, PSH, RST, SYN
 
@@ -44,12 +47,12 @@ SERVER = Endpoint("192.0.2.200", 8000)
 
 WSAECONNRESET_CLIENT = SocketErrorSeen(
     side="client", endpoint=str(CLIENT), operation="recv",
-    winsock={"code": 10054, "name": "WSAECONNRESET", "message": "An existing connection was forcibly closed by the remote host."},
-    posix={"name": "ECONNRESET", "linux": 104, "macos": 54},
-    seen_as={"dotnet": "SocketException (10054): An existing connection was forcibly closed by the remote host.",
-             "java": "java.net.SocketException: Connection reset",
-             "python": "ConnectionResetError: [Errno 104] Connection reset by peer",
-             "curl": "curl: (56) Recv failure: Connection reset by peer"},
+    winsock=WinsockCode(10054, "WSAECONNRESET", "An existing connection was forcibly closed by the remote host."),
+    posix=PosixErrno("ECONNRESET", 104, 54),
+    seen_as=SeenAs(dotnet="SocketException (10054): An existing connection was forcibly closed by the remote host.",
+                   java="java.net.SocketException: Connection reset",
+                   python="ConnectionResetError: [Errno 104] Connection reset by peer",
+                   curl="curl: (56) Recv failure: Connection reset by peer", python_windows=None),
 )
 
 RST003_TIMELINE = (
@@ -99,10 +102,10 @@ UDP001 = Finding(
     conversation=3,
     errors=(SocketErrorSeen(
         side="client", endpoint=str(V6_CLIENT), operation="recvfrom",
-        winsock={"code": 10054, "name": "WSAECONNRESET", "message": "An existing connection was forcibly closed by the remote host."},
-        posix={"name": "ECONNREFUSED", "linux": 111, "macos": 61},
-        seen_as={"dotnet": "SocketException (10054)", "java": "java.net.PortUnreachableException",
-                 "python": "ConnectionRefusedError: [Errno 111] Connection refused", "curl": ""},
+        winsock=WinsockCode(10054, "WSAECONNRESET", "An existing connection was forcibly closed by the remote host."),
+        posix=PosixErrno("ECONNREFUSED", 111, 61),
+        seen_as=SeenAs(dotnet="SocketException (10054)", java="java.net.PortUnreachableException",
+                       python="ConnectionRefusedError: [Errno 111] Connection refused", curl="", python_windows=None),
         note="Linux reports it on a connected socket only"),),
     cause="Nothing listens on the server port.", remedy="Start the service or fix the port.",
     confidence="high", frames=(20, 21), wireshark_filter="udp.stream eq 0 || icmpv6",

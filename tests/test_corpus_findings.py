@@ -43,7 +43,7 @@ def test_known_failure_is_found_with_its_socket_error(rel):
     findings = [f for f in _result(rel).findings if f.rule == rule]
     assert findings, f"{rule} did not fire on {rel}"
     for finding in findings:
-        seen = {(e.side, e.winsock["name"]) for e in finding.errors}
+        seen = {(e.side, e.winsock.name) for e in finding.errors}
         if winsock is None:
             assert not [s for s, _ in seen if s == side], f"{rule} on {rel}: errors {seen}"
         else:

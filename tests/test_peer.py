@@ -83,7 +83,7 @@ def test_injected_reset_names_the_hops_from_each_point():
     (finding,) = [f for f in results[0].findings if f.rule == "PTH001"]
     assert "1 hop from it and 1 hop from the server-side point" in finding.message
     assert "1 router apart" in finding.message
-    assert [e.winsock["name"] for e in finding.errors] == ["WSAECONNRESET"]
+    assert [e.winsock.name for e in finding.errors] == ["WSAECONNRESET"]
     view = _path_of(results)[finding.conversation]
     fates = [(f.dir, f.fate) for f in view.packets]
     # the client's second request vanished, the RST in the server's name appeared in between
@@ -127,7 +127,7 @@ def test_silent_syn_drop_and_refusal_in_the_path():
     assert view.peer_conversation == 0 and view.count("lost") == 3  # the SYN and its two retransmissions
     refused = _pair(*_sample("pth004-refused-in-path"))
     (f,) = [f for f in _findings(refused) if f.rule == "PTH004"]
-    assert [e.winsock["name"] for e in f.errors] == ["WSAECONNREFUSED"]
+    assert [e.winsock.name for e in f.errors] == ["WSAECONNREFUSED"]
     assert "never reached the server's side" in f.message
 
 

@@ -65,8 +65,8 @@ def test_sample_findings_match_sidecar(sidecar: Path, request):
             assert not errors, f"{want['rule']} claims socket errors {errors} for an orderly close"
             assert any(a["sender"] != want.get("side") for a in alerts), alerts
         elif "side" in want or "winsock" in want:
-            assert any(e.side == want.get("side", e.side) and e.winsock["name"] == want.get("winsock", e.winsock["name"])
-                       for e in errors), f"{want} not among {[(e.side, e.winsock['name']) for e in errors]}"
+            assert any(e.side == want.get("side", e.side) and e.winsock.name == want.get("winsock", e.winsock.name)
+                       for e in errors), f"{want} not among {[(e.side, e.winsock.name) for e in errors]}"
     for silent in spec.get("silent_for") or []:
         assert silent not in {f.rule for f in findings}
     for f in findings:

@@ -24,7 +24,7 @@ MIRRORED = [SAMPLES / "con001-refused-erspan.pcap", SAMPLES / "con001-refused-gr
 def _summary(result):
     """What a user reads off the findings, without the words that name the capture or the drop."""
     return [
-        (f.rule, f.frames, [(e.side, e.winsock["name"]) for e in f.errors], f.message.split(" Windows logged")[0])
+        (f.rule, f.frames, [(e.side, e.winsock.name) for e in f.errors], f.message.split(" Windows logged")[0])
         for f in result.findings
     ]
 

@@ -179,7 +179,7 @@ def test_seen_has_every_field_of_the_json_contract_with_the_same_types():
 
 def test_seen_of_a_local_error_carries_the_note():
     record = winsock.seen("server", "[2001:db8::1]:443", "send", "ESHUTDOWN")
-    assert record.winsock["code"] == 10058
+    assert record.winsock.code == 10058
     assert "cannot show it" in record.note and winsock.lookup(10058).capture_instead in record.note
 
 

@@ -90,8 +90,7 @@ def _incident_command(inc: Incident, result: CaptureResult, opts: ReportOptions)
     for alt in f.also:
         message += f"\nalso consistent with: {clean(alt.rule)} {clean(alt.name)}: {clean_block(alt.message)}"
     errors = "; ".join(
-        f"{clean(e.side)} sees {(e.winsock or {}).get('code', '?')} {clean((e.winsock or {}).get('name', ''))}"
-        f" / {clean((e.posix or {}).get('name', ''))}"
+        f"{clean(e.side)} sees {e.winsock.code} {clean(e.winsock.name)} / {clean(e.posix.name or '-')}"
         for e in f.errors
     )
     if errors:

@@ -27,6 +27,8 @@ from analyzer.report.incidents import Incident, frame_times, incident_summary, i
 from analyzer.report.ladder import ladder_rows, svg_ladder, svg_path_ladder
 from analyzer.report.options import ReportOptions
 from analyzer.report.path import path_summary
+from analyzer.tls import TLS_STACKS
+from analyzer.winsock import seen_lines
 
 TEMPLATE = "report.html.j2"
 OPEN_FIRST = 3  # incidents shown expanded when the page opens; the rest are one line each
@@ -48,6 +50,8 @@ def _environment() -> jinja2.Environment:
     env.filters["clean"] = clean
     env.filters["frames"] = frame_ranges
     env.filters["duration"] = fmt_duration
+    env.globals["seen_lines"] = seen_lines
+    env.globals["tls_stacks"] = TLS_STACKS
     return env
 
 

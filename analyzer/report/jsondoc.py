@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Callable
 from typing import IO, Any
@@ -44,9 +45,9 @@ def error_dict(err: SocketErrorSeen) -> dict[str, Any]:
         "side": err.side,
         "endpoint": err.endpoint,
         "operation": err.operation,
-        "winsock": dict(err.winsock),
-        "posix": dict(err.posix),
-        "seen_as": dict(err.seen_as),
+        "winsock": dataclasses.asdict(err.winsock),
+        "posix": dataclasses.asdict(err.posix),
+        "seen_as": dataclasses.asdict(err.seen_as),
     }
     if err.note:
         out["note"] = err.note

@@ -91,10 +91,9 @@ def render_junit(results: list[CaptureResult], opts: ReportOptions) -> str:
                     body.append(f"{f.level.upper()} {f.rule} {f.name}: {f.title}")
                     body.append(f"  {f.message}")
                     for e in f.errors:
-                        ws, px = e.winsock or {}, e.posix or {}
                         body.append(
-                            f"  {e.side} {e.endpoint} {e.operation}: {ws.get('code', '?')} "
-                            f"{ws.get('name', '')} / {px.get('name', '')}"
+                            f"  {e.side} {e.endpoint} {e.operation}: {e.winsock.code} "
+                            f"{e.winsock.name} / {e.posix.name or '-'}"
                         )
                     body.append(f"  cause: {f.cause}")
                     body.append(f"  remedy: {f.remedy}")

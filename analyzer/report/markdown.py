@@ -26,6 +26,8 @@ from analyzer.report.incidents import Incident, frame_times, incident_summary, i
 from analyzer.report.ladder import ascii_ladder, ladder_rows, path_ladder
 from analyzer.report.options import ReportOptions
 from analyzer.report.path import path_summary
+from analyzer.tls import TLS_STACKS
+from analyzer.winsock import seen_lines
 
 # Markdown punctuation that opens inline constructs (emphasis, code, links, tables, strikethrough,
 # headings, escapes) is written as a numeric character reference (CommonMark 6.2): it renders as
@@ -110,23 +112,27 @@ def _errors(finding: Finding) -> list[str]:
     """Each side's error as a list item, how each language shows it as a nested list of code."""
     out: list[str] = []
     for e in finding.errors:
-        ws, px, seen = e.winsock or {}, e.posix or {}, e.seen_as or {}
-        posix = md(px.get("name", ""))
-        if "linux" in px and "macos" in px:
-            posix += f" (Linux {md(px['linux'])}, macOS {md(px['macos'])})"
+        ws, px = e.winsock, e.posix
+        posix = md(px.name or "-")
+        if px.linux is not None and px.macos is not None:
+            posix += f" (Linux {md(px.linux)}, macOS {md(px.macos)})"
         out.append(
-            f"- **{md(e.side)}** {code_span(e.endpoint)} {md(e.operation)}(): "
-            f"{md(ws.get('code', ''))} {md(ws.get('name', ''))} / {posix}"
+            f"- **{md(e.side)}** {code_span(e.endpoint)} {md(e.operation)}(): {md(ws.code)} {md(ws.name)} / {posix}"
         )
-        for key, label in LANGUAGES:
-            if seen.get(key):
-                out.append(f"  - {label}: {code_span(seen[key])}")
+        for label, text in seen_lines(e.seen_as):
+            out.append(f"  - {label}: {code_span(text)}")
         if e.note:
             out.append(f"  - *note:* {md(e.note)}")
+    alert = finding.tls_alert
+    if alert:
+        out.append(
+            f"- **TLS alert** from the {md(alert['sender'])}: {md(alert['level'])} {md(alert['description'])} "
+            f"({md(alert['code'])}): {md(alert['meaning'])}"
+        )
+        seen = alert["seen_as"]
+        assert isinstance(seen, dict)
+        out += [f"  - {label}: {code_span(str(seen[key]))}" for key, label in TLS_STACKS]
     return out + [""] if out else []
-
-
-LANGUAGES = (("dotnet", ".NET"), ("java", "Java"), ("python", "Python"), ("curl", "curl"))
 
 
 def _finding(finding: Finding, conv: Conversation | None, opts: ReportOptions) -> list[str]:

@@ -8,6 +8,7 @@ finding across runs even though the client's ephemeral port changes.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 from pathlib import PurePosixPath, PureWindowsPath
@@ -125,8 +126,8 @@ def render_sarif(results: list[CaptureResult], opts: ReportOptions) -> str:
                         "side": e.side,
                         "endpoint": e.endpoint,
                         "operation": e.operation,
-                        "winsock": dict(e.winsock),
-                        "posix": dict(e.posix),
+                        "winsock": dataclasses.asdict(e.winsock),
+                        "posix": dataclasses.asdict(e.posix),
                     }
                     for e in f.errors
                 ],

@@ -26,6 +26,8 @@ from analyzer.report.incidents import Incident, frame_times, incident_summary, i
 from analyzer.report.ladder import ascii_ladder, ladder_rows, path_ladder
 from analyzer.report.options import ReportOptions
 from analyzer.report.path import path_summary
+from analyzer.tls import TLS_STACKS
+from analyzer.winsock import seen_lines
 
 # ANSI SGR codes (ECMA-48 8.3.117) for the few styles the report uses.
 STYLES: dict[str, str] = {
@@ -105,21 +107,19 @@ def _finding_lines(finding: Finding, conv: Conversation | None, opts: ReportOpti
             f"also consistent with: {alt.rule} {alt.name} ({alt.confidence}) — {alt.message}", "    ", width
         )
     for err in finding.errors:
-        ws = err.winsock or {}
-        px = err.posix or {}
+        ws, px = err.winsock, err.posix
         lines.append(
             f"    {clean(err.side)} {clean(err.endpoint)} {clean(err.operation)}(): "
-            f"{ws.get('code', '?')} {clean(ws.get('name', ''))} / {clean(px.get('name', ''))}"
-            + (f" (Linux {px['linux']}, macOS {px['macos']})" if "linux" in px and "macos" in px else "")
+            f"{ws.code} {clean(ws.name)} / {clean(px.name or '-')}"
+            + (f" (Linux {px.linux}, macOS {px.macos})" if px.linux is not None and px.macos is not None else "")
         )
-        if ws.get("message"):
-            lines.append(f"      {clean(ws['message'])}")
-        for platform, label in (("dotnet", ".NET"), ("java", "Java"), ("python", "Python"), ("curl", "curl")):
-            text = (err.seen_as or {}).get(platform)
-            if text:
-                lines.append(f"      {label + ':':<8}{clean(text)}")
+        if ws.message:
+            lines.append(f"      {clean(ws.message)}")
+        for label, text in seen_lines(err.seen_as):
+            lines.append(f"      {label + ':':<8}{clean(text)}")
         if err.note:
             lines.append(f"      note: {clean(err.note)}")
+    lines += _tls_alert_lines(finding)
     lines.append(f"    {paint('bold', 'cause:')}")
     lines += _indent(finding.cause, "      ", width)
     lines.append(f"    {paint('bold', 'remedy:')}")
@@ -144,6 +144,24 @@ def _finding_lines(finding: Finding, conv: Conversation | None, opts: ReportOpti
         for line in ascii_ladder(conv, rows, clean):
             styled = paint("culprit", line) if line.startswith(">>") else line
             lines.append("    " + styled)
+    return lines
+
+
+def _tls_alert_lines(finding: Finding) -> list[str]:
+    """The TLS alert on the wire and what the receiving side's TLS stack reports for it."""
+    alert = finding.tls_alert
+    if not alert:
+        return []
+    receiver = "client" if alert["sender"] == "server" else "server"
+    lines = [
+        f"    TLS alert from the {clean(str(alert['sender']))}: {clean(str(alert['level']))} "
+        f"{clean(str(alert['description']))} ({alert['code']}): {clean(str(alert['meaning']))}",
+        f"      the {receiver}'s TLS stack reports it as:",
+    ]
+    seen = alert["seen_as"]
+    assert isinstance(seen, dict)
+    for key, label in TLS_STACKS:
+        lines.append(f"      {label + ':':<9}{clean(str(seen[key]))}")
     return lines
 
 
