@@ -122,6 +122,7 @@ def reset_router():
     nsx(ROUTER, "ip", "route", "replace", "192.0.2.0/24", "dev", "r0", "proto", "kernel", "scope", "link",
         "src", ROUTER4_C)
     Lab.one_segment_per_packet(False)
+    nsx(ROUTER, "tc", "qdisc", "del", "dev", "r0", "root", check=False)
     # Forget learned path MTUs (tmo003-silent-pmtu-works teaches the server 1280), or the next
     # sample's segments would be cut to that size.
     for ns in (CLIENT, SERVER):
@@ -327,6 +328,57 @@ def rst013(lab, out):
         silent_for=("RST013",))
 def rst013_silent(lab, out):
     return tcp_exchange(lab, out, ("recvall", "sleep:0.2", "close"), HALF_CLOSE_CLIENT)
+
+
+def bottleneck_to_client() -> None:
+    """The router's link toward the client becomes a 20 Mbit/s bottleneck with a deep buffer
+    (tbf): the server's segments wait in the router's queue, so what the server sent before a
+    reset reached it still arrives at the client after the reset, as on a real slow link."""
+    router("tc", "qdisc", "replace", "dev", "r0", "root", "tbf", "rate", "20mbit", "burst", "3000",
+           "limit", "400000")
+
+
+# RST014: a 50 kB response (large enough that the server is still sending when the client
+# gives up; small enough that the healthy capture stays under 100 packets) that the client stops
+# reading after its first 4000 bytes, or reads to the end.
+BIG_RESPONSE = "response:50000"
+
+
+@sample("rst014-client-closes-during-response", "netns",
+        "Captured on the client's interface; the router's link toward the client is a 20 Mbit/s "
+        "bottleneck with a deep buffer (tbf), so the server's segments queue in the router. The "
+        "client sends a 72-byte GET /big (frame 4); the server answers with a 50068-byte response "
+        "(a 68-byte head and a 50000-byte body) in 1448-byte segments from frame 6. The client's "
+        "application reads only the first 4000 bytes and close()s with the rest unread, so its "
+        "stack sends RST/ACK seq 73 ack 4345 (frame 12): its ack covers the three segments it "
+        "received (frames 6, 8 and 10, each ACKed in frames 7, 9 and 11). The server, still "
+        "sending, had 13 more segments queued in the router: they arrive after the RST within "
+        "8 ms (frames 13 to 37, odd numbers, seq 4345 to 21721, 1448 bytes each), and the "
+        "client's stack, which has no socket any more, answers each with a bare RST (frames 14 "
+        "to 38, even numbers: flags R only, seq 73 = the data's ack number, IP ID 0). The "
+        "server's send fails with ECONNRESET.",
+        expect=[fires("RST014", "server", "WSAECONNRESET")], silent_for=("RST010", "GEN001"))
+def rst014(lab, out):
+    lab.one_segment_per_packet()
+    bottleneck_to_client()
+    return tcp_exchange(lab, out, ("recvreq", BIG_RESPONSE, "recv"), ("request:/big", "recvn:4000", "close"))
+
+
+@sample("rst014-silent-client-reads-all", "netns",
+        "Captured on the client's interface, with the same 20 Mbit/s bottleneck toward the client. "
+        "The same GET /big (frame 4) and 50068-byte response: 34 segments of 1448 bytes from "
+        "frame 6, then the last 836 bytes together with the server's FIN after shutdown(SHUT_WR) "
+        "(FIN/PSH/ACK seq 49233, frame 68); every segment is acknowledged (the client's last ACK, "
+        "ack 50070, frame 69), nothing is lost or retransmitted. The client reads the whole "
+        "response to EOF and closes normally: FIN/ACK seq 73 ack 50070 (frame 70), ACKed by the "
+        "server (frame 71). No RST. (Where the client's delayed ACKs fall varies from run to run, "
+        "so a regenerated capture may number its last frames differently.)",
+        silent_for=("RST014",))
+def rst014_silent(lab, out):
+    lab.one_segment_per_packet()
+    bottleneck_to_client()
+    return tcp_exchange(lab, out, ("recvreq", BIG_RESPONSE, "shutwr", "recvall", "close"),
+                        ("request:/big", "recvall", "close"))
 
 
 # ---------------------------------------------------------------------------------------------
