@@ -52,7 +52,8 @@ WSAECONNRESET_CLIENT = SocketErrorSeen(
     seen_as=SeenAs(dotnet="SocketException (10054): An existing connection was forcibly closed by the remote host.",
                    java="java.net.SocketException: Connection reset",
                    python="ConnectionResetError: [Errno 104] Connection reset by peer",
-                   curl="curl: (56) Recv failure: Connection reset by peer", python_windows=None),
+                   curl="curl: (56) Recv failure: Connection reset by peer",
+                   python_windows="ConnectionResetError: [WinError 10054] An existing connection was forcibly closed by the remote host"),
 )
 
 RST003_TIMELINE = (
@@ -105,7 +106,8 @@ UDP001 = Finding(
         winsock=WinsockCode(10054, "WSAECONNRESET", "An existing connection was forcibly closed by the remote host."),
         posix=PosixErrno("ECONNREFUSED", 111, 61),
         seen_as=SeenAs(dotnet="SocketException (10054)", java="java.net.PortUnreachableException",
-                       python="ConnectionRefusedError: [Errno 111] Connection refused", curl="", python_windows=None),
+                       python="ConnectionRefusedError: [Errno 111] Connection refused", curl="",
+                       python_windows="ConnectionResetError: [WinError 10054] An existing connection was forcibly closed by the remote host"),
         note="Linux reports it on a connected socket only"),),
     cause="Nothing listens on the server port.", remedy="Start the service or fix the port.",
     confidence="high", frames=(20, 21), wireshark_filter="udp.stream eq 0 || icmpv6",
