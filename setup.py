@@ -14,6 +14,7 @@ COMPILED = [
     "analyzer/wire.py",
     "analyzer/sink.py",
     "analyzer/capture/pcap.py",
+    "analyzer/capture/pcapng.py",
     "analyzer/decode/fast.py",
     "analyzer/flows/table.py",
     "analyzer/flows/streams.py",

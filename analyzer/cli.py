@@ -276,7 +276,8 @@ def _analyze(args: argparse.Namespace) -> int:
         tz=args.tz,
         evidence_dir=args.evidence or "",
         width=_width(args),
-        information_uri=_home_page(),
+        # only SARIF shows it, and reading package metadata costs a noticeable part of start-up
+        information_uri=_home_page() if args.format == "sarif" else "",
     )
     if args.evidence:
         from analyzer.evidence import write_evidence

@@ -5,9 +5,9 @@ Usage: python bench/run.py CAPTURE [--runs 3] [--what conversations|analyze|both
 Each pair is run alternately in the same session (wsadiag then tshark, then tshark then
 wsadiag, ...), because this kind of machine is noisy and only ratios measured side by side mean
 something:
-  conversations: wsadiag conversations CAPTURE --format json -o /dev/null
+  conversations: wsadiag conversations CAPTURE --format json  (stdout to /dev/null)
                  beside tshark -r CAPTURE -q -z conv,tcp
-  analyze:       wsadiag analyze CAPTURE --format json -o /dev/null --fail-on never
+  analyze:       wsadiag analyze CAPTURE --format json --fail-on never
                  beside tshark -r CAPTURE -q -z expert
 For each command: median wall seconds, packets per second (packets in the capture over the
 median), peak resident memory of that one child process in MiB (from os.wait4's rusage, so
@@ -120,8 +120,9 @@ def run_once(cmd: Command) -> Sample:
 def wsadiag_argv(sub: str, capture: str) -> tuple[list[str], Path | None]:
     """The wsadiag command line for a subcommand, or `python -m analyzer` from the repository."""
     rest = {
-        "conversations": [capture, "--format", "json", "-o", "/dev/null"],
-        "analyze": [capture, "--format", "json", "-o", "/dev/null", "--fail-on", "never"],
+        # stdout goes to /dev/null (run_once); `-o /dev/null` is refused: not a regular file
+        "conversations": [capture, "--format", "json"],
+        "analyze": [capture, "--format", "json", "--fail-on", "never"],
     }[sub]
     exe = shutil.which("wsadiag")
     if exe:

@@ -20,7 +20,7 @@ from analyzer.capture.formats import (
     PCAPNG_MIN_SHB,
 )
 from analyzer.capture.pcap import FrameCursor, PcapWalk, RecordCursor, frames
-from analyzer.capture.pcapng import Interface, walk_pcapng
+from analyzer.capture.pcapng import Interface, PcapngWalk
 from analyzer.capture.source import Source, open_source
 from analyzer.errors import CaptureError
 from analyzer.model import CaptureWarning, Frame
@@ -170,8 +170,9 @@ def _detect(cap: Capture, source: Source, head: bytes) -> None:
         if len(head) < PCAPNG_MIN_SHB:
             raise CaptureError(f"{path}: file ends inside the pcapng section header ({len(head)} bytes){inside}")
         cap.format = "pcapng" + suffix
-        cap._frames = walk_pcapng(cap, head)
-        cap._cursor = FrameCursor(cap, cap._frames)
+        ng = PcapngWalk(cap, head)
+        cap._cursor = ng
+        cap._frames = frames(ng)
         return
     head = source.top_up(head, ETL_MIN_HEAD)
     if looks_like_etl(head):

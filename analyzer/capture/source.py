@@ -36,6 +36,10 @@ DECOMPRESSION_ERRORS = (OSError, zlib.error, lzma.LZMAError, ValueError, EOFErro
 # Output asked of a decompressor per call: data of a call that fails is lost, so this bounds
 # what a corrupt block can take with it (bz2 and xz check a block's CRC only at its end).
 INFLATE_STEP = 1 << 16
+# Compressed input read per raw read. zlib hands back the input it did not get to (each
+# INFLATE_STEP of output) as a new bytes object: fed a whole 1 MiB chunk, it would copy the rest
+# of that chunk about fifty times over; fed 64 KiB, a few times 64 KiB at most.
+RAW_STEP = 1 << 16
 GZIP_HEADER_MAX = 1 << 16  # a gzip header longer than this (file name, comment, extra) is taken as corrupt
 # RFC 1952 section 2.3.1: header flag bits
 GZ_FHCRC, GZ_FEXTRA, GZ_FNAME, GZ_FCOMMENT = 0x02, 0x04, 0x08, 0x10
@@ -63,6 +67,7 @@ class _Inflater:
         self._factory = factory
         self._raw = raw
         self._chunk = chunk
+        self._raw_chunk = min(chunk, RAW_STEP)
         self._in = b""  # compressed bytes read but not yet given to a decompressor
         self._at_end = False  # the raw stream has ended (or failed)
         self._out = self._members()
@@ -85,7 +90,7 @@ class _Inflater:
         if self._at_end:
             return False
         try:
-            data = self._raw(self._chunk)
+            data = self._raw(self._raw_chunk)
         except (OSError, ValueError) as exc:
             self._at_end = True
             self._fault("read-error", f"read failed: {_why(exc)}")

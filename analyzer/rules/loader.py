@@ -308,10 +308,12 @@ def _builtin_files() -> list[tuple[str, str]]:
 
 @functools.cache
 def builtin_rules() -> tuple[Rule, ...]:
-    """The rules shipped with wsadiag, compiled once per process."""
+    """The rules shipped with wsadiag, compiled once per process (parsed once per edit: rules/cache.py)."""
+    from analyzer.rules.cache import parsed
+
     out = []
-    for shown, text in sorted(_builtin_files()):
-        out.append(compile_rule(parse(text, shown), shown.rsplit("/", 1)[-1], check_schema=False))
+    for src in parsed(sorted(_builtin_files()), parse):
+        out.append(compile_rule(src, src.path.rsplit("/", 1)[-1], check_schema=False))
     return tuple(out)
 
 
