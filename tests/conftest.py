@@ -26,3 +26,19 @@ def pytest_sessionstart(session: pytest.Session) -> None:
         pytest.exit(f"compiled modules are older than their source ({', '.join(stale)}): "
                     "run `python3 -m pip install -e .` again (or delete the .so files to test the Python)",
                     returncode=4)
+
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """The rules cache of a test run lives in a folder of its own (removed at exit), not the user's.
+
+    Set here, before collection: test modules load the rules while they are collected.
+    """
+    import atexit
+    import os
+    import shutil
+    import tempfile
+
+    folder = tempfile.mkdtemp(prefix="wsadiag-test-cache-")
+    os.environ["XDG_CACHE_HOME"] = folder
+    atexit.register(shutil.rmtree, folder, True)
