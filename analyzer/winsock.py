@@ -44,6 +44,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal, NamedTuple
 
+from analyzer import icmp
 from analyzer.errors import UsageError
 from analyzer.model import PosixErrno, SeenAs, SocketErrorSeen, WinsockCode
 
@@ -733,60 +734,11 @@ UDP_JAVA_PORT_UNREACHABLE = "java.net.PortUnreachableException: ICMP Port Unreac
 # ---------------------------------------------------------------------------------------------
 # ICMP and ICMPv6 messages: names, and the socket error each one turns into.
 
-# (family, type, code) -> name; code None names the whole type. RFC 792 (types 0-18),
-# RFC 1122 3.2.2.1 (codes 6-12), RFC 1812 5.2.7.1 (codes 13-15), RFC 4443 (ICMPv6).
-ICMP_NAMES: dict[tuple[int, int, int | None], str] = {
-    (4, 0, None): "echo reply",
-    (4, 3, None): "destination unreachable",
-    (4, 3, 0): "net unreachable",
-    (4, 3, 1): "host unreachable",
-    (4, 3, 2): "protocol unreachable",
-    (4, 3, 3): "port unreachable",
-    (4, 3, 4): "fragmentation needed and DF set",
-    (4, 3, 5): "source route failed",
-    (4, 3, 6): "destination network unknown",
-    (4, 3, 7): "destination host unknown",
-    (4, 3, 8): "source host isolated",
-    (4, 3, 9): "network administratively prohibited",
-    (4, 3, 10): "host administratively prohibited",
-    (4, 3, 11): "network unreachable for type of service",
-    (4, 3, 12): "host unreachable for type of service",
-    (4, 3, 13): "communication administratively prohibited",
-    (4, 3, 14): "host precedence violation",
-    (4, 3, 15): "precedence cutoff in effect",
-    (4, 4, None): "source quench",
-    (4, 5, None): "redirect",
-    (4, 5, 0): "redirect for network",
-    (4, 5, 1): "redirect for host",
-    (4, 5, 2): "redirect for type of service and network",
-    (4, 5, 3): "redirect for type of service and host",
-    (4, 8, None): "echo request",
-    (4, 11, None): "time exceeded",
-    (4, 11, 0): "time to live exceeded in transit",
-    (4, 11, 1): "fragment reassembly time exceeded",
-    (4, 12, None): "parameter problem",
-    (4, 12, 0): "pointer indicates the error",
-    (4, 12, 1): "missing a required option",
-    (4, 12, 2): "bad length",
-    (6, 1, None): "destination unreachable",
-    (6, 1, 0): "no route to destination",
-    (6, 1, 1): "communication with destination administratively prohibited",
-    (6, 1, 2): "beyond scope of source address",
-    (6, 1, 3): "address unreachable",
-    (6, 1, 4): "port unreachable",
-    (6, 1, 5): "source address failed ingress/egress policy",
-    (6, 1, 6): "reject route to destination",
-    (6, 2, None): "packet too big",
-    (6, 3, None): "time exceeded",
-    (6, 3, 0): "hop limit exceeded in transit",
-    (6, 3, 1): "fragment reassembly time exceeded",
-    (6, 4, None): "parameter problem",
-    (6, 4, 0): "erroneous header field encountered",
-    (6, 4, 1): "unrecognized next header type encountered",
-    (6, 4, 2): "unrecognized IPv6 option encountered",
-    (6, 128, None): "echo request",
-    (6, 129, None): "echo reply",
-}
+# Their names are the one table in analyzer.icmp (ICMP_NAMES and icmp_name are kept here as the
+# names this module has always exported).
+ICMP_NAMES = icmp.NAMES
+icmp_name = icmp.icmp_name
+
 
 # Linux net/ipv4/icmp.c icmp_err_convert[], indexed by destination-unreachable code:
 # (errno, fatal). "fatal" errors end a connected UDP socket's wait; RFC 1122 4.2.3.9 lets TCP treat
@@ -832,20 +784,20 @@ LINUX_ICMP6_UNREACH: tuple[tuple[str, bool], ...] = (
 # retransmissions run out). Every other combination: nothing.
 WINDOWS_ICMP: tuple[tuple[int, int, int | None, str, str | None, str | None], ...] = (
     # family, type, code, transport, phase, error
-    (4, 3, 3, "udp", None, "WSAECONNRESET"),
-    (6, 1, 4, "udp", None, "WSAECONNRESET"),
-    (4, 11, None, "udp", None, "WSAENETRESET"),
-    (6, 3, None, "udp", None, "WSAENETRESET"),
-    (4, 3, 4, "tcp", None, None),  # path MTU discovery, not an error
-    (4, 3, 3, "tcp", "connect", "WSAECONNREFUSED"),
-    (4, 3, 0, "tcp", "connect", "WSAENETUNREACH"),
-    (4, 3, 6, "tcp", "connect", "WSAENETUNREACH"),
-    (4, 3, 9, "tcp", "connect", "WSAENETUNREACH"),
-    (4, 3, 11, "tcp", "connect", "WSAENETUNREACH"),
-    (4, 3, None, "tcp", "connect", "WSAEHOSTUNREACH"),
-    (6, 1, 0, "tcp", "connect", "WSAENETUNREACH"),
-    (6, 1, 4, "tcp", "connect", "WSAECONNREFUSED"),
-    (6, 1, None, "tcp", "connect", "WSAEHOSTUNREACH"),
+    (4, icmp.ICMP_UNREACH, icmp.ICMP_UNREACH_PORT, "udp", None, "WSAECONNRESET"),
+    (6, icmp.ICMP6_DST_UNREACH, icmp.ICMP6_DST_UNREACH_NOPORT, "udp", None, "WSAECONNRESET"),
+    (4, icmp.ICMP_TIMEXCEED, None, "udp", None, "WSAENETRESET"),
+    (6, icmp.ICMP6_TIME_EXCEEDED, None, "udp", None, "WSAENETRESET"),
+    (4, icmp.ICMP_UNREACH, icmp.ICMP_UNREACH_NEEDFRAG, "tcp", None, None),  # path MTU discovery, not an error
+    (4, icmp.ICMP_UNREACH, icmp.ICMP_UNREACH_PORT, "tcp", "connect", "WSAECONNREFUSED"),
+    (4, icmp.ICMP_UNREACH, icmp.ICMP_UNREACH_NET, "tcp", "connect", "WSAENETUNREACH"),
+    (4, icmp.ICMP_UNREACH, icmp.ICMP_UNREACH_NET_UNKNOWN, "tcp", "connect", "WSAENETUNREACH"),
+    (4, icmp.ICMP_UNREACH, icmp.ICMP_UNREACH_NET_PROHIB, "tcp", "connect", "WSAENETUNREACH"),
+    (4, icmp.ICMP_UNREACH, icmp.ICMP_UNREACH_TOSNET, "tcp", "connect", "WSAENETUNREACH"),
+    (4, icmp.ICMP_UNREACH, None, "tcp", "connect", "WSAEHOSTUNREACH"),
+    (6, icmp.ICMP6_DST_UNREACH, icmp.ICMP6_DST_UNREACH_NOROUTE, "tcp", "connect", "WSAENETUNREACH"),
+    (6, icmp.ICMP6_DST_UNREACH, icmp.ICMP6_DST_UNREACH_NOPORT, "tcp", "connect", "WSAECONNREFUSED"),
+    (6, icmp.ICMP6_DST_UNREACH, None, "tcp", "connect", "WSAEHOSTUNREACH"),
 )
 
 _FAMILIES = (4, 6)
@@ -854,37 +806,31 @@ _OSES = ("windows", "linux")
 _PHASES = ("connect", "established")
 
 
-def icmp_name(family: int, type: int, code: int) -> str:
-    """The name of an ICMP (family 4) or ICMPv6 (family 6) type and code, e.g. 'port unreachable'."""
-    name = ICMP_NAMES.get((family, type, code))
-    if name is not None:
-        return name
-    kind = ICMP_NAMES.get((family, type, None))
-    if kind is None:
-        return f"{'ICMP' if family == 4 else 'ICMPv6'} type {type} code {code}"
-    if code == 0 and not any(f == family and t == type and c is not None for f, t, c in ICMP_NAMES):
-        return kind  # a type without named codes (echo, source quench, packet too big)
-    return f"{kind} (code {code})"
+def _path_mtu(family: int, type: int, code: int) -> bool:
+    """Fragmentation needed (ICMPv4) or packet too big (ICMPv6): path MTU discovery's messages."""
+    if family == 4:
+        return type == icmp.ICMP_UNREACH and code == icmp.ICMP_UNREACH_NEEDFRAG
+    return type == icmp.ICMP6_PACKET_TOO_BIG
 
 
 def _linux_icmp(family: int, type: int, code: int) -> tuple[str, bool] | None:
     """(errno, fatal) Linux derives from an ICMP error, or None where it ignores the message."""
     if family == 4:
-        if type == 3:
+        if type == icmp.ICMP_UNREACH:
             # Codes past the table: TCP ignores them, UDP takes EHOSTUNREACH as a soft error.
             return LINUX_ICMP4_UNREACH[code] if code < len(LINUX_ICMP4_UNREACH) else ("EHOSTUNREACH", False)
-        if type == 11:
+        if type == icmp.ICMP_TIMEXCEED:
             return ("EHOSTUNREACH", False)
-        if type == 12:
+        if type == icmp.ICMP_PARAMPROB:
             return ("EPROTO", True)
         return None  # source quench and redirects: no socket error
-    if type == 1:
+    if type == icmp.ICMP6_DST_UNREACH:
         return LINUX_ICMP6_UNREACH[code] if code < len(LINUX_ICMP6_UNREACH) else ("EPROTO", True)
-    if type == 2:
+    if type == icmp.ICMP6_PACKET_TOO_BIG:
         return ("EMSGSIZE", False)
-    if type == 3:
+    if type == icmp.ICMP6_TIME_EXCEEDED:
         return ("EHOSTUNREACH", False)
-    if type == 4:
+    if type == icmp.ICMP6_PARAM_PROB:
         return ("EPROTO", True)
     return None
 
@@ -932,11 +878,11 @@ def icmp_error(
         return None
     err, fatal = effect
     if transport == "tcp":
-        if (family, type, code) == (4, 3, 4) or (family, type) == (6, 2):
+        if _path_mtu(family, type, code):
             return None  # path MTU discovery: the stack resends smaller segments
-        if family == 4 and type == 3 and code >= len(LINUX_ICMP4_UNREACH):
+        if family == 4 and type == icmp.ICMP_UNREACH and code >= len(LINUX_ICMP4_UNREACH):
             return None
         return err if phase == "connect" else None
-    if (family, type, code) == (4, 3, 4) or (family, type) == (6, 2):
+    if _path_mtu(family, type, code):
         return "EMSGSIZE"  # hard error while path MTU discovery is on (the default)
     return err if fatal else None

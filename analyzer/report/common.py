@@ -6,6 +6,7 @@ import re
 from collections.abc import Iterable, Mapping
 from typing import Any, Literal
 
+from analyzer.frames import frame_runs
 from analyzer.model import LEVELS, CaptureResult, Conversation, Finding
 
 # Severity order: lower rank = more severe. "never" ranks above every level so nothing reaches it.
@@ -76,16 +77,7 @@ def summary_line(results: list[CaptureResult]) -> str:
 
 def frame_ranges(frames: Iterable[int]) -> str:
     """Frame numbers compressed to ranges: (14, 15, 16, 20) -> '14-16, 20'."""
-    numbers = sorted(set(frames))
-    parts: list[str] = []
-    i = 0
-    while i < len(numbers):
-        j = i
-        while j + 1 < len(numbers) and numbers[j + 1] == numbers[j] + 1:
-            j += 1
-        parts.append(str(numbers[i]) if i == j else f"{numbers[i]}-{numbers[j]}")
-        i = j + 1
-    return ", ".join(parts)
+    return ", ".join(str(a) if a == b else f"{a}-{b}" for a, b in frame_runs(frames))
 
 
 def fmt_duration(seconds: float) -> str:

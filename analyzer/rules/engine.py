@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from typing import Final, Literal
 
 from analyzer.errors import UsageError
+from analyzer.frames import frame_runs
 from analyzer.icmp import icmp_word
 from analyzer.model import Alternative, Confidence, Conversation, Event, Finding, Level, Mark, SocketErrorSeen, Traits
 from analyzer.peer import words
@@ -517,15 +518,7 @@ def frame_set(frames: Iterable[int]) -> str:
     Commas, not spaces: tshark 4.0 rejects `{6 9}` ("9" was unexpected) and later versions
     deprecate whitespace separators; `{6, 14..17}` works in both.
     """
-    numbers = sorted(set(frames))
-    parts: list[str] = []
-    i = 0
-    while i < len(numbers):
-        j = i
-        while j + 1 < len(numbers) and numbers[j + 1] == numbers[j] + 1:
-            j += 1
-        parts.append(str(numbers[i]) if i == j else f"{numbers[i]}..{numbers[j]}")
-        i = j + 1
+    parts = [str(a) if a == b else f"{a}..{b}" for a, b in frame_runs(frames)]
     return "{" + ", ".join(parts) + "}"
 
 
