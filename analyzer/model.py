@@ -181,6 +181,9 @@ class Traits(NamedTuple):
     data: tuple[bool, bool]  # any packet with payload
     icmp: tuple[bool, bool]  # any ICMP error (direction: toward the sender of the quoted packet)
     kinds: tuple[frozenset[str], frozenset[str]]  # payload kinds sniffed
+    # Conversation facts (defaults: unknown, so that nothing is ruled out on their account)
+    handshake: bool = False  # the SYN/ACK and the ACK completing it were seen
+    server_silent: bool = True  # the server sent no packet at all
 
 
 @runtime_checkable

@@ -1424,6 +1424,8 @@ def traits(flow: _Flow) -> Traits:
         (orig.seen_data, resp.seen_data),
         (orig.seen_icmp, resp.seen_icmp),
         (frozenset(orig.seen_kinds or ()), frozenset(resp.seen_kinds or ())),
+        handshake=flow.synack_seen and flow.ack_seen,
+        server_silent=resp.pkts == 0,
     )
 
 

@@ -31,7 +31,7 @@ from analyzer.icmp import icmp_word
 from analyzer.model import Alternative, Confidence, Conversation, Event, Finding, Level, Mark, SocketErrorSeen, Traits
 from analyzer.peer import words
 from analyzer.protocol import TCP_FLAG_NAMES, flag_string
-from analyzer.rules.language import Pattern
+from analyzer.rules.language import FACT_NO_HANDSHAKE, FACT_PATH, FACT_SERVER_SILENT, SERVER_SILENT_STATES, Pattern
 from analyzer.rules.tables import (
     MARK_NAMES,
     PAYLOAD_KINDS,
@@ -308,6 +308,7 @@ _ICMP: Final = _DATA << 1
 _PAYLOAD: Final[dict[str, int]] = {kind: _ICMP << (1 + i) for i, kind in enumerate(PAYLOAD_KINDS)}
 _SECTION: Final = _FLAG_BITS + _MARK_BITS + 2 + len(PAYLOAD_KINDS)  # bits in one section
 _EITHER: Final = 2  # the section index of "sent by either side"; 0 and 1 are Event.dir
+_FACTS_SHIFT: Final = 3 * _SECTION  # after the three sections: the conversation facts (language.FACT_*)
 _MEMO_LIMIT: Final = 4096  # feature words remembered per rule set: a bound for hostile captures (real ones show dozens)
 
 
@@ -329,6 +330,25 @@ def features(timeline: Sequence[Event]) -> int:
     return _word(client, server)
 
 
+def _facts(handshake: bool, server_silent: bool, path: bool) -> int:
+    facts = 0 if handshake else FACT_NO_HANDSHAKE
+    if server_silent:
+        facts |= FACT_SERVER_SILENT
+    if path:
+        facts |= FACT_PATH
+    return facts << _FACTS_SHIFT
+
+
+def conversation_features(conv: Conversation) -> int:
+    """The feature word of a built conversation: its timeline's bits and its facts.
+
+    Each fact is set whenever the `where:` condition it stands for can hold (the state a rule
+    names, not only the packet count behind it), so the gate never keeps out a match.
+    """
+    silent = conv.server_stats.packets == 0 or conv.state in SERVER_SILENT_STATES
+    return features(conv.timeline) | _facts(conv.handshake, silent, conv.path is not None)
+
+
 def trait_features(traits: Traits) -> int:
     """The feature word of every packet of a conversation, from the flow table's summary.
 
@@ -345,7 +365,8 @@ def trait_features(traits: Traits) -> int:
         for kind in traits.kinds[d]:
             bits |= _PAYLOAD.get(kind, 0)
         sides.append(bits)
-    return _word(sides[0], sides[1])
+    # A flow table sees one capture: no conversation it builds has a second capture's path yet.
+    return _word(sides[0], sides[1]) | _facts(traits.handshake, traits.server_silent, False)
 
 
 def _word(client: int, server: int) -> int:
@@ -376,7 +397,7 @@ def gate(pattern: Pattern) -> Gate:
     `where:` conditions and the timing of steps are left to the matcher; absent steps and
     `until` forbid events, so they require nothing.
     """
-    need = 0
+    need = pattern.facts << _FACTS_SHIFT
     wanted: list[int] = []
     for step in pattern.steps:
         if step.absent:
@@ -630,7 +651,7 @@ class RuleSet:
         """
         if not conv.timeline:
             return []
-        word = features(conv.timeline)
+        word = conversation_features(conv)
         todo = self._admitted.get(word)
         if todo is None:
             todo = self.candidates(word)

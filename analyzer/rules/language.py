@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Final
 
 from analyzer.capture.etwfacts import COMPONENT_KINDS, DROP_REASONS
 from analyzer.flows.zeek import CONN_STATES as ZEEK_CONN_STATES
@@ -197,6 +198,32 @@ class Pattern:
     steps: tuple[Step, ...]  # in file order, positive and absent
     until: Step | None
     positives: int
+    facts: int = 0  # FACT_* bits its `where:` requires of the conversation (for the prefilter's gate)
+
+
+# Conversation facts a `where:` can require that the prefilter can check before a conversation is
+# built (most conversations have a handshake and an answering server: patterns about the others
+# need not look at them).
+FACT_NO_HANDSHAKE: Final = 1  # `handshake: false`
+FACT_SERVER_SILENT: Final = 2  # `state: S0` (or a list of states that all mean the server sent nothing)
+FACT_PATH: Final = 4  # `path:` conditions: only a two-capture analysis (analyze --peer) can meet them
+SERVER_SILENT_STATES: Final = frozenset({"S0"})
+
+
+def where_facts(raw: object) -> int:
+    """The FACT_* bits a raw `where:` mapping requires (0 for anything it cannot promise)."""
+    if not isinstance(raw, dict):
+        return 0
+    facts = 0
+    if raw.get("handshake") is False:
+        facts |= FACT_NO_HANDSHAKE
+    states = raw.get("state")
+    names = [states] if isinstance(states, str) else states if isinstance(states, list) else []
+    if names and all(isinstance(n, str) and n in SERVER_SILENT_STATES for n in names):
+        facts |= FACT_SERVER_SILENT
+    if "path" in raw:
+        facts |= FACT_PATH
+    return facts
 
 
 def _names(src: Source, where: tuple, value: object) -> list[str]:
@@ -784,8 +811,13 @@ def compile_where(src: Source, where: tuple, raw: object, a_dir: int) -> list[Co
     return out
 
 
-def compile_pattern(src: Source, where: tuple, raw: dict, a_dir: int, outer_where: list) -> Pattern:
-    """Compiles one `sequence:` (with its `where:` and `until:`) for one binding of A."""
+def compile_pattern(
+    src: Source, where: tuple, raw: dict, a_dir: int, outer_where: list, outer_facts: int = 0
+) -> Pattern:
+    """Compiles one `sequence:` (with its `where:` and `until:`) for one binding of A.
+
+    outer_facts: the FACT_* bits the rule-level `where:` requires (where_facts).
+    """
     seq = raw.get("sequence")
     if not isinstance(seq, list) or not seq:
         raise src.error(where + ("sequence",), "`sequence` is a non-empty list of steps")
@@ -812,7 +844,8 @@ def compile_pattern(src: Source, where: tuple, raw: dict, a_dir: int, outer_wher
         until = compile_step(src, where + ("until",), u, a_dir, first=True)
         if until.within is not None:
             raise src.error(where + ("until", "within"), "`until` has no time of its own")
-    return Pattern(where=tuple(conds), steps=tuple(steps), until=until, positives=positives)
+    facts = outer_facts | where_facts(raw.get("where"))
+    return Pattern(where=tuple(conds), steps=tuple(steps), until=until, positives=positives, facts=facts)
 
 
 def uses_ab(raw: object) -> bool:

@@ -14,7 +14,7 @@ from pathlib import Path
 from analyzer.errors import RuleError, UsageError
 from analyzer.model import CONFIDENCES, LEVELS
 from analyzer.rules.engine import FROM_ICMP, ErrorSpec, Rule, RuleSet, check_placeholder, template_names
-from analyzer.rules.language import MAX_STEPS, compile_pattern, compile_where, icmp_names, uses_ab
+from analyzer.rules.language import MAX_STEPS, compile_pattern, compile_where, icmp_names, uses_ab, where_facts
 from analyzer.rules.source import MAX_RULE_BYTES, Source, parse, read
 from analyzer.rules.tables import OPERATIONS
 
@@ -225,6 +225,7 @@ def compile_rule(src: Source, file_name: str | None = None, *, check_schema: boo
     bindings = []
     for a_dir in dirs:
         outer = compile_where(src, ("match", "where"), m["where"], a_dir) if "where" in m else []
+        facts = where_facts(m.get("where"))
         if "any_of" in m:
             alts = m["any_of"]
             if not isinstance(alts, list) or not alts or len(alts) > 8:
@@ -233,10 +234,10 @@ def compile_rule(src: Source, file_name: str | None = None, *, check_schema: boo
             for i, alt in enumerate(alts):
                 if not isinstance(alt, dict) or "sequence" not in alt:
                     raise src.error(("match", "any_of", i), "each alternative has a `sequence`")
-                pats.append(compile_pattern(src, ("match", "any_of", i), alt, a_dir, outer))
+                pats.append(compile_pattern(src, ("match", "any_of", i), alt, a_dir, outer, facts))
         else:
             inner = {k: v for k, v in m.items() if k in ("sequence", "until")}
-            pats = [compile_pattern(src, ("match",), inner, a_dir, outer)]
+            pats = [compile_pattern(src, ("match",), inner, a_dir, outer, facts)]
         bindings.append((a_dir, tuple(pats)))
     steps = min(p.positives for p in bindings[0][1])
     for name in template_names(d["message"]):
