@@ -86,7 +86,42 @@ def _capture_options() -> _Parser:
         help="colour in text output (auto: only on a terminal, and never with NO_COLOR set)",
     )
     p.add_argument("--no-progress", action="store_true", help="no progress bar on standard error")
+    p.add_argument(
+        "--jobs",
+        "-j",
+        type=_positive_int,
+        default=os.cpu_count() or 1,
+        metavar="N",
+        help="captures analysed at once, one process each (default: the machine's cores)",
+    )
+    p.add_argument(
+        "--timeout",
+        type=_seconds,
+        default=None,
+        metavar="SECONDS",
+        help="give up on a capture after this long and report it as failed (the others go on)",
+    )
     return p
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r}: give at least 1")
+    return value
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"{text!r}: give a time above 0")
+    return value
 
 
 _SIZE_UNITS = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
@@ -550,6 +585,8 @@ def _run(
     from analyzer.report.common import clean
     from analyzer.report.progress import CaptureProgress
 
+    if _many_at_once(args, captures, on_findings):
+        return _run_many(args, keep, captures, stream), False
     conv_filter = compile_filter(args.filter) if args.filter else None
     extra = {} if args.max_conversations is None else {"max_conversations": args.max_conversations}
     if args.max_memory is not None:
@@ -592,6 +629,52 @@ def _run(
             file=sys.stderr,
         )
     return results, interrupted
+
+
+def _many_at_once(args: argparse.Namespace, captures: list[str], on_findings) -> bool:
+    """Whether the captures go to a process pool or Dask (analyzer/scale.py) rather than one after another.
+
+    Standard input and the live JSONL writer (findings as they happen) stay in this process.
+    """
+    if "-" in captures or on_findings is not None:
+        return False
+    urls = any("://" in c for c in captures)
+    return args.timeout is not None or urls or (args.jobs > 1 and len(captures) > 1)
+
+
+def _run_many(args: argparse.Namespace, keep: Keep, captures: list[str], stream=None) -> list[CaptureResult]:
+    """The result of each capture, in the order given, from a process pool or Dask (analyzer/scale.py)."""
+    from analyzer.report.common import clean
+    from analyzer.report.progress import CaptureProgress
+    from analyzer.scale import Job, run_pool
+
+    job = Job(
+        keep=keep,
+        rules=keep == "findings",
+        rule_dirs=tuple(getattr(args, "rules", ())),
+        select=tuple(_split_codes(getattr(args, "select", []))),
+        ignore=tuple(_split_codes(getattr(args, "ignore", []))),
+        filter=args.filter,
+        max_conversations=args.max_conversations,
+        max_live_bytes=args.max_memory,
+        timeout=args.timeout,
+        listing=stream is not None,
+    )
+    results = []
+    label = f"{len(captures)} captures"
+    with CaptureProgress(
+        label, total=len(captures), enabled=False if args.no_progress else None, unit="captures"
+    ) as bar:
+        for result, ended in run_pool(captures, job, args.jobs, done=bar.update):
+            if result.error:
+                print(f"error: {clean(result.error)}", file=sys.stderr)
+            if stream is not None:
+                stream.capture_start(result.path)
+                for conv in ended:
+                    stream.conversation(conv)
+                stream.capture_end(result)
+            results.append(result)
+    return results
 
 
 def _run_pair(args: argparse.Namespace, ruleset) -> list[CaptureResult]:
