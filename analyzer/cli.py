@@ -95,6 +95,12 @@ def _capture_options() -> _Parser:
         help="captures analysed at once, one process each (default: the machine's cores)",
     )
     p.add_argument(
+        "--stitch",
+        action="store_true",
+        help="read the captures given (or a directory of them) as one capture, in order of their first packets: "
+        "rotated files (tcpdump -C/-G), conversations followed across them",
+    )
+    p.add_argument(
         "--timeout",
         type=_seconds,
         default=None,
@@ -411,7 +417,7 @@ def expand_captures(items: Sequence[str]) -> list[str]:
         if item == "-":
             out.append(item)
         elif os.path.isdir(item):
-            found = sorted(p for p in walk_files(item) if os.path.basename(p).lower().endswith(CAPTURE_SUFFIXES))
+            found = sorted(p for p in walk_files(item) if _capture_name(os.path.basename(p)))
             if not found:
                 raise UsageError(
                     f"{item}: no capture files in this directory",
@@ -428,6 +434,13 @@ def expand_captures(items: Sequence[str]) -> list[str]:
     if out.count("-") > 1:
         raise UsageError("standard input (-) can be read only once")
     return out
+
+
+def _capture_name(name: str) -> bool:
+    """Whether a file in a directory is read as a capture: by its suffix, or a rotated one
+    (`tcpdump -C` writes ring.pcap, ring.pcap1, ring.pcap2 ...)."""
+    lower = name.lower()
+    return lower.endswith(CAPTURE_SUFFIXES) or lower.rstrip("0123456789").endswith((".pcap", ".pcapng", ".cap"))
 
 
 def _entries(folder: str) -> list[os.DirEntry[str]]:
@@ -585,7 +598,10 @@ def _run(
     from analyzer.report.common import clean
     from analyzer.report.progress import CaptureProgress
 
-    if _many_at_once(args, captures, on_findings):
+    stitched = _stitched(args, captures)
+    if stitched is not None:
+        captures = [stitched.name]
+    elif _many_at_once(args, captures, on_findings):
         return _run_many(args, keep, captures, stream), False
     conv_filter = compile_filter(args.filter) if args.filter else None
     extra = {} if args.max_conversations is None else {"max_conversations": args.max_conversations}
@@ -596,7 +612,7 @@ def _run(
     results = []
     interrupted = False
     for path in captures:
-        source = sys.stdin.buffer if path == "-" else path
+        source = stitched or (sys.stdin.buffer if path == "-" else path)
         live = None if on_findings is None else on_findings.for_capture(path)
         if stream is not None:
             stream.capture_start(path)
@@ -613,6 +629,10 @@ def _run(
             break
         if path == "-":
             result.path = "-"
+        if stitched is not None:
+            from analyzer.stitch import name_files
+
+            name_files(result, stitched.parts)
         if result.error:
             print(f"error: {clean(result.error)}", file=sys.stderr)  # the path may hold ESC or newlines
         if stream is not None:
@@ -629,6 +649,19 @@ def _run(
             file=sys.stderr,
         )
     return results, interrupted
+
+
+def _stitched(args: argparse.Namespace, captures: list[str]):
+    """The captures as one StitchedSet (analyzer/stitch.py) under --stitch, else None."""
+    if not getattr(args, "stitch", False):
+        return None
+    if "-" in captures or any("://" in c for c in captures):
+        raise UsageError("--stitch reads files: not standard input or URLs")
+    if getattr(args, "evidence", None) or getattr(args, "peer", None):
+        raise UsageError("--stitch cannot be combined with --evidence or --peer yet")
+    from analyzer.stitch import StitchedSet, set_name
+
+    return StitchedSet(captures, set_name(args.captures, captures))
 
 
 def _many_at_once(args: argparse.Namespace, captures: list[str], on_findings) -> bool:
@@ -684,6 +717,8 @@ def _run_pair(args: argparse.Namespace, ruleset) -> list[CaptureResult]:
     from analyzer.report.common import clean
 
     captures = expand_captures(args.captures)
+    if args.stitch:
+        raise UsageError("--stitch cannot be combined with --evidence or --peer yet")
     if len(captures) != 1 or "-" in (captures[0], args.peer):
         raise UsageError(
             "--peer takes one capture on each side, both files", hint="wsadiag analyze CLIENT.pcap --peer SERVER.pcap"

@@ -7,7 +7,11 @@ complete.
 
 from __future__ import annotations
 
+import importlib.util
+import json
 import os
+import struct
+import sys
 import time
 from pathlib import Path
 
@@ -96,3 +100,110 @@ def test_a_failing_worker_fails_only_its_capture(tmp_path, task, words):
 def test_jobs_must_be_a_positive_number(capsys):
     code, _, err = report(capsys, "analyze", REFUSED, "--jobs", "0")
     assert code == 2 and "--jobs" in err and "at least 1" in err
+
+
+# -- --stitch -------------------------------------------------------------------------------------
+
+GENERATE = REPO / "bench" / "generate.py"
+
+
+def bench_capture(path: Path, packets: int) -> Path:
+    """The benchmark generator's capture (bench/generate.py): thousands of interleaved conversations."""
+    spec = importlib.util.spec_from_file_location("bench_generate", GENERATE)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    assert module.main([str(path), "--packets", str(packets), "--quiet"]) == 0
+    return path
+
+
+def split_pcap(path: Path, cuts: list[int], out: Path) -> list[Path]:
+    """The pcap cut before each frame number in `cuts`, as `tcpdump -C` rotates: each file with the header."""
+    data = path.read_bytes()
+    header, pos, frame = data[:24], 24, 1
+    order = "<" if data[:4] in (b"\xd4\xc3\xb2\xa1", b"\x4d\x3c\xb2\xa1") else ">"
+    files, chunks = [], [header]
+    for n, stop in enumerate([*cuts, None]):
+        while pos < len(data) and (stop is None or frame < stop):
+            (incl,) = struct.unpack_from(order + "I", data, pos + 8)
+            chunks.append(data[pos : pos + 16 + incl])
+            pos += 16 + incl
+            frame += 1
+        name = out / f"ring.pcap{n}" if n else out / "ring.pcap"
+        name.write_bytes(b"".join(chunks))
+        files.append(name)
+        chunks = [header]
+    return files
+
+
+@pytest.fixture(scope="module")
+def rotation(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("rotation")
+    whole = bench_capture(folder / "whole.pcap", 20_000)
+    ring = folder / "ring"
+    ring.mkdir()
+    return whole, split_pcap(whole, [7_001, 13_001], ring)
+
+
+def _json(capsys, *argv: object) -> dict:
+    code, out, err = report(capsys, "analyze", *argv, "--format", "json", "--fail-on", "never")
+    assert code == 0, err
+    return json.loads(out)["captures"]
+
+
+def _findings(cap: dict) -> list[dict]:
+    return [{k: v for k, v in f.items() if k != "wireshark_filter"} for f in cap["findings"]]
+
+
+def test_a_stitched_rotation_gives_the_findings_of_the_whole_capture(capsys, rotation):
+    whole, parts = rotation
+    (one,) = _json(capsys, whole)
+    (stitched,) = _json(capsys, *parts, "--stitch")
+    assert stitched["packets"] == one["packets"] == 20_000
+    assert stitched["conversation_count"] == one["conversation_count"]
+    assert _findings(stitched) == _findings(one) and len(one["findings"]) > 20
+    # the connections that cross a cut are followed across it, and diagnosed as in the whole capture
+    convs = {c["id"]: c for c in stitched["conversations"]}
+    across = [
+        f
+        for f in stitched["findings"]
+        if convs[f["conversation"]]["frames"][0] < 7_001 <= convs[f["conversation"]]["frames"][1]
+    ]
+    assert across
+    # read file by file, each would be two half conversations
+    halves = _json(capsys, *parts, "--jobs", "1")
+    assert sum(len(c["findings"]) for c in halves) != len(one["findings"])
+    assert [f["path"] for f in stitched["files"]] == [str(p) for p in parts]
+    assert [(f["first_frame"], f["frames"]) for f in stitched["files"]] == [(1, 7000), (7001, 6000), (13001, 7000)]
+
+
+def test_the_evidence_filter_names_the_file_and_its_own_frame_numbers(capsys, rotation):
+    whole, parts = rotation
+    (one,) = _json(capsys, whole)
+    (stitched,) = _json(capsys, *parts, "--stitch")
+    late = [f for f in stitched["findings"] if f["frames"][0] > 13_000]
+    assert late
+    finding = late[0]
+    local = finding["frames"][0] - 13_000
+    assert finding["wireshark_filter"].startswith(f"in {parts[2]}: ")
+    assert f"frame.number in {{{local}" in finding["wireshark_filter"]
+    assert "stream" not in finding["wireshark_filter"]  # Wireshark numbers each file's streams anew
+
+
+def test_files_out_of_order_or_overlapping_give_a_warning_and_the_same_findings(capsys, rotation):
+    whole, parts = rotation
+    (in_order,) = _json(capsys, *parts, "--stitch")
+    (shuffled,) = _json(capsys, parts[2], parts[0], parts[1], "--stitch")
+    assert _findings(shuffled) == _findings(in_order)
+    assert "stitch-out-of-order" in [w["code"] for w in shuffled["warnings"]]
+    (overlapping,) = _json(capsys, whole, parts[1], "--stitch")
+    assert "stitch-overlap" in [w["code"] for w in overlapping["warnings"]]
+    assert overlapping["packets"] == 26_000
+
+
+def test_a_directory_is_stitched_in_time_order(capsys, rotation):
+    whole, parts = rotation
+    (from_dir,) = _json(capsys, parts[0].parent, "--stitch")
+    (listed,) = _json(capsys, *parts, "--stitch")
+    assert from_dir["path"] == str(parts[0].parent)
+    assert _findings(from_dir) == _findings(listed)
