@@ -101,6 +101,12 @@ def _capture_options() -> _Parser:
         "rotated files (tcpdump -C/-G), conversations followed across them",
     )
     p.add_argument(
+        "--dask",
+        metavar="ADDRESS",
+        help="run each capture as a task on Dask: 'local' (a LocalCluster of --jobs workers) or a "
+        "scheduler's address, e.g. tcp://192.0.2.10:8786 (needs pip install 'wsadiag[cluster]')",
+    )
+    p.add_argument(
         "--timeout",
         type=_seconds,
         default=None,
@@ -672,7 +678,7 @@ def _many_at_once(args: argparse.Namespace, captures: list[str], on_findings) ->
     if "-" in captures or on_findings is not None:
         return False
     urls = any("://" in c for c in captures)
-    return args.timeout is not None or urls or (args.jobs > 1 and len(captures) > 1)
+    return bool(args.dask) or args.timeout is not None or urls or (args.jobs > 1 and len(captures) > 1)
 
 
 def _run_many(args: argparse.Namespace, keep: Keep, captures: list[str], stream=None) -> list[CaptureResult]:
@@ -695,18 +701,35 @@ def _run_many(args: argparse.Namespace, keep: Keep, captures: list[str], stream=
     )
     results = []
     label = f"{len(captures)} captures"
-    with CaptureProgress(
-        label, total=len(captures), enabled=False if args.no_progress else None, unit="captures"
-    ) as bar:
-        for result, ended in run_pool(captures, job, args.jobs, done=bar.update):
-            if result.error:
-                print(f"error: {clean(result.error)}", file=sys.stderr)
-            if stream is not None:
-                stream.capture_start(result.path)
-                for conv in ended:
-                    stream.conversation(conv)
-                stream.capture_end(result)
-            results.append(result)
+    client = None
+    if args.dask:
+        from analyzer.cluster import dask_client
+
+        client = dask_client(args.dask, args.jobs)
+    try:
+        with CaptureProgress(
+            label, total=len(captures), enabled=False if args.no_progress else None, unit="captures"
+        ) as bar:
+            if client is not None:
+                from analyzer.cluster import run_dask
+
+                outcomes = run_dask(captures, job, client, done=bar.update)
+            else:
+                outcomes = run_pool(captures, job, args.jobs, done=bar.update)
+            for result, ended in outcomes:
+                if result.error:
+                    print(f"error: {clean(result.error)}", file=sys.stderr)
+                if stream is not None:
+                    stream.capture_start(result.path)
+                    for conv in ended:
+                        stream.conversation(conv)
+                    stream.capture_end(result)
+                results.append(result)
+    finally:
+        if client is not None:
+            from analyzer.cluster import close_client
+
+            close_client(client, args.dask)
     return results
 
 

@@ -125,11 +125,11 @@ def guarded(task: Task, path: str, job: Job) -> Outcome:
     try:
         return task(path, job)
     except CaptureTimeout:
-        return _failed(path, f"{path}: timed out after {job.timeout:g} s (--timeout)"), []
+        return failed(path, f"{path}: timed out after {job.timeout:g} s (--timeout)"), []
     except UsageError as exc:
-        return _failed(path, str(exc)), []
+        return failed(path, str(exc)), []
     except Exception as exc:  # a bug of ours on this capture: reported for it, the others go on
-        return _failed(path, f"{path}: internal error: {type(exc).__name__}: {exc}"), []
+        return failed(path, f"{path}: internal error: {type(exc).__name__}: {exc}"), []
     finally:
         if alarm:
             signal.setitimer(signal.ITIMER_REAL, 0)
@@ -139,7 +139,7 @@ def _on_alarm(signum: int, frame: object) -> None:
     raise CaptureTimeout(-1)
 
 
-def _failed(path: str, error: str) -> CaptureResult:
+def failed(path: str, error: str) -> CaptureResult:
     return CaptureResult(path=path, error=error)
 
 
@@ -190,4 +190,4 @@ def _alone(path: str, job: Job, task: Task) -> Outcome:
         with cf.ProcessPoolExecutor(max_workers=1) as pool:
             return pool.submit(guarded, task, path, job).result()
     except cf.process.BrokenProcessPool:
-        return _failed(path, f"{path}: the worker process analysing this capture died"), []
+        return failed(path, f"{path}: the worker process analysing this capture died"), []

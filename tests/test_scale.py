@@ -11,6 +11,7 @@ import importlib.util
 import json
 import os
 import struct
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -207,3 +208,91 @@ def test_a_directory_is_stitched_in_time_order(capsys, rotation):
     (listed,) = _json(capsys, *parts, "--stitch")
     assert from_dir["path"] == str(parts[0].parent)
     assert _findings(from_dir) == _findings(listed)
+
+
+# -- Dask -----------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def dask_client():
+    """A LocalCluster of two in-process workers, as `--dask local` starts one of processes."""
+    pytest.importorskip("distributed")
+    from analyzer.cluster import close_client, dask_client
+
+    client = dask_client("local", 2, processes=False)
+    yield client
+    close_client(client, "local")
+
+
+def _dask_report(capsys, client, *argv: object) -> tuple[int, str, str]:
+    """`wsadiag ARGV --dask ADDRESS` against the test's cluster."""
+    return report(capsys, *argv, "--dask", client.scheduler.address)
+
+
+@pytest.mark.parametrize("verb", ["analyze", "conversations"])
+def test_dask_writes_the_serial_json_on_the_samples(capsys, dask_client, verb):
+    extra = ["--allow-empty"] * (verb == "analyze")
+    serial = report(capsys, verb, SAMPLES, "--format", "json", "--jobs", "1", *extra)
+    on_dask = _dask_report(capsys, dask_client, verb, SAMPLES, "--format", "json", *extra)
+    assert on_dask == serial
+
+
+@needs_corpus
+def test_dask_writes_the_serial_json_on_the_corpus(capsys, dask_client):
+    serial = report(capsys, "analyze", CORPUS, "--format", "json", "--jobs", "1", "--allow-empty")
+    on_dask = _dask_report(capsys, dask_client, "analyze", CORPUS, "--format", "json", "--allow-empty")
+    assert on_dask == serial
+
+
+def test_dask_local_starts_its_own_cluster(capsys):
+    pytest.importorskip("distributed")
+    serial = report(capsys, "analyze", REFUSED, HEALTHY, "--format", "json", "--jobs", "1")
+    assert report(capsys, "analyze", REFUSED, HEALTHY, "--format", "json", "--dask", "local", "--jobs", "2") == serial
+
+
+def test_a_capture_failing_on_dask_fails_alone(dask_client, tmp_path):
+    from analyzer.cluster import run_dask
+
+    killer = tmp_path / "killer.pcap"
+    killer.write_bytes(REFUSED.read_bytes())
+    captures = [str(REFUSED), str(killer), str(HEALTHY)]
+    results = [r for r, _ in run_dask(captures, Job(keep="findings"), dask_client, task=_raises_on_killer)]
+    assert [r.path for r in results] == captures
+    assert "internal error" in (results[1].error or "")
+    assert results[0].error is None and results[2].error is None and results[0].findings
+
+
+def _raises_on_killer(path: str, job: Job):
+    from analyzer.scale import analyze_task
+
+    if path.endswith("killer.pcap"):
+        raise MemoryError("out of memory on this capture")
+    return analyze_task(path, job)
+
+
+def test_file_urls_are_read_through_fsspec(capsys):
+    pytest.importorskip("fsspec")
+    serial = report(capsys, "analyze", REFUSED, "--format", "json", "--jobs", "1")
+    code, out, err = report(capsys, "analyze", REFUSED.as_uri(), "--format", "json")
+    assert (
+        code == serial[0]
+        and json.loads(out)["captures"][0]["findings"] == json.loads(serial[1])["captures"][0]["findings"]
+    )
+
+
+def test_without_the_cluster_extra_dask_names_the_install_command(tmp_path):
+    script = (
+        "import sys; sys.modules['distributed'] = None; sys.modules['dask.distributed'] = None\n"
+        "from analyzer.cli import main\n"
+        f"sys.exit(main(['analyze', {str(REFUSED)!r}, {str(HEALTHY)!r}, '--dask', 'local']))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+    )
+    assert done.returncode == 2
+    assert "pip install 'wsadiag[cluster]'" in done.stderr
+    assert "Traceback" not in done.stderr
