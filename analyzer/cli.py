@@ -608,7 +608,9 @@ def _run(
     if stitched is not None:
         captures = [stitched.name]
     elif _many_at_once(args, captures, on_findings):
-        return _run_many(args, keep, captures, stream), False
+        return _run_many(args, keep, captures, stream)
+    elif keep == "findings" and on_findings is None and _big_capture(args, captures):
+        return [_run_split(args, captures[0])], False
     conv_filter = compile_filter(args.filter) if args.filter else None
     extra = {} if args.max_conversations is None else {"max_conversations": args.max_conversations}
     if args.max_memory is not None:
@@ -670,6 +672,40 @@ def _stitched(args: argparse.Namespace, captures: list[str]):
     return StitchedSet(captures, set_name(args.captures, captures))
 
 
+SPLIT_FROM_BYTES = 64 << 20  # a smaller capture is read in about a second: not worth starting processes
+
+
+def _big_capture(args: argparse.Namespace, captures: list[str]) -> bool:
+    """Whether one capture is big enough to be split by conversation across --jobs processes."""
+    if args.jobs < 2 or len(captures) != 1 or captures[0] == "-":
+        return False
+    try:
+        return os.path.getsize(captures[0]) >= SPLIT_FROM_BYTES
+    except OSError:  # reported by the serial path, as ever
+        return False
+
+
+def _run_split(args: argparse.Namespace, path: str) -> CaptureResult:
+    """One capture on --jobs cores, each process following a share of its conversations (analyzer/split.py)."""
+    from analyzer.report.common import clean
+    from analyzer.scale import Job
+    from analyzer.split import analyze_split
+
+    job = Job(
+        keep="findings",
+        rule_dirs=tuple(args.rules),
+        select=tuple(_split_codes(args.select)),
+        ignore=tuple(_split_codes(args.ignore)),
+        filter=args.filter,
+        max_conversations=args.max_conversations,
+        max_live_bytes=args.max_memory,
+    )
+    result = analyze_split(path, job, args.jobs)
+    if result.error:
+        print(f"error: {clean(result.error)}", file=sys.stderr)
+    return result
+
+
 def _many_at_once(args: argparse.Namespace, captures: list[str], on_findings) -> bool:
     """Whether the captures go to a process pool or Dask (analyzer/scale.py) rather than one after another.
 
@@ -681,8 +717,11 @@ def _many_at_once(args: argparse.Namespace, captures: list[str], on_findings) ->
     return bool(args.dask) or args.timeout is not None or urls or (args.jobs > 1 and len(captures) > 1)
 
 
-def _run_many(args: argparse.Namespace, keep: Keep, captures: list[str], stream=None) -> list[CaptureResult]:
-    """The result of each capture, in the order given, from a process pool or Dask (analyzer/scale.py)."""
+def _run_many(
+    args: argparse.Namespace, keep: Keep, captures: list[str], stream=None
+) -> tuple[list[CaptureResult], bool]:
+    """The result of each capture, in the order given, from a process pool or Dask (analyzer/scale.py),
+    and whether Ctrl-C stopped the run (the results then cover the captures before it, as serially)."""
     from analyzer.report.common import clean
     from analyzer.report.progress import CaptureProgress
     from analyzer.scale import Job, run_pool
@@ -725,12 +764,21 @@ def _run_many(args: argparse.Namespace, keep: Keep, captures: list[str], stream=
                         stream.conversation(conv)
                     stream.capture_end(result)
                 results.append(result)
+                if any(w.code == "interrupted" for w in result.warnings):
+                    raise KeyboardInterrupt
+    except KeyboardInterrupt:  # the workers got Ctrl-C too: report the captures before it, as a serial run
+        print(
+            f"error: interrupted: the report covers {len(results)} of {len(captures)} capture(s), "
+            "the last one only up to where it stopped",
+            file=sys.stderr,
+        )
+        return results, True
     finally:
         if client is not None:
             from analyzer.cluster import close_client
 
             close_client(client, args.dask)
-    return results
+    return results, False
 
 
 def _run_pair(args: argparse.Namespace, ruleset) -> list[CaptureResult]:

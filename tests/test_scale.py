@@ -296,3 +296,58 @@ def test_without_the_cluster_extra_dask_names_the_install_command(tmp_path):
     assert done.returncode == 2
     assert "pip install 'wsadiag[cluster]'" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+# -- one big capture split by conversation --------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def bench_100k(tmp_path_factory):
+    return bench_capture(tmp_path_factory.mktemp("big") / "bench-100k.pcap", 100_000)
+
+
+def _document(result) -> dict:
+    from analyzer.report.jsondoc import to_json_document
+
+    return to_json_document([result])
+
+
+def test_a_big_capture_split_across_jobs_writes_the_serial_report(capsys, bench_100k):
+    from analyzer.cli import SPLIT_FROM_BYTES
+
+    assert bench_100k.stat().st_size >= SPLIT_FROM_BYTES  # so --jobs 2 splits it
+    serial = report(capsys, "analyze", bench_100k, "--format", "json", "--jobs", "1")
+    split = report(capsys, "analyze", bench_100k, "--format", "json", "--jobs", "2")
+    assert split == serial
+    doc = json.loads(serial[1])["captures"][0]
+    assert doc["packets"] == 100_000 and len(doc["findings"]) > 100
+
+
+def test_three_shares_give_the_serial_ids_streams_and_findings(bench_100k):
+    from analyzer.scale import analyze_task
+    from analyzer.split import analyze_split
+
+    job = Job(keep="findings")
+    serial, _ = analyze_task(str(bench_100k), job)
+    split = analyze_split(str(bench_100k), job, 3)
+    assert _document(split) == _document(serial)
+    assert {c.stream for c in split.conversations if c.proto == "tcp"} == {
+        c.stream for c in serial.conversations if c.proto == "tcp"
+    }
+
+
+@pytest.mark.parametrize("shares", [2, 3, 4, 5])
+def test_host_context_survives_the_split(shares):
+    """A forged refusal is recognised by the server's TTL learnt from an earlier conversation: in another share."""
+    from analyzer.scale import _ruleset, analyze_task
+    from analyzer.split import analyze_share, merge_shares
+
+    sample = str(SAMPLES / "con004-forged-refusal.pcap")
+    job = Job(keep="findings")
+    serial, _ = analyze_task(sample, job)
+    outcomes = [analyze_share(sample, k, shares, job) for k in range(shares)]
+    # the healthy conversation that teaches the server's TTL and the refusal judged by it are in two shares
+    assert sorted(len(o.host_log) for o in outcomes if o.host_log) == [1, 1]
+    merged = merge_shares(outcomes, _ruleset((), (), ()))
+    assert [f.rule for f in merged.findings] == [f.rule for f in serial.findings] == ["CON004"]
+    assert _document(merged) == _document(serial)
