@@ -607,10 +607,10 @@ def _run(
     stitched = _stitched(args, captures)
     if stitched is not None:
         captures = [stitched.name]
-    elif _many_at_once(args, captures, on_findings):
-        return _run_many(args, keep, captures, stream)
     elif keep == "findings" and on_findings is None and _big_capture(args, captures):
         return [_run_split(args, captures[0])], False
+    elif _many_at_once(args, captures, on_findings):
+        return _run_many(args, keep, captures, stream)
     conv_filter = compile_filter(args.filter) if args.filter else None
     extra = {} if args.max_conversations is None else {"max_conversations": args.max_conversations}
     if args.max_memory is not None:
@@ -700,7 +700,16 @@ def _run_split(args: argparse.Namespace, path: str) -> CaptureResult:
         max_conversations=args.max_conversations,
         max_live_bytes=args.max_memory,
     )
-    result = analyze_split(path, job, args.jobs)
+    if args.dask:  # each share a task on the cluster
+        from analyzer.cluster import close_client, dask_client, share_tasks
+
+        client = dask_client(args.dask, args.jobs)
+        try:
+            result = analyze_split(path, job, args.jobs, run=share_tasks(client))
+        finally:
+            close_client(client, args.dask)
+    else:
+        result = analyze_split(path, job, args.jobs)
     if result.error:
         print(f"error: {clean(result.error)}", file=sys.stderr)
     return result

@@ -67,3 +67,18 @@ def run_dask(
         while nxt in outcomes:
             yield outcomes.pop(nxt)
             nxt += 1
+
+
+def share_tasks(client) -> Callable[[str, Job, int], list]:
+    """How analyze_split runs its shares on the cluster: one task per share, gathered in share order."""
+
+    def run(path: str, job: Job, shares: int) -> list:
+        from analyzer.split import analyze_share
+
+        futures = [
+            client.submit(analyze_share, path, k, shares, job, key=f"wsadiag-share-{k}-of-{shares}-{path}", pure=False)
+            for k in range(shares)
+        ]
+        return client.gather(futures)
+
+    return run

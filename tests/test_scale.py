@@ -351,3 +351,15 @@ def test_host_context_survives_the_split(shares):
     merged = merge_shares(outcomes, _ruleset((), (), ()))
     assert [f.rule for f in merged.findings] == [f.rule for f in serial.findings] == ["CON004"]
     assert _document(merged) == _document(serial)
+
+
+def test_the_shares_of_a_big_capture_run_as_dask_tasks(dask_client):
+    from analyzer.cluster import share_tasks
+    from analyzer.scale import analyze_task
+    from analyzer.split import analyze_split
+
+    sample = str(SAMPLES / "con004-forged-refusal.pcap")
+    job = Job(keep="findings")
+    serial, _ = analyze_task(sample, job)
+    on_dask = analyze_split(sample, job, 2, run=share_tasks(dask_client))
+    assert _document(on_dask) == _document(serial) and [f.rule for f in on_dask.findings] == ["CON004"]
