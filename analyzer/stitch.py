@@ -18,8 +18,8 @@ import os
 import re
 
 from analyzer.capture import open_capture
-from analyzer.capture.reader import Capture
 from analyzer.capture.pcap import RecordCursor
+from analyzer.capture.reader import Capture
 from analyzer.errors import CaptureError
 from analyzer.model import CapturePart, CaptureResult, CaptureWarning, Finding
 from analyzer.rules.engine import frame_set
@@ -29,7 +29,7 @@ WARNING_CODES: dict[str, str] = {
     "stitched": "which frames of the set each file holds (the files' own numbers start at 1 in each)",
     "stitch-out-of-order": "the files were not given in time order; they are read in order of their first packets",
     "stitch-overlap": "a file starts before the one read before it ends; its packets are read after that one's",
-    "stitch-empty": "a file with no packet (or not a capture) is left out of the set",
+    "stitch-empty": "a file with no packet is left out of the set",
     "stitch-unreadable": "a file of the set could not be opened; the set is read on without it",
 }
 
@@ -40,8 +40,8 @@ class _Part:
         self.first_ts = first_ts
 
 
-def first_packet_time(path: str) -> float | None:
-    """The time of a capture's first record, or None when it holds none (or cannot be read)."""
+def first_packet_time(path: str) -> float | str | None:
+    """The time of a capture's first record, None when it holds none, or why it cannot be read."""
     try:
         with open_capture(path) as cap:
             cursor = cap.records()
@@ -49,8 +49,8 @@ def first_packet_time(path: str) -> float | None:
             ts = cursor.ts
             cursor.close()
             return ts if found else None
-    except CaptureError:
-        return None
+    except CaptureError as exc:
+        return str(exc)
 
 
 class StitchedCursor(RecordCursor):
@@ -136,7 +136,8 @@ class StitchedSet:
         self.parts: list[CapturePart] = []
         timed = [(first_packet_time(p), i, p) for i, p in enumerate(paths)]
         empty = [p for t, _, p in timed if t is None]
-        ordered = sorted((t, i, p) for t, i, p in timed if t is not None)
+        self.errors = [t for t, _, _ in timed if isinstance(t, str)]
+        ordered = sorted((t, i, p) for t, i, p in timed if isinstance(t, float))
         self.ordered = [_Part(p, t) for t, _, p in ordered]
         if [i for _, i, _ in ordered] != sorted(i for _, i, _ in ordered):
             self.warn(
@@ -146,7 +147,9 @@ class StitchedSet:
                 + (" ..." if len(self.ordered) > 8 else ""),
             )
         for path in empty:
-            self.warn("stitch-empty", f"{path}: no packet (or not a readable capture); left out of the set")
+            self.warn("stitch-empty", f"{path}: no packet; left out of the set")
+        for error in self.errors:
+            self.warn("stitch-unreadable", f"{error}; the set is read on without it")
         self._cursor = StitchedCursor(self)
 
     def warn(self, code: str, message: str) -> None:
@@ -172,6 +175,10 @@ class StitchedSet:
     # -- what the pipeline uses of a Capture ----------------------------------------------------
 
     def open_stitched(self) -> StitchedSet:
+        if self.errors and not self.ordered:  # not one file of the set could be read
+            raise CaptureError(
+                self.errors[0] if len(self.errors) == 1 else f"{self.errors[0]} (and {len(self.errors) - 1} more)"
+            )
         return self
 
     def records(self) -> RecordCursor:

@@ -363,3 +363,14 @@ def test_the_shares_of_a_big_capture_run_as_dask_tasks(dask_client):
     serial, _ = analyze_task(sample, job)
     on_dask = analyze_split(sample, job, 2, run=share_tasks(dask_client))
     assert _document(on_dask) == _document(serial) and [f.rule for f in on_dask.findings] == ["CON004"]
+
+
+def test_a_stitched_set_reads_on_past_an_unreadable_file_and_fails_when_none_reads(capsys, tmp_path):
+    broken = tmp_path / "ring.pcap1"
+    broken.write_bytes(b"not a capture\n" * 8)
+    code, out, err = report(capsys, "analyze", REFUSED, broken, "--stitch", "--format", "json")
+    cap = json.loads(out)["captures"][0]
+    assert code == 1 and [f["rule"] for f in cap["findings"]] == ["CON001"]
+    assert "stitch-unreadable" in [w["code"] for w in cap["warnings"]]
+    code, out, err = report(capsys, "analyze", broken, tmp_path / "gone.pcap", "--stitch")
+    assert code == 2 and "ring.pcap1" in err and "Traceback" not in err
