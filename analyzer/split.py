@@ -25,7 +25,11 @@ that point. Every returned conversation is judged by the client on its final num
 messages and evidence filters name the serial run's conversation and stream numbers, and the
 per-rule cap counts findings in the serial run's order.
 
-Limits (each also a limit a serial run warns about, or rarer): when the live-memory or
+Limits (each also a limit a serial run warns about, or rarer): Wireshark stream numbers are kept
+for the 8,192 most recently finished address/port pairs (analyzer.flows.streams); each share
+keeps its own, so on a capture where a serial run forgets pairs (the `stream-numbers-bounded`
+warning) the count in that warning differs, and a pair seen again after being forgotten may get
+another tcp.stream (the evidence filters also name the exact frames). When the live-memory or
 conversation bound hands conversations on early, shares (each holding a fraction of them) do so
 at other moments than a serial run; conversations ending at the same packet in different shares
 are replayed in id order; an ICMP error whose quoted TCP conversation is not in the capture
@@ -344,7 +348,7 @@ def _warnings(outcomes: list[ShareOutcome], per_rule: dict[str, int], numbers: _
         for w in o.result.warnings:
             if w.code in _TABLE_CODES[:3] and w.code not in seen:
                 seen.add(w.code)
-                out.append(w)
+                out.append(_summed(w, outcomes) if w.code == "stream-numbers-bounded" else w)
     for code, count in sorted(per_rule.items()):
         if count > MAX_FINDINGS_PER_RULE:
             out.append(
@@ -366,6 +370,17 @@ def _warnings(outcomes: list[ShareOutcome], per_rule: dict[str, int], numbers: _
             )
         )
     return out
+
+
+def _summed(warning: CaptureWarning, outcomes: list[ShareOutcome]) -> CaptureWarning:
+    """The shares' forgotten stream pairs added up (each share remembers its own recent pairs, so
+    the sum is not the serial run's count: see the module doc)."""
+    total = 0
+    for o in outcomes:
+        for w in o.result.warnings:
+            if w.code == warning.code:
+                total += int(w.message.split(" ", 1)[0])
+    return CaptureWarning(warning.code, f"{total} {warning.message.split(' ', 1)[1]}", warning.frame)
 
 
 def analyze_split(
