@@ -18,6 +18,7 @@ from __future__ import annotations
 import concurrent.futures as cf
 import dataclasses
 import functools
+import os
 import signal
 import threading
 import time
@@ -25,7 +26,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Callable, Iterator, Sequence
 
 from analyzer.errors import UsageError
-from analyzer.model import CaptureResult, Conversation
+from analyzer.model import CaptureResult, CaptureWarning, Conversation
 
 if TYPE_CHECKING:
     from analyzer.pipeline import Keep
@@ -118,7 +119,10 @@ def _open_url(url: str):
 def guarded(task: Task, path: str, job: Job) -> Outcome:
     """Run `task`; whatever goes wrong becomes this capture's error instead of the run's."""
     limit = job.timeout
-    alarm = limit is not None and threading.current_thread() is threading.main_thread()
+    in_main = threading.current_thread() is threading.main_thread()
+    if in_main:  # Ctrl-C reaches a pool worker from the terminal and from run_pool: stop once
+        signal.signal(signal.SIGINT, _interrupt_once())
+    alarm = limit is not None and in_main
     if alarm and limit is not None:  # in a pool process: also stops a task stuck outside the packet loop
         signal.signal(signal.SIGALRM, _on_alarm)
         signal.setitimer(signal.ITIMER_REAL, limit)
@@ -133,6 +137,18 @@ def guarded(task: Task, path: str, job: Job) -> Outcome:
     finally:
         if alarm:
             signal.setitimer(signal.ITIMER_REAL, 0)
+
+
+def _interrupt_once() -> Callable[[int, object], None]:
+    """A SIGINT handler that raises KeyboardInterrupt the first time only, for one task."""
+    seen: list[int] = []
+
+    def handler(signum: int, frame: object) -> None:
+        if not seen:
+            seen.append(signum)
+            raise KeyboardInterrupt
+
+    return handler
 
 
 def _on_alarm(signum: int, frame: object) -> None:
@@ -154,34 +170,82 @@ def run_pool(
     done(n) is called as captures finish (n finished so far), in whatever order they finish.
     A capture whose worker died is run again alone in a fresh process, so one capture that kills
     its worker cannot take the captures that shared its pool with it; if it dies again, it is
-    reported as such.
+    reported as such. Ctrl-C: the workers are interrupted too (a terminal sends it to them as
+    well, `kill -INT` only to this process), the captures up to the first unfinished one are
+    given, that one with what it read, and KeyboardInterrupt is raised again.
     """
-    outcomes: dict[int, Outcome] = {}
-    retry: list[int] = []
-    finished = 0
-    with cf.ProcessPoolExecutor(max_workers=max(1, jobs)) as pool:
-        futures = {pool.submit(guarded, task, path, job): i for i, path in enumerate(captures)}
-        pending = set(futures)
-        nxt = 0
-        while nxt < len(captures):
-            while nxt < len(captures) and (nxt in outcomes or nxt in retry):
-                if nxt in retry:
-                    outcomes[nxt] = _alone(captures[nxt], job, task)
-                    retry.remove(nxt)
-                yield outcomes.pop(nxt)
-                nxt += 1
+    state = _PoolRun(captures, job, task)
+    pool = cf.ProcessPoolExecutor(max_workers=max(1, jobs))
+    try:
+        state.futures = {pool.submit(guarded, task, path, job): i for i, path in enumerate(captures)}
+        pending = set(state.futures)
+        while state.nxt < len(captures):
+            yield from state.ready_in_order()
+            if state.nxt >= len(captures):
+                break
             if not pending:
+                raise KeyboardInterrupt  # interrupted: the next capture will not be finished
+            try:
+                ready, pending = cf.wait(pending, return_when=cf.FIRST_COMPLETED)
+            except KeyboardInterrupt:
+                if state.interrupted:
+                    raise
+                state.interrupted = True
+                _interrupt(pool)
                 continue
-            ready, pending = cf.wait(pending, return_when=cf.FIRST_COMPLETED)
             for fut in ready:
-                i = futures[fut]
-                try:
-                    outcomes[i] = fut.result()
-                except cf.process.BrokenProcessPool:
-                    retry.append(i)
-                finished += 1
+                state.take(fut)
                 if done is not None:
-                    done(finished)
+                    done(state.finished)
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
+class _PoolRun:
+    """What run_pool knows of its captures as their outcomes come back."""
+
+    def __init__(self, captures: Sequence[str], job: Job, task: Task) -> None:
+        self.captures, self.job, self.task = captures, job, task
+        self.futures: dict[cf.Future, int] = {}
+        self.outcomes: dict[int, Outcome] = {}
+        self.retry: set[int] = set()
+        self.finished = 0
+        self.nxt = 0
+        self.interrupted = False
+
+    def take(self, fut: cf.Future) -> None:
+        i = self.futures[fut]
+        self.finished += 1
+        if fut.cancelled():
+            return
+        try:
+            self.outcomes[i] = fut.result()
+        except cf.process.BrokenProcessPool:
+            if not self.interrupted:  # after Ctrl-C a worker stopped by it is no failure of the capture
+                self.retry.add(i)
+        except KeyboardInterrupt:  # the worker was interrupted outside its packet loop
+            note = CaptureWarning("interrupted", "interrupted before this capture was read to its end")
+            self.outcomes[i] = CaptureResult(path=self.captures[i], warnings=[note]), []
+
+    def ready_in_order(self) -> Iterator[Outcome]:
+        while self.nxt < len(self.captures) and (self.nxt in self.outcomes or self.nxt in self.retry):
+            if self.nxt in self.retry:
+                self.outcomes[self.nxt] = _alone(self.captures[self.nxt], self.job, self.task)
+                self.retry.discard(self.nxt)
+            yield self.outcomes.pop(self.nxt)
+            self.nxt += 1
+
+
+def _interrupt(pool: cf.ProcessPoolExecutor) -> None:
+    """Pass Ctrl-C on to the pool's workers, whose packet loops turn it into an `interrupted` result.
+
+    concurrent.futures has no call for it; its `_processes` (pid -> process) is the only list.
+    """
+    for pid in list(getattr(pool, "_processes", None) or {}):
+        try:
+            os.kill(pid, signal.SIGINT)
+        except OSError:  # already gone
+            pass
 
 
 def _alone(path: str, job: Job, task: Task) -> Outcome:
