@@ -86,7 +86,54 @@ def _capture_options() -> _Parser:
         help="colour in text output (auto: only on a terminal, and never with NO_COLOR set)",
     )
     p.add_argument("--no-progress", action="store_true", help="no progress bar on standard error")
+    p.add_argument(
+        "--jobs",
+        "-j",
+        type=_positive_int,
+        default=os.cpu_count() or 1,
+        metavar="N",
+        help="captures analysed at once, one process each (default: the machine's cores)",
+    )
+    p.add_argument(
+        "--stitch",
+        action="store_true",
+        help="read the captures given (or a directory of them) as one capture, in order of their first packets: "
+        "rotated files (tcpdump -C/-G), conversations followed across them",
+    )
+    p.add_argument(
+        "--dask",
+        metavar="ADDRESS",
+        help="run each capture as a task on Dask: 'local' (a LocalCluster of --jobs workers) or a "
+        "scheduler's address, e.g. tcp://192.0.2.10:8786 (needs pip install 'wsadiag[cluster]')",
+    )
+    p.add_argument(
+        "--timeout",
+        type=_seconds,
+        default=None,
+        metavar="SECONDS",
+        help="give up on a capture after this long and report it as failed (the others go on)",
+    )
     return p
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r}: give at least 1")
+    return value
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"{text!r}: give a time above 0")
+    return value
 
 
 _SIZE_UNITS = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
@@ -377,7 +424,7 @@ def expand_captures(items: Sequence[str]) -> list[str]:
         if item == "-":
             out.append(item)
         elif os.path.isdir(item):
-            found = sorted(p for p in walk_files(item) if os.path.basename(p).lower().endswith(CAPTURE_SUFFIXES))
+            found = sorted(p for p in walk_files(item) if _capture_name(os.path.basename(p)))
             if not found:
                 raise UsageError(
                     f"{item}: no capture files in this directory",
@@ -394,6 +441,13 @@ def expand_captures(items: Sequence[str]) -> list[str]:
     if out.count("-") > 1:
         raise UsageError("standard input (-) can be read only once")
     return out
+
+
+def _capture_name(name: str) -> bool:
+    """Whether a file in a directory is read as a capture: by its suffix, or a rotated one
+    (`tcpdump -C` writes ring.pcap, ring.pcap1, ring.pcap2 ...)."""
+    lower = name.lower()
+    return lower.endswith(CAPTURE_SUFFIXES) or lower.rstrip("0123456789").endswith((".pcap", ".pcapng", ".cap"))
 
 
 def _entries(folder: str) -> list[os.DirEntry[str]]:
@@ -551,6 +605,13 @@ def _run(
     from analyzer.report.common import clean
     from analyzer.report.progress import CaptureProgress
 
+    stitched = _stitched(args, captures)
+    if stitched is not None:
+        captures = [stitched.name]
+    elif keep == "findings" and on_findings is None and _big_capture(args, captures):
+        return [_run_split(args, captures[0])], False
+    elif _many_at_once(args, captures, on_findings):
+        return _run_many(args, keep, captures, stream)
     conv_filter = compile_filter(args.filter) if args.filter else None
     extra = {} if args.max_conversations is None else {"max_conversations": args.max_conversations}
     if args.max_memory is not None:
@@ -560,7 +621,7 @@ def _run(
     results = []
     interrupted = False
     for path in captures:
-        source = sys.stdin.buffer if path == "-" else path
+        source = stitched or (sys.stdin.buffer if path == "-" else path)
         live = None if on_findings is None else on_findings.for_capture(path)
         if stream is not None:
             stream.capture_start(path)
@@ -577,6 +638,10 @@ def _run(
             break
         if path == "-":
             result.path = "-"
+        if stitched is not None:
+            from analyzer.stitch import name_files
+
+            name_files(result, stitched.parts)
         if result.error:
             print(f"error: {clean(result.error)}", file=sys.stderr)  # the path may hold ESC or newlines
         if stream is not None:
@@ -595,6 +660,137 @@ def _run(
     return results, interrupted
 
 
+def _stitched(args: argparse.Namespace, captures: list[str]):
+    """The captures as one StitchedSet (analyzer/stitch.py) under --stitch, else None."""
+    if not getattr(args, "stitch", False):
+        return None
+    if "-" in captures or any("://" in c for c in captures):
+        raise UsageError("--stitch reads files: not standard input or URLs")
+    if getattr(args, "evidence", None) or getattr(args, "peer", None):
+        raise UsageError("--stitch cannot be combined with --evidence or --peer yet")
+    from analyzer.stitch import StitchedSet, set_name
+
+    return StitchedSet(captures, set_name(args.captures, captures))
+
+
+SPLIT_FROM_BYTES = 64 << 20  # a smaller capture is read in about a second: not worth starting processes
+
+
+def _big_capture(args: argparse.Namespace, captures: list[str]) -> bool:
+    """Whether one capture is big enough to be split by conversation across --jobs processes."""
+    if args.jobs < 2 or len(captures) != 1 or captures[0] == "-":
+        return False
+    try:
+        return os.path.getsize(captures[0]) >= SPLIT_FROM_BYTES
+    except OSError:  # reported by the serial path, as ever
+        return False
+
+
+def _run_split(args: argparse.Namespace, path: str) -> CaptureResult:
+    """One capture on --jobs cores, each process following a share of its conversations (analyzer/split.py)."""
+    from analyzer.report.common import clean
+    from analyzer.scale import Job
+    from analyzer.split import analyze_split
+
+    job = Job(
+        keep="findings",
+        rule_dirs=tuple(args.rules),
+        select=tuple(_split_codes(args.select)),
+        ignore=tuple(_split_codes(args.ignore)),
+        filter=args.filter,
+        max_conversations=args.max_conversations,
+        max_live_bytes=args.max_memory,
+    )
+    if args.dask:  # each share a task on the cluster
+        from analyzer.cluster import close_client, dask_client, share_tasks
+
+        client = dask_client(args.dask, args.jobs)
+        try:
+            result = analyze_split(path, job, args.jobs, run=share_tasks(client))
+        finally:
+            close_client(client, args.dask)
+    else:
+        result = analyze_split(path, job, args.jobs)
+    if result.error:
+        print(f"error: {clean(result.error)}", file=sys.stderr)
+    return result
+
+
+def _many_at_once(args: argparse.Namespace, captures: list[str], on_findings) -> bool:
+    """Whether the captures go to a process pool or Dask (analyzer/scale.py) rather than one after another.
+
+    Standard input and the live JSONL writer (findings as they happen) stay in this process.
+    """
+    if "-" in captures or on_findings is not None:
+        return False
+    urls = any("://" in c for c in captures)
+    return bool(args.dask) or args.timeout is not None or urls or (args.jobs > 1 and len(captures) > 1)
+
+
+def _run_many(
+    args: argparse.Namespace, keep: Keep, captures: list[str], stream=None
+) -> tuple[list[CaptureResult], bool]:
+    """The result of each capture, in the order given, from a process pool or Dask (analyzer/scale.py),
+    and whether Ctrl-C stopped the run (the results then cover the captures before it, as serially)."""
+    from analyzer.report.common import clean
+    from analyzer.report.progress import CaptureProgress
+    from analyzer.scale import Job, run_pool
+
+    job = Job(
+        keep=keep,
+        rules=keep == "findings",
+        rule_dirs=tuple(getattr(args, "rules", ())),
+        select=tuple(_split_codes(getattr(args, "select", []))),
+        ignore=tuple(_split_codes(getattr(args, "ignore", []))),
+        filter=args.filter,
+        max_conversations=args.max_conversations,
+        max_live_bytes=args.max_memory,
+        timeout=args.timeout,
+        listing=stream is not None,
+    )
+    results = []
+    label = f"{len(captures)} captures"
+    client = None
+    if args.dask:
+        from analyzer.cluster import dask_client
+
+        client = dask_client(args.dask, args.jobs)
+    try:
+        with CaptureProgress(
+            label, total=len(captures), enabled=False if args.no_progress else None, unit="captures"
+        ) as bar:
+            if client is not None:
+                from analyzer.cluster import run_dask
+
+                outcomes = run_dask(captures, job, client, done=bar.update)
+            else:
+                outcomes = run_pool(captures, job, args.jobs, done=bar.update)
+            for result, ended in outcomes:
+                if result.error:
+                    print(f"error: {clean(result.error)}", file=sys.stderr)
+                if stream is not None:
+                    stream.capture_start(result.path)
+                    for conv in ended:
+                        stream.conversation(conv)
+                    stream.capture_end(result)
+                results.append(result)
+                if any(w.code == "interrupted" for w in result.warnings):
+                    raise KeyboardInterrupt
+    except KeyboardInterrupt:  # the workers got Ctrl-C too: report the captures before it, as a serial run
+        print(
+            f"error: interrupted: the report covers {len(results)} of {len(captures)} capture(s), "
+            "the last one only up to where it stopped",
+            file=sys.stderr,
+        )
+        return results, True
+    finally:
+        if client is not None:
+            from analyzer.cluster import close_client
+
+            close_client(client, args.dask)
+    return results, False
+
+
 def _run_pair(args: argparse.Namespace, ruleset) -> list[CaptureResult]:
     """`analyze CAPTURE --peer CAPTURE`: the two captures lined up (analyzer.peer)."""
     from analyzer.filter import compile_filter
@@ -602,6 +798,8 @@ def _run_pair(args: argparse.Namespace, ruleset) -> list[CaptureResult]:
     from analyzer.report.common import clean
 
     captures = expand_captures(args.captures)
+    if args.stitch:
+        raise UsageError("--stitch cannot be combined with --evidence or --peer yet")
     if len(captures) != 1 or "-" in (captures[0], args.peer):
         raise UsageError(
             "--peer takes one capture on each side, both files", hint="wsadiag analyze CLIENT.pcap --peer SERVER.pcap"

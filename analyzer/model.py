@@ -405,6 +405,16 @@ class Finding:
     tls_alert: dict[str, object] | None = None  # the TLS alert on the wire: sender, level, description, seen_as
 
 
+@dataclass(frozen=True, slots=True)
+class CapturePart:
+    """One file of captures read as one (`--stitch`): its frames first_frame .. first_frame + frames - 1."""
+
+    path: str
+    first_frame: int
+    frames: int
+    start: float  # its first packet's time
+
+
 @dataclass(slots=True)
 class CaptureResult:
     """Everything learnt from one capture: what reports are functions of."""
@@ -419,3 +429,4 @@ class CaptureResult:
     error: str | None = None  # set when the capture could not be read at all
     conversation_count: int = 0  # all conversations seen; `conversations` may hold only those with findings
     encapsulations: list[str] = field(default_factory=list)  # outer layers unwrapped: GRE, ERSPAN II, Geneve ...
+    parts: list[CapturePart] = field(default_factory=list)  # --stitch: the files read as this one capture

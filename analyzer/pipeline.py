@@ -180,7 +180,9 @@ def _analyze(
     )
     result = CaptureResult(path=str(name))
     try:
-        cap = open_capture(source)
+        # captures read as one (analyzer/stitch.py) open themselves
+        opener = getattr(source, "open_stitched", None)
+        cap = opener() if opener is not None else open_capture(source)
     except CaptureError as exc:
         result.error = str(exc)
         return result

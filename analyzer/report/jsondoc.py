@@ -105,6 +105,10 @@ def capture_dict(result: CaptureResult, opts: ReportOptions) -> dict[str, Any]:
         out["findings"] = [finding_dict(f, convs.get(f.conversation), opts) for f in result.findings]
     if result.encapsulations:  # only when there were any: older documents stay as they were
         out["encapsulations"] = list(result.encapsulations)
+    if result.parts:  # --stitch: which frames each file holds
+        out["files"] = [
+            {"path": p.path, "first_frame": p.first_frame, "frames": p.frames, "start": p.start} for p in result.parts
+        ]
     if result.error:
         out["error"] = result.error
     return out

@@ -1,0 +1,257 @@
+"""Many captures at once: a process pool on this machine (`--jobs`) or a Dask cluster (`--dask`).
+
+Each capture is one task. A task is a plain function of a path and a `Job` (everything a worker
+needs, picklable: the rule options rather than the compiled rules, which hold closures), so the
+same task runs in a `concurrent.futures` process pool and on a Dask worker. The results come back
+in the order the captures were given, so the report is the one a serial run writes, byte for byte.
+
+concurrent.futures and dask.distributed rather than a scheduler of our own: both already handle
+worker start-up, pickling, and a worker that dies.
+
+Failures stay with their capture: a capture whose task raises, whose worker dies, or that runs
+past `--timeout` gets a result with `error` set (the CLI exits 2 at the end), and the others
+complete.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures as cf
+import dataclasses
+import functools
+import os
+import signal
+import threading
+import time
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Callable, Iterator, Sequence
+
+from analyzer.errors import UsageError
+from analyzer.model import CaptureResult, CaptureWarning, Conversation
+
+if TYPE_CHECKING:
+    from analyzer.pipeline import Keep
+
+CLUSTER_HINT = "pip install 'wsadiag[cluster]'  (dask, distributed and fsspec)"
+
+
+@dataclass(frozen=True)
+class Job:
+    """How to analyse each capture: what a worker process needs besides the path."""
+
+    keep: Keep
+    rules: bool = True  # False: no rules at all (the conversations listing)
+    rule_dirs: tuple[str, ...] = ()
+    select: tuple[str, ...] = ()
+    ignore: tuple[str, ...] = ()
+    filter: str | None = None
+    max_conversations: int | None = None
+    max_live_bytes: int | None = None
+    timeout: float | None = None  # seconds per capture; None: no limit
+    listing: bool = False  # also return every conversation in the order it ended (for the stream)
+
+
+Outcome = tuple[CaptureResult, list[Conversation]]
+Task = Callable[[str, Job], Outcome]
+
+
+class CaptureTimeout(Exception):
+    """A capture ran past --timeout."""
+
+
+@functools.lru_cache(maxsize=4)
+def _ruleset(rule_dirs: tuple[str, ...], select: tuple[str, ...], ignore: tuple[str, ...]):
+    """Rules compiled once per worker process (a worker analyses many captures)."""
+    from analyzer.rules import load_rules
+
+    return load_rules(extra_dirs=list(rule_dirs), select=list(select), ignore=list(ignore))
+
+
+def analyze_task(path: str, job: Job) -> Outcome:
+    """One capture analysed as `job` says: the task each worker runs."""
+    from analyzer.filter import compile_filter
+    from analyzer.pipeline import analyze_capture
+
+    rules = _ruleset(job.rule_dirs, job.select, job.ignore) if job.rules else None
+    conv_filter = compile_filter(job.filter) if job.filter else None
+    extra: dict = {}
+    if job.max_conversations is not None:
+        extra["max_conversations"] = job.max_conversations
+    if job.max_live_bytes is not None:
+        extra["max_live_bytes"] = job.max_live_bytes
+    ended: list[Conversation] = []
+    if job.listing:
+        extra["listen"] = lambda conv: ended.append(_listed(conv))
+    deadline = None if job.timeout is None else time.monotonic() + job.timeout
+
+    def check(frames: int) -> None:
+        # called by the packet loop every 65,536 frames: a timeout that works in any thread
+        if deadline is not None and time.monotonic() > deadline:
+            raise CaptureTimeout(frames)
+
+    source = _open_url(path) if "://" in path else path
+    result = analyze_capture(source, rules, conv_filter, keep=job.keep, progress=check, **extra)
+    result.path = path
+    return result, ended
+
+
+def _listed(conv: Conversation) -> Conversation:
+    """A conversation as the listing needs it: without packets, so it travels back small."""
+    return dataclasses.replace(
+        conv,
+        timeline=(),
+        client_stats=dataclasses.replace(conv.client_stats, payload_head=b""),
+        server_stats=dataclasses.replace(conv.server_stats, payload_head=b""),
+    )
+
+
+def _open_url(url: str):
+    """An fsspec URL (s3://, gs://, https://, file://) opened for reading; needs the cluster extra."""
+    try:
+        import fsspec
+    except ImportError:
+        raise UsageError(f"{url}: reading a URL needs fsspec", hint=CLUSTER_HINT) from None
+    try:
+        return fsspec.open(url, "rb").open()
+    except (ImportError, ValueError) as exc:  # no backend for the scheme (s3fs, gcsfs ...)
+        raise UsageError(f"{url}: {exc}") from None
+
+
+def guarded(task: Task, path: str, job: Job) -> Outcome:
+    """Run `task`; whatever goes wrong becomes this capture's error instead of the run's."""
+    limit = job.timeout
+    in_main = threading.current_thread() is threading.main_thread()
+    if in_main:  # Ctrl-C reaches a pool worker from the terminal and from run_pool: stop once
+        signal.signal(signal.SIGINT, _interrupt_once())
+    alarm = limit is not None and in_main
+    if alarm and limit is not None:  # in a pool process: also stops a task stuck outside the packet loop
+        signal.signal(signal.SIGALRM, _on_alarm)
+        signal.setitimer(signal.ITIMER_REAL, limit)
+    try:
+        return task(path, job)
+    except CaptureTimeout:
+        return failed(path, f"{path}: timed out after {job.timeout:g} s (--timeout)"), []
+    except UsageError as exc:
+        return failed(path, str(exc)), []
+    except Exception as exc:  # a bug of ours on this capture: reported for it, the others go on
+        return failed(path, f"{path}: internal error: {type(exc).__name__}: {exc}"), []
+    finally:
+        if alarm:
+            signal.setitimer(signal.ITIMER_REAL, 0)
+
+
+def _interrupt_once() -> Callable[[int, object], None]:
+    """A SIGINT handler that raises KeyboardInterrupt the first time only, for one task."""
+    seen: list[int] = []
+
+    def handler(signum: int, frame: object) -> None:
+        if not seen:
+            seen.append(signum)
+            raise KeyboardInterrupt
+
+    return handler
+
+
+def _on_alarm(signum: int, frame: object) -> None:
+    raise CaptureTimeout(-1)
+
+
+def failed(path: str, error: str) -> CaptureResult:
+    return CaptureResult(path=path, error=error)
+
+
+# -- a process pool on this machine -------------------------------------------------------------
+
+
+def run_pool(
+    captures: Sequence[str], job: Job, jobs: int, task: Task = analyze_task, done: Callable[[int], None] | None = None
+) -> Iterator[Outcome]:
+    """Each capture's outcome, in the order given, from a pool of `jobs` processes.
+
+    done(n) is called as captures finish (n finished so far), in whatever order they finish.
+    A capture whose worker died is run again alone in a fresh process, so one capture that kills
+    its worker cannot take the captures that shared its pool with it; if it dies again, it is
+    reported as such. Ctrl-C: the workers are interrupted too (a terminal sends it to them as
+    well, `kill -INT` only to this process), the captures up to the first unfinished one are
+    given, that one with what it read, and KeyboardInterrupt is raised again.
+    """
+    state = _PoolRun(captures, job, task)
+    pool = cf.ProcessPoolExecutor(max_workers=max(1, jobs))
+    try:
+        state.futures = {pool.submit(guarded, task, path, job): i for i, path in enumerate(captures)}
+        pending = set(state.futures)
+        while state.nxt < len(captures):
+            yield from state.ready_in_order()
+            if state.nxt >= len(captures):
+                break
+            if not pending:
+                raise KeyboardInterrupt  # interrupted: the next capture will not be finished
+            try:
+                ready, pending = cf.wait(pending, return_when=cf.FIRST_COMPLETED)
+            except KeyboardInterrupt:
+                if state.interrupted:
+                    raise
+                state.interrupted = True
+                _interrupt(pool)
+                continue
+            for fut in ready:
+                state.take(fut)
+                if done is not None:
+                    done(state.finished)
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
+class _PoolRun:
+    """What run_pool knows of its captures as their outcomes come back."""
+
+    def __init__(self, captures: Sequence[str], job: Job, task: Task) -> None:
+        self.captures, self.job, self.task = captures, job, task
+        self.futures: dict[cf.Future, int] = {}
+        self.outcomes: dict[int, Outcome] = {}
+        self.retry: set[int] = set()
+        self.finished = 0
+        self.nxt = 0
+        self.interrupted = False
+
+    def take(self, fut: cf.Future) -> None:
+        i = self.futures[fut]
+        self.finished += 1
+        if fut.cancelled():
+            return
+        try:
+            self.outcomes[i] = fut.result()
+        except cf.process.BrokenProcessPool:
+            if not self.interrupted:  # after Ctrl-C a worker stopped by it is no failure of the capture
+                self.retry.add(i)
+        except KeyboardInterrupt:  # the worker was interrupted outside its packet loop
+            note = CaptureWarning("interrupted", "interrupted before this capture was read to its end")
+            self.outcomes[i] = CaptureResult(path=self.captures[i], warnings=[note]), []
+
+    def ready_in_order(self) -> Iterator[Outcome]:
+        while self.nxt < len(self.captures) and (self.nxt in self.outcomes or self.nxt in self.retry):
+            if self.nxt in self.retry:
+                self.outcomes[self.nxt] = _alone(self.captures[self.nxt], self.job, self.task)
+                self.retry.discard(self.nxt)
+            yield self.outcomes.pop(self.nxt)
+            self.nxt += 1
+
+
+def _interrupt(pool: cf.ProcessPoolExecutor) -> None:
+    """Pass Ctrl-C on to the pool's workers, whose packet loops turn it into an `interrupted` result.
+
+    concurrent.futures has no call for it; its `_processes` (pid -> process) is the only list.
+    """
+    for pid in list(getattr(pool, "_processes", None) or {}):
+        try:
+            os.kill(pid, signal.SIGINT)
+        except OSError:  # already gone
+            pass
+
+
+def _alone(path: str, job: Job, task: Task) -> Outcome:
+    """A capture whose worker died, once more in a process of its own."""
+    try:
+        with cf.ProcessPoolExecutor(max_workers=1) as pool:
+            return pool.submit(guarded, task, path, job).result()
+    except cf.process.BrokenProcessPool:
+        return failed(path, f"{path}: the worker process analysing this capture died"), []

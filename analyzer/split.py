@@ -1,0 +1,400 @@
+"""One big capture on several cores: each worker reads the whole file and follows a share of its
+conversations; the client merges the shares into the report a serial run writes.
+
+How a share is kept: every packet is decoded by every worker (decoding is the cheaper half), and a
+packet goes on to the worker's flow table only when the hash of its canonical 5-tuple (the
+smaller of the two directions' endpoint keys) falls in the worker's share. An ICMP error goes
+with the 5-tuple it quotes, so it finds the conversation it is about. Packets of other shares
+still move the table's expiry clock, so a conversation of the share ends at the very packet it
+ends at in a serial run.
+
+What a serial run numbers across all conversations is renumbered by the client from what each
+share records as it goes:
+- conversation ids (in order of first packet): each share lists the (frame, depth) that opened
+  each of its flows; a conversation's id is its rank among all shares' openings;
+- Wireshark's tcp.stream / udp.stream (and the ICMP stream count): likewise, from the (frame,
+  depth) at which each share opened each stream.
+
+Host context (a host's usual TTL, learnt from the conversations that ended before, used to tell a
+forged RST or ICMP error from a real one) is kept exactly: a share learns nothing itself; it logs,
+for every conversation it ends, where it ended (frame, depth) and the TTLs each side showed. A
+conversation that could need host context (a RST or an ICMP error, and a side of fewer than three
+packets) is sent back unjudged; the client replays all shares' logs in the order a serial run
+ends the conversations, and marks and judges each such conversation with the host TTLs known at
+that point. Every returned conversation is judged by the client on its final numbers, so rule
+messages and evidence filters name the serial run's conversation and stream numbers, and the
+per-rule cap counts findings in the serial run's order.
+
+Limits (each also a limit a serial run warns about, or rarer): Wireshark stream numbers are kept
+for the 8,192 most recently finished address/port pairs (analyzer.flows.streams); each share
+keeps its own, so on a capture where a serial run forgets pairs (the `stream-numbers-bounded`
+warning) the count in that warning differs, and a pair seen again after being forgotten may get
+another tcp.stream (the evidence filters also name the exact frames). When the live-memory or
+conversation bound hands conversations on early, shares (each holding a fraction of them) do so
+at other moments than a serial run; conversations ending at the same packet in different shares
+are replayed in id order; an ICMP error whose quoted TCP conversation is not in the capture
+becomes a conversation between the two hosts in the quoting share, where a serial run may merge
+it with another share's.
+"""
+
+from __future__ import annotations
+
+import bisect
+import concurrent.futures as cf
+import dataclasses
+import zlib
+from dataclasses import dataclass, field
+from typing import Callable
+
+from analyzer.capture import open_capture
+from analyzer.decode import Decoder, linktype_name
+from analyzer.errors import CaptureError
+from analyzer.flows import FlowTable
+from analyzer.flows.table import _TTL_ODD, MAX_HOSTS, MAX_TTL_VALUES, endpoint_key, reverse_key
+from analyzer.model import CaptureResult, CaptureWarning, Conversation, Packet
+from analyzer.pipeline import MAX_FINDINGS_PER_RULE, attach_drops, collector_paused, keep_evidence, packet_loop
+from analyzer.protocol import IPPROTO_ICMP, IPPROTO_ICMPV6, IPPROTO_TCP, IPPROTO_UDP
+from analyzer.scale import Job, _ruleset
+from analyzer.sink import Sink
+
+END = 1 << 62  # the position of the conversations still alive at the end of the capture
+Position = tuple[int, int]  # (frame, depth): depth 0 the packet, 1 the packet a tunnel carries ...
+
+
+def share_of(key: bytes, shares: int) -> int:
+    """The share of a conversation, from either direction's endpoint key."""
+    rkey = reverse_key(key)
+    return zlib.crc32(key if key < rkey else rkey) % shares
+
+
+@dataclass
+class ShareOutcome:
+    """What one worker learnt of its share; positions are (frame, depth)."""
+
+    result: CaptureResult
+    returned: dict[int, Conversation] = field(default_factory=dict)  # host-log index -> conversation
+    unjudged: set[int] = field(default_factory=set)  # host-log indexes of conversations needing host context
+    created: list[tuple[int, int, int]] = field(default_factory=list)  # per local id - 1: frame, depth, is ICMP
+    tcp_opened: list[Position] = field(default_factory=list)  # per local tcp.stream
+    udp_opened: list[Position] = field(default_factory=list)
+    host_log: list[tuple[int, int, int, bytes, dict, bytes, dict]] = field(default_factory=list)
+    skipped_or_filtered: int = 0
+
+
+class ShareSink(Sink):
+    """Hands the flow table the packets of its share; the others only move the expiry clock."""
+
+    def __init__(self, table: FlowTable, share: int, shares: int, out: ShareOutcome) -> None:
+        self.table = table
+        self.share = share
+        self.shares = shares
+        self.out = out
+        self.frame = 0
+        self.depth = 0
+
+    def _mine(self, key: bytes) -> bool:
+        return share_of(key, self.shares) == self.share
+
+    def _tick(self, ts: float) -> None:
+        table = self.table
+        if ts >= table.next_check:
+            table._expire(ts)
+
+    def _before(self, number: int, depth: int) -> tuple[int, int, int]:
+        self.frame, self.depth = number, depth
+        ws = self.table.ws
+        return self.table.next_id, ws.tcp_count, ws.udp_count
+
+    def _after(self, seen: tuple[int, int, int]) -> None:
+        table, out, where = self.table, self.out, (self.frame, self.depth)
+        for fid in range(seen[0], table.next_id):
+            flow = table.alive.get(fid)
+            out.created.append((self.frame, self.depth, int(flow is not None and flow.proto == "icmp")))
+        out.tcp_opened.extend([where] * (table.ws.tcp_count - seen[1]))
+        out.udp_opened.extend([where] * (table.ws.udp_count - seen[2]))
+
+    def tcp(self, number, ts, key, sport, dport, flags, seq, ack, win, plen, ttl, ip_id, payload, opts) -> None:
+        if not self._mine(key):
+            self._tick(ts)
+            return
+        seen = self._before(number, 0)
+        self.table.tcp(number, ts, key, sport, dport, flags, seq, ack, win, plen, ttl, ip_id, payload, opts)
+        self._after(seen)
+
+    def udp(self, number, ts, key, sport, dport, plen, ttl, ip_id, payload) -> None:
+        if not self._mine(key):
+            self._tick(ts)
+            return
+        seen = self._before(number, 0)
+        self.table.udp(number, ts, key, sport, dport, plen, ttl, ip_id, payload)
+        self._after(seen)
+
+    def packet(self, pkt: Packet) -> None:
+        depth = 0
+        layer: Packet | None = pkt
+        while layer is not None:  # a tunnel's packet, then the packet it carries, as FlowTable.add
+            self._layer(layer, depth)
+            layer, depth = layer.inner, depth + 1
+
+    def _layer(self, pkt: Packet, depth: int) -> None:
+        proto = pkt.proto
+        if proto in (IPPROTO_TCP, IPPROTO_UDP):
+            key = endpoint_key(pkt.src, pkt.sport, pkt.dst, pkt.dport)
+        elif proto in (IPPROTO_ICMP, IPPROTO_ICMPV6):
+            q = pkt.quoted
+            if q is not None and q.proto in (IPPROTO_TCP, IPPROTO_UDP):
+                key = endpoint_key(q.src, q.sport, q.dst, q.dport)
+            else:
+                key = endpoint_key(pkt.src, pkt.icmp_type, pkt.dst, 0)
+        else:
+            return
+        if not self._mine(key):
+            self._tick(pkt.ts)
+            return
+        seen = self._before(pkt.number, depth)
+        self.table.add(pkt._replace(inner=None))
+        self._after(seen)
+
+
+def _needs_host_context(conv: Conversation) -> bool:
+    """build_conversation judges a side of fewer than three packets by its host's TTLs (RST, ICMP error)."""
+    odd_judged = conv.client_stats.sent_rst or conv.server_stats.sent_rst or conv.icmp_errors
+    return bool(odd_judged) and (conv.client_stats.packets < 3 or conv.server_stats.packets < 3)
+
+
+def analyze_share(path: str, share: int, shares: int, job: Job) -> ShareOutcome:
+    """One worker's share of a capture: its conversations with findings, or needing host context, unjudged."""
+    from analyzer.filter import compile_filter
+
+    rules = _ruleset(job.rule_dirs, job.select, job.ignore)
+    conv_filter = compile_filter(job.filter) if job.filter else None
+    out = ShareOutcome(CaptureResult(path=path))
+    try:
+        cap = open_capture(path)
+    except CaptureError as exc:
+        out.result.error = str(exc)
+        return out
+
+    def emit(conv: Conversation) -> None:
+        if conv_filter is not None and not conv_filter(conv):
+            out.skipped_or_filtered -= 1  # not counted, as in a serial run
+            return
+        if cap.drops:
+            conv = attach_drops(conv, cap.drops)
+        at = len(out.host_log)  # the entry learn() is about to write for this conversation
+        if _needs_host_context(conv):
+            out.returned[at] = conv
+            out.unjudged.add(at)
+        elif rules.evaluate(conv):
+            out.returned[at] = conv
+
+    extra: dict = {}
+    if job.max_conversations is not None:
+        extra["max_conversations"] = job.max_conversations
+    if job.max_live_bytes is not None:
+        extra["max_live_bytes"] = job.max_live_bytes
+    admit = rules.could_fire if conv_filter is None else None
+    table = FlowTable(emit, admit=admit, **extra)
+    sink = ShareSink(table, share, shares, out)
+
+    def learn(flow) -> None:
+        # instead of FlowTable._learn_hosts: the host context is the client's (see the module doc)
+        fid = flow.id
+        out.host_log.append(
+            (sink.frame, sink.depth, fid, flow.c_addr, dict(flow.orig.ttls), flow.s_addr, dict(flow.resp.ttls))
+        )
+
+    table._learn_hosts = learn  # type: ignore[method-assign]
+    decoder = Decoder()
+    with collector_paused(), cap:
+        packet_loop(cap.records(), decoder, sink)
+        sink.frame, sink.depth = END, 0
+        table.flush()
+        result = out.result
+        result.format = cap.format
+        result.packets = cap.frames
+        result.linktypes = [linktype_name(lt) for lt in cap.linktypes]
+        result.warnings[:0] = list(cap.warnings)
+    result.encapsulations = decoder.encapsulations()
+    result.warnings.extend(decoder.warnings())
+    result.warnings.extend(table.warnings())
+    out.skipped_or_filtered += len(out.host_log)
+    return out
+
+
+# -- the client: renumber, replay host context, judge --------------------------------------------
+
+
+@dataclass
+class _Numbers:
+    ids: list[Position]
+    icmp: list[Position]
+    tcp: list[Position]
+    udp: list[Position]
+
+
+def _numbers(outcomes: list[ShareOutcome]) -> _Numbers:
+    return _Numbers(
+        sorted((f, d) for o in outcomes for f, d, _ in o.created),
+        sorted((f, d) for o in outcomes for f, d, icmp in o.created if icmp),
+        sorted(p for o in outcomes for p in o.tcp_opened),
+        sorted(p for o in outcomes for p in o.udp_opened),
+    )
+
+
+def _renumbered(conv: Conversation, o: ShareOutcome, n: _Numbers) -> Conversation:
+    f, d, _ = o.created[conv.id - 1]
+    if conv.proto == "icmp":
+        stream = bisect.bisect_left(n.icmp, (f, d))
+        return dataclasses.replace(conv, id=bisect.bisect_left(n.ids, (f, d)) + 1, stream=stream, streams=(stream,))
+    opened, table = (o.tcp_opened, n.tcp) if conv.proto == "tcp" else (o.udp_opened, n.udp)
+
+    def number(s: int) -> int:
+        return bisect.bisect_left(table, opened[s]) if s >= 0 else s
+
+    return dataclasses.replace(
+        conv,
+        id=bisect.bisect_left(n.ids, (f, d)) + 1,
+        stream=number(conv.stream),
+        streams=tuple(number(s) for s in conv.streams),
+    )
+
+
+def _learn(hosts: dict[bytes, dict[int, int]], c_addr: bytes, c_ttls: dict, s_addr: bytes, s_ttls: dict) -> None:
+    """FlowTable._learn_hosts on a host-log entry."""
+    if len(hosts) >= MAX_HOSTS:
+        hosts.clear()
+    for addr, ttls in ((c_addr, c_ttls), (s_addr, s_ttls)):
+        if not ttls:
+            continue
+        known = hosts.setdefault(addr, {})
+        for ttl, count in ttls.items():
+            if ttl in known or len(known) < MAX_TTL_VALUES:
+                known[ttl] = known.get(ttl, 0) + count
+
+
+def _host_marked(conv: Conversation, c_host: dict[int, int] | None, s_host: dict[int, int] | None) -> Conversation:
+    """The marks build_conversation gives a side of fewer than three packets from its host's TTLs."""
+    timeline = list(conv.timeline)
+    for direction, stats, host in ((0, conv.client_stats, c_host), (1, conv.server_stats, s_host)):
+        if not host or stats.packets >= 3:
+            continue
+        value, count = max(host.items(), key=lambda kv: kv[1])
+        if count < 2:
+            continue
+        for i, ev in enumerate(timeline):
+            if ev.dir == direction and ev.icmp is None and ev.ttl not in host:
+                timeline[i] = ev._replace(marks=ev.marks | _TTL_ODD)
+    return dataclasses.replace(conv, timeline=tuple(timeline))
+
+
+def merge_shares(outcomes: list[ShareOutcome], rules) -> CaptureResult:
+    """The serial run's result from the shares' outcomes (see the module doc)."""
+    first = outcomes[0].result
+    result = CaptureResult(
+        path=first.path,
+        format=first.format,
+        linktypes=first.linktypes,
+        packets=first.packets,
+        error=first.error,
+        encapsulations=first.encapsulations,
+    )
+    if result.error:
+        return result
+    numbers = _numbers(outcomes)
+    entries = sorted(
+        (f, d, bisect.bisect_left(numbers.ids, o.created[fid - 1][:2]) + 1, s, i)
+        for s, o in enumerate(outcomes)
+        for i, (f, d, fid, *_rest) in enumerate(o.host_log)
+    )
+    hosts: dict[bytes, dict[int, int]] = {}
+    per_rule: dict[str, int] = {}
+    for _, _, _, s, i in entries:
+        o = outcomes[s]
+        _, _, _, c_addr, c_ttls, s_addr, s_ttls = o.host_log[i]
+        conv = o.returned.get(i)
+        if conv is not None:
+            conv = _renumbered(conv, o, numbers)
+            if i in o.unjudged:
+                conv = _host_marked(conv, hosts.get(c_addr), hosts.get(s_addr))
+            _judge(result, conv, rules, per_rule)
+        _learn(hosts, c_addr, c_ttls, s_addr, s_ttls)
+    result.conversation_count = sum(o.skipped_or_filtered for o in outcomes)
+    result.warnings = _warnings(outcomes, per_rule, numbers)
+    result.conversations.sort(key=lambda c: c.id)
+    result.findings.sort(key=lambda f: (f.conversation, f.frames[:1], f.rule))
+    return result
+
+
+def _judge(result: CaptureResult, conv: Conversation, rules, per_rule: dict[str, int]) -> None:
+    """What the pipeline's emit does with a conversation: judge it, cap each rule, keep the evidence."""
+    findings = rules.evaluate(conv)
+    for f in findings:
+        per_rule[f.rule] = per_rule.get(f.rule, 0) + 1
+    findings = [f for f in findings if per_rule[f.rule] <= MAX_FINDINGS_PER_RULE]
+    if findings:
+        result.findings.extend(findings)
+        result.conversations.append(keep_evidence(conv, findings))
+
+
+_TABLE_CODES = ("memory-bound", "stream-numbers-bounded", "conversation-table-full", "no-ip-packets")
+
+
+def _warnings(outcomes: list[ShareOutcome], per_rule: dict[str, int], numbers: _Numbers) -> list[CaptureWarning]:
+    """The capture's and decoder's warnings (every share has them), each share's table warnings once."""
+    out = [w for w in outcomes[0].result.warnings if w.code not in _TABLE_CODES]
+    seen = set()
+    for o in outcomes:
+        for w in o.result.warnings:
+            if w.code in _TABLE_CODES[:3] and w.code not in seen:
+                seen.add(w.code)
+                out.append(_summed(w, outcomes) if w.code == "stream-numbers-bounded" else w)
+    for code, count in sorted(per_rule.items()):
+        if count > MAX_FINDINGS_PER_RULE:
+            out.append(
+                CaptureWarning(
+                    "findings-capped",
+                    f"{code} fired on {count} conversations; the first {MAX_FINDINGS_PER_RULE} "
+                    f"are reported (a scan or an outage repeats one pattern; --filter narrows the capture)",
+                )
+            )
+    packets = outcomes[0].result.packets
+    if packets == 0:
+        out.append(CaptureWarning("no-packets", "the capture holds no packets"))
+    elif not numbers.ids:  # as analyze_capture says it
+        out.append(
+            CaptureWarning(
+                "no-ip-packets",
+                f"none of the {packets} packets is a TCP, UDP or ICMP packet over IP "
+                "(wrong interface, Wi-Fi monitor mode, or a link type wsadiag cannot decode?)",
+            )
+        )
+    return out
+
+
+def _summed(warning: CaptureWarning, outcomes: list[ShareOutcome]) -> CaptureWarning:
+    """The shares' forgotten stream pairs added up (each share remembers its own recent pairs, so
+    the sum is not the serial run's count: see the module doc)."""
+    total = 0
+    for o in outcomes:
+        for w in o.result.warnings:
+            if w.code == warning.code:
+                total += int(w.message.split(" ", 1)[0])
+    return CaptureWarning(warning.code, f"{total} {warning.message.split(' ', 1)[1]}", warning.frame)
+
+
+def analyze_split(
+    path: str, job: Job, shares: int, run: Callable[..., list[ShareOutcome]] | None = None
+) -> CaptureResult:
+    """One capture analysed by `shares` processes, each following its share of the conversations."""
+    try:
+        if run is None:
+            with cf.ProcessPoolExecutor(max_workers=shares) as pool:
+                outcomes = list(
+                    pool.map(analyze_share, [path] * shares, range(shares), [shares] * shares, [job] * shares)
+                )
+        else:
+            outcomes = run(path, job, shares)
+    except cf.process.BrokenProcessPool:
+        return CaptureResult(path=path, error=f"{path}: a worker process analysing a share of this capture died")
+    return merge_shares(outcomes, _ruleset(job.rule_dirs, job.select, job.ignore))

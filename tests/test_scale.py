@@ -1,0 +1,376 @@
+"""Many captures at once (--jobs, --dask), rotated sets as one (--stitch), one big capture split.
+
+What a user notices: the report of a parallel run is the report of a serial run, byte for byte;
+a capture that breaks, kills its worker or runs too long is reported for itself and the others
+complete.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import struct
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from analyzer.cli import main
+from analyzer.scale import Job, run_pool
+from tests.corpus import CORPUS, needs_corpus
+
+REPO = Path(__file__).resolve().parents[1]
+SAMPLES = REPO / "samples"
+REFUSED = SAMPLES / "con001-refused.pcap"
+HEALTHY = SAMPLES / "ok-http-fin-close.pcap"
+
+
+def report(capsys, *argv: object) -> tuple[int, str, str]:
+    code = main([str(a) for a in argv])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+@pytest.mark.parametrize("verb", ["analyze", "conversations"])
+def test_jobs_2_writes_the_serial_json_on_the_samples(capsys, verb):
+    serial = report(
+        capsys, verb, SAMPLES, "--format", "json", "--jobs", "1", *(["--allow-empty"] * (verb == "analyze"))
+    )
+    parallel = report(
+        capsys, verb, SAMPLES, "--format", "json", "--jobs", "2", *(["--allow-empty"] * (verb == "analyze"))
+    )
+    assert serial[1].count('"path"') > 50  # every sample is in it
+    assert parallel == serial
+
+
+@needs_corpus
+def test_jobs_2_writes_the_serial_json_on_the_corpus(capsys):
+    serial = report(capsys, "analyze", CORPUS, "--format", "json", "--jobs", "1", "--allow-empty")
+    parallel = report(capsys, "analyze", CORPUS, "--format", "json", "--jobs", "2", "--allow-empty")
+    assert '"findings": [\n' in serial[1]
+    assert parallel == serial
+
+
+def test_a_broken_capture_is_reported_in_its_place(capsys, tmp_path):
+    broken = tmp_path / "broken.pcap"
+    broken.write_bytes(b"this is not a capture at all, just text\n" * 4)
+    argv = ("analyze", REFUSED, broken, tmp_path / "missing.pcap", HEALTHY, "--format", "json")
+    serial = report(capsys, *argv, "--jobs", "1")
+    parallel = report(capsys, *argv, "--jobs", "2")
+    assert parallel == serial
+    code, out, err = parallel
+    assert code == 2
+    assert out.index("con001-refused") < out.index("broken.pcap") < out.index("missing.pcap") < out.index("ok-http")
+    assert err.count("error: ") == 2
+
+
+def _dies_on_broken(path: str, job: Job):
+    """A task whose worker process dies on one capture (as on a crash in a C library)."""
+    from analyzer.scale import analyze_task
+
+    if path.endswith("killer.pcap"):
+        os._exit(3)
+    return analyze_task(path, job)
+
+
+def _hangs_on_broken(path: str, job: Job):
+    """A task stuck on one capture (as on a file on a stalled network share)."""
+    from analyzer.scale import analyze_task
+
+    if path.endswith("killer.pcap"):
+        time.sleep(120)
+    return analyze_task(path, job)
+
+
+@pytest.mark.parametrize("task, words", [(_dies_on_broken, "died"), (_hangs_on_broken, "timed out")])
+def test_a_failing_worker_fails_only_its_capture(tmp_path, task, words):
+    killer = tmp_path / "killer.pcap"
+    killer.write_bytes(REFUSED.read_bytes())
+    captures = [str(REFUSED), str(killer), str(HEALTHY), str(REFUSED)]
+    job = Job(keep="findings", timeout=3)
+    results = [r for r, _ in run_pool(captures, job, 2, task=task)]
+    assert [r.path for r in results] == captures
+    assert words in (results[1].error or "")
+    assert [r.error for r in results if r is not results[1]] == [None, None, None]
+    assert [f.rule for f in results[0].findings] == [f.rule for f in results[3].findings] == ["CON001"]
+
+
+def test_jobs_must_be_a_positive_number(capsys):
+    code, _, err = report(capsys, "analyze", REFUSED, "--jobs", "0")
+    assert code == 2 and "--jobs" in err and "at least 1" in err
+
+
+# -- --stitch -------------------------------------------------------------------------------------
+
+GENERATE = REPO / "bench" / "generate.py"
+
+
+def bench_capture(path: Path, packets: int) -> Path:
+    """The benchmark generator's capture (bench/generate.py): thousands of interleaved conversations."""
+    spec = importlib.util.spec_from_file_location("bench_generate", GENERATE)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    assert module.main([str(path), "--packets", str(packets), "--quiet"]) == 0
+    return path
+
+
+def split_pcap(path: Path, cuts: list[int], out: Path) -> list[Path]:
+    """The pcap cut before each frame number in `cuts`, as `tcpdump -C` rotates: each file with the header."""
+    data = path.read_bytes()
+    header, pos, frame = data[:24], 24, 1
+    order = "<" if data[:4] in (b"\xd4\xc3\xb2\xa1", b"\x4d\x3c\xb2\xa1") else ">"
+    files, chunks = [], [header]
+    for n, stop in enumerate([*cuts, None]):
+        while pos < len(data) and (stop is None or frame < stop):
+            (incl,) = struct.unpack_from(order + "I", data, pos + 8)
+            chunks.append(data[pos : pos + 16 + incl])
+            pos += 16 + incl
+            frame += 1
+        name = out / f"ring.pcap{n}" if n else out / "ring.pcap"
+        name.write_bytes(b"".join(chunks))
+        files.append(name)
+        chunks = [header]
+    return files
+
+
+@pytest.fixture(scope="module")
+def rotation(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("rotation")
+    whole = bench_capture(folder / "whole.pcap", 20_000)
+    ring = folder / "ring"
+    ring.mkdir()
+    return whole, split_pcap(whole, [7_001, 13_001], ring)
+
+
+def _json(capsys, *argv: object) -> dict:
+    code, out, err = report(capsys, "analyze", *argv, "--format", "json", "--fail-on", "never")
+    assert code == 0, err
+    return json.loads(out)["captures"]
+
+
+def _findings(cap: dict) -> list[dict]:
+    return [{k: v for k, v in f.items() if k != "wireshark_filter"} for f in cap["findings"]]
+
+
+def test_a_stitched_rotation_gives_the_findings_of_the_whole_capture(capsys, rotation):
+    whole, parts = rotation
+    (one,) = _json(capsys, whole)
+    (stitched,) = _json(capsys, *parts, "--stitch")
+    assert stitched["packets"] == one["packets"] == 20_000
+    assert stitched["conversation_count"] == one["conversation_count"]
+    assert _findings(stitched) == _findings(one) and len(one["findings"]) > 20
+    # the connections that cross a cut are followed across it, and diagnosed as in the whole capture
+    convs = {c["id"]: c for c in stitched["conversations"]}
+    across = [
+        f
+        for f in stitched["findings"]
+        if convs[f["conversation"]]["frames"][0] < 7_001 <= convs[f["conversation"]]["frames"][1]
+    ]
+    assert across
+    # read file by file, each would be two half conversations
+    halves = _json(capsys, *parts, "--jobs", "1")
+    assert sum(len(c["findings"]) for c in halves) != len(one["findings"])
+    assert [f["path"] for f in stitched["files"]] == [str(p) for p in parts]
+    assert [(f["first_frame"], f["frames"]) for f in stitched["files"]] == [(1, 7000), (7001, 6000), (13001, 7000)]
+
+
+def test_the_evidence_filter_names_the_file_and_its_own_frame_numbers(capsys, rotation):
+    whole, parts = rotation
+    (one,) = _json(capsys, whole)
+    (stitched,) = _json(capsys, *parts, "--stitch")
+    late = [f for f in stitched["findings"] if f["frames"][0] > 13_000]
+    assert late
+    finding = late[0]
+    local = finding["frames"][0] - 13_000
+    assert finding["wireshark_filter"].startswith(f"in {parts[2]}: ")
+    assert f"frame.number in {{{local}" in finding["wireshark_filter"]
+    assert "stream" not in finding["wireshark_filter"]  # Wireshark numbers each file's streams anew
+
+
+def test_files_out_of_order_or_overlapping_give_a_warning_and_the_same_findings(capsys, rotation):
+    whole, parts = rotation
+    (in_order,) = _json(capsys, *parts, "--stitch")
+    (shuffled,) = _json(capsys, parts[2], parts[0], parts[1], "--stitch")
+    assert _findings(shuffled) == _findings(in_order)
+    assert "stitch-out-of-order" in [w["code"] for w in shuffled["warnings"]]
+    (overlapping,) = _json(capsys, whole, parts[1], "--stitch")
+    assert "stitch-overlap" in [w["code"] for w in overlapping["warnings"]]
+    assert overlapping["packets"] == 26_000
+
+
+def test_a_directory_is_stitched_in_time_order(capsys, rotation):
+    whole, parts = rotation
+    (from_dir,) = _json(capsys, parts[0].parent, "--stitch")
+    (listed,) = _json(capsys, *parts, "--stitch")
+    assert from_dir["path"] == str(parts[0].parent)
+    assert _findings(from_dir) == _findings(listed)
+
+
+# -- Dask -----------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def dask_client():
+    """A LocalCluster of two in-process workers, as `--dask local` starts one of processes."""
+    pytest.importorskip("distributed")
+    from analyzer.cluster import close_client, dask_client
+
+    client = dask_client("local", 2, processes=False)
+    yield client
+    close_client(client, "local")
+
+
+def _dask_report(capsys, client, *argv: object) -> tuple[int, str, str]:
+    """`wsadiag ARGV --dask ADDRESS` against the test's cluster."""
+    return report(capsys, *argv, "--dask", client.scheduler.address)
+
+
+@pytest.mark.parametrize("verb", ["analyze", "conversations"])
+def test_dask_writes_the_serial_json_on_the_samples(capsys, dask_client, verb):
+    extra = ["--allow-empty"] * (verb == "analyze")
+    serial = report(capsys, verb, SAMPLES, "--format", "json", "--jobs", "1", *extra)
+    on_dask = _dask_report(capsys, dask_client, verb, SAMPLES, "--format", "json", *extra)
+    assert on_dask == serial
+
+
+@needs_corpus
+def test_dask_writes_the_serial_json_on_the_corpus(capsys, dask_client):
+    serial = report(capsys, "analyze", CORPUS, "--format", "json", "--jobs", "1", "--allow-empty")
+    on_dask = _dask_report(capsys, dask_client, "analyze", CORPUS, "--format", "json", "--allow-empty")
+    assert on_dask == serial
+
+
+def test_dask_local_starts_its_own_cluster(capsys):
+    pytest.importorskip("distributed")
+    serial = report(capsys, "analyze", REFUSED, HEALTHY, "--format", "json", "--jobs", "1")
+    assert report(capsys, "analyze", REFUSED, HEALTHY, "--format", "json", "--dask", "local", "--jobs", "2") == serial
+
+
+def test_a_capture_failing_on_dask_fails_alone(dask_client, tmp_path):
+    from analyzer.cluster import run_dask
+
+    killer = tmp_path / "killer.pcap"
+    killer.write_bytes(REFUSED.read_bytes())
+    captures = [str(REFUSED), str(killer), str(HEALTHY)]
+    results = [r for r, _ in run_dask(captures, Job(keep="findings"), dask_client, task=_raises_on_killer)]
+    assert [r.path for r in results] == captures
+    assert "internal error" in (results[1].error or "")
+    assert results[0].error is None and results[2].error is None and results[0].findings
+
+
+def _raises_on_killer(path: str, job: Job):
+    from analyzer.scale import analyze_task
+
+    if path.endswith("killer.pcap"):
+        raise MemoryError("out of memory on this capture")
+    return analyze_task(path, job)
+
+
+def test_file_urls_are_read_through_fsspec(capsys):
+    pytest.importorskip("fsspec")
+    serial = report(capsys, "analyze", REFUSED, "--format", "json", "--jobs", "1")
+    code, out, err = report(capsys, "analyze", REFUSED.as_uri(), "--format", "json")
+    assert (
+        code == serial[0]
+        and json.loads(out)["captures"][0]["findings"] == json.loads(serial[1])["captures"][0]["findings"]
+    )
+
+
+def test_without_the_cluster_extra_dask_names_the_install_command(tmp_path):
+    script = (
+        "import sys; sys.modules['distributed'] = None; sys.modules['dask.distributed'] = None\n"
+        "from analyzer.cli import main\n"
+        f"sys.exit(main(['analyze', {str(REFUSED)!r}, {str(HEALTHY)!r}, '--dask', 'local']))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+    )
+    assert done.returncode == 2
+    assert "pip install 'wsadiag[cluster]'" in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+# -- one big capture split by conversation --------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def bench_100k(tmp_path_factory):
+    return bench_capture(tmp_path_factory.mktemp("big") / "bench-100k.pcap", 100_000)
+
+
+def _document(result) -> dict:
+    from analyzer.report.jsondoc import to_json_document
+
+    return to_json_document([result])
+
+
+def test_a_big_capture_split_across_jobs_writes_the_serial_report(capsys, bench_100k):
+    from analyzer.cli import SPLIT_FROM_BYTES
+
+    assert bench_100k.stat().st_size >= SPLIT_FROM_BYTES  # so --jobs 2 splits it
+    serial = report(capsys, "analyze", bench_100k, "--format", "json", "--jobs", "1")
+    split = report(capsys, "analyze", bench_100k, "--format", "json", "--jobs", "2")
+    assert split == serial
+    doc = json.loads(serial[1])["captures"][0]
+    assert doc["packets"] == 100_000 and len(doc["findings"]) > 100
+
+
+def test_three_shares_give_the_serial_ids_streams_and_findings(bench_100k):
+    from analyzer.scale import analyze_task
+    from analyzer.split import analyze_split
+
+    job = Job(keep="findings")
+    serial, _ = analyze_task(str(bench_100k), job)
+    split = analyze_split(str(bench_100k), job, 3)
+    assert _document(split) == _document(serial)
+    assert {c.stream for c in split.conversations if c.proto == "tcp"} == {
+        c.stream for c in serial.conversations if c.proto == "tcp"
+    }
+
+
+@pytest.mark.parametrize("shares", [2, 3, 4, 5])
+def test_host_context_survives_the_split(shares):
+    """A forged refusal is recognised by the server's TTL learnt from an earlier conversation: in another share."""
+    from analyzer.scale import _ruleset, analyze_task
+    from analyzer.split import analyze_share, merge_shares
+
+    sample = str(SAMPLES / "con004-forged-refusal.pcap")
+    job = Job(keep="findings")
+    serial, _ = analyze_task(sample, job)
+    outcomes = [analyze_share(sample, k, shares, job) for k in range(shares)]
+    # the healthy conversation that teaches the server's TTL and the refusal judged by it are in two shares
+    assert sorted(len(o.host_log) for o in outcomes if o.host_log) == [1, 1]
+    merged = merge_shares(outcomes, _ruleset((), (), ()))
+    assert [f.rule for f in merged.findings] == [f.rule for f in serial.findings] == ["CON004"]
+    assert _document(merged) == _document(serial)
+
+
+def test_the_shares_of_a_big_capture_run_as_dask_tasks(dask_client):
+    from analyzer.cluster import share_tasks
+    from analyzer.scale import analyze_task
+    from analyzer.split import analyze_split
+
+    sample = str(SAMPLES / "con004-forged-refusal.pcap")
+    job = Job(keep="findings")
+    serial, _ = analyze_task(sample, job)
+    on_dask = analyze_split(sample, job, 2, run=share_tasks(dask_client))
+    assert _document(on_dask) == _document(serial) and [f.rule for f in on_dask.findings] == ["CON004"]
+
+
+def test_a_stitched_set_reads_on_past_an_unreadable_file_and_fails_when_none_reads(capsys, tmp_path):
+    broken = tmp_path / "ring.pcap1"
+    broken.write_bytes(b"not a capture\n" * 8)
+    code, out, err = report(capsys, "analyze", REFUSED, broken, "--stitch", "--format", "json")
+    cap = json.loads(out)["captures"][0]
+    assert code == 1 and [f["rule"] for f in cap["findings"]] == ["CON001"]
+    assert "stitch-unreadable" in [w["code"] for w in cap["warnings"]]
+    code, out, err = report(capsys, "analyze", broken, tmp_path / "gone.pcap", "--stitch")
+    assert code == 2 and "ring.pcap1" in err and "Traceback" not in err
