@@ -204,7 +204,7 @@ def analyze_share(path: str, share: int, shares: int, job: Job) -> ShareOutcome:
             (sink.frame, sink.depth, fid, flow.c_addr, dict(flow.orig.ttls), flow.s_addr, dict(flow.resp.ttls))
         )
 
-    table._learn_hosts = learn  # type: ignore[method-assign]
+    table.learn_hosts = learn
     decoder = Decoder()
     with collector_paused(), cap:
         packet_loop(cap.records(), decoder, sink)

@@ -716,6 +716,8 @@ class FlowTable(Sink):
         self.next_id = 1
         self.streams = {"tcp": 0, "udp": 0, "icmp": 0}
         self.ws = WiresharkStreams()  # tcp.stream / udp.stream as Wireshark numbers them
+        # Who learns each ended flow's host TTLs instead of this table (analyzer.split: the client does).
+        self.learn_hosts: Callable[[_Flow], None] | None = None
         self.next_check = float("-inf")  # capture time of the next expiry; -inf: look at every packet
         self.evicted_early = 0
         self.max_live_bytes = max(1 << 20, max_live_bytes)
@@ -1237,7 +1239,10 @@ class FlowTable(Sink):
             self.emit(build_conversation(flow, why, self.host_ttls))
         else:
             self.skipped += 1
-        self._learn_hosts(flow)
+        if self.learn_hosts is None:
+            self._learn_hosts(flow)
+        else:
+            self.learn_hosts(flow)
         if flow.proto != "icmp":
             live = self.tcp_flows if flow.proto == "tcp" else self.udp_flows
             self.ws.retire(flow.proto == "tcp", flow.c_key, flow.s_key, live.__contains__)
