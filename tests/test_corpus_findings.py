@@ -22,7 +22,14 @@ FAILURES = {
     "tcpdump/afs.pcap": ("UDP001", None, "WSAECONNRESET"),
     "arkime/wireshark-smb-on-windows10.pcap": ("RST010", "server", "WSAECONNRESET"),
 }
-HEALTHY = ["zeek/traces/wikipedia.pcap", "zeek/traces/ftp/ipv4.pcap", "arkime/tds7.pcap"]
+HEALTHY = [
+    "zeek/traces/wikipedia.pcap",
+    "zeek/traces/ftp/ipv4.pcap",
+    "arkime/tds7.pcap",  # TDS logins
+    "zeek/traces/ssh/ssh.server-side-half-duplex.pcap",  # half-duplex captures of SSH sessions
+    "zeek/traces/mysql/tls-12-amazon-rds.pcap",  # a TLS 1.2 session that ends in order
+    "zeek/traces/http/get.pcap",
+]
 
 
 @functools.cache

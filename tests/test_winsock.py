@@ -360,3 +360,22 @@ def test_linux_kernel_agrees_with_the_table(router_lab, transport, addr, port, i
     seen_here = out.stdout.strip()
     want = winsock.icmp_error(4, 3, icmp_code, transport, "linux")
     assert seen_here == (want or "TIMEOUT"), out.stderr
+
+
+def test_udp_port_unreachable_is_told_per_platform_on_a_real_capture():
+    # Windows: 10054 on the next recvfrom; Linux/macOS: ECONNREFUSED on a connected socket only,
+    # in the words a datagram socket's runtimes use (no curl, Java's PortUnreachableException).
+    from pathlib import Path
+
+    from analyzer.pipeline import analyze_capture
+    from analyzer.rules import load_rules
+
+    sample = Path(__file__).resolve().parents[1] / "samples" / "udp001-port-unreachable.pcap"
+    (finding,) = analyze_capture(sample, load_rules()).findings
+    (err,) = finding.errors
+    assert (err.winsock.code, err.winsock.name) == (10054, "WSAECONNRESET")
+    assert (err.posix.name, err.posix.linux, err.posix.macos) == ("ECONNREFUSED", 111, 61)
+    assert err.seen_as.python.startswith("ConnectionRefusedError")
+    assert err.seen_as.python_windows.startswith("ConnectionResetError")
+    assert err.seen_as.curl is None and "PortUnreachableException" in err.seen_as.java
+    assert "connected" in err.note
