@@ -8,9 +8,13 @@ one-Packet sink behind Decoder.decode. It is compiled (setup.py) so that these c
 
 from __future__ import annotations
 
+from mypy_extensions import mypyc_attr
+
 from analyzer.model import Packet
 
 
+# Python subclasses (analyzer.split's per-share sink) must be allowed when this is compiled.
+@mypyc_attr(allow_interpreted_subclasses=True)
 class Sink:
     """Where Decoder.take hands each decoded packet.
 

@@ -14,6 +14,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Callable, Iterator
 
+from mypy_extensions import mypyc_attr
+
 from analyzer.capture.formats import MAX_RECORD_LEN, PCAP_HEADER_LEN, PCAP_RECORD_LEN, SNAPLEN_SLACK
 from analyzer.model import Frame
 from analyzer.wire import be32, le32
@@ -29,6 +31,8 @@ def record_limit(snaplen: int) -> int:
     return MAX_RECORD_LEN
 
 
+# Python subclasses (analyzer.stitch's cursor over several files) must be allowed when compiled.
+@mypyc_attr(allow_interpreted_subclasses=True)
 class RecordCursor:
     """The record a packet loop stands on: data buf[start:start + incl], frame number n."""
 
