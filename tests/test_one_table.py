@@ -125,6 +125,23 @@ def test_timeline_rows_are_built_in_events_field_order():
     from analyzer.flows.table import timeline_row
     from analyzer.model import Event
 
-    values = {name: f"value of {name}" for name in Event._fields}
+    values = dict(
+        frame=1,
+        ts=2.5,
+        dir=1,
+        flags=4,
+        seq=5,
+        ack=6,
+        plen=7,
+        win=8,
+        ttl=9,
+        ip_id=10,
+        marks=11,
+        idle=12.5,
+        payload="tls",
+        icmp=(3, 1),
+        icmp_src=b"\xc0\x00\x02\x01",
+    )  # each distinct
+    assert list(values) == list(Event._fields)
     event = Event(*timeline_row(**values))  # the flow table turns rows into Events this way
     assert all(getattr(event, name) == value for name, value in values.items())
