@@ -1,8 +1,11 @@
-"""The records that flow down the pipeline: frames, packets, conversation events, findings.
+"""The records that cross the pipeline's layers: frames, packets, conversation events, findings.
 
-capture -> Frame, decode -> Packet, flows -> Event + Conversation, rules -> Finding,
-report <- CaptureResult. Per-packet records are NamedTuples (cheap to build on the hot
-path); per-conversation and per-finding records are frozen dataclasses.
+capture -> (Frame), decode -> (Packet), flows -> Event + Conversation, rules -> Finding,
+report <- CaptureResult. On the analyze path the common packet becomes neither a Frame nor a
+Packet: its record is decoded where it lies and its header fields go straight to the flow table
+(analyzer/sink.py); Frames are what iterating a capture gives, and Packets what the decoder's
+general path (tunnels, ICMP, VLANs, ...) and Decoder.decode hand on. Per-packet records are
+NamedTuples (cheap to build); per-conversation and per-finding records are frozen dataclasses.
 """
 
 from __future__ import annotations

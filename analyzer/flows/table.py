@@ -641,6 +641,30 @@ def _update_last_seq(
         end.gap_pending = False  # the hole is filled
 
 
+def _first_packet(flow: _Flow, end: _End, peer: _End, is_orig: bool, flags: int, plen: int) -> None:
+    """The state machine for a side's first packet: Zeek's INACTIVE endpoint."""
+    if flags & SYN:
+        if is_orig:
+            end.set_state(zeek.SYN_ACK_SENT if flags & ACK else zeek.SYN_SENT)
+        else:
+            if not flags & ACK and peer.state == zeek.SYN_ACK_SENT:
+                peer.set_state(zeek.ESTABLISHED)  # SYN and SYN/ACK seen in reverse order
+            if peer.state == zeek.SYN_SENT:
+                peer.set_state(zeek.ESTABLISHED)
+            end.set_state(zeek.ESTABLISHED)
+    if flags & FIN:
+        end.set_state(zeek.CLOSED)
+    if flags & RST:
+        end.set_state(zeek.RESET)
+    if end.state == zeek.INACTIVE:
+        if not is_orig and plen == 0 and flow.orig.state == zeek.SYN_SENT:
+            pass  # an ACK of the SYN before the SYN/ACK: not a partial connection
+        elif flags & ACK and peer.state == zeek.ESTABLISHED:
+            end.set_state(zeek.ESTABLISHED)
+        else:
+            end.set_state(zeek.PARTIAL)
+
+
 def _close_complete(flow: _Flow) -> bool:
     """Zeek's "close complete": a RST, both FINs, or a FIN from one side while the other never spoke."""
     o, r = flow.orig.state, flow.resp.state
@@ -958,55 +982,32 @@ class FlowTable(Sink):
 
     def _state_machine(self, flow: _Flow, end: _End, peer: _End, is_orig: bool, flags: int, plen: int) -> None:
         """Zeek's UpdateStateMachine: one endpoint's state from the packet it sent."""
-        is_syn = flags & SYN
-        is_fin = flags & FIN
-        is_rst = flags & RST
-        is_ack = flags & ACK
         st = end.state
         if st == zeek.INACTIVE:
-            if is_syn:
-                if is_orig:
-                    end.set_state(zeek.SYN_ACK_SENT if is_ack else zeek.SYN_SENT)
-                else:
-                    if not is_ack and peer.state == zeek.SYN_ACK_SENT:
-                        peer.set_state(zeek.ESTABLISHED)  # SYN and SYN/ACK seen in reverse order
-                    if peer.state == zeek.SYN_SENT:
-                        peer.set_state(zeek.ESTABLISHED)
-                    end.set_state(zeek.ESTABLISHED)
-            if is_fin:
-                end.set_state(zeek.CLOSED)
-            if is_rst:
-                end.set_state(zeek.RESET)
-            if end.state == zeek.INACTIVE:
-                if not is_orig and plen == 0 and flow.orig.state == zeek.SYN_SENT:
-                    pass  # an ACK of the SYN before the SYN/ACK: not a partial connection
-                elif is_ack and peer.state == zeek.ESTABLISHED:
-                    end.set_state(zeek.ESTABLISHED)
-                else:
-                    end.set_state(zeek.PARTIAL)
+            _first_packet(flow, end, peer, is_orig, flags, plen)
         elif st in (zeek.SYN_SENT, zeek.SYN_ACK_SENT):
-            if is_fin:
+            if flags & FIN:
                 end.set_state(zeek.CLOSED)
-            if is_rst:
+            if flags & RST:
                 end.set_state(zeek.RESET)
         elif st in (zeek.ESTABLISHED, zeek.PARTIAL):
-            if is_syn and st == zeek.PARTIAL and peer.state == zeek.INACTIVE and not is_ack:
+            if flags & (SYN | ACK) == SYN and st == zeek.PARTIAL and peer.state == zeek.INACTIVE:
                 end.set_state(zeek.SYN_SENT)
-            if is_fin and not is_rst:
+            if flags & FIN and not flags & RST:
                 end.set_state(zeek.CLOSED)
                 if peer.state == zeek.RESET and peer.prev_state == zeek.CLOSED:
                     peer.set_state(zeek.CLOSED)  # the peer's FIN then RST was a normal close
-            if is_rst:
+            if flags & RST:
                 end.set_state(zeek.RESET)
         elif st == zeek.CLOSED:
-            if is_rst and peer.state != zeek.CLOSED:
+            if flags & RST and peer.state != zeek.CLOSED:
                 end.set_state(zeek.RESET)
-        if is_syn:
-            if is_ack:
+        if flags & SYN:
+            if flags & ACK:
                 flow.synack_seen = True
             else:
                 flow.syn_seen = True
-        elif is_ack and is_orig and flow.synack_seen:
+        elif flags & ACK and is_orig and flow.synack_seen:
             flow.ack_seen = True
 
     def _account(

@@ -8,6 +8,7 @@ from typing import Any, Literal
 
 from analyzer.frames import frame_runs
 from analyzer.model import LEVELS, CaptureResult, Conversation, Finding
+from analyzer.report.options import RuleCatalogue
 
 # Severity order: lower rank = more severe. "never" ranks above every level so nothing reaches it.
 LEVEL_RANK: dict[str, int] = {level: rank for rank, level in enumerate(LEVELS)}
@@ -131,7 +132,7 @@ def _field(record: Any, name: str, default: Any = "") -> Any:
     return getattr(record, name, default)
 
 
-def rule_records(rules: Any) -> list[dict[str, Any]]:
+def rule_records(rules: RuleCatalogue | None) -> list[dict[str, Any]]:
     """The rule catalogue as plain dicts (code, name, title, level, description, doc), by code.
 
     Accepts whatever the rules layer hands over: a mapping code -> rule, or an iterable of rule

@@ -2,10 +2,33 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol, Union
 
 from analyzer import __version__
+
+
+class RuleRecord(Protocol):
+    """What a report reads of a rule (rules.engine.Rule is one); `cause` and `doc` are read when present."""
+
+    @property
+    def code(self) -> str: ...
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def title(self) -> str: ...
+
+    @property
+    def level(self) -> str: ...
+
+
+# The rule catalogue as the rules layer hands it over: rules or plain dicts with the same keys,
+# listed or keyed by code.
+RuleLike = Union[RuleRecord, Mapping[str, Any]]
+RuleCatalogue = Union[Iterable[RuleLike], Mapping[str, RuleLike]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -14,7 +37,7 @@ class ReportOptions:
 
     fail_on: str = "warning"  # error|warning|info|never: junit fails testcases at or above it
     color: bool = False  # ANSI colour in text output (the CLI decides: TTY and NO_COLOR unset)
-    rules: Any = None  # the rule catalogue (iterable or mapping of rule records/dicts) or None
+    rules: RuleCatalogue | None = None  # for formats that describe each rule (SARIF); None: none known
     tool_version: str = __version__
     conversations_only: bool = False  # `wsadiag conversations`: conversation table, no findings
     doc_base: str = (
