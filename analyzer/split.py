@@ -97,7 +97,7 @@ class ShareSink(Sink):
 
     def _tick(self, ts: float) -> None:
         table = self.table
-        if ts >= table.next_check:
+        if ts >= table.meter.next_check:
             table._expire(ts)
 
     def _before(self, number: int, depth: int) -> tuple[int, int, int]:

@@ -1,6 +1,6 @@
 """Time wsadiag beside tshark on one capture and print a Markdown table.
 
-Usage: python bench/run.py CAPTURE [--runs 3] [--what conversations|analyze|both]
+Usage: python bench/run.py CAPTURE [--runs 3] [--what conversations|analyze|both] [--jobs N]
 
 Each pair is run alternately in the same session (wsadiag then tshark, then tshark then
 wsadiag, ...), because this kind of machine is noisy and only ratios measured side by side mean
@@ -117,13 +117,18 @@ def run_once(cmd: Command) -> Sample:
     return Sample(wall=wall, peak_kib=usage.ru_maxrss, ok=proc.returncode == 0, stderr=text)
 
 
-def wsadiag_argv(sub: str, capture: str) -> tuple[list[str], Path | None]:
-    """The wsadiag command line for a subcommand, or `python -m analyzer` from the repository."""
+def wsadiag_argv(sub: str, capture: str, jobs: int | None = None) -> tuple[list[str], Path | None]:
+    """The wsadiag command line for a subcommand, or `python -m analyzer` from the repository.
+
+    jobs: passed on as --jobs (1: one process, as tshark and tcptrace are); None: wsadiag's default.
+    """
     rest = {
         # stdout goes to /dev/null (run_once); `-o /dev/null` is refused: not a regular file
         "conversations": [capture, "--format", "json"],
         "analyze": [capture, "--format", "json", "--fail-on", "never"],
     }[sub]
+    if jobs is not None:
+        rest += ["--jobs", str(jobs)]
     exe = shutil.which("wsadiag")
     if exe:
         return [exe, sub, *rest], None
@@ -138,7 +143,8 @@ def stand_in_argv(template: str, capture: str) -> list[str]:
     return argv + [capture]
 
 
-def build_pairs(capture: str, what: str, stand_in: str | None) -> list[tuple[Command, Command]]:
+def build_pairs(capture: str, what: str, stand_in: str | None,
+                jobs: int | None = None) -> list[tuple[Command, Command]]:
     """(ours, tshark) pairs for the chosen subcommands."""
     tshark = shutil.which("tshark") or "tshark"
     pairs = []
@@ -148,7 +154,7 @@ def build_pairs(capture: str, what: str, stand_in: str | None) -> list[tuple[Com
         if stand_in:
             ours = Command(f"stand-in `{stand_in}`", stand_in_argv(stand_in, capture))
         else:
-            argv, cwd = wsadiag_argv(sub, capture)
+            argv, cwd = wsadiag_argv(sub, capture, jobs)
             shown = " ".join(["wsadiag", sub, *argv[argv.index(sub) + 1:]])
             ours = Command(f"`{shown}`", argv, cwd)
         theirs = Command(f"`tshark -r {capture} -q -z {z}`", [tshark, "-r", capture, "-q", "-z", z])
@@ -206,6 +212,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("capture", type=Path)
     ap.add_argument("--runs", type=int, default=3, help="runs of each command (default 3)")
     ap.add_argument("--what", choices=("conversations", "analyze", "both"), default="both")
+    ap.add_argument("--jobs", type=int, help="pass --jobs N to wsadiag (1: one process, like tshark; default: "
+                    "wsadiag's own default, every core, which splits a big capture across processes)")
     ap.add_argument("--cmd", help=argparse.SUPPRESS)  # stand-in for wsadiag while testing this runner
     args = ap.parse_args(argv)
     if not args.capture.is_file():
@@ -215,7 +223,7 @@ def main(argv: list[str] | None = None) -> int:
     capture = str(args.capture.resolve())
     packets = count_packets(args.capture)
     warm(args.capture)
-    pairs = build_pairs(capture, args.what, args.cmd)
+    pairs = build_pairs(capture, args.what, args.cmd, args.jobs)
     for run in range(args.runs):
         for ours, theirs in pairs:
             order = (ours, theirs) if run % 2 == 0 else (theirs, ours)

@@ -269,6 +269,22 @@ class _End:
         return size
 
 
+class _RowMeter:
+    """Timeline rows held by a table's live flows, and when the table looks at its bounds next.
+
+    The flows count into this small object rather than into the table itself, so a flow does not
+    point back at its table: no reference cycle keeps a finished analysis alive until the cycle
+    collector (paused for a run) gets to it.
+    """
+
+    __slots__ = ("rows", "row_budget", "next_check")
+
+    def __init__(self, budget: int) -> None:
+        self.rows = 0
+        self.row_budget = budget
+        self.next_check = float("-inf")  # capture time of the next expiry; -inf: look at every packet
+
+
 class _Flow:
     """A conversation while it is alive."""
 
@@ -342,7 +358,7 @@ class _Flow:
         self.id = 0
         self.stream = -1  # Wireshark's stream of its first packet (set by in_stream)
         self.streams: tuple[int, ...] = ()  # every Wireshark stream its packets fell in, when more than one
-        self.meter: FlowTable | None = None  # the table that counts the timeline rows its flows hold
+        self.meter: _RowMeter | None = None  # counts the timeline rows its table's flows hold
 
     def in_stream(self, stream: int) -> None:
         """Note the Wireshark stream of a packet of this flow (usually the same every time)."""
@@ -742,11 +758,9 @@ class FlowTable(Sink):
         self.ws = WiresharkStreams()  # tcp.stream / udp.stream as Wireshark numbers them
         # Who learns each ended flow's host TTLs instead of this table (analyzer.split: the client does).
         self.learn_hosts: Callable[[_Flow], None] | None = None
-        self.next_check = float("-inf")  # capture time of the next expiry; -inf: look at every packet
         self.evicted_early = 0
         self.max_live_bytes = max(1 << 20, max_live_bytes)
-        self.rows = 0  # timeline rows held by live flows (the flows' `meter` is this table)
-        self.row_budget = self.max_live_bytes
+        self.meter = _RowMeter(self.max_live_bytes)  # timeline rows held by live flows, next expiry
         self.evicted_for_memory = 0
         # (deadline, flow id): when each live flow may have been idle past its limit. An entry is
         # not updated when its flow sees a packet; it is checked and pushed again when it comes due.
@@ -796,7 +810,7 @@ class FlowTable(Sink):
                 pkt.payload,
             )
         elif proto == IPPROTO_ICMP or proto == IPPROTO_ICMPV6:
-            if pkt.ts >= self.next_check:
+            if pkt.ts >= self.meter.next_check:
                 self._expire(pkt.ts)
             self._icmp(pkt)
         if pkt.inner is not None:
@@ -810,7 +824,7 @@ class FlowTable(Sink):
         if now == float("-inf"):
             return  # no clock yet: every packet is looked at until one is agreed on
         # still over the bound: look again at the next packet
-        self.next_check = now + CHECK_EVERY if self.live_bytes() <= self.max_live_bytes else float("-inf")
+        self.meter.next_check = now + CHECK_EVERY if self.live_bytes() <= self.max_live_bytes else float("-inf")
         closing = self.closing
         while closing:
             flow = closing[0]
@@ -856,7 +870,7 @@ class FlowTable(Sink):
 
     def live_bytes(self) -> int:
         """The estimated memory of the live conversations (see FLOW_BYTES, EVENT_BYTES)."""
-        return len(self.alive) * FLOW_BYTES + self.rows * EVENT_BYTES
+        return len(self.alive) * FLOW_BYTES + self.meter.rows * EVENT_BYTES
 
     def _new_flow(
         self,
@@ -873,9 +887,9 @@ class FlowTable(Sink):
         """A new flow for a packet whose endpoint key is `key`; flip: its sender is the server."""
         if len(self.alive) >= self.max_conversations:
             self._evict_oldest()
-        elif len(self.alive) * FLOW_BYTES + self.rows * EVENT_BYTES > self.max_live_bytes:
+        elif len(self.alive) * FLOW_BYTES + self.meter.rows * EVENT_BYTES > self.max_live_bytes:
             self.evicted_for_memory += self._evict_oldest()
-        self.row_budget = self.max_live_bytes - (len(self.alive) + 1) * FLOW_BYTES
+        self.meter.row_budget = self.max_live_bytes - (len(self.alive) + 1) * FLOW_BYTES
         alen = (len(key) - 4) >> 1
         src, dst = key[:alen], key[alen : 2 * alen]
         rkey = reverse_key(key)
@@ -892,7 +906,7 @@ class FlowTable(Sink):
         table[key] = flow
         table[rkey] = flow
         self.alive[flow.id] = flow
-        flow.meter = self
+        flow.meter = self.meter
         deadlines = self.deadlines
         heapq.heappush(deadlines, (ts + _idle_limit(flow), flow.id))
         if len(deadlines) > 2 * len(self.alive) + 1024:
@@ -923,12 +937,15 @@ class FlowTable(Sink):
         The decoder calls it with the header fields, so the common packet never becomes a Packet
         object. `opts` is 0: the table does not ask for TCP options (Sink.wants_options).
         """
-        if ts >= self.next_check:
+        if ts >= self.meter.next_check:
             self._expire(ts)
         flow = self._tcp_flow(number, ts, key, sport, dport, flags, seq)
         is_orig = key == flow.c_key  # a connection to itself has one key for both sides: all "orig", as Zeek
-        flow.in_stream(self.ws.tcp(key, flow.s_key if is_orig else flow.c_key, flags, seq))
         end, peer = (flow.orig, flow.resp) if is_orig else (flow.resp, flow.orig)
+        if flags & SYN or not end.pkts:
+            # Only a side's first segment or a SYN can move Wireshark's stream number (streams.py);
+            # any other segment of a live flow is in the stream its flow is in already.
+            flow.in_stream(self.ws.tcp(key, flow.s_key if is_orig else flow.c_key, flags, seq))
         st = end.state  # the sender's state before this segment
         past = (seq + _seq_len(flags, plen)) & _M32  # the sequence number after this segment
         _init_endpoint(end, flags, seq, past)
@@ -1086,7 +1103,7 @@ class FlowTable(Sink):
         payload: bytes,
     ) -> None:
         """Account one UDP datagram."""
-        if ts >= self.next_check:
+        if ts >= self.meter.next_check:
             self._expire(ts)
         flow = self.udp_flows.get(key)
         if flow is not None and ts - flow.last_ts > UDP_IDLE:
@@ -1096,8 +1113,9 @@ class FlowTable(Sink):
             flip = sport in LIKELY_SERVER_PORTS and dport not in LIKELY_SERVER_PORTS
             flow = self._new_flow(self.udp_flows, key, "udp", number, ts, sport, dport, flip, flip)
         is_orig = key == flow.c_key
-        flow.in_stream(self.ws.udp(key, flow.s_key if is_orig else flow.c_key))
         end = flow.orig if is_orig else flow.resp
+        if not end.pkts:  # a pair's udp.stream changes only when the pair is new (streams.py)
+            flow.in_stream(self.ws.udp(key, flow.s_key if is_orig else flow.c_key))
         end.state = zeek.ESTABLISHED
         flow.check_history(_H_DATA, "D", is_orig)
         self._account(
@@ -1228,7 +1246,7 @@ class FlowTable(Sink):
     def _finish(self, flow: _Flow, why: str) -> None:
         if self.alive.get(flow.id) is flow:
             del self.alive[flow.id]
-            self.rows -= flow.rows_charged()
+            self.meter.rows -= flow.rows_charged()
             table = flow.table
             if table.get(flow.c_key) is flow:
                 del table[flow.c_key]
@@ -1424,14 +1442,19 @@ def traits(flow: _Flow) -> Traits:
     odd = _TTL_ODD | _IPID_ODD if orig.sent_rst or resp.sent_rst or flow.icmp_errors else 0
     if orig.sent_rst or resp.sent_rst:
         odd |= _AFTER_SILENCE  # so may _silence_marks
-    return Traits(
-        (orig.seen_flags, resp.seen_flags),
-        (orig.seen_marks | odd, resp.seen_marks | odd),
-        (orig.seen_data, resp.seen_data),
-        (orig.seen_icmp, resp.seen_icmp),
-        (frozenset(orig.seen_kinds or ()), frozenset(resp.seen_kinds or ())),
-        handshake=flow.synack_seen and flow.ack_seen,
-        server_silent=resp.pkts == 0,
+    # Built with tuple.__new__ (as Events are): a NamedTuple's own __new__ is interpreted Python,
+    # and this runs for every conversation.
+    return _new(
+        Traits,
+        (
+            (orig.seen_flags, resp.seen_flags),
+            (orig.seen_marks | odd, resp.seen_marks | odd),
+            (orig.seen_data, resp.seen_data),
+            (orig.seen_icmp, resp.seen_icmp),
+            (frozenset(orig.seen_kinds or ()), frozenset(resp.seen_kinds or ())),
+            flow.synack_seen and flow.ack_seen,  # handshake
+            resp.pkts == 0,  # server_silent
+        ),
     )
 
 

@@ -8,6 +8,7 @@ each incident's first findings in full, counting the rest.
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 from dataclasses import dataclass, replace
 from datetime import datetime, timezone, tzinfo
@@ -44,6 +45,7 @@ class Incident:
         return len(self.findings)
 
 
+@functools.lru_cache(maxsize=4096)  # a report names the same few clients many times over
 def client_subnet(addr: str) -> str:
     """The subnet a client address is grouped by: /24 for IPv4, /64 for IPv6."""
     try:

@@ -7,6 +7,8 @@ import json
 from collections.abc import Callable
 from typing import IO, Any
 
+import orjson
+
 from analyzer.model import CaptureResult, Conversation, Finding, SocketErrorSeen
 from analyzer.report.common import conversation_total, conversations_by_id, escape_undecodable, summary_counts
 from analyzer.report.evidence_names import evidence_path
@@ -130,7 +132,21 @@ def to_json_document(results: list[CaptureResult], opts: ReportOptions | None = 
 
 def render_json(results: list[CaptureResult], opts: ReportOptions) -> str:
     """`--format json`: the document, indented, keys in contract order, non-ASCII kept."""
-    return json.dumps(to_json_document(results, opts), indent=2, ensure_ascii=False) + "\n"
+    return dumps_indented(to_json_document(results, opts))
+
+
+def dumps_indented(doc: Any) -> str:
+    """A document as indented JSON (two spaces), non-ASCII kept, with a final newline.
+
+    orjson writes it several times faster than the json module (which has no C encoder for
+    indented output), with the same bytes but for the spelling of very small or large numbers
+    (1e-05 against 0.00001: the same value to any JSON reader). What orjson refuses (an integer
+    beyond 64 bits, a key that is not a string) goes through the json module.
+    """
+    try:
+        return orjson.dumps(doc, option=orjson.OPT_INDENT_2).decode("utf-8") + "\n"
+    except TypeError:
+        return json.dumps(doc, indent=2, ensure_ascii=False) + "\n"
 
 
 def _finding_record(path: str, conv: Conversation | None, finding: Finding, opts: ReportOptions) -> str:

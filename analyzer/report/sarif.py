@@ -9,7 +9,6 @@ finding across runs even though the client's ephemeral port changes.
 from __future__ import annotations
 
 import dataclasses
-import json
 import re
 from pathlib import PurePosixPath, PureWindowsPath
 from typing import Any
@@ -19,6 +18,7 @@ from analyzer.model import CaptureResult, Finding
 from analyzer.report.baseline import finding_key, fingerprint
 from analyzer.report.common import conversations_by_id, rule_records
 from analyzer.report.incidents import frame_times, iso_utc
+from analyzer.report.jsondoc import dumps_indented
 from analyzer.report.options import ReportOptions
 
 SARIF_SCHEMA = "https://docs.oasis-open.org/sarif/sarif/v2.1.0/errata01/os/schemas/sarif-schema-2.1.0.json"
@@ -182,4 +182,4 @@ def render_sarif(results: list[CaptureResult], opts: ReportOptions) -> str:
         "results": sarif_results,
     }
     log = {"$schema": SARIF_SCHEMA, "version": SARIF_VERSION, "runs": [run]}
-    return json.dumps(log, indent=2, ensure_ascii=False) + "\n"
+    return dumps_indented(log)
