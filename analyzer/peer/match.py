@@ -2,13 +2,18 @@
 
 Conversations are matched by their 5-tuple where no address was rewritten; through a NAT or a
 load balancer by the initial sequence numbers (rewritten addresses and ports leave them alone);
-where those are rewritten too, by the first payload bytes each side sent. Packets of a matched
-pair are then paired by what a middlebox does not change (direction, flags, sequence and
-acknowledgement numbers relative to the SYNs, payload length), copy by copy in time order.
+where those are rewritten too, by the first payload bytes each side sent, when no other
+conversation began with the same bytes; and last by the payload lengths each side sent, turn by
+turn, at times that agree with the other capture's clock: what a proxy that terminates the
+connection (its own ports and sequence numbers on each side) leaves alike, and what tells apart
+conversations that all began with the same request. Packets of a matched pair are then paired
+by what a middlebox does not change (direction, flags, sequence and acknowledgement numbers
+relative to the SYNs, payload length), copy by copy in time order.
 """
 
 from __future__ import annotations
 
+import statistics
 from bisect import bisect_right
 from collections import defaultdict
 from dataclasses import dataclass
@@ -20,6 +25,9 @@ from analyzer.protocol import ACK, FIN, IPPROTO_TCP, RST, SYN
 KEY_FLAGS = SYN | FIN | RST | ACK  # the flags that say what a segment is (PSH, ECE, CWR may be rewritten)
 NEAREST_LIMIT = 4096  # copies x copies of one key beyond which they are paired in step rather than nearest-first
 PAIR_WINDOW = 2.0  # seconds: the most a copy may lie from its twin, clocks aligned (one-way delay and jitter)
+TURN_WINDOW = 1.0  # seconds: the most a turn of a lengths+timing match may lie from the clock offset
+MODE_WINDOW = 0.1  # seconds: lengths+timing candidates this close in clock shift vote for one offset
+BY_LENGTHS = "lengths+timing"
 
 
 @dataclass(slots=True)
@@ -41,9 +49,37 @@ class Side:
 
     def head(self, d: int) -> bytes:
         for pd, p in self.packets:
-            if pd == d and p.plen > 0 and p.head:
+            if pd == d and p.plen > 0 and p.head and p.icmp is None:
                 return p.head
         return b""
+
+    def turns(self) -> list[tuple[int, int, float]]:
+        """(dir, new payload bytes, time of its first packet) per turn, in time order.
+
+        A TCP turn is a run of new data from one side until the other sends new data: counted in
+        bytes, so a proxy or offload that cuts the stream into other segments leaves it alike,
+        and retransmitted bytes are not counted twice. A UDP datagram is a turn of its own.
+        """
+        out: list[tuple[int, int, float]] = []
+        base: list[int | None] = [None, None]
+        high = [0, 0]
+        for d, p in self.packets:
+            if p.plen <= 0 or p.icmp is not None:
+                continue
+            new = p.plen
+            if p.proto == IPPROTO_TCP:
+                if base[d] is None:
+                    base[d] = p.seq
+                start = (p.seq - (base[d] or 0)) & 0xFFFFFFFF
+                new = max(0, start + p.plen - max(start, high[d]))
+                high[d] = max(high[d], start + p.plen)
+            if not new:
+                continue
+            if out and out[-1][0] == d and p.proto == IPPROTO_TCP:
+                out[-1] = (d, out[-1][1] + new, out[-1][2])
+            else:
+                out.append((d, new, p.ts))
+        return out
 
 
 def sides(convs: list[Conversation], packets: list[PointPacket]) -> dict[int, Side]:
@@ -55,7 +91,7 @@ def sides(convs: list[Conversation], packets: list[PointPacket]) -> dict[int, Si
             index[(c.proto, frozenset((str(c.client), str(c.server))))].append(c)
             out[c.id] = Side(c, [])
     for p in packets:
-        proto = "tcp" if p.proto == IPPROTO_TCP else "udp"
+        proto = "tcp" if IPPROTO_TCP in (p.proto, p.quoted) else "udp"
         for c in index.get((proto, frozenset((p.src, p.dst))), ()):
             if c.first_frame <= p.frame <= c.last_frame:
                 out[c.id].packets.append((0 if p.src == str(c.client) else 1, p))
@@ -85,8 +121,99 @@ def match_conversations(near: dict[int, Side], far: dict[int, Side]) -> dict[int
     pair("5-tuple", lambda s: (s.conv.proto, str(s.conv.client), str(s.conv.server), s.isn(0)))
     pair("isn", lambda s: (s.isn(0), s.isn(1)) if s.isn(0) is not None else None)
     pair("isn", lambda s: s.isn(0))
-    pair("payload", lambda s: (s.conv.proto, s.head(0), s.head(1)) if s.head(0) or s.head(1) else None)
+    # The same first bytes in several conversations (health checks, retries) prove nothing:
+    # only a key one conversation holds at each point pairs here; the rest go to lengths+timing.
+    heads = {nid: _head_key(ns) for nid, ns in near.items() if nid not in found}
+    far_heads = {fid: _head_key(fs) for fid, fs in far.items() if fid not in taken}
+    once = _unique_keys(heads) & _unique_keys(far_heads)
+    pair("payload", lambda s: k if (k := _head_key(s)) in once else None)
+    for nid, fid in match_by_lengths(
+        {i: s for i, s in near.items() if i not in found},
+        {i: s for i, s in far.items() if i not in taken},
+        [(near[n], far[f]) for n, (f, _) in found.items()],
+    ).items():
+        found[nid] = (fid, BY_LENGTHS)
     return found
+
+
+def _head_key(s: Side) -> tuple | None:
+    return (s.conv.proto, s.head(0), s.head(1)) if s.head(0) or s.head(1) else None
+
+
+def _unique_keys(keys: dict[int, tuple | None]) -> set[tuple]:
+    seen: dict[tuple, int] = defaultdict(int)
+    for k in keys.values():
+        if k is not None:
+            seen[k] += 1
+    return {k for k, n in seen.items() if n == 1}
+
+
+def _alike(a: list[tuple[int, int, float]], b: list[tuple[int, int, float]]) -> int:
+    """How many turns two conversations have in common by direction and size; 0 when they differ.
+
+    The last common turn may differ in size when one point saw more turns than the other (the
+    rest lost in between, or a capture that ended first)."""
+    n = min(len(a), len(b))
+    if n == 0 or any(x[:2] != y[:2] for x, y in zip(a[: n - 1], b[: n - 1])) or a[n - 1][0] != b[n - 1][0]:
+        return 0
+    if a[n - 1][1] != b[n - 1][1] and len(a) == len(b):
+        return 0
+    return n
+
+
+def _shift_of(a: list[tuple[int, int, float]], b: list[tuple[int, int, float]], n: int) -> tuple[float, float]:
+    """(median, spread) of b's turn times minus a's over their n common turns."""
+    shifts = [y[2] - x[2] for x, y in zip(a[:n], b[:n])]
+    return statistics.median(shifts), max(shifts) - min(shifts)
+
+
+def _reference_shift(strong: list[tuple[Side, Side]], shifts: list[float]) -> float | None:
+    """The far clock minus the near one, roughly: from the conversations matched by proof when there
+    are some, else the shift most lengths+timing candidates agree on (wrong pairs scatter)."""
+    if strong:
+        return statistics.median(b.conv.start - a.conv.start for a, b in strong)
+    if not shifts:
+        return None
+
+    def support(s: float) -> tuple[int, float]:
+        near = [abs(t - s) for t in shifts if abs(t - s) <= MODE_WINDOW]
+        return len(near), -sum(near)
+
+    return max(shifts, key=support)
+
+
+def match_by_lengths(near: dict[int, Side], far: dict[int, Side], strong: list[tuple[Side, Side]]) -> dict[int, int]:
+    """near id -> far id for conversations alike in payload lengths turn by turn and in time.
+
+    Each candidate pair's turns must lie within TURN_WINDOW of the clock offset the other matches
+    give; among candidates the pair nearest that offset wins, so identical conversations a few
+    tenths of a second apart are told apart by when they happened.
+    """
+    turns_n = {i: s.turns() for i, s in near.items()}
+    turns_f = {i: s.turns() for i, s in far.items()}
+    cands: list[tuple[float, int, int, int]] = []  # (shift, -common turns, near id, far id)
+    for nid, tn in turns_n.items():
+        for fid, tf in turns_f.items():
+            if near[nid].conv.proto != far[fid].conv.proto:
+                continue
+            n = _alike(tn, tf)
+            if n:
+                shift, spread = _shift_of(tn, tf, n)
+                if spread <= 2 * TURN_WINDOW:
+                    cands.append((shift, -n, nid, fid))
+    ref = _reference_shift(strong, [c[0] for c in cands])
+    if ref is None:
+        return {}
+    ranked = sorted(
+        (abs(shift - ref), more, nid, fid) for shift, more, nid, fid in cands if abs(shift - ref) <= TURN_WINDOW
+    )
+    out: dict[int, int] = {}
+    used: set[int] = set()
+    for _, _, nid, fid in ranked:
+        if nid not in out and fid not in used:
+            out[nid] = fid
+            used.add(fid)
+    return out
 
 
 def _bases(a: Side, b: Side) -> tuple[int, int, int, int]:
@@ -99,6 +226,8 @@ def _bases(a: Side, b: Side) -> tuple[int, int, int, int]:
 
 
 def _key(d: int, p: PointPacket, own: int, other: int) -> tuple:
+    if p.icmp is not None:  # NAT rewrites the quoted header and may rewrite the sender: type and code stay
+        return (d, "icmp", p.icmp)
     if p.proto != IPPROTO_TCP:
         return (d, p.plen, p.head)
     ack = (p.ack - other) & 0xFFFFFFFF if p.flags & ACK else -1

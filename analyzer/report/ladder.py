@@ -226,17 +226,35 @@ def svg_ladder(conv: Conversation, rows: list[LadderRow]) -> SvgLadder:
 # server, server. A packet's arrow is drawn over the stretch it is known to have travelled.
 PATH_LANES = (0, 14, 28, 42)
 PATH_BREAK = 21  # between the two points: where a lost packet vanished or an injected one appeared
-PATH_FATE_LABELS = {"lost": "LOST between the points", "injected": "INJECTED between the points", "unknown": ""}
+PATH_FATE_LABELS = {
+    "lost": "LOST between the points",
+    "injected": "INJECTED between the points",
+    "proxied": "(its own leg: a proxy in between)",
+    "unknown": "",
+}
 
 
-def _path_arrow(d: int, fate: str) -> str:
+def _shape(f) -> str:
+    """How a packet is drawn: a proxied one arriving from the proxy starts in between, like an
+    injected one; one leaving toward it ends there, like a lost one."""
+    if f.fate != "proxied":
+        return f.fate
+    arriving = (f.near is not None) == (f.dir == 1)
+    return "injected" if arriving else "lost"
+
+
+BREAK_MARKS = {"injected": "*", "lost": "X", "unknown": "?", "proxied": "#"}
+
+
+def _path_arrow(d: int, fate: str, shape: str = "") -> str:
     c0, p1, p2, s0 = PATH_LANES
+    shape = shape or fate
     row = [" "] * (s0 + 1)
     row[c0] = row[s0] = "|"
     row[p1] = row[p2] = ":"
-    if fate in ("seen", "changed"):
+    if shape in ("seen", "changed"):
         lo, hi = c0 + 1, s0 - 1
-    elif fate == "injected":
+    elif shape == "injected":
         lo, hi = (PATH_BREAK, s0 - 1) if d == 0 else (c0 + 1, PATH_BREAK)
     else:  # lost, or seen at one point only (unknown): from its sender to the break
         lo, hi = (c0 + 1, PATH_BREAK) if d == 0 else (PATH_BREAK, s0 - 1)
@@ -245,17 +263,31 @@ def _path_arrow(d: int, fate: str) -> str:
     for lane in (p1, p2):
         if lo <= lane <= hi:
             row[lane] = "o"
-    if fate == "injected":
-        row[PATH_BREAK] = "*"
-    elif fate in ("lost", "unknown"):
-        row[PATH_BREAK] = "X" if fate == "lost" else "?"
-    if fate not in ("lost", "unknown"):
+    if fate in BREAK_MARKS:
+        row[PATH_BREAK] = BREAK_MARKS[fate]
+    if shape not in ("lost", "unknown"):
         row[hi if d == 0 else lo] = ">" if d == 0 else "<"
     return "".join(row)
 
 
+def _path_icmp_label(fate_row) -> str:
+    """An ICMP error's arrow: what it says, who sent it, and whether it was sent between the points."""
+    p = fate_row.packet
+    family = 6 if ":" in p.icmp_from else 4
+    parts = [icmp_label(family, *p.icmp), f"from {p.icmp_from}"]
+    if fate_row.near is not None and fate_row.far is not None:
+        parts.append(f"({fate_row.delay * 1000:.2f} ms)")
+    if fate_row.fate == "injected":
+        parts.append("ORIGINATED between the points")
+    elif fate_row.fate == "lost":
+        parts.append(PATH_FATE_LABELS["lost"])
+    return " ".join(parts)
+
+
 def _path_label(fate_row, bases: tuple[int, int]) -> str:
     p = fate_row.packet
+    if p.icmp is not None:
+        return _path_icmp_label(fate_row)
     if p.proto == 17:
         parts = ["UDP", f"len={p.plen}"]
     else:
@@ -319,7 +351,7 @@ def path_ladder(
         mark = ">>" if i in hits else "  "
         label = clean(_path_label(f, (bases[0], bases[1])))
         when = "+" + format(f.ts - start, ".3f") + "s"
-        lines.append(f"{mark} {n1:>6} {n2:>6} {when:>10}  {_path_arrow(f.dir, f.fate)}  {label}")
+        lines.append(f"{mark} {n1:>6} {n2:>6} {when:>10}  {_path_arrow(f.dir, f.fate, _shape(f))}  {label}")
         previous = i
     if packets and previous < len(packets) - 1:
         lines.append(f"{'':2} {'':>6} {'':>6} {'':>10}  {_gap_label(len(packets) - 1 - previous)}")
@@ -342,6 +374,7 @@ class SvgPathRow:
     seen_at: tuple[int, ...] = ()  # x of the capture points that saw it
     lost_x: int = 0  # where it vanished (an X), 0: did not
     injected_x: int = 0  # where it appeared (a star), 0: did not
+    proxied_x: int = 0  # where a proxy between the points ended or began its leg (a square), 0: none
 
 
 @dataclass(frozen=True, slots=True)
@@ -364,7 +397,7 @@ SVG_PATH_WIDTH = 900
 def _svg_path_row(f, y: int, culprit: bool, start: float, bases: tuple[int, int]) -> SvgPathRow:
     c0, p1, p2, s0 = SVG_PATH_LANES
     brk = (p1 + p2) // 2
-    d, fate = f.dir, f.fate
+    d, fate = f.dir, _shape(f)
     if fate in ("seen", "changed"):
         x1, x2 = (c0, s0) if d == 0 else (s0, c0)
     elif fate == "injected":
@@ -388,8 +421,9 @@ def _svg_path_row(f, y: int, culprit: bool, start: float, bases: tuple[int, int]
         f"+{f.ts - start:.3f}s",
         culprit,
         tuple(x for x in (p1, p2) if lo <= x <= hi),
-        brk if fate == "lost" else 0,
-        brk if fate == "injected" else 0,
+        brk if f.fate == "lost" else 0,
+        brk if f.fate == "injected" else 0,
+        brk if f.fate == "proxied" else 0,
     )
 
 
