@@ -284,7 +284,22 @@ def _path_icmp_label(fate_row) -> str:
     return " ".join(parts)
 
 
-def _path_label(fate_row, bases: tuple[int, int]) -> str:
+def _seq_bases(packets) -> dict[tuple[bool, int], int]:
+    """(at the near point?, dir) -> the sequence number counted as 0 there: its SYN, else its first packet.
+
+    Per point, because a proxy or a sequence-randomising firewall between the points gives each
+    side numbers of its own."""
+    out: dict[tuple[bool, int], int] = {}
+    for near in (True, False):
+        for d in (0, 1):
+            mine = [f for f in packets if f.dir == d and (f.near if near else f.far) is not None]
+            first = next((f for f in mine if f.packet.flags & SYN), None) or (mine[0] if mine else None)
+            if first is not None:
+                out[(near, d)] = (first.near if near else first.far).seq
+    return out
+
+
+def _path_label(fate_row, bases: dict[tuple[bool, int], int]) -> str:
     p = fate_row.packet
     if p.icmp is not None:
         return _path_icmp_label(fate_row)
@@ -292,7 +307,8 @@ def _path_label(fate_row, bases: tuple[int, int]) -> str:
         parts = ["UDP", f"len={p.plen}"]
     else:
         flags = ",".join(name for name, bit in TCP_FLAG_NAMES.items() if p.flags & bit) or "none"
-        parts = [flags, f"seq={(p.seq - bases[fate_row.dir]) & 0xFFFFFFFF}", f"len={p.plen}"]
+        base = bases.get((fate_row.near is not None, fate_row.dir), 0)
+        parts = [flags, f"seq={(p.seq - base) & 0xFFFFFFFF}", f"len={p.plen}"]
     if fate_row.near is not None and fate_row.far is not None:
         parts.append(f"({fate_row.delay * 1000:.2f} ms)")
     note = PATH_FATE_LABELS.get(fate_row.fate, "")
@@ -329,11 +345,7 @@ def path_ladder(
     packets = view.packets
     evidence = set(finding.frames) if finding is not None else set()
     hits = [i for i, f in enumerate(packets) if here_frame(f) is not None and here_frame(f).frame in evidence]
-    bases = []
-    for d in (0, 1):
-        syn = next((f for f in packets if f.dir == d and f.packet.flags & SYN), None)
-        first = syn or next((f for f in packets if f.dir == d), None)
-        bases.append(first.packet.seq if first is not None else 0)
+    bases = _seq_bases(packets)
     near_name, far_name = (view.here, view.peer) if near_here else (view.peer, view.here)
     c0, p1, p2, s0 = PATH_LANES
     lines = [
@@ -349,7 +361,7 @@ def path_ladder(
         n1 = str(f.near.frame) if f.near is not None else "-"
         n2 = str(f.far.frame) if f.far is not None else "-"
         mark = ">>" if i in hits else "  "
-        label = clean(_path_label(f, (bases[0], bases[1])))
+        label = clean(_path_label(f, bases))
         when = "+" + format(f.ts - start, ".3f") + "s"
         lines.append(f"{mark} {n1:>6} {n2:>6} {when:>10}  {_path_arrow(f.dir, f.fate, _shape(f))}  {label}")
         previous = i
@@ -394,7 +406,7 @@ SVG_PATH_LANES = (240, 420, 600, 780)
 SVG_PATH_WIDTH = 900
 
 
-def _svg_path_row(f, y: int, culprit: bool, start: float, bases: tuple[int, int]) -> SvgPathRow:
+def _svg_path_row(f, y: int, culprit: bool, start: float, bases: dict[tuple[bool, int], int]) -> SvgPathRow:
     c0, p1, p2, s0 = SVG_PATH_LANES
     brk = (p1 + p2) // 2
     d, fate = f.dir, _shape(f)
@@ -442,12 +454,7 @@ def svg_path_ladder(
         here = f.near if near_here else f.far
         if here is not None and here.frame in evidence:
             hits.add(i)
-    bases = []
-    for d in (0, 1):
-        first = next((f for f in packets if f.dir == d and f.packet.flags & SYN), None) or next(
-            (f for f in packets if f.dir == d), None
-        )
-        bases.append(first.packet.seq if first is not None else 0)
+    bases = _seq_bases(packets)
     start = packets[0].ts if packets else 0.0
     rows: list[SvgPathRow] = []
     y = SVG_TOP + SVG_ROW
@@ -456,7 +463,7 @@ def svg_path_ladder(
         if i - previous > 1:
             rows.append(SvgPathRow("gap", y, label=_gap_label(i - previous - 1)))
             y += SVG_ROW
-        rows.append(_svg_path_row(packets[i], y, i in hits, start, (bases[0], bases[1])))
+        rows.append(_svg_path_row(packets[i], y, i in hits, start, bases))
         y += SVG_ROW
         previous = i
     near_name, far_name = (view.here, view.peer) if near_here else (view.peer, view.here)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from analyzer.icmp import icmp_label
-from analyzer.model import Conversation
+from analyzer.model import CaptureResult, Conversation
 from analyzer.peer.model import FATES, PacketFate, PathView
 
 
@@ -122,3 +122,24 @@ def path_summary(conv: Conversation) -> list[str]:
     lines.append(f"packets: {counts or 'none'}; clock of {view.peer} {offset:+.6f} s{spread}{hops}")
     lines += [f"changed in between: {c}" for c in view.changes]
     return lines + icmp_lines(view)
+
+
+# Two-point ladders drawn per capture for conversations without a finding (a NAT, a proxy, a clamp
+# to show): enough to see what the path does, few enough that a capture of thousands of healthy
+# NATed conversations still makes a short report. The rest are counted, not drawn.
+HEALTHY_LADDERS = 10
+
+
+def healthy_paths(result: CaptureResult) -> tuple[list[Conversation], int]:
+    """The conversations without findings that carry a path, the first HEALTHY_LADDERS of them,
+    and how many more were left out."""
+    with_findings = {f.conversation for f in result.findings}
+    found = [c for c in result.conversations if c.path is not None and c.id not in with_findings]
+    return found[:HEALTHY_LADDERS], max(0, len(found) - HEALTHY_LADDERS)
+
+
+def healthy_left_out(left: int) -> str:
+    return (
+        f"… and {left} more conversation{'s' if left != 1 else ''} without findings whose path "
+        f"is not drawn (the first {HEALTHY_LADDERS} are; the JSON report holds every path)"
+    )
