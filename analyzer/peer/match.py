@@ -14,7 +14,7 @@ relative to the SYNs, payload length), copy by copy in time order.
 from __future__ import annotations
 
 import statistics
-from bisect import bisect_right
+from bisect import bisect_left, bisect_right
 from collections import defaultdict
 from dataclasses import dataclass
 
@@ -26,7 +26,9 @@ KEY_FLAGS = SYN | FIN | RST | ACK  # the flags that say what a segment is (PSH, 
 NEAREST_LIMIT = 4096  # copies x copies of one key beyond which they are paired in step rather than nearest-first
 PAIR_WINDOW = 2.0  # seconds: the most a copy may lie from its twin, clocks aligned (one-way delay and jitter)
 TURN_WINDOW = 1.0  # seconds: the most a turn of a lengths+timing match may lie from the clock offset
-MODE_WINDOW = 0.1  # seconds: lengths+timing candidates this close in clock shift vote for one offset
+MODE_WINDOW = 0.01  # seconds: lengths+timing candidates this close in first-turn shift vote for one offset
+MODE_PAIRS = 200_000  # candidate pairs looked at to find that offset when nothing else gives it
+CHOICES = 8  # lengths+timing candidates kept per conversation, nearest the offset first
 BY_LENGTHS = "lengths+timing"
 
 
@@ -148,68 +150,119 @@ def _unique_keys(keys: dict[int, tuple | None]) -> set[tuple]:
     return {k for k, n in seen.items() if n == 1}
 
 
-def _alike(a: list[tuple[int, int, float]], b: list[tuple[int, int, float]]) -> int:
+Turns = list[tuple[int, int, float]]  # (dir, bytes, time of its first packet), see Side.turns
+
+
+def _alike(a: Turns, b: Turns) -> int:
     """How many turns two conversations have in common by direction and size; 0 when they differ.
 
-    The last common turn may differ in size when one point saw more turns than the other (the
-    rest lost in between, or a capture that ended first)."""
+    The first turns must agree. A later last common turn may differ in size when one point saw
+    more turns than the other (the rest lost in between, or a capture that ended first)."""
     n = min(len(a), len(b))
-    if n == 0 or any(x[:2] != y[:2] for x, y in zip(a[: n - 1], b[: n - 1])) or a[n - 1][0] != b[n - 1][0]:
+    if n == 0 or a[0][:2] != b[0][:2]:
+        return 0
+    if any(x[:2] != y[:2] for x, y in zip(a[1 : n - 1], b[1 : n - 1])) or a[n - 1][0] != b[n - 1][0]:
         return 0
     if a[n - 1][1] != b[n - 1][1] and len(a) == len(b):
         return 0
     return n
 
 
-def _shift_of(a: list[tuple[int, int, float]], b: list[tuple[int, int, float]], n: int) -> tuple[float, float]:
-    """(median, spread) of b's turn times minus a's over their n common turns."""
+def _spread(a: Turns, b: Turns, n: int) -> float:
+    """How far apart the shifts of b's turn times minus a's lie over their n common turns."""
     shifts = [y[2] - x[2] for x, y in zip(a[:n], b[:n])]
-    return statistics.median(shifts), max(shifts) - min(shifts)
+    return max(shifts) - min(shifts)
 
 
-def _reference_shift(strong: list[tuple[Side, Side]], shifts: list[float]) -> float | None:
+def _mode(shifts: list[float]) -> float | None:
+    """The middle of the densest MODE_WINDOW of shifts (ties: the tighter cluster)."""
+    shifts = sorted(shifts)
+    sums = [0.0]
+    for s in shifts:
+        sums.append(sums[-1] + s)
+    best: tuple[int, float] | None = None
+    found = None
+    for i, s in enumerate(shifts):
+        lo, hi = bisect_left(shifts, s - MODE_WINDOW), bisect_right(shifts, s + MODE_WINDOW)
+        # the summed distance to s of the shifts in the window, from prefix sums (no inner loop)
+        spread = s * (i - lo) - (sums[i] - sums[lo]) + (sums[hi] - sums[i]) - s * (hi - i)
+        score = (hi - lo, -spread)
+        if best is None or score > best:
+            best, found = score, shifts[(lo + hi) // 2]  # the window's median: its centre of mass
+    return found
+
+
+def _reference_shift(
+    strong: list[tuple[Side, Side]],
+    near: dict[tuple, list[tuple[float, int]]],
+    far: dict[tuple, list[tuple[float, int]]],
+) -> float | None:
     """The far clock minus the near one, roughly: from the conversations matched by proof when there
-    are some, else the shift most lengths+timing candidates agree on (wrong pairs scatter)."""
+    are some, else the shift most conversations alike in their first turn agree on (wrong pairs
+    scatter). The rarest first turns are looked at first, and about MODE_PAIRS pairs at most."""
     if strong:
         return statistics.median(b.conv.start - a.conv.start for a, b in strong)
-    if not shifts:
-        return None
+    shifts: list[float] = []
+    budget = MODE_PAIRS
+    for key in sorted(near.keys() & far.keys(), key=lambda k: len(near[k]) * len(far[k])):
+        if budget <= 0:
+            break
+        # every step-th conversation of a large group, spread over its whole time, against all of the other's
+        step = max(1, -(-len(near[key]) * len(far[key]) // budget))
+        for tn, _ in near[key][::step]:
+            shifts += [tf - tn for tf, _ in far[key]]
+            budget -= len(far[key])
+    return _mode(shifts)
 
-    def support(s: float) -> tuple[int, float]:
-        near = [abs(t - s) for t in shifts if abs(t - s) <= MODE_WINDOW]
-        return len(near), -sum(near)
 
-    return max(shifts, key=support)
+def _first_turns(turns: dict[int, Turns], sides: dict[int, Side]) -> dict[tuple, list[tuple[float, int]]]:
+    """Conversations grouped by protocol and first turn, each group in time order."""
+    out: dict[tuple, list[tuple[float, int]]] = defaultdict(list)
+    for i, t in turns.items():
+        if t:
+            out[(sides[i].conv.proto, *t[0][:2])].append((t[0][2], i))
+    for group in out.values():
+        group.sort()
+    return out
 
 
 def match_by_lengths(near: dict[int, Side], far: dict[int, Side], strong: list[tuple[Side, Side]]) -> dict[int, int]:
     """near id -> far id for conversations alike in payload lengths turn by turn and in time.
 
-    Each candidate pair's turns must lie within TURN_WINDOW of the clock offset the other matches
-    give; among candidates the pair nearest that offset wins, so identical conversations a few
-    tenths of a second apart are told apart by when they happened.
+    A candidate's first turn must lie within TURN_WINDOW of the clock offset (from the matches by
+    proof, else the shift most alike conversations agree on) and its later turns keep pace; among
+    candidates the pair nearest that offset wins, so identical conversations a few tenths of a
+    second apart are told apart by when they happened. Only conversations alike in their first
+    turn and within the window are compared, so the work grows with the conversations, not with
+    their square. Conversations alike in every length and closer together than the one-way
+    delay varies cannot be told apart by any of this, and may be swapped.
     """
     turns_n = {i: s.turns() for i, s in near.items()}
     turns_f = {i: s.turns() for i, s in far.items()}
-    cands: list[tuple[float, int, int, int]] = []  # (shift, -common turns, near id, far id)
-    for nid, tn in turns_n.items():
-        for fid, tf in turns_f.items():
-            if near[nid].conv.proto != far[fid].conv.proto:
-                continue
-            n = _alike(tn, tf)
-            if n:
-                shift, spread = _shift_of(tn, tf, n)
-                if spread <= 2 * TURN_WINDOW:
-                    cands.append((shift, -n, nid, fid))
-    ref = _reference_shift(strong, [c[0] for c in cands])
+    groups_n, groups_f = _first_turns(turns_n, near), _first_turns(turns_f, far)
+    ref = _reference_shift(strong, groups_n, groups_f)
     if ref is None:
         return {}
-    ranked = sorted(
-        (abs(shift - ref), more, nid, fid) for shift, more, nid, fid in cands if abs(shift - ref) <= TURN_WINDOW
-    )
+    cands: list[tuple[float, int, int, int]] = []  # (distance from the offset, -common turns, near id, far id)
+    for key, members in groups_n.items():
+        group = groups_f.get(key, [])
+        for t, nid in members:
+            lo = bisect_left(group, (t + ref - TURN_WINDOW, -1))
+            hi = bisect_right(group, (t + ref + TURN_WINDOW, 1 << 62))
+            # nearest the offset first; a few alike ones are choice enough for the one-to-one pick.
+            # Ranked by the first turn's shift, the measure the offset was found with: later turns
+            # add the proxy's and the ends' own pauses, not evidence of identity.
+            kept = 0
+            for dist, fid in sorted((abs(tf - t - ref), fid) for tf, fid in group[lo:hi]):
+                n = _alike(turns_n[nid], turns_f[fid])
+                if n and _spread(turns_n[nid], turns_f[fid], n) <= 2 * TURN_WINDOW:
+                    cands.append((dist, -n, nid, fid))
+                    kept += 1
+                    if kept == CHOICES:
+                        break
     out: dict[int, int] = {}
     used: set[int] = set()
-    for _, _, nid, fid in ranked:
+    for _, _, nid, fid in sorted(cands):
         if nid not in out and fid not in used:
             out[nid] = fid
             used.add(fid)
