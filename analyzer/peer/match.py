@@ -27,7 +27,9 @@ NEAREST_LIMIT = 4096  # copies x copies of one key beyond which they are paired 
 PAIR_WINDOW = 2.0  # seconds: the most a copy may lie from its twin, clocks aligned (one-way delay and jitter)
 TURN_WINDOW = 1.0  # seconds: the most a turn of a lengths+timing match may lie from the clock offset
 MODE_WINDOW = 0.01  # seconds: lengths+timing candidates this close in first-turn shift vote for one offset
-MODE_PAIRS = 200_000  # candidate pairs looked at to find that offset when nothing else gives it
+SMALL_GROUP = 64  # alike conversations (near x far) few enough that every pair votes for the offset
+RHYTHM = 8  # start gaps in a run that tells a large group's conversations apart
+ANCHORS = 16  # runs looked for at the other point, per large group
 CHOICES = 8  # lengths+timing candidates kept per conversation, nearest the offset first
 BY_LENGTHS = "lengths+timing"
 
@@ -192,6 +194,34 @@ def _mode(shifts: list[float]) -> float | None:
     return found
 
 
+def _rhythm_shifts(near: list[tuple[float, int]], far: list[tuple[float, int]]) -> list[float]:
+    """Clock shifts from the rhythm of many alike conversations: the run of RHYTHM gaps between
+    successive starts after each of a few anchors at one point, found again at the other.
+
+    Comparing every pair of a large group would give as many wrong shifts as right ones per
+    window; the pattern of start gaps is the same at both points (give or take the delay's
+    variation), and a run of them is unlike any other run.
+    """
+    tn, tf = [t for t, _ in near], [t for t, _ in far]
+    gn = [b - a for a, b in zip(tn, tn[1:])]
+    gf = [b - a for a, b in zip(tf, tf[1:])]
+    if len(gn) < RHYTHM or len(gf) < RHYTHM:
+        return []
+    out = []
+    for i in range(0, len(gn) - RHYTHM + 1, max(1, (len(gn) - RHYTHM) // ANCHORS)):
+        best, where = float("inf"), -1
+        for j in range(len(gf) - RHYTHM + 1):
+            miss = 0.0
+            for k in range(RHYTHM):
+                miss += abs(gn[i + k] - gf[j + k])
+                if miss >= best:
+                    break
+            else:
+                best, where = miss, j
+        out.append(tf[where] - tn[i])
+    return out
+
+
 def _reference_shift(
     strong: list[tuple[Side, Side]],
     near: dict[tuple, list[tuple[float, int]]],
@@ -199,19 +229,15 @@ def _reference_shift(
 ) -> float | None:
     """The far clock minus the near one, roughly: from the conversations matched by proof when there
     are some, else the shift most conversations alike in their first turn agree on (wrong pairs
-    scatter). The rarest first turns are looked at first, and about MODE_PAIRS pairs at most."""
+    scatter): every pair of a small group votes, a large group by the rhythm of its starts."""
     if strong:
         return statistics.median(b.conv.start - a.conv.start for a, b in strong)
     shifts: list[float] = []
-    budget = MODE_PAIRS
-    for key in sorted(near.keys() & far.keys(), key=lambda k: len(near[k]) * len(far[k])):
-        if budget <= 0:
-            break
-        # every step-th conversation of a large group, spread over its whole time, against all of the other's
-        step = max(1, -(-len(near[key]) * len(far[key]) // budget))
-        for tn, _ in near[key][::step]:
-            shifts += [tf - tn for tf, _ in far[key]]
-            budget -= len(far[key])
+    for key in near.keys() & far.keys():
+        if len(near[key]) * len(far[key]) <= SMALL_GROUP:
+            shifts += [tf - tn for tn, _ in near[key] for tf, _ in far[key]]
+        else:
+            shifts += _rhythm_shifts(near[key], far[key])
     return _mode(shifts)
 
 
