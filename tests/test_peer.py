@@ -494,3 +494,38 @@ def test_capture_names_cannot_inject_markup_into_path_reports(tmp_path):
     assert "<img" not in page and "&lt;img src=x onerror=alert(1)&gt;.pcap" in page
     assert main([*argv, "--format", "markdown", "-o", str(md)]) == 0
     assert "<img" not in _outside_fences(md.read_text())
+
+
+def _renumbered_headers_only(src: str, dest: Path, shift: tuple[int, int]) -> str:
+    """A copy of a capture as a firewall that renumbers TCP sequence numbers would leave it (each
+    direction's numbers moved by its own constant, the acknowledgements with them), taken with a
+    snap length that keeps only the headers (tcpdump -s 96): no payload byte to compare."""
+    client = bytes([192, 0, 2, 10]), bytes([198, 51, 100, 1])  # the client's address before and after the NAT
+    with open(src, "rb") as fin, open(dest, "wb") as fout:
+        reader = dpkt.pcap.Reader(fin)
+        writer = dpkt.pcap.Writer(fout, linktype=reader.datalink(), snaplen=96)
+        for ts, buf in reader:
+            eth = dpkt.ethernet.Ethernet(buf)
+            ip, tcp = eth.data, eth.data.data
+            if isinstance(tcp, dpkt.tcp.TCP):
+                mine, theirs = shift if ip.src in client else shift[::-1]
+                tcp.seq = (tcp.seq + mine) & 0xFFFFFFFF
+                if tcp.flags & dpkt.tcp.TH_ACK:
+                    tcp.ack = (tcp.ack + theirs) & 0xFFFFFFFF
+                tcp.sum = 0
+            frame = bytes(eth)
+            writer.writepkt(frame[: 14 + ip.hl * 4 + (tcp.off * 4 if isinstance(tcp, dpkt.tcp.TCP) else 8)], ts=ts)
+    return str(dest)
+
+
+def test_sequence_numbers_renumbered_in_between_is_not_taken_for_a_proxy(tmp_path):
+    # The NATed healthy exchange, its server capture as if a firewall had renumbered both ISNs and
+    # the capture kept headers only: neither addresses, ISNs nor payload bytes agree, the lengths and
+    # times do. Every packet was forwarded (the SYN/ACK passed the server's point first): no proxy.
+    client, server = _sample("pth-nat-healthy")
+    results = analyze_pair(client, _renumbered_headers_only(server, tmp_path / "s.pcap", (123456, 7654321)), _rules())
+    (view,) = _path_of(results).values()
+    assert view.matched_by == "lengths+timing"
+    assert "sequence numbers rewritten in between" in view.changes[0]
+    assert view.count("proxied") == 0 and view.count("lost") == 0 and view.count("injected") == 0
+    assert not _findings(results)

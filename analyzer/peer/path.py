@@ -46,6 +46,7 @@ TERMINATED = (
     "connection terminated between the points (a proxy or relay): each side has its own ports, sequence "
     "numbers, handshake and acknowledgements; only the payload crosses"
 )
+RENUMBERED = "sequence numbers rewritten in between (a firewall's initial sequence number randomisation)"
 
 
 @dataclasses.dataclass(slots=True)
@@ -230,15 +231,33 @@ def _views(pair: _Pair) -> tuple[dict[int, PathView], dict[int, PathView]]:
     for aid, sa in pair.a.items():
         bid, how = pair.matches.get(aid, (0, ""))
         sb = pair.b.get(bid)
-        packets = _fates(pair, sa, sb, terminated=how == BY_LENGTHS)
-        views_a[aid] = _view(pair, True, sa, sb, how, packets)
+        note = _legs(pair, sa, sb) if how == BY_LENGTHS and sb is not None else ""
+        packets = _fates(pair, sa, sb, terminated=note == TERMINATED)
+        views_a[aid] = _view(pair, True, sa, sb, how, packets, note)
         if sb is not None:
-            views_b[bid] = _view(pair, False, sb, sa, how, packets)
+            views_b[bid] = _view(pair, False, sb, sa, how, packets, note)
     matched_b = {bid for bid, _ in pair.matches.values()}
     for bid, sb in pair.b.items():
         if bid not in matched_b:
             views_b[bid] = _view(pair, False, sb, None, "", _fates(pair, None, sb))
     return views_a, views_b
+
+
+def _legs(pair: _Pair, sa: Side, sb: Side) -> str:
+    """What a TCP conversation matched by lengths and timing went through, when its ISNs differ:
+    a proxy that terminates it (TERMINATED) or a firewall that renumbers it (RENUMBERED).
+
+    A forwarded SYN/ACK reaches the point nearer the client after it passed the other one; a
+    proxy answers the client's SYN itself, before the server's SYN/ACK exists (by the clock the
+    payload gives). Otherwise "": UDP, or a SYN or SYN/ACK missing at a point."""
+    if sa.conv.proto != "tcp" or None in (sa.isn(0), sb.isn(0)) or sa.isn(0) == sb.isn(0):
+        return ""
+    near, far = (sa, sb) if pair.a_near else (sb, sa)
+    got, sent = near.first(1, SYN | ACK), far.first(1, SYN | ACK)
+    if got is None or sent is None:
+        return ""
+    slack = max(pair.clock.uncertainty, 0.0) + 1e-4
+    return TERMINATED if got.ts < sent.ts - pair.clock.offset - slack else RENUMBERED
 
 
 def _fates(pair: _Pair, sa: Side | None, sb: Side | None, terminated: bool = False) -> tuple[PacketFate, ...]:
@@ -339,7 +358,9 @@ def _one(pair: _Pair, d: int, p: PointPacket, in_a: bool, recut: bool) -> Packet
     return PacketFate(d, fate, p if at_near else None, None if at_near else p, ts, 0.0, changes, origin)
 
 
-def _view(pair: _Pair, in_a: bool, here: Side, other: Side | None, how: str, packets: tuple) -> PathView:
+def _view(
+    pair: _Pair, in_a: bool, here: Side, other: Side | None, how: str, packets: tuple, note: str = ""
+) -> PathView:
     near_here = in_a == pair.a_near
     clock = pair.clock
     if not near_here:  # seen from the far point, the offset is the near clock minus the far one
@@ -356,15 +377,15 @@ def _view(pair: _Pair, in_a: bool, here: Side, other: Side | None, how: str, pac
         clock=clock,
         hops_between=pair.hops,
         packets=packets,
-        changes=_conversation_changes(here, other, near_here, packets, how),
+        changes=_conversation_changes(here, other, near_here, packets, note),
         lost_only_large=only_large_lost(packets),
     )
 
 
 def _conversation_changes(
-    here: Side, other: Side | None, near_here: bool, packets: tuple, how: str = ""
+    here: Side, other: Side | None, near_here: bool, packets: tuple, note: str = ""
 ) -> tuple[str, ...]:
-    out: list[str] = [TERMINATED] if how == BY_LENGTHS else []
+    out: list[str] = [note] if note else []
     if other is not None:
         near, far = (here.conv, other.conv) if near_here else (other.conv, here.conv)
         if str(near.client) != str(far.client):
