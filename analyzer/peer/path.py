@@ -149,8 +149,8 @@ def _order_and_clock(pair: _Pair) -> None:
         ka, kb = keyed(sa, sb)
         found = unique_pairs(ka, kb)
         if how == BY_LENGTHS:
-            # Two legs of a terminated connection: only payload crossed; a proxy sends its own
-            # handshake, ACKs and TTL, so those tell neither the clock nor the hops.
+            # Perhaps two legs of a connection a proxy terminates: then only payload crossed, and
+            # its own handshake, ACKs and TTLs tell neither the clock nor the hops. Left out alike.
             raw += [(d, pa, pb) for d, pa, pb in found if pa.plen > 0 and pa.icmp is None]
             ga, gb = _turn_gap(sa), _turn_gap(sb)
             if ga is not None and gb is not None:
