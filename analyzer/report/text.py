@@ -173,6 +173,8 @@ def _path_only(result: CaptureResult, groups: Collection[int], opts: ReportOptio
     """Two captures: conversations without findings whose path shows something (a NAT, a clamp)."""
     out: list[str] = []
     shown, left = healthy_paths(result)
+    if shown:
+        out += ["", paint("bold", "  Paths without findings")]
     for conv in shown:
         out += ["", paint("bold", _conversation_head(conv, conv.id))]
         out += ["  " + clean(line) for line in path_summary(conv)]
