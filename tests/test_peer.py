@@ -410,7 +410,7 @@ def test_icmp_error_sent_by_the_router_between_the_points():
     for rule, quoted in (("PTH006", "SYN"), ("PTH007", "datagram")):
         f = found[rule]
         assert f"'s {quoted} (frame" in f.message and "never reached" in f.message
-        assert "came from 192.0.2.1" in f.message and "1 router apart" in f.message
+        assert "from 192.0.2.1, never passed" in f.message and "1 router apart" in f.message
         view = _path_of(results)[f.conversation]
         assert view.peer_conversation == 0
         errors = _icmp_fates(view)
