@@ -50,7 +50,7 @@ def _path_of(results, index: int = 0):
 
 def test_there_are_pairs_for_every_two_capture_rule():
     fired = {e["rule"] for p in PAIRS for e in yaml.safe_load(p.read_text())["peer"]["expect"]}
-    assert fired == {"PTH001", "PTH002", "PTH003", "PTH004", "PTH005"}
+    assert fired == {"PTH001", "PTH002", "PTH003", "PTH004", "PTH005", "PTH006", "PTH007"}
 
 
 @pytest.mark.parametrize("sidecar", PAIRS, ids=lambda p: p.stem.removesuffix("-client"))
@@ -298,4 +298,234 @@ def test_segmentation_offload_is_not_loss():
     assert view.count("lost") == 0 and view.count("injected") == 0
     assert any(f.near is not None and f.near.plen == 7240 and f.far is None for f in view.packets)
     assert any(c.startswith("cut into other segments") for c in view.changes)
+    assert not _findings(results)
+
+
+# -- a proxy that terminates the connection: matched by payload lengths and timing ----------------
+
+
+def _relayed(results, index: int = 0):
+    """(conversation, its path) of one capture, for the conversations the proxy on the router carried."""
+    port = 8080 if index == 0 else 80
+    return [(c, c.path) for c in results[index].conversations if port <= c.server.port <= port + 2]
+
+
+def test_proxy_legs_matched_by_lengths_and_timing():
+    # Six conversations through a reverse proxy, all opening with the same request and answer: the
+    # four alike in every length are told apart by time, the two at once by a later message's length.
+    results = _pair(*_sample("pth-relay-identical"))
+    assert not _findings(results)
+    legs = _relayed(results)
+    assert len(legs) == 6
+    far = {c.id: c for c in results[1].conversations}
+    for conv, view in legs:
+        assert view.matched_by == "lengths+timing"
+        twin = far[view.peer_conversation]
+        assert twin.server.port == conv.server.port - 8000  # the proxy forwards 8080+k to 80+k
+        assert 0 <= twin.start - conv.start < 0.2  # the proxy's leg opens when the client connects
+        assert view.count("lost") == 0 and view.count("injected") == 0 and view.count("proxied") > 0
+        assert view.changes[0].startswith("connection terminated between the points")
+    assert len({view.peer_conversation for _, view in legs}) == 6
+    assert abs(legs[0][1].clock.offset) < 0.001  # one kernel clock for both tcpdumps
+    assert all("peer-match-by-lengths" in {w.code for w in r.warnings} for r in results)
+
+
+def test_alike_in_lengths_but_seconds_apart_is_not_a_match():
+    # The proxy's own health check (server capture only) and the router's cached answer (client
+    # capture only) carry the same request and answer lengths, five seconds apart: no pair.
+    results = _pair(*_sample("pth-relay-identical"))
+    (cached,) = [c for c in results[0].conversations if c.server.port == 8090]
+    (probe,) = [c for c in results[1].conversations if c.path.peer_conversation == 0]
+    assert cached.path.peer_conversation == 0 and cached.path.matched_by == ""
+    assert probe.server.port == 80 and abs(probe.start - cached.start) > 4
+    # alike: the same bytes each way (and so the same turn lengths)
+    assert (probe.client_stats.bytes, probe.server_stats.bytes) == (
+        cached.client_stats.bytes,
+        cached.server_stats.bytes,
+    )
+
+
+def _without_port(src: str, dest: Path, port: int) -> str:
+    """A copy of a capture without one TCP port's packets, as if taken with a narrower filter."""
+    with open(src, "rb") as fin, open(dest, "wb") as fout:
+        reader = dpkt.pcap.Reader(fin)
+        writer = dpkt.pcap.Writer(fout, linktype=reader.datalink())
+        for ts, buf in reader:
+            tcp = getattr(dpkt.ethernet.Ethernet(buf).data, "data", None)
+            if not (isinstance(tcp, dpkt.tcp.TCP) and port in (tcp.sport, tcp.dport)):
+                writer.writepkt(buf, ts=ts)
+    return str(dest)
+
+
+def test_alike_in_time_but_not_in_lengths_is_not_a_match(tmp_path):
+    # The client's leg of the 700-byte conversation without its server leg, and the server's leg of
+    # the 100-byte one (20 ms apart, the same first request and answer) without its client leg:
+    # the two are alike in time and first bytes, not in lengths, and must stay apart.
+    client, server = _sample("pth-relay-identical")
+    near = _without_port(client, tmp_path / "client.pcap", 8081)
+    far = _without_port(server, tmp_path / "server.pcap", 82)
+    results = analyze_pair(near, far, _rules())
+    legs = {c.server.port: v for c, v in _relayed(results)}
+    assert 8081 not in legs and legs[8082].peer_conversation == 0
+    assert legs[8082].count("lost") > 0  # its bytes never reached the server-side point
+    (lone,) = [c for c in results[1].conversations if c.server.port == 81]
+    assert lone.path.peer_conversation == 0
+    assert [v.matched_by for _, v in _relayed(results) if v.peer_conversation] == ["lengths+timing"] * 4
+
+
+@pytest.mark.parametrize("seconds", [300.0, -45.5])
+def test_proxy_legs_matched_when_the_clocks_disagree(tmp_path, seconds):
+    # No address, sequence number or unique payload agrees: the offset is the shift most alike
+    # conversations agree on, and the identical ones are still paired by time.
+    client, server = _sample("pth-relay-identical")
+    shifted = analyze_pair(client, _shifted(server, tmp_path / "server.pcap", seconds), _rules())
+    plain = _pair(client, server)
+    assert [v.peer_conversation for _, v in _relayed(shifted)] == [v.peer_conversation for _, v in _relayed(plain)]
+    assert all(abs(v.clock.offset - seconds) < 0.001 for _, v in _relayed(shifted))
+
+
+def test_json_path_says_how_each_pair_was_matched(capsys):
+    client, server = _sample("pth-relay-identical")
+    assert main(["analyze", client, "--peer", server, "--format", "json", "--no-progress"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    how = {c["server"]: c["path"]["matched_by"] for c in doc["captures"][0]["conversations"]}
+    assert set(how.values()) == {"lengths+timing", ""}
+    assert how["192.0.2.1:8090"] == ""
+    path = doc["captures"][0]["conversations"][0]["path"]
+    assert path["fates"]["proxied"] > 0 and path["hops_between"] is None
+
+
+# -- ICMP errors between the points ----------------------------------------------------------------
+
+
+def _icmp_fates(view):
+    return [f for f in view.packets if f.packet.icmp is not None]
+
+
+def test_icmp_error_sent_by_the_router_between_the_points():
+    results = _pair(*_sample("pth006-icmp-rejected"))
+    found = {f.rule: f for f in results[0].findings if f.rule.startswith("PTH")}
+    assert sorted(found) == ["PTH006", "PTH007"]
+    assert not [f for f in results[1].findings]  # the server saw neither the SYN nor the datagram
+    for rule, quoted in (("PTH006", "SYN"), ("PTH007", "datagram")):
+        f = found[rule]
+        assert f"'s {quoted} (frame" in f.message and "never reached" in f.message
+        assert "from 192.0.2.1, never passed" in f.message and "1 router apart" in f.message
+        view = _path_of(results)[f.conversation]
+        assert view.peer_conversation == 0
+        errors = _icmp_fates(view)
+        assert errors and all(e.fate == "injected" for e in errors)
+        assert all(e.origin.startswith("originated between the points: sent by 192.0.2.1") for e in errors)
+        sent = [p for p in view.packets if p.packet.icmp is None]
+        assert sent and all(p.fate == "lost" and p.dir == 0 for p in sent)
+    assert [e.winsock.name for e in found["PTH006"].errors] == ["WSAEHOSTUNREACH"]
+    assert found["PTH006"].also and found["PTH006"].also[0].rule == "CON003"
+
+
+def test_icmp_error_from_the_server_is_seen_at_both_points(capsys):
+    client, server = _sample("pth-udp-closed-port")
+    results = _pair(client, server)
+    assert not [f for f in _findings(results) if f.rule.startswith("PTH")]
+    assert [f.rule for f in results[0].findings] == [f.rule for f in results[1].findings] == ["UDP001"]
+    (error,) = _icmp_fates(_path_of(results)[results[0].findings[0].conversation])
+    assert error.fate == "seen" and error.near is not None and error.far is not None
+    assert error.origin == "sent by the server itself (198.51.100.20), seen at both points"
+    assert main(["analyze", client, "--peer", server, "--format", "json", "--no-progress"]) == 1
+    doc = json.loads(capsys.readouterr().out)
+    packets = [p for c in doc["captures"][0]["conversations"] for p in c["path"]["packets"] if "icmp" in p]
+    assert [(p["fate"], p["icmp"]["name"], p["icmp"]["from"]) for p in packets] == [
+        ("seen", "ICMP port-unreachable", "198.51.100.20")
+    ]
+
+
+def test_text_report_says_the_icmp_error_came_from_between_the_points(capsys):
+    client, server = _sample("pth006-icmp-rejected")
+    assert main(["analyze", client, "--peer", server, "--no-progress"]) == 1
+    out = capsys.readouterr().out
+    assert "|<------------o------*      :             |  ICMP port-unreachable from 192.0.2.1 ORIGINATED between" in out
+    assert "it answers the client's packet (frame 15), which never reached the server-side point" in out
+
+
+# -- reports: conversations without findings -------------------------------------------------------
+
+
+def test_healthy_nat_pair_drawn_with_its_translation_in_markdown_and_html(tmp_path):
+    client, server = _sample("pth-nat-healthy")
+    html, md = tmp_path / "r.html", tmp_path / "r.md"
+    argv = ["analyze", client, "--peer", server, "--no-progress"]
+    assert main([*argv, "--format", "markdown", "-o", str(md)]) == 0
+    text = md.read_text()
+    assert text.count("### Paths without findings") == 2  # one per capture
+    assert "(address/port translated)" in text and "MSS 1460 -> 1200 (clamped)" in text
+    assert "|-------------o-------------o------------>|  SYN seq=0 len=0" in text
+    assert main([*argv, "--format", "html", "-o", str(html)]) == 0
+    page = html.read_text()
+    assert page.count("Packet ladder at both capture points, conversation 1") == 2
+    assert "198.51.100.1:" in page and "(address/port translated)" in page and "<script" not in page
+
+
+def test_healthy_ladders_are_bounded(tmp_path, monkeypatch):
+    import analyzer.report.path as report_path
+
+    monkeypatch.setattr(report_path, "HEALTHY_LADDERS", 2)
+    client, server = _sample("pth-relay-identical")  # 7 conversations without findings in each capture
+    for fmt in ("markdown", "html", "text"):
+        out = tmp_path / f"r.{fmt}"
+        assert main(["analyze", client, "--peer", server, "--no-progress", "--format", fmt, "-o", str(out)]) == 0
+        page = out.read_text()
+        assert page.count("and 5 more conversations without findings whose path is not drawn") == 2, fmt
+    assert page.count("(its own leg: a proxy in between)") > 0
+
+
+def _outside_fences(markdown: str) -> str:
+    return "".join(part for i, part in enumerate(markdown.split("```")) if i % 2 == 0)
+
+
+def test_capture_names_cannot_inject_markup_into_path_reports(tmp_path):
+    import shutil
+
+    client, server = _sample("pth-nat-healthy")
+    evil = tmp_path / "<img src=x onerror=alert(1)>.pcap"
+    shutil.copy(server, evil)
+    html, md = tmp_path / "r.html", tmp_path / "r.md"
+    argv = ["analyze", client, "--peer", str(evil), "--no-progress"]
+    assert main([*argv, "--format", "html", "-o", str(html)]) == 0
+    page = html.read_text()
+    assert "<img" not in page and "&lt;img src=x onerror=alert(1)&gt;.pcap" in page
+    assert main([*argv, "--format", "markdown", "-o", str(md)]) == 0
+    assert "<img" not in _outside_fences(md.read_text())
+
+
+def _renumbered_headers_only(src: str, dest: Path, shift: tuple[int, int]) -> str:
+    """A copy of a capture as a firewall that renumbers TCP sequence numbers would leave it (each
+    direction's numbers moved by its own constant, the acknowledgements with them), taken with a
+    snap length that keeps only the headers (tcpdump -s 96): no payload byte to compare."""
+    client = bytes([192, 0, 2, 10]), bytes([198, 51, 100, 1])  # the client's address before and after the NAT
+    with open(src, "rb") as fin, open(dest, "wb") as fout:
+        reader = dpkt.pcap.Reader(fin)
+        writer = dpkt.pcap.Writer(fout, linktype=reader.datalink(), snaplen=96)
+        for ts, buf in reader:
+            eth = dpkt.ethernet.Ethernet(buf)
+            ip, tcp = eth.data, eth.data.data
+            if isinstance(tcp, dpkt.tcp.TCP):
+                mine, theirs = shift if ip.src in client else shift[::-1]
+                tcp.seq = (tcp.seq + mine) & 0xFFFFFFFF
+                if tcp.flags & dpkt.tcp.TH_ACK:
+                    tcp.ack = (tcp.ack + theirs) & 0xFFFFFFFF
+                tcp.sum = 0
+            frame = bytes(eth)
+            writer.writepkt(frame[: 14 + ip.hl * 4 + (tcp.off * 4 if isinstance(tcp, dpkt.tcp.TCP) else 8)], ts=ts)
+    return str(dest)
+
+
+def test_sequence_numbers_renumbered_in_between_is_not_taken_for_a_proxy(tmp_path):
+    # The NATed healthy exchange, its server capture as if a firewall had renumbered both ISNs and
+    # the capture kept headers only: neither addresses, ISNs nor payload bytes agree, the lengths and
+    # times do. Every packet was forwarded (the SYN/ACK passed the server's point first): no proxy.
+    client, server = _sample("pth-nat-healthy")
+    results = analyze_pair(client, _renumbered_headers_only(server, tmp_path / "s.pcap", (123456, 7654321)), _rules())
+    (view,) = _path_of(results).values()
+    assert view.matched_by == "lengths+timing"
+    assert "sequence numbers rewritten in between" in view.changes[0]
+    assert view.count("proxied") == 0 and view.count("lost") == 0 and view.count("injected") == 0
     assert not _findings(results)

@@ -2,14 +2,19 @@
 
 Conversations are matched by their 5-tuple where no address was rewritten; through a NAT or a
 load balancer by the initial sequence numbers (rewritten addresses and ports leave them alone);
-where those are rewritten too, by the first payload bytes each side sent. Packets of a matched
-pair are then paired by what a middlebox does not change (direction, flags, sequence and
-acknowledgement numbers relative to the SYNs, payload length), copy by copy in time order.
+where those are rewritten too, by the first payload bytes each side sent, when no other
+conversation began with the same bytes; and last by the payload lengths each side sent, turn by
+turn, at times that agree with the other capture's clock: what a proxy that terminates the
+connection (its own ports and sequence numbers on each side) leaves alike, and what tells apart
+conversations that all began with the same request. Packets of a matched pair are then paired
+by what a middlebox does not change (direction, flags, sequence and acknowledgement numbers
+relative to the SYNs, payload length), copy by copy in time order.
 """
 
 from __future__ import annotations
 
-from bisect import bisect_right
+import statistics
+from bisect import bisect_left, bisect_right
 from collections import defaultdict
 from dataclasses import dataclass
 
@@ -20,6 +25,13 @@ from analyzer.protocol import ACK, FIN, IPPROTO_TCP, RST, SYN
 KEY_FLAGS = SYN | FIN | RST | ACK  # the flags that say what a segment is (PSH, ECE, CWR may be rewritten)
 NEAREST_LIMIT = 4096  # copies x copies of one key beyond which they are paired in step rather than nearest-first
 PAIR_WINDOW = 2.0  # seconds: the most a copy may lie from its twin, clocks aligned (one-way delay and jitter)
+TURN_WINDOW = 1.0  # seconds: the most a turn of a lengths+timing match may lie from the clock offset
+MODE_WINDOW = 0.01  # seconds: lengths+timing candidates this close in first-turn shift vote for one offset
+SMALL_GROUP = 64  # alike conversations (near x far) few enough that every pair votes for the offset
+RHYTHM = 8  # start gaps in a run that tells a large group's conversations apart
+ANCHORS = 16  # runs looked for at the other point, per large group
+CHOICES = 8  # lengths+timing candidates kept per conversation, nearest the offset first
+BY_LENGTHS = "lengths+timing"
 
 
 @dataclass(slots=True)
@@ -41,9 +53,37 @@ class Side:
 
     def head(self, d: int) -> bytes:
         for pd, p in self.packets:
-            if pd == d and p.plen > 0 and p.head:
+            if pd == d and p.plen > 0 and p.head and p.icmp is None:
                 return p.head
         return b""
+
+    def turns(self) -> list[tuple[int, int, float]]:
+        """(dir, new payload bytes, time of its first packet) per turn, in time order.
+
+        A TCP turn is a run of new data from one side until the other sends new data: counted in
+        bytes, so a proxy or offload that cuts the stream into other segments leaves it alike,
+        and retransmitted bytes are not counted twice. A UDP datagram is a turn of its own.
+        """
+        out: list[tuple[int, int, float]] = []
+        base: list[int | None] = [None, None]
+        high = [0, 0]
+        for d, p in self.packets:
+            if p.plen <= 0 or p.icmp is not None:
+                continue
+            new = p.plen
+            if p.proto == IPPROTO_TCP:
+                if base[d] is None:
+                    base[d] = p.seq
+                start = (p.seq - (base[d] or 0)) & 0xFFFFFFFF
+                new = max(0, start + p.plen - max(start, high[d]))
+                high[d] = max(high[d], start + p.plen)
+            if not new:
+                continue
+            if out and out[-1][0] == d and p.proto == IPPROTO_TCP:
+                out[-1] = (d, out[-1][1] + new, out[-1][2])
+            else:
+                out.append((d, new, p.ts))
+        return out
 
 
 def sides(convs: list[Conversation], packets: list[PointPacket]) -> dict[int, Side]:
@@ -55,7 +95,7 @@ def sides(convs: list[Conversation], packets: list[PointPacket]) -> dict[int, Si
             index[(c.proto, frozenset((str(c.client), str(c.server))))].append(c)
             out[c.id] = Side(c, [])
     for p in packets:
-        proto = "tcp" if p.proto == IPPROTO_TCP else "udp"
+        proto = "tcp" if IPPROTO_TCP in (p.proto, p.quoted) else "udp"
         for c in index.get((proto, frozenset((p.src, p.dst))), ()):
             if c.first_frame <= p.frame <= c.last_frame:
                 out[c.id].packets.append((0 if p.src == str(c.client) else 1, p))
@@ -85,8 +125,174 @@ def match_conversations(near: dict[int, Side], far: dict[int, Side]) -> dict[int
     pair("5-tuple", lambda s: (s.conv.proto, str(s.conv.client), str(s.conv.server), s.isn(0)))
     pair("isn", lambda s: (s.isn(0), s.isn(1)) if s.isn(0) is not None else None)
     pair("isn", lambda s: s.isn(0))
-    pair("payload", lambda s: (s.conv.proto, s.head(0), s.head(1)) if s.head(0) or s.head(1) else None)
+    # The same first bytes in several conversations (health checks, retries) prove nothing:
+    # only a key one conversation holds at each point pairs here; the rest go to lengths+timing.
+    heads = {nid: _head_key(ns) for nid, ns in near.items() if nid not in found}
+    far_heads = {fid: _head_key(fs) for fid, fs in far.items() if fid not in taken}
+    once = _unique_keys(heads) & _unique_keys(far_heads)
+    pair("payload", lambda s: k if (k := _head_key(s)) in once else None)
+    for nid, fid in match_by_lengths(
+        {i: s for i, s in near.items() if i not in found},
+        {i: s for i, s in far.items() if i not in taken},
+        [(near[n], far[f]) for n, (f, _) in found.items()],
+    ).items():
+        found[nid] = (fid, BY_LENGTHS)
     return found
+
+
+def _head_key(s: Side) -> tuple | None:
+    return (s.conv.proto, s.head(0), s.head(1)) if s.head(0) or s.head(1) else None
+
+
+def _unique_keys(keys: dict[int, tuple | None]) -> set[tuple]:
+    seen: dict[tuple, int] = defaultdict(int)
+    for k in keys.values():
+        if k is not None:
+            seen[k] += 1
+    return {k for k, n in seen.items() if n == 1}
+
+
+Turns = list[tuple[int, int, float]]  # (dir, bytes, time of its first packet), see Side.turns
+
+
+def _alike(a: Turns, b: Turns) -> int:
+    """How many turns two conversations have in common by direction and size; 0 when they differ.
+
+    The first turns must agree. A later last common turn may differ in size when one point saw
+    more turns than the other (the rest lost in between, or a capture that ended first)."""
+    n = min(len(a), len(b))
+    if n == 0 or a[0][:2] != b[0][:2]:
+        return 0
+    if any(x[:2] != y[:2] for x, y in zip(a[1 : n - 1], b[1 : n - 1])) or a[n - 1][0] != b[n - 1][0]:
+        return 0
+    if a[n - 1][1] != b[n - 1][1] and len(a) == len(b):
+        return 0
+    return n
+
+
+def _spread(a: Turns, b: Turns, n: int) -> float:
+    """How far apart the shifts of b's turn times minus a's lie over their n common turns."""
+    shifts = [y[2] - x[2] for x, y in zip(a[:n], b[:n])]
+    return max(shifts) - min(shifts)
+
+
+def _mode(shifts: list[float]) -> float | None:
+    """The middle of the densest MODE_WINDOW of shifts (ties: the tighter cluster)."""
+    shifts = sorted(shifts)
+    sums = [0.0]
+    for s in shifts:
+        sums.append(sums[-1] + s)
+    best: tuple[int, float] | None = None
+    found = None
+    for i, s in enumerate(shifts):
+        lo, hi = bisect_left(shifts, s - MODE_WINDOW), bisect_right(shifts, s + MODE_WINDOW)
+        # the summed distance to s of the shifts in the window, from prefix sums (no inner loop)
+        spread = s * (i - lo) - (sums[i] - sums[lo]) + (sums[hi] - sums[i]) - s * (hi - i)
+        score = (hi - lo, -spread)
+        if best is None or score > best:
+            best, found = score, shifts[(lo + hi) // 2]  # the window's median: its centre of mass
+    return found
+
+
+def _rhythm_shifts(near: list[tuple[float, int]], far: list[tuple[float, int]]) -> list[float]:
+    """Clock shifts from the rhythm of many alike conversations: the run of RHYTHM gaps between
+    successive starts after each of a few anchors at one point, found again at the other.
+
+    Comparing every pair of a large group would give as many wrong shifts as right ones per
+    window; the pattern of start gaps is the same at both points (give or take the delay's
+    variation), and a run of them is unlike any other run.
+    """
+    tn, tf = [t for t, _ in near], [t for t, _ in far]
+    gn = [b - a for a, b in zip(tn, tn[1:])]
+    gf = [b - a for a, b in zip(tf, tf[1:])]
+    if len(gn) < RHYTHM or len(gf) < RHYTHM:
+        return []
+    out = []
+    for i in range(0, len(gn) - RHYTHM + 1, max(1, (len(gn) - RHYTHM) // ANCHORS)):
+        best, where = float("inf"), -1
+        for j in range(len(gf) - RHYTHM + 1):
+            miss = 0.0
+            for k in range(RHYTHM):
+                miss += abs(gn[i + k] - gf[j + k])
+                if miss >= best:
+                    break
+            else:
+                best, where = miss, j
+        out.append(tf[where] - tn[i])
+    return out
+
+
+def _reference_shift(
+    strong: list[tuple[Side, Side]],
+    near: dict[tuple, list[tuple[float, int]]],
+    far: dict[tuple, list[tuple[float, int]]],
+) -> float | None:
+    """The far clock minus the near one, roughly: from the conversations matched by proof when there
+    are some, else the shift most conversations alike in their first turn agree on (wrong pairs
+    scatter): every pair of a small group votes, a large group by the rhythm of its starts."""
+    if strong:
+        return statistics.median(b.conv.start - a.conv.start for a, b in strong)
+    shifts: list[float] = []
+    for key in near.keys() & far.keys():
+        if len(near[key]) * len(far[key]) <= SMALL_GROUP:
+            shifts += [tf - tn for tn, _ in near[key] for tf, _ in far[key]]
+        else:
+            shifts += _rhythm_shifts(near[key], far[key])
+    return _mode(shifts)
+
+
+def _first_turns(turns: dict[int, Turns], sides: dict[int, Side]) -> dict[tuple, list[tuple[float, int]]]:
+    """Conversations grouped by protocol and first turn, each group in time order."""
+    out: dict[tuple, list[tuple[float, int]]] = defaultdict(list)
+    for i, t in turns.items():
+        if t:
+            out[(sides[i].conv.proto, *t[0][:2])].append((t[0][2], i))
+    for group in out.values():
+        group.sort()
+    return out
+
+
+def match_by_lengths(near: dict[int, Side], far: dict[int, Side], strong: list[tuple[Side, Side]]) -> dict[int, int]:
+    """near id -> far id for conversations alike in payload lengths turn by turn and in time.
+
+    A candidate's first turn must lie within TURN_WINDOW of the clock offset (from the matches by
+    proof, else the shift most alike conversations agree on) and its later turns keep pace; among
+    candidates the pair nearest that offset wins, so identical conversations a few tenths of a
+    second apart are told apart by when they happened. Only conversations alike in their first
+    turn and within the window are compared, so the work grows with the conversations, not with
+    their square. Conversations alike in every length and closer together than the one-way
+    delay varies cannot be told apart by any of this, and may be swapped.
+    """
+    turns_n = {i: s.turns() for i, s in near.items()}
+    turns_f = {i: s.turns() for i, s in far.items()}
+    groups_n, groups_f = _first_turns(turns_n, near), _first_turns(turns_f, far)
+    ref = _reference_shift(strong, groups_n, groups_f)
+    if ref is None:
+        return {}
+    cands: list[tuple[float, int, int, int]] = []  # (distance from the offset, -common turns, near id, far id)
+    for key, members in groups_n.items():
+        group = groups_f.get(key, [])
+        for t, nid in members:
+            lo = bisect_left(group, (t + ref - TURN_WINDOW, -1))
+            hi = bisect_right(group, (t + ref + TURN_WINDOW, 1 << 62))
+            # nearest the offset first; a few alike ones are choice enough for the one-to-one pick.
+            # Ranked by the first turn's shift, the measure the offset was found with: later turns
+            # add the proxy's and the ends' own pauses, not evidence of identity.
+            kept = 0
+            for dist, fid in sorted((abs(tf - t - ref), fid) for tf, fid in group[lo:hi]):
+                n = _alike(turns_n[nid], turns_f[fid])
+                if n and _spread(turns_n[nid], turns_f[fid], n) <= 2 * TURN_WINDOW:
+                    cands.append((dist, -n, nid, fid))
+                    kept += 1
+                    if kept == CHOICES:
+                        break
+    out: dict[int, int] = {}
+    used: set[int] = set()
+    for _, _, nid, fid in sorted(cands):
+        if nid not in out and fid not in used:
+            out[nid] = fid
+            used.add(fid)
+    return out
 
 
 def _bases(a: Side, b: Side) -> tuple[int, int, int, int]:
@@ -99,6 +305,8 @@ def _bases(a: Side, b: Side) -> tuple[int, int, int, int]:
 
 
 def _key(d: int, p: PointPacket, own: int, other: int) -> tuple:
+    if p.icmp is not None:  # NAT rewrites the quoted header and may rewrite the sender: type and code stay
+        return (d, "icmp", p.icmp)
     if p.proto != IPPROTO_TCP:
         return (d, p.plen, p.head)
     ack = (p.ack - other) & 0xFFFFFFFF if p.flags & ACK else -1

@@ -13,6 +13,8 @@ FATES: dict[str, str] = {
     "changed": "seen at both points with a header rewritten in between: MSS, window or TCP options",
     "lost": "left one capture point toward the other and never reached it (lost or dropped in between)",
     "injected": "reached one capture point from the other's side but never passed the other (sent in between)",
+    "proxied": "a packet without payload of one leg of a connection a proxy between the points terminates "
+    "(its handshake, acknowledgements and close): the other leg carries its own, so it has no twin",
 }
 # `fate:` names -> the Mark bit a two-capture analysis sets on the packet's Event.
 FATE_MARKS: dict[str, int] = {
@@ -21,7 +23,8 @@ FATE_MARKS: dict[str, int] = {
     "lost": Mark.PATH_LOST,
     "injected": Mark.PATH_INJECTED,
 }
-Fate = Literal["seen", "changed", "lost", "injected", "unknown"]  # unknown: outside the other capture's time span
+# unknown: outside the other capture's time span
+Fate = Literal["seen", "changed", "lost", "injected", "proxied", "unknown"]
 
 
 class PointPacket(NamedTuple):
@@ -41,6 +44,11 @@ class PointPacket(NamedTuple):
     opts: int  # Packet.tcp_opts bits
     mss: int  # MSS option value, 0 when absent
     head: bytes  # first payload bytes
+    # An ICMP error is filed under the conversation it quotes, travelling toward the quoted
+    # packet's sender (src/dst are the quoted packet's dst/src): these say what it was and who sent it.
+    icmp: tuple[int, int] | None = None  # (type, code)
+    icmp_from: str = ""  # the address that sent the ICMP error
+    quoted: int = 0  # the quoted packet's protocol (IPPROTO_TCP or IPPROTO_UDP)
 
 
 class PacketFate(NamedTuple):
@@ -53,6 +61,7 @@ class PacketFate(NamedTuple):
     ts: float  # on the near point's clock (far-only packets converted with the clock offset)
     delay: float  # one-way delay between the points (seen/changed), else 0
     changes: tuple[str, ...]  # what was rewritten in between, e.g. "MSS 1460 -> 1200"
+    origin: str = ""  # ICMP errors: where the error was sent from, as far as the two points tell
 
     @property
     def packet(self) -> PointPacket:
@@ -83,7 +92,7 @@ class PathView:
     peer: str  # the other capture's path
     here_near: Literal["client", "server"]  # which end this capture point is nearer
     order_basis: str  # how the points' order was told (TTL, handshake timing, or assumed)
-    matched_by: str  # "5-tuple", "isn", "payload", "" when the other capture lacks the conversation
+    matched_by: str  # "5-tuple", "isn", "payload", "lengths+timing", "" when the other capture lacks the conversation
     peer_conversation: int  # its id in the other capture, 0 when unmatched
     peer_client: str  # the endpoints as the other capture sees them ("" when unmatched)
     peer_server: str

@@ -20,6 +20,7 @@ from analyzer.errors import CaptureError
 from analyzer.model import CaptureResult, CaptureWarning, Conversation
 from analyzer.peer.clock import estimate, order_by_handshake, order_by_ttl
 from analyzer.peer.match import (
+    BY_LENGTHS,
     PAIR_WINDOW,
     Side,
     keyed,
@@ -32,7 +33,7 @@ from analyzer.peer.match import (
 from analyzer.peer.model import FATE_MARKS, Clock, Fate, PacketFate, PathView, PointPacket, only_large_lost
 from analyzer.peer.read import read_point
 from analyzer.pipeline import analyze_capture, keep_evidence
-from analyzer.protocol import ACK, OPT_MSS, OPT_SACK_PERM, OPT_TIMESTAMP, OPT_WSCALE, SYN
+from analyzer.protocol import ACK, OPT_MSS, OPT_SACK_PERM, OPT_TIMESTAMP, OPT_WSCALE, RST, SYN
 
 OPTION_NAMES = (
     (OPT_MSS, "MSS"),
@@ -41,6 +42,11 @@ OPTION_NAMES = (
     (OPT_TIMESTAMP, "timestamps"),
 )
 COVER_SLACK = 0.5  # seconds before the other capture's first packet still counted as covered (clock uncertainty)
+TERMINATED = (
+    "connection terminated between the points (a proxy or relay): each side has its own ports, sequence "
+    "numbers, handshake and acknowledgements; only the payload crosses"
+)
+RENUMBERED = "sequence numbers rewritten in between (a firewall's initial sequence number randomisation)"
 
 
 @dataclasses.dataclass(slots=True)
@@ -104,7 +110,17 @@ def analyze_pair(
             )
         return [_trim(ra), _trim(rb)]
     _order_and_clock(pair)
-    if all(how == "payload" for _, how in pair.matches.values()):
+    if all(how == BY_LENGTHS for _, how in pair.matches.values()):
+        for result in (ra, rb):
+            result.warnings.append(
+                CaptureWarning(
+                    "peer-match-by-lengths",
+                    "conversations matched across the captures by payload lengths and timing alone (no "
+                    "address, sequence number or unique payload agreed): if the captures were not taken at "
+                    "the same time, the path and the clock offset are guesses",
+                )
+            )
+    elif all(how == "payload" for _, how in pair.matches.values()):
         for result in (ra, rb):
             result.warnings.append(
                 CaptureWarning(
@@ -127,16 +143,25 @@ def _order_and_clock(pair: _Pair) -> None:
     ttls: list[tuple[int, int, int]] = []
     gaps: list[tuple[float, float]] = []
     raw: list[tuple[int, PointPacket, PointPacket]] = []
-    for aid, (bid, _) in pair.matches.items():
+    turn_gaps: list[tuple[float, float]] = []
+    for aid, (bid, how) in pair.matches.items():
         sa, sb = pair.a[aid], pair.b[bid]
         ka, kb = keyed(sa, sb)
         found = unique_pairs(ka, kb)
+        if how == BY_LENGTHS:
+            # Perhaps two legs of a connection a proxy terminates: then only payload crossed, and
+            # its own handshake, ACKs and TTLs tell neither the clock nor the hops. Left out alike.
+            raw += [(d, pa, pb) for d, pa, pb in found if pa.plen > 0 and pa.icmp is None]
+            ga, gb = _turn_gap(sa), _turn_gap(sb)
+            if ga is not None and gb is not None:
+                turn_gaps.append((ga, gb))
+            continue
         raw += found
         ttls += [(d, pa.ttl, pb.ttl) for d, pa, pb in found]
         ga, gb = _handshake_gap(sa), _handshake_gap(sb)
         if ga is not None and gb is not None:
             gaps.append((ga, gb))
-    by_ttl, by_hs = order_by_ttl(ttls), order_by_handshake(gaps)
+    by_ttl, by_hs, by_turns = order_by_ttl(ttls), order_by_handshake(gaps), order_by_handshake(turn_gaps)
     if by_ttl is not None:
         pair.a_near, pair.order_basis = (
             by_ttl,
@@ -147,10 +172,15 @@ def _order_and_clock(pair: _Pair) -> None:
             by_hs,
             "handshake timing: SYN to SYN/ACK takes longer at the point nearer the client",
         )
+    elif by_turns is not None:
+        pair.a_near, pair.order_basis = (
+            by_turns,
+            "request timing: the first answer takes longer to come at the point nearer the client",
+        )
     # dir 0 in the estimate travels from the near point to the far one
     travel = [(d if pair.a_near else 1 - d, pa.ts, pb.ts) for d, pa, pb in raw]
     pair.clock = estimate([(t, a, b) if pair.a_near else (t, b, a) for t, a, b in travel])
-    drops = Counter(abs(pa.ttl - pb.ttl) for _, pa, pb in raw)
+    drops = Counter(abs(ttl_a - ttl_b) for _, ttl_a, ttl_b in ttls)
     pair.hops = drops.most_common(1)[0][0] if drops else -1
     if _drop_untimely_payload_matches(pair):
         _order_and_clock(pair)
@@ -178,6 +208,15 @@ def _drop_untimely_payload_matches(pair: _Pair) -> bool:
     return bool(untimely)
 
 
+def _turn_gap(side: Side) -> float | None:
+    """Time from the client's first payload to the server's first payload after it."""
+    turns = side.turns()
+    first = next((i for i, t in enumerate(turns) if t[0] == 0), None)
+    if first is None or first + 1 >= len(turns):
+        return None
+    return turns[first + 1][2] - turns[first][2]
+
+
 def _handshake_gap(side: Side) -> float | None:
     syn, synack = side.first(0, SYN, ACK), side.first(1, SYN | ACK)
     return synack.ts - syn.ts if syn is not None and synack is not None else None
@@ -192,10 +231,11 @@ def _views(pair: _Pair) -> tuple[dict[int, PathView], dict[int, PathView]]:
     for aid, sa in pair.a.items():
         bid, how = pair.matches.get(aid, (0, ""))
         sb = pair.b.get(bid)
-        packets = _fates(pair, sa, sb)
-        views_a[aid] = _view(pair, True, sa, sb, how, packets)
+        note = _legs(pair, sa, sb) if how == BY_LENGTHS and sb is not None else ""
+        packets = _fates(pair, sa, sb, terminated=note == TERMINATED)
+        views_a[aid] = _view(pair, True, sa, sb, how, packets, note)
         if sb is not None:
-            views_b[bid] = _view(pair, False, sb, sa, how, packets)
+            views_b[bid] = _view(pair, False, sb, sa, how, packets, note)
     matched_b = {bid for bid, _ in pair.matches.values()}
     for bid, sb in pair.b.items():
         if bid not in matched_b:
@@ -203,13 +243,36 @@ def _views(pair: _Pair) -> tuple[dict[int, PathView], dict[int, PathView]]:
     return views_a, views_b
 
 
-def _fates(pair: _Pair, sa: Side | None, sb: Side | None) -> tuple[PacketFate, ...]:
-    """Every packet of one conversation at either point, with its fate, in the near point's time."""
+def _legs(pair: _Pair, sa: Side, sb: Side) -> str:
+    """What a TCP conversation matched by lengths and timing went through, when its ISNs differ:
+    a proxy that terminates it (TERMINATED) or a firewall that renumbers it (RENUMBERED).
+
+    A forwarded SYN/ACK reaches the point nearer the client after it passed the other one; a
+    proxy answers the client's SYN itself, before the server's SYN/ACK exists (by the clock the
+    payload gives). Otherwise "": UDP, or a SYN or SYN/ACK missing at a point."""
+    if sa.conv.proto != "tcp" or None in (sa.isn(0), sb.isn(0)) or sa.isn(0) == sb.isn(0):
+        return ""
+    near, far = (sa, sb) if pair.a_near else (sb, sa)
+    got, sent = near.first(1, SYN | ACK), far.first(1, SYN | ACK)
+    if got is None or sent is None:
+        return ""
+    slack = max(pair.clock.uncertainty, 0.0) + 1e-4
+    return TERMINATED if got.ts < sent.ts - pair.clock.offset - slack else RENUMBERED
+
+
+def _fates(pair: _Pair, sa: Side | None, sb: Side | None, terminated: bool = False) -> tuple[PacketFate, ...]:
+    """Every packet of one conversation at either point, with its fate, in the near point's time.
+
+    terminated: the two are legs of one connection a proxy in between terminates (matched by
+    lengths+timing): only packets carrying payload (and ICMP errors) can have a twin.
+    """
     off = pair.b_minus_a
     paired: list[tuple[int, PointPacket, PointPacket]] = []
     recut: tuple[set[int], set[int]] = (set(), set())
     if sa is not None and sb is not None:
         ka, kb = keyed(sa, sb)
+        if terminated:
+            ka = {k: v for k, v in ka.items() if v[0].plen > 0 or v[0].icmp is not None}
         paired = timed_pairs(ka, kb, off)
         recut = resegmented(sa, sb, ka, kb)
     seen_a = {pa.frame for _, pa, _ in paired}
@@ -219,10 +282,36 @@ def _fates(pair: _Pair, sa: Side | None, sb: Side | None) -> tuple[PacketFate, .
         if side is None:
             continue
         for d, p in side.packets:
-            if p.frame not in seen:
+            if p.frame in seen:
+                continue
+            if terminated and p.plen == 0 and p.icmp is None and not p.flags & RST:
+                at_near = in_a == pair.a_near
+                ts = p.ts if at_near else p.ts - pair.clock.offset
+                out.append(PacketFate(d, "proxied", p if at_near else None, None if at_near else p, ts, 0.0, ()))
+            else:
                 out.append(_one(pair, d, p, in_a, p.frame in cut))
     out.sort(key=lambda f: f.ts)
     return tuple(out)
+
+
+def _host(endpoint: str) -> str:
+    return endpoint.rsplit(":", 1)[0].strip("[]")
+
+
+def _icmp_origin(fate: str, d: int, sender: PointPacket, at_near: bool) -> str:
+    """Where an ICMP error came from, as far as the two points tell (sender: its copy at the point it
+    passed first, or at the only point that saw it)."""
+    end = "server" if d == 1 else "client"  # it travels from this end's side toward the other
+    if fate == "injected":
+        return f"originated between the points: sent by {sender.icmp_from}, a device in between"
+    if fate == "lost":
+        side = "client" if at_near else "server"
+        return f"sent by {sender.icmp_from}; left the {side}-side point and never reached the other"
+    if fate in ("seen", "changed"):
+        if sender.icmp_from == _host(sender.src):
+            return f"sent by the {end} itself ({sender.icmp_from}), seen at both points"
+        return f"forwarded from beyond the {end}-side point: sent by {sender.icmp_from}, seen at both points"
+    return f"sent by {sender.icmp_from}"
 
 
 def _both(pair: _Pair, d: int, pa: PointPacket, pb: PointPacket) -> PacketFate:
@@ -232,7 +321,8 @@ def _both(pair: _Pair, d: int, pa: PointPacket, pb: PointPacket) -> PacketFate:
     delay = (far.ts - off - near.ts) if d == 0 else (near.ts - (far.ts - off))
     changes = _changes(sender, receiver)
     fate: Fate = "changed" if changes else "seen"
-    return PacketFate(d, fate, near, far, near.ts, delay, changes)
+    origin = _icmp_origin(fate, d, sender, d == 0) if sender.icmp is not None else ""
+    return PacketFate(d, fate, near, far, near.ts, delay, changes, origin)
 
 
 def _changes(sent: PointPacket, got: PointPacket) -> tuple[str, ...]:
@@ -264,10 +354,13 @@ def _one(pair: _Pair, d: int, p: PointPacket, in_a: bool, recut: bool) -> Packet
     else:
         leaving = (d == 0) == at_near
         fate = "lost" if leaving else "injected"
-    return PacketFate(d, fate, p if at_near else None, None if at_near else p, ts, 0.0, changes)
+    origin = _icmp_origin(fate, d, p, at_near) if p.icmp is not None else ""
+    return PacketFate(d, fate, p if at_near else None, None if at_near else p, ts, 0.0, changes, origin)
 
 
-def _view(pair: _Pair, in_a: bool, here: Side, other: Side | None, how: str, packets: tuple) -> PathView:
+def _view(
+    pair: _Pair, in_a: bool, here: Side, other: Side | None, how: str, packets: tuple, note: str = ""
+) -> PathView:
     near_here = in_a == pair.a_near
     clock = pair.clock
     if not near_here:  # seen from the far point, the offset is the near clock minus the far one
@@ -284,13 +377,15 @@ def _view(pair: _Pair, in_a: bool, here: Side, other: Side | None, how: str, pac
         clock=clock,
         hops_between=pair.hops,
         packets=packets,
-        changes=_conversation_changes(here, other, near_here, packets),
+        changes=_conversation_changes(here, other, near_here, packets, note),
         lost_only_large=only_large_lost(packets),
     )
 
 
-def _conversation_changes(here: Side, other: Side | None, near_here: bool, packets: tuple) -> tuple[str, ...]:
-    out: list[str] = []
+def _conversation_changes(
+    here: Side, other: Side | None, near_here: bool, packets: tuple, note: str = ""
+) -> tuple[str, ...]:
+    out: list[str] = [note] if note else []
     if other is not None:
         near, far = (here.conv, other.conv) if near_here else (other.conv, here.conv)
         if str(near.client) != str(far.client):

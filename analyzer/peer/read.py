@@ -13,7 +13,7 @@ from analyzer.decode.reference import _link  # dpkt's view of a frame: the TCP o
 from analyzer.errors import CaptureError
 from analyzer.model import Endpoint, Frame, Packet
 from analyzer.peer.model import PointPacket
-from analyzer.protocol import IPPROTO_TCP, IPPROTO_UDP, SYN
+from analyzer.protocol import IPPROTO_ICMP, IPPROTO_ICMPV6, IPPROTO_TCP, IPPROTO_UDP, SYN
 
 
 @functools.lru_cache(maxsize=65536)
@@ -60,16 +60,49 @@ def point_packet(frame: Frame, pkt: Packet) -> PointPacket:
     )
 
 
+def icmp_point_packet(pkt: Packet) -> PointPacket | None:
+    """An ICMP error quoting a TCP or UDP packet, as a packet of the quoted conversation travelling
+    toward the quoted packet's sender (as the flow table files it); None for any other ICMP."""
+    q = pkt.quoted
+    if q is None or q.proto not in (IPPROTO_TCP, IPPROTO_UDP):
+        return None
+    return PointPacket(
+        frame=pkt.number,
+        ts=pkt.ts,
+        proto=pkt.proto,
+        src=_endpoint(q.dst, q.dport),
+        dst=_endpoint(q.src, q.sport),
+        flags=0,
+        seq=q.seq,
+        ack=0,
+        plen=pkt.plen,
+        win=0,
+        ttl=pkt.ttl,
+        opts=0,
+        mss=0,
+        head=b"",
+        icmp=(pkt.icmp_type, pkt.icmp_code),
+        icmp_from=_address(pkt.src),
+        quoted=q.proto,
+    )
+
+
 def read_point(path: str) -> list[PointPacket]:
-    """Every TCP and UDP packet of a capture, in frame order; CaptureError when it cannot be read."""
+    """Every TCP and UDP packet of a capture and the ICMP errors quoting one, in frame order;
+    CaptureError when it cannot be read."""
     decoder = Decoder()
     out: list[PointPacket] = []
     with open_capture(path) as cap:
         for frame in cap:
             pkt = decoder.decode(frame)
-            if pkt is None or pkt.inner is not None or pkt.proto not in (IPPROTO_TCP, IPPROTO_UDP):
+            if pkt is None or pkt.inner is not None:
                 continue
-            out.append(point_packet(frame, pkt))
+            if pkt.proto in (IPPROTO_TCP, IPPROTO_UDP):
+                out.append(point_packet(frame, pkt))
+            elif pkt.proto in (IPPROTO_ICMP, IPPROTO_ICMPV6):
+                icmp = icmp_point_packet(pkt)
+                if icmp is not None:
+                    out.append(icmp)
     return out
 
 

@@ -26,7 +26,7 @@ from analyzer.report.evidence_names import evidence_path
 from analyzer.report.incidents import Incident, frame_times, incident_summary, incidents, show_span, show_time
 from analyzer.report.ladder import ladder_rows, svg_ladder, svg_path_ladder
 from analyzer.report.options import ReportOptions
-from analyzer.report.path import path_summary
+from analyzer.report.path import healthy_left_out, healthy_paths, path_summary
 from analyzer.tls import TLS_STACKS
 from analyzer.winsock import seen_lines
 
@@ -92,8 +92,26 @@ def _incident_view(inc: Incident, convs: dict[int, Conversation], opts: ReportOp
     }
 
 
-def _capture_view(result: CaptureResult, index: int, incident_views: list[dict]) -> dict:
+def _healthy_path_views(result: CaptureResult, opts: ReportOptions) -> tuple[list[dict], str]:
+    """Two captures: the path and two-point ladder of conversations without findings (bounded)."""
+    shown, left = healthy_paths(result)
+    views = [
+        {
+            "conv": conv,
+            "path": path_summary(conv),
+            "ladder": svg_path_ladder(conv, None, opts.ladder_context, opts.ladder_max_rows),
+            "started": show_time(conv.start, opts.tz),
+        }
+        for conv in shown
+    ]
+    return views, healthy_left_out(left) if left else ""
+
+
+def _capture_view(result: CaptureResult, index: int, incident_views: list[dict], opts: ReportOptions) -> dict:
+    paths, more_paths = _healthy_path_views(result, opts) if not result.error else ([], "")
     return {
+        "paths": paths,
+        "more_paths": more_paths,
         "r": result,
         "name": display_path(result.path),
         "incidents": [v for v in incident_views if v["inc"].capture == index],
@@ -114,7 +132,7 @@ def render_html(results: list[CaptureResult], opts: ReportOptions) -> str:
     budget = [MAX_CARDS]
     convs = [conversations_by_id(r) for r in results]
     views = [_incident_view(inc, convs[inc.capture], opts, budget) for inc in found]
-    captures = [_capture_view(r, i, views) for i, r in enumerate(results)]
+    captures = [_capture_view(r, i, views, opts) for i, r in enumerate(results)]
     return template.render(
         captures=captures,
         incidents=[{"inc": inc, "span": show_span(inc.start, inc.end, opts.tz)} for inc in found],

@@ -226,17 +226,35 @@ def svg_ladder(conv: Conversation, rows: list[LadderRow]) -> SvgLadder:
 # server, server. A packet's arrow is drawn over the stretch it is known to have travelled.
 PATH_LANES = (0, 14, 28, 42)
 PATH_BREAK = 21  # between the two points: where a lost packet vanished or an injected one appeared
-PATH_FATE_LABELS = {"lost": "LOST between the points", "injected": "INJECTED between the points", "unknown": ""}
+PATH_FATE_LABELS = {
+    "lost": "LOST between the points",
+    "injected": "INJECTED between the points",
+    "proxied": "(its own leg: a proxy in between)",
+    "unknown": "",
+}
 
 
-def _path_arrow(d: int, fate: str) -> str:
+def _shape(f) -> str:
+    """How a packet is drawn: a proxied one arriving from the proxy starts in between, like an
+    injected one; one leaving toward it ends there, like a lost one."""
+    if f.fate != "proxied":
+        return f.fate
+    arriving = (f.near is not None) == (f.dir == 1)
+    return "injected" if arriving else "lost"
+
+
+BREAK_MARKS = {"injected": "*", "lost": "X", "unknown": "?", "proxied": "#"}
+
+
+def _path_arrow(d: int, fate: str, shape: str = "") -> str:
     c0, p1, p2, s0 = PATH_LANES
+    shape = shape or fate
     row = [" "] * (s0 + 1)
     row[c0] = row[s0] = "|"
     row[p1] = row[p2] = ":"
-    if fate in ("seen", "changed"):
+    if shape in ("seen", "changed"):
         lo, hi = c0 + 1, s0 - 1
-    elif fate == "injected":
+    elif shape == "injected":
         lo, hi = (PATH_BREAK, s0 - 1) if d == 0 else (c0 + 1, PATH_BREAK)
     else:  # lost, or seen at one point only (unknown): from its sender to the break
         lo, hi = (c0 + 1, PATH_BREAK) if d == 0 else (PATH_BREAK, s0 - 1)
@@ -245,22 +263,52 @@ def _path_arrow(d: int, fate: str) -> str:
     for lane in (p1, p2):
         if lo <= lane <= hi:
             row[lane] = "o"
-    if fate == "injected":
-        row[PATH_BREAK] = "*"
-    elif fate in ("lost", "unknown"):
-        row[PATH_BREAK] = "X" if fate == "lost" else "?"
-    if fate not in ("lost", "unknown"):
+    if fate in BREAK_MARKS:
+        row[PATH_BREAK] = BREAK_MARKS[fate]
+    if shape not in ("lost", "unknown"):
         row[hi if d == 0 else lo] = ">" if d == 0 else "<"
     return "".join(row)
 
 
-def _path_label(fate_row, bases: tuple[int, int]) -> str:
+def _path_icmp_label(fate_row) -> str:
+    """An ICMP error's arrow: what it says, who sent it, and whether it was sent between the points."""
     p = fate_row.packet
+    family = 6 if ":" in p.icmp_from else 4
+    parts = [icmp_label(family, *p.icmp), f"from {p.icmp_from}"]
+    if fate_row.near is not None and fate_row.far is not None:
+        parts.append(f"({fate_row.delay * 1000:.2f} ms)")
+    if fate_row.fate == "injected":
+        parts.append("ORIGINATED between the points")
+    elif fate_row.fate == "lost":
+        parts.append(PATH_FATE_LABELS["lost"])
+    return " ".join(parts)
+
+
+def _seq_bases(packets) -> dict[tuple[bool, int], int]:
+    """(at the near point?, dir) -> the sequence number counted as 0 there: its SYN, else its first packet.
+
+    Per point, because a proxy or a sequence-randomising firewall between the points gives each
+    side numbers of its own."""
+    out: dict[tuple[bool, int], int] = {}
+    for near in (True, False):
+        for d in (0, 1):
+            mine = [f for f in packets if f.dir == d and (f.near if near else f.far) is not None]
+            first = next((f for f in mine if f.packet.flags & SYN), None) or (mine[0] if mine else None)
+            if first is not None:
+                out[(near, d)] = (first.near if near else first.far).seq
+    return out
+
+
+def _path_label(fate_row, bases: dict[tuple[bool, int], int]) -> str:
+    p = fate_row.packet
+    if p.icmp is not None:
+        return _path_icmp_label(fate_row)
     if p.proto == 17:
         parts = ["UDP", f"len={p.plen}"]
     else:
         flags = ",".join(name for name, bit in TCP_FLAG_NAMES.items() if p.flags & bit) or "none"
-        parts = [flags, f"seq={(p.seq - bases[fate_row.dir]) & 0xFFFFFFFF}", f"len={p.plen}"]
+        base = bases.get((fate_row.near is not None, fate_row.dir), 0)
+        parts = [flags, f"seq={(p.seq - base) & 0xFFFFFFFF}", f"len={p.plen}"]
     if fate_row.near is not None and fate_row.far is not None:
         parts.append(f"({fate_row.delay * 1000:.2f} ms)")
     note = PATH_FATE_LABELS.get(fate_row.fate, "")
@@ -297,11 +345,7 @@ def path_ladder(
     packets = view.packets
     evidence = set(finding.frames) if finding is not None else set()
     hits = [i for i, f in enumerate(packets) if here_frame(f) is not None and here_frame(f).frame in evidence]
-    bases = []
-    for d in (0, 1):
-        syn = next((f for f in packets if f.dir == d and f.packet.flags & SYN), None)
-        first = syn or next((f for f in packets if f.dir == d), None)
-        bases.append(first.packet.seq if first is not None else 0)
+    bases = _seq_bases(packets)
     near_name, far_name = (view.here, view.peer) if near_here else (view.peer, view.here)
     c0, p1, p2, s0 = PATH_LANES
     lines = [
@@ -317,9 +361,9 @@ def path_ladder(
         n1 = str(f.near.frame) if f.near is not None else "-"
         n2 = str(f.far.frame) if f.far is not None else "-"
         mark = ">>" if i in hits else "  "
-        label = clean(_path_label(f, (bases[0], bases[1])))
+        label = clean(_path_label(f, bases))
         when = "+" + format(f.ts - start, ".3f") + "s"
-        lines.append(f"{mark} {n1:>6} {n2:>6} {when:>10}  {_path_arrow(f.dir, f.fate)}  {label}")
+        lines.append(f"{mark} {n1:>6} {n2:>6} {when:>10}  {_path_arrow(f.dir, f.fate, _shape(f))}  {label}")
         previous = i
     if packets and previous < len(packets) - 1:
         lines.append(f"{'':2} {'':>6} {'':>6} {'':>10}  {_gap_label(len(packets) - 1 - previous)}")
@@ -342,6 +386,7 @@ class SvgPathRow:
     seen_at: tuple[int, ...] = ()  # x of the capture points that saw it
     lost_x: int = 0  # where it vanished (an X), 0: did not
     injected_x: int = 0  # where it appeared (a star), 0: did not
+    proxied_x: int = 0  # where a proxy between the points ended or began its leg (a square), 0: none
 
 
 @dataclass(frozen=True, slots=True)
@@ -361,10 +406,10 @@ SVG_PATH_LANES = (240, 420, 600, 780)
 SVG_PATH_WIDTH = 900
 
 
-def _svg_path_row(f, y: int, culprit: bool, start: float, bases: tuple[int, int]) -> SvgPathRow:
+def _svg_path_row(f, y: int, culprit: bool, start: float, bases: dict[tuple[bool, int], int]) -> SvgPathRow:
     c0, p1, p2, s0 = SVG_PATH_LANES
     brk = (p1 + p2) // 2
-    d, fate = f.dir, f.fate
+    d, fate = f.dir, _shape(f)
     if fate in ("seen", "changed"):
         x1, x2 = (c0, s0) if d == 0 else (s0, c0)
     elif fate == "injected":
@@ -388,8 +433,9 @@ def _svg_path_row(f, y: int, culprit: bool, start: float, bases: tuple[int, int]
         f"+{f.ts - start:.3f}s",
         culprit,
         tuple(x for x in (p1, p2) if lo <= x <= hi),
-        brk if fate == "lost" else 0,
-        brk if fate == "injected" else 0,
+        brk if f.fate == "lost" else 0,
+        brk if f.fate == "injected" else 0,
+        brk if f.fate == "proxied" else 0,
     )
 
 
@@ -408,12 +454,7 @@ def svg_path_ladder(
         here = f.near if near_here else f.far
         if here is not None and here.frame in evidence:
             hits.add(i)
-    bases = []
-    for d in (0, 1):
-        first = next((f for f in packets if f.dir == d and f.packet.flags & SYN), None) or next(
-            (f for f in packets if f.dir == d), None
-        )
-        bases.append(first.packet.seq if first is not None else 0)
+    bases = _seq_bases(packets)
     start = packets[0].ts if packets else 0.0
     rows: list[SvgPathRow] = []
     y = SVG_TOP + SVG_ROW
@@ -422,7 +463,7 @@ def svg_path_ladder(
         if i - previous > 1:
             rows.append(SvgPathRow("gap", y, label=_gap_label(i - previous - 1)))
             y += SVG_ROW
-        rows.append(_svg_path_row(packets[i], y, i in hits, start, (bases[0], bases[1])))
+        rows.append(_svg_path_row(packets[i], y, i in hits, start, bases))
         y += SVG_ROW
         previous = i
     near_name, far_name = (view.here, view.peer) if near_here else (view.peer, view.here)

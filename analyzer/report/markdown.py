@@ -25,7 +25,7 @@ from analyzer.report.evidence_names import evidence_path
 from analyzer.report.incidents import Incident, frame_times, incident_summary, incidents, show_span, show_time
 from analyzer.report.ladder import ascii_ladder, ladder_rows, path_ladder
 from analyzer.report.options import ReportOptions
-from analyzer.report.path import path_summary
+from analyzer.report.path import healthy_left_out, healthy_paths, path_summary
 from analyzer.tls import TLS_STACKS
 from analyzer.winsock import seen_lines
 
@@ -170,16 +170,48 @@ def _finding(finding: Finding, conv: Conversation | None, opts: ReportOptions) -
     if finding.references:
         out.append(f"  \n**References:** {'; '.join(md(r) for r in finding.references)}")
     if conv is not None and conv.path is not None:  # two captures: both points as lanes
-        ladder = path_ladder(conv, finding, opts.ladder_context, opts.ladder_max_rows, clean)
-        out += ["", "<details><summary>Packet ladder at both capture points</summary>", ""]
-        out += fenced([clean(line) for line in path_summary(conv)] + ladder)
-        out += ["", "</details>"]
+        out += [""] + _path_block(conv, finding, opts)
     elif conv is not None and conv.timeline:
         rows = ladder_rows(conv, finding, opts.ladder_context, opts.ladder_max_rows)
         out += ["", "<details><summary>Packet ladder</summary>", ""]
         out += fenced(ascii_ladder(conv, rows, clean))
         out += ["", "</details>"]
     out.append("")
+    return out
+
+
+def _path_block(conv: Conversation, finding: Finding | None, opts: ReportOptions) -> list[str]:
+    """A conversation's path summary and two-point ladder, folded away (fenced: literal text)."""
+    ladder = path_ladder(conv, finding, opts.ladder_context, opts.ladder_max_rows, clean)
+    out = ["<details><summary>Packet ladder at both capture points</summary>", ""]
+    out += fenced([clean(line) for line in path_summary(conv)] + ladder)
+    return out + ["", "</details>"]
+
+
+def _healthy_paths(result: CaptureResult, opts: ReportOptions, room: int) -> list[str]:
+    """Two captures: the paths of conversations without findings (a NAT's translation, a proxy),
+    as many as fit in `room` characters and at most HEALTHY_LADDERS; the rest counted."""
+    shown, left = healthy_paths(result)
+    if not shown:
+        return []
+    out = ["### Paths without findings", ""]
+    size = sum(len(line) + 1 for line in out)
+    for n, conv in enumerate(shown):
+        block = [
+            f"Conversation {conv.id}, {md(conv.proto)}, client {code_span(conv.client)} → server "
+            f"{code_span(conv.server)}, state {code_span(conv.state)}, frames {conv.first_frame}–{conv.last_frame}",
+            "",
+            *_path_block(conv, None, opts),
+            "",
+        ]
+        cost = sum(len(line) + 1 for line in block)
+        if size + cost > room:
+            left += len(shown) - n
+            break
+        out += block
+        size += cost
+    if left:
+        out += [f"*{md(healthy_left_out(left))}*", ""]
     return out
 
 
@@ -273,6 +305,10 @@ def render_markdown(results: list[CaptureResult], opts: ReportOptions) -> str:
             continue
         out += section
         size += section_size
+        if not r.error:
+            paths = _healthy_paths(r, opts, limit - size - reserve)
+            out += paths
+            size += sum(len(line) + 1 for line in paths)
     if left_out:
         out += [
             f"*{left_out} findings are not shown, to keep this report under GitHub's 65,536-character "

@@ -4,12 +4,57 @@ from __future__ import annotations
 
 from typing import Any
 
-from analyzer.model import Conversation
-from analyzer.peer.model import FATES, PathView
+from analyzer.icmp import icmp_label
+from analyzer.model import CaptureResult, Conversation
+from analyzer.peer.model import FATES, PacketFate, PathView
 
 
 def _delays(view: PathView, d: int) -> list[float]:
     return sorted(f.delay for f in view.packets if f.dir == d and f.near is not None and f.far is not None)
+
+
+def _icmp_dict(f: PacketFate) -> dict[str, Any] | None:
+    """An ICMP error's record in the path section: what it says, who sent it, from where."""
+    p = f.packet
+    if p.icmp is None:
+        return None
+    family = 6 if ":" in p.icmp_from else 4
+    return {
+        "type": p.icmp[0],
+        "code": p.icmp[1],
+        "name": icmp_label(family, *p.icmp),
+        "from": p.icmp_from,
+        "origin": f.origin,
+    }
+
+
+def icmp_lines(view: PathView) -> list[str]:
+    """One line per ICMP error of the conversation: where it came from, and what it answered."""
+    out = []
+    here_near = view.here_near == "client"
+    for f in view.packets:
+        p = f.packet
+        if p.icmp is None:
+            continue
+        here = f.near if here_near else f.far
+        where = f"frame {here.frame}" if here is not None else f"frame {p.frame} of {view.peer}"
+        family = 6 if ":" in p.icmp_from else 4
+        line = f"{icmp_label(family, *p.icmp)} ({where}): {f.origin}"
+        if f.fate == "injected":
+            line += _answered(view, f, here_near)
+        out.append(line)
+    return out
+
+
+def _answered(view: PathView, icmp: PacketFate, here_near: bool) -> str:
+    """', answering the client's packet (frame 11), which never reached the server-side point'."""
+    sent = [f for f in view.packets if f.dir != icmp.dir and f.ts <= icmp.ts and f.packet.icmp is None]
+    if not sent or sent[-1].fate != "lost":
+        return ""
+    here = sent[-1].near if here_near else sent[-1].far
+    sender, other = ("client", "server") if icmp.dir == 1 else ("server", "client")
+    frame = f" (frame {here.frame})" if here is not None else ""
+    return f"; it answers the {sender}'s packet{frame}, which never reached the {other}-side point"
 
 
 def path_dict(view: PathView) -> dict[str, Any]:
@@ -50,6 +95,7 @@ def path_dict(view: PathView) -> dict[str, Any]:
                 "ttl": [f.near.ttl if f.near is not None else None, f.far.ttl if f.far is not None else None],
                 "changes": list(f.changes),
             }
+            | ({"icmp": icmp} if (icmp := _icmp_dict(f)) is not None else {})
             for f in view.packets
         ],
     }
@@ -75,4 +121,25 @@ def path_summary(conv: Conversation) -> list[str]:
     hops = f"; {view.hops_between} router(s) between the points" if view.hops_between >= 0 else ""
     lines.append(f"packets: {counts or 'none'}; clock of {view.peer} {offset:+.6f} s{spread}{hops}")
     lines += [f"changed in between: {c}" for c in view.changes]
-    return lines
+    return lines + icmp_lines(view)
+
+
+# Two-point ladders drawn per capture for conversations without a finding (a NAT, a proxy, a clamp
+# to show): enough to see what the path does, few enough that a capture of thousands of healthy
+# NATed conversations still makes a short report. The rest are counted, not drawn.
+HEALTHY_LADDERS = 10
+
+
+def healthy_paths(result: CaptureResult) -> tuple[list[Conversation], int]:
+    """The conversations without findings that carry a path, the first HEALTHY_LADDERS of them,
+    and how many more were left out."""
+    with_findings = {f.conversation for f in result.findings}
+    found = [c for c in result.conversations if c.path is not None and c.id not in with_findings]
+    return found[:HEALTHY_LADDERS], max(0, len(found) - HEALTHY_LADDERS)
+
+
+def healthy_left_out(left: int) -> str:
+    return (
+        f"… and {left} more conversation{'s' if left != 1 else ''} without findings whose path "
+        f"is not drawn (the first {HEALTHY_LADDERS} are; the JSON report holds every path)"
+    )

@@ -25,7 +25,7 @@ from analyzer.report.evidence_names import evidence_path
 from analyzer.report.incidents import Incident, frame_times, incident_summary, incidents, show_span, show_time
 from analyzer.report.ladder import ascii_ladder, ladder_rows, path_ladder
 from analyzer.report.options import ReportOptions
-from analyzer.report.path import path_summary
+from analyzer.report.path import healthy_left_out, healthy_paths, path_summary
 from analyzer.tls import TLS_STACKS
 from analyzer.winsock import seen_lines
 
@@ -172,11 +172,15 @@ def _path_ladder(conv: Conversation, finding: Finding | None, opts: ReportOption
 def _path_only(result: CaptureResult, groups: Collection[int], opts: ReportOptions, paint: _Painter) -> list[str]:
     """Two captures: conversations without findings whose path shows something (a NAT, a clamp)."""
     out: list[str] = []
-    for conv in result.conversations:
-        if conv.path is not None and conv.id not in groups:
-            out += ["", paint("bold", _conversation_head(conv, conv.id))]
-            out += ["  " + clean(line) for line in path_summary(conv)]
-            out += ["  " + line for line in _path_ladder(conv, None, opts)]
+    shown, left = healthy_paths(result)
+    if shown:
+        out += ["", paint("bold", "  Paths without findings")]
+    for conv in shown:
+        out += ["", paint("bold", _conversation_head(conv, conv.id))]
+        out += ["  " + clean(line) for line in path_summary(conv)]
+        out += ["  " + line for line in _path_ladder(conv, None, opts)]
+    if left:
+        out += ["", "  " + healthy_left_out(left)]
     return out
 
 

@@ -3,6 +3,7 @@
 Topology (documentation addresses only, RFC 5737):
 
     client ns p15-c             router ns p15-r (ip_forward=1)            server ns p15-s
+    (the prefix p15 is PATHLAB_PREFIX's value when set)
     pc0 192.0.2.10/24  <--->  pr0 192.0.2.1/24   pr1 198.51.100.1/24  <--->  ps0 198.51.100.20/24
 
 The same shape as samples_lib/lab.py (whose namespaces another sample run may be using), under
@@ -12,6 +13,7 @@ Linux's 64, so each capture tells the server's packets, the client's and the rou
 
 from __future__ import annotations
 
+import os
 import signal
 import subprocess
 import tempfile
@@ -21,7 +23,9 @@ from pathlib import Path
 
 from samples_lib.lab import PEERS, sh
 
-CLIENT, ROUTER, SERVER = "p15-c", "p15-r", "p15-s"
+# Namespace names: PATHLAB_PREFIX picks another prefix, so two runs on one machine do not collide.
+PREFIX = os.environ.get("PATHLAB_PREFIX", "p15")
+CLIENT, ROUTER, SERVER = f"{PREFIX}-c", f"{PREFIX}-r", f"{PREFIX}-s"
 CLIENT4, ROUTER4_C, ROUTER4_S, SERVER4 = "192.0.2.10", "192.0.2.1", "198.51.100.1", "198.51.100.20"
 MAC = {"pc0": "02:00:5e:00:1c:10", "pr0": "02:00:5e:00:1c:01", "pr1": "02:00:5e:00:1d:01", "ps0": "02:00:5e:00:1d:20"}
 # The same filter on both hosts, as the README tells users to take their two captures.
