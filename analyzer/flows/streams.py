@@ -27,7 +27,8 @@ filters also name the exact frames, so they select the evidence either way.
 from __future__ import annotations
 
 from collections import deque
-from typing import Callable, Final
+from collections.abc import Container
+from typing import Final
 
 from analyzer.protocol import ACK, SYN
 
@@ -58,16 +59,16 @@ class WiresharkStreams:
         self.retired: deque[tuple[bool, bytes, bytes]] = deque()  # (tcp, key, rkey) of finished pairs, oldest first
         self.forgotten = 0  # pairs dropped from the table to keep it bounded
 
-    def retire(self, tcp: bool, key: bytes, rkey: bytes, still_live: Callable[[bytes], bool]) -> None:
+    def retire(self, tcp: bool, key: bytes, rkey: bytes, live: Container[bytes]) -> None:
         """A conversation on this pair ended; the oldest finished pairs past RETIRED_PAIRS are forgotten.
 
-        still_live(key): whether a live conversation uses that pair again (then it is kept).
+        live: the endpoint keys of live conversations (a pair one of them uses again is kept).
         """
         retired = self.retired
         retired.append((tcp, key, rkey))
         while len(retired) > RETIRED_PAIRS:
             old_tcp, old_key, old_rkey = retired.popleft()
-            if still_live(old_key):
+            if old_key in live:
                 continue
             pairs = self.tcp_pairs if old_tcp else self.udp_pairs
             if pairs.pop(old_key, None) is not None:

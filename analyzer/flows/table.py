@@ -15,16 +15,16 @@ Eviction policy (documented in the README):
   default), the least recently active tenth is handed on early, with a warning; everything left
   is handed on at the end of the capture.
 
-Idle limits are kept in a heap of deadlines, so expiry costs what expires, not a pass over every
-live conversation. The clock that drives expiry follows the capture's timestamps but not a
-single outlier: a jump of more than MAX_CLOCK_STEP is believed only when CLOCK_CONFIRM packets in
-a row agree with it (a lone far-future timestamp would otherwise stop expiry, or end every
-conversation at once).
+Idle limits are kept in a timer wheel of one-second slots, so expiry costs what expires, not a pass
+over every live conversation (nor a heap's comparisons for every conversation). The clock that
+drives expiry follows the capture's timestamps but not a single outlier: a jump of more than
+MAX_CLOCK_STEP is believed only when CLOCK_CONFIRM packets in a row agree with it (a lone far-future
+timestamp would otherwise stop expiry, or end every conversation at once).
 """
 
 from __future__ import annotations
 
-import heapq
+import math
 import socket
 from collections import deque
 from typing import Callable, Final
@@ -267,6 +267,53 @@ class _End:
         if size > 0 and (self.state == zeek.CLOSED or (self.prev_state == zeek.CLOSED and self.state == zeek.RESET)):
             size -= 1  # the FIN's octet
         return size
+
+
+class _TimerWheel:
+    """Deadlines (capture time, flow id) in one-second slots: adding one is an append, and taking
+    those that have come due visits only their slots. An entry is not moved when its flow sees a
+    packet; the table checks it when it comes due and adds it again if the flow is still busy."""
+
+    __slots__ = ("slots", "first", "size")
+
+    def __init__(self) -> None:
+        self.slots: dict[int, list[tuple[float, int]]] = {}
+        self.first = 0  # no slot below this one holds an entry (when there are any)
+        self.size = 0  # entries held
+
+    def add(self, deadline: float, fid: int) -> None:
+        slot = math.floor(deadline)
+        entries = self.slots.get(slot)
+        if entries is None:
+            self.slots[slot] = [(deadline, fid)]
+            if slot < self.first or self.size == 0:
+                self.first = slot
+        else:
+            entries.append((deadline, fid))
+        self.size += 1
+
+    def take_before(self, now: float) -> list[tuple[float, int]]:
+        """Remove and return the entries whose deadline is before `now` (in no particular order)."""
+        if not self.size:
+            return []
+        last = math.floor(now)
+        slots = self.slots
+        if last - self.first > 4 * len(slots):
+            due_slots = sorted(k for k in slots if k <= last)  # a jump in time: visit only the slots held
+        else:
+            due_slots = [k for k in range(self.first, last + 1) if k in slots]
+        out: list[tuple[float, int]] = []
+        for slot in due_slots:
+            entries = slots.pop(slot)
+            if slot == last:  # the current second: some of its entries are not due yet
+                keep = [e for e in entries if e[0] >= now]
+                if keep:
+                    slots[slot] = keep
+                    entries = [e for e in entries if e[0] < now]
+            out.extend(entries)
+        self.size -= len(out)
+        self.first = last if last in slots else last + 1
+        return out
 
 
 class _RowMeter:
@@ -764,7 +811,7 @@ class FlowTable(Sink):
         self.evicted_for_memory = 0
         # (deadline, flow id): when each live flow may have been idle past its limit. An entry is
         # not updated when its flow sees a packet; it is checked and pushed again when it comes due.
-        self.deadlines: list[tuple[float, int]] = []
+        self.deadlines = _TimerWheel()
         self.expiry_checks = 0  # deadlines looked at: the work expiry has done (for the resource tests)
         self.clock = float("-inf")  # the expiry clock: the capture time, outliers left out
         self.candidate = 0.0  # a timestamp far from the clock that may be a real jump
@@ -837,17 +884,23 @@ class FlowTable(Sink):
                 break
         deadlines = self.deadlines
         alive = self.alive
-        while deadlines and deadlines[0][0] < now:
+        ended: list[tuple[float, int]] = []
+        for entry in deadlines.take_before(now):
             self.expiry_checks += 1
-            _, fid = heapq.heappop(deadlines)
+            fid = entry[1]
             due_flow = alive.get(fid)
             if due_flow is None:
                 continue  # handed on already
             due = due_flow.last_ts + _idle_limit(due_flow)
             if due < now:
-                self._finish(due_flow, "" if due_flow.closed else "timeout")
+                ended.append(entry)
             else:
-                heapq.heappush(deadlines, (due, fid))
+                deadlines.add(due, fid)
+        ended.sort()  # in order of the deadlines that came due, as a heap would hand them out
+        for _, fid in ended:
+            due_flow = alive.get(fid)
+            if due_flow is not None:  # (a flow with two entries due is handed on once)
+                self._finish(due_flow, "" if due_flow.closed else "timeout")
 
     def _advance_clock(self, ts: float) -> float:
         """The expiry clock after a packet at `ts`: it follows the capture, but not one outlier."""
@@ -908,11 +961,12 @@ class FlowTable(Sink):
         self.alive[flow.id] = flow
         flow.meter = self.meter
         deadlines = self.deadlines
-        heapq.heappush(deadlines, (ts + _idle_limit(flow), flow.id))
-        if len(deadlines) > 2 * len(self.alive) + 1024:
+        deadlines.add(ts + _idle_limit(flow), flow.id)
+        if deadlines.size > 2 * len(self.alive) + 1024:
             # Entries of flows handed on before their deadline: drop them in one pass (amortised).
-            self.deadlines = [(f.last_ts + _idle_limit(f), f.id) for f in self.alive.values()]
-            heapq.heapify(self.deadlines)
+            self.deadlines = deadlines = _TimerWheel()
+            for f in self.alive.values():
+                deadlines.add(f.last_ts + _idle_limit(f), f.id)
         return flow
 
     def tcp(
@@ -1264,7 +1318,7 @@ class FlowTable(Sink):
             self.learn_hosts(flow)
         if flow.proto != "icmp":
             live = self.tcp_flows if flow.proto == "tcp" else self.udp_flows
-            self.ws.retire(flow.proto == "tcp", flow.c_key, flow.s_key, live.__contains__)
+            self.ws.retire(flow.proto == "tcp", flow.c_key, flow.s_key, live)
 
     def _learn_hosts(self, flow: _Flow) -> None:
         """Remember each address's TTLs, for judging sides that sent too little to judge alone."""
