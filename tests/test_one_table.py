@@ -122,7 +122,7 @@ def test_an_unknown_endpoint_state_is_rejected_with_file_and_line(tmp_path):
 
 
 def test_timeline_rows_are_built_in_events_field_order():
-    from analyzer.flows.table import timeline_row
+    from analyzer.flows.table import TimelineRow
     from analyzer.model import Event
 
     # A distinct value of each field's own type (the compiled module checks the types).
@@ -130,5 +130,7 @@ def test_timeline_rows_are_built_in_events_field_order():
     make = {int: lambda i: 100 + i, float: lambda i: 100.5 + i, str: lambda i: f"kind {i}",
             tuple: lambda i: (3, i), bytes: lambda i: bytes([i])}
     values = {name: make[kinds.get(name, int)](i) for i, name in enumerate(Event._fields)}
-    event = Event(*timeline_row(**values))  # the flow table turns rows into Events this way
+    row = TimelineRow(**values)  # what the flow table keeps per packet of a live conversation
+    assert list(row.__slots__) == list(Event._fields)  # the same fields, in Event's order
+    event = row.event()  # the flow table turns rows into Events this way
     assert all(getattr(event, name) == value for name, value in values.items())

@@ -69,7 +69,8 @@ DEFAULT_MAX_CONVERSATIONS: Final = 200_000
 DEFAULT_MAX_LIVE_BYTES: Final = 1 << 30  # 1 GiB of live conversations (estimated, see FLOW_BYTES)
 # Memory of a live conversation, measured with tracemalloc on CPython 3.11 (64-bit): about 1.7 KiB
 # for the flow, its two endpoints and its three table entries, and about 300 bytes per timeline
-# row kept (a 15-field tuple and its numbers). A full timeline (48 rows) makes about 16 KiB.
+# row kept (a TimelineRow and its numbers; compiled, the numbers are held unboxed and a row takes
+# about half that). A full timeline (48 rows) makes about 16 KiB.
 FLOW_BYTES: Final = 1700
 EVENT_BYTES: Final = 300
 MAX_CLOCK_STEP: Final = 300.0  # seconds; a timestamp further from the expiry clock is an outlier until confirmed
@@ -395,8 +396,8 @@ class _Flow:
         self.first_frame = self.last_frame = number
         self.start = self.last_ts = ts
         # Timeline rows: Event fields as plain tuples (made into Events when the conversation ends).
-        self.head: list[tuple] = []
-        self.tail: deque[tuple] | None = None  # made when the head is full: most flows never need it
+        self.head: list[TimelineRow] = []
+        self.tail: deque[TimelineRow] | None = None  # made when the head is full: most flows never need it
         self.npk = 0
         self.icmp_errors = 0
         self.closed = False
@@ -415,7 +416,7 @@ class _Flow:
             elif stream not in self.streams:
                 self.streams = (self.streams or (self.stream,)) + (stream,)
 
-    def record(self, ev: tuple) -> None:
+    def record(self, ev: TimelineRow) -> None:
         """Add a packet's row to the bounded timeline."""
         if self.npk < TIMELINE_HEAD:
             self.head.append(ev)
@@ -428,9 +429,9 @@ class _Flow:
                 self._charge_tail()
             self.tail.append(ev)
         self.npk += 1
-        if ev[1] > self.last_ts:
-            self.last_ts = ev[1]
-        self.last_frame = ev[0]
+        if ev.ts > self.last_ts:
+            self.last_ts = ev.ts
+        self.last_frame = ev.frame
 
     def _charge_tail(self) -> None:
         """Count a new tail as full (no count per packet; the estimate errs high), and have the
@@ -739,29 +740,87 @@ def _close_complete(flow: _Flow) -> bool:
     )
 
 
-def timeline_row(
-    frame: int,
-    ts: float,
-    dir: int,
-    flags: int,
-    seq: int,
-    ack: int,
-    plen: int,
-    win: int,
-    ttl: int,
-    ip_id: int,
-    marks: int,
-    idle: float,
-    payload: str,
-    icmp: tuple[int, int] | None,
-    icmp_src: bytes,
-) -> tuple:
-    """One packet's timeline row: model.Event's fields, in Event's order, as a plain tuple.
+class TimelineRow:
+    """One packet's timeline row while its conversation is live: model.Event's fields, in Event's order.
 
-    Rows become Events only when a conversation is built (most never are), so the hot path builds
-    this tuple instead; it is the one place that knows Event's field order.
+    Rows become Events only when a conversation is built (most never are). Compiled, this class
+    holds its numbers unboxed: one object per packet, where a tuple would need one more for each
+    number in it. It is the one place that knows Event's field order.
     """
-    return (frame, ts, dir, flags, seq, ack, plen, win, ttl, ip_id, marks, idle, payload, icmp, icmp_src)
+
+    __slots__ = (
+        "frame",
+        "ts",
+        "dir",
+        "flags",
+        "seq",
+        "ack",
+        "plen",
+        "win",
+        "ttl",
+        "ip_id",
+        "marks",
+        "idle",
+        "payload",
+        "icmp",
+        "icmp_src",
+    )
+
+    def __init__(
+        self,
+        frame: int,
+        ts: float,
+        dir: int,
+        flags: int,
+        seq: int,
+        ack: int,
+        plen: int,
+        win: int,
+        ttl: int,
+        ip_id: int,
+        marks: int,
+        idle: float,
+        payload: str,
+        icmp: tuple[int, int] | None,
+        icmp_src: bytes,
+    ) -> None:
+        self.frame = frame
+        self.ts = ts
+        self.dir = dir
+        self.flags = flags
+        self.seq = seq
+        self.ack = ack
+        self.plen = plen
+        self.win = win
+        self.ttl = ttl
+        self.ip_id = ip_id
+        self.marks = marks
+        self.idle = idle
+        self.payload = payload
+        self.icmp = icmp
+        self.icmp_src = icmp_src
+
+    def event(self) -> Event:
+        return _new(
+            Event,
+            (
+                self.frame,
+                self.ts,
+                self.dir,
+                self.flags,
+                self.seq,
+                self.ack,
+                self.plen,
+                self.win,
+                self.ttl,
+                self.ip_id,
+                self.marks,
+                self.idle,
+                self.payload,
+                self.icmp,
+                self.icmp_src,
+            ),
+        )
 
 
 def _idle_limit(flow: _Flow) -> float:
@@ -1124,7 +1183,7 @@ class FlowTable(Sink):
         if idle < 0:
             idle = 0.0
         flow.record(
-            timeline_row(
+            TimelineRow(
                 number,
                 ts,
                 0 if is_orig else 1,
@@ -1226,7 +1285,7 @@ class FlowTable(Sink):
         marks = _ICMP_ERROR | (_AFTER_RST if flow.rst_seen else 0)
         icmp = (pkt.icmp_type, pkt.icmp_code)
         flow.record(
-            timeline_row(
+            TimelineRow(
                 pkt.number,
                 ts,
                 1 if quotes_client else 0,
@@ -1521,9 +1580,9 @@ def build_conversation(flow: _Flow, why: str, hosts: dict[bytes, dict[int, int]]
     orig.flush_ttls()  # (FlowTable has done so already; other callers may not have)
     resp.flush_ttls()
     history = "".join(flow.history)
-    events = [_new(Event, row) for row in flow.head]
+    events = [row.event() for row in flow.head]
     if flow.tail is not None:
-        events += [_new(Event, row) for row in flow.tail]
+        events += [row.event() for row in flow.tail]
     elided = flow.npk - len(events)
     if orig.sent_rst or resp.sent_rst or flow.icmp_errors:
         # TTL/IP ID oddness only matters for telling who really sent a RST or an ICMP error.
