@@ -666,6 +666,8 @@ def seen(
     *,
     posix_name: str | None = None,
     transport: Literal["tcp", "udp"] = "tcp",
+    posix_silent: bool = False,
+    windows_silent: bool = False,
 ) -> SocketErrorSeen:
     """The JSON-contract record of the error one side saw (DESIGN.md, `findings[].errors[]`).
 
@@ -673,17 +675,15 @@ def seen(
     differs (an ICMP port unreachable is 10054 on Windows but ECONNREFUSED on a connected Linux UDP
     socket); the POSIX fields and the Linux runtimes' strings then come from that errno's row.
     transport "udp": the runtimes' TCP wording is replaced by what they say for a datagram socket.
+    posix_silent / windows_silent: Linux and macOS / Windows report nothing for it (a UDP socket
+    told of an ICMP error only one platform surfaces); that platform's fields are left empty.
     """
     e = lookup(name)
     p = lookup(posix_name) if posix_name else e
-    java, curl = p.java, p.curl
-    note = ""
     if transport == "udp":
-        curl = None  # curl's transfers run over TCP (QUIC aside): it never shows a UDP socket error
-        if p.posix_name == "ECONNREFUSED":
-            java = UDP_JAVA_PORT_UNREACHABLE
-        note = UDP_NOTE
-    elif e.local_only:
+        return _seen_udp(side, endpoint, operation, e, p, posix_silent, windows_silent)
+    note = ""
+    if e.local_only:
         note = f"local to the host: the capture cannot show it. Record instead: {e.capture_instead}"
     return SocketErrorSeen(
         side=side,
@@ -691,9 +691,49 @@ def seen(
         operation=operation,
         winsock=WinsockCode(e.code, e.name, e.message),
         posix=PosixErrno(p.posix_name, p.linux, p.macos),
-        seen_as=SeenAs(dotnet=e.dotnet, java=java, python=p.python, curl=curl, python_windows=e.python_windows),
+        seen_as=SeenAs(dotnet=e.dotnet, java=p.java, python=p.python, curl=p.curl, python_windows=e.python_windows),
         note=note,
     )
+
+
+def _seen_udp(
+    side: Literal["client", "server"],
+    endpoint: str,
+    operation: str,
+    e: WinsockError,
+    p: WinsockError,
+    posix_silent: bool,
+    windows_silent: bool,
+) -> SocketErrorSeen:
+    """What a datagram socket is told: no curl (its transfers run over TCP), .NET's SocketException
+    (UdpClient and Socket have no stream to wrap it in), and nothing on a platform that ignores
+    the ICMP error (a soft error on Linux, one Windows does not surface)."""
+    if posix_silent:
+        posix, java, python = PosixErrno(None, None, None), None, None
+        note = UDP_NOTE_WINDOWS_ONLY
+    else:
+        posix, python = PosixErrno(p.posix_name, p.linux, p.macos), p.python
+        java = UDP_JAVA_PORT_UNREACHABLE if p.posix_name == "ECONNREFUSED" else p.java
+        note = UDP_NOTE_LINUX_ONLY if windows_silent else UDP_NOTE
+    dotnet = python_windows = None
+    if not windows_silent:
+        python_windows = e.python_windows
+        dotnet = f"System.Net.Sockets.SocketException ({e.code}): {_windows_text(e)}"
+    return SocketErrorSeen(
+        side=side,
+        endpoint=endpoint,
+        operation=operation,
+        winsock=WinsockCode(e.code, e.name, e.message),
+        posix=posix,
+        seen_as=SeenAs(dotnet=dotnet, java=java, python=python, curl=None, python_windows=python_windows),
+        note=note,
+    )
+
+
+def _windows_text(e: WinsockError) -> str:
+    """Windows' own wording of an error (FormatMessage), as CPython on Windows prints it."""
+    text = (e.python_windows or "").partition("] ")[2]
+    return f"{text}." if text else e.message
 
 
 class Runtime(NamedTuple):
@@ -727,6 +767,14 @@ UDP_NOTE = (
     "Windows reports it on the socket's next receive whether or not the socket is connected "
     "(unless SIO_UDP_CONNRESET is turned off); Linux and macOS report it only on a connected UDP "
     "socket (an unconnected one sees nothing unless IP_RECVERR is set)."
+)
+UDP_NOTE_WINDOWS_ONLY = (
+    "Windows reports it on the socket's next receive (connected or not); Linux and macOS record only "
+    "a soft error for it, seen with IP_RECVERR: without that the application waits for its own timeout."
+)
+UDP_NOTE_LINUX_ONLY = (
+    "Linux reports it on a connected UDP socket's next receive; Windows does not surface this ICMP "
+    "error on a UDP socket, and an unconnected Linux socket sees it only with IP_RECVERR."
 )
 UDP_JAVA_PORT_UNREACHABLE = "java.net.PortUnreachableException: ICMP Port Unreachable"  # connected DatagramSocket
 

@@ -379,3 +379,40 @@ def test_udp_port_unreachable_is_told_per_platform_on_a_real_capture():
     assert err.seen_as.python_windows.startswith("ConnectionResetError")
     assert err.seen_as.curl is None and "PortUnreachableException" in err.seen_as.java
     assert "connected" in err.note
+
+
+def _only_error(sample_name: str):
+    from pathlib import Path
+
+    from analyzer.pipeline import analyze_capture
+    from analyzer.rules import load_rules
+
+    sample = Path(__file__).resolve().parents[1] / "samples" / sample_name
+    (finding,) = analyze_capture(sample, load_rules()).findings
+    return finding
+
+
+def test_udp_time_exceeded_is_told_on_windows_only_on_a_real_capture():
+    # Windows: 10052 on the next recvfrom (.NET's SocketException: a UDP socket has no stream);
+    # Linux/macOS: a soft error only, so no errno and no Linux runtime's text is claimed.
+    (err,) = _only_error("udp002-ttl-expired.pcap").errors
+    assert (err.winsock.code, err.winsock.name) == (10052, "WSAENETRESET")
+    assert (err.posix.name, err.posix.linux, err.posix.macos) == (None, None, None)
+    assert err.seen_as.python is None and err.seen_as.java is None and err.seen_as.curl is None
+    assert err.seen_as.dotnet.startswith("System.Net.Sockets.SocketException (10052)")
+    assert err.seen_as.python_windows.startswith("OSError: [WinError 10052]")
+
+
+def test_udp_host_unreachable_claims_no_socket_error_on_a_real_capture():
+    # ICMP host unreachable on UDP: Windows does not surface it, Linux keeps it a soft error: the
+    # application only times out, so the finding names no error any socket returned.
+    finding = _only_error("udp003-host-unreachable.pcap")
+    assert finding.rule == "UDP003" and finding.errors == ()
+
+
+def test_udp_admin_prohibited_is_told_on_linux_only_on_a_real_capture():
+    # ICMPv6 administratively prohibited: a connected Linux UDP socket gets EACCES; Windows nothing.
+    (err,) = _only_error("udp003-admin-prohibited-ipv6.pcap").errors
+    assert (err.posix.name, err.posix.linux) == ("EACCES", 13)
+    assert err.seen_as.python.startswith("PermissionError")
+    assert err.seen_as.dotnet is None and err.seen_as.python_windows is None and err.seen_as.curl is None

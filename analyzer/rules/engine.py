@@ -695,6 +695,36 @@ def _first_match(patterns: Candidates, conv: Conversation) -> tuple[int, list[in
     return best
 
 
+def _seen_from_icmp(
+    side: Literal["client", "server"],
+    endpoint: str,
+    operation: str,
+    conv: Conversation,
+    icmp_msg: tuple[int, int],
+    transport: Literal["tcp", "udp"],
+) -> SocketErrorSeen | None:
+    """`winsock: from-icmp`: what Windows and Linux report for the ICMP error in the evidence
+    (winsock.icmp_error's tables), or None where neither reports anything."""
+    from analyzer import winsock  # the socket-error catalogue
+
+    family = 6 if ":" in conv.client.addr else 4
+    phase: Literal["connect", "established"] = "established" if conv.handshake else "connect"
+    on_windows = winsock.icmp_error(family, icmp_msg[0], icmp_msg[1], transport, "windows", phase)
+    on_linux = winsock.icmp_error(family, icmp_msg[0], icmp_msg[1], transport, "linux", phase)
+    posix = on_linux if on_linux and on_linux in winsock.ERRNO_NAMES else None
+    if on_windows is None:
+        if posix is None or transport != "udp":
+            return None
+        # Only Linux tells the socket: the record keeps the shape, named by the errno's Winsock twin.
+        return winsock.seen(
+            side, endpoint, operation, posix, posix_name=posix, transport=transport, windows_silent=True
+        )
+    silent = transport == "udp" and on_linux is None
+    return winsock.seen(
+        side, endpoint, operation, on_windows, posix_name=posix, transport=transport, posix_silent=silent
+    )
+
+
 def wire_supports(conv: Conversation, side: int) -> bool:
     """Whether the packets show something that fails a socket call on `side` (0 client, 1 server).
 
@@ -774,22 +804,15 @@ def _finding(
         d = _side(spec.side, a_dir)
         if not wire_supports(conv, d):
             continue  # an error is claimed only for what this side received or timed out on
-        name = spec.winsock
-        posix: str | None = None
-        if name == FROM_ICMP:
+        side: Literal["client", "server"] = "client" if d == 0 else "server"
+        if spec.winsock == FROM_ICMP:
             if icmp_ev is None or icmp_ev.icmp is None:
                 continue
-            family = 6 if ":" in conv.client.addr else 4
-            phase: Literal["connect", "established"] = "established" if conv.handshake else "connect"
-            from_icmp = winsock.icmp_error(family, icmp_ev.icmp[0], icmp_ev.icmp[1], transport, "windows", phase)
-            if from_icmp is None:
-                continue
-            name = from_icmp
-            on_linux = winsock.icmp_error(family, icmp_ev.icmp[0], icmp_ev.icmp[1], transport, "linux", phase)
-            posix = on_linux if on_linux and on_linux in winsock.ERRNO_NAMES else None
-        seen = winsock.seen(
-            "client" if d == 0 else "server", str(ends[d]), spec.operation, name, posix_name=posix, transport=transport
-        )
+            seen = _seen_from_icmp(side, str(ends[d]), spec.operation, conv, icmp_ev.icmp, transport)
+            if seen is None:
+                continue  # neither platform tells the socket: the application sees its own timeout
+        else:
+            seen = winsock.seen(side, str(ends[d]), spec.operation, spec.winsock, transport=transport)
         if spec.note:
             seen = dataclasses.replace(seen, note=spec.note)
         errors.append(seen)
