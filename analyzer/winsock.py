@@ -681,30 +681,27 @@ def seen(
     e = lookup(name)
     p = lookup(posix_name) if posix_name else e
     if transport == "udp":
-        return _seen_udp(side, endpoint, operation, e, p, posix_silent, windows_silent)
-    note = ""
-    if e.local_only:
-        note = f"local to the host: the capture cannot show it. Record instead: {e.capture_instead}"
+        posix, seen_as, note = _udp_view(e, p, posix_silent, windows_silent)
+    else:
+        posix = PosixErrno(p.posix_name, p.linux, p.macos)
+        seen_as = SeenAs(dotnet=e.dotnet, java=p.java, python=p.python, curl=p.curl, python_windows=e.python_windows)
+        note = ""
+        if e.local_only:
+            note = f"local to the host: the capture cannot show it. Record instead: {e.capture_instead}"
     return SocketErrorSeen(
         side=side,
         endpoint=endpoint,
         operation=operation,
         winsock=WinsockCode(e.code, e.name, e.message),
-        posix=PosixErrno(p.posix_name, p.linux, p.macos),
-        seen_as=SeenAs(dotnet=e.dotnet, java=p.java, python=p.python, curl=p.curl, python_windows=e.python_windows),
+        posix=posix,
+        seen_as=seen_as,
         note=note,
     )
 
 
-def _seen_udp(
-    side: Literal["client", "server"],
-    endpoint: str,
-    operation: str,
-    e: WinsockError,
-    p: WinsockError,
-    posix_silent: bool,
-    windows_silent: bool,
-) -> SocketErrorSeen:
+def _udp_view(
+    e: WinsockError, p: WinsockError, posix_silent: bool, windows_silent: bool
+) -> tuple[PosixErrno, SeenAs, str]:
     """What a datagram socket is told: no curl (its transfers run over TCP), .NET's SocketException
     (UdpClient and Socket have no stream to wrap it in), and nothing on a platform that ignores
     the ICMP error (a soft error on Linux, one Windows does not surface)."""
@@ -719,15 +716,7 @@ def _seen_udp(
     if not windows_silent:
         python_windows = e.python_windows
         dotnet = f"System.Net.Sockets.SocketException ({e.code}): {_windows_text(e)}"
-    return SocketErrorSeen(
-        side=side,
-        endpoint=endpoint,
-        operation=operation,
-        winsock=WinsockCode(e.code, e.name, e.message),
-        posix=posix,
-        seen_as=SeenAs(dotnet=dotnet, java=java, python=python, curl=None, python_windows=python_windows),
-        note=note,
-    )
+    return posix, SeenAs(dotnet=dotnet, java=java, python=python, curl=None, python_windows=python_windows), note
 
 
 def _windows_text(e: WinsockError) -> str:
