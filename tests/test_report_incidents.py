@@ -171,3 +171,15 @@ def test_text_wraps_to_the_width_and_the_ladder_fits_80_columns():
     prose = [line for line in out.splitlines() if line not in ladder and "frame       time" not in line]
     assert ladder and max(len(line) for line in ladder) <= 4 + LADDER_COLUMNS  # indented 4 under the finding
     assert max(len(line) for line in prose) <= 72
+
+
+def test_times_beyond_the_calendar_are_shown_raw_not_a_crash():
+    # A damaged capture's timestamp (the fuzzer's, year 57985) has no calendar date: the reports
+    # show the seconds instead of failing.
+    from analyzer.report.incidents import iso_utc, show_span, show_time
+
+    ts = 1_767_600_000_000.25
+    assert iso_utc(ts) == "1767600000000.250000 s after 1970 (beyond the calendar)"
+    assert "beyond the calendar" in show_time(ts, "Europe/Berlin")
+    assert "beyond the calendar" in show_span(1.0, ts)
+    assert iso_utc(0.5) == "1970-01-01T00:00:00.500000Z"  # an ordinary time is unchanged

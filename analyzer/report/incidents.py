@@ -126,14 +126,32 @@ def zone(name: str) -> tzinfo:
         raise UsageError(f"unknown time zone {name!r}", hint="use UTC, local, or a name like Europe/Berlin") from None
 
 
+def _moment(ts: float, tz: tzinfo) -> datetime | None:
+    """The moment `ts` (seconds since 1970) in zone `tz`, or None when no calendar date can hold
+    it (a damaged capture's timestamp can lie beyond the year 9999 or before the year 1)."""
+    try:
+        return datetime.fromtimestamp(ts, tz)
+    except (ValueError, OverflowError, OSError):
+        return None
+
+
+def _raw_time(ts: float) -> str:
+    return f"{ts:.6f} s after 1970 (beyond the calendar)"
+
+
 def iso_utc(ts: float) -> str:
     """An absolute time as ISO 8601 UTC with microseconds: 2026-12-01T10:02:11.123456Z."""
-    return datetime.fromtimestamp(ts, timezone.utc).isoformat(timespec="microseconds").replace("+00:00", "Z")
+    moment = _moment(ts, timezone.utc)
+    if moment is None:
+        return _raw_time(ts)
+    return moment.isoformat(timespec="microseconds").replace("+00:00", "Z")
 
 
 def show_time(ts: float, tz: str = "UTC", date: bool = True) -> str:
     """An absolute time for people: '2026-12-01 10:02:11.123456 UTC' in the zone asked for."""
-    moment = datetime.fromtimestamp(ts, zone(tz))
+    moment = _moment(ts, zone(tz))
+    if moment is None:
+        return _raw_time(ts)
     text = moment.strftime("%Y-%m-%d %H:%M:%S.%f" if date else "%H:%M:%S.%f")
     return f"{text} {moment.tzname() or tz}"
 
@@ -141,7 +159,9 @@ def show_time(ts: float, tz: str = "UTC", date: bool = True) -> str:
 def show_span(start: float, end: float, tz: str = "UTC") -> str:
     """A time range for an incident table: '2026-12-01 10:02:11-10:05:40 UTC' (seconds)."""
     z = zone(tz)
-    a, b = datetime.fromtimestamp(start, z), datetime.fromtimestamp(end, z)
+    a, b = _moment(start, z), _moment(end, z)
+    if a is None or b is None:
+        return f"{start:.0f}–{end:.0f} s after 1970 (beyond the calendar)"
     left = a.strftime("%Y-%m-%d %H:%M:%S")
     right = b.strftime("%H:%M:%S" if a.date() == b.date() else "%Y-%m-%d %H:%M:%S")
     return f"{left}–{right} {a.tzname() or tz}"
