@@ -265,6 +265,25 @@ def rst005_silent(lab, out):
                         ("request:/a", "recv", "recvall", "close"))
 
 
+@sample("rst004-server-killed-unread", "netns",
+        "The client POSTs a head and a 4000-byte body; the server process reads only the head and is "
+        "killed (SIGKILL) before answering: the kernel closes its socket with the body unread and "
+        "sends RST while the client waits for the response.",
+        expect=[fires("RST004", "client", "WSAECONNRESET")], silent_for=("RST011",))
+def rst004_killed(lab, out):
+    return tcp_exchange(lab, out, ("recvreq", "sleep:0.3", "sigkill"),
+                        ("post:/upload,4000", "sleep:0.1", "send:4000", "recvall"))
+
+
+@sample("rst004-silent-server-killed-after-reading", "netns",
+        "The server process reads the whole POST and is killed (SIGKILL) before answering: nothing "
+        "is unread, so the kernel closes with FIN; the client reads the EOF (an empty reply, no "
+        "socket error) and closes.", silent_for=("RST004", "RST011"))
+def rst004_killed_silent(lab, out):
+    return tcp_exchange(lab, out, ("recvreq", "recvn:4000", "sleep:0.3", "sigkill"),
+                        ("post:/upload,4000", "sleep:0.1", "send:4000", "recvall", "close"))
+
+
 def forge_on_router():
     # REJECT --reject-with tcp-reset answers the matched segment with a RST from the router's
     # stack, claiming the server's address but carrying the router's TTL (64).
