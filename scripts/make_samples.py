@@ -284,6 +284,26 @@ def rst004_killed_silent(lab, out):
                         ("post:/upload,4000", "sleep:0.1", "send:4000", "recvall", "close"))
 
 
+@sample("rst015-client-killed-mid-download", "netns",
+        "The client asks for a 2 MB response, reads a little of it and stops; its window falls to 0 "
+        "and it is killed (SIGKILL): its kernel resets with the rest unread while the server waits "
+        "to send more.",
+        expect=[fires("RST015", "server", "WSAECONNRESET")], silent_for=("RST010", "RST014"))
+def rst015(lab, out):
+    return tcp_exchange(lab, out, ("recvreq", "response:2000000", "recvall"),
+                        ("request:/big", "recv", "sleep:0.2", "sigkill"))
+
+
+@sample("rst015-silent-slow-reader-reads-all", "netns",
+        "The client asks for 300 kB and pauses before reading: its window falls to 0, then opens "
+        "again as it reads the whole response; it then closes abortively (SO_LINGER 0): a harmless "
+        "reset after a complete exchange.",
+        expect=[fires("RST010")], silent_for=("RST015", "RST014"))
+def rst015_silent(lab, out):
+    return tcp_exchange(lab, out, ("recvreq", "response:300000", "recvall"),
+                        ("request:/big", "sleep:0.5", "recvn:300069", "linger0", "close"))
+
+
 def forge_on_router():
     # REJECT --reject-with tcp-reset answers the matched segment with a RST from the router's
     # stack, claiming the server's address but carrying the router's TTL (64).

@@ -121,7 +121,9 @@ def test_ignore_and_most_specific_selector_wins():
     everything = codes(load_rules())
     assert codes(load_rules(ignore=["RST003"])) == [c for c in everything if c != "RST003"]
     assert codes(load_rules(select=["RST003"], ignore=["RST"])) == ["RST003"]
-    assert codes(load_rules(select=["RST"], ignore=["RST00"])) == ["RST010", "RST011", "RST012", "RST013", "RST014"]
+    rst_1x = [c for c in everything if c.startswith("RST") and not c.startswith("RST00")]
+    assert "RST010" in rst_1x and "RST003" not in rst_1x
+    assert codes(load_rules(select=["RST"], ignore=["RST00"])) == rst_1x
     assert codes(load_rules(select=["RST,TLS"], ignore=["ALL"])) == [c for c in everything if c[:3] in ("RST", "TLS")]
 
 
