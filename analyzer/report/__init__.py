@@ -11,11 +11,11 @@ from __future__ import annotations
 import dataclasses
 import importlib
 from collections.abc import Callable
+from typing import Any
 
 from analyzer.errors import UsageError
 from analyzer.model import CaptureResult
 from analyzer.report.common import escape_undecodable
-from analyzer.report.jsondoc import to_json_document
 from analyzer.report.options import ReportOptions
 
 # format -> (module, function): a format's module (HTML brings jinja2) is imported when it is used.
@@ -53,6 +53,15 @@ def printable_names(result: CaptureResult) -> CaptureResult:
     if path is result.path and error is result.error:
         return result
     return dataclasses.replace(result, path=path, error=error)
+
+
+def __getattr__(name: str) -> Any:
+    # to_json_document is imported when asked for: a text report does not load the JSON writer.
+    if name == "to_json_document":
+        from analyzer.report.jsondoc import to_json_document
+
+        return to_json_document
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 __all__ = ["FORMATS", "ReportOptions", "render", "to_json_document"]
