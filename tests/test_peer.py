@@ -150,6 +150,40 @@ def test_order_of_arguments_does_not_decide_which_point_is_nearer_the_client():
     assert [f.rule for f in results[1].findings if f.rule.startswith("PTH")] == ["PTH001"]
 
 
+def _fate_row(f) -> tuple:
+    return (f.dir, f.fate, f.near and f.near.frame, f.far and f.far.frame, round(f.delay, 6))
+
+
+def _by_capture(results) -> dict[str, object]:
+    """Per capture file: its findings and the path of each conversation, as a user reads them."""
+    out = {}
+    for r in results:
+        views = {
+            c.id: (
+                c.path.here_near,
+                c.path.matched_by,
+                c.path.peer_conversation,
+                round(c.path.clock.offset, 6),
+                round(c.path.clock.uncertainty, 6),
+                c.path.changes,
+                [_fate_row(f) for f in c.path.packets],
+            )
+            for c in r.conversations
+            if c.path is not None
+        }
+        out[Path(r.path).name] = (sorted((f.rule, f.conversation, f.message) for f in r.findings), views)
+    return out
+
+
+@pytest.mark.parametrize("sidecar", PAIRS, ids=lambda p: p.stem.removesuffix("-client"))
+def test_either_capture_first_gives_the_same_answer(sidecar: Path):
+    # Which file is given first is the user's accident: the fates, delays, clock and findings of
+    # each capture must not move with it (the server's capture first once flipped the offset's
+    # direction and turned a proxy into "sequence numbers rewritten", with negative delays).
+    client, server = _pair_paths(sidecar)
+    assert _by_capture(analyze_pair(server, client, _rules())) == _by_capture(_pair(client, server))
+
+
 # -- clock offset ------------------------------------------------------------------------------
 
 
@@ -176,6 +210,25 @@ def test_clock_offset_found_within_a_millisecond(tmp_path, name, seconds):
         assert abs(view.clock.offset + seconds) < 0.001
     # and the diagnosis does not move with the clock
     assert sorted(f.rule for f in _findings(results)) == sorted(f.rule for f in _findings(_pair(client, server)))
+
+
+@pytest.mark.parametrize("seconds", [300.0, -300.5])
+@pytest.mark.parametrize("name", ["pth001-nat-rst-injected", "pth003-mtu-blackhole", "pth-relay-identical"])
+@pytest.mark.parametrize("first", ["client", "server"])
+def test_clock_offset_within_a_millisecond_whichever_capture_comes_first(tmp_path, name, seconds, first):
+    client, server = _sample(name)
+    shifted = _shifted(server, tmp_path / "server.pcap", seconds)
+    results = analyze_pair(client, shifted, _rules()) if first == "client" else analyze_pair(shifted, client, _rules())
+    at_client, at_server = (results[0], results[1]) if first == "client" else (results[1], results[0])
+    views = [c.path for c in at_client.conversations if c.path is not None and c.path.peer_conversation]
+    assert views
+    for view in views:  # the server's clock minus the client's, however the files were given
+        assert view.here_near == "client"
+        assert abs(view.clock.offset - seconds) < 0.001
+        assert 0 <= view.clock.uncertainty < 0.001
+    for conv in at_server.conversations:
+        if conv.path is not None and conv.path.peer_conversation:
+            assert abs(conv.path.clock.offset + seconds) < 0.001
 
 
 def test_clock_offset_when_the_client_capture_is_the_shifted_one(tmp_path):

@@ -177,9 +177,9 @@ def _order_and_clock(pair: _Pair) -> None:
             by_turns,
             "request timing: the first answer takes longer to come at the point nearer the client",
         )
-    # dir 0 in the estimate travels from the near point to the far one
-    travel = [(d if pair.a_near else 1 - d, pa.ts, pb.ts) for d, pa, pb in raw]
-    pair.clock = estimate([(t, a, b) if pair.a_near else (t, b, a) for t, a, b in travel])
+    # The estimate takes (dir, near time, far time). The client's packets (dir 0) always travel
+    # from the near point to the far one, whichever capture was given first: only the times swap.
+    pair.clock = estimate([(d, pa.ts, pb.ts) if pair.a_near else (d, pb.ts, pa.ts) for d, pa, pb in raw])
     drops = Counter(abs(ttl_a - ttl_b) for _, ttl_a, ttl_b in ttls)
     pair.hops = drops.most_common(1)[0][0] if drops else -1
     if _drop_untimely_payload_matches(pair):
