@@ -444,6 +444,7 @@ def make(lab: PathLab, sample: PathSample) -> None:
     lab.reset_router()
     with lab.capture_both(client_out, server_out):
         logs = sample.make(lab, client_out)
+        lab.mark_end()
     while LEFTOVER:
         proc = LEFTOVER.pop()
         proc.kill()

@@ -582,3 +582,101 @@ def test_sequence_numbers_renumbered_in_between_is_not_taken_for_a_proxy(tmp_pat
     assert "sequence numbers rewritten in between" in view.changes[0]
     assert view.count("proxied") == 0 and view.count("lost") == 0 and view.count("injected") == 0
     assert not _findings(results)
+
+
+# -- what the other capture did not cover ----------------------------------------------------------
+
+
+def _frames(src: str, dest: Path, first: int = 1, last: int | None = None, pcapng: bool = False) -> str:
+    """A copy of a capture with frames first..last only (1-based, as editcap -r counts), as pcap or pcapng."""
+    with open(src, "rb") as fin, open(dest, "wb") as fout:
+        reader = dpkt.pcap.Reader(fin)
+        writer_type = dpkt.pcapng.Writer if pcapng else dpkt.pcap.Writer
+        writer = writer_type(fout, linktype=reader.datalink())
+        for n, (ts, buf) in enumerate(reader, 1):
+            if first <= n and (last is None or n <= last):
+                writer.writepkt(buf, ts=ts)
+    return str(dest)
+
+
+def _head(src: str, dest: Path, size: int) -> str:
+    """The first `size` bytes of a file, as `head -c` leaves a capture copied off a host that went down."""
+    dest.write_bytes(Path(src).read_bytes()[:size])
+    return str(dest)
+
+
+def _bad_record_length(src: str, dest: Path, frame: int) -> str:
+    """A pcap whose record `frame` claims an impossible captured length (a damaged file)."""
+    data = bytearray(Path(src).read_bytes())
+    at = 24
+    for _ in range(frame - 1):
+        at += 16 + int.from_bytes(data[at + 8 : at + 12], "little")
+    data[at + 8 : at + 12] = (0x7FFFFFFF).to_bytes(4, "little")
+    dest.write_bytes(bytes(data))
+    return str(dest)
+
+
+def _path_claims(results) -> list[tuple[str, str]]:
+    """(capture, fate) of every packet said lost or injected, and the two-capture findings."""
+    claims = [
+        (Path(r.path).name, f.fate)
+        for r in results
+        for c in r.conversations
+        if c.path is not None
+        for f in c.path.packets
+        if f.fate in ("lost", "injected")
+    ]
+    return claims + [(Path(r.path).name, f.rule) for r in results for f in r.findings if f.rule.startswith("PTH")]
+
+
+@pytest.mark.parametrize(
+    "cut",
+    ["stopped-after-10-frames", "pcapng-stopped-after-10-frames", "head-1000-bytes", "pcapng-head-1500-bytes",
+     "bad-record-length-at-12"],
+)  # fmt: skip
+def test_peer_capture_that_ended_early_claims_nothing_after_its_end(tmp_path, cut):
+    # The server's capture ends (stopped, cut off, damaged) after the healthy exchange, before the
+    # request the router rejected: what the client saw after that is not lost or injected, unknown.
+    client, server = _sample("pth001-rst-injected")
+    if cut.startswith(("stopped", "pcapng-stopped")):
+        peer = _frames(server, tmp_path / "s.pcap", last=10, pcapng=cut.startswith("pcapng"))
+    elif cut == "head-1000-bytes":
+        peer = _head(server, tmp_path / "s.pcap", 1000)
+    elif cut == "pcapng-head-1500-bytes":
+        peer = _head(_frames(server, tmp_path / "full.pcapng", pcapng=True), tmp_path / "s.pcapng", 1500)
+    else:
+        peer = _bad_record_length(server, tmp_path / "s.pcap", 12)
+    results = analyze_pair(client, peer, _rules())
+    assert all(r.error is None for r in results)
+    assert _path_claims(results) == []
+    (late,) = [c for c in results[0].conversations if c.server.port == 80]
+    assert late.path is not None and late.path.count("unknown") > 0
+    assert {f.fate for f in late.path.packets} <= {"seen", "unknown"}
+    damaged = cut.startswith(("head", "pcapng-head", "bad"))
+    assert ("peer-cut-short" in {w.code for w in results[0].warnings}) == damaged
+
+
+def test_truncated_primary_capture_claims_nothing_after_its_end(tmp_path):
+    # The client's capture cut off inside the healthy NATed exchange: the server's packets after
+    # the cut are unknown to it, not lost or injected, and the server's view says so too.
+    client, server = _sample("pth-nat-healthy")
+    results = analyze_pair(_head(client, tmp_path / "c.pcap", 1000), server, _rules())
+    assert _path_claims(results) == []
+    (view,) = [c.path for c in results[1].conversations if c.path is not None and c.path.peer_conversation]
+    assert view.count("unknown") > 0 and view.count("seen") + view.count("changed") > 0
+    assert "peer-cut-short" in {w.code for w in results[1].warnings}
+
+
+def test_packets_before_the_peer_capture_began_are_unknown(tmp_path):
+    # The server's capture begins with the first request (frame 14): the handshake before it, a few
+    # milliseconds earlier, cannot be said lost, the clock being known to microseconds. The request
+    # the router rejected and its RST came while both captures ran: those stay lost and injected.
+    client, server = _sample("pth001-rst-injected")
+    results = analyze_pair(client, _frames(server, tmp_path / "s.pcap", first=14), _rules())
+    (conv,) = [c for c in results[0].conversations if c.server.port == 80]
+    view = conv.path
+    start = min(f.far.ts for f in view.packets if f.far is not None) - view.clock.offset
+    before = [f for f in view.packets if f.far is None and f.ts < start]
+    assert [f.packet.flags & 0x12 for f in before] == [0x02, 0x12, 0x10][: len(before)] and before
+    assert {f.fate for f in before} == {"unknown"}
+    assert [(f.dir, f.fate) for f in view.packets if f.fate in ("lost", "injected")] == [(0, "lost"), (1, "injected")]

@@ -72,6 +72,16 @@ class PacketFate(NamedTuple):
 
 
 @dataclass(frozen=True, slots=True)
+class Coverage:
+    """The time one capture covers, on its own clock: a packet the other point saw outside it
+    (mapped with the clock offset) cannot be said lost or injected."""
+
+    first: float  # its earliest frame
+    last: float  # its latest frame
+    damage: str = ""  # why reading stopped early (a truncated or damaged file), "" when it ended cleanly
+
+
+@dataclass(frozen=True, slots=True)
 class Clock:
     """The far capture's clock offset (far minus near, seconds), from matched packets."""
 

@@ -30,7 +30,7 @@ from analyzer.peer.match import (
     timed_pairs,
     unique_pairs,
 )
-from analyzer.peer.model import FATE_MARKS, Clock, Fate, PacketFate, PathView, PointPacket, only_large_lost
+from analyzer.peer.model import FATE_MARKS, Clock, Coverage, Fate, PacketFate, PathView, PointPacket, only_large_lost
 from analyzer.peer.read import read_point
 from analyzer.pipeline import analyze_capture, keep_evidence
 from analyzer.protocol import ACK, OPT_MSS, OPT_SACK_PERM, OPT_TIMESTAMP, OPT_WSCALE, RST, SYN
@@ -41,7 +41,6 @@ OPTION_NAMES = (
     (OPT_SACK_PERM, "SACK permitted"),
     (OPT_TIMESTAMP, "timestamps"),
 )
-COVER_SLACK = 0.5  # seconds before the other capture's first packet still counted as covered (clock uncertainty)
 TERMINATED = (
     "connection terminated between the points (a proxy or relay): each side has its own ports, sequence "
     "numbers, handshake and acknowledgements; only the payload crosses"
@@ -62,8 +61,9 @@ class _Pair:
     order_basis: str = "assumed from the command line (the first capture nearer the client)"
     clock: Clock = Clock(0.0, -1.0, 0, "")
     hops: int = -1
-    a_first: float = 0.0
-    b_first: float = 0.0
+    cover_a: Coverage = Coverage(0.0, 0.0)
+    cover_b: Coverage = Coverage(0.0, 0.0)
+    max_delay: float = 0.0  # the longest one-way delay between the points of the matched packets
 
     @property
     def b_minus_a(self) -> float:
@@ -84,14 +84,13 @@ def analyze_pair(
     if ra.error or rb.error:
         return [_trim(ra), _trim(rb)]
     try:
-        pa, pb = read_point(a_path), read_point(b_path)
+        (pa, cover_a), (pb, cover_b) = read_point(a_path), read_point(b_path)
     except CaptureError as exc:
         ra.error = str(exc)
         return [_trim(ra), _trim(rb)]
     pair = _Pair(a_path, b_path, sides(ra.conversations, pa), sides(rb.conversations, pb), {})
     pair.matches = match_conversations(pair.a, pair.b)
-    pair.a_first = pa[0].ts if pa else 0.0
-    pair.b_first = pb[0].ts if pb else 0.0
+    pair.cover_a, pair.cover_b = cover_a, cover_b
     if conv_filter is not None:
         kept = {bid for bid, _ in pair.matches.values()}
         pair.b = {bid: side for bid, side in pair.b.items() if bid in kept}
@@ -110,6 +109,9 @@ def analyze_pair(
             )
         return [_trim(ra), _trim(rb)]
     _order_and_clock(pair)
+    for result, cover, other in ((ra, cover_b, b_path), (rb, cover_a, a_path)):
+        if cover.damage:
+            result.warnings.append(CaptureWarning("peer-cut-short", _cut_short(other, cover)))
     if all(how == BY_LENGTHS for _, how in pair.matches.values()):
         for result in (ra, rb):
             result.warnings.append(
@@ -180,10 +182,28 @@ def _order_and_clock(pair: _Pair) -> None:
     # The estimate takes (dir, near time, far time). The client's packets (dir 0) always travel
     # from the near point to the far one, whichever capture was given first: only the times swap.
     pair.clock = estimate([(d, pa.ts, pb.ts) if pair.a_near else (d, pb.ts, pa.ts) for d, pa, pb in raw])
+    pair.max_delay = _max_delay(pair, raw)
     drops = Counter(abs(ttl_a - ttl_b) for _, ttl_a, ttl_b in ttls)
     pair.hops = drops.most_common(1)[0][0] if drops else -1
     if _drop_untimely_payload_matches(pair):
         _order_and_clock(pair)
+
+
+def _max_delay(pair: _Pair, raw: list[tuple[int, PointPacket, PointPacket]]) -> float:
+    """The longest one-way delay between the points among the packets the clock rests on (a twin
+    paired wrongly cannot widen it past PAIR_WINDOW)."""
+    off, longest = pair.clock.offset, 0.0
+    for d, pa, pb in raw:
+        near, far = (pa, pb) if pair.a_near else (pb, pa)
+        longest = max(longest, far.ts - off - near.ts if d == 0 else near.ts - (far.ts - off))
+    return min(longest, PAIR_WINDOW)
+
+
+def _cut_short(path: str, cover: Coverage) -> str:
+    return (
+        f"{os.path.basename(path)} ends early ({cover.damage}): what this capture saw after that "
+        "capture's last frame has fate `unknown`, neither lost nor injected"
+    )
 
 
 def _drop_untimely_payload_matches(pair: _Pair) -> bool:
@@ -344,18 +364,32 @@ def _one(pair: _Pair, d: int, p: PointPacket, in_a: bool, recut: bool) -> Packet
     at_near = in_a == pair.a_near
     off = pair.clock.offset
     ts = p.ts if at_near else p.ts - off
-    other_first = (pair.b_first - pair.b_minus_a) if in_a else (pair.a_first + pair.b_minus_a)
+    leaving = (d == 0) == at_near
     fate: Fate
     changes: tuple[str, ...] = ()
     if recut:
         fate, changes = "seen", ("cut into other segments at the other point (TSO/GRO or a middlebox)",)
-    elif p.ts < other_first - COVER_SLACK:
-        fate = "unknown"  # the other capture had not started
+    elif not _covered(pair, p, in_a, leaving):
+        fate = "unknown"  # the other capture had not started, or had stopped, when it would have passed
     else:
-        leaving = (d == 0) == at_near
         fate = "lost" if leaving else "injected"
     origin = _icmp_origin(fate, d, p, at_near) if p.icmp is not None else ""
     return PacketFate(d, fate, p if at_near else None, None if at_near else p, ts, 0.0, changes, origin)
+
+
+def _covered(pair: _Pair, p: PointPacket, in_a: bool, leaving: bool) -> bool:
+    """Whether the other capture was running whenever p could have passed its point.
+
+    On the other point's clock p passes there within the clock's uncertainty of its time here
+    mapped with the offset, later by the one-way delay when it was leaving this point, earlier
+    when it was arriving; the delay is at most the longest one the matched packets took.
+    """
+    other = pair.cover_b if in_a else pair.cover_a
+    shift = pair.b_minus_a if in_a else -pair.b_minus_a
+    spread = pair.clock.uncertainty if pair.clock.uncertainty >= 0 else PAIR_WINDOW  # one-sided: a wide guess
+    lo = p.ts + shift - spread - (0.0 if leaving else pair.max_delay)
+    hi = p.ts + shift + spread + (pair.max_delay if leaving else 0.0)
+    return other.first <= lo and hi <= other.last
 
 
 def _view(
