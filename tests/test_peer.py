@@ -63,6 +63,8 @@ def test_pair_fires_its_diagnosis_and_nothing_else_of_its_family(sidecar: Path):
     assert not set(fired) & set(spec["silent_for"])
     for f in _findings(results):
         assert "{" not in f.message, f.message
+    # each pair holds conversations matched by proof: its findings keep their rule's confidence
+    assert all(f.confidence == "high" and "not proof" not in f.message for f in _findings(results) if f.rule in fired)
 
 
 @pytest.mark.parametrize("sidecar", PAIRS, ids=lambda p: p.stem.removesuffix("-client"))
@@ -289,6 +291,20 @@ def test_identical_requests_matched_by_payload_alone_are_flagged():
     results = analyze_pair(_sample("pth002-syn-dropped")[0], _sample("pth005-idle-dropped")[1], _rules())
     assert {v.matched_by for v in _path_of(results).values() if v.peer_conversation} == {"payload"}
     assert all("peer-match-by-payload" in {w.code for w in r.warnings} for r in results)
+
+
+def test_captures_of_two_different_incidents_are_flagged_as_a_guess():
+    # The client's capture of the injected RST, the server's capture of the MTU black hole: alike
+    # in their health check and their port-80 request, nothing else. Some conversations match by
+    # payload, some by lengths and timing, none by address or sequence number: the report warns,
+    # and whatever two-capture finding comes of it is low confidence and says why.
+    results = analyze_pair(_sample("pth001-rst-injected")[0], _sample("pth003-mtu-blackhole")[1], _rules())
+    kinds = {c.path.matched_by for r in results for c in r.conversations if c.path is not None}
+    assert not kinds & {"5-tuple", "isn"}
+    for r in results:
+        assert {"peer-match-guessed", "peer-match-by-payload", "peer-match-by-lengths"} & {w.code for w in r.warnings}
+    path_findings = [f for f in _findings(results) if f.rule.startswith("PTH")]
+    assert all(f.confidence == "low" and "not proof" in f.message for f in path_findings)
 
 
 def test_html_and_markdown_draw_both_points(tmp_path):

@@ -45,6 +45,11 @@ TERMINATED = (
     "connection terminated between the points (a proxy or relay): each side has its own ports, sequence "
     "numbers, handshake and acknowledgements; only the payload crosses"
 )
+PROOF = frozenset(("5-tuple", "isn"))  # matches no likeness can fake; the rest are guesses
+GUESSED_NOTE = (
+    " (This rests on conversations matched {how} only, not by address or sequence number: a likeness, "
+    "not proof that both captures hold the same connection.)"
+)
 RENUMBERED = "sequence numbers rewritten in between (a firewall's initial sequence number randomisation)"
 
 
@@ -112,30 +117,34 @@ def analyze_pair(
     for result, cover, other in ((ra, cover_b, b_path), (rb, cover_a, a_path)):
         if cover.damage:
             result.warnings.append(CaptureWarning("peer-cut-short", _cut_short(other, cover)))
-    if all(how == BY_LENGTHS for _, how in pair.matches.values()):
-        for result in (ra, rb):
-            result.warnings.append(
-                CaptureWarning(
-                    "peer-match-by-lengths",
-                    "conversations matched across the captures by payload lengths and timing alone (no "
-                    "address, sequence number or unique payload agreed): if the captures were not taken at "
-                    "the same time, the path and the clock offset are guesses",
-                )
-            )
-    elif all(how == "payload" for _, how in pair.matches.values()):
-        for result in (ra, rb):
-            result.warnings.append(
-                CaptureWarning(
-                    "peer-match-by-payload",
-                    "conversations matched across the captures "
-                    "by payload bytes alone: if the captures were not taken at the same time, the path "
-                    "and the clock offset are guesses",
-                )
-            )
+    guessed = _guess_warning(pair)
+    if guessed is not None:
+        ra.warnings.append(guessed)
+        rb.warnings.append(guessed)
     views_a, views_b = _views(pair)
     for result, views in ((ra, views_a), (rb, views_b)):
-        _rediagnose(result, views, rules)
+        _rediagnose(result, views, rules, all_guessed=guessed is not None)
     return [_trim(ra), _trim(rb)]
+
+
+def _guess_warning(pair: _Pair) -> CaptureWarning | None:
+    """A warning when no conversation matched by proof (its 5-tuple or its ISNs): then every
+    match is a likeness, and captures of two different incidents may have been lined up."""
+    kinds = {how for _, how in pair.matches.values()}
+    if kinds & PROOF:
+        return None
+    if kinds == {BY_LENGTHS}:
+        code, how = "peer-match-by-lengths", "by payload lengths and timing alone"
+    elif kinds == {"payload"}:
+        code, how = "peer-match-by-payload", "by payload bytes alone"
+    else:
+        code, how = "peer-match-guessed", "by payload bytes, or lengths and timing, alone"
+    return CaptureWarning(
+        code,
+        f"conversations matched across the captures {how} (no address or sequence number agreed): if the "
+        "captures were not taken at the same time, the path and the clock offset are guesses, and so are "
+        "the two-capture findings",
+    )
 
 
 # -- order of the points and the clocks ---------------------------------------------------------
@@ -450,19 +459,36 @@ def annotate(conv: Conversation, view: PathView) -> Conversation:
     return dataclasses.replace(conv, timeline=timeline, path=view)
 
 
-def _rediagnose(result: CaptureResult, views: dict[int, PathView], rules: Any) -> None:
+def _rediagnose(result: CaptureResult, views: dict[int, PathView], rules: Any, all_guessed: bool = False) -> None:
+    """The rules again on each conversation that carries its path. A finding the capture alone did
+    not make rests on the path: when the match behind it was a likeness (this conversation's, or
+    every one's), its confidence drops to low and its message says so."""
     convs = []
     findings = [f for f in result.findings if f.conversation not in views]
+    alone = {(f.conversation, f.rule) for f in result.findings}
     for conv in result.conversations:
         view = views.get(conv.id)
         if view is not None:
             conv = annotate(conv, view)
             if rules is not None:
-                findings += rules.evaluate(conv)
+                how = _guessed_how(view, all_guessed)
+                for f in rules.evaluate(conv):
+                    if how and (f.conversation, f.rule) not in alone:
+                        f = dataclasses.replace(f, confidence="low", message=f.message + GUESSED_NOTE.format(how=how))
+                    findings.append(f)
         convs.append(conv)
     result.conversations = convs
     findings.sort(key=lambda f: (f.conversation, f.frames[:1], f.rule))
     result.findings = findings
+
+
+def _guessed_how(view: PathView, all_guessed: bool) -> str:
+    """How a conversation's path was matched, in words, when that was a likeness; "" when by proof."""
+    if view.matched_by == "payload":
+        return "by payload bytes"
+    if view.matched_by == BY_LENGTHS:
+        return "by payload lengths and timing"
+    return "by payload bytes or lengths and timing" if all_guessed else ""
 
 
 def _worth_showing(view: PathView) -> bool:
