@@ -603,14 +603,17 @@ def test_sequence_numbers_renumbered_in_between_is_not_taken_for_a_proxy(tmp_pat
 # -- what the other capture did not cover ----------------------------------------------------------
 
 
-def _frames(src: str, dest: Path, first: int = 1, last: int | None = None, pcapng: bool = False) -> str:
-    """A copy of a capture with frames first..last only (1-based, as editcap -r counts), as pcap or pcapng."""
+def _frames(
+    src: str, dest: Path, first: int = 1, last: int | None = None, pcapng: bool = False, drop: range = range(0)
+) -> str:
+    """A copy of a capture with frames first..last only (1-based, as editcap -r counts) but those in
+    `drop`, as pcap or pcapng."""
     with open(src, "rb") as fin, open(dest, "wb") as fout:
         reader = dpkt.pcap.Reader(fin)
         writer_type = dpkt.pcapng.Writer if pcapng else dpkt.pcap.Writer
         writer = writer_type(fout, linktype=reader.datalink())
         for n, (ts, buf) in enumerate(reader, 1):
-            if first <= n and (last is None or n <= last):
+            if first <= n and (last is None or n <= last) and n not in drop:
                 writer.writepkt(buf, ts=ts)
     return str(dest)
 
@@ -696,3 +699,69 @@ def test_packets_before_the_peer_capture_began_are_unknown(tmp_path):
     assert [f.packet.flags & 0x12 for f in before] == [0x02, 0x12, 0x10][: len(before)] and before
     assert {f.fate for f in before} == {"unknown"}
     assert [(f.dir, f.fate) for f in view.packets if f.fate in ("lost", "injected")] == [(0, "lost"), (1, "injected")]
+
+
+# -- a capture that began after the handshake ----------------------------------------------------
+
+
+def _first_request(src: str, port: int) -> int:
+    """The frame number of the first segment carrying data to `port`: a capture started there has
+    no handshake for that conversation."""
+    with open(src, "rb") as fin:
+        for n, (_, buf) in enumerate(dpkt.pcap.Reader(fin), 1):
+            tcp = getattr(dpkt.ethernet.Ethernet(buf).data, "data", None)
+            if isinstance(tcp, dpkt.tcp.TCP) and tcp.dport == port and tcp.data:
+                return n
+    raise AssertionError(f"no request to port {port} in {src}")
+
+
+@pytest.mark.parametrize(
+    ("name", "late", "rule"),
+    [
+        ("pth005-idle-dropped", "client", "PTH005"),
+        ("pth001-rst-injected", "client", "PTH001"),
+        ("pth001-rst-injected", "server", "PTH001"),
+    ],
+)
+def test_capture_begun_after_the_handshake_is_matched_by_its_5_tuple(tmp_path, name, late, rule):
+    # One capture starts at the first request: its conversation has no SYN and so no ISN to compare,
+    # but its addresses and ports are the other capture's, at the same time: the same conversation.
+    client, server = _sample(name)
+    src = client if late == "client" else server
+    cut = _frames(src, tmp_path / f"{late}.pcap", first=_first_request(src, 80))
+    results = analyze_pair(cut, server, _rules()) if late == "client" else analyze_pair(client, cut, _rules())
+    (f,) = [f for f in _findings(results) if f.rule.startswith("PTH")]
+    assert f.rule == rule and f.confidence == "high"
+    conv = next(c for r in results for c in r.conversations if c.id == f.conversation and c.path is not None)
+    assert conv.path.matched_by == "5-tuple"
+    assert not any(w.code.startswith("peer-match") for r in results for w in r.warnings)
+
+
+def _port_moved(src: str, dest: Path, port: int, seconds: float) -> str:
+    """A copy of a capture with one TCP port's packets `seconds` later, in time order: as if that
+    5-tuple were a later connection reusing the port."""
+    with open(src, "rb") as fin:
+        reader = dpkt.pcap.Reader(fin)
+        linktype, records = reader.datalink(), []
+        for ts, buf in reader:
+            tcp = getattr(dpkt.ethernet.Ethernet(buf).data, "data", None)
+            moved = isinstance(tcp, dpkt.tcp.TCP) and port in (tcp.sport, tcp.dport)
+            records.append((ts + seconds if moved else ts, buf))
+    with open(dest, "wb") as fout:
+        writer = dpkt.pcap.Writer(fout, linktype=linktype)
+        for ts, buf in sorted(records, key=lambda r: r[0]):
+            writer.writepkt(buf, ts=ts)
+    return str(dest)
+
+
+def test_one_5_tuple_at_other_times_is_not_paired(tmp_path):
+    # The client's capture from its first request on (no SYN), the server's with that 5-tuple's
+    # conversation ten seconds later (a reused port) while the health check, matched by proof, sets
+    # the clocks equal: one 5-tuple, but not one conversation.
+    client, server = _sample("pth005-idle-dropped")
+    request = _first_request(client, 80)
+    near = _frames(client, tmp_path / "c.pcap", drop=range(request - 3, request))  # without its handshake
+    far = _port_moved(server, tmp_path / "s.pcap", 80, 10.0)
+    results = analyze_pair(near, far, _rules())
+    (conv,) = [c for c in results[0].conversations if c.server.port == 80]
+    assert conv.path is not None and conv.path.matched_by != "5-tuple"
