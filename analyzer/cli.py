@@ -301,7 +301,7 @@ def _analyze(args: argparse.Namespace) -> int:
     _check_outputs(args, captures)
     known = load_baseline(args.baseline) if args.baseline else None
     ruleset = _load_rules(args)
-    live = _live_jsonl(args)
+    live = None if args.peer else _live_jsonl(args)  # a pair's findings come only once both are read
     if args.peer:
         results, interrupted = _run_pair(args, ruleset), False
     else:

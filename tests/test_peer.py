@@ -765,3 +765,12 @@ def test_one_5_tuple_at_other_times_is_not_paired(tmp_path):
     results = analyze_pair(near, far, _rules())
     (conv,) = [c for c in results[0].conversations if c.server.port == 80]
     assert conv.path is not None and conv.path.matched_by != "5-tuple"
+
+
+def test_jsonl_to_stdout_carries_the_pair_findings(capsys):
+    client, server = _sample("pth001-rst-injected")
+    assert main(["analyze", client, "--peer", server, "--format", "jsonl", "--no-progress"]) == 1
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    found = [(Path(x["capture"]).name, x["rule"]) for x in lines if x.get("kind") == "finding"]
+    assert ("pth001-rst-injected-client.pcap", "PTH001") in found
+    assert all(x.get("kind") for x in lines)
