@@ -774,3 +774,29 @@ def test_jsonl_to_stdout_carries_the_pair_findings(capsys):
     found = [(Path(x["capture"]).name, x["rule"]) for x in lines if x.get("kind") == "finding"]
     assert ("pth001-rst-injected-client.pcap", "PTH001") in found
     assert all(x.get("kind") for x in lines)
+
+
+@pytest.mark.parametrize("spelling", ["same", "symlink"])
+def test_the_same_capture_twice_is_refused_in_one_line(tmp_path, capsys, spelling):
+    client = _sample("pth001-rst-injected")[0]
+    peer = client
+    if spelling == "symlink":
+        peer = str(tmp_path / "server.pcap")
+        Path(peer).symlink_to(client)
+    assert main(["analyze", client, "--peer", peer, "--no-progress"]) == 2
+    captured = capsys.readouterr()
+    err = captured.err.strip().splitlines()
+    assert err[0].startswith("error: --peer names the capture itself") and "Traceback" not in captured.err
+    assert captured.out == ""
+
+
+def test_a_byte_identical_copy_as_peer_is_warned(tmp_path):
+    import shutil
+
+    client = _sample("pth001-rst-injected")[0]
+    copy = tmp_path / "server.pcap"
+    shutil.copy(client, copy)
+    results = analyze_pair(client, str(copy), _rules())
+    assert all("peer-identical" in {w.code for w in r.warnings} for r in results)
+    # an honest pair is not
+    assert not any(w.code == "peer-identical" for r in _pair(*_sample("pth001-rst-injected")) for w in r.warnings)

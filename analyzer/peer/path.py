@@ -11,6 +11,7 @@ packet given a fate, and the rules evaluated again on conversations that now car
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import os
 from collections import Counter
 from collections.abc import Callable
@@ -93,6 +94,15 @@ def analyze_pair(
     except CaptureError as exc:
         ra.error = str(exc)
         return [_trim(ra), _trim(rb)]
+    if _same_bytes(a_path, b_path):
+        for result in (ra, rb):
+            result.warnings.append(
+                CaptureWarning(
+                    "peer-identical",
+                    f"{os.path.basename(a_path)} and {os.path.basename(b_path)} hold the same bytes: one capture "
+                    "given twice, not two points of a path (every packet seen at both, no delay, no router)",
+                )
+            )
     pair = _Pair(a_path, b_path, sides(ra.conversations, pa), sides(rb.conversations, pb), {})
     pair.matches = match_conversations(pair.a, pair.b)
     pair.cover_a, pair.cover_b = cover_a, cover_b
@@ -125,6 +135,17 @@ def analyze_pair(
     for result, views in ((ra, views_a), (rb, views_b)):
         _rediagnose(result, views, rules, all_guessed=guessed is not None)
     return [_trim(ra), _trim(rb)]
+
+
+def _same_bytes(a: str, b: str) -> bool:
+    """Both files hold the same bytes (sizes first: two captures of one path almost never agree)."""
+    try:
+        if os.path.getsize(a) != os.path.getsize(b):
+            return False
+        with open(a, "rb") as fa, open(b, "rb") as fb:
+            return hashlib.file_digest(fa, "sha256").digest() == hashlib.file_digest(fb, "sha256").digest()
+    except OSError:
+        return False
 
 
 def _guess_warning(pair: _Pair) -> CaptureWarning | None:
