@@ -495,12 +495,16 @@ def test_icmp_error_from_the_server_is_seen_at_both_points(capsys):
     client, server = _sample("pth-udp-closed-port")
     results = _pair(client, server)
     assert not [f for f in _findings(results) if f.rule.startswith("PTH")]
-    assert [f.rule for f in results[0].findings] == [f.rule for f in results[1].findings] == ["UDP001"]
+    # one datagram, one failure: reported once, at the client's point (whose recvfrom fails), with
+    # the server capture's frames as more evidence
+    assert [f.rule for f in results[0].findings] == ["UDP001"] and results[1].findings == []
+    assert "pth-udp-closed-port-server.pcap shows it too (conversation" in results[0].findings[0].message
     (error,) = _icmp_fates(_path_of(results)[results[0].findings[0].conversation])
     assert error.fate == "seen" and error.near is not None and error.far is not None
     assert error.origin == "sent by the server itself (198.51.100.20), seen at both points"
     assert main(["analyze", client, "--peer", server, "--format", "json", "--no-progress"]) == 1
     doc = json.loads(capsys.readouterr().out)
+    assert doc["summary"]["errors"] == 1 and len(doc["incidents"]) == 1
     packets = [p for c in doc["captures"][0]["conversations"] for p in c["path"]["packets"] if "icmp" in p]
     assert [(p["fate"], p["icmp"]["name"], p["icmp"]["from"]) for p in packets] == [
         ("seen", "ICMP port-unreachable", "198.51.100.20")

@@ -134,6 +134,7 @@ def analyze_pair(
     views_a, views_b = _views(pair)
     for result, views in ((ra, views_a), (rb, views_b)):
         _rediagnose(result, views, rules, all_guessed=guessed is not None)
+    _fold_twins(pair, ra, rb)
     return [_trim(ra), _trim(rb)]
 
 
@@ -510,6 +511,38 @@ def _guessed_how(view: PathView, all_guessed: bool) -> str:
     if view.matched_by == BY_LENGTHS:
         return "by payload lengths and timing"
     return "by payload bytes or lengths and timing" if all_guessed else ""
+
+
+def _fold_twins(pair: _Pair, ra: CaptureResult, rb: CaptureResult) -> None:
+    """One failure seen at both points is one finding: where a rule fired on both views of a
+    conversation matched by proof, the finding stays in the capture nearer the side whose error it
+    names (the client's when it names none), and names the other capture's frames as more evidence."""
+    by_a = _by_conversation(ra.findings)
+    by_b = _by_conversation(rb.findings)
+    dropped: dict[int, set[tuple[int, str]]] = {0: set(), 1: set()}
+    for aid, (bid, how) in pair.matches.items():
+        if how not in PROOF:
+            continue  # a likeness may pair two failures that only look alike: both stay
+        fa, fb = by_a.get(aid, {}), by_b.get(bid, {})
+        for rule in fa.keys() & fb.keys():
+            side = fa[rule].errors[0].side if fa[rule].errors else "client"
+            keep_a = (side == "client") == pair.a_near
+            kept, other, other_path = (fa[rule], fb[rule], rb.path) if keep_a else (fb[rule], fa[rule], ra.path)
+            frames = ", ".join(str(n) for n in other.frames[:8])
+            note = f" {os.path.basename(other_path)} shows it too (conversation {other.conversation}, frames {frames})."
+            folded = dataclasses.replace(kept, message=kept.message + note)
+            here = ra if keep_a else rb
+            here.findings = [folded if f is kept else f for f in here.findings]
+            dropped[1 if keep_a else 0].add((other.conversation, rule))
+    ra.findings = [f for f in ra.findings if (f.conversation, f.rule) not in dropped[0]]
+    rb.findings = [f for f in rb.findings if (f.conversation, f.rule) not in dropped[1]]
+
+
+def _by_conversation(findings: list) -> dict[int, dict[str, Any]]:
+    out: dict[int, dict[str, Any]] = {}
+    for f in findings:
+        out.setdefault(f.conversation, {}).setdefault(f.rule, f)
+    return out
 
 
 def _worth_showing(view: PathView) -> bool:
