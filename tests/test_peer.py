@@ -436,7 +436,8 @@ def test_alike_in_time_but_not_in_lengths_is_not_a_match(tmp_path):
     results = analyze_pair(near, far, _rules())
     legs = {c.server.port: v for c, v in _relayed(results)}
     assert 8081 not in legs and legs[8082].peer_conversation == 0
-    assert legs[8082].count("lost") > 0  # its bytes never reached the server-side point
+    # the proxy in between answered it, and its leg toward the server is not in the server's capture
+    assert legs[8082].count("answered") > 0 and legs[8082].count("lost") == 0
     (lone,) = [c for c in results[1].conversations if c.server.port == 81]
     assert lone.path.peer_conversation == 0
     assert [v.matched_by for _, v in _relayed(results) if v.peer_conversation] == ["lengths+timing"] * 4
@@ -804,3 +805,28 @@ def test_a_byte_identical_copy_as_peer_is_warned(tmp_path):
     assert all("peer-identical" in {w.code for w in r.warnings} for r in results)
     # an honest pair is not
     assert not any(w.code == "peer-identical" for r in _pair(*_sample("pth001-rst-injected")) for w in r.warnings)
+
+
+def test_a_conversation_answered_between_the_points_is_neither_lost_nor_injected(capsys):
+    # The router's cache answered the client (client capture only) and the proxy checked the
+    # server's health itself (server capture only): each conversation's other end is a device in
+    # between, so nothing of it had to cross to the other point.
+    client, server = _sample("pth-relay-identical")
+    results = _pair(client, server)
+    (cached,) = [c for c in results[0].conversations if c.server.port == 8090]
+    (probe,) = [c for c in results[1].conversations if c.path is not None and c.path.peer_conversation == 0]
+    for view in (cached.path, probe.path):
+        assert view.count("lost") == view.count("injected") == 0
+        assert view.count("answered") == len(view.packets) > 0
+    assert main(["analyze", client, "--peer", server, "--no-progress"]) == 0
+    out = capsys.readouterr().out
+    assert "|-------------o------#      :             |  SYN seq=0 len=0 ANSWERED between the points" in out
+    assert "LOST" not in out and "INJECTED" not in out
+
+
+def test_a_refusal_between_the_points_is_not_an_answer():
+    # The router refusing the SYN with a RST is what PTH004 is about: still lost and injected.
+    results = _pair(*_sample("pth004-refused-in-path"))
+    (f,) = [f for f in _findings(results) if f.rule == "PTH004"]
+    view = _path_of(results)[f.conversation]
+    assert view.count("answered") == 0 and view.count("lost") == 1 and view.count("injected") == 1

@@ -15,6 +15,9 @@ FATES: dict[str, str] = {
     "injected": "reached one capture point from the other's side but never passed the other (sent in between)",
     "proxied": "a packet without payload of one leg of a connection a proxy between the points terminates "
     "(its handshake, acknowledgements and close): the other leg carries its own, so it has no twin",
+    "answered": "a packet of a conversation seen at one point only whose other end is a device between the "
+    "points (a cache or proxy that answered the client itself, a proxy's own health check): it never had to "
+    "cross to the other point",
 }
 # `fate:` names -> the Mark bit a two-capture analysis sets on the packet's Event.
 FATE_MARKS: dict[str, int] = {
@@ -24,7 +27,7 @@ FATE_MARKS: dict[str, int] = {
     "injected": Mark.PATH_INJECTED,
 }
 # unknown: outside the other capture's time span
-Fate = Literal["seen", "changed", "lost", "injected", "proxied", "unknown"]
+Fate = Literal["seen", "changed", "lost", "injected", "proxied", "answered", "unknown"]
 
 
 class PointPacket(NamedTuple):

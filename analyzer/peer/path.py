@@ -34,7 +34,7 @@ from analyzer.peer.match import (
 from analyzer.peer.model import FATE_MARKS, Clock, Coverage, Fate, PacketFate, PathView, PointPacket, only_large_lost
 from analyzer.peer.read import read_point
 from analyzer.pipeline import analyze_capture, keep_evidence
-from analyzer.protocol import ACK, OPT_MSS, OPT_SACK_PERM, OPT_TIMESTAMP, OPT_WSCALE, RST, SYN
+from analyzer.protocol import ACK, IPPROTO_TCP, OPT_MSS, OPT_SACK_PERM, OPT_TIMESTAMP, OPT_WSCALE, RST, SYN
 
 OPTION_NAMES = (
     (OPT_MSS, "MSS"),
@@ -342,7 +342,27 @@ def _fates(pair: _Pair, sa: Side | None, sb: Side | None, terminated: bool = Fal
             else:
                 out.append(_one(pair, d, p, in_a, p.frame in cut))
     out.sort(key=lambda f: f.ts)
+    if sa is None or sb is None:
+        out = _answered_between(out)
     return tuple(out)
+
+
+def _answered_between(fates: list[PacketFate]) -> list[PacketFate]:
+    """A conversation seen at one point only that was answered there nonetheless: its other end is
+    a device between the points (a TCP SYN answered by a SYN/ACK, a datagram by a datagram), so its
+    packets were not lost or injected but went no farther. A refusal (a RST or an ICMP error in
+    answer) stays as it is: that is what PTH004, PTH006 and PTH007 are about."""
+    crossing = [f for f in fates if f.fate in ("lost", "injected") and f.packet.icmp is None]
+    if not crossing:
+        return fates
+    if crossing[0].packet.proto == IPPROTO_TCP:
+        syn = any(f.dir == 0 and f.packet.flags & (SYN | ACK) == SYN for f in crossing)
+        answered = syn and any(f.dir == 1 and f.packet.flags & (SYN | ACK) == SYN | ACK for f in crossing)
+    else:
+        answered = {f.dir for f in crossing} == {0, 1}
+    if not answered:
+        return fates
+    return [f._replace(fate="answered") if f in crossing else f for f in fates]
 
 
 def _host(endpoint: str) -> str:
@@ -546,7 +566,7 @@ def _by_conversation(findings: list) -> dict[int, dict[str, Any]]:
 
 
 def _worth_showing(view: PathView) -> bool:
-    return bool(view.changes) or any(f.fate in ("lost", "injected", "changed") for f in view.packets)
+    return bool(view.changes) or any(f.fate in ("lost", "injected", "changed", "answered") for f in view.packets)
 
 
 def _trim(result: CaptureResult) -> CaptureResult:
