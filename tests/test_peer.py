@@ -830,3 +830,43 @@ def test_a_refusal_between_the_points_is_not_an_answer():
     (f,) = [f for f in _findings(results) if f.rule == "PTH004"]
     view = _path_of(results)[f.conversation]
     assert view.count("answered") == 0 and view.count("lost") == 1 and view.count("injected") == 1
+
+
+# -- the clock estimate's promise, whatever the delays ----------------------------------------------
+
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+
+@functools.cache
+def _real_times() -> list[tuple[int, float]]:
+    """(direction, time) of every packet of the client capture of a pair, as its tcpdump stamped them."""
+    from analyzer.peer.read import read_point
+
+    packets, _ = read_point(_sample("pth001-rst-injected")[0])
+    return [(0 if p.src.startswith("192.0.2.10:") else 1, p.ts) for p in packets]
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    offset=st.floats(-7200, 7200),
+    delays=st.lists(st.floats(0, 0.25), min_size=40, max_size=40),
+    slow=st.sampled_from([0, 1]),
+)
+def test_clock_interval_holds_the_true_offset_whatever_the_delays(offset, delays, slow):
+    # The packets' real times at one point; at the other, the same packets after a one-way delay that
+    # varies packet by packet and is ten times longer one way (a queue, an asymmetric route). The
+    # offset given is the middle of an interval, and the true offset lies in it: no median of the
+    # differences keeps that promise once the delays are asymmetric.
+    from analyzer.peer.clock import estimate
+
+    pairs = []
+    for i, (d, ts) in enumerate(_real_times()):
+        delay = delays[i % len(delays)] * (10 if d == slow else 1)
+        pairs.append((d, ts, ts + offset + delay) if d == 0 else (d, ts + delay, ts + offset))
+    clock = estimate(pairs)
+    assert clock.basis == "bounded by packets in both directions"
+    assert abs(clock.offset - offset) <= clock.uncertainty + 1e-6
+    fastest = [min(delays[i % len(delays)] * (10 if d == slow else 1) for i, (d, _) in enumerate(_real_times()) if d == k)
+               for k in (0, 1)]  # fmt: skip
+    assert clock.uncertainty <= sum(fastest) / 2 + 1e-6  # as tight as the quickest packet each way allows
