@@ -127,6 +127,7 @@ def test_silent_syn_drop_and_refusal_in_the_path():
     (f,) = [f for f in _findings(drop) if f.rule == "PTH002"]
     view = _path_of(drop)[f.conversation]
     assert view.peer_conversation == 0 and view.count("lost") == 3  # the SYN and its two retransmissions
+    assert [(e.operation, e.winsock.name) for e in f.errors] == [("connect", "WSAETIMEDOUT")]  # not recv
     refused = _pair(*_sample("pth004-refused-in-path"))
     (f,) = [f for f in _findings(refused) if f.rule == "PTH004"]
     assert [e.winsock.name for e in f.errors] == ["WSAECONNREFUSED"]
