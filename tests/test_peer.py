@@ -360,7 +360,7 @@ def test_filter_by_client_address_finds_the_natted_half(capsys):
     assert [f["rule"] for f in near["findings"] if f["rule"].startswith("PTH")] == ["PTH001"]
 
 
-def test_segmentation_offload_is_not_loss():
+def test_segmentation_offload_is_not_loss(capsys):
     # Each host's tcpdump records its own stack's segments (TSO/GSO up to 7240 bytes here), which
     # the router cuts into 1448-byte ones: bytes cut differently at the two points still passed.
     results = _pair(*_sample("pth-healthy-offload"))
@@ -369,6 +369,15 @@ def test_segmentation_offload_is_not_loss():
     assert any(f.near is not None and f.near.plen == 7240 and f.far is None for f in view.packets)
     assert any(c.startswith("cut into other segments") for c in view.changes)
     assert not _findings(results)
+    # The seen count holds each point's recut segments apart: the report says how many, so that a
+    # count above either capture's packets reads right.
+    one_point = [f for f in view.packets if f.fate == "seen" and (f.near is None or f.far is None)]
+    assert view.recut() == len(one_point) > 0
+    client, server = _sample("pth-healthy-offload")
+    assert main(["analyze", client, "--peer", server, "--no-progress"]) == 0
+    out = capsys.readouterr().out
+    assert f"{view.count('seen')} seen ({len(one_point)} of them recorded at one point only" in out
+    assert "segmented otherwise: cut into other segments" in out and "changed in between: cut" not in out
 
 
 # -- a proxy that terminates the connection: matched by payload lengths and timing ----------------

@@ -19,6 +19,8 @@ FATES: dict[str, str] = {
     "points (a cache or proxy that answered the client itself, a proxy's own health check): it never had to "
     "cross to the other point",
 }
+# A seen packet's change when the other point recorded its bytes in segments cut otherwise: no rewrite.
+RECUT = "cut into other segments at the other point (TSO/GRO or a middlebox)"
 # `fate:` names -> the Mark bit a two-capture analysis sets on the packet's Event.
 FATE_MARKS: dict[str, int] = {
     "seen": Mark.PATH_SEEN,
@@ -121,6 +123,11 @@ class PathView:
 
     def count(self, fate: str, d: int | None = None) -> int:
         return sum(1 for p in self.packets if p.fate == fate and (d is None or p.dir == d))
+
+    def recut(self) -> int:
+        """Seen packets that have no twin of their own: the other point saw their bytes cut otherwise
+        (so a conversation's `seen` count may exceed its packets at either point)."""
+        return sum(1 for p in self.packets if p.fate == "seen" and RECUT in p.changes)
 
     def sizes(self, d: int) -> tuple[list[int], list[int]]:
         """Payload lengths of direction d's packets: (lost, got through)."""

@@ -31,7 +31,17 @@ from analyzer.peer.match import (
     timed_pairs,
     unique_pairs,
 )
-from analyzer.peer.model import FATE_MARKS, Clock, Coverage, Fate, PacketFate, PathView, PointPacket, only_large_lost
+from analyzer.peer.model import (
+    FATE_MARKS,
+    RECUT,
+    Clock,
+    Coverage,
+    Fate,
+    PacketFate,
+    PathView,
+    PointPacket,
+    only_large_lost,
+)
 from analyzer.peer.read import read_point
 from analyzer.pipeline import analyze_capture, keep_evidence
 from analyzer.protocol import ACK, IPPROTO_TCP, OPT_MSS, OPT_SACK_PERM, OPT_TIMESTAMP, OPT_WSCALE, RST, SYN
@@ -419,7 +429,7 @@ def _one(pair: _Pair, d: int, p: PointPacket, in_a: bool, recut: bool) -> Packet
     fate: Fate
     changes: tuple[str, ...] = ()
     if recut:
-        fate, changes = "seen", ("cut into other segments at the other point (TSO/GRO or a middlebox)",)
+        fate, changes = "seen", (RECUT,)
     elif not _covered(pair, p, in_a, leaving):
         fate = "unknown"  # the other capture had not started, or had stopped, when it would have passed
     else:
