@@ -321,6 +321,18 @@ def test_html_and_markdown_draw_both_points(tmp_path):
     assert main([*argv, "--format", "markdown", "-o", str(md)]) == 1
     text = md.read_text()
     assert "Packet ladder at both capture points" in text and "LOST between the points" in text
+    # the marks a reader follows: the SYN ends at X between the points, the RST starts at * there
+    assert "|-------------o------X      :             |  SYN seq=0 len=0 LOST between the points" in text
+    assert "|<------------o------*      :             |  RST,ACK seq=0 len=0 INJECTED between the points" in text
+
+
+def test_text_report_says_how_the_points_were_ordered(capsys, tmp_path):
+    client, server = _sample("pth001-rst-injected")
+    assert main(["analyze", client, "--peer", server, "--no-progress"]) == 1
+    assert "order of the points: TTL: the client's packets lose TTL" in capsys.readouterr().out
+    flat = _same_segment(server, tmp_path / "server.pcap", {"192.0.2.10": 64, "198.51.100.20": 127})
+    assert main(["analyze", flat, "--peer", client, "--no-progress"]) == 1
+    assert "order of the points: handshake timing" in capsys.readouterr().out
 
 
 def _same_segment(src: str, dest: Path, ttl_of: dict[str, int]) -> str:

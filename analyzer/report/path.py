@@ -125,6 +125,7 @@ def path_summary(conv: Conversation) -> list[str]:
     spread = f" ± {c.uncertainty * 1000:.3f} ms" if c.uncertainty >= 0 else f" ({c.basis})"
     hops = f"; {view.hops_between} router(s) between the points" if view.hops_between >= 0 else ""
     lines.append(f"packets: {counts or 'none'}; clock of {view.peer} {offset:+.6f} s{spread}{hops}")
+    lines.append(f"order of the points: {view.order_basis}")
     lines += [f"{'segmented otherwise' if c.startswith(RECUT) else 'changed in between'}: {c}" for c in view.changes]
     return lines + icmp_lines(view)
 
