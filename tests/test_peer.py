@@ -134,6 +134,19 @@ def test_silent_syn_drop_and_refusal_in_the_path():
     assert "never reached the server's side" in f.message
 
 
+def test_silent_drop_of_data_in_the_path():
+    # The router dropped the client's second request mid-connection: it and every retransmission
+    # left the client's point and never reached the server's; the client's receive timed out.
+    results = _pair(*_sample("pth002-data-dropped"))
+    (f,) = [f for f in _findings(results) if f.rule == "PTH002"]
+    view = _path_of(results)[f.conversation]
+    lost = [p for p in view.packets if p.fate == "lost"]
+    assert len(lost) > 1 and all(p.dir == 0 and p.packet.plen == lost[0].packet.plen > 0 for p in lost)
+    assert view.peer_conversation and view.count("injected") == 0
+    assert f"{lost[0].packet.plen} bytes) and every later one left this capture point" in f.message
+    assert [(e.operation, e.winsock.name) for e in f.errors] == [("recv", "WSAETIMEDOUT")]
+
+
 def test_mtu_black_hole_names_the_sizes():
     results = _pair(*_sample("pth003-mtu-blackhole"))
     (f,) = [f for f in _findings(results) if f.rule == "PTH003"]
