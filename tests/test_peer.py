@@ -713,6 +713,7 @@ def test_peer_capture_that_ended_early_claims_nothing_after_its_end(tmp_path, cu
     assert {f.fate for f in late.path.packets} <= {"seen", "unknown"}
     damaged = cut.startswith(("head", "pcapng-head", "bad"))
     assert ("peer-cut-short" in {w.code for w in results[0].warnings}) == damaged
+    assert bool(late.path.peer_damage) == damaged  # said in the path section too
 
 
 def test_truncated_primary_capture_claims_nothing_after_its_end(tmp_path):

@@ -116,6 +116,7 @@ class PathView:
     packets: tuple[PacketFate, ...]  # every packet of the pair, in time order (near point's clock)
     changes: tuple[str, ...]  # rewrites seen on the conversation: translation, MSS clamp, ...
     lost_only_large: bool = False  # see only_large_lost(); worked out once, rules ask it often
+    peer_damage: str = ""  # why the other capture stopped early (truncated, damaged); "" when it ended cleanly
 
     @property
     def translated(self) -> bool:

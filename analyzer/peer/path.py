@@ -474,6 +474,7 @@ def _view(
         packets=packets,
         changes=_conversation_changes(here, other, near_here, packets, note),
         lost_only_large=only_large_lost(packets),
+        peer_damage=(pair.cover_b if in_a else pair.cover_a).damage,
     )
 
 

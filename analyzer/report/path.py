@@ -82,6 +82,7 @@ def path_dict(view: PathView) -> dict[str, Any]:
             "basis": view.clock.basis,
         },
         "hops_between": view.hops_between if view.hops_between >= 0 else None,
+        "peer_capture_damaged": view.peer_damage or None,  # the peer capture ends early: later packets are unknown
         "one_way_delay": delays,
         "fates": {name: view.count(name) for name in (*FATES, "unknown")}
         | {"resegmented": view.recut()},  # of the seen: no twin of their own, their bytes cut otherwise there
@@ -126,6 +127,8 @@ def path_summary(conv: Conversation) -> list[str]:
     hops = f"; {view.hops_between} router(s) between the points" if view.hops_between >= 0 else ""
     lines.append(f"packets: {counts or 'none'}; clock of {view.peer} {offset:+.6f} s{spread}{hops}")
     lines.append(f"order of the points: {view.order_basis}")
+    if view.peer_damage:
+        lines.append(f"{view.peer} ends early ({view.peer_damage}): what would have passed it later is unknown")
     lines += [f"{'segmented otherwise' if c.startswith(RECUT) else 'changed in between'}: {c}" for c in view.changes]
     return lines + icmp_lines(view)
 
