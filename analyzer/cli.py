@@ -301,7 +301,7 @@ def _analyze(args: argparse.Namespace) -> int:
     _check_outputs(args, captures)
     known = load_baseline(args.baseline) if args.baseline else None
     ruleset = _load_rules(args)
-    live = _live_jsonl(args)
+    live = None if args.peer else _live_jsonl(args)  # a pair's findings come only once both are read
     if args.peer:
         results, interrupted = _run_pair(args, ruleset), False
     else:
@@ -804,6 +804,11 @@ def _run_pair(args: argparse.Namespace, ruleset) -> list[CaptureResult]:
         raise UsageError(
             "--peer takes one capture on each side, both files", hint="wsadiag analyze CLIENT.pcap --peer SERVER.pcap"
         )
+    if _same_file(captures[0], args.peer):
+        raise UsageError(
+            f"--peer names the capture itself ({args.peer}): give the other point's capture",
+            hint="wsadiag analyze CLIENT.pcap --peer SERVER.pcap",
+        )
     conv_filter = compile_filter(args.filter) if args.filter else None
     extra = {} if args.max_conversations is None else {"max_conversations": args.max_conversations}
     results = analyze_pair(captures[0], args.peer, ruleset, conv_filter, **extra)
@@ -811,6 +816,13 @@ def _run_pair(args: argparse.Namespace, ruleset) -> list[CaptureResult]:
         if result.error:
             print(f"error: {clean(result.error)}", file=sys.stderr)
     return results
+
+
+def _same_file(a: str, b: str) -> bool:
+    try:
+        return os.path.samefile(a, b)
+    except OSError:  # a missing file is the reader's to report
+        return False
 
 
 def _color(args: argparse.Namespace) -> bool:

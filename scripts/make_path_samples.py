@@ -188,6 +188,36 @@ def pth002(lab: PathLab, out):
 
 
 @path_sample(
+    "pth002-data-dropped",
+    "After one request and response the router silently drops the client's second request (iptables "
+    "DROP matching its bytes, no reply): the request and its retransmissions leave the client and never "
+    "reach the server, and the client's stack gives up.",
+    peer_expect=("PTH002",),
+    peer_silent=others("PTH002"),
+    client_alone=(("TMO001",), ()),
+    server_alone=((), ("TMO001",)),
+)
+def pth002_data(lab: PathLab, out):
+    f1, f2 = lab.flag("f1"), lab.flag("f2")
+
+    def drop_second_request(lab: PathLab) -> None:
+        lab.router(
+            "iptables", "-I", "FORWARD", "-p", "tcp", "--dport", "80", "-m", "string",
+            "--string", "GET /b", "--algo", "bm", "-j", "DROP",
+        )  # fmt: skip
+
+    logs = healthy(lab)
+    logs += conversation(
+        lab,
+        80,
+        ("recvreq", "response:800", "recvreq"),
+        ("request:/a", "recv", "touch:" + f1, "await:" + f2, "request:/b", "recv"),
+        during=after_flag(f1, drop_second_request, f2),
+    )
+    return logs
+
+
+@path_sample(
     "pth003-mtu-blackhole",
     "The router drops every packet of 1000 bytes or more (iptables -m length, no ICMP): the "
     "handshake and a small request and response pass, the client's 4000-byte upload in "
@@ -444,6 +474,7 @@ def make(lab: PathLab, sample: PathSample) -> None:
     lab.reset_router()
     with lab.capture_both(client_out, server_out):
         logs = sample.make(lab, client_out)
+        lab.mark_end()
     while LEFTOVER:
         proc = LEFTOVER.pop()
         proc.kill()

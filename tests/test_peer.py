@@ -63,6 +63,8 @@ def test_pair_fires_its_diagnosis_and_nothing_else_of_its_family(sidecar: Path):
     assert not set(fired) & set(spec["silent_for"])
     for f in _findings(results):
         assert "{" not in f.message, f.message
+    # each pair holds conversations matched by proof: its findings keep their rule's confidence
+    assert all(f.confidence == "high" and "not proof" not in f.message for f in _findings(results) if f.rule in fired)
 
 
 @pytest.mark.parametrize("sidecar", PAIRS, ids=lambda p: p.stem.removesuffix("-client"))
@@ -125,10 +127,24 @@ def test_silent_syn_drop_and_refusal_in_the_path():
     (f,) = [f for f in _findings(drop) if f.rule == "PTH002"]
     view = _path_of(drop)[f.conversation]
     assert view.peer_conversation == 0 and view.count("lost") == 3  # the SYN and its two retransmissions
+    assert [(e.operation, e.winsock.name) for e in f.errors] == [("connect", "WSAETIMEDOUT")]  # not recv
     refused = _pair(*_sample("pth004-refused-in-path"))
     (f,) = [f for f in _findings(refused) if f.rule == "PTH004"]
     assert [e.winsock.name for e in f.errors] == ["WSAECONNREFUSED"]
     assert "never reached the server's side" in f.message
+
+
+def test_silent_drop_of_data_in_the_path():
+    # The router dropped the client's second request mid-connection: it and every retransmission
+    # left the client's point and never reached the server's; the client's receive timed out.
+    results = _pair(*_sample("pth002-data-dropped"))
+    (f,) = [f for f in _findings(results) if f.rule == "PTH002"]
+    view = _path_of(results)[f.conversation]
+    lost = [p for p in view.packets if p.fate == "lost"]
+    assert len(lost) > 1 and all(p.dir == 0 and p.packet.plen == lost[0].packet.plen > 0 for p in lost)
+    assert view.peer_conversation and view.count("injected") == 0
+    assert f"{lost[0].packet.plen} bytes) and every later one left this capture point" in f.message
+    assert [(e.operation, e.winsock.name) for e in f.errors] == [("recv", "WSAETIMEDOUT")]
 
 
 def test_mtu_black_hole_names_the_sizes():
@@ -148,6 +164,40 @@ def test_order_of_arguments_does_not_decide_which_point_is_nearer_the_client():
     results = analyze_pair(server, client, _rules())  # the server's capture given first
     assert {v.here_near for v in _path_of(results).values()} == {"server"}
     assert [f.rule for f in results[1].findings if f.rule.startswith("PTH")] == ["PTH001"]
+
+
+def _fate_row(f) -> tuple:
+    return (f.dir, f.fate, f.near and f.near.frame, f.far and f.far.frame, round(f.delay, 6))
+
+
+def _by_capture(results) -> dict[str, object]:
+    """Per capture file: its findings and the path of each conversation, as a user reads them."""
+    out = {}
+    for r in results:
+        views = {
+            c.id: (
+                c.path.here_near,
+                c.path.matched_by,
+                c.path.peer_conversation,
+                round(c.path.clock.offset, 6),
+                round(c.path.clock.uncertainty, 6),
+                c.path.changes,
+                [_fate_row(f) for f in c.path.packets],
+            )
+            for c in r.conversations
+            if c.path is not None
+        }
+        out[Path(r.path).name] = (sorted((f.rule, f.conversation, f.message) for f in r.findings), views)
+    return out
+
+
+@pytest.mark.parametrize("sidecar", PAIRS, ids=lambda p: p.stem.removesuffix("-client"))
+def test_either_capture_first_gives_the_same_answer(sidecar: Path):
+    # Which file is given first is the user's accident: the fates, delays, clock and findings of
+    # each capture must not move with it (the server's capture first once flipped the offset's
+    # direction and turned a proxy into "sequence numbers rewritten", with negative delays).
+    client, server = _pair_paths(sidecar)
+    assert _by_capture(analyze_pair(server, client, _rules())) == _by_capture(_pair(client, server))
 
 
 # -- clock offset ------------------------------------------------------------------------------
@@ -176,6 +226,25 @@ def test_clock_offset_found_within_a_millisecond(tmp_path, name, seconds):
         assert abs(view.clock.offset + seconds) < 0.001
     # and the diagnosis does not move with the clock
     assert sorted(f.rule for f in _findings(results)) == sorted(f.rule for f in _findings(_pair(client, server)))
+
+
+@pytest.mark.parametrize("seconds", [300.0, -300.5])
+@pytest.mark.parametrize("name", ["pth001-nat-rst-injected", "pth003-mtu-blackhole", "pth-relay-identical"])
+@pytest.mark.parametrize("first", ["client", "server"])
+def test_clock_offset_within_a_millisecond_whichever_capture_comes_first(tmp_path, name, seconds, first):
+    client, server = _sample(name)
+    shifted = _shifted(server, tmp_path / "server.pcap", seconds)
+    results = analyze_pair(client, shifted, _rules()) if first == "client" else analyze_pair(shifted, client, _rules())
+    at_client, at_server = (results[0], results[1]) if first == "client" else (results[1], results[0])
+    views = [c.path for c in at_client.conversations if c.path is not None and c.path.peer_conversation]
+    assert views
+    for view in views:  # the server's clock minus the client's, however the files were given
+        assert view.here_near == "client"
+        assert abs(view.clock.offset - seconds) < 0.001
+        assert 0 <= view.clock.uncertainty < 0.001
+    for conv in at_server.conversations:
+        if conv.path is not None and conv.path.peer_conversation:
+            assert abs(conv.path.clock.offset + seconds) < 0.001
 
 
 def test_clock_offset_when_the_client_capture_is_the_shifted_one(tmp_path):
@@ -238,6 +307,20 @@ def test_identical_requests_matched_by_payload_alone_are_flagged():
     assert all("peer-match-by-payload" in {w.code for w in r.warnings} for r in results)
 
 
+def test_captures_of_two_different_incidents_are_flagged_as_a_guess():
+    # The client's capture of the injected RST, the server's capture of the MTU black hole: alike
+    # in their health check and their port-80 request, nothing else. Some conversations match by
+    # payload, some by lengths and timing, none by address or sequence number: the report warns,
+    # and whatever two-capture finding comes of it is low confidence and says why.
+    results = analyze_pair(_sample("pth001-rst-injected")[0], _sample("pth003-mtu-blackhole")[1], _rules())
+    kinds = {c.path.matched_by for r in results for c in r.conversations if c.path is not None}
+    assert not kinds & {"5-tuple", "isn"}
+    for r in results:
+        assert {"peer-match-guessed", "peer-match-by-payload", "peer-match-by-lengths"} & {w.code for w in r.warnings}
+    path_findings = [f for f in _findings(results) if f.rule.startswith("PTH")]
+    assert all(f.confidence == "low" and "not proof" in f.message for f in path_findings)
+
+
 def test_html_and_markdown_draw_both_points(tmp_path):
     client, server = _sample("pth004-refused-in-path")
     html, md = tmp_path / "r.html", tmp_path / "r.md"
@@ -251,6 +334,18 @@ def test_html_and_markdown_draw_both_points(tmp_path):
     assert main([*argv, "--format", "markdown", "-o", str(md)]) == 1
     text = md.read_text()
     assert "Packet ladder at both capture points" in text and "LOST between the points" in text
+    # the marks a reader follows: the SYN ends at X between the points, the RST starts at * there
+    assert "|-------------o------X      :             |  SYN seq=0 len=0 LOST between the points" in text
+    assert "|<------------o------*      :             |  RST,ACK seq=0 len=0 INJECTED between the points" in text
+
+
+def test_text_report_says_how_the_points_were_ordered(capsys, tmp_path):
+    client, server = _sample("pth001-rst-injected")
+    assert main(["analyze", client, "--peer", server, "--no-progress"]) == 1
+    assert "order of the points: TTL: the client's packets lose TTL" in capsys.readouterr().out
+    flat = _same_segment(server, tmp_path / "server.pcap", {"192.0.2.10": 64, "198.51.100.20": 127})
+    assert main(["analyze", flat, "--peer", client, "--no-progress"]) == 1
+    assert "order of the points: handshake timing" in capsys.readouterr().out
 
 
 def _same_segment(src: str, dest: Path, ttl_of: dict[str, int]) -> str:
@@ -290,7 +385,7 @@ def test_filter_by_client_address_finds_the_natted_half(capsys):
     assert [f["rule"] for f in near["findings"] if f["rule"].startswith("PTH")] == ["PTH001"]
 
 
-def test_segmentation_offload_is_not_loss():
+def test_segmentation_offload_is_not_loss(capsys):
     # Each host's tcpdump records its own stack's segments (TSO/GSO up to 7240 bytes here), which
     # the router cuts into 1448-byte ones: bytes cut differently at the two points still passed.
     results = _pair(*_sample("pth-healthy-offload"))
@@ -299,6 +394,15 @@ def test_segmentation_offload_is_not_loss():
     assert any(f.near is not None and f.near.plen == 7240 and f.far is None for f in view.packets)
     assert any(c.startswith("cut into other segments") for c in view.changes)
     assert not _findings(results)
+    # The seen count holds each point's recut segments apart: the report says how many, so that a
+    # count above either capture's packets reads right.
+    one_point = [f for f in view.packets if f.fate == "seen" and (f.near is None or f.far is None)]
+    assert view.recut() == len(one_point) > 0
+    client, server = _sample("pth-healthy-offload")
+    assert main(["analyze", client, "--peer", server, "--no-progress"]) == 0
+    out = capsys.readouterr().out
+    assert f"{view.count('seen')} seen ({len(one_point)} of them recorded at one point only" in out
+    assert "segmented otherwise: cut into other segments" in out and "changed in between: cut" not in out
 
 
 # -- a proxy that terminates the connection: matched by payload lengths and timing ----------------
@@ -367,7 +471,8 @@ def test_alike_in_time_but_not_in_lengths_is_not_a_match(tmp_path):
     results = analyze_pair(near, far, _rules())
     legs = {c.server.port: v for c, v in _relayed(results)}
     assert 8081 not in legs and legs[8082].peer_conversation == 0
-    assert legs[8082].count("lost") > 0  # its bytes never reached the server-side point
+    # the proxy in between answered it, and its leg toward the server is not in the server's capture
+    assert legs[8082].count("answered") > 0 and legs[8082].count("lost") == 0
     (lone,) = [c for c in results[1].conversations if c.server.port == 81]
     assert lone.path.peer_conversation == 0
     assert [v.matched_by for _, v in _relayed(results) if v.peer_conversation] == ["lengths+timing"] * 4
@@ -426,12 +531,16 @@ def test_icmp_error_from_the_server_is_seen_at_both_points(capsys):
     client, server = _sample("pth-udp-closed-port")
     results = _pair(client, server)
     assert not [f for f in _findings(results) if f.rule.startswith("PTH")]
-    assert [f.rule for f in results[0].findings] == [f.rule for f in results[1].findings] == ["UDP001"]
+    # one datagram, one failure: reported once, at the client's point (whose recvfrom fails), with
+    # the server capture's frames as more evidence
+    assert [f.rule for f in results[0].findings] == ["UDP001"] and results[1].findings == []
+    assert "pth-udp-closed-port-server.pcap shows it too (conversation" in results[0].findings[0].message
     (error,) = _icmp_fates(_path_of(results)[results[0].findings[0].conversation])
     assert error.fate == "seen" and error.near is not None and error.far is not None
     assert error.origin == "sent by the server itself (198.51.100.20), seen at both points"
     assert main(["analyze", client, "--peer", server, "--format", "json", "--no-progress"]) == 1
     doc = json.loads(capsys.readouterr().out)
+    assert doc["summary"]["errors"] == 1 and len(doc["incidents"]) == 1
     packets = [p for c in doc["captures"][0]["conversations"] for p in c["path"]["packets"] if "icmp" in p]
     assert [(p["fate"], p["icmp"]["name"], p["icmp"]["from"]) for p in packets] == [
         ("seen", "ICMP port-unreachable", "198.51.100.20")
@@ -529,3 +638,271 @@ def test_sequence_numbers_renumbered_in_between_is_not_taken_for_a_proxy(tmp_pat
     assert "sequence numbers rewritten in between" in view.changes[0]
     assert view.count("proxied") == 0 and view.count("lost") == 0 and view.count("injected") == 0
     assert not _findings(results)
+
+
+# -- what the other capture did not cover ----------------------------------------------------------
+
+
+def _frames(
+    src: str, dest: Path, first: int = 1, last: int | None = None, pcapng: bool = False, drop: range = range(0)
+) -> str:
+    """A copy of a capture with frames first..last only (1-based, as editcap -r counts) but those in
+    `drop`, as pcap or pcapng."""
+    with open(src, "rb") as fin, open(dest, "wb") as fout:
+        reader = dpkt.pcap.Reader(fin)
+        writer_type = dpkt.pcapng.Writer if pcapng else dpkt.pcap.Writer
+        writer = writer_type(fout, linktype=reader.datalink())
+        for n, (ts, buf) in enumerate(reader, 1):
+            if first <= n and (last is None or n <= last) and n not in drop:
+                writer.writepkt(buf, ts=ts)
+    return str(dest)
+
+
+def _head(src: str, dest: Path, size: int) -> str:
+    """The first `size` bytes of a file, as `head -c` leaves a capture copied off a host that went down."""
+    dest.write_bytes(Path(src).read_bytes()[:size])
+    return str(dest)
+
+
+def _bad_record_length(src: str, dest: Path, frame: int) -> str:
+    """A pcap whose record `frame` claims an impossible captured length (a damaged file)."""
+    data = bytearray(Path(src).read_bytes())
+    at = 24
+    for _ in range(frame - 1):
+        at += 16 + int.from_bytes(data[at + 8 : at + 12], "little")
+    data[at + 8 : at + 12] = (0x7FFFFFFF).to_bytes(4, "little")
+    dest.write_bytes(bytes(data))
+    return str(dest)
+
+
+def _path_claims(results) -> list[tuple[str, str]]:
+    """(capture, fate) of every packet said lost or injected, and the two-capture findings."""
+    claims = [
+        (Path(r.path).name, f.fate)
+        for r in results
+        for c in r.conversations
+        if c.path is not None
+        for f in c.path.packets
+        if f.fate in ("lost", "injected")
+    ]
+    return claims + [(Path(r.path).name, f.rule) for r in results for f in r.findings if f.rule.startswith("PTH")]
+
+
+@pytest.mark.parametrize(
+    "cut",
+    ["stopped-after-10-frames", "pcapng-stopped-after-10-frames", "head-1000-bytes", "pcapng-head-1500-bytes",
+     "bad-record-length-at-12"],
+)  # fmt: skip
+def test_peer_capture_that_ended_early_claims_nothing_after_its_end(tmp_path, cut):
+    # The server's capture ends (stopped, cut off, damaged) after the healthy exchange, before the
+    # request the router rejected: what the client saw after that is not lost or injected, unknown.
+    client, server = _sample("pth001-rst-injected")
+    if cut.startswith(("stopped", "pcapng-stopped")):
+        peer = _frames(server, tmp_path / "s.pcap", last=10, pcapng=cut.startswith("pcapng"))
+    elif cut == "head-1000-bytes":
+        peer = _head(server, tmp_path / "s.pcap", 1000)
+    elif cut == "pcapng-head-1500-bytes":
+        peer = _head(_frames(server, tmp_path / "full.pcapng", pcapng=True), tmp_path / "s.pcapng", 1500)
+    else:
+        peer = _bad_record_length(server, tmp_path / "s.pcap", 12)
+    results = analyze_pair(client, peer, _rules())
+    assert all(r.error is None for r in results)
+    assert _path_claims(results) == []
+    (late,) = [c for c in results[0].conversations if c.server.port == 80]
+    assert late.path is not None and late.path.count("unknown") > 0
+    assert {f.fate for f in late.path.packets} <= {"seen", "unknown"}
+    damaged = cut.startswith(("head", "pcapng-head", "bad"))
+    assert ("peer-cut-short" in {w.code for w in results[0].warnings}) == damaged
+    assert bool(late.path.peer_damage) == damaged  # said in the path section too
+
+
+def test_truncated_primary_capture_claims_nothing_after_its_end(tmp_path):
+    # The client's capture cut off inside the healthy NATed exchange: the server's packets after
+    # the cut are unknown to it, not lost or injected, and the server's view says so too.
+    client, server = _sample("pth-nat-healthy")
+    results = analyze_pair(_head(client, tmp_path / "c.pcap", 1000), server, _rules())
+    assert _path_claims(results) == []
+    (view,) = [c.path for c in results[1].conversations if c.path is not None and c.path.peer_conversation]
+    assert view.count("unknown") > 0 and view.count("seen") + view.count("changed") > 0
+    assert "peer-cut-short" in {w.code for w in results[1].warnings}
+
+
+def test_packets_before_the_peer_capture_began_are_unknown(tmp_path):
+    # The server's capture begins with the first request (frame 14): the handshake before it, a few
+    # milliseconds earlier, cannot be said lost, the clock being known to microseconds. The request
+    # the router rejected and its RST came while both captures ran: those stay lost and injected.
+    client, server = _sample("pth001-rst-injected")
+    results = analyze_pair(client, _frames(server, tmp_path / "s.pcap", first=14), _rules())
+    (conv,) = [c for c in results[0].conversations if c.server.port == 80]
+    view = conv.path
+    start = min(f.far.ts for f in view.packets if f.far is not None) - view.clock.offset
+    before = [f for f in view.packets if f.far is None and f.ts < start]
+    assert [f.packet.flags & 0x12 for f in before] == [0x02, 0x12, 0x10][: len(before)] and before
+    assert {f.fate for f in before} == {"unknown"}
+    assert [(f.dir, f.fate) for f in view.packets if f.fate in ("lost", "injected")] == [(0, "lost"), (1, "injected")]
+
+
+# -- a capture that began after the handshake ----------------------------------------------------
+
+
+def _first_request(src: str, port: int) -> int:
+    """The frame number of the first segment carrying data to `port`: a capture started there has
+    no handshake for that conversation."""
+    with open(src, "rb") as fin:
+        for n, (_, buf) in enumerate(dpkt.pcap.Reader(fin), 1):
+            tcp = getattr(dpkt.ethernet.Ethernet(buf).data, "data", None)
+            if isinstance(tcp, dpkt.tcp.TCP) and tcp.dport == port and tcp.data:
+                return n
+    raise AssertionError(f"no request to port {port} in {src}")
+
+
+@pytest.mark.parametrize(
+    ("name", "late", "rule"),
+    [
+        ("pth005-idle-dropped", "client", "PTH005"),
+        ("pth001-rst-injected", "client", "PTH001"),
+        ("pth001-rst-injected", "server", "PTH001"),
+    ],
+)
+def test_capture_begun_after_the_handshake_is_matched_by_its_5_tuple(tmp_path, name, late, rule):
+    # One capture starts at the first request: its conversation has no SYN and so no ISN to compare,
+    # but its addresses and ports are the other capture's, at the same time: the same conversation.
+    client, server = _sample(name)
+    src = client if late == "client" else server
+    cut = _frames(src, tmp_path / f"{late}.pcap", first=_first_request(src, 80))
+    results = analyze_pair(cut, server, _rules()) if late == "client" else analyze_pair(client, cut, _rules())
+    (f,) = [f for f in _findings(results) if f.rule.startswith("PTH")]
+    assert f.rule == rule and f.confidence == "high"
+    conv = next(c for r in results for c in r.conversations if c.id == f.conversation and c.path is not None)
+    assert conv.path.matched_by == "5-tuple"
+    assert not any(w.code.startswith("peer-match") for r in results for w in r.warnings)
+
+
+def _port_moved(src: str, dest: Path, port: int, seconds: float) -> str:
+    """A copy of a capture with one TCP port's packets `seconds` later, in time order: as if that
+    5-tuple were a later connection reusing the port."""
+    with open(src, "rb") as fin:
+        reader = dpkt.pcap.Reader(fin)
+        linktype, records = reader.datalink(), []
+        for ts, buf in reader:
+            tcp = getattr(dpkt.ethernet.Ethernet(buf).data, "data", None)
+            moved = isinstance(tcp, dpkt.tcp.TCP) and port in (tcp.sport, tcp.dport)
+            records.append((ts + seconds if moved else ts, buf))
+    with open(dest, "wb") as fout:
+        writer = dpkt.pcap.Writer(fout, linktype=linktype)
+        for ts, buf in sorted(records, key=lambda r: r[0]):
+            writer.writepkt(buf, ts=ts)
+    return str(dest)
+
+
+def test_one_5_tuple_at_other_times_is_not_paired(tmp_path):
+    # The client's capture from its first request on (no SYN), the server's with that 5-tuple's
+    # conversation ten seconds later (a reused port) while the health check, matched by proof, sets
+    # the clocks equal: one 5-tuple, but not one conversation.
+    client, server = _sample("pth005-idle-dropped")
+    request = _first_request(client, 80)
+    near = _frames(client, tmp_path / "c.pcap", drop=range(request - 3, request))  # without its handshake
+    far = _port_moved(server, tmp_path / "s.pcap", 80, 10.0)
+    results = analyze_pair(near, far, _rules())
+    (conv,) = [c for c in results[0].conversations if c.server.port == 80]
+    assert conv.path is not None and conv.path.matched_by != "5-tuple"
+
+
+def test_jsonl_to_stdout_carries_the_pair_findings(capsys):
+    client, server = _sample("pth001-rst-injected")
+    assert main(["analyze", client, "--peer", server, "--format", "jsonl", "--no-progress"]) == 1
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    found = [(Path(x["capture"]).name, x["rule"]) for x in lines if x.get("kind") == "finding"]
+    assert ("pth001-rst-injected-client.pcap", "PTH001") in found
+    assert all(x.get("kind") for x in lines)
+
+
+@pytest.mark.parametrize("spelling", ["same", "symlink"])
+def test_the_same_capture_twice_is_refused_in_one_line(tmp_path, capsys, spelling):
+    client = _sample("pth001-rst-injected")[0]
+    peer = client
+    if spelling == "symlink":
+        peer = str(tmp_path / "server.pcap")
+        Path(peer).symlink_to(client)
+    assert main(["analyze", client, "--peer", peer, "--no-progress"]) == 2
+    captured = capsys.readouterr()
+    err = captured.err.strip().splitlines()
+    assert err[0].startswith("error: --peer names the capture itself") and "Traceback" not in captured.err
+    assert captured.out == ""
+
+
+def test_a_byte_identical_copy_as_peer_is_warned(tmp_path):
+    import shutil
+
+    client = _sample("pth001-rst-injected")[0]
+    copy = tmp_path / "server.pcap"
+    shutil.copy(client, copy)
+    results = analyze_pair(client, str(copy), _rules())
+    assert all("peer-identical" in {w.code for w in r.warnings} for r in results)
+    # an honest pair is not
+    assert not any(w.code == "peer-identical" for r in _pair(*_sample("pth001-rst-injected")) for w in r.warnings)
+
+
+def test_a_conversation_answered_between_the_points_is_neither_lost_nor_injected(capsys):
+    # The router's cache answered the client (client capture only) and the proxy checked the
+    # server's health itself (server capture only): each conversation's other end is a device in
+    # between, so nothing of it had to cross to the other point.
+    client, server = _sample("pth-relay-identical")
+    results = _pair(client, server)
+    (cached,) = [c for c in results[0].conversations if c.server.port == 8090]
+    (probe,) = [c for c in results[1].conversations if c.path is not None and c.path.peer_conversation == 0]
+    for view in (cached.path, probe.path):
+        assert view.count("lost") == view.count("injected") == 0
+        assert view.count("answered") == len(view.packets) > 0
+    assert main(["analyze", client, "--peer", server, "--no-progress"]) == 0
+    out = capsys.readouterr().out
+    assert "|-------------o------#      :             |  SYN seq=0 len=0 ANSWERED between the points" in out
+    assert "LOST" not in out and "INJECTED" not in out
+
+
+def test_a_refusal_between_the_points_is_not_an_answer():
+    # The router refusing the SYN with a RST is what PTH004 is about: still lost and injected.
+    results = _pair(*_sample("pth004-refused-in-path"))
+    (f,) = [f for f in _findings(results) if f.rule == "PTH004"]
+    view = _path_of(results)[f.conversation]
+    assert view.count("answered") == 0 and view.count("lost") == 1 and view.count("injected") == 1
+
+
+# -- the clock estimate's promise, whatever the delays ----------------------------------------------
+
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+
+@functools.cache
+def _real_times() -> list[tuple[int, float]]:
+    """(direction, time) of every packet of the client capture of a pair, as its tcpdump stamped them."""
+    from analyzer.peer.read import read_point
+
+    packets, _ = read_point(_sample("pth001-rst-injected")[0])
+    return [(0 if p.src.startswith("192.0.2.10:") else 1, p.ts) for p in packets]
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    offset=st.floats(-7200, 7200),
+    delays=st.lists(st.floats(0, 0.25), min_size=40, max_size=40),
+    slow=st.sampled_from([0, 1]),
+)
+def test_clock_interval_holds_the_true_offset_whatever_the_delays(offset, delays, slow):
+    # The packets' real times at one point; at the other, the same packets after a one-way delay that
+    # varies packet by packet and is ten times longer one way (a queue, an asymmetric route). The
+    # offset given is the middle of an interval, and the true offset lies in it: no median of the
+    # differences keeps that promise once the delays are asymmetric.
+    from analyzer.peer.clock import estimate
+
+    pairs = []
+    fastest = [float("inf"), float("inf")]
+    for i, (d, ts) in enumerate(_real_times()):
+        delay = delays[i % len(delays)] * (10 if d == slow else 1)
+        fastest[d] = min(fastest[d], delay)
+        pairs.append((d, ts, ts + offset + delay) if d == 0 else (d, ts + delay, ts + offset))
+    clock = estimate(pairs)
+    assert clock.basis == "bounded by packets in both directions"
+    assert abs(clock.offset - offset) <= clock.uncertainty + 1e-6
+    assert clock.uncertainty <= sum(fastest) / 2 + 1e-6  # as tight as the quickest packet each way allows

@@ -123,6 +123,13 @@ def match_conversations(near: dict[int, Side], far: dict[int, Side]) -> dict[int
             found[nid] = (fid, how)
 
     pair("5-tuple", lambda s: (s.conv.proto, str(s.conv.client), str(s.conv.server), s.isn(0)))
+    for nid, fid in match_by_endpoints(
+        {i: s for i, s in near.items() if i not in found},
+        {i: s for i, s in far.items() if i not in taken},
+        [(near[n], far[f]) for n, (f, _) in found.items()],
+    ).items():
+        found[nid] = (fid, "5-tuple")
+        taken.add(fid)
     pair("isn", lambda s: (s.isn(0), s.isn(1)) if s.isn(0) is not None else None)
     pair("isn", lambda s: s.isn(0))
     # The same first bytes in several conversations (health checks, retries) prove nothing:
@@ -138,6 +145,37 @@ def match_conversations(near: dict[int, Side], far: dict[int, Side]) -> dict[int
     ).items():
         found[nid] = (fid, BY_LENGTHS)
     return found
+
+
+def match_by_endpoints(near: dict[int, Side], far: dict[int, Side], proven: list[tuple[Side, Side]]) -> dict[int, int]:
+    """near id -> far id for conversations with one 5-tuple where a capture lacks the SYN (it began
+    after the handshake, or lost it), so the ISNs cannot be compared, and whose times overlap.
+
+    Times are compared with the shift the handshake-proven matches give; without any, the clocks
+    are taken to agree only as far as order goes: the same 5-tuple's conversations pair in turn.
+    Two conversations whose ISNs are both known and differ are not one (a reused port, or a
+    firewall that renumbers: that is for lengths+timing).
+    """
+    shift = statistics.median(b.conv.start - a.conv.start for a, b in proven) if proven else None
+    by_key: dict[tuple, list[int]] = defaultdict(list)
+    for fid, fs in sorted(far.items(), key=lambda kv: kv[1].conv.start):
+        by_key[(fs.conv.proto, str(fs.conv.client), str(fs.conv.server))].append(fid)
+    out: dict[int, int] = {}
+    for nid, ns in sorted(near.items(), key=lambda kv: kv[1].conv.start):
+        cands = by_key.get((ns.conv.proto, str(ns.conv.client), str(ns.conv.server)), [])
+        cands = [fid for fid in cands if ns.isn(0) is None or far[fid].isn(0) is None]
+        if shift is not None:
+            cands = [fid for fid in cands if _gap(ns, far[fid], shift) <= PAIR_WINDOW]
+            cands.sort(key=lambda fid: _gap(ns, far[fid], shift))
+        if cands:
+            out[nid] = cands[0]
+            by_key[(ns.conv.proto, str(ns.conv.client), str(ns.conv.server))].remove(cands[0])
+    return out
+
+
+def _gap(a: Side, b: Side, shift: float) -> float:
+    """How far apart two conversations' time spans lie once b's clock is set back by shift (0: they overlap)."""
+    return max(0.0, a.conv.start - (b.conv.end - shift), (b.conv.start - shift) - a.conv.end)
 
 
 def _head_key(s: Side) -> tuple | None:

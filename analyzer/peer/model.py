@@ -15,7 +15,12 @@ FATES: dict[str, str] = {
     "injected": "reached one capture point from the other's side but never passed the other (sent in between)",
     "proxied": "a packet without payload of one leg of a connection a proxy between the points terminates "
     "(its handshake, acknowledgements and close): the other leg carries its own, so it has no twin",
+    "answered": "a packet of a conversation seen at one point only whose other end is a device between the "
+    "points (a cache or proxy that answered the client itself, a proxy's own health check): it never had to "
+    "cross to the other point",
 }
+# A seen packet's change when the other point recorded its bytes in segments cut otherwise: no rewrite.
+RECUT = "cut into other segments at the other point (TSO/GRO or a middlebox)"
 # `fate:` names -> the Mark bit a two-capture analysis sets on the packet's Event.
 FATE_MARKS: dict[str, int] = {
     "seen": Mark.PATH_SEEN,
@@ -24,7 +29,7 @@ FATE_MARKS: dict[str, int] = {
     "injected": Mark.PATH_INJECTED,
 }
 # unknown: outside the other capture's time span
-Fate = Literal["seen", "changed", "lost", "injected", "proxied", "unknown"]
+Fate = Literal["seen", "changed", "lost", "injected", "proxied", "answered", "unknown"]
 
 
 class PointPacket(NamedTuple):
@@ -72,6 +77,16 @@ class PacketFate(NamedTuple):
 
 
 @dataclass(frozen=True, slots=True)
+class Coverage:
+    """The time one capture covers, on its own clock: a packet the other point saw outside it
+    (mapped with the clock offset) cannot be said lost or injected."""
+
+    first: float  # its earliest frame
+    last: float  # its latest frame
+    damage: str = ""  # why reading stopped early (a truncated or damaged file), "" when it ended cleanly
+
+
+@dataclass(frozen=True, slots=True)
 class Clock:
     """The far capture's clock offset (far minus near, seconds), from matched packets."""
 
@@ -101,6 +116,7 @@ class PathView:
     packets: tuple[PacketFate, ...]  # every packet of the pair, in time order (near point's clock)
     changes: tuple[str, ...]  # rewrites seen on the conversation: translation, MSS clamp, ...
     lost_only_large: bool = False  # see only_large_lost(); worked out once, rules ask it often
+    peer_damage: str = ""  # why the other capture stopped early (truncated, damaged); "" when it ended cleanly
 
     @property
     def translated(self) -> bool:
@@ -108,6 +124,11 @@ class PathView:
 
     def count(self, fate: str, d: int | None = None) -> int:
         return sum(1 for p in self.packets if p.fate == fate and (d is None or p.dir == d))
+
+    def recut(self) -> int:
+        """Seen packets that have no twin of their own: the other point saw their bytes cut otherwise
+        (so a conversation's `seen` count may exceed its packets at either point)."""
+        return sum(1 for p in self.packets if p.fate == "seen" and RECUT in p.changes)
 
     def sizes(self, d: int) -> tuple[list[int], list[int]]:
         """Payload lengths of direction d's packets: (lost, got through)."""

@@ -11,6 +11,7 @@ packet given a fate, and the rules evaluated again on conversations that now car
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import os
 from collections import Counter
 from collections.abc import Callable
@@ -30,10 +31,20 @@ from analyzer.peer.match import (
     timed_pairs,
     unique_pairs,
 )
-from analyzer.peer.model import FATE_MARKS, Clock, Fate, PacketFate, PathView, PointPacket, only_large_lost
+from analyzer.peer.model import (
+    FATE_MARKS,
+    RECUT,
+    Clock,
+    Coverage,
+    Fate,
+    PacketFate,
+    PathView,
+    PointPacket,
+    only_large_lost,
+)
 from analyzer.peer.read import read_point
 from analyzer.pipeline import analyze_capture, keep_evidence
-from analyzer.protocol import ACK, OPT_MSS, OPT_SACK_PERM, OPT_TIMESTAMP, OPT_WSCALE, RST, SYN
+from analyzer.protocol import ACK, IPPROTO_TCP, OPT_MSS, OPT_SACK_PERM, OPT_TIMESTAMP, OPT_WSCALE, RST, SYN
 
 OPTION_NAMES = (
     (OPT_MSS, "MSS"),
@@ -41,10 +52,14 @@ OPTION_NAMES = (
     (OPT_SACK_PERM, "SACK permitted"),
     (OPT_TIMESTAMP, "timestamps"),
 )
-COVER_SLACK = 0.5  # seconds before the other capture's first packet still counted as covered (clock uncertainty)
 TERMINATED = (
     "connection terminated between the points (a proxy or relay): each side has its own ports, sequence "
     "numbers, handshake and acknowledgements; only the payload crosses"
+)
+PROOF = frozenset(("5-tuple", "isn"))  # matches no likeness can fake; the rest are guesses
+GUESSED_NOTE = (
+    " (This rests on conversations matched {how} only, not by address or sequence number: a likeness, "
+    "not proof that both captures hold the same connection.)"
 )
 RENUMBERED = "sequence numbers rewritten in between (a firewall's initial sequence number randomisation)"
 
@@ -62,8 +77,9 @@ class _Pair:
     order_basis: str = "assumed from the command line (the first capture nearer the client)"
     clock: Clock = Clock(0.0, -1.0, 0, "")
     hops: int = -1
-    a_first: float = 0.0
-    b_first: float = 0.0
+    cover_a: Coverage = Coverage(0.0, 0.0)
+    cover_b: Coverage = Coverage(0.0, 0.0)
+    max_delay: float = 0.0  # the longest one-way delay between the points of the matched packets
 
     @property
     def b_minus_a(self) -> float:
@@ -84,14 +100,22 @@ def analyze_pair(
     if ra.error or rb.error:
         return [_trim(ra), _trim(rb)]
     try:
-        pa, pb = read_point(a_path), read_point(b_path)
+        (pa, cover_a), (pb, cover_b) = read_point(a_path), read_point(b_path)
     except CaptureError as exc:
         ra.error = str(exc)
         return [_trim(ra), _trim(rb)]
+    if _same_bytes(a_path, b_path):
+        for result in (ra, rb):
+            result.warnings.append(
+                CaptureWarning(
+                    "peer-identical",
+                    f"{os.path.basename(a_path)} and {os.path.basename(b_path)} hold the same bytes: one capture "
+                    "given twice, not two points of a path (every packet seen at both, no delay, no router)",
+                )
+            )
     pair = _Pair(a_path, b_path, sides(ra.conversations, pa), sides(rb.conversations, pb), {})
     pair.matches = match_conversations(pair.a, pair.b)
-    pair.a_first = pa[0].ts if pa else 0.0
-    pair.b_first = pb[0].ts if pb else 0.0
+    pair.cover_a, pair.cover_b = cover_a, cover_b
     if conv_filter is not None:
         kept = {bid for bid, _ in pair.matches.values()}
         pair.b = {bid: side for bid, side in pair.b.items() if bid in kept}
@@ -110,30 +134,49 @@ def analyze_pair(
             )
         return [_trim(ra), _trim(rb)]
     _order_and_clock(pair)
-    if all(how == BY_LENGTHS for _, how in pair.matches.values()):
-        for result in (ra, rb):
-            result.warnings.append(
-                CaptureWarning(
-                    "peer-match-by-lengths",
-                    "conversations matched across the captures by payload lengths and timing alone (no "
-                    "address, sequence number or unique payload agreed): if the captures were not taken at "
-                    "the same time, the path and the clock offset are guesses",
-                )
-            )
-    elif all(how == "payload" for _, how in pair.matches.values()):
-        for result in (ra, rb):
-            result.warnings.append(
-                CaptureWarning(
-                    "peer-match-by-payload",
-                    "conversations matched across the captures "
-                    "by payload bytes alone: if the captures were not taken at the same time, the path "
-                    "and the clock offset are guesses",
-                )
-            )
+    for result, cover, other in ((ra, cover_b, b_path), (rb, cover_a, a_path)):
+        if cover.damage:
+            result.warnings.append(CaptureWarning("peer-cut-short", _cut_short(other, cover)))
+    guessed = _guess_warning(pair)
+    if guessed is not None:
+        ra.warnings.append(guessed)
+        rb.warnings.append(guessed)
     views_a, views_b = _views(pair)
     for result, views in ((ra, views_a), (rb, views_b)):
-        _rediagnose(result, views, rules)
+        _rediagnose(result, views, rules, all_guessed=guessed is not None)
+    _fold_twins(pair, ra, rb)
     return [_trim(ra), _trim(rb)]
+
+
+def _same_bytes(a: str, b: str) -> bool:
+    """Both files hold the same bytes (sizes first: two captures of one path almost never agree)."""
+    try:
+        if os.path.getsize(a) != os.path.getsize(b):
+            return False
+        with open(a, "rb") as fa, open(b, "rb") as fb:
+            return hashlib.file_digest(fa, "sha256").digest() == hashlib.file_digest(fb, "sha256").digest()
+    except OSError:
+        return False
+
+
+def _guess_warning(pair: _Pair) -> CaptureWarning | None:
+    """A warning when no conversation matched by proof (its 5-tuple or its ISNs): then every
+    match is a likeness, and captures of two different incidents may have been lined up."""
+    kinds = {how for _, how in pair.matches.values()}
+    if kinds & PROOF:
+        return None
+    if kinds == {BY_LENGTHS}:
+        code, how = "peer-match-by-lengths", "by payload lengths and timing alone"
+    elif kinds == {"payload"}:
+        code, how = "peer-match-by-payload", "by payload bytes alone"
+    else:
+        code, how = "peer-match-guessed", "by payload bytes, or lengths and timing, alone"
+    return CaptureWarning(
+        code,
+        f"conversations matched across the captures {how} (no address or sequence number agreed): if the "
+        "captures were not taken at the same time, the path and the clock offset are guesses, and so are "
+        "the two-capture findings",
+    )
 
 
 # -- order of the points and the clocks ---------------------------------------------------------
@@ -177,13 +220,31 @@ def _order_and_clock(pair: _Pair) -> None:
             by_turns,
             "request timing: the first answer takes longer to come at the point nearer the client",
         )
-    # dir 0 in the estimate travels from the near point to the far one
-    travel = [(d if pair.a_near else 1 - d, pa.ts, pb.ts) for d, pa, pb in raw]
-    pair.clock = estimate([(t, a, b) if pair.a_near else (t, b, a) for t, a, b in travel])
+    # The estimate takes (dir, near time, far time). The client's packets (dir 0) always travel
+    # from the near point to the far one, whichever capture was given first: only the times swap.
+    pair.clock = estimate([(d, pa.ts, pb.ts) if pair.a_near else (d, pb.ts, pa.ts) for d, pa, pb in raw])
+    pair.max_delay = _max_delay(pair, raw)
     drops = Counter(abs(ttl_a - ttl_b) for _, ttl_a, ttl_b in ttls)
     pair.hops = drops.most_common(1)[0][0] if drops else -1
     if _drop_untimely_payload_matches(pair):
         _order_and_clock(pair)
+
+
+def _max_delay(pair: _Pair, raw: list[tuple[int, PointPacket, PointPacket]]) -> float:
+    """The longest one-way delay between the points among the packets the clock rests on (a twin
+    paired wrongly cannot widen it past PAIR_WINDOW)."""
+    off, longest = pair.clock.offset, 0.0
+    for d, pa, pb in raw:
+        near, far = (pa, pb) if pair.a_near else (pb, pa)
+        longest = max(longest, far.ts - off - near.ts if d == 0 else near.ts - (far.ts - off))
+    return min(longest, PAIR_WINDOW)
+
+
+def _cut_short(path: str, cover: Coverage) -> str:
+    return (
+        f"{os.path.basename(path)} ends early ({cover.damage}): what this capture saw after that "
+        "capture's last frame has fate `unknown`, neither lost nor injected"
+    )
 
 
 def _drop_untimely_payload_matches(pair: _Pair) -> bool:
@@ -291,7 +352,27 @@ def _fates(pair: _Pair, sa: Side | None, sb: Side | None, terminated: bool = Fal
             else:
                 out.append(_one(pair, d, p, in_a, p.frame in cut))
     out.sort(key=lambda f: f.ts)
+    if sa is None or sb is None:
+        out = _answered_between(out)
     return tuple(out)
+
+
+def _answered_between(fates: list[PacketFate]) -> list[PacketFate]:
+    """A conversation seen at one point only that was answered there nonetheless: its other end is
+    a device between the points (a TCP SYN answered by a SYN/ACK, a datagram by a datagram), so its
+    packets were not lost or injected but went no farther. A refusal (a RST or an ICMP error in
+    answer) stays as it is: that is what PTH004, PTH006 and PTH007 are about."""
+    crossing = [f for f in fates if f.fate in ("lost", "injected") and f.packet.icmp is None]
+    if not crossing:
+        return fates
+    if crossing[0].packet.proto == IPPROTO_TCP:
+        syn = any(f.dir == 0 and f.packet.flags & (SYN | ACK) == SYN for f in crossing)
+        answered = syn and any(f.dir == 1 and f.packet.flags & (SYN | ACK) == SYN | ACK for f in crossing)
+    else:
+        answered = {f.dir for f in crossing} == {0, 1}
+    if not answered:
+        return fates
+    return [f._replace(fate="answered") if f in crossing else f for f in fates]
 
 
 def _host(endpoint: str) -> str:
@@ -344,18 +425,32 @@ def _one(pair: _Pair, d: int, p: PointPacket, in_a: bool, recut: bool) -> Packet
     at_near = in_a == pair.a_near
     off = pair.clock.offset
     ts = p.ts if at_near else p.ts - off
-    other_first = (pair.b_first - pair.b_minus_a) if in_a else (pair.a_first + pair.b_minus_a)
+    leaving = (d == 0) == at_near
     fate: Fate
     changes: tuple[str, ...] = ()
     if recut:
-        fate, changes = "seen", ("cut into other segments at the other point (TSO/GRO or a middlebox)",)
-    elif p.ts < other_first - COVER_SLACK:
-        fate = "unknown"  # the other capture had not started
+        fate, changes = "seen", (RECUT,)
+    elif not _covered(pair, p, in_a, leaving):
+        fate = "unknown"  # the other capture had not started, or had stopped, when it would have passed
     else:
-        leaving = (d == 0) == at_near
         fate = "lost" if leaving else "injected"
     origin = _icmp_origin(fate, d, p, at_near) if p.icmp is not None else ""
     return PacketFate(d, fate, p if at_near else None, None if at_near else p, ts, 0.0, changes, origin)
+
+
+def _covered(pair: _Pair, p: PointPacket, in_a: bool, leaving: bool) -> bool:
+    """Whether the other capture was running whenever p could have passed its point.
+
+    On the other point's clock p passes there within the clock's uncertainty of its time here
+    mapped with the offset, later by the one-way delay when it was leaving this point, earlier
+    when it was arriving; the delay is at most the longest one the matched packets took.
+    """
+    other = pair.cover_b if in_a else pair.cover_a
+    shift = pair.b_minus_a if in_a else -pair.b_minus_a
+    spread = pair.clock.uncertainty if pair.clock.uncertainty >= 0 else PAIR_WINDOW  # one-sided: a wide guess
+    lo = p.ts + shift - spread - (0.0 if leaving else pair.max_delay)
+    hi = p.ts + shift + spread + (pair.max_delay if leaving else 0.0)
+    return other.first <= lo and hi <= other.last
 
 
 def _view(
@@ -379,6 +474,7 @@ def _view(
         packets=packets,
         changes=_conversation_changes(here, other, near_here, packets, note),
         lost_only_large=only_large_lost(packets),
+        peer_damage=(pair.cover_b if in_a else pair.cover_a).damage,
     )
 
 
@@ -416,23 +512,72 @@ def annotate(conv: Conversation, view: PathView) -> Conversation:
     return dataclasses.replace(conv, timeline=timeline, path=view)
 
 
-def _rediagnose(result: CaptureResult, views: dict[int, PathView], rules: Any) -> None:
+def _rediagnose(result: CaptureResult, views: dict[int, PathView], rules: Any, all_guessed: bool = False) -> None:
+    """The rules again on each conversation that carries its path. A finding the capture alone did
+    not make rests on the path: when the match behind it was a likeness (this conversation's, or
+    every one's), its confidence drops to low and its message says so."""
     convs = []
     findings = [f for f in result.findings if f.conversation not in views]
+    alone = {(f.conversation, f.rule) for f in result.findings}
     for conv in result.conversations:
         view = views.get(conv.id)
         if view is not None:
             conv = annotate(conv, view)
             if rules is not None:
-                findings += rules.evaluate(conv)
+                how = _guessed_how(view, all_guessed)
+                for f in rules.evaluate(conv):
+                    if how and (f.conversation, f.rule) not in alone:
+                        f = dataclasses.replace(f, confidence="low", message=f.message + GUESSED_NOTE.format(how=how))
+                    findings.append(f)
         convs.append(conv)
     result.conversations = convs
     findings.sort(key=lambda f: (f.conversation, f.frames[:1], f.rule))
     result.findings = findings
 
 
+def _guessed_how(view: PathView, all_guessed: bool) -> str:
+    """How a conversation's path was matched, in words, when that was a likeness; "" when by proof."""
+    if view.matched_by == "payload":
+        return "by payload bytes"
+    if view.matched_by == BY_LENGTHS:
+        return "by payload lengths and timing"
+    return "by payload bytes or lengths and timing" if all_guessed else ""
+
+
+def _fold_twins(pair: _Pair, ra: CaptureResult, rb: CaptureResult) -> None:
+    """One failure seen at both points is one finding: where a rule fired on both views of a
+    conversation matched by proof, the finding stays in the capture nearer the side whose error it
+    names (the client's when it names none), and names the other capture's frames as more evidence."""
+    by_a = _by_conversation(ra.findings)
+    by_b = _by_conversation(rb.findings)
+    dropped: dict[int, set[tuple[int, str]]] = {0: set(), 1: set()}
+    for aid, (bid, how) in pair.matches.items():
+        if how not in PROOF:
+            continue  # a likeness may pair two failures that only look alike: both stay
+        fa, fb = by_a.get(aid, {}), by_b.get(bid, {})
+        for rule in fa.keys() & fb.keys():
+            side = fa[rule].errors[0].side if fa[rule].errors else "client"
+            keep_a = (side == "client") == pair.a_near
+            kept, other, other_path = (fa[rule], fb[rule], rb.path) if keep_a else (fb[rule], fa[rule], ra.path)
+            frames = ", ".join(str(n) for n in other.frames[:8])
+            note = f" {os.path.basename(other_path)} shows it too (conversation {other.conversation}, frames {frames})."
+            folded = dataclasses.replace(kept, message=kept.message + note)
+            here = ra if keep_a else rb
+            here.findings = [folded if f is kept else f for f in here.findings]
+            dropped[1 if keep_a else 0].add((other.conversation, rule))
+    ra.findings = [f for f in ra.findings if (f.conversation, f.rule) not in dropped[0]]
+    rb.findings = [f for f in rb.findings if (f.conversation, f.rule) not in dropped[1]]
+
+
+def _by_conversation(findings: list) -> dict[int, dict[str, Any]]:
+    out: dict[int, dict[str, Any]] = {}
+    for f in findings:
+        out.setdefault(f.conversation, {}).setdefault(f.rule, f)
+    return out
+
+
 def _worth_showing(view: PathView) -> bool:
-    return bool(view.changes) or any(f.fate in ("lost", "injected", "changed") for f in view.packets)
+    return bool(view.changes) or any(f.fate in ("lost", "injected", "changed", "answered") for f in view.packets)
 
 
 def _trim(result: CaptureResult) -> CaptureResult:

@@ -12,7 +12,7 @@ from analyzer.decode import Decoder
 from analyzer.decode.reference import _link  # dpkt's view of a frame: the TCP options the lean Packet leaves out
 from analyzer.errors import CaptureError
 from analyzer.model import Endpoint, Frame, Packet
-from analyzer.peer.model import PointPacket
+from analyzer.peer.model import Coverage, PointPacket
 from analyzer.protocol import IPPROTO_ICMP, IPPROTO_ICMPV6, IPPROTO_TCP, IPPROTO_UDP, SYN
 
 
@@ -87,13 +87,20 @@ def icmp_point_packet(pkt: Packet) -> PointPacket | None:
     )
 
 
-def read_point(path: str) -> list[PointPacket]:
-    """Every TCP and UDP packet of a capture and the ICMP errors quoting one, in frame order;
-    CaptureError when it cannot be read."""
+# The reader's warnings after which nothing more of the file is read: the capture ends there,
+# whatever the capturing host saw afterwards (analyzer.capture.reader.WARNING_CODES).
+READING_STOPPED = ("truncated", "bad-record-length", "bad-block", "corrupt-compression", "read-error")
+
+
+def read_point(path: str) -> tuple[list[PointPacket], Coverage]:
+    """Every TCP and UDP packet of a capture and the ICMP errors quoting one, in frame order, and the
+    time the capture covers; CaptureError when it cannot be read."""
     decoder = Decoder()
     out: list[PointPacket] = []
+    first, last = float("inf"), float("-inf")
     with open_capture(path) as cap:
         for frame in cap:
+            first, last = min(first, frame.ts), max(last, frame.ts)  # frames need not be in time order
             pkt = decoder.decode(frame)
             if pkt is None or pkt.inner is not None:
                 continue
@@ -103,7 +110,10 @@ def read_point(path: str) -> list[PointPacket]:
                 icmp = icmp_point_packet(pkt)
                 if icmp is not None:
                     out.append(icmp)
-    return out
+        stop = next((w for w in cap.warnings if w.code in READING_STOPPED), None)
+    if first > last:
+        first = last = 0.0
+    return out, Coverage(first, last, f"{stop.code}: {stop.message}" if stop is not None else "")
 
 
 __all__ = ["CaptureError", "read_point"]

@@ -230,6 +230,7 @@ PATH_FATE_LABELS = {
     "lost": "LOST between the points",
     "injected": "INJECTED between the points",
     "proxied": "(its own leg: a proxy in between)",
+    "answered": "ANSWERED between the points",
     "unknown": "",
 }
 
@@ -237,13 +238,13 @@ PATH_FATE_LABELS = {
 def _shape(f) -> str:
     """How a packet is drawn: a proxied one arriving from the proxy starts in between, like an
     injected one; one leaving toward it ends there, like a lost one."""
-    if f.fate != "proxied":
+    if f.fate not in ("proxied", "answered"):
         return f.fate
     arriving = (f.near is not None) == (f.dir == 1)
     return "injected" if arriving else "lost"
 
 
-BREAK_MARKS = {"injected": "*", "lost": "X", "unknown": "?", "proxied": "#"}
+BREAK_MARKS = {"injected": "*", "lost": "X", "unknown": "?", "proxied": "#", "answered": "#"}
 
 
 def _path_arrow(d: int, fate: str, shape: str = "") -> str:
@@ -435,7 +436,7 @@ def _svg_path_row(f, y: int, culprit: bool, start: float, bases: dict[tuple[bool
         tuple(x for x in (p1, p2) if lo <= x <= hi),
         brk if f.fate == "lost" else 0,
         brk if f.fate == "injected" else 0,
-        brk if f.fate == "proxied" else 0,
+        brk if f.fate in ("proxied", "answered") else 0,
     )
 
 

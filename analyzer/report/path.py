@@ -6,7 +6,7 @@ from typing import Any
 
 from analyzer.icmp import icmp_label
 from analyzer.model import CaptureResult, Conversation
-from analyzer.peer.model import FATES, PacketFate, PathView
+from analyzer.peer.model import FATES, RECUT, PacketFate, PathView
 
 
 def _delays(view: PathView, d: int) -> list[float]:
@@ -82,8 +82,10 @@ def path_dict(view: PathView) -> dict[str, Any]:
             "basis": view.clock.basis,
         },
         "hops_between": view.hops_between if view.hops_between >= 0 else None,
+        "peer_capture_damaged": view.peer_damage or None,  # the peer capture ends early: later packets are unknown
         "one_way_delay": delays,
-        "fates": {name: view.count(name) for name in (*FATES, "unknown")},
+        "fates": {name: view.count(name) for name in (*FATES, "unknown")}
+        | {"resegmented": view.recut()},  # of the seen: no twin of their own, their bytes cut otherwise there
         "packets": [
             {
                 "frame": here_frame(f).frame if here_frame(f) is not None else None,
@@ -115,12 +117,19 @@ def path_summary(conv: Conversation) -> list[str]:
     else:
         lines = [f"path: not in {view.peer}; this capture point is nearer the {view.here_near}"]
     counts = ", ".join(f"{view.count(name)} {name}" for name in (*FATES, "unknown") if view.count(name))
+    if view.recut():  # a packet cut otherwise at the other point is counted at each point
+        counts = counts.replace(
+            " seen", f" seen ({view.recut()} of them recorded at one point only, cut otherwise at the other)", 1
+        )
     c = view.clock
     offset = c.offset if abs(c.offset) >= 5e-7 else 0.0  # no "-0.000000"
     spread = f" ± {c.uncertainty * 1000:.3f} ms" if c.uncertainty >= 0 else f" ({c.basis})"
     hops = f"; {view.hops_between} router(s) between the points" if view.hops_between >= 0 else ""
     lines.append(f"packets: {counts or 'none'}; clock of {view.peer} {offset:+.6f} s{spread}{hops}")
-    lines += [f"changed in between: {c}" for c in view.changes]
+    lines.append(f"order of the points: {view.order_basis}")
+    if view.peer_damage:
+        lines.append(f"{view.peer} ends early ({view.peer_damage}): what would have passed it later is unknown")
+    lines += [f"{'segmented otherwise' if c.startswith(RECUT) else 'changed in between'}: {c}" for c in view.changes]
     return lines + icmp_lines(view)
 
 

@@ -269,6 +269,7 @@ class ErrorSpec:
     winsock: str
     note: str = ""
     if_icmp: tuple[frozenset, frozenset] | None = None  # only when the evidence ICMP is one of these
+    if_handshake: bool | None = None  # only when the handshake was (true) or was not (false) completed
 
 
 @dataclass(frozen=True, slots=True)
@@ -794,6 +795,8 @@ def _finding(
     errors: list[SocketErrorSeen] = []
     transport: Literal["tcp", "udp"] = "udp" if conv.proto == "udp" else "tcp"
     for spec in rule.errors:
+        if spec.if_handshake is not None and conv.handshake != spec.if_handshake:
+            continue  # e.g. connect times out when the SYN got no answer, recv once connected
         if spec.if_icmp is not None:
             if icmp_ev is None:
                 continue

@@ -191,7 +191,10 @@ def _errors(src: Source, raw: object, family_ok: bool) -> tuple[ErrorSpec, ...]:
         cond = icmp_names(src, at + ("if_icmp",), e["if_icmp"]) if "if_icmp" in e else None
         if "if_icmp" in e and cond is None:
             raise src.error(at + ("if_icmp",), "if_icmp: any is always true; leave it out")
-        out.append(ErrorSpec(e["side"], e["operation"], name, note, cond))
+        handshake = e.get("if_handshake")
+        if handshake is not None and not isinstance(handshake, bool):
+            raise src.error(at + ("if_handshake",), "if_handshake is true or false")
+        out.append(ErrorSpec(e["side"], e["operation"], name, note, cond, handshake))
     return tuple(out)
 
 

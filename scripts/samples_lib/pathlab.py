@@ -16,6 +16,7 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
+import sys
 import tempfile
 import time
 from contextlib import ExitStack, contextmanager
@@ -30,6 +31,23 @@ CLIENT4, ROUTER4_C, ROUTER4_S, SERVER4 = "192.0.2.10", "192.0.2.1", "198.51.100.
 MAC = {"pc0": "02:00:5e:00:1c:10", "pr0": "02:00:5e:00:1c:01", "pr1": "02:00:5e:00:1d:01", "ps0": "02:00:5e:00:1d:20"}
 # The same filter on both hosts, as the README tells users to take their two captures.
 CAPTURE_FILTER = "tcp or udp or icmp"
+
+
+# One ICMP echo request to each address given (the image has no ping), the replies awaited.
+PING = """
+import socket, struct, sys
+def csum(b):
+    t = sum(struct.unpack("!%dH" % (len(b) // 2), b))
+    t = (t >> 16) + (t & 0xFFFF)
+    return ~(t + (t >> 16)) & 0xFFFF
+s = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_ICMP)
+s.settimeout(1.0)
+for seq, addr in enumerate(sys.argv[1:], 1):
+    body = struct.pack("!HH", 0x15C, seq) + b"end of sample"
+    head = struct.pack("!BBH", 8, 0, 0) + body
+    s.sendto(struct.pack("!BBH", 8, 0, csum(head + b"\\0")) + body, (addr, 0))
+    s.recvfrom(256)
+"""
 
 
 def nsx(ns: str, *args: str, check: bool = True) -> subprocess.CompletedProcess:
@@ -100,6 +118,14 @@ class PathLab:
 
     def router(self, *args: str) -> None:
         nsx(ROUTER, *args)
+
+    def mark_end(self) -> None:
+        """The router pings both end hosts once the sample's exchange is over: each capture then
+        holds a frame after the failure, the proof that it was still running when the lost or
+        injected packets would have passed (what the README asks of users' own captures). From
+        the router itself, so the sample's FORWARD rules (a DROP of everything) do not stop it."""
+        nsx(ROUTER, sys.executable, "-c", PING, CLIENT4, SERVER4)
+        time.sleep(0.2)
 
     def flag(self, name: str) -> str:
         path = self.tmp / name
