@@ -42,7 +42,7 @@ from __future__ import annotations
 import bisect
 import concurrent.futures as cf
 import dataclasses
-import zlib
+from collections import deque
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -50,21 +50,15 @@ from analyzer.capture import open_capture
 from analyzer.decode import Decoder, linktype_name
 from analyzer.errors import CaptureError
 from analyzer.flows import FlowTable
-from analyzer.flows.table import _TTL_ODD, MAX_HOSTS, MAX_TTL_VALUES, endpoint_key, reverse_key
-from analyzer.model import CaptureResult, CaptureWarning, Conversation, Packet
+from analyzer.flows.shares import PAIR_END, PAIR_OPEN, ShareSink
+from analyzer.flows.streams import RETIRED_PAIRS, forgotten_warning
+from analyzer.flows.table import _TTL_ODD, MAX_HOSTS, MAX_TTL_VALUES
+from analyzer.model import CaptureResult, CaptureWarning, Conversation
 from analyzer.pipeline import MAX_FINDINGS_PER_RULE, attach_drops, collector_paused, keep_evidence, packet_loop
-from analyzer.protocol import IPPROTO_ICMP, IPPROTO_ICMPV6, IPPROTO_TCP, IPPROTO_UDP
 from analyzer.scale import Job, _ruleset
-from analyzer.sink import Sink
 
 END = 1 << 62  # the position of the conversations still alive at the end of the capture
 Position = tuple[int, int]  # (frame, depth): depth 0 the packet, 1 the packet a tunnel carries ...
-
-
-def share_of(key: bytes, shares: int) -> int:
-    """The share of a conversation, from either direction's endpoint key."""
-    rkey = reverse_key(key)
-    return zlib.crc32(key if key < rkey else rkey) % shares
 
 
 @dataclass
@@ -78,82 +72,8 @@ class ShareOutcome:
     tcp_opened: list[Position] = field(default_factory=list)  # per local tcp.stream
     udp_opened: list[Position] = field(default_factory=list)
     host_log: list[tuple[int, int, int, bytes, dict, bytes, dict]] = field(default_factory=list)
+    pairs: list[tuple[int, int, int, int, bytes, int]] = field(default_factory=list)  # ShareSink.pairs
     skipped_or_filtered: int = 0
-
-
-class ShareSink(Sink):
-    """Hands the flow table the packets of its share; the others only move the expiry clock."""
-
-    def __init__(self, table: FlowTable, share: int, shares: int, out: ShareOutcome) -> None:
-        self.table = table
-        self.share = share
-        self.shares = shares
-        self.out = out
-        self.frame = 0
-        self.depth = 0
-
-    def _mine(self, key: bytes) -> bool:
-        return share_of(key, self.shares) == self.share
-
-    def _tick(self, ts: float) -> None:
-        table = self.table
-        if ts >= table.next_check:
-            table._expire(ts)
-
-    def _before(self, number: int, depth: int) -> tuple[int, int, int]:
-        self.frame, self.depth = number, depth
-        ws = self.table.ws
-        return self.table.next_id, ws.tcp_count, ws.udp_count
-
-    def _after(self, seen: tuple[int, int, int]) -> None:
-        table, out, where = self.table, self.out, (self.frame, self.depth)
-        for fid in range(seen[0], table.next_id):
-            flow = table.alive.get(fid)
-            out.created.append((self.frame, self.depth, int(flow is not None and flow.proto == "icmp")))
-        out.tcp_opened.extend([where] * (table.ws.tcp_count - seen[1]))
-        out.udp_opened.extend([where] * (table.ws.udp_count - seen[2]))
-
-    def tcp(self, number, ts, key, sport, dport, flags, seq, ack, win, plen, ttl, ip_id, payload, opts) -> None:
-        if not self._mine(key):
-            self._tick(ts)
-            return
-        seen = self._before(number, 0)
-        self.table.tcp(number, ts, key, sport, dport, flags, seq, ack, win, plen, ttl, ip_id, payload, opts)
-        self._after(seen)
-
-    def udp(self, number, ts, key, sport, dport, plen, ttl, ip_id, payload) -> None:
-        if not self._mine(key):
-            self._tick(ts)
-            return
-        seen = self._before(number, 0)
-        self.table.udp(number, ts, key, sport, dport, plen, ttl, ip_id, payload)
-        self._after(seen)
-
-    def packet(self, pkt: Packet) -> None:
-        depth = 0
-        layer: Packet | None = pkt
-        while layer is not None:  # a tunnel's packet, then the packet it carries, as FlowTable.add
-            self._layer(layer, depth)
-            layer, depth = layer.inner, depth + 1
-
-    def _layer(self, pkt: Packet, depth: int) -> None:
-        proto = pkt.proto
-        if proto in (IPPROTO_TCP, IPPROTO_UDP):
-            key = endpoint_key(pkt.src, pkt.sport, pkt.dst, pkt.dport)
-        elif proto in (IPPROTO_ICMP, IPPROTO_ICMPV6):
-            q = pkt.quoted
-            if q is not None and q.proto in (IPPROTO_TCP, IPPROTO_UDP):
-                key = endpoint_key(q.src, q.sport, q.dst, q.dport)
-            else:
-                key = endpoint_key(pkt.src, pkt.icmp_type, pkt.dst, 0)
-        else:
-            return
-        if not self._mine(key):
-            self._tick(pkt.ts)
-            return
-        seen = self._before(pkt.number, depth)
-        self.table.add(pkt._replace(inner=None))
-        self._after(seen)
 
 
 def _needs_host_context(conv: Conversation) -> bool:
@@ -181,7 +101,7 @@ def analyze_share(path: str, share: int, shares: int, job: Job) -> ShareOutcome:
             return
         if cap.drops:
             conv = attach_drops(conv, cap.drops)
-        at = len(out.host_log)  # the entry learn() is about to write for this conversation
+        at = len(log)  # the entry ShareSink.ended is about to write for this conversation
         if _needs_host_context(conv):
             out.returned[at] = conv
             out.unjudged.add(at)
@@ -195,16 +115,8 @@ def analyze_share(path: str, share: int, shares: int, job: Job) -> ShareOutcome:
         extra["max_live_bytes"] = job.max_live_bytes
     admit = rules.could_fire if conv_filter is None else None
     table = FlowTable(emit, admit=admit, **extra)
-    sink = ShareSink(table, share, shares, out)
-
-    def learn(flow) -> None:
-        # instead of FlowTable._learn_hosts: the host context is the client's (see the module doc)
-        fid = flow.id
-        out.host_log.append(
-            (sink.frame, sink.depth, fid, flow.c_addr, dict(flow.orig.ttls), flow.s_addr, dict(flow.resp.ttls))
-        )
-
-    table.learn_hosts = learn
+    sink = ShareSink(table, share, shares)
+    log = sink.host_log  # emit() files each conversation under the index its host-log entry gets
     decoder = Decoder()
     with collector_paused(), cap:
         packet_loop(cap.records(), decoder, sink)
@@ -218,6 +130,8 @@ def analyze_share(path: str, share: int, shares: int, job: Job) -> ShareOutcome:
     result.encapsulations = decoder.encapsulations()
     result.warnings.extend(decoder.warnings())
     result.warnings.extend(table.warnings())
+    out.created, out.tcp_opened, out.udp_opened = sink.created, sink.tcp_opened, sink.udp_opened
+    out.host_log, out.pairs = log, sink.pairs
     out.skipped_or_filtered += len(out.host_log)
     return out
 
@@ -337,18 +251,63 @@ def _judge(result: CaptureResult, conv: Conversation, rules, per_rule: dict[str,
         result.conversations.append(keep_evidence(conv, findings))
 
 
+def _global_id(o: ShareOutcome, fid: int, numbers: _Numbers) -> int:
+    """A share's conversation's id in the serial run."""
+    return bisect.bisect_left(numbers.ids, o.created[fid - 1][:2]) + 1
+
+
+def _forgotten(outcomes: list[ShareOutcome], numbers: _Numbers) -> int:
+    """The stream pairs a serial run forgets (WiresharkStreams.retire), replayed from the shares' pair logs.
+
+    Each share remembers its own recent pairs, so its count is not the serial run's: the client
+    retires every share's pairs in one queue, in the order a serial run ends their conversations.
+    A pair is forgotten when it leaves the queue with no live conversation on it and was seen
+    again (opened, or quoted by an ICMP error) since it was last forgotten.
+    """
+    # At the end of the capture the serial run ends what is still alive in order of first packet
+    # (FlowTable.flush): there the shares' logs interleave by conversation id.
+    events = sorted(
+        (f, d, kind != PAIR_END, _global_id(o, fid, numbers) if f == END else 0, s, i, tcp, pair)
+        for s, o in enumerate(outcomes)
+        for i, (f, d, kind, tcp, pair, fid) in enumerate(o.pairs)
+    )
+    live: dict[tuple[int, bytes], int] = {}
+    known: set[tuple[int, bytes]] = set()
+    retired: deque[tuple[int, bytes]] = deque()
+    forgotten = 0
+    for _, _, opens, _, s, i, tcp, pair in events:
+        key = (tcp, pair)
+        if opens:  # opened, or touched by a quote: the pair is in the serial run's table again
+            known.add(key)
+            if outcomes[s].pairs[i][2] == PAIR_OPEN:
+                live[key] = live.get(key, 0) + 1
+            continue
+        live[key] = live.get(key, 0) - 1
+        retired.append(key)
+        while len(retired) > RETIRED_PAIRS:
+            old = retired.popleft()
+            if live.get(old, 0) > 0:
+                continue
+            if old in known:
+                known.discard(old)
+                forgotten += 1
+    return forgotten
+
+
 _TABLE_CODES = ("memory-bound", "stream-numbers-bounded", "conversation-table-full", "no-ip-packets")
 
 
 def _warnings(outcomes: list[ShareOutcome], per_rule: dict[str, int], numbers: _Numbers) -> list[CaptureWarning]:
-    """The capture's and decoder's warnings (every share has them), each share's table warnings once."""
+    """The capture's and decoder's warnings (every share has them), then the flow table's as a serial run's."""
     out = [w for w in outcomes[0].result.warnings if w.code not in _TABLE_CODES]
-    seen = set()
-    for o in outcomes:
-        for w in o.result.warnings:
-            if w.code in _TABLE_CODES[:3] and w.code not in seen:
-                seen.add(w.code)
-                out.append(_summed(w, outcomes) if w.code == "stream-numbers-bounded" else w)
+    table = {w.code: w for o in outcomes for w in o.result.warnings if w.code in _TABLE_CODES}
+    if "memory-bound" in table:
+        out.append(table["memory-bound"])
+    forgotten = _forgotten(outcomes, numbers)
+    if forgotten:
+        out.append(forgotten_warning(forgotten))
+    if "conversation-table-full" in table:
+        out.append(table["conversation-table-full"])
     for code, count in sorted(per_rule.items()):
         if count > MAX_FINDINGS_PER_RULE:
             out.append(
@@ -370,17 +329,6 @@ def _warnings(outcomes: list[ShareOutcome], per_rule: dict[str, int], numbers: _
             )
         )
     return out
-
-
-def _summed(warning: CaptureWarning, outcomes: list[ShareOutcome]) -> CaptureWarning:
-    """The shares' forgotten stream pairs added up (each share remembers its own recent pairs, so
-    the sum is not the serial run's count: see the module doc)."""
-    total = 0
-    for o in outcomes:
-        for w in o.result.warnings:
-            if w.code == warning.code:
-                total += int(w.message.split(" ", 1)[0])
-    return CaptureWarning(warning.code, f"{total} {warning.message.split(' ', 1)[1]}", warning.frame)
 
 
 def analyze_split(

@@ -131,6 +131,26 @@ def _options(data: bytes, q: int, thl: int) -> int:
     return tcp_option_bits(data, o, q + thl)
 
 
+def _side_hash(data: bytes, at: int, alen: int, port: int) -> int:
+    """One side (address, port) of a conversation as a 32-bit number (FNV-1a over 32-bit words)."""
+    h = (0x811C9DC5 ^ port) * 0x01000193 & 0xFFFFFFFF
+    for i in range(at, at + alen, 4):
+        h = (h ^ be32(data, i)) * 0x01000193 & 0xFFFFFFFF
+    return h
+
+
+def flow_share(a: bytes, at_a: int, b: bytes, at_b: int, alen: int, port_a: int, port_b: int, shares: int) -> int:
+    """The share (0 .. shares - 1) of the conversation between address a[at_a:at_a + alen], port_a and
+    b[at_b:at_b + alen], port_b: the same from either direction's packet (the two sides' hashes are
+    combined with XOR). Read in place, so the fast path can drop another share's packet before
+    building anything; analyzer.flows.shares gives decoded packets their share the same way.
+    A hand-written mix rather than zlib.crc32: it would need the key as one bytes object first.
+    """
+    h = _side_hash(a, at_a, alen, port_a) ^ _side_hash(b, at_b, alen, port_b)
+    h = (h ^ (h >> 16)) * 0x045D9F3B & 0xFFFFFFFF  # the sides' bits spread over the low bits
+    return (h ^ (h >> 16)) % shares
+
+
 def _maybe_tunnel(data: bytes, q: int, sport: int, dport: int, plen: int, stop: int) -> bool:
     """A UDP datagram at q that may carry Teredo or VXLAN: the general path looks inside it."""
     if sport == F.TEREDO_PORT or dport == F.TEREDO_PORT or dport == F.VXLAN_PORT or dport == F.GENEVE_PORT:
@@ -147,6 +167,12 @@ def _tcp(
     plen = seg - thl
     if thl < _TCP_MIN or plen < 0 or q + thl > stop:
         return False
+    shares = sink.shares
+    if shares > 1:
+        alen = (q - addrs) >> 1
+        if flow_share(data, addrs, data, addrs + alen, alen, be16(data, q), be16(data, q + 2), shares) != sink.share:
+            sink.elsewhere(number, ts)
+            return True
     sink.tcp(
         number,
         ts,
@@ -174,6 +200,12 @@ def _udp(
     dport = be16(data, q + 2)
     if _maybe_tunnel(data, q, sport, dport, plen, stop):
         return False
+    shares = sink.shares
+    if shares > 1:
+        alen = (q - addrs) >> 1
+        if flow_share(data, addrs, data, addrs + alen, alen, sport, dport, shares) != sink.share:
+            sink.elsewhere(number, ts)
+            return True
     payload = _payload(data, q + _UDP_HLEN, plen, stop)
     sink.udp(number, ts, data[addrs : q + _PORTS_END], sport, dport, plen, ttl, ip_id, payload)
     return True

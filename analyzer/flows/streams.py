@@ -29,11 +29,22 @@ from __future__ import annotations
 from collections import deque
 from typing import Callable, Final
 
+from analyzer.model import CaptureWarning
 from analyzer.protocol import ACK, SYN
 
 _M32: Final = 0xFFFFFFFF
 _UNSET: Final = -1
 RETIRED_PAIRS: Final = 8_192  # finished address/port pairs remembered (a few MiB)
+
+
+def forgotten_warning(forgotten: int) -> CaptureWarning:
+    """The warning of a capture on which `forgotten` finished pairs were dropped from the table."""
+    return CaptureWarning(
+        "stream-numbers-bounded",
+        f"{forgotten} finished address/port pairs were forgotten to keep memory bounded; a pair "
+        "seen again after that may get a tcp.stream/udp.stream of its own where Wireshark reuses "
+        "the old one (the evidence filters also name the exact frames)",
+    )
 
 
 class _Pair:

@@ -31,7 +31,7 @@ from typing import Callable, Final
 
 from analyzer.flows import zeek
 from analyzer.flows.sniff import SNIFF_FIRST_BYTES, sniff, tls_alert
-from analyzer.flows.streams import WiresharkStreams
+from analyzer.flows.streams import WiresharkStreams, forgotten_warning
 from analyzer.model import (
     CaptureWarning,
     Conversation,
@@ -1206,14 +1206,7 @@ class FlowTable(Sink):
                 )
             )
         if self.ws.forgotten:
-            out.append(
-                CaptureWarning(
-                    "stream-numbers-bounded",
-                    f"{self.ws.forgotten} finished address/port pairs were forgotten to keep memory bounded; a pair "
-                    "seen again after that may get a tcp.stream/udp.stream of its own where Wireshark reuses "
-                    "the old one (the evidence filters also name the exact frames)",
-                )
-            )
+            out.append(forgotten_warning(self.ws.forgotten))
         if self.evicted_early > self.evicted_for_memory:
             out.append(
                 CaptureWarning(

@@ -1,0 +1,175 @@
+"""The sink of one share of a capture split by conversation (analyzer.split): compiled (setup.py).
+
+The decoder's fast path hands this sink only the TCP and UDP packets of its share (it reads the
+share from the header bytes, analyzer.decode.fast.flow_share) and reports the others through
+elsewhere(), which only moves the flow table's expiry clock. Packets of the general path (ICMP,
+tunnels, VLAN tags, IP options ...) arrive decoded, and their share is taken here from the same
+hash. Compiled, so that a share costs its part of the table's work plus a look at every header,
+not a Python call per packet.
+
+Besides feeding the table, the sink records what the client needs to number conversations and
+Wireshark streams across all shares, and to replay host context and the stream-number bound as a
+serial run sees them: where each conversation and stream was opened, where each conversation
+ended, and where an ICMP error's quoted header touched a stream pair. A position is (frame,
+depth): depth 0 the packet, 1 the packet a tunnel carries, and so on.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+from analyzer.decode.fast import flow_share
+from analyzer.flows.table import FlowTable, _Flow, endpoint_key, reverse_key
+from analyzer.model import Packet
+from analyzer.protocol import IPPROTO_ICMP, IPPROTO_ICMPV6, IPPROTO_TCP, IPPROTO_UDP
+from analyzer.sink import Sink
+
+# What a pair-log entry records (see ShareSink.pairs).
+PAIR_END: Final = 0  # a TCP or UDP conversation on the pair ended (the table retires the pair)
+PAIR_OPEN: Final = 1  # a TCP or UDP conversation on the pair was opened
+PAIR_TOUCH: Final = 2  # an ICMP error quoted a header of the pair (Wireshark dissects it)
+
+
+def packet_share(pkt: Packet, shares: int) -> int:
+    """The share of a decoded packet: its conversation's, or for an ICMP error the quoted one's."""
+    q = pkt.quoted
+    if pkt.proto == IPPROTO_ICMP or pkt.proto == IPPROTO_ICMPV6:
+        if q is not None and (q.proto == IPPROTO_TCP or q.proto == IPPROTO_UDP):
+            return flow_share(q.src, 0, q.dst, 0, len(q.src), q.sport, q.dport, shares)
+        return flow_share(pkt.src, 0, pkt.dst, 0, len(pkt.src), pkt.icmp_type, 0, shares)
+    return flow_share(pkt.src, 0, pkt.dst, 0, len(pkt.src), pkt.sport, pkt.dport, shares)
+
+
+def pair_of(a: bytes, b: bytes) -> bytes:
+    """A stream pair's name, the same from either direction's endpoint key."""
+    return a if a < b else b
+
+
+class ShareSink(Sink):
+    """Hands the flow table the packets of its share; the others only move the expiry clock."""
+
+    def __init__(self, table: FlowTable, share: int, shares: int) -> None:
+        self.table = table
+        self.share = share
+        self.shares = shares
+        self.frame = 0  # the position of the packet being handled
+        self.depth = 0
+        self.created: list[tuple[int, int, int]] = []  # per local id - 1: frame, depth, 1 if ICMP
+        self.tcp_opened: list[tuple[int, int]] = []  # per local tcp.stream: where it was opened
+        self.udp_opened: list[tuple[int, int]] = []
+        # (frame, depth, PAIR_*, 1 if TCP, pair, local id or 0) in the order it happened: the client
+        # replays the stream-number bound of a serial run from every share's log (analyzer.split).
+        self.pairs: list[tuple[int, int, int, int, bytes, int]] = []
+        # (frame, depth, local id, client address, its TTLs, server address, its TTLs) of each
+        # conversation as it ended: the client learns host context from these (analyzer.split).
+        self.host_log: list[tuple[int, int, int, bytes, dict[int, int], bytes, dict[int, int]]] = []
+        table.learn_hosts = self.ended
+
+    def elsewhere(self, number: int, ts: float) -> None:
+        self.frame = number
+        self.depth = 0
+        table = self.table
+        if ts >= table.next_check:
+            table._expire(ts)
+
+    # The decoder's fast path calls tcp() and udp() only with packets of this share.
+
+    def tcp(
+        self,
+        number: int,
+        ts: float,
+        key: bytes,
+        sport: int,
+        dport: int,
+        flags: int,
+        seq: int,
+        ack: int,
+        win: int,
+        plen: int,
+        ttl: int,
+        ip_id: int,
+        payload: bytes,
+        opts: int,
+    ) -> None:
+        table = self.table
+        self.frame = number
+        self.depth = 0
+        ids, tcps, udps = table.next_id, table.ws.tcp_count, table.ws.udp_count
+        table.tcp(number, ts, key, sport, dport, flags, seq, ack, win, plen, ttl, ip_id, payload, opts)
+        self._opened(ids, tcps, udps)
+
+    def udp(
+        self,
+        number: int,
+        ts: float,
+        key: bytes,
+        sport: int,
+        dport: int,
+        plen: int,
+        ttl: int,
+        ip_id: int,
+        payload: bytes,
+    ) -> None:
+        table = self.table
+        self.frame = number
+        self.depth = 0
+        ids, tcps, udps = table.next_id, table.ws.tcp_count, table.ws.udp_count
+        table.udp(number, ts, key, sport, dport, plen, ttl, ip_id, payload)
+        self._opened(ids, tcps, udps)
+
+    def packet(self, pkt: Packet) -> None:
+        depth = 0
+        layer: Packet | None = pkt
+        while layer is not None:  # a tunnel's packet, then the packet it carries, as FlowTable.add
+            self._layer(layer, depth)
+            layer = layer.inner
+            depth += 1
+
+    def _layer(self, pkt: Packet, depth: int) -> None:
+        proto = pkt.proto
+        if proto != IPPROTO_TCP and proto != IPPROTO_UDP and proto != IPPROTO_ICMP and proto != IPPROTO_ICMPV6:
+            return
+        self.frame = pkt.number
+        self.depth = depth
+        table = self.table
+        if packet_share(pkt, self.shares) != self.share:
+            if pkt.ts >= table.next_check:
+                table._expire(pkt.ts)
+            return
+        q = pkt.quoted
+        if q is not None and (q.proto == IPPROTO_UDP or (q.proto == IPPROTO_TCP and q.seq >= 0)):
+            # FlowTable._quoted_stream: Wireshark finds (or opens) the quoted header's stream pair
+            qkey = endpoint_key(q.src, q.sport, q.dst, q.dport)
+            self.pairs.append(
+                (pkt.number, depth, PAIR_TOUCH, int(q.proto == IPPROTO_TCP), pair_of(qkey, reverse_key(qkey)), 0)
+            )
+        ids, tcps, udps = table.next_id, table.ws.tcp_count, table.ws.udp_count
+        table.add(pkt._replace(inner=None))
+        self._opened(ids, tcps, udps)
+
+    def _opened(self, ids: int, tcps: int, udps: int) -> None:
+        """Record the conversations and streams the packet just handled opened."""
+        table = self.table
+        where = (self.frame, self.depth)
+        for fid in range(ids, table.next_id):
+            flow = table.alive.get(fid)
+            icmp = flow is not None and flow.proto == "icmp"
+            self.created.append((self.frame, self.depth, int(icmp)))
+            if flow is not None and not icmp:
+                self.pairs.append(
+                    (self.frame, self.depth, PAIR_OPEN, int(flow.proto == "tcp"), pair_of(flow.c_key, flow.s_key), fid)
+                )
+        for _ in range(tcps, table.ws.tcp_count):
+            self.tcp_opened.append(where)
+        for _ in range(udps, table.ws.udp_count):
+            self.udp_opened.append(where)
+
+    def ended(self, flow: _Flow) -> None:
+        """Instead of FlowTable._learn_hosts: the host context is the client's (analyzer.split)."""
+        self.host_log.append(
+            (self.frame, self.depth, flow.id, flow.c_addr, dict(flow.orig.ttls), flow.s_addr, dict(flow.resp.ttls))
+        )
+        if flow.proto != "icmp":
+            self.pairs.append(
+                (self.frame, self.depth, PAIR_END, int(flow.proto == "tcp"), pair_of(flow.c_key, flow.s_key), flow.id)
+            )
