@@ -33,6 +33,9 @@ class Sink:
     # of decoding it further; 1 share: every packet is this sink's.
     shares: int = 1
     share: int = 0
+    # The capture time from which a packet of another share matters here (the flow table's next
+    # expiry): the fast path calls elsewhere() only from then on.
+    next_tick: float = float("-inf")
 
     def tcp(
         self,
@@ -71,4 +74,4 @@ class Sink:
         raise NotImplementedError
 
     def elsewhere(self, number: int, ts: float) -> None:
-        """Frame `number` at `ts` belongs to another share: only its time counts here."""
+        """Frame `number` at `ts` (at least next_tick) belongs to another share: only its time counts here."""

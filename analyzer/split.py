@@ -286,7 +286,7 @@ def _forgotten(outcomes: list[ShareOutcome], numbers: _Numbers) -> int:
         retired.append(key)
         while len(retired) > RETIRED_PAIRS:
             old = retired.popleft()
-            if live.get(old, 0) > 0:
+            if live.get((tcp, old[1]), 0) > 0:  # as the table asks: is the pair live in the ending one's protocol
                 continue
             if old in known:
                 known.discard(old)
@@ -334,13 +334,16 @@ def _warnings(outcomes: list[ShareOutcome], per_rule: dict[str, int], numbers: _
 def analyze_split(
     path: str, job: Job, shares: int, run: Callable[..., list[ShareOutcome]] | None = None
 ) -> CaptureResult:
-    """One capture analysed by `shares` processes, each following its share of the conversations."""
+    """One capture analysed by `shares` processes, each following its share of the conversations.
+
+    This process follows share 0 itself while the pool's processes follow the others: one
+    process fewer to start, and one outcome fewer to pickle and unpickle.
+    """
     try:
         if run is None:
-            with cf.ProcessPoolExecutor(max_workers=shares) as pool:
-                outcomes = list(
-                    pool.map(analyze_share, [path] * shares, range(shares), [shares] * shares, [job] * shares)
-                )
+            with cf.ProcessPoolExecutor(max_workers=max(1, shares - 1)) as pool:
+                others = [pool.submit(analyze_share, path, k, shares, job) for k in range(1, shares)]
+                outcomes = [analyze_share(path, 0, shares, job), *(f.result() for f in others)]
         else:
             outcomes = run(path, job, shares)
     except cf.process.BrokenProcessPool:

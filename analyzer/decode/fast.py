@@ -171,7 +171,8 @@ def _tcp(
     if shares > 1:
         alen = (q - addrs) >> 1
         if flow_share(data, addrs, data, addrs + alen, alen, be16(data, q), be16(data, q + 2), shares) != sink.share:
-            sink.elsewhere(number, ts)
+            if ts >= sink.next_tick:
+                sink.elsewhere(number, ts)
             return True
     sink.tcp(
         number,
@@ -204,7 +205,8 @@ def _udp(
     if shares > 1:
         alen = (q - addrs) >> 1
         if flow_share(data, addrs, data, addrs + alen, alen, sport, dport, shares) != sink.share:
-            sink.elsewhere(number, ts)
+            if ts >= sink.next_tick:
+                sink.elsewhere(number, ts)
             return True
     payload = _payload(data, q + _UDP_HLEN, plen, stop)
     sink.udp(number, ts, data[addrs : q + _PORTS_END], sport, dport, plen, ttl, ip_id, payload)

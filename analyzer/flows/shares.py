@@ -71,6 +71,7 @@ class ShareSink(Sink):
         table = self.table
         if ts >= table.next_check:
             table._expire(ts)
+        self.next_tick = table.next_check
 
     # The decoder's fast path calls tcp() and udp() only with packets of this share.
 
@@ -97,6 +98,7 @@ class ShareSink(Sink):
         ids, tcps, udps = table.next_id, table.ws.tcp_count, table.ws.udp_count
         table.tcp(number, ts, key, sport, dport, flags, seq, ack, win, plen, ttl, ip_id, payload, opts)
         self._opened(ids, tcps, udps)
+        self.next_tick = table.next_check
 
     def udp(
         self,
@@ -116,6 +118,7 @@ class ShareSink(Sink):
         ids, tcps, udps = table.next_id, table.ws.tcp_count, table.ws.udp_count
         table.udp(number, ts, key, sport, dport, plen, ttl, ip_id, payload)
         self._opened(ids, tcps, udps)
+        self.next_tick = table.next_check
 
     def packet(self, pkt: Packet) -> None:
         depth = 0
@@ -135,6 +138,7 @@ class ShareSink(Sink):
         if packet_share(pkt, self.shares) != self.share:
             if pkt.ts >= table.next_check:
                 table._expire(pkt.ts)
+            self.next_tick = table.next_check
             return
         q = pkt.quoted
         if q is not None and (q.proto == IPPROTO_UDP or (q.proto == IPPROTO_TCP and q.seq >= 0)):
@@ -146,6 +150,7 @@ class ShareSink(Sink):
         ids, tcps, udps = table.next_id, table.ws.tcp_count, table.ws.udp_count
         table.add(pkt._replace(inner=None))
         self._opened(ids, tcps, udps)
+        self.next_tick = table.next_check
 
     def _opened(self, ids: int, tcps: int, udps: int) -> None:
         """Record the conversations and streams the packet just handled opened."""
