@@ -42,7 +42,6 @@ from __future__ import annotations
 import bisect
 import concurrent.futures as cf
 import dataclasses
-from collections import deque
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -50,14 +49,14 @@ from analyzer.capture import open_capture
 from analyzer.decode import Decoder, linktype_name
 from analyzer.errors import CaptureError
 from analyzer.flows import FlowTable
-from analyzer.flows.shares import PAIR_END, PAIR_OPEN, ShareSink
+from analyzer.flows.shares import END, ShareSink, host_contexts, host_order, pair_order
+from analyzer.flows.shares import forgotten as replay_forgotten
 from analyzer.flows.streams import RETIRED_PAIRS, forgotten_warning
-from analyzer.flows.table import _TTL_ODD, MAX_HOSTS, MAX_TTL_VALUES
+from analyzer.flows.table import _TTL_ODD
 from analyzer.model import CaptureResult, CaptureWarning, Conversation
 from analyzer.pipeline import MAX_FINDINGS_PER_RULE, attach_drops, collector_paused, keep_evidence, packet_loop
 from analyzer.scale import Job, _ruleset
 
-END = 1 << 62  # the position of the conversations still alive at the end of the capture
 Position = tuple[int, int]  # (frame, depth): depth 0 the packet, 1 the packet a tunnel carries ...
 
 
@@ -174,19 +173,6 @@ def _renumbered(conv: Conversation, o: ShareOutcome, n: _Numbers) -> Conversatio
     )
 
 
-def _learn(hosts: dict[bytes, dict[int, int]], c_addr: bytes, c_ttls: dict, s_addr: bytes, s_ttls: dict) -> None:
-    """FlowTable._learn_hosts on a host-log entry."""
-    if len(hosts) >= MAX_HOSTS:
-        hosts.clear()
-    for addr, ttls in ((c_addr, c_ttls), (s_addr, s_ttls)):
-        if not ttls:
-            continue
-        known = hosts.setdefault(addr, {})
-        for ttl, count in ttls.items():
-            if ttl in known or len(known) < MAX_TTL_VALUES:
-                known[ttl] = known.get(ttl, 0) + count
-
-
 def _host_marked(conv: Conversation, c_host: dict[int, int] | None, s_host: dict[int, int] | None) -> Conversation:
     """The marks build_conversation gives a side of fewer than three packets from its host's TTLs."""
     timeline = list(conv.timeline)
@@ -216,23 +202,18 @@ def merge_shares(outcomes: list[ShareOutcome], rules) -> CaptureResult:
     if result.error:
         return result
     numbers = _numbers(outcomes)
-    entries = sorted(
-        (f, d, bisect.bisect_left(numbers.ids, o.created[fid - 1][:2]) + 1, s, i)
-        for s, o in enumerate(outcomes)
-        for i, (f, d, fid, *_rest) in enumerate(o.host_log)
-    )
-    hosts: dict[bytes, dict[int, int]] = {}
+    logs = [o.host_log for o in outcomes]
+    order = host_order(logs, [o.created for o in outcomes])
+    contexts = host_contexts(logs, order, [o.unjudged for o in outcomes])
     per_rule: dict[str, int] = {}
-    for _, _, _, s, i in entries:
+    for s, i in order:
         o = outcomes[s]
-        _, _, _, c_addr, c_ttls, s_addr, s_ttls = o.host_log[i]
         conv = o.returned.get(i)
         if conv is not None:
             conv = _renumbered(conv, o, numbers)
             if i in o.unjudged:
-                conv = _host_marked(conv, hosts.get(c_addr), hosts.get(s_addr))
+                conv = _host_marked(conv, *contexts[(s, i)])
             _judge(result, conv, rules, per_rule)
-        _learn(hosts, c_addr, c_ttls, s_addr, s_ttls)
     result.conversation_count = sum(o.skipped_or_filtered for o in outcomes)
     result.warnings = _warnings(outcomes, per_rule, numbers)
     result.conversations.sort(key=lambda c: c.id)
@@ -251,49 +232,6 @@ def _judge(result: CaptureResult, conv: Conversation, rules, per_rule: dict[str,
         result.conversations.append(keep_evidence(conv, findings))
 
 
-def _global_id(o: ShareOutcome, fid: int, numbers: _Numbers) -> int:
-    """A share's conversation's id in the serial run."""
-    return bisect.bisect_left(numbers.ids, o.created[fid - 1][:2]) + 1
-
-
-def _forgotten(outcomes: list[ShareOutcome], numbers: _Numbers) -> int:
-    """The stream pairs a serial run forgets (WiresharkStreams.retire), replayed from the shares' pair logs.
-
-    Each share remembers its own recent pairs, so its count is not the serial run's: the client
-    retires every share's pairs in one queue, in the order a serial run ends their conversations.
-    A pair is forgotten when it leaves the queue with no live conversation on it and was seen
-    again (opened, or quoted by an ICMP error) since it was last forgotten.
-    """
-    # At the end of the capture the serial run ends what is still alive in order of first packet
-    # (FlowTable.flush): there the shares' logs interleave by conversation id.
-    events = sorted(
-        (f, d, kind != PAIR_END, _global_id(o, fid, numbers) if f == END else 0, s, i, tcp, pair)
-        for s, o in enumerate(outcomes)
-        for i, (f, d, kind, tcp, pair, fid) in enumerate(o.pairs)
-    )
-    live: dict[tuple[int, bytes], int] = {}
-    known: set[tuple[int, bytes]] = set()
-    retired: deque[tuple[int, bytes]] = deque()
-    forgotten = 0
-    for _, _, opens, _, s, i, tcp, pair in events:
-        key = (tcp, pair)
-        if opens:  # opened, or touched by a quote: the pair is in the serial run's table again
-            known.add(key)
-            if outcomes[s].pairs[i][2] == PAIR_OPEN:
-                live[key] = live.get(key, 0) + 1
-            continue
-        live[key] = live.get(key, 0) - 1
-        retired.append(key)
-        while len(retired) > RETIRED_PAIRS:
-            old = retired.popleft()
-            if live.get((tcp, old[1]), 0) > 0:  # as the table asks: is the pair live in the ending one's protocol
-                continue
-            if old in known:
-                known.discard(old)
-                forgotten += 1
-    return forgotten
-
-
 _TABLE_CODES = ("memory-bound", "stream-numbers-bounded", "conversation-table-full", "no-ip-packets")
 
 
@@ -303,8 +241,9 @@ def _warnings(outcomes: list[ShareOutcome], per_rule: dict[str, int], numbers: _
     table = {w.code: w for o in outcomes for w in o.result.warnings if w.code in _TABLE_CODES}
     if "memory-bound" in table:
         out.append(table["memory-bound"])
-    forgotten = _forgotten(outcomes, numbers)
-    if forgotten:
+    pairs = [o.pairs for o in outcomes]
+    forgotten = replay_forgotten(pairs, pair_order(pairs, [o.created for o in outcomes]), RETIRED_PAIRS)
+    if forgotten:  # each share remembers its own recent pairs: the serial run's count is replayed
         out.append(forgotten_warning(forgotten))
     if "conversation-table-full" in table:
         out.append(table["conversation-table-full"])

@@ -19,7 +19,7 @@ from __future__ import annotations
 from typing import Final
 
 from analyzer.decode.fast import flow_share
-from analyzer.flows.table import FlowTable, _Flow, endpoint_key, reverse_key
+from analyzer.flows.table import MAX_HOSTS, MAX_TTL_VALUES, FlowTable, _Flow, endpoint_key, reverse_key
 from analyzer.model import Packet
 from analyzer.protocol import IPPROTO_ICMP, IPPROTO_ICMPV6, IPPROTO_TCP, IPPROTO_UDP
 from analyzer.sink import Sink
@@ -178,3 +178,139 @@ class ShareSink(Sink):
             self.pairs.append(
                 (self.frame, self.depth, PAIR_END, int(flow.proto == "tcp"), pair_of(flow.c_key, flow.s_key), flow.id)
             )
+
+
+# -- the client's replays, over every share's logs (analyzer.split.merge_shares) -------------------
+
+END: Final = 1 << 62  # the frame of the conversations still alive at the end of the capture (flushed)
+PairEntry = tuple[int, int, int, int, bytes, int]
+HostEntry = tuple[int, int, int, bytes, dict[int, int], bytes, dict[int, int]]
+Created = list[tuple[int, int, int]]
+
+
+def interleave(keys: list[list[tuple[int, int, int, int]]]) -> list[tuple[int, int]]:
+    """(share, index) of every share's entries in one order: by key, each share's own in its order,
+    equal keys by share. Each share's keys are in order already: a k-way merge, not a sort."""
+    heads = [0] * len(keys)
+    total = 0
+    for k in keys:
+        total += len(k)
+    out: list[tuple[int, int]] = []
+    while len(out) < total:
+        best = -1
+        b0 = b1 = b2 = b3 = 0
+        for s in range(len(keys)):
+            i = heads[s]
+            if i < len(keys[s]):
+                k0, k1, k2, k3 = keys[s][i]
+                if best < 0 or _before(k0, k1, k2, k3, b0, b1, b2, b3):
+                    best, b0, b1, b2, b3 = s, k0, k1, k2, k3
+        out.append((best, heads[best]))
+        heads[best] += 1
+    return out
+
+
+def _before(a0: int, a1: int, a2: int, a3: int, b0: int, b1: int, b2: int, b3: int) -> bool:
+    """(a0, a1, a2, a3) < (b0, b1, b2, b3), without building the tuples."""
+    if a0 != b0:
+        return a0 < b0
+    if a1 != b1:
+        return a1 < b1
+    if a2 != b2:
+        return a2 < b2
+    return a3 < b3
+
+
+def _flushed(frame: int, fid: int, created: Created) -> int:
+    """Where a conversation ended at the end of the capture was opened (FlowTable.flush ends them in
+    that order), as one number; 0 for a conversation that ended before."""
+    if frame != END:
+        return 0
+    f, d, _ = created[fid - 1]
+    return f * 64 + d
+
+
+def pair_order(logs: list[list[PairEntry]], created: list[Created]) -> list[tuple[int, int]]:
+    """The shares' pair-log entries in a serial run's order: by position, where a packet's ended
+    conversations come before those it opens; at the end of the capture in order of first packet."""
+    keys: list[list[tuple[int, int, int, int]]] = []
+    for s in range(len(logs)):
+        made = created[s]
+        keys.append([(f, d, int(kind != PAIR_END), _flushed(f, fid, made)) for f, d, kind, _, _, fid in logs[s]])
+    return interleave(keys)
+
+
+def host_order(logs: list[list[HostEntry]], created: list[Created]) -> list[tuple[int, int]]:
+    """The shares' host-log entries (conversations as they ended) in a serial run's order."""
+    keys: list[list[tuple[int, int, int, int]]] = []
+    for s in range(len(logs)):
+        made = created[s]
+        keys.append([(e[0], e[1], 0, _flushed(e[0], e[2], made)) for e in logs[s]])
+    return interleave(keys)
+
+
+def forgotten(logs: list[list[PairEntry]], order: list[tuple[int, int]], bound: int) -> int:
+    """The pairs a serial run's WiresharkStreams forgets, replayed over the shares' pair logs.
+
+    A pair is forgotten when it leaves the queue of the `bound` most recently retired ones while
+    no live conversation uses it (asked, as the table asks, in the protocol of the conversation
+    whose end pushed it out) and it was seen again (opened, or quoted) since it was last forgotten.
+    """
+    live: list[dict[bytes, int]] = [{}, {}]  # by 1 if TCP: live conversations per pair
+    known: list[set[bytes]] = [set(), set()]  # pairs in the serial run's table
+    queue_tcp: list[int] = []
+    queue_pair: list[bytes] = []
+    head = 0
+    count = 0
+    for s, i in order:
+        _, _, kind, tcp, pair, _ = logs[s][i]
+        if kind != PAIR_END:
+            known[tcp].add(pair)
+            if kind == PAIR_OPEN:
+                live[tcp][pair] = live[tcp].get(pair, 0) + 1
+            continue
+        live[tcp][pair] = live[tcp].get(pair, 0) - 1
+        queue_tcp.append(tcp)
+        queue_pair.append(pair)
+        while len(queue_pair) - head > bound:
+            old_tcp, old = queue_tcp[head], queue_pair[head]
+            head += 1
+            if live[tcp].get(old, 0) > 0:
+                continue
+            if old in known[old_tcp]:
+                known[old_tcp].discard(old)
+                count += 1
+    return count
+
+
+def host_contexts(
+    logs: list[list[HostEntry]], order: list[tuple[int, int]], wanted: list[set[int]]
+) -> dict[tuple[int, int], tuple[dict[int, int] | None, dict[int, int] | None]]:
+    """For each wanted (share, index): the TTLs known of its client's and its server's host when it
+    ended, as FlowTable._learn_hosts learns them from the conversations that ended before."""
+    hosts: dict[bytes, dict[int, int]] = {}
+    out: dict[tuple[int, int], tuple[dict[int, int] | None, dict[int, int] | None]] = {}
+    for s, i in order:
+        _, _, _, c_addr, c_ttls, s_addr, s_ttls = logs[s][i]
+        if i in wanted[s]:
+            c_host = hosts.get(c_addr)
+            s_host = hosts.get(s_addr)
+            out[(s, i)] = (None if c_host is None else dict(c_host), None if s_host is None else dict(s_host))
+        if len(hosts) >= MAX_HOSTS:  # FlowTable._learn_hosts, on a host-log entry
+            hosts.clear()
+        _learn(hosts, c_addr, c_ttls)
+        _learn(hosts, s_addr, s_ttls)
+    return out
+
+
+def _learn(hosts: dict[bytes, dict[int, int]], addr: bytes, ttls: dict[int, int]) -> None:
+    """FlowTable._learn_hosts for one side."""
+    if not ttls:
+        return
+    known = hosts.get(addr)
+    if known is None:
+        known = {}
+        hosts[addr] = known
+    for ttl, n in ttls.items():
+        if ttl in known or len(known) < MAX_TTL_VALUES:
+            known[ttl] = known.get(ttl, 0) + n
