@@ -131,11 +131,18 @@ def _options(data: bytes, q: int, thl: int) -> int:
     return tcp_option_bits(data, o, q + thl)
 
 
+# The share hash works in 30 bits: compiled, a product of two numbers below 2**30 stays a machine
+# integer (mypyc checks only that much before it falls back to Python's big integers).
+_HASH_MASK: Final = 0x3FFFFFFF
+_FNV_PRIME: Final = 0x01000193
+_FNV_START: Final = 0x011C9DC5
+
+
 def _side_hash(data: bytes, at: int, alen: int, port: int) -> int:
-    """One side (address, port) of a conversation as a 32-bit number (FNV-1a over 32-bit words)."""
-    h = (0x811C9DC5 ^ port) * 0x01000193 & 0xFFFFFFFF
-    for i in range(at, at + alen, 4):
-        h = (h ^ be32(data, i)) * 0x01000193 & 0xFFFFFFFF
+    """One side (address, port) of a conversation as a 30-bit number (FNV-1a over 16-bit words)."""
+    h = (_FNV_START ^ port) * _FNV_PRIME & _HASH_MASK
+    for i in range(at, at + alen, 2):
+        h = (h ^ be16(data, i)) * _FNV_PRIME & _HASH_MASK
     return h
 
 
@@ -147,8 +154,8 @@ def flow_share(a: bytes, at_a: int, b: bytes, at_b: int, alen: int, port_a: int,
     A hand-written mix rather than zlib.crc32: it would need the key as one bytes object first.
     """
     h = _side_hash(a, at_a, alen, port_a) ^ _side_hash(b, at_b, alen, port_b)
-    h = (h ^ (h >> 16)) * 0x045D9F3B & 0xFFFFFFFF  # the sides' bits spread over the low bits
-    return (h ^ (h >> 16)) % shares
+    h = (h ^ (h >> 15)) * 0x045D9F3B & _HASH_MASK  # the sides' bits spread over the low bits
+    return (h ^ (h >> 15)) % shares
 
 
 def _maybe_tunnel(data: bytes, q: int, sport: int, dport: int, plen: int, stop: int) -> bool:
