@@ -49,7 +49,7 @@ from analyzer.capture import open_capture
 from analyzer.decode import Decoder, linktype_name
 from analyzer.errors import CaptureError
 from analyzer.flows import FlowTable
-from analyzer.flows.shares import END, ShareSink, host_contexts, host_order, pair_order
+from analyzer.flows.shares import END, HostEntry, PairEntry, ShareSink, host_contexts, host_order, pair_order
 from analyzer.flows.shares import forgotten as replay_forgotten
 from analyzer.flows.streams import RETIRED_PAIRS, forgotten_warning
 from analyzer.flows.table import _TTL_ODD
@@ -70,8 +70,8 @@ class ShareOutcome:
     created: list[tuple[int, int, int]] = field(default_factory=list)  # per local id - 1: frame, depth, is ICMP
     tcp_opened: list[Position] = field(default_factory=list)  # per local tcp.stream
     udp_opened: list[Position] = field(default_factory=list)
-    host_log: list[tuple[int, int, int, bytes, dict, bytes, dict]] = field(default_factory=list)
-    pairs: list[tuple[int, int, int, int, bytes, int]] = field(default_factory=list)  # ShareSink.pairs
+    host_log: list[HostEntry] = field(default_factory=list)  # ShareSink.host_log
+    pairs: list[PairEntry] = field(default_factory=list)  # ShareSink.pairs
     skipped_or_filtered: int = 0
 
 
@@ -203,7 +203,7 @@ def merge_shares(outcomes: list[ShareOutcome], rules) -> CaptureResult:
         return result
     numbers = _numbers(outcomes)
     logs = [o.host_log for o in outcomes]
-    order = host_order(logs, [o.created for o in outcomes])
+    order = host_order(logs)
     contexts = host_contexts(logs, order, [o.unjudged for o in outcomes])
     per_rule: dict[str, int] = {}
     for s, i in order:
@@ -242,7 +242,7 @@ def _warnings(outcomes: list[ShareOutcome], per_rule: dict[str, int], numbers: _
     if "memory-bound" in table:
         out.append(table["memory-bound"])
     pairs = [o.pairs for o in outcomes]
-    forgotten = replay_forgotten(pairs, pair_order(pairs, [o.created for o in outcomes]), RETIRED_PAIRS)
+    forgotten = replay_forgotten(pairs, pair_order(pairs), RETIRED_PAIRS)
     if forgotten:  # each share remembers its own recent pairs: the serial run's count is replayed
         out.append(forgotten_warning(forgotten))
     if "conversation-table-full" in table:

@@ -19,7 +19,15 @@ from __future__ import annotations
 from typing import Final
 
 from analyzer.decode.fast import flow_share
-from analyzer.flows.table import MAX_HOSTS, MAX_TTL_VALUES, FlowTable, _Flow, endpoint_key, reverse_key
+from analyzer.flows.table import (
+    MAX_HOSTS,
+    MAX_TTL_VALUES,
+    FlowTable,
+    _Flow,
+    _idle_limit,
+    endpoint_key,
+    reverse_key,
+)
 from analyzer.model import Packet
 from analyzer.protocol import IPPROTO_ICMP, IPPROTO_ICMPV6, IPPROTO_TCP, IPPROTO_UDP
 from analyzer.sink import Sink
@@ -28,6 +36,18 @@ from analyzer.sink import Sink
 PAIR_END: Final = 0  # a TCP or UDP conversation on the pair ended (the table retires the pair)
 PAIR_OPEN: Final = 1  # a TCP or UDP conversation on the pair was opened
 PAIR_TOUCH: Final = 2  # an ICMP error quoted a header of the pair (Wireshark dissects it)
+
+# When something happened, as a key that sorts every share's entries in a serial run's order:
+# (frame, depth, phase, deadline, first packet). At one packet: conversations due are handed on
+# first (EXPIRED, by deadline and then first packet), then those the packet itself ends, then the
+# conversations and stream pairs it opens.
+When = tuple[int, int, int, float, int]
+EXPIRED: Final = 0
+ENDED_BY_PACKET: Final = 1
+OPENS: Final = 2
+END: Final = 1 << 62  # the frame of the conversations still alive at the end of the capture (flushed)
+PairEntry = tuple[When, int, int, bytes]  # when, PAIR_*, 1 if TCP, pair
+HostEntry = tuple[When, int, bytes, dict[int, int], bytes, dict[int, int]]
 
 
 def packet_share(pkt: Packet, shares: int) -> int:
@@ -57,12 +77,12 @@ class ShareSink(Sink):
         self.created: list[tuple[int, int, int]] = []  # per local id - 1: frame, depth, 1 if ICMP
         self.tcp_opened: list[tuple[int, int]] = []  # per local tcp.stream: where it was opened
         self.udp_opened: list[tuple[int, int]] = []
-        # (frame, depth, PAIR_*, 1 if TCP, pair, local id or 0) in the order it happened: the client
-        # replays the stream-number bound of a serial run from every share's log (analyzer.split).
-        self.pairs: list[tuple[int, int, int, int, bytes, int]] = []
-        # (frame, depth, local id, client address, its TTLs, server address, its TTLs) of each
-        # conversation as it ended: the client learns host context from these (analyzer.split).
-        self.host_log: list[tuple[int, int, int, bytes, dict[int, int], bytes, dict[int, int]]] = []
+        # (when, PAIR_*, 1 if TCP, pair) in the order it happened: the client replays the
+        # stream-number bound of a serial run from every share's log (analyzer.split).
+        self.pairs: list[PairEntry] = []
+        # (when, local id, client address, its TTLs, server address, its TTLs) of each conversation
+        # as it ended: the client learns host context from these (analyzer.split).
+        self.host_log: list[HostEntry] = []
         table.learn_hosts = self.ended
 
     def elsewhere(self, number: int, ts: float) -> None:
@@ -144,9 +164,8 @@ class ShareSink(Sink):
         if q is not None and (q.proto == IPPROTO_UDP or (q.proto == IPPROTO_TCP and q.seq >= 0)):
             # FlowTable._quoted_stream: Wireshark finds (or opens) the quoted header's stream pair
             qkey = endpoint_key(q.src, q.sport, q.dst, q.dport)
-            self.pairs.append(
-                (pkt.number, depth, PAIR_TOUCH, int(q.proto == IPPROTO_TCP), pair_of(qkey, reverse_key(qkey)), 0)
-            )
+            when = (pkt.number, depth, OPENS, 0.0, 0)
+            self.pairs.append((when, PAIR_TOUCH, int(q.proto == IPPROTO_TCP), pair_of(qkey, reverse_key(qkey))))
         ids, tcps, udps = table.next_id, table.ws.tcp_count, table.ws.udp_count
         table.add(pkt._replace(inner=None))
         self._opened(ids, tcps, udps)
@@ -161,9 +180,8 @@ class ShareSink(Sink):
             icmp = flow is not None and flow.proto == "icmp"
             self.created.append((self.frame, self.depth, int(icmp)))
             if flow is not None and not icmp:
-                self.pairs.append(
-                    (self.frame, self.depth, PAIR_OPEN, int(flow.proto == "tcp"), pair_of(flow.c_key, flow.s_key), fid)
-                )
+                when = (self.frame, self.depth, OPENS, 0.0, 0)
+                self.pairs.append((when, PAIR_OPEN, int(flow.proto == "tcp"), pair_of(flow.c_key, flow.s_key)))
         for _ in range(tcps, table.ws.tcp_count):
             self.tcp_opened.append(where)
         for _ in range(udps, table.ws.udp_count):
@@ -171,24 +189,31 @@ class ShareSink(Sink):
 
     def ended(self, flow: _Flow) -> None:
         """Instead of FlowTable._learn_hosts: the host context is the client's (analyzer.split)."""
-        self.host_log.append(
-            (self.frame, self.depth, flow.id, flow.c_addr, dict(flow.orig.ttls), flow.s_addr, dict(flow.resp.ttls))
-        )
+        when = self._when_ended(flow)
+        self.host_log.append((when, flow.id, flow.c_addr, dict(flow.orig.ttls), flow.s_addr, dict(flow.resp.ttls)))
         if flow.proto != "icmp":
-            self.pairs.append(
-                (self.frame, self.depth, PAIR_END, int(flow.proto == "tcp"), pair_of(flow.c_key, flow.s_key), flow.id)
-            )
+            self.pairs.append((when, PAIR_END, int(flow.proto == "tcp"), pair_of(flow.c_key, flow.s_key)))
+
+    def _when_ended(self, flow: _Flow) -> When:
+        """Where a conversation ended, as the key that puts every share's ends in a serial run's order.
+
+        At one packet the table first hands on what is due, in order of deadline and then of first
+        packet (FlowTable._expire), then what the packet itself ends (this share's alone); at the end
+        of the capture it hands on the rest in order of first packet.
+        """
+        f, d, _ = self.created[flow.id - 1]
+        opened = f * 64 + d  # in order of first packet, across shares
+        if self.frame == END:
+            return (END, 0, EXPIRED, 0.0, opened)
+        if self.table.expiring:
+            return (self.frame, self.depth, EXPIRED, flow.last_ts + _idle_limit(flow), opened)
+        return (self.frame, self.depth, ENDED_BY_PACKET, 0.0, 0)
 
 
 # -- the client's replays, over every share's logs (analyzer.split.merge_shares) -------------------
 
-END: Final = 1 << 62  # the frame of the conversations still alive at the end of the capture (flushed)
-PairEntry = tuple[int, int, int, int, bytes, int]
-HostEntry = tuple[int, int, int, bytes, dict[int, int], bytes, dict[int, int]]
-Created = list[tuple[int, int, int]]
 
-
-def interleave(keys: list[list[tuple[int, int, int, int]]]) -> list[tuple[int, int]]:
+def interleave(keys: list[list[When]]) -> list[tuple[int, int]]:
     """(share, index) of every share's entries in one order: by key, each share's own in its order,
     equal keys by share. Each share's keys are in order already: a k-way merge, not a sort."""
     heads = [0] * len(keys)
@@ -198,55 +223,39 @@ def interleave(keys: list[list[tuple[int, int, int, int]]]) -> list[tuple[int, i
     out: list[tuple[int, int]] = []
     while len(out) < total:
         best = -1
-        b0 = b1 = b2 = b3 = 0
+        top: When = (0, 0, 0, 0.0, 0)
         for s in range(len(keys)):
             i = heads[s]
             if i < len(keys[s]):
-                k0, k1, k2, k3 = keys[s][i]
-                if best < 0 or _before(k0, k1, k2, k3, b0, b1, b2, b3):
-                    best, b0, b1, b2, b3 = s, k0, k1, k2, k3
+                key = keys[s][i]
+                if best < 0 or _before(key, top):
+                    best, top = s, key
         out.append((best, heads[best]))
         heads[best] += 1
     return out
 
 
-def _before(a0: int, a1: int, a2: int, a3: int, b0: int, b1: int, b2: int, b3: int) -> bool:
-    """(a0, a1, a2, a3) < (b0, b1, b2, b3), without building the tuples."""
-    if a0 != b0:
-        return a0 < b0
-    if a1 != b1:
-        return a1 < b1
-    if a2 != b2:
-        return a2 < b2
-    return a3 < b3
+def _before(a: When, b: When) -> bool:
+    """a < b, field by field (compiled: no generic tuple comparison)."""
+    if a[0] != b[0]:
+        return a[0] < b[0]
+    if a[1] != b[1]:
+        return a[1] < b[1]
+    if a[2] != b[2]:
+        return a[2] < b[2]
+    if a[3] != b[3]:
+        return a[3] < b[3]
+    return a[4] < b[4]
 
 
-def _flushed(frame: int, fid: int, created: Created) -> int:
-    """Where a conversation ended at the end of the capture was opened (FlowTable.flush ends them in
-    that order), as one number; 0 for a conversation that ended before."""
-    if frame != END:
-        return 0
-    f, d, _ = created[fid - 1]
-    return f * 64 + d
+def pair_order(logs: list[list[PairEntry]]) -> list[tuple[int, int]]:
+    """The shares' pair-log entries in a serial run's order."""
+    return interleave([[e[0] for e in log] for log in logs])
 
 
-def pair_order(logs: list[list[PairEntry]], created: list[Created]) -> list[tuple[int, int]]:
-    """The shares' pair-log entries in a serial run's order: by position, where a packet's ended
-    conversations come before those it opens; at the end of the capture in order of first packet."""
-    keys: list[list[tuple[int, int, int, int]]] = []
-    for s in range(len(logs)):
-        made = created[s]
-        keys.append([(f, d, int(kind != PAIR_END), _flushed(f, fid, made)) for f, d, kind, _, _, fid in logs[s]])
-    return interleave(keys)
-
-
-def host_order(logs: list[list[HostEntry]], created: list[Created]) -> list[tuple[int, int]]:
+def host_order(logs: list[list[HostEntry]]) -> list[tuple[int, int]]:
     """The shares' host-log entries (conversations as they ended) in a serial run's order."""
-    keys: list[list[tuple[int, int, int, int]]] = []
-    for s in range(len(logs)):
-        made = created[s]
-        keys.append([(e[0], e[1], 0, _flushed(e[0], e[2], made)) for e in logs[s]])
-    return interleave(keys)
+    return interleave([[e[0] for e in log] for log in logs])
 
 
 def forgotten(logs: list[list[PairEntry]], order: list[tuple[int, int]], bound: int) -> int:
@@ -263,7 +272,7 @@ def forgotten(logs: list[list[PairEntry]], order: list[tuple[int, int]], bound: 
     head = 0
     count = 0
     for s, i in order:
-        _, _, kind, tcp, pair, _ = logs[s][i]
+        _, kind, tcp, pair = logs[s][i]
         if kind != PAIR_END:
             known[tcp].add(pair)
             if kind == PAIR_OPEN:
@@ -291,7 +300,7 @@ def host_contexts(
     hosts: dict[bytes, dict[int, int]] = {}
     out: dict[tuple[int, int], tuple[dict[int, int] | None, dict[int, int] | None]] = {}
     for s, i in order:
-        _, _, _, c_addr, c_ttls, s_addr, s_ttls = logs[s][i]
+        _, _, c_addr, c_ttls, s_addr, s_ttls = logs[s][i]
         if i in wanted[s]:
             c_host = hosts.get(c_addr)
             s_host = hosts.get(s_addr)

@@ -736,13 +736,13 @@ class FlowTable(Sink):
         self.icmp_flows: dict[bytes, _Flow] = {}
         self.icmp6_flows: dict[bytes, _Flow] = {}
         self.alive: dict[int, _Flow] = {}  # the same flows by id, in order of first packet
-        self.closing: deque[_Flow] = deque()
         self.next_id = 1
         self.streams = {"tcp": 0, "udp": 0, "icmp": 0}
         self.ws = WiresharkStreams()  # tcp.stream / udp.stream as Wireshark numbers them
         # Who learns each ended flow's host TTLs instead of this table (analyzer.split: the client does).
         self.learn_hosts: Callable[[_Flow], None] | None = None
         self.next_check = float("-inf")  # capture time of the next expiry; -inf: look at every packet
+        self.expiring = False  # while _expire hands on what is due (analyzer.flows.shares asks)
         self.evicted_early = 0
         self.max_live_bytes = max(1 << 20, max_live_bytes)
         self.rows = 0  # timeline rows held by live flows (the flows' `meter` is this table)
@@ -811,18 +811,9 @@ class FlowTable(Sink):
             return  # no clock yet: every packet is looked at until one is agreed on
         # still over the bound: look again at the next packet
         self.next_check = now + CHECK_EVERY if self.live_bytes() <= self.max_live_bytes else float("-inf")
-        closing = self.closing
-        while closing:
-            flow = closing[0]
-            if self.alive.get(flow.id) is not flow:
-                closing.popleft()  # already handed on
-            elif flow.last_ts + CLOSE_LINGER < now:
-                closing.popleft()
-                self._finish(flow, "")
-            else:
-                break
         deadlines = self.deadlines
         alive = self.alive
+        due_now: list[tuple[float, int]] = []
         while deadlines and deadlines[0][0] < now:
             self.expiry_checks += 1
             _, fid = heapq.heappop(deadlines)
@@ -831,9 +822,18 @@ class FlowTable(Sink):
                 continue  # handed on already
             due = due_flow.last_ts + _idle_limit(due_flow)
             if due < now:
-                self._finish(due_flow, "" if due_flow.closed else "timeout")
+                due_now.append((due, fid))
             else:
                 heapq.heappush(deadlines, (due, fid))
+        # Handed on in order of deadline, then of first packet: an order that depends on each
+        # conversation alone, so the shares of a split capture can replay it (analyzer.split).
+        due_now.sort()
+        self.expiring = True
+        for _, fid in due_now:
+            due_flow = alive.get(fid)
+            if due_flow is not None:  # a flow with two entries due is listed twice
+                self._finish(due_flow, "" if due_flow.closed else "timeout")
+        self.expiring = False
 
     def _advance_clock(self, ts: float) -> float:
         """The expiry clock after a packet at `ts`: it follows the capture, but not one outlier."""
@@ -951,7 +951,9 @@ class FlowTable(Sink):
         self._account(flow, end, is_orig, number, ts, flags, rel_seq, rel_ack, plen, win, ttl, ip_id, payload, marks)
         if control and not flow.closed and _close_complete(flow):
             flow.closed = True
-            self.closing.append(flow)
+            # due CLOSE_LINGER after its last packet (a later packet moves that on: the entry is
+            # checked and pushed again when it comes due, as every deadline is)
+            heapq.heappush(self.deadlines, (flow.last_ts + CLOSE_LINGER, flow.id))
 
     def _tcp_flow(self, number: int, ts: float, key: bytes, sport: int, dport: int, flags: int, seq: int) -> _Flow:
         """The live conversation a segment belongs to, or a new one."""
