@@ -140,36 +140,57 @@ def analyze_share(path: str, share: int, shares: int, job: Job) -> ShareOutcome:
 
 @dataclass
 class _Numbers:
+    """The serial run's openings, in order: a conversation's id (or stream) is its opening's rank."""
+
     ids: list[Position]
     icmp: list[Position]
     tcp: list[Position]
     udp: list[Position]
+    forgotten: int  # stream pairs the serial run forgets (the stream-numbers-bounded warning)
+    # (share, 1 if TCP, stream the share kept using) -> where a serial run opened a new stream for
+    # its pair instead, having forgotten it (analyzer.flows.shares.forgotten)
+    reopened: dict[tuple[int, int, int], list[Position]]
 
 
 def _numbers(outcomes: list[ShareOutcome]) -> _Numbers:
+    pairs = [o.pairs for o in outcomes]
+    forgotten, reopened = replay_forgotten(pairs, pair_order(pairs), RETIRED_PAIRS)
+    again: dict[tuple[int, int, int], list[Position]] = {}
+    for s, tcp, f, d, kept in reopened:  # in order of position
+        again.setdefault((s, tcp, kept), []).append((f, d))
     return _Numbers(
         sorted((f, d) for o in outcomes for f, d, _ in o.created),
         sorted((f, d) for o in outcomes for f, d, icmp in o.created if icmp),
-        sorted(p for o in outcomes for p in o.tcp_opened),
-        sorted(p for o in outcomes for p in o.udp_opened),
+        sorted([*(p for o in outcomes for p in o.tcp_opened), *((f, d) for _, t, f, d, _ in reopened if t)]),
+        sorted([*(p for o in outcomes for p in o.udp_opened), *((f, d) for _, t, f, d, _ in reopened if not t)]),
+        forgotten,
+        again,
     )
 
 
-def _renumbered(conv: Conversation, o: ShareOutcome, n: _Numbers) -> Conversation:
+def _renumbered(conv: Conversation, s: int, o: ShareOutcome, n: _Numbers) -> Conversation:
     f, d, _ = o.created[conv.id - 1]
     if conv.proto == "icmp":
         stream = bisect.bisect_left(n.icmp, (f, d))
         return dataclasses.replace(conv, id=bisect.bisect_left(n.ids, (f, d)) + 1, stream=stream, streams=(stream,))
-    opened, table = (o.tcp_opened, n.tcp) if conv.proto == "tcp" else (o.udp_opened, n.udp)
+    tcp = int(conv.proto == "tcp")
+    opened, table = (o.tcp_opened, n.tcp) if tcp else (o.udp_opened, n.udp)
 
-    def number(s: int) -> int:
-        return bisect.bisect_left(table, opened[s]) if s >= 0 else s
+    def number(local: int) -> int:
+        if local < 0:
+            return local
+        where = opened[local]
+        again = n.reopened.get((s, tcp, local))
+        if again:  # the serial run opened this pair anew since: from there on, that stream
+            k = bisect.bisect_right(again, (f, d))
+            where = again[k - 1] if k else where
+        return bisect.bisect_left(table, where)
 
     return dataclasses.replace(
         conv,
         id=bisect.bisect_left(n.ids, (f, d)) + 1,
         stream=number(conv.stream),
-        streams=tuple(number(s) for s in conv.streams),
+        streams=tuple(number(x) for x in conv.streams),
     )
 
 
@@ -210,7 +231,7 @@ def merge_shares(outcomes: list[ShareOutcome], rules) -> CaptureResult:
         o = outcomes[s]
         conv = o.returned.get(i)
         if conv is not None:
-            conv = _renumbered(conv, o, numbers)
+            conv = _renumbered(conv, s, o, numbers)
             if i in o.unjudged:
                 conv = _host_marked(conv, *contexts[(s, i)])
             _judge(result, conv, rules, per_rule)
@@ -241,10 +262,8 @@ def _warnings(outcomes: list[ShareOutcome], per_rule: dict[str, int], numbers: _
     table = {w.code: w for o in outcomes for w in o.result.warnings if w.code in _TABLE_CODES}
     if "memory-bound" in table:
         out.append(table["memory-bound"])
-    pairs = [o.pairs for o in outcomes]
-    forgotten = replay_forgotten(pairs, pair_order(pairs), RETIRED_PAIRS)
-    if forgotten:  # each share remembers its own recent pairs: the serial run's count is replayed
-        out.append(forgotten_warning(forgotten))
+    if numbers.forgotten:  # each share remembers its own recent pairs: the serial run's count is replayed
+        out.append(forgotten_warning(numbers.forgotten))
     if "conversation-table-full" in table:
         out.append(table["conversation-table-full"])
     for code, count in sorted(per_rule.items()):

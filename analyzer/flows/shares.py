@@ -46,7 +46,9 @@ EXPIRED: Final = 0
 ENDED_BY_PACKET: Final = 1
 OPENS: Final = 2
 END: Final = 1 << 62  # the frame of the conversations still alive at the end of the capture (flushed)
-PairEntry = tuple[When, int, int, bytes]  # when, PAIR_*, 1 if TCP, pair
+# when, PAIR_*, 1 if TCP, pair, and for an opening or a quote that opened no stream here: the
+# stream of the pair this share still knew (-1 otherwise)
+PairEntry = tuple[When, int, int, bytes, int]
 HostEntry = tuple[When, int, bytes, dict[int, int], bytes, dict[int, int]]
 
 
@@ -77,8 +79,8 @@ class ShareSink(Sink):
         self.created: list[tuple[int, int, int]] = []  # per local id - 1: frame, depth, 1 if ICMP
         self.tcp_opened: list[tuple[int, int]] = []  # per local tcp.stream: where it was opened
         self.udp_opened: list[tuple[int, int]] = []
-        # (when, PAIR_*, 1 if TCP, pair) in the order it happened: the client replays the
-        # stream-number bound of a serial run from every share's log (analyzer.split).
+        # (when, PAIR_*, 1 if TCP, pair, stream kept) in the order it happened: the client replays
+        # the stream-number bound of a serial run from every share's log (analyzer.split).
         self.pairs: list[PairEntry] = []
         # (when, local id, client address, its TTLs, server address, its TTLs) of each conversation
         # as it ended: the client learns host context from these (analyzer.split).
@@ -160,14 +162,18 @@ class ShareSink(Sink):
                 table._expire(pkt.ts)
             self.next_tick = table.next_check
             return
+        ids, tcps, udps = table.next_id, table.ws.tcp_count, table.ws.udp_count
+        table.add(pkt._replace(inner=None))
         q = pkt.quoted
         if q is not None and (q.proto == IPPROTO_UDP or (q.proto == IPPROTO_TCP and q.seq >= 0)):
             # FlowTable._quoted_stream: Wireshark finds (or opens) the quoted header's stream pair
             qkey = endpoint_key(q.src, q.sport, q.dst, q.dport)
+            tcp = q.proto == IPPROTO_TCP
+            opened = table.ws.tcp_count > tcps if tcp else table.ws.udp_count > udps
+            held = (table.ws.tcp_pairs if tcp else table.ws.udp_pairs).get(qkey)
+            kept = held.stream if held is not None and not opened else -1
             when = (pkt.number, depth, OPENS, 0.0, 0)
-            self.pairs.append((when, PAIR_TOUCH, int(q.proto == IPPROTO_TCP), pair_of(qkey, reverse_key(qkey))))
-        ids, tcps, udps = table.next_id, table.ws.tcp_count, table.ws.udp_count
-        table.add(pkt._replace(inner=None))
+            self.pairs.append((when, PAIR_TOUCH, int(tcp), pair_of(qkey, reverse_key(qkey)), kept))
         self._opened(ids, tcps, udps)
         self.next_tick = table.next_check
 
@@ -180,8 +186,11 @@ class ShareSink(Sink):
             icmp = flow is not None and flow.proto == "icmp"
             self.created.append((self.frame, self.depth, int(icmp)))
             if flow is not None and not icmp:
+                tcp = flow.proto == "tcp"
+                opened = table.ws.tcp_count > tcps if tcp else table.ws.udp_count > udps
+                kept = flow.stream if not opened else -1  # a stream of a pair this share still knew
                 when = (self.frame, self.depth, OPENS, 0.0, 0)
-                self.pairs.append((when, PAIR_OPEN, int(flow.proto == "tcp"), pair_of(flow.c_key, flow.s_key)))
+                self.pairs.append((when, PAIR_OPEN, int(tcp), pair_of(flow.c_key, flow.s_key), kept))
         for _ in range(tcps, table.ws.tcp_count):
             self.tcp_opened.append(where)
         for _ in range(udps, table.ws.udp_count):
@@ -192,7 +201,7 @@ class ShareSink(Sink):
         when = self._when_ended(flow)
         self.host_log.append((when, flow.id, flow.c_addr, dict(flow.orig.ttls), flow.s_addr, dict(flow.resp.ttls)))
         if flow.proto != "icmp":
-            self.pairs.append((when, PAIR_END, int(flow.proto == "tcp"), pair_of(flow.c_key, flow.s_key)))
+            self.pairs.append((when, PAIR_END, int(flow.proto == "tcp"), pair_of(flow.c_key, flow.s_key), -1))
 
     def _when_ended(self, flow: _Flow) -> When:
         """Where a conversation ended, as the key that puts every share's ends in a serial run's order.
@@ -258,8 +267,12 @@ def host_order(logs: list[list[HostEntry]]) -> list[tuple[int, int]]:
     return interleave([[e[0] for e in log] for log in logs])
 
 
-def forgotten(logs: list[list[PairEntry]], order: list[tuple[int, int]], bound: int) -> int:
-    """The pairs a serial run's WiresharkStreams forgets, replayed over the shares' pair logs.
+def forgotten(
+    logs: list[list[PairEntry]], order: list[tuple[int, int]], bound: int
+) -> tuple[int, list[tuple[int, int, int, int, int]]]:
+    """The pairs a serial run's WiresharkStreams forgets, replayed over the shares' pair logs; and
+    where a serial run opens a stream that the share did not, because it forgot the pair and the
+    share did not: (share, 1 if TCP, frame, depth, the stream the share kept using).
 
     A pair is forgotten when it leaves the queue of the `bound` most recently retired ones while
     no live conversation uses it (asked, as the table asks, in the protocol of the conversation
@@ -271,9 +284,12 @@ def forgotten(logs: list[list[PairEntry]], order: list[tuple[int, int]], bound: 
     queue_pair: list[bytes] = []
     head = 0
     count = 0
+    reopened: list[tuple[int, int, int, int, int]] = []
     for s, i in order:
-        _, kind, tcp, pair = logs[s][i]
+        when, kind, tcp, pair, kept = logs[s][i]
         if kind != PAIR_END:
+            if kept >= 0 and pair not in known[tcp]:
+                reopened.append((s, tcp, when[0], when[1], kept))
             known[tcp].add(pair)
             if kind == PAIR_OPEN:
                 live[tcp][pair] = live[tcp].get(pair, 0) + 1
@@ -289,7 +305,7 @@ def forgotten(logs: list[list[PairEntry]], order: list[tuple[int, int]], bound: 
             if old in known[old_tcp]:
                 known[old_tcp].discard(old)
                 count += 1
-    return count
+    return count, reopened
 
 
 def host_contexts(
