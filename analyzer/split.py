@@ -168,11 +168,15 @@ def _numbers(outcomes: list[ShareOutcome]) -> _Numbers:
     )
 
 
-def _renumbered(conv: Conversation, s: int, o: ShareOutcome, n: _Numbers) -> Conversation:
+def _renumbered(conv: Conversation, s: int, o: ShareOutcome, n: _Numbers, timeline: tuple | None) -> Conversation:
+    """Share s's conversation with the serial run's id and stream numbers (and `timeline`, when given)."""
     f, d, _ = o.created[conv.id - 1]
+    timeline = conv.timeline if timeline is None else timeline
     if conv.proto == "icmp":
         stream = bisect.bisect_left(n.icmp, (f, d))
-        return dataclasses.replace(conv, id=bisect.bisect_left(n.ids, (f, d)) + 1, stream=stream, streams=(stream,))
+        return dataclasses.replace(
+            conv, id=bisect.bisect_left(n.ids, (f, d)) + 1, stream=stream, streams=(stream,), timeline=timeline
+        )
     tcp = int(conv.proto == "tcp")
     opened, table = (o.tcp_opened, n.tcp) if tcp else (o.udp_opened, n.udp)
 
@@ -191,11 +195,13 @@ def _renumbered(conv: Conversation, s: int, o: ShareOutcome, n: _Numbers) -> Con
         id=bisect.bisect_left(n.ids, (f, d)) + 1,
         stream=number(conv.stream),
         streams=tuple(number(x) for x in conv.streams),
+        timeline=timeline,
     )
 
 
-def _host_marked(conv: Conversation, c_host: dict[int, int] | None, s_host: dict[int, int] | None) -> Conversation:
-    """The marks build_conversation gives a side of fewer than three packets from its host's TTLs."""
+def _host_marked(conv: Conversation, c_host: dict[int, int] | None, s_host: dict[int, int] | None) -> tuple:
+    """The timeline with the marks build_conversation gives a side of fewer than three packets from
+    its host's TTLs."""
     timeline = list(conv.timeline)
     for direction, stats, host in ((0, conv.client_stats, c_host), (1, conv.server_stats, s_host)):
         if not host or stats.packets >= 3:
@@ -206,7 +212,7 @@ def _host_marked(conv: Conversation, c_host: dict[int, int] | None, s_host: dict
         for i, ev in enumerate(timeline):
             if ev.dir == direction and ev.icmp is None and ev.ttl not in host:
                 timeline[i] = ev._replace(marks=ev.marks | _TTL_ODD)
-    return dataclasses.replace(conv, timeline=tuple(timeline))
+    return tuple(timeline)
 
 
 def merge_shares(outcomes: list[ShareOutcome], rules) -> CaptureResult:
@@ -231,9 +237,8 @@ def merge_shares(outcomes: list[ShareOutcome], rules) -> CaptureResult:
         o = outcomes[s]
         conv = o.returned.get(i)
         if conv is not None:
-            conv = _renumbered(conv, s, o, numbers)
-            if i in o.unjudged:
-                conv = _host_marked(conv, *contexts[(s, i)])
+            marked = _host_marked(conv, *contexts[(s, i)]) if i in o.unjudged else None
+            conv = _renumbered(conv, s, o, numbers, marked)
             _judge(result, conv, rules, per_rule)
     result.conversation_count = sum(o.skipped_or_filtered for o in outcomes)
     result.warnings = _warnings(outcomes, per_rule, numbers)
