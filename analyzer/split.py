@@ -1,12 +1,16 @@
 """One big capture on several cores: each worker reads the whole file and follows a share of its
 conversations; the client merges the shares into the report a serial run writes.
 
-How a share is kept: every packet is decoded by every worker (decoding is the cheaper half), and a
-packet goes on to the worker's flow table only when the hash of its canonical 5-tuple (the
-smaller of the two directions' endpoint keys) falls in the worker's share. An ICMP error goes
-with the 5-tuple it quotes, so it finds the conversation it is about. Packets of other shares
-still move the table's expiry clock, so a conversation of the share ends at the very packet it
-ends at in a serial run.
+How a share is kept: a conversation's share is a hash of its two address/port sides, the same
+from either direction (analyzer.decode.fast.flow_share). The decoder's compiled fast path reads
+it from the header bytes of every plain TCP or UDP frame (untagged Ethernet, IPv4 without options
+and not a fragment, or IPv6 without extension headers) before it builds anything, so a worker
+spends on another share's packet only the look at its headers; every other frame (ICMP, tunnels,
+VLAN tags, fragments, other link types) takes the general path in every worker, which keeps the
+decoder's warnings the same in each, and is handed on by its decoded 5-tuple (an ICMP error by
+the 5-tuple it quotes, so it finds the conversation it is about). Packets of other shares still
+move the table's expiry clock, so a conversation of the share ends at the very packet it ends at
+in a serial run (analyzer.flows.shares.ShareSink). This process follows share 0 itself.
 
 What a serial run numbers across all conversations is renumbered by the client from what each
 share records as it goes:
@@ -17,24 +21,28 @@ share records as it goes:
 
 Host context (a host's usual TTL, learnt from the conversations that ended before, used to tell a
 forged RST or ICMP error from a real one) is kept exactly: a share learns nothing itself; it logs,
-for every conversation it ends, where it ended (frame, depth) and the TTLs each side showed. A
-conversation that could need host context (a RST or an ICMP error, and a side of fewer than three
-packets) is sent back unjudged; the client replays all shares' logs in the order a serial run
-ends the conversations, and marks and judges each such conversation with the host TTLs known at
-that point. Every returned conversation is judged by the client on its final numbers, so rule
-messages and evidence filters name the serial run's conversation and stream numbers, and the
+for every conversation it ends, when it ended and the TTLs each side showed. "When" is a key that
+puts every share's ends in the serial run's order: the packet, then (the flow table hands on what
+is due at a packet in order of deadline and then of first packet) the deadline and the first
+packet, then what the packet itself ends. A conversation that could need host context (a RST or
+an ICMP error, and a side of fewer than three packets) is sent back unjudged; the client replays
+all shares' logs in that order, and marks and judges each such conversation with the host TTLs
+known at that point. Every returned conversation is judged by the client on its final numbers, so
+rule messages and evidence filters name the serial run's conversation and stream numbers, and the
 per-rule cap counts findings in the serial run's order.
 
-Limits (each also a limit a serial run warns about, or rarer): Wireshark stream numbers are kept
-for the 8,192 most recently finished address/port pairs (analyzer.flows.streams); each share
-keeps its own, so on a capture where a serial run forgets pairs (the `stream-numbers-bounded`
-warning) the count in that warning differs, and a pair seen again after being forgotten may get
-another tcp.stream (the evidence filters also name the exact frames). When the live-memory or
-conversation bound hands conversations on early, shares (each holding a fraction of them) do so
-at other moments than a serial run; conversations ending at the same packet in different shares
-are replayed in id order; an ICMP error whose quoted TCP conversation is not in the capture
-becomes a conversation between the two hosts in the quoting share, where a serial run may merge
-it with another share's.
+The Wireshark stream table's bound (the 8,192 most recently finished address/port pairs,
+analyzer.flows.streams) is replayed the same way: each share logs where each pair was opened,
+quoted and retired, and the client retires all of them in one queue as a serial run does, which
+gives the serial run's `stream-numbers-bounded` count and the streams it opens anew for a pair it
+forgot while the share still knew it.
+
+Limits, all rarer than one conversation in tens of thousands: when the live-memory or
+conversation bound hands conversations on early (a warning in a serial run too), shares (each
+holding a fraction of them) do so at other moments; a pair a share forgot while a serial run still
+knew it is numbered as the share numbered it; an ICMP error whose quoted TCP conversation is not in
+the capture becomes a conversation between the two hosts in the quoting share, where a serial run
+may merge it with another share's.
 """
 
 from __future__ import annotations
