@@ -50,7 +50,6 @@ from __future__ import annotations
 import bisect
 import concurrent.futures as cf
 import dataclasses
-import marshal
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -82,24 +81,6 @@ class ShareOutcome:
     host_log: list[HostEntry] = field(default_factory=list)  # ShareSink.host_log
     pairs: list[PairEntry] = field(default_factory=list)  # ShareSink.pairs
     skipped_or_filtered: int = 0
-
-    # The logs travel from a worker process (or a Dask worker) to the client: they are tuples of
-    # numbers and bytes, which marshal writes and reads several times faster than pickle does
-    # (about 0.3 s less on the 1M-packet bench capture). Format version 4: any Python 3 reads it.
-    def __getstate__(self) -> dict:
-        state = dict(self.__dict__)
-        state["logs"] = marshal.dumps(tuple(state.pop(name) for name in _LOGS), 4)
-        return state
-
-    def __setstate__(self, state: dict) -> None:
-        state = dict(state)
-        logs = marshal.loads(state.pop("logs"))
-        self.__dict__.update(state)
-        for name, log in zip(_LOGS, logs):
-            setattr(self, name, log)
-
-
-_LOGS = ("created", "tcp_opened", "udp_opened", "host_log", "pairs", "unjudged")
 
 
 def _needs_host_context(conv: Conversation) -> bool:
