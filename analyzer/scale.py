@@ -352,7 +352,7 @@ def run_many(
         )
         return results, True
     finally:
-        if client is not None:
+        if client is not None and dask:
             from analyzer.cluster import close_client
 
             close_client(client, dask)
