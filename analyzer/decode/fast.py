@@ -9,6 +9,11 @@ every length before it reads and builds a Packet. decode() returns the Packet ei
 tests/test_decode_corpus.py holds both paths to the dpkt-based reference decoder, field by field,
 on every capture of the corpus.
 
+A sink that follows one share of a capture split by conversation (Sink.shares > 1, analyzer.split)
+gets from the fast path only the packets of its share: the share is hashed from the header bytes
+once the packet is known to be a plain TCP or UDP one (flow_share), and any other share's packet
+goes to Sink.elsewhere() without a key, a payload or a call with its fields being built.
+
 Nothing here raises on bad input: a frame that cannot be used is counted under a warning code
 and decode() returns None.
 """
