@@ -42,7 +42,9 @@ conversation bound hands conversations on early (a warning in a serial run too),
 holding a fraction of them) do so at other moments; a pair a share forgot while a serial run still
 knew it is numbered as the share numbered it; an ICMP error whose quoted TCP conversation is not in
 the capture becomes a conversation between the two hosts in the quoting share, where a serial run
-may merge it with another share's.
+may merge it with another share's. And unlike the live conversations, which --max-memory bounds,
+the logs grow with the conversations a share ends (a few hundred bytes each, as the host log
+always did): about 10 MB a share on the 1M-packet bench capture's 55,000 conversations.
 """
 
 from __future__ import annotations
