@@ -43,7 +43,7 @@ holding a fraction of them) do so at other moments; a pair a share forgot while 
 knew it is numbered as the share numbered it; an ICMP error whose quoted TCP conversation is not in
 the capture becomes a conversation between the two hosts in the quoting share, where a serial run
 may merge it with another share's. And unlike the live conversations, which --max-memory bounds,
-the logs grow with the conversations a share ends (about 1.3 KB each, two thirds of it the host
+the logs grow with the conversations a share ends (about 1.4 KB each, over half of it the host
 log, which the split always kept): about 37 MiB a share on the 1M-packet bench capture's 55,000
 conversations, 2 shares.
 """
