@@ -39,8 +39,10 @@ forgot while the share still knew it.
 
 Limits, all rarer than one conversation in tens of thousands: when the live-memory or
 conversation bound hands conversations on early (a warning in a serial run too), shares (each
-holding a fraction of them) do so at other moments; a pair a share forgot while a serial run still
-knew it is numbered as the share numbered it; an ICMP error whose quoted TCP conversation is not in
+holding a fraction of them) do so at other moments; a share never forgets a pair before a serial
+run does (WiresharkStreams.hold_requeued), but on a pair a serial run forgot and the share did
+not, a conversation that began without a SYN and then sees one is numbered as the share numbered
+it; an ICMP error whose quoted TCP conversation is not in
 the capture becomes a conversation between the two hosts in the quoting share, where a serial run
 may merge it with another share's. And unlike the live conversations, which --max-memory bounds,
 the logs grow with the conversations a share ends (about 1.4 KB each, over half of it the host

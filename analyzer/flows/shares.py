@@ -86,6 +86,7 @@ class ShareSink(Sink):
         # as it ended: the client learns host context from these (analyzer.split).
         self.host_log: list[HostEntry] = []
         table.learn_hosts = self.ended
+        table.ws.hold_requeued = True  # forget no pair before a serial run does (WiresharkStreams)
 
     def elsewhere(self, number: int, ts: float) -> None:
         self.frame = number
