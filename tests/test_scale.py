@@ -419,3 +419,18 @@ def test_a_split_capture_forgets_the_stream_pairs_a_serial_run_forgets(past_the_
     assert bounded and int(bounded[0].split()[0]) > 100  # the capture does go past the bound
     assert [w.message for w in split.warnings if w.code == "stream-numbers-bounded"] == bounded
     assert _document(split) == _document(serial)
+
+
+@needs_corpus
+def test_every_corpus_capture_split_by_conversation_gives_the_serial_report():
+    from analyzer.cli import expand_captures
+    from analyzer.scale import analyze_task
+    from analyzer.split import analyze_split
+
+    job = Job(keep="findings")
+    captures = expand_captures([str(CORPUS)])
+    for capture in captures:
+        serial, _ = analyze_task(capture, job)
+        split = analyze_split(capture, job, 2, run=_shares_here)
+        assert _document(split) == _document(serial), capture
+    assert len(captures) > 50
