@@ -18,6 +18,7 @@ COMPILED = [
     "analyzer/decode/fast.py",
     "analyzer/flows/table.py",
     "analyzer/flows/streams.py",
+    "analyzer/flows/shares.py",
     "analyzer/flows/sniff.py",
     "analyzer/flows/zeek.py",
     "analyzer/rules/engine.py",

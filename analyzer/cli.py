@@ -600,6 +600,7 @@ def _run(
     on_findings: the live JSONL writer (each finding as its conversation ends). stream: a
     ConversationStream that takes each conversation as it ends (the results then hold none).
     """
+    from analyzer import scale
     from analyzer.filter import compile_filter
     from analyzer.pipeline import analyze_capture
     from analyzer.report.common import clean
@@ -608,10 +609,11 @@ def _run(
     stitched = _stitched(args, captures)
     if stitched is not None:
         captures = [stitched.name]
-    elif keep == "findings" and on_findings is None and _big_capture(args, captures):
-        return [_run_split(args, captures[0])], False
-    elif _many_at_once(args, captures, on_findings):
-        return _run_many(args, keep, captures, stream)
+    elif keep == "findings" and on_findings is None and scale.big_capture(captures, args.jobs):
+        return [scale.run_split(captures[0], _job(args, keep), args.jobs, args.dask)], False
+    elif on_findings is None and scale.many_at_once(captures, args.jobs, args.dask, args.timeout):
+        job = _job(args, keep, listing=stream is not None)
+        return scale.run_many(captures, job, args.jobs, args.dask, False if args.no_progress else None, stream)
     conv_filter = compile_filter(args.filter) if args.filter else None
     extra = {} if args.max_conversations is None else {"max_conversations": args.max_conversations}
     if args.max_memory is not None:
@@ -664,79 +666,16 @@ def _stitched(args: argparse.Namespace, captures: list[str]):
     """The captures as one StitchedSet (analyzer/stitch.py) under --stitch, else None."""
     if not getattr(args, "stitch", False):
         return None
-    if "-" in captures or any("://" in c for c in captures):
-        raise UsageError("--stitch reads files: not standard input or URLs")
-    if getattr(args, "evidence", None) or getattr(args, "peer", None):
-        raise UsageError("--stitch cannot be combined with --evidence or --peer yet")
-    from analyzer.stitch import StitchedSet, set_name
+    from analyzer.stitch import stitched_set
 
-    return StitchedSet(captures, set_name(args.captures, captures))
+    return stitched_set(args.captures, captures, getattr(args, "evidence", None) or getattr(args, "peer", None))
 
 
-SPLIT_FROM_BYTES = 64 << 20  # a smaller capture is read in about a second: not worth starting processes
-
-
-def _big_capture(args: argparse.Namespace, captures: list[str]) -> bool:
-    """Whether one capture is big enough to be split by conversation across --jobs processes."""
-    if args.jobs < 2 or len(captures) != 1 or captures[0] == "-":
-        return False
-    try:
-        return os.path.getsize(captures[0]) >= SPLIT_FROM_BYTES
-    except OSError:  # reported by the serial path, as ever
-        return False
-
-
-def _run_split(args: argparse.Namespace, path: str) -> CaptureResult:
-    """One capture on --jobs cores, each process following a share of its conversations (analyzer/split.py)."""
-    from analyzer.report.common import clean
+def _job(args: argparse.Namespace, keep: Keep, listing: bool = False):
+    """What each worker process needs to analyse a capture as this command says (analyzer/scale.py)."""
     from analyzer.scale import Job
-    from analyzer.split import analyze_split
 
-    job = Job(
-        keep="findings",
-        rule_dirs=tuple(args.rules),
-        select=tuple(_split_codes(args.select)),
-        ignore=tuple(_split_codes(args.ignore)),
-        filter=args.filter,
-        max_conversations=args.max_conversations,
-        max_live_bytes=args.max_memory,
-    )
-    if args.dask:  # each share a task on the cluster
-        from analyzer.cluster import close_client, dask_client, share_tasks
-
-        client = dask_client(args.dask, args.jobs)
-        try:
-            result = analyze_split(path, job, args.jobs, run=share_tasks(client))
-        finally:
-            close_client(client, args.dask)
-    else:
-        result = analyze_split(path, job, args.jobs)
-    if result.error:
-        print(f"error: {clean(result.error)}", file=sys.stderr)
-    return result
-
-
-def _many_at_once(args: argparse.Namespace, captures: list[str], on_findings) -> bool:
-    """Whether the captures go to a process pool or Dask (analyzer/scale.py) rather than one after another.
-
-    Standard input and the live JSONL writer (findings as they happen) stay in this process.
-    """
-    if "-" in captures or on_findings is not None:
-        return False
-    urls = any("://" in c for c in captures)
-    return bool(args.dask) or args.timeout is not None or urls or (args.jobs > 1 and len(captures) > 1)
-
-
-def _run_many(
-    args: argparse.Namespace, keep: Keep, captures: list[str], stream=None
-) -> tuple[list[CaptureResult], bool]:
-    """The result of each capture, in the order given, from a process pool or Dask (analyzer/scale.py),
-    and whether Ctrl-C stopped the run (the results then cover the captures before it, as serially)."""
-    from analyzer.report.common import clean
-    from analyzer.report.progress import CaptureProgress
-    from analyzer.scale import Job, run_pool
-
-    job = Job(
+    return Job(
         keep=keep,
         rules=keep == "findings",
         rule_dirs=tuple(getattr(args, "rules", ())),
@@ -746,49 +685,8 @@ def _run_many(
         max_conversations=args.max_conversations,
         max_live_bytes=args.max_memory,
         timeout=args.timeout,
-        listing=stream is not None,
+        listing=listing,
     )
-    results = []
-    label = f"{len(captures)} captures"
-    client = None
-    if args.dask:
-        from analyzer.cluster import dask_client
-
-        client = dask_client(args.dask, args.jobs)
-    try:
-        with CaptureProgress(
-            label, total=len(captures), enabled=False if args.no_progress else None, unit="captures"
-        ) as bar:
-            if client is not None:
-                from analyzer.cluster import run_dask
-
-                outcomes = run_dask(captures, job, client, done=bar.update)
-            else:
-                outcomes = run_pool(captures, job, args.jobs, done=bar.update)
-            for result, ended in outcomes:
-                if result.error:
-                    print(f"error: {clean(result.error)}", file=sys.stderr)
-                if stream is not None:
-                    stream.capture_start(result.path)
-                    for conv in ended:
-                        stream.conversation(conv)
-                    stream.capture_end(result)
-                results.append(result)
-                if any(w.code == "interrupted" for w in result.warnings):
-                    raise KeyboardInterrupt
-    except KeyboardInterrupt:  # the workers got Ctrl-C too: report the captures before it, as a serial run
-        print(
-            f"error: interrupted: the report covers {len(results)} of {len(captures)} capture(s), "
-            "the last one only up to where it stopped",
-            file=sys.stderr,
-        )
-        return results, True
-    finally:
-        if client is not None:
-            from analyzer.cluster import close_client
-
-            close_client(client, args.dask)
-    return results, False
 
 
 def _run_pair(args: argparse.Namespace, ruleset) -> list[CaptureResult]:

@@ -20,6 +20,7 @@ import dataclasses
 import functools
 import os
 import signal
+import sys
 import threading
 import time
 from dataclasses import dataclass
@@ -255,3 +256,104 @@ def _alone(path: str, job: Job, task: Task) -> Outcome:
             return pool.submit(guarded, task, path, job).result()
     except cf.process.BrokenProcessPool:
         return failed(path, f"{path}: the worker process analysing this capture died"), []
+
+
+# -- what the command line runs (analyzer/cli.py parses the options, these decide and run) --------
+
+SPLIT_FROM_BYTES = 64 << 20  # a smaller capture is read in about a second: not worth starting processes
+
+
+def big_capture(captures: Sequence[str], jobs: int) -> bool:
+    """Whether one capture is big enough to be split by conversation across `jobs` processes."""
+    if jobs < 2 or len(captures) != 1 or captures[0] == "-":
+        return False
+    try:
+        return os.path.getsize(captures[0]) >= SPLIT_FROM_BYTES
+    except OSError:  # reported by the serial path, as ever
+        return False
+
+
+def many_at_once(captures: Sequence[str], jobs: int, dask: str | None, timeout: float | None) -> bool:
+    """Whether the captures go to a process pool or Dask rather than one after another in this process.
+
+    Standard input stays in this process (so does the live JSONL writer: the CLI asks first).
+    """
+    if "-" in captures:
+        return False
+    urls = any("://" in c for c in captures)
+    return bool(dask) or timeout is not None or urls or (jobs > 1 and len(captures) > 1)
+
+
+def run_split(path: str, job: Job, jobs: int, dask: str | None = None) -> CaptureResult:
+    """One capture on `jobs` cores (or Dask tasks), each following a share of its conversations
+    (analyzer/split.py); an error is also said on standard error, as for any capture."""
+    from analyzer.report.common import clean
+    from analyzer.split import analyze_split
+
+    if dask:  # each share a task on the cluster
+        from analyzer.cluster import close_client, dask_client, share_tasks
+
+        client = dask_client(dask, jobs)
+        try:
+            result = analyze_split(path, job, jobs, run=share_tasks(client))
+        finally:
+            close_client(client, dask)
+    else:
+        result = analyze_split(path, job, jobs)
+    if result.error:
+        print(f"error: {clean(result.error)}", file=sys.stderr)
+    return result
+
+
+def run_many(
+    captures: Sequence[str], job: Job, jobs: int, dask: str | None, progress: bool | None, stream=None
+) -> tuple[list[CaptureResult], bool]:
+    """The result of each capture, in the order given, from a process pool or Dask, and whether
+    Ctrl-C stopped the run (the results then cover the captures before it, as serially).
+
+    progress: the progress bar across all captures (None: on a terminal only). stream: a
+    ConversationStream that takes each capture's conversations (`job.listing`).
+    """
+    from analyzer.report.common import clean
+    from analyzer.report.progress import CaptureProgress
+
+    results: list[CaptureResult] = []
+    client = None
+    if dask:
+        from analyzer.cluster import dask_client
+
+        client = dask_client(dask, jobs)
+    try:
+        with CaptureProgress(
+            f"{len(captures)} captures", total=len(captures), enabled=progress, unit="captures"
+        ) as bar:
+            if client is not None:
+                from analyzer.cluster import run_dask
+
+                outcomes = run_dask(captures, job, client, done=bar.update)
+            else:
+                outcomes = run_pool(captures, job, jobs, done=bar.update)
+            for result, ended in outcomes:
+                if result.error:
+                    print(f"error: {clean(result.error)}", file=sys.stderr)
+                if stream is not None:
+                    stream.capture_start(result.path)
+                    for conv in ended:
+                        stream.conversation(conv)
+                    stream.capture_end(result)
+                results.append(result)
+                if any(w.code == "interrupted" for w in result.warnings):
+                    raise KeyboardInterrupt
+    except KeyboardInterrupt:  # the workers got Ctrl-C too: report the captures before it, as a serial run
+        print(
+            f"error: interrupted: the report covers {len(results)} of {len(captures)} capture(s), "
+            "the last one only up to where it stopped",
+            file=sys.stderr,
+        )
+        return results, True
+    finally:
+        if client is not None and dask:
+            from analyzer.cluster import close_client
+
+            close_client(client, dask)
+    return results, False

@@ -1,12 +1,16 @@
 """One big capture on several cores: each worker reads the whole file and follows a share of its
 conversations; the client merges the shares into the report a serial run writes.
 
-How a share is kept: every packet is decoded by every worker (decoding is the cheaper half), and a
-packet goes on to the worker's flow table only when the hash of its canonical 5-tuple (the
-smaller of the two directions' endpoint keys) falls in the worker's share. An ICMP error goes
-with the 5-tuple it quotes, so it finds the conversation it is about. Packets of other shares
-still move the table's expiry clock, so a conversation of the share ends at the very packet it
-ends at in a serial run.
+How a share is kept: a conversation's share is a hash of its two address/port sides, the same
+from either direction (analyzer.decode.fast.flow_share). The decoder's compiled fast path reads
+it from the header bytes of every plain TCP or UDP frame (untagged Ethernet, IPv4 without options
+and not a fragment, or IPv6 without extension headers) before it builds anything, so a worker
+spends on another share's packet only the look at its headers; every other frame (ICMP, tunnels,
+VLAN tags, fragments, other link types) takes the general path in every worker, which keeps the
+decoder's warnings the same in each, and is handed on by its decoded 5-tuple (an ICMP error by
+the 5-tuple it quotes, so it finds the conversation it is about). Packets of other shares still
+move the table's expiry clock, so a conversation of the share ends at the very packet it ends at
+in a serial run (analyzer.flows.shares.ShareSink). This process follows share 0 itself.
 
 What a serial run numbers across all conversations is renumbered by the client from what each
 share records as it goes:
@@ -17,24 +21,33 @@ share records as it goes:
 
 Host context (a host's usual TTL, learnt from the conversations that ended before, used to tell a
 forged RST or ICMP error from a real one) is kept exactly: a share learns nothing itself; it logs,
-for every conversation it ends, where it ended (frame, depth) and the TTLs each side showed. A
-conversation that could need host context (a RST or an ICMP error, and a side of fewer than three
-packets) is sent back unjudged; the client replays all shares' logs in the order a serial run
-ends the conversations, and marks and judges each such conversation with the host TTLs known at
-that point. Every returned conversation is judged by the client on its final numbers, so rule
-messages and evidence filters name the serial run's conversation and stream numbers, and the
+for every conversation it ends, when it ended and the TTLs each side showed. "When" is a key that
+puts every share's ends in the serial run's order: the packet, then (the flow table hands on what
+is due at a packet in order of deadline and then of first packet) the deadline and the first
+packet, then what the packet itself ends. A conversation that could need host context (a RST or
+an ICMP error, and a side of fewer than three packets) is sent back unjudged; the client replays
+all shares' logs in that order, and marks and judges each such conversation with the host TTLs
+known at that point. Every returned conversation is judged by the client on its final numbers, so
+rule messages and evidence filters name the serial run's conversation and stream numbers, and the
 per-rule cap counts findings in the serial run's order.
 
-Limits (each also a limit a serial run warns about, or rarer): Wireshark stream numbers are kept
-for the 8,192 most recently finished address/port pairs (analyzer.flows.streams); each share
-keeps its own, so on a capture where a serial run forgets pairs (the `stream-numbers-bounded`
-warning) the count in that warning differs, and a pair seen again after being forgotten may get
-another tcp.stream (the evidence filters also name the exact frames). When the live-memory or
-conversation bound hands conversations on early, shares (each holding a fraction of them) do so
-at other moments than a serial run; conversations ending at the same packet in different shares
-are replayed in id order; an ICMP error whose quoted TCP conversation is not in the capture
-becomes a conversation between the two hosts in the quoting share, where a serial run may merge
-it with another share's.
+The Wireshark stream table's bound (the 8,192 most recently finished address/port pairs,
+analyzer.flows.streams) is replayed the same way: each share logs where each pair was opened,
+quoted and retired, and the client retires all of them in one queue as a serial run does, which
+gives the serial run's `stream-numbers-bounded` count and the streams it opens anew for a pair it
+forgot while the share still knew it.
+
+Limits, all rarer than one conversation in tens of thousands: when the live-memory or
+conversation bound hands conversations on early (a warning in a serial run too), shares (each
+holding a fraction of them) do so at other moments; a share never forgets a pair before a serial
+run does (WiresharkStreams.hold_requeued), but on a pair a serial run forgot and the share did
+not, a conversation that began without a SYN and then sees one is numbered as the share numbered
+it; an ICMP error whose quoted TCP conversation is not in
+the capture becomes a conversation between the two hosts in the quoting share, where a serial run
+may merge it with another share's. And unlike the live conversations, which --max-memory bounds,
+the logs grow with the conversations a share ends (about 1.4 KB each, over half of it the host
+log, which the split always kept): about 37 MiB a share on the 1M-packet bench capture's 55,000
+conversations, 2 shares.
 """
 
 from __future__ import annotations
@@ -42,7 +55,6 @@ from __future__ import annotations
 import bisect
 import concurrent.futures as cf
 import dataclasses
-import zlib
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -50,21 +62,15 @@ from analyzer.capture import open_capture
 from analyzer.decode import Decoder, linktype_name
 from analyzer.errors import CaptureError
 from analyzer.flows import FlowTable
-from analyzer.flows.table import _TTL_ODD, MAX_HOSTS, MAX_TTL_VALUES, endpoint_key, reverse_key
-from analyzer.model import CaptureResult, CaptureWarning, Conversation, Packet
+from analyzer.flows.shares import END, HostEntry, PairEntry, ShareSink, host_contexts, host_order, pair_order
+from analyzer.flows.shares import forgotten as replay_forgotten
+from analyzer.flows.streams import RETIRED_PAIRS, forgotten_warning
+from analyzer.flows.table import _TTL_ODD
+from analyzer.model import CaptureResult, CaptureWarning, Conversation
 from analyzer.pipeline import MAX_FINDINGS_PER_RULE, attach_drops, collector_paused, keep_evidence, packet_loop
-from analyzer.protocol import IPPROTO_ICMP, IPPROTO_ICMPV6, IPPROTO_TCP, IPPROTO_UDP
 from analyzer.scale import Job, _ruleset
-from analyzer.sink import Sink
 
-END = 1 << 62  # the position of the conversations still alive at the end of the capture
 Position = tuple[int, int]  # (frame, depth): depth 0 the packet, 1 the packet a tunnel carries ...
-
-
-def share_of(key: bytes, shares: int) -> int:
-    """The share of a conversation, from either direction's endpoint key."""
-    rkey = reverse_key(key)
-    return zlib.crc32(key if key < rkey else rkey) % shares
 
 
 @dataclass
@@ -77,83 +83,9 @@ class ShareOutcome:
     created: list[tuple[int, int, int]] = field(default_factory=list)  # per local id - 1: frame, depth, is ICMP
     tcp_opened: list[Position] = field(default_factory=list)  # per local tcp.stream
     udp_opened: list[Position] = field(default_factory=list)
-    host_log: list[tuple[int, int, int, bytes, dict, bytes, dict]] = field(default_factory=list)
+    host_log: list[HostEntry] = field(default_factory=list)  # ShareSink.host_log
+    pairs: list[PairEntry] = field(default_factory=list)  # ShareSink.pairs
     skipped_or_filtered: int = 0
-
-
-class ShareSink(Sink):
-    """Hands the flow table the packets of its share; the others only move the expiry clock."""
-
-    def __init__(self, table: FlowTable, share: int, shares: int, out: ShareOutcome) -> None:
-        self.table = table
-        self.share = share
-        self.shares = shares
-        self.out = out
-        self.frame = 0
-        self.depth = 0
-
-    def _mine(self, key: bytes) -> bool:
-        return share_of(key, self.shares) == self.share
-
-    def _tick(self, ts: float) -> None:
-        table = self.table
-        if ts >= table.meter.next_check:
-            table._expire(ts)
-
-    def _before(self, number: int, depth: int) -> tuple[int, int, int]:
-        self.frame, self.depth = number, depth
-        ws = self.table.ws
-        return self.table.next_id, ws.tcp_count, ws.udp_count
-
-    def _after(self, seen: tuple[int, int, int]) -> None:
-        table, out, where = self.table, self.out, (self.frame, self.depth)
-        for fid in range(seen[0], table.next_id):
-            flow = table.alive.get(fid)
-            out.created.append((self.frame, self.depth, int(flow is not None and flow.proto == "icmp")))
-        out.tcp_opened.extend([where] * (table.ws.tcp_count - seen[1]))
-        out.udp_opened.extend([where] * (table.ws.udp_count - seen[2]))
-
-    def tcp(self, number, ts, key, sport, dport, flags, seq, ack, win, plen, ttl, ip_id, payload, opts) -> None:
-        if not self._mine(key):
-            self._tick(ts)
-            return
-        seen = self._before(number, 0)
-        self.table.tcp(number, ts, key, sport, dport, flags, seq, ack, win, plen, ttl, ip_id, payload, opts)
-        self._after(seen)
-
-    def udp(self, number, ts, key, sport, dport, plen, ttl, ip_id, payload) -> None:
-        if not self._mine(key):
-            self._tick(ts)
-            return
-        seen = self._before(number, 0)
-        self.table.udp(number, ts, key, sport, dport, plen, ttl, ip_id, payload)
-        self._after(seen)
-
-    def packet(self, pkt: Packet) -> None:
-        depth = 0
-        layer: Packet | None = pkt
-        while layer is not None:  # a tunnel's packet, then the packet it carries, as FlowTable.add
-            self._layer(layer, depth)
-            layer, depth = layer.inner, depth + 1
-
-    def _layer(self, pkt: Packet, depth: int) -> None:
-        proto = pkt.proto
-        if proto in (IPPROTO_TCP, IPPROTO_UDP):
-            key = endpoint_key(pkt.src, pkt.sport, pkt.dst, pkt.dport)
-        elif proto in (IPPROTO_ICMP, IPPROTO_ICMPV6):
-            q = pkt.quoted
-            if q is not None and q.proto in (IPPROTO_TCP, IPPROTO_UDP):
-                key = endpoint_key(q.src, q.sport, q.dst, q.dport)
-            else:
-                key = endpoint_key(pkt.src, pkt.icmp_type, pkt.dst, 0)
-        else:
-            return
-        if not self._mine(key):
-            self._tick(pkt.ts)
-            return
-        seen = self._before(pkt.number, depth)
-        self.table.add(pkt._replace(inner=None))
-        self._after(seen)
 
 
 def _needs_host_context(conv: Conversation) -> bool:
@@ -181,7 +113,7 @@ def analyze_share(path: str, share: int, shares: int, job: Job) -> ShareOutcome:
             return
         if cap.drops:
             conv = attach_drops(conv, cap.drops)
-        at = len(out.host_log)  # the entry learn() is about to write for this conversation
+        at = len(log)  # the entry ShareSink.ended is about to write for this conversation
         if _needs_host_context(conv):
             out.returned[at] = conv
             out.unjudged.add(at)
@@ -195,16 +127,8 @@ def analyze_share(path: str, share: int, shares: int, job: Job) -> ShareOutcome:
         extra["max_live_bytes"] = job.max_live_bytes
     admit = rules.could_fire if conv_filter is None else None
     table = FlowTable(emit, admit=admit, **extra)
-    sink = ShareSink(table, share, shares, out)
-
-    def learn(flow) -> None:
-        # instead of FlowTable._learn_hosts: the host context is the client's (see the module doc)
-        fid = flow.id
-        out.host_log.append(
-            (sink.frame, sink.depth, fid, flow.c_addr, dict(flow.orig.ttls), flow.s_addr, dict(flow.resp.ttls))
-        )
-
-    table.learn_hosts = learn
+    sink = ShareSink(table, share, shares)
+    log = sink.host_log  # emit() files each conversation under the index its host-log entry gets
     decoder = Decoder()
     with collector_paused(), cap:
         packet_loop(cap.records(), decoder, sink)
@@ -218,6 +142,8 @@ def analyze_share(path: str, share: int, shares: int, job: Job) -> ShareOutcome:
     result.encapsulations = decoder.encapsulations()
     result.warnings.extend(decoder.warnings())
     result.warnings.extend(table.warnings())
+    out.created, out.tcp_opened, out.udp_opened = sink.created, sink.tcp_opened, sink.udp_opened
+    out.host_log, out.pairs = log, sink.pairs
     out.skipped_or_filtered += len(out.host_log)
     return out
 
@@ -227,54 +153,68 @@ def analyze_share(path: str, share: int, shares: int, job: Job) -> ShareOutcome:
 
 @dataclass
 class _Numbers:
+    """The serial run's openings, in order: a conversation's id (or stream) is its opening's rank."""
+
     ids: list[Position]
     icmp: list[Position]
     tcp: list[Position]
     udp: list[Position]
+    forgotten: int  # stream pairs the serial run forgets (the stream-numbers-bounded warning)
+    # (share, 1 if TCP, stream the share kept using) -> where a serial run opened a new stream for
+    # its pair instead, having forgotten it (analyzer.flows.shares.forgotten)
+    reopened: dict[tuple[int, int, int], list[Position]]
 
 
 def _numbers(outcomes: list[ShareOutcome]) -> _Numbers:
+    pairs = [o.pairs for o in outcomes]
+    forgotten, reopened = replay_forgotten(pairs, pair_order(pairs), RETIRED_PAIRS)
+    again: dict[tuple[int, int, int], list[Position]] = {}
+    for s, tcp, f, d, kept in reopened:  # in order of position
+        again.setdefault((s, tcp, kept), []).append((f, d))
     return _Numbers(
         sorted((f, d) for o in outcomes for f, d, _ in o.created),
         sorted((f, d) for o in outcomes for f, d, icmp in o.created if icmp),
-        sorted(p for o in outcomes for p in o.tcp_opened),
-        sorted(p for o in outcomes for p in o.udp_opened),
+        sorted([*(p for o in outcomes for p in o.tcp_opened), *((f, d) for _, t, f, d, _ in reopened if t)]),
+        sorted([*(p for o in outcomes for p in o.udp_opened), *((f, d) for _, t, f, d, _ in reopened if not t)]),
+        forgotten,
+        again,
     )
 
 
-def _renumbered(conv: Conversation, o: ShareOutcome, n: _Numbers) -> Conversation:
+def _renumbered(conv: Conversation, s: int, o: ShareOutcome, n: _Numbers, timeline: tuple | None) -> Conversation:
+    """Share s's conversation with the serial run's id and stream numbers (and `timeline`, when given)."""
     f, d, _ = o.created[conv.id - 1]
+    timeline = conv.timeline if timeline is None else timeline
     if conv.proto == "icmp":
         stream = bisect.bisect_left(n.icmp, (f, d))
-        return dataclasses.replace(conv, id=bisect.bisect_left(n.ids, (f, d)) + 1, stream=stream, streams=(stream,))
-    opened, table = (o.tcp_opened, n.tcp) if conv.proto == "tcp" else (o.udp_opened, n.udp)
+        return dataclasses.replace(
+            conv, id=bisect.bisect_left(n.ids, (f, d)) + 1, stream=stream, streams=(stream,), timeline=timeline
+        )
+    tcp = int(conv.proto == "tcp")
+    opened, table = (o.tcp_opened, n.tcp) if tcp else (o.udp_opened, n.udp)
 
-    def number(s: int) -> int:
-        return bisect.bisect_left(table, opened[s]) if s >= 0 else s
+    def number(local: int) -> int:
+        if local < 0:
+            return local
+        where = opened[local]
+        again = n.reopened.get((s, tcp, local))
+        if again:  # the serial run opened this pair anew since: from there on, that stream
+            k = bisect.bisect_right(again, (f, d))
+            where = again[k - 1] if k else where
+        return bisect.bisect_left(table, where)
 
     return dataclasses.replace(
         conv,
         id=bisect.bisect_left(n.ids, (f, d)) + 1,
         stream=number(conv.stream),
-        streams=tuple(number(s) for s in conv.streams),
+        streams=tuple(number(x) for x in conv.streams),
+        timeline=timeline,
     )
 
 
-def _learn(hosts: dict[bytes, dict[int, int]], c_addr: bytes, c_ttls: dict, s_addr: bytes, s_ttls: dict) -> None:
-    """FlowTable._learn_hosts on a host-log entry."""
-    if len(hosts) >= MAX_HOSTS:
-        hosts.clear()
-    for addr, ttls in ((c_addr, c_ttls), (s_addr, s_ttls)):
-        if not ttls:
-            continue
-        known = hosts.setdefault(addr, {})
-        for ttl, count in ttls.items():
-            if ttl in known or len(known) < MAX_TTL_VALUES:
-                known[ttl] = known.get(ttl, 0) + count
-
-
-def _host_marked(conv: Conversation, c_host: dict[int, int] | None, s_host: dict[int, int] | None) -> Conversation:
-    """The marks build_conversation gives a side of fewer than three packets from its host's TTLs."""
+def _host_marked(conv: Conversation, c_host: dict[int, int] | None, s_host: dict[int, int] | None) -> tuple:
+    """The timeline with the marks build_conversation gives a side of fewer than three packets from
+    its host's TTLs."""
     timeline = list(conv.timeline)
     for direction, stats, host in ((0, conv.client_stats, c_host), (1, conv.server_stats, s_host)):
         if not host or stats.packets >= 3:
@@ -285,7 +225,7 @@ def _host_marked(conv: Conversation, c_host: dict[int, int] | None, s_host: dict
         for i, ev in enumerate(timeline):
             if ev.dir == direction and ev.icmp is None and ev.ttl not in host:
                 timeline[i] = ev._replace(marks=ev.marks | _TTL_ODD)
-    return dataclasses.replace(conv, timeline=tuple(timeline))
+    return tuple(timeline)
 
 
 def merge_shares(outcomes: list[ShareOutcome], rules) -> CaptureResult:
@@ -302,23 +242,17 @@ def merge_shares(outcomes: list[ShareOutcome], rules) -> CaptureResult:
     if result.error:
         return result
     numbers = _numbers(outcomes)
-    entries = sorted(
-        (f, d, bisect.bisect_left(numbers.ids, o.created[fid - 1][:2]) + 1, s, i)
-        for s, o in enumerate(outcomes)
-        for i, (f, d, fid, *_rest) in enumerate(o.host_log)
-    )
-    hosts: dict[bytes, dict[int, int]] = {}
+    logs = [o.host_log for o in outcomes]
+    order = host_order(logs)
+    contexts = host_contexts(logs, order, [o.unjudged for o in outcomes])
     per_rule: dict[str, int] = {}
-    for _, _, _, s, i in entries:
+    for s, i in order:
         o = outcomes[s]
-        _, _, _, c_addr, c_ttls, s_addr, s_ttls = o.host_log[i]
         conv = o.returned.get(i)
         if conv is not None:
-            conv = _renumbered(conv, o, numbers)
-            if i in o.unjudged:
-                conv = _host_marked(conv, hosts.get(c_addr), hosts.get(s_addr))
+            marked = _host_marked(conv, *contexts[(s, i)]) if i in o.unjudged else None
+            conv = _renumbered(conv, s, o, numbers, marked)
             _judge(result, conv, rules, per_rule)
-        _learn(hosts, c_addr, c_ttls, s_addr, s_ttls)
     result.conversation_count = sum(o.skipped_or_filtered for o in outcomes)
     result.warnings = _warnings(outcomes, per_rule, numbers)
     result.conversations.sort(key=lambda c: c.id)
@@ -341,14 +275,15 @@ _TABLE_CODES = ("memory-bound", "stream-numbers-bounded", "conversation-table-fu
 
 
 def _warnings(outcomes: list[ShareOutcome], per_rule: dict[str, int], numbers: _Numbers) -> list[CaptureWarning]:
-    """The capture's and decoder's warnings (every share has them), each share's table warnings once."""
+    """The capture's and decoder's warnings (every share has them), then the flow table's as a serial run's."""
     out = [w for w in outcomes[0].result.warnings if w.code not in _TABLE_CODES]
-    seen = set()
-    for o in outcomes:
-        for w in o.result.warnings:
-            if w.code in _TABLE_CODES[:3] and w.code not in seen:
-                seen.add(w.code)
-                out.append(_summed(w, outcomes) if w.code == "stream-numbers-bounded" else w)
+    table = {w.code: w for o in outcomes for w in o.result.warnings if w.code in _TABLE_CODES}
+    if "memory-bound" in table:
+        out.append(table["memory-bound"])
+    if numbers.forgotten:  # each share remembers its own recent pairs: the serial run's count is replayed
+        out.append(forgotten_warning(numbers.forgotten))
+    if "conversation-table-full" in table:
+        out.append(table["conversation-table-full"])
     for code, count in sorted(per_rule.items()):
         if count > MAX_FINDINGS_PER_RULE:
             out.append(
@@ -372,27 +307,19 @@ def _warnings(outcomes: list[ShareOutcome], per_rule: dict[str, int], numbers: _
     return out
 
 
-def _summed(warning: CaptureWarning, outcomes: list[ShareOutcome]) -> CaptureWarning:
-    """The shares' forgotten stream pairs added up (each share remembers its own recent pairs, so
-    the sum is not the serial run's count: see the module doc)."""
-    total = 0
-    for o in outcomes:
-        for w in o.result.warnings:
-            if w.code == warning.code:
-                total += int(w.message.split(" ", 1)[0])
-    return CaptureWarning(warning.code, f"{total} {warning.message.split(' ', 1)[1]}", warning.frame)
-
-
 def analyze_split(
     path: str, job: Job, shares: int, run: Callable[..., list[ShareOutcome]] | None = None
 ) -> CaptureResult:
-    """One capture analysed by `shares` processes, each following its share of the conversations."""
+    """One capture analysed by `shares` processes, each following its share of the conversations.
+
+    This process follows share 0 itself while the pool's processes follow the others: one
+    process fewer to start, and one outcome fewer to pickle and unpickle.
+    """
     try:
         if run is None:
-            with cf.ProcessPoolExecutor(max_workers=shares) as pool:
-                outcomes = list(
-                    pool.map(analyze_share, [path] * shares, range(shares), [shares] * shares, [job] * shares)
-                )
+            with cf.ProcessPoolExecutor(max_workers=max(1, shares - 1)) as pool:
+                others = [pool.submit(analyze_share, path, k, shares, job) for k in range(1, shares)]
+                outcomes = [analyze_share(path, 0, shares, job), *(f.result() for f in others)]
         else:
             outcomes = run(path, job, shares)
     except cf.process.BrokenProcessPool:

@@ -20,7 +20,7 @@ import re
 from analyzer.capture import open_capture
 from analyzer.capture.pcap import RecordCursor
 from analyzer.capture.reader import Capture
-from analyzer.errors import CaptureError
+from analyzer.errors import CaptureError, UsageError
 from analyzer.model import CapturePart, CaptureResult, CaptureWarning, Finding
 from analyzer.rules.engine import frame_set
 
@@ -242,3 +242,15 @@ def _in_files(finding: Finding, parts: list[CapturePart]) -> Finding:
 
 _STREAM = re.compile(r"^(tcp|udp)\.stream (eq \d+|in \{[^}]*\})( && )?")
 _FRAMES = re.compile(r"( && )?frame\.number in \{[^}]*\}$")
+
+
+def stitched_set(given: list[str], captures: list[str], refused_with: str | None = None) -> StitchedSet:
+    """`--stitch`: the captures (expanded from the arguments `given`) as one set.
+
+    refused_with: an option given that cannot be combined with it yet (--evidence, --peer).
+    """
+    if "-" in captures or any("://" in c for c in captures):
+        raise UsageError("--stitch reads files: not standard input or URLs")
+    if refused_with:
+        raise UsageError("--stitch cannot be combined with --evidence or --peer yet")
+    return StitchedSet(captures, set_name(given, captures))

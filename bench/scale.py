@@ -1,7 +1,7 @@
 """Many captures on several cores: serial beside `--jobs N` beside `--dask local`, as a Markdown table.
 
 Usage: python bench/scale.py [--dir /tmp/wsadiag-scale] [--captures 8] [--packets 200000] [--runs 1] [--jobs 2]
-                            [--big-packets 1000000]
+                            [--big-packets 1000000] [--no-dask] [--phases]
 
 Then one big capture (--big-packets, made once the same way): serial beside split by conversation
 across --jobs processes (`wsadiag analyze BIG --jobs N`), measured the same way.
@@ -16,6 +16,10 @@ pool worker or a Dask worker process counts, and the figure is per process, not 
 reports of every row must be byte for byte the serial one; a row whose report differs says so.
 `CPU s (all)` is the user and system seconds of the whole tree: on a shared machine, where other
 work takes cores away, it says what the command cost beside what its wall time was.
+
+--phases instead times, in this one process, the steps of the big capture's split (each share,
+moving a share's result between processes, the merge) beside the serial analysis: where the
+split's time goes, in CPU seconds, which a busy machine disturbs less than wall times.
 """
 
 from __future__ import annotations
@@ -71,23 +75,20 @@ def timed(argv: list[str]) -> tuple[float, float, int, float]:
     return wall, usage.ru_maxrss / 1024, proc.returncode, usage.ru_utime + usage.ru_stime
 
 
-def big(args: argparse.Namespace) -> None:
-    """One big capture: serial beside split by conversation across --jobs processes."""
+def big_capture(args: argparse.Namespace) -> Path:
+    """The one big capture (made once by bench/generate.py, then reused)."""
     folder = Path(args.dir) / "big"
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"bench-{args.big_packets // 1000}k.pcap"
     if not path.exists():
-        subprocess.run(
-            [
-                sys.executable,
-                str(REPO / "bench" / "generate.py"),
-                str(path),
-                "--packets",
-                str(args.big_packets),
-                "--quiet",
-            ],
-            check=True,
-        )
+        generate = [sys.executable, str(REPO / "bench" / "generate.py"), str(path)]
+        subprocess.run([*generate, "--packets", str(args.big_packets), "--quiet"], check=True)
+    return path
+
+
+def big(args: argparse.Namespace) -> None:
+    """One big capture: serial beside split by conversation across --jobs processes."""
+    path = big_capture(args)
     rows = {"serial (--jobs 1)": "1", f"split (--jobs {args.jobs})": str(args.jobs)}
     walls: dict[str, list[float]] = {name: [] for name in rows}
     cpus: dict[str, list[float]] = {name: [] for name in rows}
@@ -129,6 +130,41 @@ def big(args: argparse.Namespace) -> None:
     print()
 
 
+def phases(path: Path, jobs: int) -> None:
+    """Where the split's time goes, in this process: each share, moving a share's outcome between
+    processes (pickle, then unpickle), and the merge; beside the serial analysis. CPU seconds,
+    with the cycle collector paused as in `wsadiag` (and in the pool processes forked from it)."""
+    import pickle
+
+    from analyzer.pipeline import collector_paused
+    from analyzer.scale import Job, _ruleset, analyze_task
+    from analyzer.split import analyze_share, merge_shares
+
+    job = Job(keep="findings")
+    rules = _ruleset((), (), ())
+    rows: list[tuple[str, float]] = []
+
+    def step(name: str, run):
+        start = time.process_time()
+        out = run()
+        rows.append((name, time.process_time() - start))
+        return out
+
+    with collector_paused():
+        step("serial analysis", lambda: analyze_task(str(path), job))
+        outcomes = [
+            step(f"share {k} of {jobs}", lambda k=k: analyze_share(str(path), k, jobs, job)) for k in range(jobs)
+        ]
+        blobs = step(f"pickle shares 1 to {jobs - 1}", lambda: [pickle.dumps(o) for o in outcomes[1:]])
+        outcomes[1:] = step("unpickle them", lambda: [pickle.loads(b) for b in blobs])
+        step("merge", lambda: merge_shares(outcomes, rules))
+    print(f"where the split's time goes, {path.name} in {jobs} shares (CPU s, one process)\n")
+    print("| step | CPU s |\n| --- | ---: |")
+    for name, seconds in rows:
+        print(f"| {name} | {seconds:.2f} |")
+    print()
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--dir", default="/tmp/wsadiag-scale")
@@ -138,7 +174,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--jobs", type=int, default=2)
     ap.add_argument("--no-dask", action="store_true", help="leave out the --dask local row")
     ap.add_argument("--big-packets", type=int, default=1_000_000, help="the one big capture (0: leave it out)")
+    ap.add_argument(
+        "--phases", action="store_true", help="only time the split's steps on the big capture, in this process"
+    )
     args = ap.parse_args(argv)
+    if args.phases:
+        sys.path.insert(0, str(REPO))
+        phases(big_capture(args), args.jobs)
+        return 0
     folder = make_captures(Path(args.dir) / "captures", args.captures, args.packets)
     rows = {"serial (--jobs 1)": ["--jobs", "1"], f"--jobs {args.jobs}": ["--jobs", str(args.jobs)]}
     if not args.no_dask:

@@ -275,3 +275,39 @@ def test_a_file_object_that_reads_bytearrays_is_analyzed_like_the_file(tmp_path)
     got = analyze_capture(Bytearrays(path.read_bytes()), keep="all-full")
     assert got.error is None and got.packets == want.packets == 5
     assert [c.timeline for c in got.conversations] == [c.timeline for c in want.conversations]
+
+
+def test_a_closed_conversation_is_handed_on_five_seconds_after_its_last_packet(tmp_path):
+    """Not later because an earlier-closed conversation still receives packets: the listing
+    (`wsadiag conversations`, written as conversations are handed on) shows it in that order."""
+
+    def seg(t: float, sport: int, flags: str, seq: int, ack: int, back: bool = False):
+        ip = IP(src=S, dst=C) if back else IP(src=C, dst=S)
+        tcp = (
+            TCP(sport=SP, dport=sport, flags=flags, seq=seq, ack=ack)
+            if back
+            else TCP(sport=sport, dport=SP, flags=flags, seq=seq, ack=ack)
+        )
+        p = Ether(**MACS) / ip / tcp
+        p.time = 1_700_000_000.0 + t
+        return p
+
+    def closed_at(t: float, sport: int) -> list:
+        return [
+            seg(t, sport, "S", 100, 0),
+            seg(t + 0.01, sport, "SA", 900, 101, back=True),
+            seg(t + 0.02, sport, "A", 101, 901),
+            seg(t + 0.03, sport, "FA", 101, 901),
+            seg(t + 0.04, sport, "FA", 901, 102, back=True),
+            seg(t + 0.05, sport, "A", 102, 902),
+        ]
+
+    early = closed_at(1.0, 40001)  # closed first, then keeps sending (stray ACKs) until t=20
+    early += [seg(2.0 + k, 40001, "A", 102, 902) for k in range(19)]
+    later = closed_at(2.0, 40002)  # closed second, then silent
+    clock = [seg(25.0 + k, 40003, "S", 7, 0) for k in range(6)]  # packets that move capture time on
+    path = tmp_path / "closing.pcap"
+    wrpcap(str(path), sorted(early + later + clock, key=lambda p: p.time))
+    handed_on: list[int] = []
+    analyze_capture(path, keep="all", listen=lambda conv: handed_on.append(conv.client.port))
+    assert handed_on == [40002, 40001, 40003]

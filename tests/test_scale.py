@@ -313,7 +313,7 @@ def _document(result) -> dict:
 
 
 def test_a_big_capture_split_across_jobs_writes_the_serial_report(capsys, bench_100k):
-    from analyzer.cli import SPLIT_FROM_BYTES
+    from analyzer.scale import SPLIT_FROM_BYTES
 
     assert bench_100k.stat().st_size >= SPLIT_FROM_BYTES  # so --jobs 2 splits it
     serial = report(capsys, "analyze", bench_100k, "--format", "json", "--jobs", "1")
@@ -374,3 +374,63 @@ def test_a_stitched_set_reads_on_past_an_unreadable_file_and_fails_when_none_rea
     assert "stitch-unreadable" in [w["code"] for w in cap["warnings"]]
     code, out, err = report(capsys, "analyze", broken, tmp_path / "gone.pcap", "--stitch")
     assert code == 2 and "ring.pcap1" in err and "Traceback" not in err
+
+
+def _shares_here(path: str, job: Job, shares: int) -> list:
+    """analyze_split's shares run one after another in this process (small captures: no pool needed)."""
+    from analyzer.split import analyze_share
+
+    return [analyze_share(path, k, shares, job) for k in range(shares)]
+
+
+@pytest.mark.parametrize("shares", [2, 3])
+def test_every_sample_split_by_conversation_gives_the_serial_report(shares):
+    """Tunnels, VLAN tags, fragments, ICMP errors, IPv6: whichever decoder path a packet takes, it
+    goes to its conversation's share, and the split's report is the serial one."""
+    from analyzer.scale import analyze_task
+    from analyzer.split import analyze_split
+
+    job = Job(keep="findings")
+    samples = sorted(p for p in SAMPLES.iterdir() if p.suffix in (".pcap", ".pcapng", ".etl"))
+    found = 0
+    for sample in samples:
+        serial, _ = analyze_task(str(sample), job)
+        split = analyze_split(str(sample), job, shares, run=_shares_here)
+        assert _document(split) == _document(serial), sample.name
+        found += len(serial.findings)
+    assert len(samples) > 80 and found > 50
+
+
+@pytest.fixture(scope="module")
+def past_the_stream_bound(tmp_path_factory):
+    """A capture in which more conversations end than the Wireshark stream table remembers."""
+    return bench_capture(tmp_path_factory.mktemp("bound") / "bench-150k.pcap", 150_000)
+
+
+@pytest.mark.parametrize("shares", [2, 3])
+def test_a_split_capture_forgets_the_stream_pairs_a_serial_run_forgets(past_the_stream_bound, shares):
+    from analyzer.scale import analyze_task
+    from analyzer.split import analyze_split
+
+    job = Job(keep="findings")
+    serial, _ = analyze_task(str(past_the_stream_bound), job)
+    split = analyze_split(str(past_the_stream_bound), job, shares)
+    bounded = [w.message for w in serial.warnings if w.code == "stream-numbers-bounded"]
+    assert bounded and int(bounded[0].split()[0]) > 100  # the capture does go past the bound
+    assert [w.message for w in split.warnings if w.code == "stream-numbers-bounded"] == bounded
+    assert _document(split) == _document(serial)
+
+
+@needs_corpus
+def test_every_corpus_capture_split_by_conversation_gives_the_serial_report():
+    from analyzer.cli import expand_captures
+    from analyzer.scale import analyze_task
+    from analyzer.split import analyze_split
+
+    job = Job(keep="findings")
+    captures = expand_captures([str(CORPUS)])
+    for capture in captures:
+        serial, _ = analyze_task(capture, job)
+        split = analyze_split(capture, job, 2, run=_shares_here)
+        assert _document(split) == _document(serial), capture
+    assert len(captures) > 50

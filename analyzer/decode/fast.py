@@ -9,6 +9,11 @@ every length before it reads and builds a Packet. decode() returns the Packet ei
 tests/test_decode_corpus.py holds both paths to the dpkt-based reference decoder, field by field,
 on every capture of the corpus.
 
+A sink that follows one share of a capture split by conversation (Sink.shares > 1, analyzer.split)
+gets from the fast path only the packets of its share: the share is hashed from the header bytes
+once the packet is known to be a plain TCP or UDP one (flow_share), and any other share's packet
+goes to Sink.elsewhere() without a key, a payload or a call with its fields being built.
+
 Nothing here raises on bad input: a frame that cannot be used is counted under a warning code
 and decode() returns None.
 """
@@ -131,6 +136,33 @@ def _options(data: bytes, q: int, thl: int) -> int:
     return tcp_option_bits(data, o, q + thl)
 
 
+# The share hash works in 30 bits: compiled, a product of two numbers below 2**30 stays a machine
+# integer (mypyc checks only that much before it falls back to Python's big integers).
+_HASH_MASK: Final = 0x3FFFFFFF
+_FNV_PRIME: Final = 0x01000193
+_FNV_START: Final = 0x011C9DC5
+
+
+def _side_hash(data: bytes, at: int, alen: int, port: int) -> int:
+    """One side (address, port) of a conversation as a 30-bit number (FNV-1a over 16-bit words)."""
+    h = (_FNV_START ^ port) * _FNV_PRIME & _HASH_MASK
+    for i in range(at, at + alen, 2):
+        h = (h ^ be16(data, i)) * _FNV_PRIME & _HASH_MASK
+    return h
+
+
+def flow_share(a: bytes, at_a: int, b: bytes, at_b: int, alen: int, port_a: int, port_b: int, shares: int) -> int:
+    """The share (0 .. shares - 1) of the conversation between address a[at_a:at_a + alen], port_a and
+    b[at_b:at_b + alen], port_b: the same from either direction's packet (the two sides' hashes are
+    combined with XOR). Read in place, so the fast path can drop another share's packet before
+    building anything; analyzer.flows.shares gives decoded packets their share the same way.
+    A hand-written mix rather than zlib.crc32: it would need the key as one bytes object first.
+    """
+    h = _side_hash(a, at_a, alen, port_a) ^ _side_hash(b, at_b, alen, port_b)
+    h = (h ^ (h >> 15)) * 0x045D9F3B & _HASH_MASK  # the sides' bits spread over the low bits
+    return (h ^ (h >> 15)) % shares
+
+
 def _maybe_tunnel(data: bytes, q: int, sport: int, dport: int, plen: int, stop: int) -> bool:
     """A UDP datagram at q that may carry Teredo or VXLAN: the general path looks inside it."""
     if sport == F.TEREDO_PORT or dport == F.TEREDO_PORT or dport == F.VXLAN_PORT or dport == F.GENEVE_PORT:
@@ -147,6 +179,13 @@ def _tcp(
     plen = seg - thl
     if thl < _TCP_MIN or plen < 0 or q + thl > stop:
         return False
+    shares = sink.shares
+    if shares > 1:
+        alen = (q - addrs) >> 1
+        if flow_share(data, addrs, data, addrs + alen, alen, be16(data, q), be16(data, q + 2), shares) != sink.share:
+            if ts >= sink.next_tick:
+                sink.elsewhere(number, ts)
+            return True
     sink.tcp(
         number,
         ts,
@@ -174,6 +213,13 @@ def _udp(
     dport = be16(data, q + 2)
     if _maybe_tunnel(data, q, sport, dport, plen, stop):
         return False
+    shares = sink.shares
+    if shares > 1:
+        alen = (q - addrs) >> 1
+        if flow_share(data, addrs, data, addrs + alen, alen, sport, dport, shares) != sink.share:
+            if ts >= sink.next_tick:
+                sink.elsewhere(number, ts)
+            return True
     payload = _payload(data, q + _UDP_HLEN, plen, stop)
     sink.udp(number, ts, data[addrs : q + _PORTS_END], sport, dport, plen, ttl, ip_id, payload)
     return True

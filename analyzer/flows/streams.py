@@ -30,11 +30,22 @@ from collections import deque
 from collections.abc import Container
 from typing import Final
 
+from analyzer.model import CaptureWarning
 from analyzer.protocol import ACK, SYN
 
 _M32: Final = 0xFFFFFFFF
 _UNSET: Final = -1
 RETIRED_PAIRS: Final = 8_192  # finished address/port pairs remembered (a few MiB)
+
+
+def forgotten_warning(forgotten: int) -> CaptureWarning:
+    """The warning of a capture on which `forgotten` finished pairs were dropped from the table."""
+    return CaptureWarning(
+        "stream-numbers-bounded",
+        f"{forgotten} finished address/port pairs were forgotten to keep memory bounded; a pair "
+        "seen again after that may get a tcp.stream/udp.stream of its own where Wireshark reuses "
+        "the old one (the evidence filters also name the exact frames)",
+    )
 
 
 class _Pair:
@@ -58,6 +69,11 @@ class WiresharkStreams:
         self.udp_count = 0
         self.retired: deque[tuple[bool, bytes, bytes]] = deque()  # (tcp, key, rkey) of finished pairs, oldest first
         self.forgotten = 0  # pairs dropped from the table to keep it bounded
+        # A share of a split capture (analyzer.flows.shares) holds a pair until its last entry in
+        # `retired` leaves: it then never forgets a pair before a serial run does (whose queue
+        # spans fewer packets), and the client replays the serial run's forgetting exactly.
+        self.hold_requeued = False
+        self.queued: dict[tuple[bool, bytes], int] = {}  # entries per (tcp, pair) in `retired`, when holding
 
     def retire(self, tcp: bool, key: bytes, rkey: bytes, live: Container[bytes]) -> None:
         """A conversation on this pair ended; the oldest finished pairs past RETIRED_PAIRS are forgotten.
@@ -66,8 +82,19 @@ class WiresharkStreams:
         """
         retired = self.retired
         retired.append((tcp, key, rkey))
+        hold = self.hold_requeued
+        if hold:
+            pair = (tcp, key if key < rkey else rkey)
+            self.queued[pair] = self.queued.get(pair, 0) + 1
         while len(retired) > RETIRED_PAIRS:
             old_tcp, old_key, old_rkey = retired.popleft()
+            if hold:
+                pair = (old_tcp, old_key if old_key < old_rkey else old_rkey)
+                left = self.queued[pair] - 1
+                if left:
+                    self.queued[pair] = left
+                    continue  # retired again since: decided when its last entry leaves
+                del self.queued[pair]
             if old_key in live:
                 continue
             pairs = self.tcp_pairs if old_tcp else self.udp_pairs

@@ -31,7 +31,7 @@ from typing import Callable, Final
 
 from analyzer.flows import zeek
 from analyzer.flows.sniff import SNIFF_FIRST_BYTES, sniff, tls_alert
-from analyzer.flows.streams import WiresharkStreams
+from analyzer.flows.streams import WiresharkStreams, forgotten_warning
 from analyzer.model import (
     CaptureWarning,
     Conversation,
@@ -858,12 +858,12 @@ class FlowTable(Sink):
         self.icmp_flows: dict[bytes, _Flow] = {}
         self.icmp6_flows: dict[bytes, _Flow] = {}
         self.alive: dict[int, _Flow] = {}  # the same flows by id, in order of first packet
-        self.closing: deque[_Flow] = deque()
         self.next_id = 1
         self.streams = {"tcp": 0, "udp": 0, "icmp": 0}
         self.ws = WiresharkStreams()  # tcp.stream / udp.stream as Wireshark numbers them
         # Who learns each ended flow's host TTLs instead of this table (analyzer.split: the client does).
         self.learn_hosts: Callable[[_Flow], None] | None = None
+        self.expiring = False  # while _expire hands on what is due (analyzer.flows.shares asks)
         self.evicted_early = 0
         self.max_live_bytes = max(1 << 20, max_live_bytes)
         self.meter = _RowMeter(self.max_live_bytes)  # timeline rows held by live flows, next expiry
@@ -931,19 +931,9 @@ class FlowTable(Sink):
             return  # no clock yet: every packet is looked at until one is agreed on
         # still over the bound: look again at the next packet
         self.meter.next_check = now + CHECK_EVERY if self.live_bytes() <= self.max_live_bytes else float("-inf")
-        closing = self.closing
-        while closing:
-            flow = closing[0]
-            if self.alive.get(flow.id) is not flow:
-                closing.popleft()  # already handed on
-            elif flow.last_ts + CLOSE_LINGER < now:
-                closing.popleft()
-                self._finish(flow, "")
-            else:
-                break
         deadlines = self.deadlines
         alive = self.alive
-        ended: list[tuple[float, int]] = []
+        due_now: list[tuple[float, int]] = []
         for entry in deadlines.take_before(now):
             self.expiry_checks += 1
             fid = entry[1]
@@ -952,14 +942,18 @@ class FlowTable(Sink):
                 continue  # handed on already
             due = due_flow.last_ts + _idle_limit(due_flow)
             if due < now:
-                ended.append(entry)
+                due_now.append((due, fid))
             else:
                 deadlines.add(due, fid)
-        ended.sort()  # in order of the deadlines that came due, as a heap would hand them out
-        for _, fid in ended:
+        # Handed on in order of deadline, then of first packet: an order that depends on each
+        # conversation alone, so the shares of a split capture can replay it (analyzer.split).
+        due_now.sort()
+        self.expiring = True
+        for _, fid in due_now:
             due_flow = alive.get(fid)
-            if due_flow is not None:  # (a flow with two entries due is handed on once)
+            if due_flow is not None:  # a flow with two entries due is listed twice
                 self._finish(due_flow, "" if due_flow.closed else "timeout")
+        self.expiring = False
 
     def _advance_clock(self, ts: float) -> float:
         """The expiry clock after a packet at `ts`: it follows the capture, but not one outlier."""
@@ -1081,7 +1075,9 @@ class FlowTable(Sink):
         self._account(flow, end, is_orig, number, ts, flags, rel_seq, rel_ack, plen, win, ttl, ip_id, payload, marks)
         if control and not flow.closed and _close_complete(flow):
             flow.closed = True
-            self.closing.append(flow)
+            # due CLOSE_LINGER after its last packet (a later packet moves that on: the entry is
+            # checked and pushed again when it comes due, as every deadline is)
+            self.deadlines.add(flow.last_ts + CLOSE_LINGER, flow.id)
 
     def _tcp_flow(self, number: int, ts: float, key: bytes, sport: int, dport: int, flags: int, seq: int) -> _Flow:
         """The live conversation a segment belongs to, or a new one."""
@@ -1337,14 +1333,7 @@ class FlowTable(Sink):
                 )
             )
         if self.ws.forgotten:
-            out.append(
-                CaptureWarning(
-                    "stream-numbers-bounded",
-                    f"{self.ws.forgotten} finished address/port pairs were forgotten to keep memory bounded; a pair "
-                    "seen again after that may get a tcp.stream/udp.stream of its own where Wireshark reuses "
-                    "the old one (the evidence filters also name the exact frames)",
-                )
-            )
+            out.append(forgotten_warning(self.ws.forgotten))
         if self.evicted_early > self.evicted_for_memory:
             out.append(
                 CaptureWarning(
