@@ -90,9 +90,10 @@ def _capture_options() -> _Parser:
         "--jobs",
         "-j",
         type=_positive_int,
-        default=os.cpu_count() or 1,
+        default=None,
         metavar="N",
-        help="captures analysed at once, one process each (default: the machine's cores)",
+        help="captures analysed at once, one process each (default: the machine's cores); given "
+        "with one big capture, N >= 2 splits its conversations across N processes",
     )
     p.add_argument(
         "--stitch",
@@ -226,12 +227,22 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _default_jobs(args: argparse.Namespace) -> None:
+    """--jobs left out means every core for many captures, and no split of one big capture: on a
+    machine of few cores the split costs more CPU than it saves time (bench/README.md)."""
+    if hasattr(args, "jobs"):
+        args.split_asked = args.jobs is not None
+        if args.jobs is None:
+            args.jobs = os.cpu_count() or 1
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run one wsadiag command; return its exit code."""
     argv = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in argv
     try:
         args = build_parser().parse_args(argv)
+        _default_jobs(args)
         from analyzer.pipeline import collector_paused  # a one-shot run: reports too are built without cycles
 
         with collector_paused():
@@ -609,7 +620,7 @@ def _run(
     stitched = _stitched(args, captures)
     if stitched is not None:
         captures = [stitched.name]
-    elif keep == "findings" and on_findings is None and scale.big_capture(captures, args.jobs):
+    elif keep == "findings" and on_findings is None and args.split_asked and scale.big_capture(captures, args.jobs):
         return [scale.run_split(captures[0], _job(args, keep), args.jobs, args.dask)], False
     elif on_findings is None and scale.many_at_once(captures, args.jobs, args.dask, args.timeout):
         job = _job(args, keep, listing=stream is not None)
