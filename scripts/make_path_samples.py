@@ -142,16 +142,19 @@ def reject_requests(lab: PathLab) -> None:
     server_alone=((), ("RST009",)),
 )
 def pth001(lab: PathLab, out):
+    return healthy(lab) + second_request_meets(lab, reject_requests)
+
+
+def second_request_meets(lab: PathLab, action) -> list[str]:
+    """One request and response on port 80, then `action(lab)` on the router before the second request."""
     f1, f2 = lab.flag("f1"), lab.flag("f2")
-    logs = healthy(lab)
-    logs += conversation(
+    return conversation(
         lab,
         80,
         ("recvreq", "response:800", "recvreq"),
         ("request:/a", "recv", "touch:" + f1, "await:" + f2, "request:/b", "recv"),
-        during=after_flag(f1, reject_requests, f2),
+        during=after_flag(f1, action, f2),
     )
-    return logs
 
 
 @path_sample(
@@ -198,23 +201,13 @@ def pth002(lab: PathLab, out):
     server_alone=((), ("TMO001",)),
 )
 def pth002_data(lab: PathLab, out):
-    f1, f2 = lab.flag("f1"), lab.flag("f2")
-
     def drop_second_request(lab: PathLab) -> None:
         lab.router(
             "iptables", "-I", "FORWARD", "-p", "tcp", "--dport", "80", "-m", "string",
             "--string", "GET /b", "--algo", "bm", "-j", "DROP",
         )  # fmt: skip
 
-    logs = healthy(lab)
-    logs += conversation(
-        lab,
-        80,
-        ("recvreq", "response:800", "recvreq"),
-        ("request:/a", "recv", "touch:" + f1, "await:" + f2, "request:/b", "recv"),
-        during=after_flag(f1, drop_second_request, f2),
-    )
-    return logs
+    return healthy(lab) + second_request_meets(lab, drop_second_request)
 
 
 @path_sample(
