@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import re
 from pathlib import Path
 
 import pytest
@@ -92,3 +93,16 @@ def test_rule_samples_agree_with_sidecars(rule: str):
     for sample in r.samples["silent"]:
         expect, _ = _sidecar_rules(sample)
         assert rule not in expect, f"{rule} names {sample} as silent but its sidecar expects it"
+
+
+@pytest.mark.parametrize("sidecar", SIDECARS, ids=lambda p: p.stem)
+def test_a_forged_reset_names_a_ttl_other_than_its_own(sidecar):
+    # "TTL 64 is unlike the sender's other packets (usually 64)" contradicts itself: where the RST
+    # is all its sender sent, the judgment rests on the host's other conversations, and says so.
+    if _result(sidecar.name).packets == 0:
+        pytest.skip(f"{sidecar.stem}: the sample capture holds no packets yet")
+    texts = [f.message for f in _findings(sidecar.name)]
+    texts += [a.message for f in _findings(sidecar.name) for a in f.also]
+    for text in texts:
+        for own, usual in re.findall(r"TTL (\d+) is unlike the sender's other packets \(usually (\d+)\)", text):
+            assert own != usual, text

@@ -170,7 +170,13 @@ def _rst_signal(x: _Evidence) -> str:
         return "no RST in the evidence"
     stats = x.conv.client_stats if rst.dir == 0 else x.conv.server_stats
     if rst.marks & TTL_ODD:
-        return f"its TTL {rst.ttl} is unlike the sender's other packets (usually {stats.ttl})"
+        if 0 <= stats.ttl != rst.ttl:
+            return f"its TTL {rst.ttl} is unlike the sender's other packets (usually {stats.ttl})"
+        others = ", ".join(str(t) for t in stats.ttl_values if t != rst.ttl)
+        if others:
+            return f"its TTL {rst.ttl} is unlike the sender's other packets ({others})"
+        # The RST is all this side sent here: it was judged against the host's other conversations.
+        return f"its TTL {rst.ttl} is unlike the TTL this host's other conversations arrived with"
     if rst.marks & IPID_ODD:
         return f"its IP ID {rst.ip_id} is far from the sender's running IP ID sequence"
     return "the claimed sender went on sending after it"
