@@ -68,11 +68,13 @@ MAX_TTL_VALUES: Final = 8  # distinct TTLs counted per side
 DEFAULT_MAX_CONVERSATIONS: Final = 200_000
 DEFAULT_MAX_LIVE_BYTES: Final = 1 << 30  # 1 GiB of live conversations (estimated, see FLOW_BYTES)
 # Memory of a live conversation, measured with tracemalloc on CPython 3.11 (64-bit): about 1.7 KiB
-# for the flow, its two endpoints and its three table entries, and about 300 bytes per timeline
-# row kept (a TimelineRow and its numbers; compiled, the numbers are held unboxed and a row takes
-# about half that). A full timeline (48 rows) makes about 16 KiB.
+# for the flow, its two endpoints and its three table entries, and per timeline row kept (a
+# TimelineRow and its numbers) EVENT_BYTES. A full timeline (48 rows) makes 8-16 KiB.
 FLOW_BYTES: Final = 1700
-EVENT_BYTES: Final = 300
+# Compiled (mypyc), a TimelineRow holds its numbers unboxed: about 170 bytes, half what it takes as
+# Python (where its boxed numbers are shared as often as not, so 300 holds).
+COMPILED: Final = not globals().get("__file__", "table.py").endswith(".py")
+EVENT_BYTES: Final = 180 if COMPILED else 300
 MAX_CLOCK_STEP: Final = 300.0  # seconds; a timestamp further from the expiry clock is an outlier until confirmed
 CLOCK_CONFIRM: Final = 3  # packets in a row that must agree before the expiry clock follows a jump
 MAX_HOSTS: Final = 65_536  # addresses whose TTL habits are remembered across conversations
