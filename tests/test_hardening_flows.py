@@ -89,7 +89,7 @@ def test_live_memory_is_bounded_in_bytes(full_timelines):
     assert not [w for w in unbounded.warnings if w.code == "memory-bound"]
     bounded, peak = traced(lambda: analyze_capture(str(full_timelines), max_live_bytes=4 * MB))
     # 4 MiB of conversations plus what does not depend on them: the reading buffers, the decoder
-    # (6 MiB: the whole peak with a 1 MiB bound is 6.0 MiB); unbounded this capture peaks at 19 MiB
+    # (6 MiB: the whole peak with a 1 MiB bound is 6.0 MiB); unbounded this capture peaks at 12-19 MiB
     assert peak < 4 * MB + 6 * MB, f"peak {peak / MB:.1f} MiB"
     warnings = [w for w in bounded.warnings if w.code == "memory-bound"]
     assert warnings and "4 MiB" in warnings[0].message and "--max-memory" in warnings[0].message
