@@ -906,3 +906,78 @@ def test_clock_interval_holds_the_true_offset_whatever_the_delays(offset, delays
     assert clock.basis == "bounded by packets in both directions"
     assert abs(clock.offset - offset) <= clock.uncertainty + 1e-6
     assert clock.uncertainty <= sum(fastest) / 2 + 1e-6  # as tight as the quickest packet each way allows
+
+
+# -- traffic that never went toward the other point, and where unknown packets are drawn ----------
+
+
+def _with_other_site(src: str, dest: Path, ttl: int = 50) -> str:
+    """The capture plus a healthy conversation of its client with 203.0.113.5 (crafted with scapy,
+    answers arriving with TTL `ttl`), as a real client capture holds traffic to other sites."""
+    from scapy.layers.inet import IP, TCP
+    from scapy.layers.l2 import Ether
+
+    with open(src, "rb") as fin:
+        reader = dpkt.pcap.Reader(fin)
+        frames = list(reader)
+    start = frames[0][0] + 0.5
+    c, s = ("192.0.2.10", 40400), ("203.0.113.5", 443)
+    out, back = dict(src=c[0], dst=s[0], ttl=64), dict(src=s[0], dst=c[0], ttl=ttl)
+    cs, ss = 1000, 5000
+    crafted = [
+        (out, TCP(sport=c[1], dport=s[1], flags="S", seq=cs)),
+        (back, TCP(sport=s[1], dport=c[1], flags="SA", seq=ss, ack=cs + 1)),
+        (out, TCP(sport=c[1], dport=s[1], flags="A", seq=cs + 1, ack=ss + 1)),
+        (out, TCP(sport=c[1], dport=s[1], flags="PA", seq=cs + 1, ack=ss + 1) / (b"x" * 40)),
+        (back, TCP(sport=s[1], dport=c[1], flags="PA", seq=ss + 1, ack=cs + 41) / (b"y" * 300)),
+        (out, TCP(sport=c[1], dport=s[1], flags="FA", seq=cs + 41, ack=ss + 301)),
+        (back, TCP(sport=s[1], dport=c[1], flags="FA", seq=ss + 301, ack=cs + 42)),
+        (out, TCP(sport=c[1], dport=s[1], flags="A", seq=cs + 42, ack=ss + 302)),
+    ]
+    extra = [(start + i * 0.01, bytes(Ether() / IP(**ip) / tcp)) for i, (ip, tcp) in enumerate(crafted)]
+    with open(dest, "wb") as fout:
+        writer = dpkt.pcap.Writer(fout, linktype=1, nano=False)
+        for ts, buf in sorted(frames + extra, key=lambda x: x[0]):
+            writer.writepkt(buf, ts=ts)
+    return str(dest)
+
+
+def test_traffic_to_another_site_is_not_said_to_pass_the_other_point(tmp_path, capsys):
+    # The client's capture holds a conversation with 203.0.113.5 (answers from 14 routers away);
+    # the server's capture never saw that address: no claim that it was answered, lost or injected
+    # between the points, and the pair's own diagnosis still stands.
+    client, server = _sample("pth001-rst-injected")
+    mixed = _with_other_site(client, tmp_path / "client.pcap")
+    results = analyze_pair(mixed, server, _rules())
+    other = [c for c in results[0].conversations if str(c.server).startswith("203.0.113.5")]
+    for conv in other:
+        assert conv.path is None or not conv.path.packets, conv.path
+    assert "PTH001" in {f.rule for f in _findings(results)}
+    assert main(["analyze", mixed, "--peer", server, "--no-progress"]) == 1
+    out = capsys.readouterr().out
+    assert "203.0.113.5" not in out
+
+    # an address the server's capture saw is still one that passes it: the pair's own claims stay
+    def claims(res):
+        return sorted((i, what) for i, r in enumerate(res) for _, what in _path_claims([r]))
+
+    assert claims(results) == claims(_pair(client, server))
+
+
+def test_unknown_packets_are_drawn_at_the_point_that_saw_them(tmp_path, capsys):
+    # The server's capture holds only the healthy request (frames 14-17): the client's SYN, SYN/ACK
+    # and the RST it got later are unknown, each drawn at the client-side point, which saw them.
+    from analyzer.report.ladder import svg_path_ladder
+
+    client, server = _sample("pth001-rst-injected")
+    late = _frames(server, tmp_path / "late-s.pcap", 14, 17)
+    assert main(["analyze", client, "--peer", late, "--no-progress"]) == 1
+    out = capsys.readouterr().out
+    rows = [line for line in out.splitlines() if line.rstrip().endswith("RST seq=867 len=0")]
+    assert rows and all("|<------------o------?      :" in r for r in rows), rows
+    results = analyze_pair(client, late, _rules())
+    conv = next(c for c in results[0].conversations if c.path is not None and c.path.count("unknown"))
+    ladder = svg_path_ladder(conv, None)
+    assert ladder is not None
+    unknown = [r for r in ladder.rows if r.kind == "packet" and r.frames.endswith("/ -")]
+    assert unknown and all(r.seen_at == (420,) for r in unknown), unknown

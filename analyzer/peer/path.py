@@ -292,6 +292,8 @@ def _views(pair: _Pair) -> tuple[dict[int, PathView], dict[int, PathView]]:
     for aid, sa in pair.a.items():
         bid, how = pair.matches.get(aid, (0, ""))
         sb = pair.b.get(bid)
+        if sb is None and not _may_cross(pair, sa, True):
+            continue  # never went toward the other point: no path to tell
         note = _legs(pair, sa, sb) if how == BY_LENGTHS and sb is not None else ""
         packets = _fates(pair, sa, sb, terminated=note == TERMINATED)
         views_a[aid] = _view(pair, True, sa, sb, how, packets, note)
@@ -299,9 +301,48 @@ def _views(pair: _Pair) -> tuple[dict[int, PathView], dict[int, PathView]]:
             views_b[bid] = _view(pair, False, sb, sa, how, packets, note)
     matched_b = {bid for bid, _ in pair.matches.values()}
     for bid, sb in pair.b.items():
-        if bid not in matched_b:
+        if bid not in matched_b and _may_cross(pair, sb, False):
             views_b[bid] = _view(pair, False, sb, None, "", _fates(pair, None, sb))
     return views_a, views_b
+
+
+def _may_cross(pair: _Pair, side: Side, in_a: bool) -> bool:
+    """Whether a conversation seen at one point only may have had to pass the other point.
+
+    A capture holds traffic of its own host that never goes toward the other point (name lookups,
+    other sites): its packets are neither lost nor injected nor answered in between. One went
+    toward the other point when its remote end (the end that is not a host of this point's side)
+    is an address the other capture saw or that a matched conversation went to, or when the TTL of
+    its answers puts the answering device nearer than the other point's end. With neither end known
+    on this point's side, nothing tells it apart: it is treated as passing, as before."""
+    here_near = in_a == pair.a_near
+    mine, theirs = (pair.a, pair.b) if in_a else (pair.b, pair.a)
+    matched = {aid: bid for aid, (bid, _) in pair.matches.items()}
+    matched_here = [mine[i] for i in (matched if in_a else matched.values()) if i in mine]
+    # the end of a matched conversation on this point's side: its client at the near point
+    local = {_host(str(s.conv.client if here_near else s.conv.server)) for s in matched_here}
+    ends = {_host(str(side.conv.client)), _host(str(side.conv.server))}
+    remote = ends - local
+    if not ends & local or not remote:
+        return True
+    reach = {_host(str(e)) for s in theirs.values() for e in (s.conv.client, s.conv.server)}
+    reach |= {_host(str(s.conv.server if here_near else s.conv.client)) for s in matched_here}
+    if remote & reach:
+        return True
+    return _answered_nearer(side, matched_here, remote, 1 if here_near else 0)
+
+
+def _hops(ttl: int) -> int:
+    """Routers a packet passed, from its TTL and the usual initial values (64, 128, 255)."""
+    return next(start for start in (64, 128, 255) if ttl <= start) - ttl
+
+
+def _answered_nearer(side: Side, matched_here: list[Side], remote: set[str], toward_here: int) -> bool:
+    """The remote end's packets came from fewer routers away than the matched conversations' far
+    ends did (their packets in direction toward_here): the answering device lies before the other point."""
+    answers = [_hops(p.ttl) for _, p in side.packets if _host(p.src) in remote and p.icmp is None]
+    far_ends = [_hops(p.ttl) for s in matched_here for d, p in s.packets if d == toward_here and p.icmp is None]
+    return bool(answers and far_ends) and min(answers) < min(far_ends)
 
 
 def _legs(pair: _Pair, sa: Side, sb: Side) -> str:
