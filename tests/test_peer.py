@@ -981,3 +981,38 @@ def test_unknown_packets_are_drawn_at_the_point_that_saw_them(tmp_path, capsys):
     assert ladder is not None
     unknown = [r for r in ladder.rows if r.kind == "packet" and r.frames.endswith("/ -")]
     assert unknown and all(r.seen_at == (420,) for r in unknown), unknown
+
+
+# -- which point is nearer the client, when no packet was seen at both ------------------------------
+
+
+def test_points_ordered_by_ttl_without_a_packet_seen_at_both(tmp_path):
+    # The client's capture holds only its keep-alives and its RST (frames 18-21, the rest lost in
+    # between): no packet was seen at both points, but the client's packets carry TTL 64 there and
+    # 63 at the server. Either order of the arguments gives the same answer: all four lost on the
+    # way, no RST injected in anyone's name.
+    client, server = _sample("pth005-idle-dropped")
+    ka = _frames(client, tmp_path / "ka.pcap", 18, 21)
+    answers = []
+    for first, second in ((ka, server), (server, ka)):
+        results = analyze_pair(first, second, _rules())
+        views = {Path(r.path).name: v for r in results for v in _path_of([r]).values() if v.peer_conversation}
+        assert views["ka.pcap"].here_near == "client" and views["pth005-idle-dropped-server.pcap"].here_near == "server"
+        assert all(v.order_basis.startswith("TTL") for v in views.values())
+        assert views["ka.pcap"].count("lost", 0) == 4 and views["ka.pcap"].count("injected") == 0
+        answers.append(sorted((Path(r.path).name, f.rule) for r in results for f in r.findings))
+    assert answers[0] == answers[1] and "PTH001" not in {rule for _, rule in answers[0]}
+
+
+def test_order_only_assumed_gives_no_high_confidence_path_finding(tmp_path):
+    # The same, with the client's TTL as the server saw it: nothing tells the order, the command
+    # line is followed (the server's capture first: nearer the client), and the RST looks injected.
+    # That rests on a guess: low confidence, and the message says so.
+    client, server = _sample("pth005-idle-dropped")
+    ka = _same_segment(_frames(client, tmp_path / "ka.pcap", 18, 21), tmp_path / "ka63.pcap", {"192.0.2.10": 63})
+    results = analyze_pair(server, ka, _rules())
+    views = [v for v in _path_of(results, 1).values()]
+    assert views and all(v.order_basis.startswith("assumed") for v in views)
+    path_findings = [f for f in _findings(results) if f.rule.startswith("PTH")]
+    assert path_findings, "the guess still shows what it would mean"
+    assert all(f.confidence == "low" and "only assumed" in f.message for f in path_findings)

@@ -61,6 +61,11 @@ GUESSED_NOTE = (
     " (This rests on conversations matched {how} only, not by address or sequence number: a likeness, "
     "not proof that both captures hold the same connection.)"
 )
+ASSUMED = "assumed from the command line (the first capture nearer the client)"
+ASSUMED_NOTE = (
+    " (Which capture point is nearer the client was only assumed from the order of the arguments: "
+    "nothing in the captures told it, and with the other order lost and injected swap.)"
+)
 RENUMBERED = "sequence numbers rewritten in between (a firewall's initial sequence number randomisation)"
 
 
@@ -74,7 +79,7 @@ class _Pair:
     b: dict[int, Side]
     matches: dict[int, tuple[int, str]]
     a_near: bool = True
-    order_basis: str = "assumed from the command line (the first capture nearer the client)"
+    order_basis: str = ASSUMED
     clock: Clock = Clock(0.0, -1.0, 0, "")
     hops: int = -1
     cover_a: Coverage = Coverage(0.0, 0.0)
@@ -143,7 +148,7 @@ def analyze_pair(
         rb.warnings.append(guessed)
     views_a, views_b = _views(pair)
     for result, views in ((ra, views_a), (rb, views_b)):
-        _rediagnose(result, views, rules, all_guessed=guessed is not None)
+        _rediagnose(result, views, rules, all_guessed=guessed is not None, assumed=pair.order_basis == ASSUMED)
     _fold_twins(pair, ra, rb)
     return [_trim(ra), _trim(rb)]
 
@@ -205,10 +210,17 @@ def _order_and_clock(pair: _Pair) -> None:
         if ga is not None and gb is not None:
             gaps.append((ga, gb))
     by_ttl, by_hs, by_turns = order_by_ttl(ttls), order_by_handshake(gaps), order_by_handshake(turn_gaps)
+    by_habit = order_by_ttl(_ttl_habits(pair)) if by_ttl is None else None
     if by_ttl is not None:
         pair.a_near, pair.order_basis = (
             by_ttl,
             "TTL: the client's packets lose TTL on the way from one point to the other",
+        )
+    elif by_habit is not None:
+        pair.a_near, pair.order_basis = (
+            by_habit,
+            "TTL: the client's packets arrive with a smaller TTL at the point nearer the server, the "
+            "server's at the point nearer the client (no packet seen at both points)",
         )
     elif by_hs is not None:
         pair.a_near, pair.order_basis = (
@@ -228,6 +240,23 @@ def _order_and_clock(pair: _Pair) -> None:
     pair.hops = drops.most_common(1)[0][0] if drops else -1
     if _drop_untimely_payload_matches(pair):
         _order_and_clock(pair)
+
+
+def _ttl_habits(pair: _Pair) -> list[tuple[int, int, int]]:
+    """(dir, usual TTL at A, usual TTL at B) of each conversation matched by proof, one per direction
+    both points saw: what orders the points when no packet was seen at both (a capture begun late,
+    a drop of everything after some time). The usual TTL, so that one packet injected at a point
+    does not outvote the end's own."""
+    out = []
+    for aid, (bid, how) in pair.matches.items():
+        if how not in PROOF:
+            continue
+        for d in (0, 1):
+            at_a = Counter(p.ttl for pd, p in pair.a[aid].packets if pd == d and p.icmp is None)
+            at_b = Counter(p.ttl for pd, p in pair.b[bid].packets if pd == d and p.icmp is None)
+            if at_a and at_b:
+                out.append((d, at_a.most_common(1)[0][0], at_b.most_common(1)[0][0]))
+    return out
 
 
 def _max_delay(pair: _Pair, raw: list[tuple[int, PointPacket, PointPacket]]) -> float:
@@ -553,10 +582,13 @@ def annotate(conv: Conversation, view: PathView) -> Conversation:
     return dataclasses.replace(conv, timeline=timeline, path=view)
 
 
-def _rediagnose(result: CaptureResult, views: dict[int, PathView], rules: Any, all_guessed: bool = False) -> None:
+def _rediagnose(
+    result: CaptureResult, views: dict[int, PathView], rules: Any, all_guessed: bool = False, assumed: bool = False
+) -> None:
     """The rules again on each conversation that carries its path. A finding the capture alone did
     not make rests on the path: when the match behind it was a likeness (this conversation's, or
-    every one's), its confidence drops to low and its message says so."""
+    every one's), or the order of the points only assumed, its confidence drops to low and its
+    message says so."""
     convs = []
     findings = [f for f in result.findings if f.conversation not in views]
     alone = {(f.conversation, f.rule) for f in result.findings}
@@ -567,13 +599,19 @@ def _rediagnose(result: CaptureResult, views: dict[int, PathView], rules: Any, a
             if rules is not None:
                 how = _guessed_how(view, all_guessed)
                 for f in rules.evaluate(conv):
-                    if how and (f.conversation, f.rule) not in alone:
-                        f = dataclasses.replace(f, confidence="low", message=f.message + GUESSED_NOTE.format(how=how))
+                    if (f.conversation, f.rule) not in alone:
+                        f = _hedged(f, how, assumed)
                     findings.append(f)
         convs.append(conv)
     result.conversations = convs
     findings.sort(key=lambda f: (f.conversation, f.frames[:1], f.rule))
     result.findings = findings
+
+
+def _hedged(f: Any, how: str, assumed: bool) -> Any:
+    """A finding that rests on the path, at low confidence when the path rests on a guess."""
+    note = (GUESSED_NOTE.format(how=how) if how else "") + (ASSUMED_NOTE if assumed else "")
+    return dataclasses.replace(f, confidence="low", message=f.message + note) if note else f
 
 
 def _guessed_how(view: PathView, all_guessed: bool) -> str:
