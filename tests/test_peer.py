@@ -299,12 +299,24 @@ def test_captures_of_different_traffic_say_nothing_about_the_path():
     assert all("no-peer-match" in {w.code for w in r.warnings} for r in results)
 
 
-def test_identical_requests_matched_by_payload_alone_are_flagged():
-    # Both samples start with the same health-check exchange (same bytes, other ports and ISNs):
-    # a likeness, not proof, and the report says so.
-    results = analyze_pair(_sample("pth002-syn-dropped")[0], _sample("pth005-idle-dropped")[1], _rules())
+def test_identical_requests_matched_by_payload_alone_are_flagged(tmp_path):
+    # The NATed healthy exchange with its ISNs renumbered in between: only the payload bytes tell
+    # that both captures hold it, a likeness, not proof, and the report says so.
+    client, server = _sample("pth-nat-healthy")
+    renumbered = _renumbered_headers_only(server, tmp_path / "s.pcap", (123456, 7654321), whole=True)
+    results = analyze_pair(client, renumbered, _rules())
     assert {v.matched_by for v in _path_of(results).values() if v.peer_conversation} == {"payload"}
     assert all("peer-match-by-payload" in {w.code for w in r.warnings} for r in results)
+
+
+def test_alike_requests_of_two_incidents_are_no_match():
+    # Both samples start with the same health-check exchange (same bytes, other ports and ISNs),
+    # captured minutes apart: the packets cannot agree on one clock offset, so the likeness is not
+    # taken for one conversation seen twice, and nothing is said about a path.
+    results = analyze_pair(_sample("pth002-syn-dropped")[0], _sample("pth005-idle-dropped")[1], _rules())
+    assert all(c.path is None for r in results for c in r.conversations)
+    assert all("no-peer-match" in {w.code for w in r.warnings} for r in results)
+    assert not [f for f in _findings(results) if f.rule.startswith("PTH")]
 
 
 def test_captures_of_two_different_incidents_are_flagged_as_a_guess():
@@ -312,13 +324,25 @@ def test_captures_of_two_different_incidents_are_flagged_as_a_guess():
     # in their health check and their port-80 request, nothing else. Some conversations match by
     # payload, some by lengths and timing, none by address or sequence number: the report warns,
     # and whatever two-capture finding comes of it is low confidence and says why.
+    # When their packets cannot agree on one clock offset, it is no match at all.
     results = analyze_pair(_sample("pth001-rst-injected")[0], _sample("pth003-mtu-blackhole")[1], _rules())
     kinds = {c.path.matched_by for r in results for c in r.conversations if c.path is not None}
     assert not kinds & {"5-tuple", "isn"}
     for r in results:
-        assert {"peer-match-guessed", "peer-match-by-payload", "peer-match-by-lengths"} & {w.code for w in r.warnings}
+        codes = {"peer-match-guessed", "peer-match-by-payload", "peer-match-by-lengths", "no-peer-match"}
+        assert codes & {w.code for w in r.warnings}
     path_findings = [f for f in _findings(results) if f.rule.startswith("PTH")]
     assert all(f.confidence == "low" and "not proof" in f.message for f in path_findings)
+
+
+def test_two_incidents_a_day_apart_give_no_error(tmp_path):
+    # The server's capture of another incident, its clock a day off: the conversations alike in
+    # their health check and request cannot agree on one offset: no match, no error-level finding
+    # from the path.
+    shifted = _shifted(_sample("pth005-idle-dropped")[1], tmp_path / "p5day.pcap", 86400.0)
+    results = analyze_pair(_sample("pth001-rst-injected")[0], shifted, _rules())
+    assert all("no-peer-match" in {w.code for w in r.warnings} for r in results)
+    assert not [f for f in _findings(results) if f.rule.startswith("PTH")]
 
 
 def test_html_and_markdown_draw_both_points(tmp_path):
@@ -605,10 +629,11 @@ def test_capture_names_cannot_inject_markup_into_path_reports(tmp_path):
     assert "<img" not in _outside_fences(md.read_text())
 
 
-def _renumbered_headers_only(src: str, dest: Path, shift: tuple[int, int]) -> str:
+def _renumbered_headers_only(src: str, dest: Path, shift: tuple[int, int], whole: bool = False) -> str:
     """A copy of a capture as a firewall that renumbers TCP sequence numbers would leave it (each
     direction's numbers moved by its own constant, the acknowledgements with them), taken with a
-    snap length that keeps only the headers (tcpdump -s 96): no payload byte to compare."""
+    snap length that keeps only the headers (tcpdump -s 96): no payload byte to compare; whole:
+    with the payload kept."""
     client = bytes([192, 0, 2, 10]), bytes([198, 51, 100, 1])  # the client's address before and after the NAT
     with open(src, "rb") as fin, open(dest, "wb") as fout:
         reader = dpkt.pcap.Reader(fin)
@@ -623,7 +648,8 @@ def _renumbered_headers_only(src: str, dest: Path, shift: tuple[int, int]) -> st
                     tcp.ack = (tcp.ack + theirs) & 0xFFFFFFFF
                 tcp.sum = 0
             frame = bytes(eth)
-            writer.writepkt(frame[: 14 + ip.hl * 4 + (tcp.off * 4 if isinstance(tcp, dpkt.tcp.TCP) else 8)], ts=ts)
+            head = 14 + ip.hl * 4 + (tcp.off * 4 if isinstance(tcp, dpkt.tcp.TCP) else 8)
+            writer.writepkt(frame if whole else frame[:head], ts=ts)
     return str(dest)
 
 

@@ -19,7 +19,7 @@ from typing import Any
 
 from analyzer.errors import CaptureError
 from analyzer.model import CaptureResult, CaptureWarning, Conversation
-from analyzer.peer.clock import estimate, order_by_handshake, order_by_ttl
+from analyzer.peer.clock import DISAGREE, estimate, order_by_handshake, order_by_ttl
 from analyzer.peer.match import (
     BY_LENGTHS,
     PAIR_WINDOW,
@@ -129,16 +129,17 @@ def analyze_pair(
     if not pair.matches:
         # Nothing seen at both points: other traffic, other times, or the filter differed. Calling
         # every packet lost or injected would be a guess; say so and leave the path out.
-        for result, other in ((ra, b_path), (rb, a_path)):
-            result.warnings.append(
-                CaptureWarning(
-                    "no-peer-match",
-                    f"no conversation is also in {os.path.basename(other)}: "
-                    "the captures hold different traffic or times, so nothing is said about the path",
-                )
-            )
-        return [_trim(ra), _trim(rb)]
+        return _no_match(ra, rb, "the captures hold different traffic or times")
     _order_and_clock(pair)
+    if not {how for _, how in pair.matches.values()} & PROOF and pair.clock.basis == DISAGREE:
+        # Matched by likeness only, and the matched packets cannot agree on one clock offset: two
+        # incidents that look alike, not one seen twice. Nothing about a path that is not there.
+        return _no_match(
+            ra,
+            rb,
+            "conversations alike only in payload or lengths were found, but their packets disagree on "
+            "the clock offset (captures of different incidents)",
+        )
     for result, cover, other in ((ra, cover_b, b_path), (rb, cover_a, a_path)):
         if cover.damage:
             result.warnings.append(CaptureWarning("peer-cut-short", _cut_short(other, cover)))
@@ -150,6 +151,17 @@ def analyze_pair(
     for result, views in ((ra, views_a), (rb, views_b)):
         _rediagnose(result, views, rules, all_guessed=guessed is not None, assumed=pair.order_basis == ASSUMED)
     _fold_twins(pair, ra, rb)
+    return [_trim(ra), _trim(rb)]
+
+
+def _no_match(ra: CaptureResult, rb: CaptureResult, why: str) -> list[CaptureResult]:
+    for result, other in ((ra, rb.path), (rb, ra.path)):
+        result.warnings.append(
+            CaptureWarning(
+                "no-peer-match",
+                f"no conversation is also in {os.path.basename(other)}: {why}, so nothing is said about the path",
+            )
+        )
     return [_trim(ra), _trim(rb)]
 
 
