@@ -1042,3 +1042,12 @@ def test_order_only_assumed_gives_no_high_confidence_path_finding(tmp_path):
     path_findings = [f for f in _findings(results) if f.rule.startswith("PTH")]
     assert path_findings, "the guess still shows what it would mean"
     assert all(f.confidence == "low" and "only assumed" in f.message for f in path_findings)
+
+
+def test_cli_peer_given_twice_is_refused_in_one_line(capsys):
+    client, server = _sample("pth001-rst-injected")
+    other = _sample("pth002-syn-dropped")[1]
+    assert main(["analyze", client, "--peer", server, "--peer", other, "--no-progress"]) == 2
+    captured = capsys.readouterr()
+    assert captured.err.startswith("error: --peer given twice") and "Traceback" not in captured.err
+    assert captured.out == ""
