@@ -869,6 +869,24 @@ def test_a_byte_identical_copy_as_peer_is_warned(tmp_path):
     assert not any(w.code == "peer-identical" for r in _pair(*_sample("pth001-rst-injected")) for w in r.warnings)
 
 
+@pytest.mark.parametrize("container", ["gzip", "pcapng"])
+def test_the_same_packets_in_another_container_as_peer_are_warned(tmp_path, container):
+    import gzip
+
+    client = _sample("pth001-rst-injected")[0]
+    if container == "gzip":
+        copy = tmp_path / "server.pcap.gz"
+        copy.write_bytes(gzip.compress(Path(client).read_bytes()))
+    else:
+        copy = Path(_frames(client, tmp_path / "server.pcapng", pcapng=True))
+    assert copy.read_bytes() != Path(client).read_bytes()
+    results = analyze_pair(client, str(copy), _rules())
+    assert all("peer-identical" in {w.code for w in r.warnings} for r in results)
+    # one packet less is another capture: not warned as the same
+    fewer = _frames(client, tmp_path / "fewer.pcapng", 2, pcapng=True)
+    assert not any(w.code == "peer-identical" for r in analyze_pair(client, fewer, _rules()) for w in r.warnings)
+
+
 def test_a_conversation_answered_between_the_points_is_neither_lost_nor_injected(capsys):
     # The router's cache answered the client (client capture only) and the proxy checked the
     # server's health itself (server capture only): each conversation's other end is a device in

@@ -84,6 +84,7 @@ class Coverage:
     first: float  # its earliest frame
     last: float  # its latest frame
     damage: str = ""  # why reading stopped early (a truncated or damaged file), "" when it ended cleanly
+    frames: str = ""  # a digest of every frame's bytes and time: equal in two files of one capture
 
 
 @dataclass(frozen=True, slots=True)

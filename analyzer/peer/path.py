@@ -109,12 +109,14 @@ def analyze_pair(
     except CaptureError as exc:
         ra.error = str(exc)
         return [_trim(ra), _trim(rb)]
-    if _same_bytes(a_path, b_path):
+    same = _same_bytes(a_path, b_path)
+    if same or cover_a.frames and cover_a.frames == cover_b.frames:
+        what = "the same bytes" if same else "the same packets at the same times (in another container)"
         for result in (ra, rb):
             result.warnings.append(
                 CaptureWarning(
                     "peer-identical",
-                    f"{os.path.basename(a_path)} and {os.path.basename(b_path)} hold the same bytes: one capture "
+                    f"{os.path.basename(a_path)} and {os.path.basename(b_path)} hold {what}: one capture "
                     "given twice, not two points of a path (every packet seen at both, no delay, no router)",
                 )
             )
