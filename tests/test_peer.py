@@ -1069,3 +1069,22 @@ def test_cli_peer_given_twice_is_refused_in_one_line(capsys):
     captured = capsys.readouterr()
     assert captured.err.startswith("error: --peer given twice") and "Traceback" not in captured.err
     assert captured.out == ""
+
+
+def test_unknown_packets_say_when_the_peer_capture_ran(tmp_path, capsys):
+    # The server's capture of port 80 only (tcpdump -w with the filter 'tcp port 80'): it ends,
+    # cleanly, with the healthy exchange, before the request the router rejected. The client's two
+    # later packets are unknown, and the report says why: the other capture had ended.
+    client, server = _sample("pth001-rst-injected")
+    port80 = tmp_path / "port80only.pcap"
+    with open(server, "rb") as fin, open(port80, "wb") as fout:
+        reader = dpkt.pcap.Reader(fin)
+        writer = dpkt.pcap.Writer(fout, linktype=reader.datalink())
+        for ts, buf in reader:
+            tcp = dpkt.ethernet.Ethernet(buf).data.data
+            if isinstance(tcp, dpkt.tcp.TCP) and 80 in (tcp.sport, tcp.dport):
+                writer.writepkt(buf, ts=ts)
+    main(["analyze", client, "--peer", str(port80), "--no-progress"])
+    out = capsys.readouterr().out
+    assert "2 unknown" in out
+    assert "port80only.pcap covers " in out and "(it ends before frame 18 here)" in out

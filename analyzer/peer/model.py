@@ -118,6 +118,7 @@ class PathView:
     changes: tuple[str, ...]  # rewrites seen on the conversation: translation, MSS clamp, ...
     lost_only_large: bool = False  # see only_large_lost(); worked out once, rules ask it often
     peer_damage: str = ""  # why the other capture stopped early (truncated, damaged); "" when it ended cleanly
+    peer_span: tuple[float, float] = (0.0, 0.0)  # the other capture's first and last frame times, on its clock
 
     @property
     def translated(self) -> bool:

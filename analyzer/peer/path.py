@@ -559,7 +559,12 @@ def _view(
         changes=_conversation_changes(here, other, near_here, packets, note),
         lost_only_large=only_large_lost(packets),
         peer_damage=(pair.cover_b if in_a else pair.cover_a).damage,
+        peer_span=_span(pair.cover_b if in_a else pair.cover_a),
     )
+
+
+def _span(cover: Coverage) -> tuple[float, float]:
+    return (cover.first, cover.last)
 
 
 def _conversation_changes(

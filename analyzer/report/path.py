@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime, timezone
 from typing import Any
 
 from analyzer.icmp import icmp_label
@@ -103,6 +104,31 @@ def path_dict(view: PathView) -> dict[str, Any]:
     }
 
 
+def _utc(ts: float) -> str:
+    return datetime.fromtimestamp(ts, timezone.utc).strftime("%Y-%m-%d %H:%M:%S.%f UTC")
+
+
+def _unknown_line(view: PathView) -> str:
+    """Why packets are unknown when the other capture ended cleanly: it was not running when they
+    would have passed it (its span, on its own clock, and this capture's frames outside it)."""
+    first, last = view.peer_span
+    here = [f.near if view.here_near == "client" else f.far for f in view.packets if f.fate == "unknown"]
+    frames = sorted(p.frame for p in here if p is not None)
+    before = [p.frame for p in here if p is not None and p.ts + view.clock.offset < first]
+    after = [p.frame for p in here if p is not None and p.ts + view.clock.offset > last]
+    where = []
+    if before:
+        where.append(f"it begins after frame {max(before)} here")
+    if after:
+        where.append(f"it ends before frame {min(after)} here")
+    told = "; ".join(where) or "these passed too close to its first or last frame to tell"
+    return (
+        f"{view.peer} covers {_utc(first)} to {_utc(last)} on its clock ({told}): "
+        f"{len(frames) or view.count('unknown')} packet(s) it could not have seen are unknown, "
+        "neither lost nor injected"
+    )
+
+
 def path_summary(conv: Conversation) -> list[str]:
     """A few lines on where the conversation was seen and what happened in between."""
     view = conv.path
@@ -129,6 +155,8 @@ def path_summary(conv: Conversation) -> list[str]:
     lines.append(f"order of the points: {view.order_basis}")
     if view.peer_damage:
         lines.append(f"{view.peer} ends early ({view.peer_damage}): what would have passed it later is unknown")
+    elif view.count("unknown"):
+        lines.append(_unknown_line(view))
     lines += [f"{'segmented otherwise' if c.startswith(RECUT) else 'changed in between'}: {c}" for c in view.changes]
     return lines + icmp_lines(view)
 
