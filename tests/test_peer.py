@@ -1088,3 +1088,11 @@ def test_unknown_packets_say_when_the_peer_capture_ran(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "2 unknown" in out
     assert "port80only.pcap covers " in out and "(it ends before frame 18 here)" in out
+
+
+def test_a_filter_that_keeps_nothing_says_so(capsys):
+    client, server = _sample("pth001-rst-injected")
+    main(["analyze", client, "--peer", server, "--filter", "port 9999", "--no-progress"])
+    out = capsys.readouterr().out
+    assert "no-peer-match" in out and "the filter kept no TCP or UDP conversation" in out
+    assert "different traffic" not in out

@@ -131,6 +131,8 @@ def analyze_pair(
     if not pair.matches:
         # Nothing seen at both points: other traffic, other times, or the filter differed. Calling
         # every packet lost or injected would be a guess; say so and leave the path out.
+        if conv_filter is not None and not pair.a:
+            return _no_match(ra, rb, f"the filter kept no TCP or UDP conversation of {os.path.basename(a_path)}")
         return _no_match(ra, rb, "the captures hold different traffic or times")
     _order_and_clock(pair)
     if not {how for _, how in pair.matches.values()} & PROOF and pair.clock.basis == DISAGREE:
