@@ -1096,3 +1096,17 @@ def test_a_filter_that_keeps_nothing_says_so(capsys):
     out = capsys.readouterr().out
     assert "no-peer-match" in out and "the filter kept no TCP or UDP conversation" in out
     assert "different traffic" not in out
+
+
+def test_server_section_points_to_the_finding_in_the_client_section(capsys):
+    # The injected RST is reported once, with the client's capture; the server's capture shows the
+    # same conversation's path among those without findings, and says where its finding went.
+    client, server = _sample("pth001-rst-injected")
+    assert main(["analyze", client, "--peer", server, "--no-progress"]) == 1
+    out = capsys.readouterr().out
+    server_part = out[out.index(f"{Path(server).name}: pcap") :]
+    assert "findings on it are reported with pth001-rst-injected-client.pcap, conversation 2: PTH001" in server_part
+    assert main(["analyze", client, "--peer", server, "--no-progress", "--format", "json"]) == 1
+    doc = json.loads(capsys.readouterr().out)
+    paths = [c["path"] for cap in doc["captures"] for c in cap["conversations"] if c.get("path")]
+    assert ["PTH001"] in [p["peer_findings"] for p in paths]

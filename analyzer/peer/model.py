@@ -119,6 +119,7 @@ class PathView:
     lost_only_large: bool = False  # see only_large_lost(); worked out once, rules ask it often
     peer_damage: str = ""  # why the other capture stopped early (truncated, damaged); "" when it ended cleanly
     peer_span: tuple[float, float] = (0.0, 0.0)  # the other capture's first and last frame times, on its clock
+    peer_findings: tuple[str, ...] = ()  # rules that fired on the peer conversation in the other capture's report
 
     @property
     def translated(self) -> bool:

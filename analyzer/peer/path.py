@@ -155,7 +155,23 @@ def analyze_pair(
     for result, views in ((ra, views_a), (rb, views_b)):
         _rediagnose(result, views, rules, all_guessed=guessed is not None, assumed=pair.order_basis == ASSUMED)
     _fold_twins(pair, ra, rb)
+    _point_to_peer_findings(ra, rb)
+    _point_to_peer_findings(rb, ra)
     return [_trim(ra), _trim(rb)]
+
+
+def _point_to_peer_findings(here: CaptureResult, other: CaptureResult) -> None:
+    """Each path names the findings its conversation has in the other capture's report: one failure
+    seen at both points is reported once, and the other section then says where."""
+    rules = _by_conversation(other.findings)
+    convs = []
+    for conv in here.conversations:
+        view = conv.path
+        if view is not None and view.peer_conversation in rules:
+            fired = tuple(sorted(rules[view.peer_conversation]))
+            conv = dataclasses.replace(conv, path=dataclasses.replace(view, peer_findings=fired))
+        convs.append(conv)
+    here.conversations = convs
 
 
 def _no_match(ra: CaptureResult, rb: CaptureResult, why: str) -> list[CaptureResult]:

@@ -84,6 +84,7 @@ def path_dict(view: PathView) -> dict[str, Any]:
         },
         "hops_between": view.hops_between if view.hops_between >= 0 else None,
         "peer_capture_damaged": view.peer_damage or None,  # the peer capture ends early: later packets are unknown
+        "peer_findings": list(view.peer_findings),  # rules reported on the peer conversation in the other capture
         "one_way_delay": delays,
         "fates": {name: view.count(name) for name in (*FATES, "unknown")}
         | {"resegmented": view.recut()},  # of the seen: no twin of their own, their bytes cut otherwise there
@@ -153,6 +154,11 @@ def path_summary(conv: Conversation) -> list[str]:
     hops = f"; {view.hops_between} router(s) between the points" if view.hops_between >= 0 else ""
     lines.append(f"packets: {counts or 'none'}; clock of {view.peer} {offset:+.6f} s{spread}{hops}")
     lines.append(f"order of the points: {view.order_basis}")
+    if view.peer_findings:
+        lines.append(
+            f"findings on it are reported with {view.peer}, conversation {view.peer_conversation}: "
+            + ", ".join(view.peer_findings)
+        )
     if view.peer_damage:
         lines.append(f"{view.peer} ends early ({view.peer_damage}): what would have passed it later is unknown")
     elif view.count("unknown"):
