@@ -425,7 +425,13 @@ def test_segmentation_offload_is_not_loss(capsys):
     client, server = _sample("pth-healthy-offload")
     assert main(["analyze", client, "--peer", server, "--no-progress"]) == 0
     out = capsys.readouterr().out
-    assert f"{view.count('seen')} seen ({len(one_point)} of them recorded at one point only" in out
+    here = sum(1 for f in one_point if f.near is not None)
+    both = view.count("seen") - len(one_point)
+    assert f"{both} seen at both points, {len(one_point)} segments recorded at one point only" in out
+    assert f"({here} here, {len(one_point) - here} there)" in out
+    # the numbers add up to the packets this capture holds of the conversation
+    (conv,) = [c for c in results[0].conversations if c.path is view]
+    assert both + here == conv.last_frame - conv.first_frame + 1
     assert "segmented otherwise: cut into other segments" in out and "changed in between: cut" not in out
 
 

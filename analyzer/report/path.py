@@ -144,9 +144,18 @@ def path_summary(conv: Conversation) -> list[str]:
     else:
         lines = [f"path: not in {view.peer}; this capture point is nearer the {view.here_near}"]
     counts = ", ".join(f"{view.count(name)} {name}" for name in (*FATES, "unknown") if view.count(name))
-    if view.recut():  # a packet cut otherwise at the other point is counted at each point
+    if view.recut():  # a segment cut otherwise at the other point has no twin: counted apart, per point
+        here = sum(
+            1
+            for f in view.packets
+            if f.fate == "seen" and RECUT in f.changes and (f.near if view.here_near == "client" else f.far)
+        )
+        both = view.count("seen") - view.recut()
         counts = counts.replace(
-            " seen", f" seen ({view.recut()} of them recorded at one point only, cut otherwise at the other)", 1
+            f"{view.count('seen')} seen",
+            f"{both} seen at both points, {view.recut()} segments recorded at one point only whose bytes the "
+            f"other saw cut otherwise ({here} here, {view.recut() - here} there)",
+            1,
         )
     c = view.clock
     offset = c.offset if abs(c.offset) >= 5e-7 else 0.0  # no "-0.000000"
