@@ -847,6 +847,9 @@ def test_jsonl_to_stdout_carries_the_pair_findings(capsys):
     found = [(Path(x["capture"]).name, x["rule"]) for x in lines if x.get("kind") == "finding"]
     assert ("pth001-rst-injected-client.pcap", "PTH001") in found
     assert all(x.get("kind") for x in lines)
+    # a finding line is readable alone: it carries its conversation's path, as the JSON report does
+    (pth001,) = [x for x in lines if x.get("rule") == "PTH001"]
+    assert pth001["path"]["fates"]["injected"] == 1 and pth001["path"]["peer_capture"] == Path(server).name
 
 
 @pytest.mark.parametrize("spelling", ["same", "symlink"])
