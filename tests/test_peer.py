@@ -1055,6 +1055,9 @@ def test_points_ordered_by_ttl_without_a_packet_seen_at_both(tmp_path):
         assert views["ka.pcap"].count("lost", 0) == 4 and views["ka.pcap"].count("injected") == 0
         answers.append(sorted((Path(r.path).name, f.rule) for r in results for f in r.findings))
     assert answers[0] == answers[1] and "PTH001" not in {rule for _, rule in answers[0]}
+    # the server's capture tells that the lost bare ACKs were keep-alive probes (one below the next
+    # sequence number the client had used): the idle connection was dropped in between
+    assert ("ka.pcap", "PTH005") in answers[0]
 
 
 def test_order_only_assumed_gives_no_high_confidence_path_finding(tmp_path):

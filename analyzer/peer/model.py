@@ -67,6 +67,9 @@ class PacketFate(NamedTuple):
     delay: float  # one-way delay between the points (seen/changed), else 0
     changes: tuple[str, ...]  # what was rewritten in between, e.g. "MSS 1460 -> 1200"
     origin: str = ""  # ICMP errors: where the error was sent from, as far as the two points tell
+    # A lost bare ACK one below the next sequence number the other point saw its sender use: a
+    # keep-alive probe, which a capture that began after the handshake cannot tell alone.
+    keepalive: bool = False
 
     @property
     def packet(self) -> PointPacket:

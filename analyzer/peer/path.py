@@ -18,7 +18,7 @@ from collections.abc import Callable
 from typing import Any
 
 from analyzer.errors import CaptureError
-from analyzer.model import CaptureResult, CaptureWarning, Conversation
+from analyzer.model import CaptureResult, CaptureWarning, Conversation, Mark
 from analyzer.peer.clock import DISAGREE, estimate, order_by_handshake, order_by_ttl
 from analyzer.peer.match import (
     BY_LENGTHS,
@@ -44,7 +44,7 @@ from analyzer.peer.model import (
 )
 from analyzer.peer.read import read_point
 from analyzer.pipeline import analyze_capture, keep_evidence
-from analyzer.protocol import ACK, IPPROTO_TCP, OPT_MSS, OPT_SACK_PERM, OPT_TIMESTAMP, OPT_WSCALE, RST, SYN
+from analyzer.protocol import ACK, FIN, IPPROTO_TCP, OPT_MSS, OPT_SACK_PERM, OPT_TIMESTAMP, OPT_WSCALE, RST, SYN
 
 OPTION_NAMES = (
     (OPT_MSS, "MSS"),
@@ -452,11 +452,28 @@ def _fates(pair: _Pair, sa: Side | None, sb: Side | None, terminated: bool = Fal
                 ts = p.ts if at_near else p.ts - pair.clock.offset
                 out.append(PacketFate(d, "proxied", p if at_near else None, None if at_near else p, ts, 0.0, ()))
             else:
-                out.append(_one(pair, d, p, in_a, p.frame in cut))
+                fate = _one(pair, d, p, in_a, p.frame in cut)
+                other = sb if in_a else sa
+                if fate.fate == "lost" and other is not None and _probe(p, other, d):
+                    fate = fate._replace(keepalive=True)
+                out.append(fate)
     out.sort(key=lambda f: f.ts)
     if sa is None or sb is None:
         out = _answered_between(out)
     return tuple(out)
+
+
+def _probe(p: PointPacket, other: Side, d: int) -> bool:
+    """A bare ACK whose sequence number is one below the next one its sender had used when the
+    other point last saw it: a keep-alive probe (RFC 1122 4.2.3.6)."""
+    if p.proto != IPPROTO_TCP or p.plen > 1 or p.flags & (SYN | FIN | RST) or not p.flags & ACK:
+        return False
+    sent = [q for qd, q in other.packets if qd == d and q.proto == IPPROTO_TCP and q.icmp is None]
+    if not sent:
+        return False
+    last = sent[-1]
+    nxt = last.seq + last.plen + (1 if last.flags & (SYN | FIN) else 0)
+    return (p.seq + 1) & 0xFFFFFFFF == nxt & 0xFFFFFFFF
 
 
 def _answered_between(fates: list[PacketFate]) -> list[PacketFate]:
@@ -611,11 +628,19 @@ def annotate(conv: Conversation, view: PathView) -> Conversation:
     """The conversation with its path: each event marked with its packet's fate."""
     near_here = view.here_near == "client"
     marks: dict[int, int] = {}
-    for f in view.packets:
+    idle: dict[int, float] = {}  # a probe's silence before it, from the packets either point saw
+    for i, f in enumerate(view.packets):
         p = f.near if near_here else f.far
         if p is not None and f.fate in FATE_MARKS:
-            marks[p.frame] = FATE_MARKS[f.fate]
-    timeline = tuple(ev._replace(marks=ev.marks | marks[ev.frame]) if ev.frame in marks else ev for ev in conv.timeline)
+            marks[p.frame] = FATE_MARKS[f.fate] | (Mark.KEEPALIVE if f.keepalive else 0)
+            if f.keepalive and i:
+                idle[p.frame] = f.ts - view.packets[i - 1].ts
+    timeline = tuple(
+        ev._replace(marks=ev.marks | marks[ev.frame], idle=max(ev.idle, idle.get(ev.frame, 0.0)))
+        if ev.frame in marks
+        else ev
+        for ev in conv.timeline
+    )
     return dataclasses.replace(conv, timeline=timeline, path=view)
 
 

@@ -109,25 +109,30 @@ def _utc(ts: float) -> str:
     return datetime.fromtimestamp(ts, timezone.utc).strftime("%Y-%m-%d %H:%M:%S.%f UTC")
 
 
-def _unknown_line(view: PathView) -> str:
+def _unknown_lines(view: PathView) -> list[str]:
     """Why packets are unknown when the other capture ended cleanly: it was not running when they
-    would have passed it (its span, on its own clock, and this capture's frames outside it)."""
+    would have passed it (its span, on its own clock, and this capture's frames outside it); or
+    they are the other capture's, recorded when this one was not running."""
     first, last = view.peer_span
-    here = [f.near if view.here_near == "client" else f.far for f in view.packets if f.fate == "unknown"]
-    frames = sorted(p.frame for p in here if p is not None)
-    before = [p.frame for p in here if p is not None and p.ts + view.clock.offset < first]
-    after = [p.frame for p in here if p is not None and p.ts + view.clock.offset > last]
-    where = []
-    if before:
-        where.append(f"it begins after frame {max(before)} here")
-    if after:
-        where.append(f"it ends before frame {min(after)} here")
-    told = "; ".join(where) or "these passed too close to its first or last frame to tell"
-    return (
-        f"{view.peer} covers {_utc(first)} to {_utc(last)} on its clock ({told}): "
-        f"{len(frames) or view.count('unknown')} packet(s) it could not have seen are unknown, "
-        "neither lost nor injected"
-    )
+    mine = [f.near if view.here_near == "client" else f.far for f in view.packets if f.fate == "unknown"]
+    here = [p for p in mine if p is not None]
+    lines = []
+    if here:
+        before = [p.frame for p in here if p.ts + view.clock.offset < first]
+        after = [p.frame for p in here if p.ts + view.clock.offset > last]
+        where = [f"it begins after frame {max(before)} here"] if before else []
+        where += [f"it ends before frame {min(after)} here"] if after else []
+        told = "; ".join(where) or "these passed too close to its first or last frame to tell"
+        lines.append(
+            f"{view.peer} covers {_utc(first)} to {_utc(last)} on its clock ({told}): {len(here)} packet(s) "
+            "of this capture it could not have seen are unknown, neither lost nor injected"
+        )
+    if len(mine) > len(here):
+        lines.append(
+            f"{len(mine) - len(here)} packet(s) recorded only by {view.peer}, when this capture was not "
+            "running, are unknown, neither lost nor injected"
+        )
+    return lines
 
 
 def path_summary(conv: Conversation) -> list[str]:
@@ -171,7 +176,7 @@ def path_summary(conv: Conversation) -> list[str]:
     if view.peer_damage:
         lines.append(f"{view.peer} ends early ({view.peer_damage}): what would have passed it later is unknown")
     elif view.count("unknown"):
-        lines.append(_unknown_line(view))
+        lines += _unknown_lines(view)
     lines += [f"{'segmented otherwise' if c.startswith(RECUT) else 'changed in between'}: {c}" for c in view.changes]
     return lines + icmp_lines(view)
 
