@@ -190,6 +190,7 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument(
         "--peer",
         metavar="CAPTURE",
+        action=_Once,
         help="a second capture of the same traffic taken at another point of the path (e.g. on the server): "
         "line the two up and say where in between packets were lost, injected or rewritten",
     )
@@ -234,6 +235,18 @@ def _default_jobs(args: argparse.Namespace) -> None:
         args.split_asked = args.jobs is not None
         if args.jobs is None:
             args.jobs = os.cpu_count() or 1
+
+
+class _Once(argparse.Action):
+    """An option that names one file: given twice, a usage error rather than the last one silently."""
+
+    def __call__(self, parser, namespace, values, option_string=None) -> None:
+        if getattr(namespace, self.dest, None) is not None:
+            raise UsageError(
+                f"{option_string} given twice ({getattr(namespace, self.dest)}, {values}): it takes one capture",
+                hint="wsadiag analyze CLIENT.pcap --peer SERVER.pcap",
+            )
+        setattr(namespace, self.dest, values)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

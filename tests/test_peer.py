@@ -299,12 +299,24 @@ def test_captures_of_different_traffic_say_nothing_about_the_path():
     assert all("no-peer-match" in {w.code for w in r.warnings} for r in results)
 
 
-def test_identical_requests_matched_by_payload_alone_are_flagged():
-    # Both samples start with the same health-check exchange (same bytes, other ports and ISNs):
-    # a likeness, not proof, and the report says so.
-    results = analyze_pair(_sample("pth002-syn-dropped")[0], _sample("pth005-idle-dropped")[1], _rules())
+def test_identical_requests_matched_by_payload_alone_are_flagged(tmp_path):
+    # The NATed healthy exchange with its ISNs renumbered in between: only the payload bytes tell
+    # that both captures hold it, a likeness, not proof, and the report says so.
+    client, server = _sample("pth-nat-healthy")
+    renumbered = _renumbered_headers_only(server, tmp_path / "s.pcap", (123456, 7654321), whole=True)
+    results = analyze_pair(client, renumbered, _rules())
     assert {v.matched_by for v in _path_of(results).values() if v.peer_conversation} == {"payload"}
     assert all("peer-match-by-payload" in {w.code for w in r.warnings} for r in results)
+
+
+def test_alike_requests_of_two_incidents_are_no_match():
+    # Both samples start with the same health-check exchange (same bytes, other ports and ISNs),
+    # captured minutes apart: the packets cannot agree on one clock offset, so the likeness is not
+    # taken for one conversation seen twice, and nothing is said about a path.
+    results = analyze_pair(_sample("pth002-syn-dropped")[0], _sample("pth005-idle-dropped")[1], _rules())
+    assert all(c.path is None for r in results for c in r.conversations)
+    assert all("no-peer-match" in {w.code for w in r.warnings} for r in results)
+    assert not [f for f in _findings(results) if f.rule.startswith("PTH")]
 
 
 def test_captures_of_two_different_incidents_are_flagged_as_a_guess():
@@ -312,13 +324,25 @@ def test_captures_of_two_different_incidents_are_flagged_as_a_guess():
     # in their health check and their port-80 request, nothing else. Some conversations match by
     # payload, some by lengths and timing, none by address or sequence number: the report warns,
     # and whatever two-capture finding comes of it is low confidence and says why.
+    # When their packets cannot agree on one clock offset, it is no match at all.
     results = analyze_pair(_sample("pth001-rst-injected")[0], _sample("pth003-mtu-blackhole")[1], _rules())
     kinds = {c.path.matched_by for r in results for c in r.conversations if c.path is not None}
     assert not kinds & {"5-tuple", "isn"}
     for r in results:
-        assert {"peer-match-guessed", "peer-match-by-payload", "peer-match-by-lengths"} & {w.code for w in r.warnings}
+        codes = {"peer-match-guessed", "peer-match-by-payload", "peer-match-by-lengths", "no-peer-match"}
+        assert codes & {w.code for w in r.warnings}
     path_findings = [f for f in _findings(results) if f.rule.startswith("PTH")]
     assert all(f.confidence == "low" and "not proof" in f.message for f in path_findings)
+
+
+def test_two_incidents_a_day_apart_give_no_error(tmp_path):
+    # The server's capture of another incident, its clock a day off: the conversations alike in
+    # their health check and request cannot agree on one offset: no match, no error-level finding
+    # from the path.
+    shifted = _shifted(_sample("pth005-idle-dropped")[1], tmp_path / "p5day.pcap", 86400.0)
+    results = analyze_pair(_sample("pth001-rst-injected")[0], shifted, _rules())
+    assert all("no-peer-match" in {w.code for w in r.warnings} for r in results)
+    assert not [f for f in _findings(results) if f.rule.startswith("PTH")]
 
 
 def test_html_and_markdown_draw_both_points(tmp_path):
@@ -401,7 +425,13 @@ def test_segmentation_offload_is_not_loss(capsys):
     client, server = _sample("pth-healthy-offload")
     assert main(["analyze", client, "--peer", server, "--no-progress"]) == 0
     out = capsys.readouterr().out
-    assert f"{view.count('seen')} seen ({len(one_point)} of them recorded at one point only" in out
+    here = sum(1 for f in one_point if f.near is not None)
+    both = view.count("seen") - len(one_point)
+    assert f"{both} seen at both points, {len(one_point)} segments recorded at one point only" in out
+    assert f"({here} here, {len(one_point) - here} there)" in out
+    # the numbers add up to the packets this capture holds of the conversation
+    (conv,) = [c for c in results[0].conversations if c.path is view]
+    assert both + here == conv.last_frame - conv.first_frame + 1
     assert "segmented otherwise: cut into other segments" in out and "changed in between: cut" not in out
 
 
@@ -605,10 +635,11 @@ def test_capture_names_cannot_inject_markup_into_path_reports(tmp_path):
     assert "<img" not in _outside_fences(md.read_text())
 
 
-def _renumbered_headers_only(src: str, dest: Path, shift: tuple[int, int]) -> str:
+def _renumbered_headers_only(src: str, dest: Path, shift: tuple[int, int], whole: bool = False) -> str:
     """A copy of a capture as a firewall that renumbers TCP sequence numbers would leave it (each
     direction's numbers moved by its own constant, the acknowledgements with them), taken with a
-    snap length that keeps only the headers (tcpdump -s 96): no payload byte to compare."""
+    snap length that keeps only the headers (tcpdump -s 96): no payload byte to compare; whole:
+    with the payload kept."""
     client = bytes([192, 0, 2, 10]), bytes([198, 51, 100, 1])  # the client's address before and after the NAT
     with open(src, "rb") as fin, open(dest, "wb") as fout:
         reader = dpkt.pcap.Reader(fin)
@@ -623,7 +654,8 @@ def _renumbered_headers_only(src: str, dest: Path, shift: tuple[int, int]) -> st
                     tcp.ack = (tcp.ack + theirs) & 0xFFFFFFFF
                 tcp.sum = 0
             frame = bytes(eth)
-            writer.writepkt(frame[: 14 + ip.hl * 4 + (tcp.off * 4 if isinstance(tcp, dpkt.tcp.TCP) else 8)], ts=ts)
+            head = 14 + ip.hl * 4 + (tcp.off * 4 if isinstance(tcp, dpkt.tcp.TCP) else 8)
+            writer.writepkt(frame if whole else frame[:head], ts=ts)
     return str(dest)
 
 
@@ -815,6 +847,9 @@ def test_jsonl_to_stdout_carries_the_pair_findings(capsys):
     found = [(Path(x["capture"]).name, x["rule"]) for x in lines if x.get("kind") == "finding"]
     assert ("pth001-rst-injected-client.pcap", "PTH001") in found
     assert all(x.get("kind") for x in lines)
+    # a finding line is readable alone: it carries its conversation's path, as the JSON report does
+    (pth001,) = [x for x in lines if x.get("rule") == "PTH001"]
+    assert pth001["path"]["fates"]["injected"] == 1 and pth001["path"]["peer_capture"] == Path(server).name
 
 
 @pytest.mark.parametrize("spelling", ["same", "symlink"])
@@ -841,6 +876,24 @@ def test_a_byte_identical_copy_as_peer_is_warned(tmp_path):
     assert all("peer-identical" in {w.code for w in r.warnings} for r in results)
     # an honest pair is not
     assert not any(w.code == "peer-identical" for r in _pair(*_sample("pth001-rst-injected")) for w in r.warnings)
+
+
+@pytest.mark.parametrize("container", ["gzip", "pcapng"])
+def test_the_same_packets_in_another_container_as_peer_are_warned(tmp_path, container):
+    import gzip
+
+    client = _sample("pth001-rst-injected")[0]
+    if container == "gzip":
+        copy = tmp_path / "server.pcap.gz"
+        copy.write_bytes(gzip.compress(Path(client).read_bytes()))
+    else:
+        copy = Path(_frames(client, tmp_path / "server.pcapng", pcapng=True))
+    assert copy.read_bytes() != Path(client).read_bytes()
+    results = analyze_pair(client, str(copy), _rules())
+    assert all("peer-identical" in {w.code for w in r.warnings} for r in results)
+    # one packet less is another capture: not warned as the same
+    fewer = _frames(client, tmp_path / "fewer.pcapng", 2, pcapng=True)
+    assert not any(w.code == "peer-identical" for r in analyze_pair(client, fewer, _rules()) for w in r.warnings)
 
 
 def test_a_conversation_answered_between_the_points_is_neither_lost_nor_injected(capsys):
@@ -906,3 +959,166 @@ def test_clock_interval_holds_the_true_offset_whatever_the_delays(offset, delays
     assert clock.basis == "bounded by packets in both directions"
     assert abs(clock.offset - offset) <= clock.uncertainty + 1e-6
     assert clock.uncertainty <= sum(fastest) / 2 + 1e-6  # as tight as the quickest packet each way allows
+
+
+# -- traffic that never went toward the other point, and where unknown packets are drawn ----------
+
+
+def _with_other_site(src: str, dest: Path, ttl: int = 50) -> str:
+    """The capture plus a healthy conversation of its client with 203.0.113.5 (crafted with scapy,
+    answers arriving with TTL `ttl`), as a real client capture holds traffic to other sites."""
+    from scapy.layers.inet import IP, TCP
+    from scapy.layers.l2 import Ether
+
+    with open(src, "rb") as fin:
+        reader = dpkt.pcap.Reader(fin)
+        frames = list(reader)
+    start = frames[0][0] + 0.5
+    c, s = ("192.0.2.10", 40400), ("203.0.113.5", 443)
+    out, back = dict(src=c[0], dst=s[0], ttl=64), dict(src=s[0], dst=c[0], ttl=ttl)
+    cs, ss = 1000, 5000
+    crafted = [
+        (out, TCP(sport=c[1], dport=s[1], flags="S", seq=cs)),
+        (back, TCP(sport=s[1], dport=c[1], flags="SA", seq=ss, ack=cs + 1)),
+        (out, TCP(sport=c[1], dport=s[1], flags="A", seq=cs + 1, ack=ss + 1)),
+        (out, TCP(sport=c[1], dport=s[1], flags="PA", seq=cs + 1, ack=ss + 1) / (b"x" * 40)),
+        (back, TCP(sport=s[1], dport=c[1], flags="PA", seq=ss + 1, ack=cs + 41) / (b"y" * 300)),
+        (out, TCP(sport=c[1], dport=s[1], flags="FA", seq=cs + 41, ack=ss + 301)),
+        (back, TCP(sport=s[1], dport=c[1], flags="FA", seq=ss + 301, ack=cs + 42)),
+        (out, TCP(sport=c[1], dport=s[1], flags="A", seq=cs + 42, ack=ss + 302)),
+    ]
+    extra = [(start + i * 0.01, bytes(Ether() / IP(**ip) / tcp)) for i, (ip, tcp) in enumerate(crafted)]
+    with open(dest, "wb") as fout:
+        writer = dpkt.pcap.Writer(fout, linktype=1, nano=False)
+        for ts, buf in sorted(frames + extra, key=lambda x: x[0]):
+            writer.writepkt(buf, ts=ts)
+    return str(dest)
+
+
+def test_traffic_to_another_site_is_not_said_to_pass_the_other_point(tmp_path, capsys):
+    # The client's capture holds a conversation with 203.0.113.5 (answers from 14 routers away);
+    # the server's capture never saw that address: no claim that it was answered, lost or injected
+    # between the points, and the pair's own diagnosis still stands.
+    client, server = _sample("pth001-rst-injected")
+    mixed = _with_other_site(client, tmp_path / "client.pcap")
+    results = analyze_pair(mixed, server, _rules())
+    other = [c for c in results[0].conversations if str(c.server).startswith("203.0.113.5")]
+    for conv in other:
+        assert conv.path is None or not conv.path.packets, conv.path
+    assert "PTH001" in {f.rule for f in _findings(results)}
+    assert main(["analyze", mixed, "--peer", server, "--no-progress"]) == 1
+    out = capsys.readouterr().out
+    assert "203.0.113.5" not in out
+
+    # an address the server's capture saw is still one that passes it: the pair's own claims stay
+    def claims(res):
+        return sorted((i, what) for i, r in enumerate(res) for _, what in _path_claims([r]))
+
+    assert claims(results) == claims(_pair(client, server))
+
+
+def test_unknown_packets_are_drawn_at_the_point_that_saw_them(tmp_path, capsys):
+    # The server's capture holds only the healthy request (frames 14-17): the client's SYN, SYN/ACK
+    # and the RST it got later are unknown, each drawn at the client-side point, which saw them.
+    from analyzer.report.ladder import svg_path_ladder
+
+    client, server = _sample("pth001-rst-injected")
+    late = _frames(server, tmp_path / "late-s.pcap", 14, 17)
+    assert main(["analyze", client, "--peer", late, "--no-progress"]) == 1
+    out = capsys.readouterr().out
+    rows = [line for line in out.splitlines() if line.rstrip().endswith("RST seq=867 len=0")]
+    assert rows and all("|<------------o------?      :" in r for r in rows), rows
+    results = analyze_pair(client, late, _rules())
+    conv = next(c for c in results[0].conversations if c.path is not None and c.path.count("unknown"))
+    ladder = svg_path_ladder(conv, None)
+    assert ladder is not None
+    unknown = [r for r in ladder.rows if r.kind == "packet" and r.frames.endswith("/ -")]
+    assert unknown and all(r.seen_at == (420,) for r in unknown), unknown
+
+
+# -- which point is nearer the client, when no packet was seen at both ------------------------------
+
+
+def test_points_ordered_by_ttl_without_a_packet_seen_at_both(tmp_path):
+    # The client's capture holds only its keep-alives and its RST (frames 18-21, the rest lost in
+    # between): no packet was seen at both points, but the client's packets carry TTL 64 there and
+    # 63 at the server. Either order of the arguments gives the same answer: all four lost on the
+    # way, no RST injected in anyone's name.
+    client, server = _sample("pth005-idle-dropped")
+    ka = _frames(client, tmp_path / "ka.pcap", 18, 21)
+    answers = []
+    for first, second in ((ka, server), (server, ka)):
+        results = analyze_pair(first, second, _rules())
+        views = {Path(r.path).name: v for r in results for v in _path_of([r]).values() if v.peer_conversation}
+        assert views["ka.pcap"].here_near == "client" and views["pth005-idle-dropped-server.pcap"].here_near == "server"
+        assert all(v.order_basis.startswith("TTL") for v in views.values())
+        assert views["ka.pcap"].count("lost", 0) == 4 and views["ka.pcap"].count("injected") == 0
+        answers.append(sorted((Path(r.path).name, f.rule) for r in results for f in r.findings))
+    assert answers[0] == answers[1] and "PTH001" not in {rule for _, rule in answers[0]}
+    # the server's capture tells that the lost bare ACKs were keep-alive probes (one below the next
+    # sequence number the client had used): the idle connection was dropped in between
+    assert ("ka.pcap", "PTH005") in answers[0]
+
+
+def test_order_only_assumed_gives_no_high_confidence_path_finding(tmp_path):
+    # The same, with the client's TTL as the server saw it: nothing tells the order, the command
+    # line is followed (the server's capture first: nearer the client), and the RST looks injected.
+    # That rests on a guess: low confidence, and the message says so.
+    client, server = _sample("pth005-idle-dropped")
+    ka = _same_segment(_frames(client, tmp_path / "ka.pcap", 18, 21), tmp_path / "ka63.pcap", {"192.0.2.10": 63})
+    results = analyze_pair(server, ka, _rules())
+    views = [v for v in _path_of(results, 1).values()]
+    assert views and all(v.order_basis.startswith("assumed") for v in views)
+    path_findings = [f for f in _findings(results) if f.rule.startswith("PTH")]
+    assert path_findings, "the guess still shows what it would mean"
+    assert all(f.confidence == "low" and "only assumed" in f.message for f in path_findings)
+
+
+def test_cli_peer_given_twice_is_refused_in_one_line(capsys):
+    client, server = _sample("pth001-rst-injected")
+    other = _sample("pth002-syn-dropped")[1]
+    assert main(["analyze", client, "--peer", server, "--peer", other, "--no-progress"]) == 2
+    captured = capsys.readouterr()
+    assert captured.err.startswith("error: --peer given twice") and "Traceback" not in captured.err
+    assert captured.out == ""
+
+
+def test_unknown_packets_say_when_the_peer_capture_ran(tmp_path, capsys):
+    # The server's capture of port 80 only (tcpdump -w with the filter 'tcp port 80'): it ends,
+    # cleanly, with the healthy exchange, before the request the router rejected. The client's two
+    # later packets are unknown, and the report says why: the other capture had ended.
+    client, server = _sample("pth001-rst-injected")
+    port80 = tmp_path / "port80only.pcap"
+    with open(server, "rb") as fin, open(port80, "wb") as fout:
+        reader = dpkt.pcap.Reader(fin)
+        writer = dpkt.pcap.Writer(fout, linktype=reader.datalink())
+        for ts, buf in reader:
+            tcp = dpkt.ethernet.Ethernet(buf).data.data
+            if isinstance(tcp, dpkt.tcp.TCP) and 80 in (tcp.sport, tcp.dport):
+                writer.writepkt(buf, ts=ts)
+    main(["analyze", client, "--peer", str(port80), "--no-progress"])
+    out = capsys.readouterr().out
+    assert "2 unknown" in out
+    assert "port80only.pcap covers " in out and "(it ends before frame 18 here)" in out
+
+
+def test_a_filter_that_keeps_nothing_says_so(capsys):
+    client, server = _sample("pth001-rst-injected")
+    main(["analyze", client, "--peer", server, "--filter", "port 9999", "--no-progress"])
+    out = capsys.readouterr().out
+    assert "no-peer-match" in out and "the filter kept no TCP or UDP conversation" in out
+    assert "different traffic" not in out
+
+
+def test_server_section_points_to_the_finding_in_the_client_section(capsys):
+    # The injected RST is reported once, with the client's capture; the server's capture shows the
+    # same conversation's path among those without findings, and says where its finding went.
+    client, server = _sample("pth001-rst-injected")
+    assert main(["analyze", client, "--peer", server, "--no-progress"]) == 1
+    out = capsys.readouterr().out
+    server_part = out[out.index(f"{Path(server).name}: pcap") :]
+    assert "findings on it are reported with pth001-rst-injected-client.pcap, conversation 2: PTH001" in server_part
+    assert main(["analyze", client, "--peer", server, "--no-progress", "--format", "json"]) == 1
+    doc = json.loads(capsys.readouterr().out)
+    paths = [c["path"] for cap in doc["captures"] for c in cap["conversations"] if c.get("path")]
+    assert ["PTH001"] in [p["peer_findings"] for p in paths]

@@ -18,6 +18,7 @@ import statistics
 
 from analyzer.peer.model import Clock
 
+DISAGREE = "median of both directions (bounds disagree)"
 Pair = tuple[int, float, float]  # (dir, ts at point A, ts at point B); dir 0: client -> server
 
 
@@ -47,7 +48,7 @@ def estimate(pairs: list[Pair]) -> Clock:
             return Clock((hi + lo) / 2, (hi - lo) / 2, len(pairs), "bounded by packets in both directions")
         # Bounds that cross: a copy paired with the wrong twin. The medians still sit near the truth.
         mid = (statistics.median(upper) + statistics.median(lower)) / 2
-        return Clock(mid, abs(hi - lo) / 2, len(pairs), "median of both directions (bounds disagree)")
+        return Clock(mid, abs(hi - lo) / 2, len(pairs), DISAGREE)
     if upper:
         return Clock(min(upper), -1.0, len(pairs), "upper bound only: packets matched in one direction")
     if lower:

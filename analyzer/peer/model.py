@@ -67,6 +67,9 @@ class PacketFate(NamedTuple):
     delay: float  # one-way delay between the points (seen/changed), else 0
     changes: tuple[str, ...]  # what was rewritten in between, e.g. "MSS 1460 -> 1200"
     origin: str = ""  # ICMP errors: where the error was sent from, as far as the two points tell
+    # A lost bare ACK one below the next sequence number the other point saw its sender use: a
+    # keep-alive probe, which a capture that began after the handshake cannot tell alone.
+    keepalive: bool = False
 
     @property
     def packet(self) -> PointPacket:
@@ -84,6 +87,7 @@ class Coverage:
     first: float  # its earliest frame
     last: float  # its latest frame
     damage: str = ""  # why reading stopped early (a truncated or damaged file), "" when it ended cleanly
+    frames: str = ""  # a digest of every frame's bytes and time: equal in two files of one capture
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,6 +121,8 @@ class PathView:
     changes: tuple[str, ...]  # rewrites seen on the conversation: translation, MSS clamp, ...
     lost_only_large: bool = False  # see only_large_lost(); worked out once, rules ask it often
     peer_damage: str = ""  # why the other capture stopped early (truncated, damaged); "" when it ended cleanly
+    peer_span: tuple[float, float] = (0.0, 0.0)  # the other capture's first and last frame times, on its clock
+    peer_findings: tuple[str, ...] = ()  # rules that fired on the peer conversation in the other capture's report
 
     @property
     def translated(self) -> bool:

@@ -18,8 +18,8 @@ from collections.abc import Callable
 from typing import Any
 
 from analyzer.errors import CaptureError
-from analyzer.model import CaptureResult, CaptureWarning, Conversation
-from analyzer.peer.clock import estimate, order_by_handshake, order_by_ttl
+from analyzer.model import CaptureResult, CaptureWarning, Conversation, Mark
+from analyzer.peer.clock import DISAGREE, estimate, order_by_handshake, order_by_ttl
 from analyzer.peer.match import (
     BY_LENGTHS,
     PAIR_WINDOW,
@@ -44,7 +44,7 @@ from analyzer.peer.model import (
 )
 from analyzer.peer.read import read_point
 from analyzer.pipeline import analyze_capture, keep_evidence
-from analyzer.protocol import ACK, IPPROTO_TCP, OPT_MSS, OPT_SACK_PERM, OPT_TIMESTAMP, OPT_WSCALE, RST, SYN
+from analyzer.protocol import ACK, FIN, IPPROTO_TCP, OPT_MSS, OPT_SACK_PERM, OPT_TIMESTAMP, OPT_WSCALE, RST, SYN
 
 OPTION_NAMES = (
     (OPT_MSS, "MSS"),
@@ -61,6 +61,11 @@ GUESSED_NOTE = (
     " (This rests on conversations matched {how} only, not by address or sequence number: a likeness, "
     "not proof that both captures hold the same connection.)"
 )
+ASSUMED = "assumed from the command line (the first capture nearer the client)"
+ASSUMED_NOTE = (
+    " (Which capture point is nearer the client was only assumed from the order of the arguments: "
+    "nothing in the captures told it, and with the other order lost and injected swap.)"
+)
 RENUMBERED = "sequence numbers rewritten in between (a firewall's initial sequence number randomisation)"
 
 
@@ -74,7 +79,7 @@ class _Pair:
     b: dict[int, Side]
     matches: dict[int, tuple[int, str]]
     a_near: bool = True
-    order_basis: str = "assumed from the command line (the first capture nearer the client)"
+    order_basis: str = ASSUMED
     clock: Clock = Clock(0.0, -1.0, 0, "")
     hops: int = -1
     cover_a: Coverage = Coverage(0.0, 0.0)
@@ -104,12 +109,14 @@ def analyze_pair(
     except CaptureError as exc:
         ra.error = str(exc)
         return [_trim(ra), _trim(rb)]
-    if _same_bytes(a_path, b_path):
+    same = _same_bytes(a_path, b_path)
+    if same or cover_a.frames and cover_a.frames == cover_b.frames:
+        what = "the same bytes" if same else "the same packets at the same times (in another container)"
         for result in (ra, rb):
             result.warnings.append(
                 CaptureWarning(
                     "peer-identical",
-                    f"{os.path.basename(a_path)} and {os.path.basename(b_path)} hold the same bytes: one capture "
+                    f"{os.path.basename(a_path)} and {os.path.basename(b_path)} hold {what}: one capture "
                     "given twice, not two points of a path (every packet seen at both, no delay, no router)",
                 )
             )
@@ -124,16 +131,19 @@ def analyze_pair(
     if not pair.matches:
         # Nothing seen at both points: other traffic, other times, or the filter differed. Calling
         # every packet lost or injected would be a guess; say so and leave the path out.
-        for result, other in ((ra, b_path), (rb, a_path)):
-            result.warnings.append(
-                CaptureWarning(
-                    "no-peer-match",
-                    f"no conversation is also in {os.path.basename(other)}: "
-                    "the captures hold different traffic or times, so nothing is said about the path",
-                )
-            )
-        return [_trim(ra), _trim(rb)]
+        if conv_filter is not None and not pair.a:
+            return _no_match(ra, rb, f"the filter kept no TCP or UDP conversation of {os.path.basename(a_path)}")
+        return _no_match(ra, rb, "the captures hold different traffic or times")
     _order_and_clock(pair)
+    if not {how for _, how in pair.matches.values()} & PROOF and pair.clock.basis == DISAGREE:
+        # Matched by likeness only, and the matched packets cannot agree on one clock offset: two
+        # incidents that look alike, not one seen twice. Nothing about a path that is not there.
+        return _no_match(
+            ra,
+            rb,
+            "conversations alike only in payload or lengths were found, but their packets disagree on "
+            "the clock offset (captures of different incidents)",
+        )
     for result, cover, other in ((ra, cover_b, b_path), (rb, cover_a, a_path)):
         if cover.damage:
             result.warnings.append(CaptureWarning("peer-cut-short", _cut_short(other, cover)))
@@ -143,8 +153,35 @@ def analyze_pair(
         rb.warnings.append(guessed)
     views_a, views_b = _views(pair)
     for result, views in ((ra, views_a), (rb, views_b)):
-        _rediagnose(result, views, rules, all_guessed=guessed is not None)
+        _rediagnose(result, views, rules, all_guessed=guessed is not None, assumed=pair.order_basis == ASSUMED)
     _fold_twins(pair, ra, rb)
+    _point_to_peer_findings(ra, rb)
+    _point_to_peer_findings(rb, ra)
+    return [_trim(ra), _trim(rb)]
+
+
+def _point_to_peer_findings(here: CaptureResult, other: CaptureResult) -> None:
+    """Each path names the findings its conversation has in the other capture's report: one failure
+    seen at both points is reported once, and the other section then says where."""
+    rules = _by_conversation(other.findings)
+    convs = []
+    for conv in here.conversations:
+        view = conv.path
+        if view is not None and view.peer_conversation in rules:
+            fired = tuple(sorted(rules[view.peer_conversation]))
+            conv = dataclasses.replace(conv, path=dataclasses.replace(view, peer_findings=fired))
+        convs.append(conv)
+    here.conversations = convs
+
+
+def _no_match(ra: CaptureResult, rb: CaptureResult, why: str) -> list[CaptureResult]:
+    for result, other in ((ra, rb.path), (rb, ra.path)):
+        result.warnings.append(
+            CaptureWarning(
+                "no-peer-match",
+                f"no conversation is also in {os.path.basename(other)}: {why}, so nothing is said about the path",
+            )
+        )
     return [_trim(ra), _trim(rb)]
 
 
@@ -205,10 +242,17 @@ def _order_and_clock(pair: _Pair) -> None:
         if ga is not None and gb is not None:
             gaps.append((ga, gb))
     by_ttl, by_hs, by_turns = order_by_ttl(ttls), order_by_handshake(gaps), order_by_handshake(turn_gaps)
+    by_habit = order_by_ttl(_ttl_habits(pair)) if by_ttl is None else None
     if by_ttl is not None:
         pair.a_near, pair.order_basis = (
             by_ttl,
             "TTL: the client's packets lose TTL on the way from one point to the other",
+        )
+    elif by_habit is not None:
+        pair.a_near, pair.order_basis = (
+            by_habit,
+            "TTL: the client's packets arrive with a smaller TTL at the point nearer the server, the "
+            "server's at the point nearer the client (no packet seen at both points)",
         )
     elif by_hs is not None:
         pair.a_near, pair.order_basis = (
@@ -228,6 +272,23 @@ def _order_and_clock(pair: _Pair) -> None:
     pair.hops = drops.most_common(1)[0][0] if drops else -1
     if _drop_untimely_payload_matches(pair):
         _order_and_clock(pair)
+
+
+def _ttl_habits(pair: _Pair) -> list[tuple[int, int, int]]:
+    """(dir, usual TTL at A, usual TTL at B) of each conversation matched by proof, one per direction
+    both points saw: what orders the points when no packet was seen at both (a capture begun late,
+    a drop of everything after some time). The usual TTL, so that one packet injected at a point
+    does not outvote the end's own."""
+    out = []
+    for aid, (bid, how) in pair.matches.items():
+        if how not in PROOF:
+            continue
+        for d in (0, 1):
+            at_a = Counter(p.ttl for pd, p in pair.a[aid].packets if pd == d and p.icmp is None)
+            at_b = Counter(p.ttl for pd, p in pair.b[bid].packets if pd == d and p.icmp is None)
+            if at_a and at_b:
+                out.append((d, at_a.most_common(1)[0][0], at_b.most_common(1)[0][0]))
+    return out
 
 
 def _max_delay(pair: _Pair, raw: list[tuple[int, PointPacket, PointPacket]]) -> float:
@@ -292,6 +353,8 @@ def _views(pair: _Pair) -> tuple[dict[int, PathView], dict[int, PathView]]:
     for aid, sa in pair.a.items():
         bid, how = pair.matches.get(aid, (0, ""))
         sb = pair.b.get(bid)
+        if sb is None and not _may_cross(pair, sa, True):
+            continue  # never went toward the other point: no path to tell
         note = _legs(pair, sa, sb) if how == BY_LENGTHS and sb is not None else ""
         packets = _fates(pair, sa, sb, terminated=note == TERMINATED)
         views_a[aid] = _view(pair, True, sa, sb, how, packets, note)
@@ -299,9 +362,48 @@ def _views(pair: _Pair) -> tuple[dict[int, PathView], dict[int, PathView]]:
             views_b[bid] = _view(pair, False, sb, sa, how, packets, note)
     matched_b = {bid for bid, _ in pair.matches.values()}
     for bid, sb in pair.b.items():
-        if bid not in matched_b:
+        if bid not in matched_b and _may_cross(pair, sb, False):
             views_b[bid] = _view(pair, False, sb, None, "", _fates(pair, None, sb))
     return views_a, views_b
+
+
+def _may_cross(pair: _Pair, side: Side, in_a: bool) -> bool:
+    """Whether a conversation seen at one point only may have had to pass the other point.
+
+    A capture holds traffic of its own host that never goes toward the other point (name lookups,
+    other sites): its packets are neither lost nor injected nor answered in between. One went
+    toward the other point when its remote end (the end that is not a host of this point's side)
+    is an address the other capture saw or that a matched conversation went to, or when the TTL of
+    its answers puts the answering device nearer than the other point's end. With neither end known
+    on this point's side, nothing tells it apart: it is treated as passing, as before."""
+    here_near = in_a == pair.a_near
+    mine, theirs = (pair.a, pair.b) if in_a else (pair.b, pair.a)
+    matched = {aid: bid for aid, (bid, _) in pair.matches.items()}
+    matched_here = [mine[i] for i in (matched if in_a else matched.values()) if i in mine]
+    # the end of a matched conversation on this point's side: its client at the near point
+    local = {_host(str(s.conv.client if here_near else s.conv.server)) for s in matched_here}
+    ends = {_host(str(side.conv.client)), _host(str(side.conv.server))}
+    remote = ends - local
+    if not ends & local or not remote:
+        return True
+    reach = {_host(str(e)) for s in theirs.values() for e in (s.conv.client, s.conv.server)}
+    reach |= {_host(str(s.conv.server if here_near else s.conv.client)) for s in matched_here}
+    if remote & reach:
+        return True
+    return _answered_nearer(side, matched_here, remote, 1 if here_near else 0)
+
+
+def _hops(ttl: int) -> int:
+    """Routers a packet passed, from its TTL and the usual initial values (64, 128, 255)."""
+    return next(start for start in (64, 128, 255) if ttl <= start) - ttl
+
+
+def _answered_nearer(side: Side, matched_here: list[Side], remote: set[str], toward_here: int) -> bool:
+    """The remote end's packets came from fewer routers away than the matched conversations' far
+    ends did (their packets in direction toward_here): the answering device lies before the other point."""
+    answers = [_hops(p.ttl) for _, p in side.packets if _host(p.src) in remote and p.icmp is None]
+    far_ends = [_hops(p.ttl) for s in matched_here for d, p in s.packets if d == toward_here and p.icmp is None]
+    return bool(answers and far_ends) and min(answers) < min(far_ends)
 
 
 def _legs(pair: _Pair, sa: Side, sb: Side) -> str:
@@ -350,11 +452,28 @@ def _fates(pair: _Pair, sa: Side | None, sb: Side | None, terminated: bool = Fal
                 ts = p.ts if at_near else p.ts - pair.clock.offset
                 out.append(PacketFate(d, "proxied", p if at_near else None, None if at_near else p, ts, 0.0, ()))
             else:
-                out.append(_one(pair, d, p, in_a, p.frame in cut))
+                fate = _one(pair, d, p, in_a, p.frame in cut)
+                other = sb if in_a else sa
+                if fate.fate == "lost" and other is not None and _probe(p, other, d):
+                    fate = fate._replace(keepalive=True)
+                out.append(fate)
     out.sort(key=lambda f: f.ts)
     if sa is None or sb is None:
         out = _answered_between(out)
     return tuple(out)
+
+
+def _probe(p: PointPacket, other: Side, d: int) -> bool:
+    """A bare ACK whose sequence number is one below the next one its sender had used when the
+    other point last saw it: a keep-alive probe (RFC 1122 4.2.3.6)."""
+    if p.proto != IPPROTO_TCP or p.plen > 1 or p.flags & (SYN | FIN | RST) or not p.flags & ACK:
+        return False
+    sent = [q for qd, q in other.packets if qd == d and q.proto == IPPROTO_TCP and q.icmp is None]
+    if not sent:
+        return False
+    last = sent[-1]
+    nxt = last.seq + last.plen + (1 if last.flags & (SYN | FIN) else 0)
+    return (p.seq + 1) & 0xFFFFFFFF == nxt & 0xFFFFFFFF
 
 
 def _answered_between(fates: list[PacketFate]) -> list[PacketFate]:
@@ -475,7 +594,12 @@ def _view(
         changes=_conversation_changes(here, other, near_here, packets, note),
         lost_only_large=only_large_lost(packets),
         peer_damage=(pair.cover_b if in_a else pair.cover_a).damage,
+        peer_span=_span(pair.cover_b if in_a else pair.cover_a),
     )
+
+
+def _span(cover: Coverage) -> tuple[float, float]:
+    return (cover.first, cover.last)
 
 
 def _conversation_changes(
@@ -504,18 +628,29 @@ def annotate(conv: Conversation, view: PathView) -> Conversation:
     """The conversation with its path: each event marked with its packet's fate."""
     near_here = view.here_near == "client"
     marks: dict[int, int] = {}
-    for f in view.packets:
+    idle: dict[int, float] = {}  # a probe's silence before it, from the packets either point saw
+    for i, f in enumerate(view.packets):
         p = f.near if near_here else f.far
         if p is not None and f.fate in FATE_MARKS:
-            marks[p.frame] = FATE_MARKS[f.fate]
-    timeline = tuple(ev._replace(marks=ev.marks | marks[ev.frame]) if ev.frame in marks else ev for ev in conv.timeline)
+            marks[p.frame] = FATE_MARKS[f.fate] | (Mark.KEEPALIVE if f.keepalive else 0)
+            if f.keepalive and i:
+                idle[p.frame] = f.ts - view.packets[i - 1].ts
+    timeline = tuple(
+        ev._replace(marks=ev.marks | marks[ev.frame], idle=max(ev.idle, idle.get(ev.frame, 0.0)))
+        if ev.frame in marks
+        else ev
+        for ev in conv.timeline
+    )
     return dataclasses.replace(conv, timeline=timeline, path=view)
 
 
-def _rediagnose(result: CaptureResult, views: dict[int, PathView], rules: Any, all_guessed: bool = False) -> None:
+def _rediagnose(
+    result: CaptureResult, views: dict[int, PathView], rules: Any, all_guessed: bool = False, assumed: bool = False
+) -> None:
     """The rules again on each conversation that carries its path. A finding the capture alone did
     not make rests on the path: when the match behind it was a likeness (this conversation's, or
-    every one's), its confidence drops to low and its message says so."""
+    every one's), or the order of the points only assumed, its confidence drops to low and its
+    message says so."""
     convs = []
     findings = [f for f in result.findings if f.conversation not in views]
     alone = {(f.conversation, f.rule) for f in result.findings}
@@ -526,13 +661,19 @@ def _rediagnose(result: CaptureResult, views: dict[int, PathView], rules: Any, a
             if rules is not None:
                 how = _guessed_how(view, all_guessed)
                 for f in rules.evaluate(conv):
-                    if how and (f.conversation, f.rule) not in alone:
-                        f = dataclasses.replace(f, confidence="low", message=f.message + GUESSED_NOTE.format(how=how))
+                    if (f.conversation, f.rule) not in alone:
+                        f = _hedged(f, how, assumed)
                     findings.append(f)
         convs.append(conv)
     result.conversations = convs
     findings.sort(key=lambda f: (f.conversation, f.frames[:1], f.rule))
     result.findings = findings
+
+
+def _hedged(f: Any, how: str, assumed: bool) -> Any:
+    """A finding that rests on the path, at low confidence when the path rests on a guess."""
+    note = (GUESSED_NOTE.format(how=how) if how else "") + (ASSUMED_NOTE if assumed else "")
+    return dataclasses.replace(f, confidence="low", message=f.message + note) if note else f
 
 
 def _guessed_how(view: PathView, all_guessed: bool) -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import hashlib
 import ipaddress
 
 import dpkt
@@ -98,9 +99,14 @@ def read_point(path: str) -> tuple[list[PointPacket], Coverage]:
     decoder = Decoder()
     out: list[PointPacket] = []
     first, last = float("inf"), float("-inf")
+    # Every frame's bytes and time (to the microsecond every format keeps), whatever the container
+    # (pcap, pcapng, compressed): two files that agree in it hold one capture, not two points.
+    digest = hashlib.sha256()
     with open_capture(path) as cap:
         for frame in cap:
             first, last = min(first, frame.ts), max(last, frame.ts)  # frames need not be in time order
+            digest.update(b"%d %d " % (round(frame.ts * 1_000_000), len(frame.data)))
+            digest.update(frame.data)
             pkt = decoder.decode(frame)
             if pkt is None or pkt.inner is not None:
                 continue
@@ -113,7 +119,8 @@ def read_point(path: str) -> tuple[list[PointPacket], Coverage]:
         stop = next((w for w in cap.warnings if w.code in READING_STOPPED), None)
     if first > last:
         first = last = 0.0
-    return out, Coverage(first, last, f"{stop.code}: {stop.message}" if stop is not None else "")
+    damage = f"{stop.code}: {stop.message}" if stop is not None else ""
+    return out, Coverage(first, last, damage, digest.hexdigest())
 
 
 __all__ = ["CaptureError", "read_point"]

@@ -155,6 +155,8 @@ def _finding_record(path: str, conv: Conversation | None, finding: Finding, opts
     if conv is not None:
         record.update(proto=conv.proto, client=str(conv.client), server=str(conv.server), state=conv.state)
     record.update(finding_dict(finding, conv, opts))
+    if conv is not None and conv.path is not None:  # two captures: the line carries its path, as the JSON does
+        record["path"] = path_dict(conv.path)
     return json.dumps(record, ensure_ascii=False)
 
 

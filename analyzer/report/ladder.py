@@ -237,8 +237,9 @@ PATH_FATE_LABELS = {
 
 def _shape(f) -> str:
     """How a packet is drawn: a proxied one arriving from the proxy starts in between, like an
-    injected one; one leaving toward it ends there, like a lost one."""
-    if f.fate not in ("proxied", "answered"):
+    injected one; one leaving toward it ends there, like a lost one. An unknown one (the other
+    capture was not running) is drawn at the lane of the point that saw it, the same way."""
+    if f.fate not in ("proxied", "answered", "unknown"):
         return f.fate
     arriving = (f.near is not None) == (f.dir == 1)
     return "injected" if arriving else "lost"

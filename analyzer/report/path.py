@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime, timezone
 from typing import Any
 
 from analyzer.icmp import icmp_label
@@ -83,6 +84,7 @@ def path_dict(view: PathView) -> dict[str, Any]:
         },
         "hops_between": view.hops_between if view.hops_between >= 0 else None,
         "peer_capture_damaged": view.peer_damage or None,  # the peer capture ends early: later packets are unknown
+        "peer_findings": list(view.peer_findings),  # rules reported on the peer conversation in the other capture
         "one_way_delay": delays,
         "fates": {name: view.count(name) for name in (*FATES, "unknown")}
         | {"resegmented": view.recut()},  # of the seen: no twin of their own, their bytes cut otherwise there
@@ -103,6 +105,36 @@ def path_dict(view: PathView) -> dict[str, Any]:
     }
 
 
+def _utc(ts: float) -> str:
+    return datetime.fromtimestamp(ts, timezone.utc).strftime("%Y-%m-%d %H:%M:%S.%f UTC")
+
+
+def _unknown_lines(view: PathView) -> list[str]:
+    """Why packets are unknown when the other capture ended cleanly: it was not running when they
+    would have passed it (its span, on its own clock, and this capture's frames outside it); or
+    they are the other capture's, recorded when this one was not running."""
+    first, last = view.peer_span
+    mine = [f.near if view.here_near == "client" else f.far for f in view.packets if f.fate == "unknown"]
+    here = [p for p in mine if p is not None]
+    lines = []
+    if here:
+        before = [p.frame for p in here if p.ts + view.clock.offset < first]
+        after = [p.frame for p in here if p.ts + view.clock.offset > last]
+        where = [f"it begins after frame {max(before)} here"] if before else []
+        where += [f"it ends before frame {min(after)} here"] if after else []
+        told = "; ".join(where) or "these passed too close to its first or last frame to tell"
+        lines.append(
+            f"{view.peer} covers {_utc(first)} to {_utc(last)} on its clock ({told}): {len(here)} packet(s) "
+            "of this capture it could not have seen are unknown, neither lost nor injected"
+        )
+    if len(mine) > len(here):
+        lines.append(
+            f"{len(mine) - len(here)} packet(s) recorded only by {view.peer}, when this capture was not "
+            "running, are unknown, neither lost nor injected"
+        )
+    return lines
+
+
 def path_summary(conv: Conversation) -> list[str]:
     """A few lines on where the conversation was seen and what happened in between."""
     view = conv.path
@@ -117,9 +149,18 @@ def path_summary(conv: Conversation) -> list[str]:
     else:
         lines = [f"path: not in {view.peer}; this capture point is nearer the {view.here_near}"]
     counts = ", ".join(f"{view.count(name)} {name}" for name in (*FATES, "unknown") if view.count(name))
-    if view.recut():  # a packet cut otherwise at the other point is counted at each point
+    if view.recut():  # a segment cut otherwise at the other point has no twin: counted apart, per point
+        here = sum(
+            1
+            for f in view.packets
+            if f.fate == "seen" and RECUT in f.changes and (f.near if view.here_near == "client" else f.far)
+        )
+        both = view.count("seen") - view.recut()
         counts = counts.replace(
-            " seen", f" seen ({view.recut()} of them recorded at one point only, cut otherwise at the other)", 1
+            f"{view.count('seen')} seen",
+            f"{both} seen at both points, {view.recut()} segments recorded at one point only whose bytes the "
+            f"other saw cut otherwise ({here} here, {view.recut() - here} there)",
+            1,
         )
     c = view.clock
     offset = c.offset if abs(c.offset) >= 5e-7 else 0.0  # no "-0.000000"
@@ -127,8 +168,15 @@ def path_summary(conv: Conversation) -> list[str]:
     hops = f"; {view.hops_between} router(s) between the points" if view.hops_between >= 0 else ""
     lines.append(f"packets: {counts or 'none'}; clock of {view.peer} {offset:+.6f} s{spread}{hops}")
     lines.append(f"order of the points: {view.order_basis}")
+    if view.peer_findings:
+        lines.append(
+            f"findings on it are reported with {view.peer}, conversation {view.peer_conversation}: "
+            + ", ".join(view.peer_findings)
+        )
     if view.peer_damage:
         lines.append(f"{view.peer} ends early ({view.peer_damage}): what would have passed it later is unknown")
+    elif view.count("unknown"):
+        lines += _unknown_lines(view)
     lines += [f"{'segmented otherwise' if c.startswith(RECUT) else 'changed in between'}: {c}" for c in view.changes]
     return lines + icmp_lines(view)
 
