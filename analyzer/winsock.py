@@ -684,7 +684,8 @@ def seen(
         posix, seen_as, note = _udp_view(e, p, posix_silent, windows_silent)
     else:
         posix = PosixErrno(p.posix_name, p.linux, p.macos)
-        seen_as = SeenAs(dotnet=e.dotnet, java=p.java, python=p.python, curl=p.curl, python_windows=e.python_windows)
+        java, curl = ON_TRANSFER.get((p.name, operation), (p.java, p.curl))
+        seen_as = SeenAs(dotnet=e.dotnet, java=java, python=p.python, curl=curl, python_windows=e.python_windows)
         note = ""
         if e.local_only:
             note = f"local to the host: the capture cannot show it. Record instead: {e.capture_instead}"
@@ -697,6 +698,21 @@ def seen(
         seen_as=seen_as,
         note=note,
     )
+
+
+# What Java and curl print for an error whose row speaks of connect() (the usual place for it)
+# when it ends a connection already established: a read or a write that timed out after the
+# retransmissions ran out.
+ON_TRANSFER: dict[tuple[str, str], tuple[str | None, str | None]] = {
+    ("WSAETIMEDOUT", "recv"): (
+        "java.net.SocketException: Connection timed out",
+        "curl: (56) Recv failure: Connection timed out",
+    ),
+    ("WSAETIMEDOUT", "send"): (
+        "java.net.SocketException: Connection timed out",
+        "curl: (55) Send failure: Connection timed out",
+    ),
+}
 
 
 def _udp_view(

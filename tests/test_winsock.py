@@ -416,3 +416,14 @@ def test_udp_admin_prohibited_is_told_on_linux_only_on_a_real_capture():
     assert (err.posix.name, err.posix.linux) == ("EACCES", 13)
     assert err.seen_as.python.startswith("PermissionError")
     assert err.seen_as.dotnet is None and err.seen_as.python_windows is None and err.seen_as.curl is None
+
+
+def test_a_timeout_on_an_established_connection_is_not_told_as_a_failed_connect():
+    # TMO001 on a real capture: the read timed out after the retransmissions ran out; Java and curl
+    # say so as a read failure, not as connect()'s ConnectException / "Failed to connect".
+    (err,) = [e for e in _only_error("tmo001-data-blackhole.pcap").errors if e.winsock.name == "WSAETIMEDOUT"]
+    assert err.operation == "recv"
+    assert err.seen_as.java == "java.net.SocketException: Connection timed out"
+    assert err.seen_as.curl.startswith("curl: (56) Recv failure")
+    refused = winsock.seen("client", "192.0.2.10:40000", "connect", "WSAETIMEDOUT")
+    assert "ConnectException" in refused.seen_as.java and "Failed to connect" in refused.seen_as.curl
