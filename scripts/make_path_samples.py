@@ -182,7 +182,13 @@ def pth001_nat(lab: PathLab, out):
     server_alone=((), ("CON002",)),
 )
 def pth002(lab: PathLab, out):
-    lab.router("iptables", "-A", "FORWARD", "-p", "tcp", "--dport", "81", "--syn", "-j", "DROP")
+    return syn_to_81_meets(lab, "DROP")
+
+
+def syn_to_81_meets(lab: PathLab, *target: str) -> list[str]:
+    """After a healthy exchange, a connect() to port 81, where the server listens, whose SYN the
+    router's iptables `target` (DROP, REJECT ...) meets on the way."""
+    lab.router("iptables", "-A", "FORWARD", "-p", "tcp", "--dport", "81", "--syn", "-j", *target)
     logs = healthy(lab)
     srv = lab.start(SERVER, "tcp-server", SERVER4, 81, "recvreq")
     logs.append("client: " + lab.finish(lab.start(CLIENT, "tcp-client", SERVER4, 81, "request:/a", "recv")))
@@ -295,14 +301,7 @@ def pth_offload(lab: PathLab, out):
     server_alone=((), ("CON004",)),
 )
 def pth004(lab: PathLab, out):
-    lab.router(
-        "iptables", "-A", "FORWARD", "-p", "tcp", "--dport", "81", "--syn", "-j", "REJECT", "--reject-with", "tcp-reset"
-    )
-    logs = healthy(lab)
-    srv = lab.start(SERVER, "tcp-server", SERVER4, 81, "recvreq")
-    logs.append("client: " + lab.finish(lab.start(CLIENT, "tcp-client", SERVER4, 81, "request:/a", "recv")))
-    LEFTOVER.append(srv)
-    return logs
+    return syn_to_81_meets(lab, "REJECT", "--reject-with", "tcp-reset")
 
 
 @path_sample(

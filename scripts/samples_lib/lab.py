@@ -43,6 +43,28 @@ def nsx(ns: str, *args: str, check: bool = True) -> subprocess.CompletedProcess:
     return sh("ip", "netns", "exec", ns, *args, check=check)
 
 
+def start_peer(ns: str, role: str, addr: str, port: int, *steps: str) -> subprocess.Popen:
+    """A peer (peers.py) started in namespace `ns` in the background; for servers, once it listens."""
+    proc = subprocess.Popen(["ip", "netns", "exec", ns, sys.executable, str(PEERS), role, addr, str(port),
+                             *steps], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    if role.endswith(("server", "listener")):
+        line = proc.stdout.readline()
+        if "listening" not in line:
+            raise RuntimeError(f"{role} did not start: {line}{proc.stdout.read()}")
+    return proc
+
+
+def finish_peer(proc: subprocess.Popen, timeout: float = 60) -> str:
+    """Wait for a peer and return what it printed (killed after `timeout` seconds)."""
+    try:
+        out, _ = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        out, _ = proc.communicate()
+        out += "\nKILLED (timeout)"
+    return out
+
+
 class Lab:
     """Client, router and server namespaces; built once, reused by every netns sample."""
 
@@ -103,11 +125,12 @@ class Lab:
                  "-subj", "/CN=www.example.com", "-keyout", str(self.key), "-out", str(self.cert), check=False)
         if res.returncode == 0:
             return
+        import datetime
+
         from cryptography import x509
         from cryptography.hazmat.primitives import hashes, serialization
         from cryptography.hazmat.primitives.asymmetric import ec
         from cryptography.x509.oid import NameOID
-        import datetime
         key = ec.generate_private_key(ec.SECP256R1())
         name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "www.example.com")])
         now = datetime.datetime.now(datetime.timezone.utc)
@@ -155,24 +178,12 @@ class Lab:
 
     def start(self, ns: str, role: str, addr: str, port: int, *steps: str) -> subprocess.Popen:
         """Start a peer in the background; for servers, wait until it listens."""
-        proc = subprocess.Popen(["ip", "netns", "exec", ns, sys.executable, str(PEERS), role, addr, str(port),
-                                 *steps], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-        if role.endswith(("server", "listener")):
-            line = proc.stdout.readline()
-            if "listening" not in line:
-                raise RuntimeError(f"{role} did not start: {line}{proc.stdout.read()}")
-        return proc
+        return start_peer(ns, role, addr, port, *steps)
 
     @staticmethod
     def finish(proc: subprocess.Popen, timeout: float = 60) -> str:
         """Wait for a peer and return what it printed."""
-        try:
-            out, _ = proc.communicate(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            out, _ = proc.communicate()
-            out += "\nKILLED (timeout)"
-        return out
+        return finish_peer(proc, timeout)
 
     def run(self, ns: str, role: str, addr: str, port: int, *steps: str, timeout: float = 60) -> str:
         return self.finish(self.start(ns, role, addr, port, *steps), timeout)

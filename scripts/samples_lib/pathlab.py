@@ -22,7 +22,7 @@ import time
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
-from samples_lib.lab import PEERS, sh
+from samples_lib.lab import finish_peer, sh, start_peer
 
 # Namespace names: PATHLAB_PREFIX picks another prefix, so two runs on one machine do not collide.
 PREFIX = os.environ.get("PATHLAB_PREFIX", "p15")
@@ -184,29 +184,11 @@ class PathLab:
             yield
 
     def start(self, ns: str, role: str, addr: str, port: int, *steps: str) -> subprocess.Popen:
-        import sys
-
-        proc = subprocess.Popen(
-            ["ip", "netns", "exec", ns, sys.executable, str(PEERS), role, addr, str(port), *steps],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-        )
-        if role.endswith("server"):
-            line = proc.stdout.readline()
-            if "listening" not in line:
-                raise RuntimeError(f"{role} did not start: {line}{proc.stdout.read()}")
-        return proc
+        return start_peer(ns, role, addr, port, *steps)
 
     @staticmethod
     def finish(proc: subprocess.Popen, timeout: float = 60) -> str:
-        try:
-            out, _ = proc.communicate(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            out, _ = proc.communicate()
-            out += "\nKILLED (timeout)"
-        return out.strip().replace("\n", " | ")
+        return finish_peer(proc, timeout).strip().replace("\n", " | ")
 
     def wait_for(self, path: str, timeout: float = 30) -> None:
         import os
