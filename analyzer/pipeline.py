@@ -227,7 +227,13 @@ def _analyze(
     admit: Callable[[Traits], bool] | None = None
     if keep == "findings" and conv_filter is None and isinstance(rules, RulePrefilter):
         admit = rules.could_fire
-    table = FlowTable(emit, max_conversations=max_conversations, admit=admit, max_live_bytes=max_live_bytes)
+    table = FlowTable(
+        emit,
+        max_conversations=max_conversations,
+        admit=admit,
+        max_live_bytes=max_live_bytes,
+        timeline=listen is None,  # a listing reads no packet rows: none are kept
+    )
     decoder = Decoder()
     with cap:
         result.format = cap.format

@@ -430,10 +430,14 @@ class _Flow:
                 self.tail = deque(maxlen=TIMELINE_TAIL)
                 self._charge_tail()
             self.tail.append(ev)
+        self.count(ev.ts, ev.frame)
+
+    def count(self, ts: float, frame: int) -> None:
+        """Count a packet that has no row: its time and number still move the conversation's end."""
         self.npk += 1
-        if ev.ts > self.last_ts:
-            self.last_ts = ev.ts
-        self.last_frame = ev.frame
+        if ts > self.last_ts:
+            self.last_ts = ts
+        self.last_frame = frame
 
     def _charge_tail(self) -> None:
         """Count a new tail as full (no count per packet; the estimate errs high), and have the
@@ -447,7 +451,7 @@ class _Flow:
 
     def rows_charged(self) -> int:
         """Timeline rows this flow has added to its table's meter."""
-        return min(self.npk, TIMELINE_HEAD) + (TIMELINE_TAIL if self.tail is not None else 0)
+        return len(self.head) + (TIMELINE_TAIL if self.tail is not None else 0)
 
     def check_history(self, bit: int, letter: str, is_orig: bool) -> bool:
         """Record a once-per-direction letter; True if it had been recorded already (Zeek's CheckHistory)."""
@@ -845,11 +849,15 @@ class FlowTable(Sink):
         max_conversations: int = DEFAULT_MAX_CONVERSATIONS,
         admit: Callable[[Traits], bool] | None = None,
         max_live_bytes: int = DEFAULT_MAX_LIVE_BYTES,
+        timeline: bool = True,
     ) -> None:
         """emit: takes each finished conversation. admit: when given, a conversation whose Traits
         it refuses is not built or emitted, only counted in `skipped` (its hosts' TTLs are still learnt).
-        max_live_bytes: the estimated memory of live conversations that makes the oldest go early."""
+        max_live_bytes: the estimated memory of live conversations that makes the oldest go early.
+        timeline: False when no rule will read the conversations (a listing): no packet's row is
+        kept, and each is emitted as a listing needs it (build_conversation's `brief`)."""
         self.emit = emit
+        self.timeline = timeline
         self.admit = admit
         self.skipped = 0
         self.max_conversations = max(16, max_conversations)
@@ -1177,6 +1185,10 @@ class FlowTable(Sink):
                 if 0 < ((ip_id - end.ipid_last) & 0xFFFF) < 256:
                     end.ipid_small += 1
             end.ipid_last = ip_id
+        if not self.timeline:
+            flow.count(ts, number)
+            end.saw(flags, marks, plen, kind)
+            return
         idle = ts - flow.last_ts if flow.npk else 0.0
         if idle < 0:
             idle = 0.0
@@ -1282,25 +1294,28 @@ class FlowTable(Sink):
         # The error travels toward the sender of the quoted packet.
         marks = _ICMP_ERROR | (_AFTER_RST if flow.rst_seen else 0)
         icmp = (pkt.icmp_type, pkt.icmp_code)
-        flow.record(
-            TimelineRow(
-                pkt.number,
-                ts,
-                1 if quotes_client else 0,
-                0,
-                rel_seq,
-                0,
-                pkt.plen,
-                0,
-                pkt.ttl,
-                pkt.ip_id,
-                marks,
-                idle,
-                "",
-                icmp,
-                pkt.src,
+        if not self.timeline:
+            flow.count(ts, pkt.number)
+        else:
+            flow.record(
+                TimelineRow(
+                    pkt.number,
+                    ts,
+                    1 if quotes_client else 0,
+                    0,
+                    rel_seq,
+                    0,
+                    pkt.plen,
+                    0,
+                    pkt.ttl,
+                    pkt.ip_id,
+                    marks,
+                    idle,
+                    "",
+                    icmp,
+                    pkt.src,
+                )
             )
-        )
         toward = (
             flow.resp if quotes_client else flow.orig
         )  # the row's direction: server->client when it quotes the client
@@ -1359,7 +1374,7 @@ class FlowTable(Sink):
         flow.orig.flush_ttls()
         flow.resp.flush_ttls()
         if self.admit is None or self.admit(traits(flow)):
-            self.emit(build_conversation(flow, why, self.host_ttls))
+            self.emit(build_conversation(flow, why, self.host_ttls, brief=not self.timeline))
         else:
             self.skipped += 1
         if self.learn_hosts is None:
@@ -1562,10 +1577,15 @@ def traits(flow: _Flow) -> Traits:
     )
 
 
-def build_conversation(flow: _Flow, why: str, hosts: dict[bytes, dict[int, int]] | None = None) -> Conversation:
+def build_conversation(
+    flow: _Flow, why: str, hosts: dict[bytes, dict[int, int]] | None = None, brief: bool = False
+) -> Conversation:
     """Freeze a live flow into the Conversation record the rules and reports read.
 
     hosts: TTLs seen per address in conversations that ended before this one (None: unknown).
+    brief: the flow kept no rows (FlowTable's `timeline` off), and the conversation is built as a
+    listing shows it (report/stream.py): no timeline, no payload bytes, nothing worked out from
+    rows (RTT, back-off, lost sizes are left unknown).
     """
     orig, resp = flow.orig, flow.resp
     orig.flush_ttls()  # (FlowTable has done so already; other callers may not have)
@@ -1574,7 +1594,7 @@ def build_conversation(flow: _Flow, why: str, hosts: dict[bytes, dict[int, int]]
     events = [row.event() for row in flow.head]
     if flow.tail is not None:
         events += [row.event() for row in flow.tail]
-    elided = flow.npk - len(events)
+    elided = 0 if brief else flow.npk - len(events)  # a brief one elides nothing: it never had rows
     if orig.sent_rst or resp.sent_rst or flow.icmp_errors:
         # TTL/IP ID oddness only matters for telling who really sent a RST or an ICMP error.
         hosts = hosts or {}
@@ -1613,7 +1633,7 @@ def build_conversation(flow: _Flow, why: str, hosts: dict[bytes, dict[int, int]]
                 ip_id_mode=_ipid_habit(end),
                 state=_endpoint_state(end, peer, proto),
                 payload_kind=end.kind,
-                payload_head=end.head,
+                payload_head=b"" if brief else end.head,
                 sent_fin=end.sent_fin,
                 sent_rst=end.sent_rst,
                 sent_syn=end.sent_syn,
