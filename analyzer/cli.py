@@ -16,7 +16,7 @@ import os
 import sys
 import traceback
 from pathlib import Path
-from typing import TYPE_CHECKING, Sequence
+from typing import TYPE_CHECKING, Iterable, Sequence
 
 from analyzer import __version__
 from analyzer.errors import UsageError, WsadiagError
@@ -314,7 +314,7 @@ def _apply_config(args: argparse.Namespace) -> None:
 
 
 def _analyze(args: argparse.Namespace) -> int:
-    from analyzer.report import ReportOptions, render
+    from analyzer.report import ReportOptions, render, render_pieces
     from analyzer.report.baseline import apply_baseline, load_baseline, write_baseline
     from analyzer.report.incidents import zone
 
@@ -360,7 +360,7 @@ def _analyze(args: argparse.Namespace) -> int:
 
         _write(None, live.finish([printable_names(r) for r in results], opts))
     else:
-        _write(args.output, render(args.format, results, opts))
+        _write(args.output, render_pieces(args.format, results, opts))
     if args.format == "github" and os.environ.get("GITHUB_STEP_SUMMARY"):
         _append_step_summary(os.environ["GITHUB_STEP_SUMMARY"], render("markdown", results, opts))
     if interrupted or any(r.error for r in results):
@@ -755,11 +755,16 @@ def _color(args: argparse.Namespace) -> bool:
     return args.output in (None, "-") and sys.stdout.isatty()
 
 
-def _write(output: str | None, text: str) -> None:
+def _write(output: str | None, text: str | Iterable[str]) -> None:
+    """The report to standard output or, atomically, to the file `output`; text may come in pieces."""
     if output in (None, "-"):
         try:
-            sys.stdout.write(text)
-            if text and not text.endswith("\n"):
+            last = ""
+            for piece in (text,) if isinstance(text, str) else text:
+                if piece:
+                    sys.stdout.write(piece)
+                    last = piece
+            if last and not last.endswith("\n"):
                 sys.stdout.write("\n")
             sys.stdout.flush()
         except BrokenPipeError:

@@ -46,6 +46,28 @@ def test_every_format_renders_every_case(case: str, fmt: str) -> None:
 
 # ---- json ---------------------------------------------------------------------------------------
 
+SAMPLES = Path(__file__).resolve().parents[1] / "samples"
+
+
+def test_json_written_in_pieces_is_the_whole_document() -> None:
+    """The JSON report is written a piece at a time (never whole in memory): the same bytes as
+    the whole document, on every sample read together, on each hand-made case and with
+    conversations only, and in more than one piece where there are findings."""
+    from analyzer.pipeline import analyze_capture
+    from analyzer.report import render_pieces
+    from analyzer.report.jsondoc import dumps_indented
+    from analyzer.rules import load_rules
+
+    rules = load_rules()
+    samples = [analyze_capture(p, rules) for p in sorted(SAMPLES.glob("*.pcap*"))]
+    assert sum(len(r.findings) for r in samples) > len(samples) / 2
+    groups = [samples, *(rc.CASES[case]() for case in sorted(rc.CASES))]
+    for results in groups:
+        for opts in (OPTS, ReportOptions(conversations_only=True)):
+            pieces = list(render_pieces("json", results, opts))
+            assert "".join(pieces) == dumps_indented(to_json_document(results, opts))
+    assert len(list(render_pieces("json", samples, OPTS))) > len(samples) * 10
+
 def test_json_follows_the_contract() -> None:
     doc = json.loads(render("json", rc.rst003_case(), ReportOptions(tool_version="9.9.9")))
     assert doc["version"] == 1

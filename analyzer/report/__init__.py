@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import importlib
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from analyzer.errors import UsageError
@@ -32,7 +32,7 @@ RENDERERS: dict[str, tuple[str, str]] = {
 FORMATS: tuple[str, ...] = tuple(RENDERERS)
 
 
-def renderer(fmt: str) -> Callable[[list[CaptureResult], ReportOptions], str]:
+def renderer(fmt: str) -> Callable[[list[CaptureResult], ReportOptions], str | Iterable[str]]:
     """The function that writes format `fmt` (one of FORMATS)."""
     try:
         module, name = RENDERERS[fmt]
@@ -43,7 +43,14 @@ def renderer(fmt: str) -> Callable[[list[CaptureResult], ReportOptions], str]:
 
 def render(fmt: str, results: list[CaptureResult], opts: ReportOptions | None = None) -> str:
     """The report in format `fmt` (one of FORMATS) as one string, ready to write out."""
-    return renderer(fmt)([printable_names(r) for r in results], opts or ReportOptions())
+    return "".join(render_pieces(fmt, results, opts))
+
+
+def render_pieces(fmt: str, results: list[CaptureResult], opts: ReportOptions | None = None) -> Iterable[str]:
+    """The report in pieces to write one after the other: the JSON report is made as it is
+    written (it never exists whole in memory); the other formats are one piece."""
+    out = renderer(fmt)([printable_names(r) for r in results], opts or ReportOptions())
+    return (out,) if isinstance(out, str) else out
 
 
 def printable_names(result: CaptureResult) -> CaptureResult:
@@ -64,4 +71,4 @@ def __getattr__(name: str) -> Any:
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-__all__ = ["FORMATS", "ReportOptions", "render", "to_json_document"]
+__all__ = ["FORMATS", "ReportOptions", "render", "render_pieces", "to_json_document"]

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from types import GeneratorType
 from typing import IO, Any
 
 import orjson
@@ -90,21 +91,25 @@ def finding_dict(
     return out
 
 
-def capture_dict(result: CaptureResult, opts: ReportOptions) -> dict[str, Any]:
-    """One capture's part of the document; `findings` left out for `wsadiag conversations`."""
+def capture_dict(result: CaptureResult, opts: ReportOptions, lazy: bool = False) -> dict[str, Any]:
+    """One capture's part of the document; `findings` left out for `wsadiag conversations`.
+
+    lazy: its conversations and findings are generators, each made as it is written (json_pieces)."""
+    listed = (conversation_dict(c) for c in result.conversations)
     out: dict[str, Any] = {
         "path": result.path,
         "format": result.format,
         "linktypes": list(result.linktypes),
         "packets": result.packets,
         "warnings": [{"code": w.code, "message": w.message, "frame": w.frame} for w in result.warnings],
-        "conversations": [conversation_dict(c) for c in result.conversations],
+        "conversations": listed if lazy else list(listed),
         # every conversation seen; `conversations` may list only those with findings (wsadiag analyze)
         "conversation_count": conversation_total(result),
     }
     if not opts.conversations_only:
         convs = conversations_by_id(result)
-        out["findings"] = [finding_dict(f, convs.get(f.conversation), opts) for f in result.findings]
+        found = (finding_dict(f, convs.get(f.conversation), opts) for f in result.findings)
+        out["findings"] = found if lazy else list(found)
     if result.encapsulations:  # only when there were any: older documents stay as they were
         out["encapsulations"] = list(result.encapsulations)
     if result.parts:  # --stitch: which frames each file holds
@@ -116,13 +121,19 @@ def capture_dict(result: CaptureResult, opts: ReportOptions) -> dict[str, Any]:
     return out
 
 
-def to_json_document(results: list[CaptureResult], opts: ReportOptions | None = None) -> dict[str, Any]:
-    """The whole JSON report as Python data (what `--format json` prints)."""
+def to_json_document(
+    results: list[CaptureResult], opts: ReportOptions | None = None, lazy: bool = False
+) -> dict[str, Any]:
+    """The whole JSON report as Python data (what `--format json` prints).
+
+    lazy: the captures, and each capture's conversations and findings, are generators (json_pieces
+    writes them one item at a time, so the report never exists whole in memory)."""
     opts = opts or ReportOptions()
+    captures = (capture_dict(r, opts, lazy) for r in results)
     doc = {
         "version": JSON_VERSION,
         "tool": {"name": TOOL_NAME, "version": opts.tool_version},
-        "captures": [capture_dict(r, opts) for r in results],
+        "captures": captures if lazy else list(captures),
         "summary": summary_counts(results),
     }
     if not opts.conversations_only:
@@ -130,9 +141,44 @@ def to_json_document(results: list[CaptureResult], opts: ReportOptions | None = 
     return doc
 
 
-def render_json(results: list[CaptureResult], opts: ReportOptions) -> str:
-    """`--format json`: the document, indented, keys in contract order, non-ASCII kept."""
-    return dumps_indented(to_json_document(results, opts))
+def render_json(results: list[CaptureResult], opts: ReportOptions) -> Iterator[str]:
+    """`--format json`: the document, indented, keys in contract order, non-ASCII kept; written a
+    piece at a time (the bytes dumps_indented gives for the whole document)."""
+    return json_pieces(to_json_document(results, opts, lazy=True))
+
+
+def json_pieces(value: Any, depth: int = 0) -> Iterator[str]:
+    """`value` as dumps_indented writes it, in pieces: generators (lists made one item at a time)
+    and the dicts that hold one are walked here; anything else is one piece written by orjson
+    and indented to its depth. JSON strings hold no raw line break, so every line break orjson
+    writes is one of its own, where the depth's indentation goes."""
+    if isinstance(value, GeneratorType) or (
+        isinstance(value, dict) and any(isinstance(v, GeneratorType) for v in value.values())
+    ):
+        yield from _container_pieces(value, depth)
+    else:
+        text = dumps_indented(value)[:-1]
+        yield text.replace("\n", "\n" + "  " * depth) if depth and "\n" in text else text
+    if not depth:
+        yield "\n"
+
+
+def _container_pieces(value: dict[str, Any] | Iterator[Any], depth: int) -> Iterator[str]:
+    is_dict = isinstance(value, dict)
+    items: Iterator[Any] = iter(value.items()) if is_dict else value  # type: ignore[union-attr]
+    inner = "\n" + "  " * (depth + 1)
+    opened = False
+    for item in items:
+        yield ("{" if is_dict else "[") + inner if not opened else "," + inner
+        opened = True
+        if is_dict:
+            key, item = item
+            yield orjson.dumps(key).decode("utf-8") + ": "
+        yield from json_pieces(item, depth + 1)
+    if opened:
+        yield "\n" + "  " * depth + ("}" if is_dict else "]")
+    else:
+        yield "{}" if is_dict else "[]"
 
 
 def dumps_indented(doc: Any) -> str:
