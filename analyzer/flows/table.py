@@ -141,6 +141,9 @@ def reverse_key(key: bytes) -> bytes:
     return key[alen : 2 * alen] + key[:alen] + key[-2:] + key[-4:-2]
 
 
+_NO_TTLS: Final[dict[int, int]] = {}  # the ttls of every side that has counted none yet; never written
+
+
 class _End:
     """One endpoint's view of a conversation while it is alive."""
 
@@ -207,7 +210,9 @@ class _End:
         self.max_ack = -1
         self.gap_pending = False
         self.last_was_ka = False
-        self.ttls: dict[int, int] = {}  # TTL -> packets; complete once flush_ttls() has run
+        # TTL -> packets; complete once flush_ttls() has run. Most sides never change TTL while
+        # alive: they share one empty dict until their first run is counted.
+        self.ttls: dict[int, int] = _NO_TTLS
         self.ttl_last = -1  # the TTL of the run of packets not yet counted into ttls
         self.ttl_run = 0
         self.ipid_last = -1
@@ -246,6 +251,8 @@ class _End:
         """Count the pending run into ttls, which keeps at most MAX_TTL_VALUES distinct values."""
         if self.ttl_run:
             ttls = self.ttls
+            if ttls is _NO_TTLS:
+                ttls = self.ttls = {}
             if self.ttl_last in ttls:
                 ttls[self.ttl_last] += self.ttl_run
             elif len(ttls) < MAX_TTL_VALUES:
@@ -393,7 +400,7 @@ class _Flow:
         self.inferred = inferred
         self.orig = _End()
         self.resp = _End()
-        self.history: list[str] = []
+        self.history = ""  # Zeek's history letters (a few per conversation: a string is smaller than a list)
         self.hist_seen = 0
         self.first_frame = self.last_frame = number
         self.start = self.last_ts = ts
@@ -459,7 +466,7 @@ class _Flow:
         if self.hist_seen & mask:
             return True
         self.hist_seen |= mask
-        self.history.append(letter if is_orig else letter.lower())
+        self.history += letter if is_orig else letter.lower()
         return False
 
 
@@ -551,7 +558,7 @@ def _data_marks(
             end.gaps += 1
             if end.gaps == end.gaps_next:  # history letters on a log scale, as Zeek
                 end.gaps_next *= 10
-                flow.history.append("G" if is_orig else "g")
+                flow.history += "G" if is_orig else "g"
         elif delta_last > 0:
             marks = _NEW_DATA
         elif end.gap_pending:
@@ -638,16 +645,16 @@ def _control_history(flow: _Flow, end: _End, is_orig: bool, flags: int, plen: in
     if flags & SYN:
         code = "H" if flags & ACK else "S"
         if flow.check_history(_H_SYN, code, is_orig) and rel != end.hist_syn:
-            flow.history.append(code if is_orig else code.lower())
+            flow.history += code if is_orig else code.lower()
         end.hist_syn = rel
     elif flags & FIN:
         fin_at = rel + plen
         if flow.check_history(_H_FIN, "F", is_orig) and fin_at != end.hist_fin:
-            flow.history.append("F" if is_orig else "f")
+            flow.history += "F" if is_orig else "f"
         end.hist_fin = fin_at
     else:
         if flow.check_history(_H_RST, "R", is_orig) and rel != end.hist_rst:
-            flow.history.append("R" if is_orig else "r")
+            flow.history += "R" if is_orig else "r"
         end.hist_rst = rel
 
 
@@ -657,7 +664,7 @@ def _update_history(flow: _Flow, is_orig: bool, flags: int, plen: int) -> None:
     if mask and not flow.hist_seen & mask:
         flow.hist_seen |= mask
         letter = "D" if plen else "A"
-        flow.history.append(letter if is_orig else letter.lower())
+        flow.history += letter if is_orig else letter.lower()
 
 
 def _update_window(flow: _Flow, end: _End, peer: _End, is_orig: bool, flags: int, win: int) -> None:
@@ -666,7 +673,7 @@ def _update_window(flow: _Flow, end: _End, peer: _End, is_orig: bool, flags: int
         end.zwin += 1
         if end.zwin == end.zwin_next:
             end.zwin_next *= 10
-            flow.history.append("W" if is_orig else "w")
+            flow.history += "W" if is_orig else "w"
 
 
 def _update_ack(end: _End, peer: _End, flags: int, ack: int, win: int) -> int:
@@ -706,7 +713,7 @@ def _update_last_seq(
         end.rxmit += 1
         if end.rxmit == end.rxmit_next:
             end.rxmit_next *= 10
-            flow.history.append("T" if is_orig else "t")
+            flow.history += "T" if is_orig else "t"
     if end.gap_pending and delta_last >= 0 and not marks & _GAP:
         end.gap_pending = False  # the hole is filled
 
@@ -1011,7 +1018,7 @@ class FlowTable(Sink):
         rkey = reverse_key(key)
         if flip:
             flow = _Flow(table, rkey, key, proto, dst, dport, src, sport, inferred, number, ts)
-            flow.history.append("^")
+            flow.history += "^"
         else:
             flow = _Flow(table, key, rkey, proto, src, sport, dst, dport, inferred, number, ts)
         flow.id = self.next_id
@@ -1590,7 +1597,7 @@ def build_conversation(
     orig, resp = flow.orig, flow.resp
     orig.flush_ttls()  # (FlowTable has done so already; other callers may not have)
     resp.flush_ttls()
-    history = "".join(flow.history)
+    history = flow.history
     events = [row.event() for row in flow.head]
     if flow.tail is not None:
         events += [row.event() for row in flow.tail]
