@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Callable, Iterator
 from mypy_extensions import mypyc_attr
 
 from analyzer.capture.formats import MAX_RECORD_LEN, PCAP_HEADER_LEN, PCAP_RECORD_LEN, SNAPLEN_SLACK
+from analyzer.capture.heap import keep_freed_buffers
 from analyzer.model import Frame
 from analyzer.wire import be32, le32
 
@@ -157,6 +158,7 @@ class PcapWalk(RecordCursor):
 
     def _refill(self, truncated: str) -> bool:
         """Read more after the unread tail of the buffer; at the end, report a cut-short record."""
+        keep_freed_buffers()
         data = self.read(self.chunk)
         if not data:
             if self.pos < len(self.buf) and not self.cap._source.failed:

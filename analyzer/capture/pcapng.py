@@ -29,6 +29,7 @@ from analyzer.capture.formats import (
     PCAPNG_MIN_SHB,
     TS_MAX,
 )
+from analyzer.capture.heap import keep_freed_buffers
 from analyzer.capture.pcap import RecordCursor
 from analyzer.wire import be32, le32
 
@@ -232,6 +233,7 @@ class PcapngWalk(RecordCursor):
         """Read on until the block at pos is whole; at the end, report a cut-short block."""
         # The whole block at once: a pipe hands out a pipe buffer per read, and growing
         # the buffer read by read would copy a large block once per 64 KiB (quadratic).
+        keep_freed_buffers()
         cap = self.cap
         data = cap._source.top_up(b"", need)
         if not data:
