@@ -144,6 +144,7 @@ def analyze_share(path: str, share: int, shares: int, job: Job) -> ShareOutcome:
     result.warnings.extend(table.warnings())
     out.created, out.tcp_opened, out.udp_opened = sink.created, sink.tcp_opened, sink.udp_opened
     out.host_log, out.pairs = log, sink.pairs
+    sink.detach()
     out.skipped_or_filtered += len(out.host_log)
     return out
 

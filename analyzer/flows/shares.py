@@ -88,6 +88,13 @@ class ShareSink(Sink):
         table.learn_hosts = self.ended
         table.ws.hold_requeued = True  # forget no pair before a serial run does (WiresharkStreams)
 
+    def detach(self) -> None:
+        """Let the table go once the share is read: the table's learn_hosts refers back to this sink,
+        and `wsadiag` runs with the cycle collector paused, so the cycle (the table, its stream
+        pairs, the capture reader) would otherwise be left for one full collection at exit, on
+        the split's critical path."""
+        self.table.learn_hosts = None
+
     def elsewhere(self, number: int, ts: float) -> None:
         self.frame = number
         self.depth = 0
