@@ -153,7 +153,7 @@ def phases(path: Path, jobs: int) -> None:
     with collector_paused():
         step("serial analysis", lambda: analyze_task(str(path), job))
         outcomes = [
-            step(f"share {k} of {jobs}", lambda k=k: analyze_share(str(path), k, jobs, job)) for k in range(jobs)
+            step(f"share {k} of {jobs}", lambda k=k: analyze_share(str(path), k, jobs, job, True)) for k in range(jobs)
         ]
         blobs = step(f"pickle shares 1 to {jobs - 1}", lambda: [pickle.dumps(o) for o in outcomes[1:]])
         outcomes[1:] = step("unpickle them", lambda: [pickle.loads(b) for b in blobs])

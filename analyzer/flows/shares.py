@@ -70,9 +70,11 @@ def pair_of(a: bytes, b: bytes) -> bytes:
 class ShareSink(Sink):
     """Hands the flow table the packets of its share; the others only move the expiry clock."""
 
-    def __init__(self, table: FlowTable, share: int, shares: int) -> None:
+    def __init__(self, table: FlowTable, share: int, shares: int, share_end: int = -1) -> None:
+        """Follow the conversations of shares `share` up to `share_end` (default: `share` alone) of `shares`."""
         self.table = table
         self.share = share
+        self.share_end = share + 1 if share_end < 0 else share_end
         self.shares = shares
         self.frame = 0  # the position of the packet being handled
         self.depth = 0
@@ -165,7 +167,8 @@ class ShareSink(Sink):
         self.frame = pkt.number
         self.depth = depth
         table = self.table
-        if packet_share(pkt, self.shares) != self.share:
+        h = packet_share(pkt, self.shares)
+        if h < self.share or h >= self.share_end:
             if pkt.ts >= table.meter.next_check:
                 table._expire(pkt.ts)
             self.next_tick = table.meter.next_check
