@@ -1,7 +1,7 @@
 """Many captures on several cores: serial beside `--jobs N` beside `--dask local`, as a Markdown table.
 
 Usage: python bench/scale.py [--dir /tmp/wsadiag-scale] [--captures 8] [--packets 200000] [--runs 1] [--jobs 2]
-                            [--big-packets 1000000] [--no-dask] [--phases]
+                            [--big-packets 1000000] [--no-dask] [--phases] [--critical-path]
 
 Then one big capture (--big-packets, made once the same way): serial beside split by conversation
 across --jobs processes (`wsadiag analyze BIG --jobs N`), measured the same way.
