@@ -178,7 +178,7 @@ def run_pool(
     state = _PoolRun(captures, job, task)
     pool = cf.ProcessPoolExecutor(max_workers=max(1, jobs))
     try:
-        state.futures = {pool.submit(guarded, task, path, job): i for i, path in enumerate(captures)}
+        state.futures = {pool.submit(guarded, task, captures[i], job): i for i in _biggest_first(captures)}
         pending = set(state.futures)
         while state.nxt < len(captures):
             yield from state.ready_in_order()
@@ -200,6 +200,19 @@ def run_pool(
                     done(state.finished)
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _biggest_first(captures: Sequence[str]) -> list[int]:
+    """The captures' indexes, the biggest file first: started last, a big capture would keep one
+    process busy after the others ran out of work. Its report still comes in the order given."""
+
+    def size(i: int) -> int:
+        try:
+            return 0 if "://" in captures[i] else os.path.getsize(captures[i])
+        except OSError:  # reported by its task, as ever
+            return 0
+
+    return sorted(range(len(captures)), key=lambda i: -size(i))
 
 
 class _PoolRun:

@@ -27,12 +27,14 @@ class Sink:
     # Whether tcp() needs `opts` (Packet.tcp_opts); when False the fast path passes 0 and does not
     # walk the options at all.
     wants_options: bool = False
-    # One big capture split by conversation (analyzer.split): this sink follows conversations of
-    # share `share` of `shares` only. The fast path reads a packet's share from its header bytes
-    # (analyzer.decode.fast.flow_share) and hands a packet of another share to elsewhere() instead
-    # of decoding it further; 1 share: every packet is this sink's.
+    # One big capture split by conversation (analyzer.split): this sink follows the conversations
+    # whose share (0 .. shares - 1) is from `share` up to, not including, `share_end` (a process
+    # may follow several equal slices of the conversations). The fast path reads a packet's share
+    # from its header bytes (analyzer.decode.fast.flow_share) and hands a packet of another share
+    # to elsewhere() instead of decoding it further; 1 share: every packet is this sink's.
     shares: int = 1
     share: int = 0
+    share_end: int = 1
     # The capture time from which a packet of another share matters here (the flow table's next
     # expiry): the fast path calls elsewhere() only from then on.
     next_tick: float = float("-inf")

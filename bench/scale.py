@@ -1,7 +1,7 @@
 """Many captures on several cores: serial beside `--jobs N` beside `--dask local`, as a Markdown table.
 
 Usage: python bench/scale.py [--dir /tmp/wsadiag-scale] [--captures 8] [--packets 200000] [--runs 1] [--jobs 2]
-                            [--big-packets 1000000] [--no-dask] [--phases]
+                            [--big-packets 1000000] [--no-dask] [--phases] [--critical-path]
 
 Then one big capture (--big-packets, made once the same way): serial beside split by conversation
 across --jobs processes (`wsadiag analyze BIG --jobs N`), measured the same way.
@@ -20,6 +20,14 @@ work takes cores away, it says what the command cost beside what its wall time w
 --phases instead times, in this one process, the steps of the big capture's split (each share,
 moving a share's result between processes, the merge) beside the serial analysis: where the
 split's time goes, in CPU seconds, which a busy machine disturbs less than wall times.
+
+--critical-path runs each command once more with its processes' CPU seconds recorded: the
+parent's before the first task starts, each worker's (its tasks and sending their results; for
+the split also the share the parent follows), the parent's after the last result is in
+(receiving it, the merge, writing the report), and the total of all processes. The critical path
+is the parent's before + the busiest process's share of the work + the parent's after; on N free
+cores the wall time cannot be below it, nor below the total / N. CPU seconds hardly move with
+the machine's load, so this says what a quiet machine would give when the wall times cannot.
 """
 
 from __future__ import annotations
@@ -153,7 +161,7 @@ def phases(path: Path, jobs: int) -> None:
     with collector_paused():
         step("serial analysis", lambda: analyze_task(str(path), job))
         outcomes = [
-            step(f"share {k} of {jobs}", lambda k=k: analyze_share(str(path), k, jobs, job)) for k in range(jobs)
+            step(f"share {k} of {jobs}", lambda k=k: analyze_share(str(path), k, jobs, job, True)) for k in range(jobs)
         ]
         blobs = step(f"pickle shares 1 to {jobs - 1}", lambda: [pickle.dumps(o) for o in outcomes[1:]])
         outcomes[1:] = step("unpickle them", lambda: [pickle.loads(b) for b in blobs])
@@ -162,6 +170,128 @@ def phases(path: Path, jobs: int) -> None:
     print("| step | CPU s |\n| --- | ---: |")
     for name, seconds in rows:
         print(f"| {name} | {seconds:.2f} |")
+    print()
+
+
+# -- --critical-path: one command in a child process, its processes' CPU seconds recorded ------------
+
+TRACE_ENV = "WSADIAG_BENCH_TRACE"  # the file the workers of a traced command append their CPU seconds to
+
+
+def _cpu() -> float:
+    return time.process_time()
+
+
+def traced_task(path: str, job):
+    """analyze_task, then this process's CPU seconds so far (a pool worker: since it was forked)."""
+    from analyzer.scale import analyze_task
+
+    out = analyze_task(path, job)
+    with open(os.environ[TRACE_ENV], "a") as fh:
+        fh.write(f"{os.getpid()} {_cpu():.4f}\n")
+    return out
+
+
+def trace_one(argv: list[str]) -> None:
+    """Run `wsadiag ARGV` in this process and print its CPU seconds by part as one JSON line."""
+    import functools
+    import json
+    import resource
+
+    from analyzer import cli, scale, split
+
+    marks: dict[str, float] = {}
+    run_pool = scale.run_pool
+
+    def pool(*a, **k):
+        marks["before"] = _cpu()
+        k["task"] = traced_task
+        for out in run_pool(*a, **k):
+            yield out
+        marks["last in"] = _cpu()
+
+    share = split.analyze_share
+
+    @functools.wraps(share)
+    def analyze_share(path, k, *a, **kw):
+        parent = k == 0
+        if parent:
+            marks["before"] = _cpu()
+        out = share(path, k, *a, **kw)
+        if parent:
+            marks["own share"] = _cpu() - marks["before"]
+            marks["last in"] = _cpu()
+        return out
+
+    scale.run_pool = pool
+    split.analyze_share = analyze_share
+    cli.main(argv)
+    end = _cpu()
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    workers: dict[str, float] = {}
+    with open(os.environ[TRACE_ENV]) as fh:
+        for line in fh:
+            pid, cpu = line.split()
+            workers[pid] = max(workers.get(pid, 0.0), float(cpu))
+    print(
+        json.dumps(
+            {
+                "marks": marks,
+                "end": end,
+                "children": children.ru_utime + children.ru_stime,
+                "workers": list(workers.values()),
+            }
+        )
+    )
+
+
+def critical_path(args: argparse.Namespace) -> None:
+    """Each command's CPU seconds by process and its critical path (see the module doc)."""
+    import json
+    import tempfile
+
+    folder = make_captures(Path(args.dir) / "captures", args.captures, args.packets)
+    commands = [
+        (f"{args.captures} x {args.packets // 1000}k, serial", [str(folder), "--jobs", "1"]),
+        (f"{args.captures} x {args.packets // 1000}k, --jobs {args.jobs}", [str(folder), "--jobs", str(args.jobs)]),
+    ]
+    if args.big_packets:
+        path = str(big_capture(args))
+        big_name = f"1 x {args.big_packets // 1000}k"
+        commands.append((f"{big_name}, serial", [path, "--jobs", "1"]))
+        commands.append((f"{big_name}, split --jobs {args.jobs}", [path, "--jobs", str(args.jobs)]))
+    print(f"CPU seconds by process ({os.cpu_count()} cores; `before`/`after`: the parent's serial parts)\n")
+    print("| command | parent before | each process | parent after | critical path | total CPU | serial / path |")
+    print("| --- | ---: | ---: | ---: | ---: | ---: | ---: |")
+    serial_path = 0.0
+    for name, extra in commands:
+        with tempfile.NamedTemporaryFile("w", suffix=".trace") as log:
+            out = Path(args.dir) / "critical-path.json"
+            argv = ["analyze", *extra, "--format", "json", "-o", str(out), "--fail-on", "never", "--no-progress"]
+            env = {**os.environ, "PYTHONPATH": str(REPO), TRACE_ENV: log.name}
+            proc = subprocess.run(
+                [sys.executable, __file__, "--trace-one", *argv], env=env, capture_output=True, text=True, check=True
+            )
+            got = json.loads(proc.stdout.splitlines()[-1])
+        marks, children, workers = got["marks"], got["children"], got["workers"]
+        total = got["end"] + children
+        each = []
+        if "before" not in marks:  # serial: all of it is the parent's
+            before, busiest, after = got["end"], 0.0, 0.0
+            serial_path = total
+        else:
+            before = marks["before"]
+            if workers:  # --jobs: each worker's tasks, and a part of what workers did after their last task
+                rest = max(0.0, children - sum(workers)) / len(workers)
+                each = [w + rest for w in workers]
+            else:  # the split: the share this process follows beside each worker's (its share, pickling it)
+                each = [marks["own share"], children / max(1, args.jobs - 1)]
+            busiest = max(each)
+            after = got["end"] - marks["last in"]
+        path_cpu = before + busiest + after
+        ratio = f"{serial_path / path_cpu:.2f}x" if "serial" not in name else "1.00x"
+        processes = " + ".join(f"{x:.2f}" for x in each) or "-"
+        print(f"| {name} | {before:.2f} | {processes} | {after:.2f} | {path_cpu:.2f} | {total:.2f} | {ratio} |")
     print()
 
 
@@ -177,7 +307,18 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument(
         "--phases", action="store_true", help="only time the split's steps on the big capture, in this process"
     )
+    ap.add_argument(
+        "--critical-path", action="store_true", help="CPU seconds by process of each command, and its critical path"
+    )
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["--trace-one"]:  # one traced command, in a child process of --critical-path
+        sys.path.insert(0, str(REPO))
+        trace_one(argv[1:])
+        return 0
     args = ap.parse_args(argv)
+    if args.critical_path:
+        critical_path(args)
+        return 0
     if args.phases:
         sys.path.insert(0, str(REPO))
         phases(big_capture(args), args.jobs)

@@ -336,6 +336,21 @@ def test_three_shares_give_the_serial_ids_streams_and_findings(bench_100k):
     }
 
 
+def test_the_share_this_process_follows_beside_a_pool_is_the_bigger(bench_100k):
+    """Share 0 (followed beside the pool, its outcome not pickled) takes more conversations than
+    the other, every conversation is followed by one share, and the report is the serial one."""
+    from analyzer.scale import _ruleset, analyze_task
+    from analyzer.split import merge_shares
+
+    job = Job(keep="findings")
+    serial, _ = analyze_task(str(bench_100k), job)
+    outcomes = _lead_shares_here(str(bench_100k), job, 2)
+    first, second = (len(o.created) for o in outcomes)
+    assert first + second == serial.conversation_count
+    assert 1.1 < first / second < 1.4  # 5 slices of 9 against 4
+    assert _document(merge_shares(outcomes, _ruleset((), (), ()))) == _document(serial)
+
+
 @pytest.mark.parametrize("shares", [2, 3, 4, 5])
 def test_host_context_survives_the_split(shares):
     """A forged refusal is recognised by the server's TTL learnt from an earlier conversation: in another share."""
@@ -376,15 +391,22 @@ def test_a_stitched_set_reads_on_past_an_unreadable_file_and_fails_when_none_rea
     assert code == 2 and "ring.pcap1" in err and "Traceback" not in err
 
 
-def _shares_here(path: str, job: Job, shares: int) -> list:
-    """analyze_split's shares run one after another in this process (small captures: no pool needed)."""
+def _shares_here(path: str, job: Job, shares: int, lead: bool = False) -> list:
+    """analyze_split's shares run one after another in this process (small captures: no pool needed).
+
+    lead: share 0 the bigger, as when this process follows it beside a pool (analyze_split)."""
     from analyzer.split import analyze_share
 
-    return [analyze_share(path, k, shares, job) for k in range(shares)]
+    return [analyze_share(path, k, shares, job, lead) for k in range(shares)]
 
 
+def _lead_shares_here(path: str, job: Job, shares: int) -> list:
+    return _shares_here(path, job, shares, lead=True)
+
+
+@pytest.mark.parametrize("run", [_shares_here, _lead_shares_here], ids=["equal", "share-0-bigger"])
 @pytest.mark.parametrize("shares", [2, 3])
-def test_every_sample_split_by_conversation_gives_the_serial_report(shares):
+def test_every_sample_split_by_conversation_gives_the_serial_report(shares, run):
     """Tunnels, VLAN tags, fragments, ICMP errors, IPv6: whichever decoder path a packet takes, it
     goes to its conversation's share, and the split's report is the serial one."""
     from analyzer.scale import analyze_task
@@ -395,7 +417,7 @@ def test_every_sample_split_by_conversation_gives_the_serial_report(shares):
     found = 0
     for sample in samples:
         serial, _ = analyze_task(str(sample), job)
-        split = analyze_split(str(sample), job, shares, run=_shares_here)
+        split = analyze_split(str(sample), job, shares, run=run)
         assert _document(split) == _document(serial), sample.name
         found += len(serial.findings)
     assert len(samples) > 80 and found > 50

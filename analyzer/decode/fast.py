@@ -182,7 +182,8 @@ def _tcp(
     shares = sink.shares
     if shares > 1:
         alen = (q - addrs) >> 1
-        if flow_share(data, addrs, data, addrs + alen, alen, be16(data, q), be16(data, q + 2), shares) != sink.share:
+        h = flow_share(data, addrs, data, addrs + alen, alen, be16(data, q), be16(data, q + 2), shares)
+        if h < sink.share or h >= sink.share_end:
             if ts >= sink.next_tick:
                 sink.elsewhere(number, ts)
             return True
@@ -216,7 +217,8 @@ def _udp(
     shares = sink.shares
     if shares > 1:
         alen = (q - addrs) >> 1
-        if flow_share(data, addrs, data, addrs + alen, alen, sport, dport, shares) != sink.share:
+        h = flow_share(data, addrs, data, addrs + alen, alen, sport, dport, shares)
+        if h < sink.share or h >= sink.share_end:
             if ts >= sink.next_tick:
                 sink.elsewhere(number, ts)
             return True

@@ -70,9 +70,11 @@ def pair_of(a: bytes, b: bytes) -> bytes:
 class ShareSink(Sink):
     """Hands the flow table the packets of its share; the others only move the expiry clock."""
 
-    def __init__(self, table: FlowTable, share: int, shares: int) -> None:
+    def __init__(self, table: FlowTable, share: int, shares: int, share_end: int = -1) -> None:
+        """Follow the conversations of shares `share` up to `share_end` (default: `share` alone) of `shares`."""
         self.table = table
         self.share = share
+        self.share_end = share + 1 if share_end < 0 else share_end
         self.shares = shares
         self.frame = 0  # the position of the packet being handled
         self.depth = 0
@@ -87,6 +89,13 @@ class ShareSink(Sink):
         self.host_log: list[HostEntry] = []
         table.learn_hosts = self.ended
         table.ws.hold_requeued = True  # forget no pair before a serial run does (WiresharkStreams)
+
+    def detach(self) -> None:
+        """Let the table go once the share is read: the table's learn_hosts refers back to this sink,
+        and `wsadiag` runs with the cycle collector paused, so the cycle (the table, its stream
+        pairs, the capture reader) would otherwise be left for one full collection at exit, on
+        the split's critical path."""
+        self.table.learn_hosts = None
 
     def elsewhere(self, number: int, ts: float) -> None:
         self.frame = number
@@ -158,7 +167,8 @@ class ShareSink(Sink):
         self.frame = pkt.number
         self.depth = depth
         table = self.table
-        if packet_share(pkt, self.shares) != self.share:
+        h = packet_share(pkt, self.shares)
+        if h < self.share or h >= self.share_end:
             if pkt.ts >= table.meter.next_check:
                 table._expire(pkt.ts)
             self.next_tick = table.meter.next_check
