@@ -16,7 +16,6 @@ complete.
 from __future__ import annotations
 
 import concurrent.futures as cf
-import dataclasses
 import functools
 import os
 import signal
@@ -81,7 +80,7 @@ def analyze_task(path: str, job: Job) -> Outcome:
         extra["max_live_bytes"] = job.max_live_bytes
     ended: list[Conversation] = []
     if job.listing:
-        extra["listen"] = lambda conv: ended.append(_listed(conv))
+        extra["listen"] = ended.append  # built brief (no packets, no payload bytes): they travel back small
     deadline = None if job.timeout is None else time.monotonic() + job.timeout
 
     def check(frames: int) -> None:
@@ -93,16 +92,6 @@ def analyze_task(path: str, job: Job) -> Outcome:
     result = analyze_capture(source, rules, conv_filter, keep=job.keep, progress=check, **extra)
     result.path = path
     return result, ended
-
-
-def _listed(conv: Conversation) -> Conversation:
-    """A conversation as the listing needs it: without packets, so it travels back small."""
-    return dataclasses.replace(
-        conv,
-        timeline=(),
-        client_stats=dataclasses.replace(conv.client_stats, payload_head=b""),
-        server_stats=dataclasses.replace(conv.server_stats, payload_head=b""),
-    )
 
 
 def _open_url(url: str):
