@@ -138,7 +138,9 @@ def analyze_capture(
     """Read and diagnose one capture.
 
     listen: when given, takes each conversation (that passes the filter) as it ends, and the
-    result keeps none: memory stays flat however many there are (`wsadiag conversations`).
+    result keeps none: memory stays flat however many there are (`wsadiag conversations`). No
+    rule runs then, so no packet rows are kept and each conversation comes brief (no timeline,
+    no payload bytes; see build_conversation).
 
     keep: which conversations the result holds: "findings" (those with a finding, whole),
     "all" (every conversation, those without findings without their timeline), "all-full".
