@@ -17,7 +17,7 @@ import sys
 M_TRIM_THRESHOLD = -1  # glibc's malloc.h
 M_MMAP_THRESHOLD = -3
 MMAP_ABOVE = 8 << 20  # larger than any refill: those come from the heap
-TRIM_ABOVE = 32 << 20  # free memory kept at the heap's top before any is returned
+TRIM_ABOVE = 8 << 20  # free memory kept at the heap's top before any is returned (a few refills)
 
 _done = False
 
