@@ -257,6 +257,12 @@ class _Inflater:
         self._in = b""
         self._at_end = False
         self._decomp = self._plain()
+        # Read as the main thread reads a regular file (FILE_CHUNK, then RAW_STEPs), so the small
+        # steps fall where they fall there and the same bytes come out before the fault.
+        grid = FILE_CHUNK + -(-max(start - FILE_CHUNK, 0) // RAW_STEP) * RAW_STEP
+        self._raw_chunk = (grid if grid > start else start + RAW_STEP) - start
+        self._fill()
+        self._raw_chunk = RAW_STEP
         return True
 
     def _next_member(self) -> bool:

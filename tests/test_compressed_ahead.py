@@ -1,0 +1,127 @@
+"""Compressed captures read on the worker thread: the same answers as the plain capture.
+
+The decompression runs on a second thread in big steps, with python-isal for gzip when it is
+installed (analyzer/capture/source.py). What a user sees must not depend on any of that: a
+compressed capture reports what its plain capture reports, and a damaged one keeps the frames and
+the warning that the standard library, step by small step, gives.
+"""
+
+from __future__ import annotations
+
+import bz2
+import gzip
+import importlib.util
+import json
+import lzma
+import random
+import sys
+import threading
+import zlib
+from pathlib import Path
+
+import pytest
+
+from analyzer.capture import open_capture, source
+from analyzer.cli import main
+
+REPO = Path(__file__).resolve().parents[1]
+GENERATE = REPO / "bench" / "generate.py"
+SAMPLES = [REPO / "samples" / n for n in ("rst015-silent-slow-reader-reads-all.pcap", "con001-refused.pcap")]
+COMPRESS = {"gz": gzip.compress, "bz2": bz2.compress, "xz": lzma.compress}
+HAS_ISAL = importlib.util.find_spec("isal") is not None
+
+
+@pytest.fixture(scope="module")
+def generated(tmp_path_factory) -> Path:
+    """The benchmark generator's capture: 3.7 MB, several of the worker's big steps, with findings."""
+    path = tmp_path_factory.mktemp("gen") / "gen-5k.pcap"
+    spec = importlib.util.spec_from_file_location("bench_generate", GENERATE)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    assert module.main([str(path), "--packets", "5000", "--quiet"]) == 0
+    return path
+
+
+def report(path: Path, capsys) -> dict:
+    code = main(["analyze", "--format", "json", "--no-progress", "--fail-on", "never", str(path)])
+    assert code == 0
+    return json.loads(capsys.readouterr().out)
+
+
+def frames_and_warnings(path: Path) -> tuple[list[bytes], list[tuple[str, str]]]:
+    with open_capture(str(path)) as cap:
+        frames = [f.data for f in cap]
+    return frames, [(w.code, w.message) for w in cap.warnings]
+
+
+@pytest.mark.parametrize("ext", COMPRESS)
+def test_a_compressed_capture_reports_what_its_plain_capture_reports(
+    ext: str, generated: Path, tmp_path: Path, capsys
+) -> None:
+    for plain in [generated, *SAMPLES]:
+        packed = tmp_path / f"{plain.name}.{ext}"
+        packed.write_bytes(COMPRESS[ext](plain.read_bytes()))
+        want = report(plain, capsys)
+        got = report(packed, capsys)
+        name = {"gz": "gzip"}.get(ext, ext)
+        assert got["captures"][0].pop("format") == want["captures"][0].pop("format") + "+" + name
+        assert json.dumps(got).replace(str(packed), str(plain)) == json.dumps(want)
+        assert want["captures"][0]["packets"] > 0
+
+
+def damaged(data: bytes, ext: str, how: str) -> bytes:
+    """The compressed `data` cut short, with a bad checksum at its end, or overwritten in the middle."""
+    z = bytearray(COMPRESS[ext](data))
+    if how == "cut":
+        return bytes(z[: len(z) * 2 // 3])
+    if how == "checksum":
+        z[-8 if ext == "gz" else -20] ^= 0xFF  # gzip: the CRC-32 in its trailer; bz2 and xz: near their end
+        return bytes(z)
+    z[len(z) // 2 : len(z) // 2 + 64] = b"\xff" * 64
+    if ext == "gz":
+        return rejected_by_zlib(z)
+    return bytes(z)
+
+
+def rejected_by_zlib(z: bytearray) -> bytes:
+    """`z` overwritten in the middle with noise that inflate rejects (0xff bytes still inflate, to garbage)."""
+    rng = random.Random(5)
+    for at in range(len(z) // 2, len(z) // 2 + 100 * 997, 997):
+        bad = bytearray(z)
+        bad[at : at + 64] = rng.randbytes(64)
+        try:
+            zlib.decompressobj(wbits=-zlib.MAX_WBITS).decompress(bytes(bad[10:]))  # the deflate data, no CRC check
+        except zlib.error:
+            return bytes(bad)
+    raise AssertionError("no overwrite that zlib rejects")
+
+
+@pytest.mark.parametrize("how", ["cut", "checksum", "corrupt"])
+@pytest.mark.parametrize("ext", COMPRESS)
+def test_a_damaged_file_gives_the_frames_and_warning_of_small_standard_library_steps(
+    ext: str, how: str, generated: Path, tmp_path: Path, monkeypatch
+) -> None:
+    """Big steps (and python-isal for gzip, when installed) are replayed in small ones after a fault."""
+    path = tmp_path / f"d.pcap.{ext}"
+    path.write_bytes(damaged(generated.read_bytes(), ext, how))
+    fast = frames_and_warnings(path)
+    monkeypatch.setattr(source, "FAST_MODULES", {})
+    monkeypatch.setattr(source, "AHEAD_STEP", source.INFLATE_STEP)
+    monkeypatch.setattr(source, "AHEAD_RAW", source.RAW_STEP)
+    small = frames_and_warnings(path)
+    assert fast == small
+    assert len(fast[0]) > 100 and fast[1]  # frames before the damage are kept, and the damage is named
+
+
+def test_stopping_early_stops_the_worker_and_restores_the_switch_interval(generated: Path, tmp_path: Path) -> None:
+    path = tmp_path / "g.pcap.gz"
+    path.write_bytes(gzip.compress(generated.read_bytes()))
+    before = sys.getswitchinterval()
+    with open_capture(str(path)) as cap:
+        frames = iter(cap)
+        first = [next(frames).data for _ in range(10)]
+        assert sys.getswitchinterval() <= source.AHEAD_SWITCH
+    assert len(first) == 10
+    assert not [t for t in threading.enumerate() if t.name == "wsadiag-inflate"]
+    assert sys.getswitchinterval() == before
