@@ -9,6 +9,7 @@ the warning that the standard library, step by small step, gives.
 from __future__ import annotations
 
 import bz2
+import gc
 import gzip
 import importlib.util
 import json
@@ -117,11 +118,34 @@ def test_a_damaged_file_gives_the_frames_and_warning_of_small_standard_library_s
 def test_stopping_early_stops_the_worker_and_restores_the_switch_interval(generated: Path, tmp_path: Path) -> None:
     path = tmp_path / "g.pcap.gz"
     path.write_bytes(gzip.compress(generated.read_bytes()))
+    gc.collect()  # captures other tests left unclosed halt their workers when collected
+    for t in workers():
+        t.join(5)
     before = sys.getswitchinterval()
     with open_capture(str(path)) as cap:
         frames = iter(cap)
         first = [next(frames).data for _ in range(10)]
         assert sys.getswitchinterval() <= source.AHEAD_SWITCH
+        assert workers()
     assert len(first) == 10
-    assert not [t for t in threading.enumerate() if t.name == "wsadiag-inflate"]
+    assert not workers()
     assert sys.getswitchinterval() == before
+
+
+def test_a_capture_dropped_unclosed_halts_its_worker(generated: Path, tmp_path: Path) -> None:
+    path = tmp_path / "g.pcap.xz"
+    path.write_bytes(lzma.compress(generated.read_bytes()))
+    gc.collect()
+    for t in workers():
+        t.join(5)
+    cap = open_capture(str(path))
+    next(iter(cap))
+    (worker,) = workers()
+    del cap
+    gc.collect()
+    worker.join(5)
+    assert not worker.is_alive()
+
+
+def workers() -> list[threading.Thread]:
+    return [t for t in threading.enumerate() if t.name == "wsadiag-inflate"]

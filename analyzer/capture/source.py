@@ -14,6 +14,7 @@ import os
 import stat
 import sys
 import threading
+import weakref
 import zlib
 from collections import deque
 from typing import IO, Any, Callable, Iterator
@@ -370,30 +371,17 @@ class _Switch:
 _SWITCH = _Switch()
 
 
-class _ReadAhead:
-    """Runs an _Inflater's reads on a worker thread and hands its output over in big items.
+class _Queue:
+    """The items between the worker and the reader, and the worker's stop flag."""
 
-    zlib, bz2 and lzma release the GIL while they work, so the decompression runs beside the
-    analysis on a second core. The bytes and the damage are the inflater's own: only who calls it
-    changes. Only the worker touches the inflater and the raw stream until it has stopped.
-    """
-
-    def __init__(self, inflater: _Inflater, item: int) -> None:
-        self._inflater = inflater
-        self._item = item  # bytes per hand-over (a pipe: what one raw read gave)
+    def __init__(self, item: int) -> None:
+        self.item = item  # bytes per hand-over (a pipe: what one raw read gave)
         self._items: deque[bytes] = deque()
         self._cond = threading.Condition()
         self._stop = False
         self._done = False  # the worker handed over its last item
-        self._thread = threading.Thread(target=self._work, name="wsadiag-inflate", daemon=True)
-        self._thread.start()
 
-    def _work(self) -> None:
-        with _SWITCH:
-            while self._hand_over(self._inflater.read(self._item)):  # never raises: damage stays on the inflater
-                pass
-
-    def _hand_over(self, data: bytes) -> bool:
+    def hand_over(self, data: bytes) -> bool:
         """Queue `data` (b"": the end), waiting while AHEAD_DEPTH items are unread; False: stop working."""
         with self._cond:
             while len(self._items) >= AHEAD_DEPTH and not self._stop:
@@ -407,7 +395,7 @@ class _ReadAhead:
             self._cond.notify_all()
             return bool(data)
 
-    def read(self, n: int) -> bytes:
+    def take(self, n: int) -> bytes:
         """At least `n` bytes unless the stream ends first (a pipe: what is ready); b"" at the end."""
         parts: list[bytes] = []
         have = 0
@@ -420,16 +408,43 @@ class _ReadAhead:
                     parts.append(data)
                     have += len(data)
                 self._cond.notify_all()
-                if have >= n or self._done or self._item < FILE_CHUNK:
+                if have >= n or self._done or self.item < FILE_CHUNK:
                     break
         return parts[0] if len(parts) == 1 else b"".join(parts)
 
-    def stop(self, wait: float | None) -> bool:
-        """Stop the worker (the reader may stop early); True once it has stopped (within `wait` s)."""
+    def halt(self) -> None:
         with self._cond:
             self._stop = True
             self._items.clear()
             self._cond.notify_all()
+
+
+def _work(inflater: _Inflater, queue: _Queue) -> None:
+    """The worker thread: decompress and hand over until the end or a halt."""
+    with _SWITCH:
+        while queue.hand_over(inflater.read(queue.item)):  # never raises: damage stays on the inflater
+            pass
+
+
+class _ReadAhead:
+    """Runs an _Inflater's reads on a worker thread and hands its output over in big items.
+
+    zlib, bz2 and lzma release the GIL while they work, so the decompression runs beside the
+    analysis on a second core. The bytes and the damage are the inflater's own: only who calls it
+    changes. Only the worker touches the inflater and the raw stream until it has stopped. The
+    worker holds the queue, not this object: a capture dropped unclosed halts its worker.
+    """
+
+    def __init__(self, inflater: _Inflater, item: int) -> None:
+        self._queue = queue = _Queue(item)
+        self.read = queue.take
+        self._thread = threading.Thread(target=_work, args=(inflater, queue), name="wsadiag-inflate", daemon=True)
+        weakref.finalize(self, queue.halt)
+        self._thread.start()
+
+    def stop(self, wait: float | None) -> bool:
+        """Stop the worker (the reader may stop early); True once it has stopped (within `wait` s)."""
+        self._queue.halt()
         self._thread.join(wait)
         return not self._thread.is_alive()
 
