@@ -132,7 +132,8 @@ def test_stopping_early_stops_the_worker_and_restores_the_switch_interval(genera
     assert sys.getswitchinterval() == before
 
 
-def test_a_capture_dropped_unclosed_halts_its_worker(generated: Path, tmp_path: Path) -> None:
+def test_a_capture_dropped_unclosed_halts_its_worker(generated: Path, tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setattr(source, "AHEAD_ITEM", 1 << 16)  # the worker still has items to hand over
     path = tmp_path / "g.pcap.xz"
     path.write_bytes(lzma.compress(generated.read_bytes()))
     gc.collect()
