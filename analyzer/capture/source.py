@@ -372,11 +372,16 @@ _SWITCH = _Switch()
 
 
 class _Queue:
-    """The items between the worker and the reader, and the worker's stop flag."""
+    """The items between the worker and the reader, and the worker's stop flag.
+
+    From a pipe the worker hands over what each raw read gave; while the reader is busy these
+    pile up in one item (a list of parts, joined once) rather than one hand-over each.
+    """
 
     def __init__(self, item: int) -> None:
         self.item = item  # bytes per hand-over (a pipe: what one raw read gave)
-        self._items: deque[bytes] = deque()
+        self._items: deque[list[bytes]] = deque()
+        self._last = 0  # bytes in the last item
         self._cond = threading.Condition()
         self._stop = False
         self._done = False  # the worker handed over its last item
@@ -384,12 +389,17 @@ class _Queue:
     def hand_over(self, data: bytes) -> bool:
         """Queue `data` (b"": the end), waiting while AHEAD_DEPTH items are unread; False: stop working."""
         with self._cond:
+            if data and self._items and self._last + len(data) <= AHEAD_ITEM:
+                self._items[-1].append(data)  # the reader has not taken the last item yet: add to it
+                self._last += len(data)
+                return True
             while len(self._items) >= AHEAD_DEPTH and not self._stop:
                 self._cond.wait()
             if self._stop:
                 return False
             if data:
-                self._items.append(data)
+                self._items.append([data])
+                self._last = len(data)
             else:
                 self._done = True
             self._cond.notify_all()
@@ -404,9 +414,9 @@ class _Queue:
                 while not self._items and not self._done:
                     self._cond.wait()
                 while self._items:
-                    data = self._items.popleft()
-                    parts.append(data)
-                    have += len(data)
+                    for data in self._items.popleft():
+                        parts.append(data)
+                        have += len(data)
                 self._cond.notify_all()
                 if have >= n or self._done or self.item < FILE_CHUNK:
                     break
