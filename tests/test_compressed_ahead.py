@@ -150,3 +150,33 @@ def test_a_capture_dropped_unclosed_halts_its_worker(generated: Path, tmp_path: 
 
 def workers() -> list[threading.Thread]:
     return [t for t in threading.enumerate() if t.name == "wsadiag-inflate"]
+
+
+def test_an_unexpected_failure_of_the_worker_ends_the_stream_with_a_warning(
+    generated: Path, tmp_path: Path, monkeypatch
+) -> None:
+    """A decompressor that raises what no decompressor should (a bug) leaves no reader waiting forever."""
+
+    class Broken:
+        """zlib until 3 MiB are out (the first item is handed over by then), then a bug."""
+
+        def __init__(self) -> None:
+            self._z = zlib.decompressobj(wbits=-zlib.MAX_WBITS)
+            self._out = 0
+
+        def __getattr__(self, name: str):
+            return getattr(self._z, name)
+
+        def decompress(self, data: bytes, step: int) -> bytes:
+            if self._out >= 3 << 20:
+                raise RuntimeError("decompressor bug")
+            out = self._z.decompress(data, step)
+            self._out += len(out)
+            return out
+
+    path = tmp_path / "g.pcap.gz"
+    path.write_bytes(gzip.compress(generated.read_bytes()))
+    monkeypatch.setattr(source, "_fast", lambda name: (Broken, OSError))
+    frames, warnings = frames_and_warnings(path)
+    assert warnings == [("read-error", f"decompression failed: decompressor bug (after frame {len(frames)})")]
+    assert len(frames) > 100  # what decompressed before it is read

@@ -432,8 +432,12 @@ class _Queue:
 def _work(inflater: _Inflater, queue: _Queue) -> None:
     """The worker thread: decompress and hand over until the end or a halt."""
     with _SWITCH:
-        while queue.hand_over(inflater.read(queue.item)):  # never raises: damage stays on the inflater
-            pass
+        try:
+            while queue.hand_over(inflater.read(queue.item)):  # damage stays on the inflater, for Source.read
+                pass
+        except Exception as exc:  # not expected (MemoryError, a decompressor's bug): end the stream with a warning
+            inflater._fault("read-error", f"decompression failed: {_why(exc)}")
+            queue.hand_over(b"")  # the reader must not wait for an item that never comes
 
 
 class _ReadAhead:
@@ -554,8 +558,10 @@ class Source:
     def close(self) -> None:
         # The worker is stopped before its stream is closed. A regular file's read returns at
         # once; a pipe may keep it waiting for its writer, and then the pipe is left open to it.
-        if self._ahead is not None and not self._ahead.stop(None if self._regular else PIPE_WAIT):
-            return
+        if self._ahead is not None:
+            stopped = self._ahead.stop(None if self._regular else PIPE_WAIT if self._owned else 0)
+            if not stopped and self._owned:
+                return
         try:
             if self._owned:
                 self._fobj.close()
