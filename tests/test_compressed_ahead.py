@@ -29,7 +29,7 @@ REPO = Path(__file__).resolve().parents[1]
 GENERATE = REPO / "bench" / "generate.py"
 SAMPLES = [REPO / "samples" / n for n in ("rst015-silent-slow-reader-reads-all.pcap", "con001-refused.pcap")]
 COMPRESS = {"gz": gzip.compress, "bz2": bz2.compress, "xz": lzma.compress}
-HAS_ISAL = importlib.util.find_spec("isal") is not None
+HAS_IBZ2 = importlib.util.find_spec("indexed_bzip2") is not None
 
 
 @pytest.fixture(scope="module")
@@ -103,11 +103,12 @@ def rejected_by_zlib(z: bytearray) -> bytes:
 def test_a_damaged_file_gives_the_frames_and_warning_of_small_standard_library_steps(
     ext: str, how: str, generated: Path, tmp_path: Path, monkeypatch
 ) -> None:
-    """Big steps (and python-isal for gzip, when installed) are replayed in small ones after a fault."""
+    """Big steps (python-isal, indexed_bzip2 when installed) are replayed in small ones after a fault."""
     path = tmp_path / f"d.pcap.{ext}"
     path.write_bytes(damaged(generated.read_bytes(), ext, how))
     fast = frames_and_warnings(path)
     monkeypatch.setattr(source, "FAST_MODULES", {})
+    monkeypatch.setattr(source, "FAST_READERS", {})
     monkeypatch.setattr(source, "AHEAD_STEP", source.INFLATE_STEP)
     monkeypatch.setattr(source, "AHEAD_RAW", source.RAW_STEP)
     small = frames_and_warnings(path)
@@ -180,3 +181,40 @@ def test_an_unexpected_failure_of_the_worker_ends_the_stream_with_a_warning(
     frames, warnings = frames_and_warnings(path)
     assert warnings == [("read-error", f"decompression failed: decompressor bug (after frame {len(frames)})")]
     assert len(frames) > 100  # what decompressed before it is read
+
+
+@pytest.mark.skipif(not HAS_IBZ2, reason="indexed_bzip2 is not installed: the bz2 module reads every .bz2")
+@pytest.mark.parametrize("between", [b"", b"junk between the streams", b"\0" * 512])
+def test_bz2_streams_with_bytes_between_them_are_read_as_the_standard_library_reads_them(
+    between: bytes, generated: Path, tmp_path: Path, monkeypatch
+) -> None:
+    """The parallel reader stops at bytes that are no stream; the bz2 module goes on and names them."""
+    data = generated.read_bytes()
+    half = len(data) // 2
+    path = tmp_path / "two.pcap.bz2"
+    path.write_bytes(bz2.compress(data[:half]) + between + bz2.compress(data[half:]))
+    fast = frames_and_warnings(path)
+    monkeypatch.setattr(source, "FAST_READERS", {})
+    plain = frames_and_warnings(path)
+    assert fast == plain
+    if between:  # what follows a stream and is none is named, and reading stops there
+        assert [code for code, _ in plain[1]] == ["corrupt-compression"] and len(plain[0]) < 5000
+    else:
+        assert plain == frames_and_warnings(generated)
+
+
+@pytest.mark.skipif(not HAS_IBZ2, reason="indexed_bzip2 is not installed: the bz2 module reads every .bz2")
+def test_a_sound_bz2_file_is_read_once_by_the_parallel_reader(generated: Path, tmp_path: Path, monkeypatch) -> None:
+    """Read again by the bz2 module only after a fault: a sound file is not decompressed twice."""
+    outcomes = []
+    work_fast = source._work_fast
+
+    def recorded(*args):
+        outcomes.append(work_fast(*args))
+        return outcomes[-1]
+
+    monkeypatch.setattr(source, "_work_fast", recorded)
+    path = tmp_path / "g.pcap.bz2"
+    path.write_bytes(bz2.compress(generated.read_bytes()))
+    assert frames_and_warnings(path) == frames_and_warnings(generated)
+    assert outcomes == [True]

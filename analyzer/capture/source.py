@@ -58,6 +58,36 @@ def _fast(name: str) -> Fast | None:
     return lambda: isal_zlib.decompressobj(wbits=-isal_zlib.MAX_WBITS), isal_zlib.error
 
 
+# Whole-file readers that decompress in parallel, when installed (the `fast` extra): indexed_bzip2
+# finds the bzip2 blocks and decodes them on every core, in about half the CPU time of the bz2
+# module even on one. It reads a regular file by name; what it hands out is checked (see _work).
+FAST_READERS = {"bz2": "indexed_bzip2"}
+BZ2_END = 0x177245385090  # the 48-bit end-of-stream marker; then a 32-bit CRC and padding to a byte
+BZ2_TAIL = 11  # bytes that hold the marker, the CRC and up to 7 bits of padding
+FastReader = tuple[Callable[[], Any], int]  # a reader factory and the size of the file it reads
+
+
+def _fast_reader(name: str, path: str, fobj: IO[bytes]) -> FastReader | None:
+    """A faster whole-file reader of `path` and the file's size, or None (not installed, or an unclean end).
+
+    Only a file that ends with a stream's end marker is given to it: trailing bytes (garbage,
+    zero padding) are read by the standard library, which names them.
+    """
+    module = FAST_READERS.get(name)
+    if module is None:
+        return None
+    try:
+        size = os.fstat(fobj.fileno()).st_size
+        tail = os.pread(fobj.fileno(), BZ2_TAIL, max(size - BZ2_TAIL, 0))
+        reader = importlib.import_module(module)
+    except (ImportError, OSError, AttributeError, ValueError):
+        return None
+    value = int.from_bytes(tail, "big")
+    if not any((value >> (pad + 32)) & 0xFFFFFFFFFFFF == BZ2_END for pad in range(8)):
+        return None
+    return lambda: reader.open(path, parallelization=os.cpu_count() or 1), size
+
+
 # Output asked of a decompressor per call: data of a call that fails is lost, so this bounds
 # what a corrupt block can take with it (bz2 and xz check a block's CRC only at its end).
 INFLATE_STEP = 1 << 16
@@ -116,6 +146,7 @@ class _Inflater:
         self._tell: Callable[[], int] | None = None  # the raw stream's position and seek, when it has them
         self._seek: Callable[[int], int] | None = None
         self._decomp: Any = None  # the current member's decompressor
+        self.skip = 0  # output to drop from the start: a faster reader handed it out before it failed
         self._errors = DECOMPRESSION_ERRORS
         self._in = b""  # compressed bytes read but not yet given to a decompressor
         self._at_end = False  # the raw stream has ended (or failed)
@@ -142,6 +173,10 @@ class _Inflater:
         parts: list[bytes] = []
         have = 0
         for data in self._out:
+            if self.skip:  # handed out already by a faster reader (_work)
+                cut = min(self.skip, len(data))
+                self.skip -= cut
+                data = data[cut:]
             parts.append(data)
             have += len(data)
             if have >= n or self._chunk < FILE_CHUNK:
@@ -429,15 +464,53 @@ class _Queue:
             self._cond.notify_all()
 
 
-def _work(inflater: _Inflater, queue: _Queue) -> None:
+def _work(inflater: _Inflater, queue: _Queue, fast: FastReader | None) -> None:
     """The worker thread: decompress and hand over until the end or a halt."""
     with _SWITCH:
         try:
+            if fast is not None and _work_fast(fast, inflater, queue):
+                return
             while queue.hand_over(inflater.read(queue.item)):  # damage stays on the inflater, for Source.read
                 pass
         except Exception as exc:  # not expected (MemoryError, a decompressor's bug): end the stream with a warning
             inflater._fault("read-error", f"decompression failed: {_why(exc)}")
             queue.hand_over(b"")  # the reader must not wait for an item that never comes
+
+
+def _work_fast(fast: FastReader, inflater: _Inflater, queue: _Queue) -> bool:
+    """Hand over what the faster reader gives; True when it read the whole file soundly (or was halted).
+
+    When it fails, or stops before the file's end, the standard library's decompressor reads the
+    file from its start, dropping what was handed out: damage costs what it costs there.
+    """
+    done = 0
+    try:
+        with fast[0]() as reader:
+            while True:
+                data = reader.read(queue.item)
+                if not data:
+                    if not _read_to_the_end(reader, fast[1], done):
+                        break  # it stopped at bytes that are no stream: the standard library names them
+                    queue.hand_over(b"")
+                    return True
+                if not queue.hand_over(data):
+                    return True
+                done += len(data)
+    except Exception:  # whatever it raises (its own errors are RuntimeError and ValueError): read again
+        pass
+    inflater.skip = done
+    return False
+
+
+def _read_to_the_end(reader: Any, size: int, out: int) -> bool:
+    """indexed_bzip2 read the whole file: its last block (or end marker) lies in the last 88 bits.
+
+    It stops quietly at bytes after a stream that start no other; its block table tells where it
+    stopped (tell_compressed() says 0 when it decodes in parallel).
+    """
+    offsets = reader.block_offsets()
+    end = max(offsets, default=0)
+    return 0 <= size * 8 - end < 8 * BZ2_TAIL and offsets.get(end) == out
 
 
 class _ReadAhead:
@@ -449,10 +522,11 @@ class _ReadAhead:
     worker holds the queue, not this object: a capture dropped unclosed halts its worker.
     """
 
-    def __init__(self, inflater: _Inflater, item: int) -> None:
+    def __init__(self, inflater: _Inflater, item: int, fast: FastReader | None = None) -> None:
         self._queue = queue = _Queue(item)
         self.read = queue.take
-        self._thread = threading.Thread(target=_work, args=(inflater, queue), name="wsadiag-inflate", daemon=True)
+        args = (inflater, queue, fast)
+        self._thread = threading.Thread(target=_work, args=args, name="wsadiag-inflate", daemon=True)
         weakref.finalize(self, queue.halt)
         self._thread.start()
 
@@ -506,7 +580,9 @@ class Source:
                 # a regular file can be read again after a fault: it may take the big steps and a faster decompressor
                 inflater.ahead(self._fobj if self._regular else None, _fast(name))
                 self._inflater = inflater
-                self._ahead = _ReadAhead(inflater, AHEAD_ITEM if self._regular else self.chunk)
+                by_name = self._regular and self._owned  # a path the faster reader can open itself
+                fast = _fast_reader(name, self.path, self._fobj) if by_name else None
+                self._ahead = _ReadAhead(inflater, AHEAD_ITEM if self._regular else self.chunk, fast)
                 self._read = self._ahead.read
                 first = self.read_at_least(self._read, 8)
                 if not first and inflater.damage:
