@@ -7,12 +7,9 @@ The rule engine fills the `{peer_capture}`, `{path_between}`, `{injected_hops}`,
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
 
 from analyzer.model import Conversation, Event, Mark
-
-if TYPE_CHECKING:  # only annotations here: a one-capture analysis does not load the two-capture model
-    from analyzer.peer.model import PathView
+from analyzer.peer.model import PathView
 
 INITIAL_TTLS = (32, 64, 128, 255)  # the initial TTLs / hop limits stacks use (Linux 64, Windows 128, Cisco 255)
 
