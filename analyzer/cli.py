@@ -315,10 +315,11 @@ def _apply_config(args: argparse.Namespace) -> None:
 
 def _analyze(args: argparse.Namespace) -> int:
     from analyzer.report import ReportOptions, render, render_pieces
-    from analyzer.report.baseline import apply_baseline, load_baseline, write_baseline
     from analyzer.report.incidents import zone
 
     _apply_config(args)
+    if args.baseline or args.write_baseline:  # its hashlib and json are a few ms of a start-up
+        from analyzer.report.baseline import apply_baseline, load_baseline, write_baseline
     zone(args.tz)  # an unknown zone is a usage error before any capture is read
     captures = expand_captures(args.captures)
     # Everything that can be refused is refused before the first capture is read.

@@ -15,7 +15,6 @@ input: from the working folder up); the first wsadiag.toml, or pyproject.toml ho
 
 from __future__ import annotations
 
-import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -56,6 +55,8 @@ def find_config(captures: list[str]) -> Path | None:
 
 
 def _read(path: Path) -> dict[str, Any]:
+    import tomllib  # only when there is a configuration file to read
+
     try:
         with path.open("rb") as fh:
             return tomllib.load(fh)

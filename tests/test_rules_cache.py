@@ -78,3 +78,22 @@ def test_no_cache_when_turned_off(files, home, monkeypatch):
     monkeypatch.setenv("WSADIAG_NO_CACHE", "1")
     cache.parsed(files, parse)
     assert not home.exists()
+
+
+def test_a_start_up_with_the_cache_filled_imports_no_yaml_parser(home, tmp_path):
+    """The precedence list comes from the cache as well: an analysis then needs no YAML at all."""
+    import subprocess
+    import sys
+
+    repo = Path(__file__).resolve().parents[1]
+    sample = repo / "samples" / "con001-refused.pcap"
+    script = (
+        "import sys\n"
+        "from analyzer.cli import main\n"
+        f"code = main(['analyze', '--format', 'json', '--no-progress', '--fail-on', 'never', {str(sample)!r}])\n"
+        "print('yaml' in sys.modules, code, file=sys.stderr)\n"
+    )
+    env = {"PATH": "/usr/bin:/bin", "PYTHONPATH": str(repo), "XDG_CACHE_HOME": str(tmp_path)}
+    runs = [subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True) for _ in range(2)]
+    assert [r.stderr.split()[-2:] for r in runs] == [["True", "0"], ["False", "0"]]  # parsed, then from the cache
+    assert runs[0].stdout == runs[1].stdout and '"CON001"' in runs[0].stdout

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import os
 import struct
-from typing import IO, Iterator
+from typing import IO, TYPE_CHECKING, Iterator
 
-from analyzer.capture.etl import Drop, looks_like_etl, walk_etl
 from analyzer.capture.formats import (
     OTHER_MAGICS,
     PCAP_FCS_PRESENT,
@@ -24,6 +23,9 @@ from analyzer.capture.pcapng import Interface, PcapngWalk
 from analyzer.capture.source import Source, open_source
 from analyzer.errors import CaptureError
 from analyzer.model import CaptureWarning, Frame
+
+if TYPE_CHECKING:
+    from analyzer.capture.etl import Drop
 
 # The CaptureWarning codes this package emits; the frame number is the frame that was lost or
 # affected (for a fault between frames, the number the next frame would have had).
@@ -175,6 +177,8 @@ def _detect(cap: Capture, source: Source, head: bytes) -> None:
         cap._frames = frames(ng)
         return
     head = source.top_up(head, ETL_MIN_HEAD)
+    from analyzer.capture.etl import looks_like_etl, walk_etl  # ETL only: not on a pcap's start-up
+
     if looks_like_etl(head):
         cap.format = "etl" + suffix
         cap._frames = walk_etl(cap, head, cap.appearances)

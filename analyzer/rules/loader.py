@@ -275,16 +275,33 @@ PRECEDENCE_FILE = "precedence.yaml"  # in rules/: the order in which diagnoses l
 @functools.cache
 def precedence() -> tuple[str, ...]:
     """The precedence list of rules/precedence.yaml: rule codes, the one that leads first."""
-    text = ""
-    try:
-        text = resources.files("analyzer._rules").joinpath(PRECEDENCE_FILE).read_text("utf-8")
-    except (ModuleNotFoundError, FileNotFoundError, NotADirectoryError):
-        text = (_REPO_RULES / PRECEDENCE_FILE).read_text("utf-8")
-    src = parse(text, f"rules/{PRECEDENCE_FILE}")
+    name = f"rules/{PRECEDENCE_FILE}"
+    # parsed with the rule files, so that it too comes from the cache and a start-up needs no YAML parser
+    src = next((s for s in _builtin_sources() if s.path == name), None) or parse(_precedence_text(), name)
     order = src.data.get("order")
     if not isinstance(order, list) or not all(isinstance(c, str) for c in order) or len(set(order)) != len(order):
         raise src.error(("order",), "order is a list of distinct rule codes")
     return tuple(order)
+
+
+def _precedence_text() -> str:
+    try:
+        return resources.files("analyzer._rules").joinpath(PRECEDENCE_FILE).read_text("utf-8")
+    except (ModuleNotFoundError, FileNotFoundError, NotADirectoryError):
+        return (_REPO_RULES / PRECEDENCE_FILE).read_text("utf-8")
+
+
+@functools.cache
+def _builtin_sources() -> tuple[Source, ...]:
+    """The built-in rule files, then rules/precedence.yaml (if readable), parsed once per edit (rules/cache.py)."""
+    from analyzer.rules.cache import parsed
+
+    files = sorted(_builtin_files())
+    try:
+        files.append((f"rules/{PRECEDENCE_FILE}", _precedence_text()))
+    except OSError:
+        pass  # precedence() reports it
+    return tuple(parsed(files, parse))
 
 
 def _builtin_files() -> list[tuple[str, str]]:
@@ -313,11 +330,10 @@ def _builtin_files() -> list[tuple[str, str]]:
 @functools.cache
 def builtin_rules() -> tuple[Rule, ...]:
     """The rules shipped with wsadiag, compiled once per process (parsed once per edit: rules/cache.py)."""
-    from analyzer.rules.cache import parsed
-
     out = []
-    for src in parsed(sorted(_builtin_files()), parse):
-        out.append(compile_rule(src, src.path.rsplit("/", 1)[-1], check_schema=False))
+    for src in _builtin_sources():
+        if src.path != f"rules/{PRECEDENCE_FILE}":
+            out.append(compile_rule(src, src.path.rsplit("/", 1)[-1], check_schema=False))
     return tuple(out)
 
 

@@ -4,16 +4,24 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
-
-import yaml
+from typing import TYPE_CHECKING, Any
 
 from analyzer.errors import RuleError
 
+if TYPE_CHECKING:
+    import yaml
+
+# yaml is imported by parse(), when a rule file is parsed: the built-in rules come from the
+# cache (analyzer/rules/cache.py) on most runs, and PyYAML's import is a tenth of a start-up.
+
 MAX_RULE_BYTES = 64 * 1024  # a rule is a page of YAML; anything bigger is not a rule file
 
-# libyaml's parser when PyYAML has it (same safe constructors, ~20x faster on big input).
-_Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+def _loader() -> Any:
+    """libyaml's parser when PyYAML has it (same safe constructors, ~20x faster on big input)."""
+    import yaml
+
+    return getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,12 +51,16 @@ class Source:
 def _reject_aliases(text: str, path: str) -> None:
     # Rule files need no anchors; refusing aliases keeps a small file from expanding into an
     # exponential tree that validation would then walk.
-    for event in yaml.parse(text, Loader=_Loader):
+    import yaml
+
+    for event in yaml.parse(text, Loader=_loader()):
         if isinstance(event, yaml.AliasEvent):
             raise RuleError(f"{path}:{event.start_mark.line + 1}: YAML aliases (*name) are not allowed in rule files")
 
 
 def _walk(node: yaml.Node, here: tuple, lines: dict, path: str) -> None:
+    import yaml
+
     lines.setdefault(here, node.start_mark.line + 1)
     if isinstance(node, yaml.MappingNode):
         seen: set = set()
@@ -71,9 +83,11 @@ def parse(text: str, path: str) -> Source:
     """Parses rule text: safe YAML only, no aliases, no duplicate keys; errors name file and line."""
     if len(text) > MAX_RULE_BYTES:
         raise RuleError(f"{path}:1: file is larger than {MAX_RULE_BYTES // 1024} KiB; a rule file is one rule")
+    import yaml
+
     try:
         _reject_aliases(text, path)
-        loader = _Loader(text)
+        loader = _loader()(text)
         try:
             node = loader.get_single_node()
             lines: dict[tuple, int] = {}
