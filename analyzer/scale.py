@@ -15,7 +15,6 @@ complete.
 
 from __future__ import annotations
 
-import concurrent.futures as cf
 import functools
 import os
 import signal
@@ -29,6 +28,8 @@ from analyzer.errors import UsageError
 from analyzer.model import CaptureResult, CaptureWarning, Conversation
 
 if TYPE_CHECKING:
+    import concurrent.futures as cf
+
     from analyzer.pipeline import Keep
 
 CLUSTER_HINT = "pip install 'wsadiag[cluster]'  (dask, distributed and fsspec)"
@@ -164,6 +165,8 @@ def run_pool(
     well, `kill -INT` only to this process), the captures up to the first unfinished one are
     given, that one with what it read, and KeyboardInterrupt is raised again.
     """
+    import concurrent.futures as cf  # here, not at import: a one-capture run never starts a pool
+
     state = _PoolRun(captures, job, task)
     pool = cf.ProcessPoolExecutor(max_workers=max(1, jobs))
     try:
@@ -217,13 +220,15 @@ class _PoolRun:
         self.interrupted = False
 
     def take(self, fut: cf.Future) -> None:
+        from concurrent.futures.process import BrokenProcessPool
+
         i = self.futures[fut]
         self.finished += 1
         if fut.cancelled():
             return
         try:
             self.outcomes[i] = fut.result()
-        except cf.process.BrokenProcessPool:
+        except BrokenProcessPool:
             if not self.interrupted:  # after Ctrl-C a worker stopped by it is no failure of the capture
                 self.retry.add(i)
         except KeyboardInterrupt:  # the worker was interrupted outside its packet loop
@@ -253,6 +258,8 @@ def _interrupt(pool: cf.ProcessPoolExecutor) -> None:
 
 def _alone(path: str, job: Job, task: Task) -> Outcome:
     """A capture whose worker died, once more in a process of its own."""
+    import concurrent.futures as cf
+
     try:
         with cf.ProcessPoolExecutor(max_workers=1) as pool:
             return pool.submit(guarded, task, path, job).result()

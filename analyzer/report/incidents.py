@@ -13,7 +13,6 @@ import ipaddress
 from dataclasses import dataclass, replace
 from datetime import datetime, timezone, tzinfo
 from typing import Any
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from analyzer.errors import UsageError
 from analyzer.model import CaptureResult, Conversation, Finding
@@ -120,6 +119,8 @@ def zone(name: str) -> tzinfo:
     if name == "local":
         local = datetime.now().astimezone().tzinfo
         return local if local is not None else timezone.utc
+    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError  # only for a named zone: a few ms of start-up
+
     try:
         return ZoneInfo(name)
     except (ZoneInfoNotFoundError, ValueError):

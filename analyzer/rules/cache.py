@@ -3,27 +3,31 @@
 Parsing the 40-odd YAML files (with the line of every key, for error messages) is the largest
 single cost of starting `wsadiag analyze` on a small capture. The parsed form is plain data
 (dicts, lists, strings, numbers and tuples), so it is kept with `marshal`, which loads it about
-thirty times faster than YAML parses it. The cache is keyed by a hash of every file's name and
+thirty times faster than YAML parses it. The cache is keyed by checksums of every file's name and
 text and of the Python version, so an edited rule or another interpreter never sees a stale
 entry; a damaged or unreadable entry is ignored and rebuilt, and a cache that cannot be written
 (read-only home, no home) only costs the parse. WSADIAG_NO_CACHE=1 turns it off.
+
+The checksums are zlib's CRC-32 and Adler-32 (64 bits together, plus the length), not SHA-256:
+they guard against edits and torn files, not against an attacker who can write the user's own
+cache, and importing hashlib (OpenSSL) costs a few milliseconds of every start-up.
 """
 
 from __future__ import annotations
 
-import hashlib
 import marshal
 import os
 import sys
 import tempfile
+import zlib
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from analyzer.rules.source import Source
 
 # Bump when what is cached changes shape (a Source field added, the lines' keys changed).
-FORMAT = b"wsadiag-rules-1"
-_DIGEST = 32  # bytes of SHA-256 in front of the payload: a torn or damaged file is never loaded
+FORMAT = b"wsadiag-rules-2"
+_DIGEST = 8  # bytes of checksum in front of the payload: a torn or damaged file is never loaded
 
 
 def cache_dir() -> Path | None:
@@ -40,11 +44,16 @@ def cache_dir() -> Path | None:
 
 
 def _key(files: Sequence[tuple[str, str]]) -> str:
-    h = hashlib.sha256(FORMAT)
-    h.update(sys.version.encode())
-    for name, text in files:
-        h.update(b"\0" + name.encode() + b"\0" + text.encode("utf-8", "surrogatepass"))
-    return h.hexdigest()[:32]
+    data = b"\0".join(
+        [FORMAT, sys.version.encode()]
+        + [name.encode() + b"\0" + text.encode("utf-8", "surrogatepass") for name, text in files]
+    )
+    return f"{_digest(data).hex()}{len(data):x}"
+
+
+def _digest(data: bytes) -> bytes:
+    """CRC-32 and Adler-32 of data, 8 bytes."""
+    return zlib.crc32(data).to_bytes(4, "big") + zlib.adler32(data).to_bytes(4, "big")
 
 
 def _load(path: Path, files: Sequence[tuple[str, str]]) -> list[Source] | None:
@@ -53,7 +62,7 @@ def _load(path: Path, files: Sequence[tuple[str, str]]) -> list[Source] | None:
     except OSError:
         return None
     payload = raw[_DIGEST:]
-    if len(raw) <= _DIGEST or hashlib.sha256(payload).digest() != raw[:_DIGEST]:
+    if len(raw) <= _DIGEST or _digest(payload) != raw[:_DIGEST]:
         return None
     try:
         items = marshal.loads(payload)
@@ -78,7 +87,7 @@ def _store(folder: Path, path: Path, sources: Sequence[Source]) -> None:
         fd, tmp = tempfile.mkstemp(dir=folder, prefix=".rules-", suffix=".tmp")
         try:
             with os.fdopen(fd, "wb") as fh:
-                fh.write(hashlib.sha256(payload).digest() + payload)
+                fh.write(_digest(payload) + payload)
             os.replace(tmp, path)
         except BaseException:
             os.unlink(tmp)
