@@ -284,6 +284,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def entrypoint() -> None:
     """The `wsadiag` console script."""
+    from analyzer.capture import heap
+
+    heap.enable()  # this process is wsadiag's own: it may tune malloc for its big reads
     sys.exit(main(sys.argv[1:]))
 
 

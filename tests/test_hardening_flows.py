@@ -8,6 +8,7 @@ Bounds are measured with tracemalloc (memory) and the table's own count of deadl
 from __future__ import annotations
 
 import io
+import json
 import tracemalloc
 from pathlib import Path
 
@@ -127,12 +128,18 @@ def test_memory_estimate_tracks_what_is_measured():
 
 
 def test_default_bound_is_one_gib_and_the_option_sets_it(full_timelines, capsys):
+    """The bound splits conversations alike in a listing (which keeps no packet rows) and in an
+    analysis (which does): both commands see the same conversations under the same bound."""
     assert DEFAULT_MAX_LIVE_BYTES == 1 << 30
     path = full_timelines
-    # analyze: a listing keeps no packet rows, so its conversations weigh too little to reach 4 MiB
-    main(["analyze", "--no-progress", "--format", "json", "--fail-on", "never", "--max-memory", "4M", str(path)])
-    out = capsys.readouterr().out
-    assert "memory-bound" in out and "4 MiB" in out
+    seen = {}
+    for verb, extra in (("conversations", []), ("analyze", ["--fail-on", "never"])):
+        main([verb, "--no-progress", "--format", "json", *extra, "--max-memory", "4M", str(path)])
+        out = capsys.readouterr().out
+        assert "memory-bound" in out and "4 MiB" in out
+        capture = json.loads(out)["captures"][0]
+        seen[verb] = (capture["conversation_count"], [w for w in capture["warnings"] if w["code"] == "memory-bound"])
+    assert seen["conversations"] == seen["analyze"] and seen["analyze"][0] > 1000
     assert main(["conversations", "--no-progress", "--max-memory", "lots", str(path)]) == 2
 
 

@@ -7,7 +7,12 @@ returns them when they are freed, so every page of every refill is faulted in an
 capture about 90,000 more page faults, 0.15-0.2 s of system time in a 2.5 s analysis. Raising
 glibc's mmap and trim thresholds (mallopt, the same knobs as the MALLOC_MMAP_THRESHOLD_ and
 MALLOC_TRIM_THRESHOLD_ environment variables) lets a freed buffer's pages be reused instead, for
-a few MiB more resident memory. Elsewhere (macOS, Windows, musl) nothing is done.
+a few MiB more resident memory.
+
+The setting is process-wide and lasts, so only the command line turns it on (enable()): a
+program that calls analyze_capture keeps its own malloc behaviour. It is applied at the first
+megabyte-sized read, so a small capture does not even import ctypes, and never on other systems
+(macOS, Windows, musl) or when ctypes is missing.
 """
 
 from __future__ import annotations
@@ -18,14 +23,22 @@ M_TRIM_THRESHOLD = -1  # glibc's malloc.h
 M_MMAP_THRESHOLD = -3
 MMAP_ABOVE = 8 << 20  # larger than any refill: those come from the heap
 TRIM_ABOVE = 8 << 20  # free memory kept at the heap's top before any is returned (a few refills)
+LARGE_READ = 1 << 20  # a read this big is a refill of a large capture
 
+_enabled = False
 _done = False
 
 
-def keep_freed_buffers() -> None:
-    """Tune glibc once per process, when the first large capture is refilled; never raises."""
+def enable() -> None:
+    """Let this process tune glibc (the `wsadiag` command owns its process; a library caller does not)."""
+    global _enabled
+    _enabled = True
+
+
+def keep_freed_buffers(read: int) -> None:
+    """After a read of `read` bytes: tune glibc once, if enabled and the read is a large one; never raises."""
     global _done
-    if _done:
+    if _done or not _enabled or read < LARGE_READ:
         return
     _done = True
     if not sys.platform.startswith("linux"):
@@ -36,5 +49,5 @@ def keep_freed_buffers() -> None:
         mallopt = ctypes.CDLL(None).mallopt
         mallopt(M_MMAP_THRESHOLD, MMAP_ABOVE)
         mallopt(M_TRIM_THRESHOLD, TRIM_ABOVE)
-    except (OSError, AttributeError):
-        pass  # not glibc (musl has no mallopt): the default behaviour is only slower
+    except Exception:  # no ctypes, no libffi, not glibc (musl has no mallopt): only slower
+        pass

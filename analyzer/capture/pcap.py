@@ -158,8 +158,8 @@ class PcapWalk(RecordCursor):
 
     def _refill(self, truncated: str) -> bool:
         """Read more after the unread tail of the buffer; at the end, report a cut-short record."""
-        keep_freed_buffers()
         data = self.read(self.chunk)
+        keep_freed_buffers(len(data))
         if not data:
             if self.pos < len(self.buf) and not self.cap._source.failed:
                 self.cap._warn("truncated", truncated, self.n + 1)

@@ -233,9 +233,9 @@ class PcapngWalk(RecordCursor):
         """Read on until the block at pos is whole; at the end, report a cut-short block."""
         # The whole block at once: a pipe hands out a pipe buffer per read, and growing
         # the buffer read by read would copy a large block once per 64 KiB (quadratic).
-        keep_freed_buffers()
         cap = self.cap
         data = cap._source.top_up(b"", need)
+        keep_freed_buffers(len(data))
         if not data:
             if avail > 0 and not cap._source.failed:
                 got = f"{avail} of {blen}" if blen else f"{avail} of at least 12"

@@ -429,18 +429,23 @@ class _Flow:
         """Add a packet's row to the bounded timeline."""
         if self.npk < TIMELINE_HEAD:
             self.head.append(ev)
-            meter = self.meter
-            if meter is not None:
-                meter.rows += 1
         else:
             if self.tail is None:
                 self.tail = deque(maxlen=TIMELINE_TAIL)
-                self._charge_tail()
             self.tail.append(ev)
         self.count(ev.ts, ev.frame)
 
     def count(self, ts: float, frame: int) -> None:
-        """Count a packet that has no row: its time and number still move the conversation's end."""
+        """Count a packet, whether its row was kept (record) or not (a listing keeps none).
+
+        The table's meter is charged alike either way, so the memory bound hands conversations
+        on at the same moments and `conversations` lists the conversations `analyze` judges."""
+        if self.npk < TIMELINE_HEAD:
+            meter = self.meter
+            if meter is not None:
+                meter.rows += 1
+        elif self.npk == TIMELINE_HEAD:
+            self._charge_tail()
         self.npk += 1
         if ts > self.last_ts:
             self.last_ts = ts
@@ -458,7 +463,7 @@ class _Flow:
 
     def rows_charged(self) -> int:
         """Timeline rows this flow has added to its table's meter."""
-        return len(self.head) + (TIMELINE_TAIL if self.tail is not None else 0)
+        return min(self.npk, TIMELINE_HEAD) + (TIMELINE_TAIL if self.npk > TIMELINE_HEAD else 0)
 
     def check_history(self, bit: int, letter: str, is_orig: bool) -> bool:
         """Record a once-per-direction letter; True if it had been recorded already (Zeek's CheckHistory)."""
@@ -1175,7 +1180,7 @@ class FlowTable(Sink):
         kind = ""
         if plen:
             end.payload += plen
-            if payload:
+            if payload and self.timeline:  # a listing shows neither payload kinds nor TLS alerts
                 if payload[0] in SNIFF_FIRST_BYTES:
                     kind = sniff(payload)
                 if not end.head:
