@@ -202,6 +202,33 @@ def test_files_out_of_order_or_overlapping_give_a_warning_and_the_same_findings(
     assert overlapping["packets"] == 26_000
 
 
+def test_a_file_name_that_is_not_utf8_is_escaped_in_every_place_a_stitched_report_names_it(capsys, rotation, tmp_path):
+    """Files list, `stitched` warning and per-file filters: the JSON stays UTF-8 and readable."""
+    whole, parts = rotation
+    odd = tmp_path / os.fsdecode(b"rot\xff-2.pcap")
+    odd.write_bytes(parts[2].read_bytes())
+    main(
+        [
+            "analyze",
+            "--no-progress",
+            "--format",
+            "json",
+            "--fail-on",
+            "never",
+            "--stitch",
+            str(parts[0]),
+            str(parts[1]),
+            str(odd),
+        ]
+    )
+    out = capsys.readouterr().out
+    (stitched,) = json.loads(out.encode("utf-8", "strict"))["captures"]
+    shown = str(tmp_path / "rot\\xff-2.pcap")
+    assert stitched["files"][2]["path"] == shown
+    assert shown in stitched["warnings"][0]["message"]
+    assert any(f["wireshark_filter"].startswith(f"in {shown}: ") for f in stitched["findings"])
+
+
 def test_a_directory_is_stitched_in_time_order(capsys, rotation):
     whole, parts = rotation
     (from_dir,) = _json(capsys, parts[0].parent, "--stitch")

@@ -54,12 +54,29 @@ def render_pieces(fmt: str, results: list[CaptureResult], opts: ReportOptions | 
 
 
 def printable_names(result: CaptureResult) -> CaptureResult:
-    """The result with a capture name that is not UTF-8 (and the error naming it) escaped for every format."""
+    """The result with file names that are not UTF-8 escaped for every format: the capture's, and
+    where they appear in its error, its warnings and, for files read as one (--stitch), the
+    files' list and each finding's per-file filter."""
     path = escape_undecodable(result.path)
     error = escape_undecodable(result.error) if result.error else result.error
-    if path is result.path and error is result.error:
+    warnings = [
+        w if _printable(w.message) else dataclasses.replace(w, message=escape_undecodable(w.message))
+        for w in result.warnings
+    ]
+    parts = [p if _printable(p.path) else dataclasses.replace(p, path=escape_undecodable(p.path)) for p in result.parts]
+    if parts == result.parts and warnings == result.warnings and path is result.path and error is result.error:
         return result
-    return dataclasses.replace(result, path=path, error=error)
+    findings = [
+        f
+        if _printable(f.wireshark_filter)
+        else dataclasses.replace(f, wireshark_filter=escape_undecodable(f.wireshark_filter))
+        for f in result.findings
+    ]
+    return dataclasses.replace(result, path=path, error=error, warnings=warnings, parts=parts, findings=findings)
+
+
+def _printable(text: str) -> bool:
+    return escape_undecodable(text) is text
 
 
 def __getattr__(name: str) -> Any:
