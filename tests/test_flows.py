@@ -311,3 +311,21 @@ def test_a_closed_conversation_is_handed_on_five_seconds_after_its_last_packet(t
     handed_on: list[int] = []
     analyze_capture(path, keep="all", listen=lambda conv: handed_on.append(conv.client.port))
     assert handed_on == [40002, 40001, 40003]
+
+
+def test_the_empty_ttl_table_sides_share_is_never_written():
+    """Sides share one empty TTL dict until they count a run: after every sample analysed whole,
+    as a listing and with rules, it is still empty, and the TTLs were counted all the same."""
+    from analyzer.flows import table
+    from analyzer.pipeline import analyze_capture
+    from analyzer.rules import load_rules
+
+    rules = load_rules()
+    seen: set[int] = set()
+    for path in sorted((Path(__file__).resolve().parents[1] / "samples").glob("*.pcap*")):
+        whole = analyze_capture(str(path), keep="all-full")
+        analyze_capture(str(path), rules)
+        analyze_capture(str(path), listen=lambda conv: None)
+        seen.update(v for c in whole.conversations for v in c.client_stats.ttl_values + c.server_stats.ttl_values)
+    assert table._NO_TTLS == {}
+    assert {64, 128} <= seen  # Linux and Windows senders' TTLs were counted

@@ -20,7 +20,7 @@ from analyzer.pipeline import analyze_capture
 from tests.test_resources import CLIENT, PCAP_HEADER, RECORD, SERVER, T0, tcp_frame
 
 MB = 1 << 20
-UDP_HDR = bytes.fromhex("020000000002" "020000000001" "0800")
+UDP_HDR = bytes.fromhex("0200000000020200000000010800")
 
 
 def udp_frame(src: bytes, dst: bytes, sport: int, dport: int, payload: bytes = b"q" * 20) -> bytes:
@@ -204,8 +204,9 @@ def test_expiry_work_follows_what_expires_not_what_is_alive():
     going: the old idle sweep looked at all 5,000 every 10 s (18 million looks); the heap looks at
     each conversation about once per idle limit."""
     table = FlowTable(lambda conv: None, max_conversations=10**6)
-    long_lived = [(endpoint_key(host(i), 40000, SERVER, 443), endpoint_key(SERVER, 443, host(i), 40000))
-                  for i in range(5000)]
+    long_lived = [
+        (endpoint_key(host(i), 40000, SERVER, 443), endpoint_key(SERVER, 443, host(i), 40000)) for i in range(5000)
+    ]
     n = 0
     for ck, sk in long_lived:
         n += 1

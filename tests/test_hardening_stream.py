@@ -105,7 +105,8 @@ def test_streamed_listing_has_what_the_batch_listing_had(fmt, capsys):
         for ca, cb in zip(a["captures"], b["captures"], strict=True):
             assert sorted(ca["conversations"], key=lambda c: c["id"]) == cb["conversations"]
             assert {k: v for k, v in ca.items() if k != "conversations"} == {
-                k: v for k, v in cb.items() if k != "conversations"}
+                k: v for k, v in cb.items() if k != "conversations"
+            }
         assert a["version"] == b["version"] and a["summary"] == b["summary"]
     elif fmt == "jsonl":
         assert sorted(streamed.splitlines()) == sorted(batch.splitlines())
@@ -145,7 +146,10 @@ def test_streamed_listing_into_a_closed_pipe_keeps_the_exit_status(extra, status
     env = dict(os.environ, PYTHONPATH=str(REPO))
     proc = subprocess.Popen(
         [sys.executable, "-m", "analyzer", "conversations", "--no-progress", str(many), *extra],
-        cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
     )
     proc.stdout.read(100)  # `| head -c 100`
     proc.stdout.close()

@@ -68,6 +68,17 @@ def test_json_written_in_pieces_is_the_whole_document() -> None:
             assert "".join(pieces) == dumps_indented(to_json_document(results, opts))
     assert len(list(render_pieces("json", samples, OPTS))) > len(samples) * 10
 
+
+def test_json_piece_orjson_refuses_is_written_by_the_json_module() -> None:
+    """An integer beyond 64 bits (orjson refuses it): that piece alone goes through the json
+    module, and the document still reads back to the same values."""
+    from analyzer.report.jsondoc import json_pieces
+
+    doc = {"a": (x for x in [{"n": 2**70, "f": 5.6e-05}, {"n": 1}]), "b": [1, 2]}
+    text = "".join(json_pieces(doc))
+    assert json.loads(text) == {"a": [{"n": 2**70, "f": 5.6e-05}, {"n": 1}], "b": [1, 2]}
+    assert text.endswith("\n") and '    {\n      "n": 1180591620717411303424,' in text
+
 def test_json_follows_the_contract() -> None:
     doc = json.loads(render("json", rc.rst003_case(), ReportOptions(tool_version="9.9.9")))
     assert doc["version"] == 1

@@ -151,7 +151,9 @@ def json_pieces(value: Any, depth: int = 0) -> Iterator[str]:
     """`value` as dumps_indented writes it, in pieces: generators (lists made one item at a time)
     and the dicts that hold one are walked here; anything else is one piece written by orjson
     and indented to its depth. JSON strings hold no raw line break, so every line break orjson
-    writes is one of its own, where the depth's indentation goes."""
+    writes is one of its own, where the depth's indentation goes. A piece orjson refuses (an
+    integer beyond 64 bits) is written by the json module alone, not the whole document as
+    dumps_indented does: the same values, small and large numbers spelled its way in that piece."""
     if isinstance(value, GeneratorType) or (
         isinstance(value, dict) and any(isinstance(v, GeneratorType) for v in value.values())
     ):
@@ -164,21 +166,19 @@ def json_pieces(value: Any, depth: int = 0) -> Iterator[str]:
 
 
 def _container_pieces(value: dict[str, Any] | Iterator[Any], depth: int) -> Iterator[str]:
-    is_dict = isinstance(value, dict)
-    items: Iterator[Any] = iter(value.items()) if is_dict else value  # type: ignore[union-attr]
+    if isinstance(value, dict):
+        items: Iterator[tuple[str, Any]] = ((orjson.dumps(k).decode("utf-8") + ": ", v) for k, v in value.items())
+        brackets = "{}"
+    else:
+        items = (("", v) for v in value)
+        brackets = "[]"
     inner = "\n" + "  " * (depth + 1)
     opened = False
-    for item in items:
-        yield ("{" if is_dict else "[") + inner if not opened else "," + inner
+    for key, item in items:
+        yield (brackets[0] if not opened else ",") + inner + key
         opened = True
-        if is_dict:
-            key, item = item
-            yield orjson.dumps(key).decode("utf-8") + ": "
         yield from json_pieces(item, depth + 1)
-    if opened:
-        yield "\n" + "  " * depth + ("}" if is_dict else "]")
-    else:
-        yield "{}" if is_dict else "[]"
+    yield "\n" + "  " * depth + brackets[1] if opened else brackets
 
 
 def dumps_indented(doc: Any) -> str:
