@@ -760,7 +760,11 @@ def _color(args: argparse.Namespace) -> bool:
 
 
 def _write(output: str | None, text: str | Iterable[str]) -> None:
-    """The report to standard output or, atomically, to the file `output`; text may come in pieces."""
+    """The report to standard output or, atomically, to the file `output`; text may come in pieces.
+
+    Pieces are written as they are made: should making one fail (a bug, Ctrl-C), standard output
+    holds the report up to there and the exit status says the run failed, while a file named
+    with -o is left as it was (the pieces went to a temporary file that is removed)."""
     if output in (None, "-"):
         try:
             last = ""
