@@ -127,10 +127,9 @@ class ShareSink(Sink):
         table = self.table
         self.frame = number
         self.depth = 0
-        ids, tcps, udps = table.next_id, table.ws.tcp_count, table.ws.udp_count
+        ids, tcps, udps = self._counts()
         table.tcp(number, ts, key, sport, dport, flags, seq, ack, win, plen, ttl, ip_id, payload, opts)
         self._opened(ids, tcps, udps)
-        self.next_tick = table.meter.next_check
 
     def udp(
         self,
@@ -147,10 +146,9 @@ class ShareSink(Sink):
         table = self.table
         self.frame = number
         self.depth = 0
-        ids, tcps, udps = table.next_id, table.ws.tcp_count, table.ws.udp_count
+        ids, tcps, udps = self._counts()
         table.udp(number, ts, key, sport, dport, plen, ttl, ip_id, payload)
         self._opened(ids, tcps, udps)
-        self.next_tick = table.meter.next_check
 
     def packet(self, pkt: Packet) -> None:
         depth = 0
@@ -173,7 +171,7 @@ class ShareSink(Sink):
                 table._expire(pkt.ts)
             self.next_tick = table.meter.next_check
             return
-        ids, tcps, udps = table.next_id, table.ws.tcp_count, table.ws.udp_count
+        ids, tcps, udps = self._counts()
         table.add(pkt._replace(inner=None))
         q = pkt.quoted
         if q is not None and (q.proto == IPPROTO_UDP or (q.proto == IPPROTO_TCP and q.seq >= 0)):
@@ -186,10 +184,15 @@ class ShareSink(Sink):
             when = (pkt.number, depth, OPENS, 0.0, 0)
             self.pairs.append((when, PAIR_TOUCH, int(tcp), pair_of(qkey, reverse_key(qkey)), kept))
         self._opened(ids, tcps, udps)
-        self.next_tick = table.meter.next_check
+
+    def _counts(self) -> tuple[int, int, int]:
+        """The table's next conversation id and stream counts, before a packet is handed to it."""
+        table = self.table
+        return table.next_id, table.ws.tcp_count, table.ws.udp_count
 
     def _opened(self, ids: int, tcps: int, udps: int) -> None:
-        """Record the conversations and streams the packet just handled opened."""
+        """Record the conversations and streams the packet just handled opened (counts before it:
+        _counts), and when the table looks at its deadlines next."""
         table = self.table
         where = (self.frame, self.depth)
         for fid in range(ids, table.next_id):
@@ -206,6 +209,7 @@ class ShareSink(Sink):
             self.tcp_opened.append(where)
         for _ in range(udps, table.ws.udp_count):
             self.udp_opened.append(where)
+        self.next_tick = table.meter.next_check
 
     def ended(self, flow: _Flow) -> None:
         """Instead of FlowTable._learn_hosts: the host context is the client's (analyzer.split)."""
