@@ -16,7 +16,7 @@ import os
 import sys
 import traceback
 from pathlib import Path
-from typing import TYPE_CHECKING, Iterable, Sequence
+from typing import TYPE_CHECKING, Callable, Iterable, Iterator, Sequence
 
 from analyzer import __version__
 from analyzer.errors import UsageError, WsadiagError
@@ -25,6 +25,7 @@ from analyzer.report.common import FAIL_ON, fails
 
 if TYPE_CHECKING:  # imported lazily at run time: start-up stays short
     from analyzer.pipeline import Keep
+    from analyzer.report import ReportOptions
     from analyzer.rules import RuleSet
 
 EXIT_OK, EXIT_FINDINGS, EXIT_ERROR = 0, 1, 2
@@ -317,7 +318,7 @@ def _apply_config(args: argparse.Namespace) -> None:
 
 
 def _analyze(args: argparse.Namespace) -> int:
-    from analyzer.report import ReportOptions, render, render_pieces
+    from analyzer.report import AS_THEY_COME, render, render_pieces
     from analyzer.report.incidents import zone
 
     _apply_config(args)
@@ -329,11 +330,27 @@ def _analyze(args: argparse.Namespace) -> int:
     _check_outputs(args, captures)
     known = load_baseline(args.baseline) if args.baseline else None
     ruleset = _load_rules(args)
+    opts = _report_options(args, ruleset)
     live = None if args.peer else _live_jsonl(args)  # a pair's findings come only once both are read
+    # A pool's results can be written as they come when nothing needs all of them first.
+    as_they_come = args.format in AS_THEY_COME and not (
+        live or args.peer or args.baseline or args.write_baseline or args.evidence
+    )
+    written = False
+
+    def report(coming: Iterable[CaptureResult]) -> list[CaptureResult]:
+        nonlocal written
+        written = True
+        return _write_as_they_come(args, coming, opts)
+
     if args.peer:
         results, interrupted = _run_pair(args, ruleset), False
     else:
-        results, interrupted = _run(args, ruleset, "findings", captures, on_findings=live)
+        results, interrupted = _run(
+            args, ruleset, "findings", captures, on_findings=live, report=report if as_they_come else None
+        )
+    if written:  # a pool's run: each capture was written as its result came
+        return _finish(args, results, interrupted)
     if args.write_baseline:
         if interrupted:
             print(f"baseline {args.write_baseline} left as it was: the run was interrupted", file=sys.stderr)
@@ -344,16 +361,6 @@ def _analyze(args: argparse.Namespace) -> int:
         results, suppressed = apply_baseline(results, known)
         if suppressed:
             print(f"{suppressed} known finding(s) left out by baseline {args.baseline}", file=sys.stderr)
-    opts = ReportOptions(
-        fail_on=args.fail_on,
-        color=_color(args),
-        rules=list(ruleset.rules),
-        tz=args.tz,
-        evidence_dir=args.evidence or "",
-        width=_width(args),
-        # only SARIF shows it, and reading package metadata costs a noticeable part of start-up
-        information_uri=_home_page() if args.format == "sarif" else "",
-    )
     if args.evidence:
         from analyzer.evidence import write_evidence
 
@@ -367,6 +374,48 @@ def _analyze(args: argparse.Namespace) -> int:
         _write(args.output, render_pieces(args.format, results, opts))
     if args.format == "github" and os.environ.get("GITHUB_STEP_SUMMARY"):
         _append_step_summary(os.environ["GITHUB_STEP_SUMMARY"], render("markdown", results, opts))
+    return _finish(args, results, interrupted)
+
+
+def _report_options(args: argparse.Namespace, ruleset: RuleSet) -> ReportOptions:
+    from analyzer.report import ReportOptions
+
+    return ReportOptions(
+        fail_on=args.fail_on,
+        color=_color(args),
+        rules=list(ruleset.rules),
+        tz=args.tz,
+        evidence_dir=args.evidence or "",
+        width=_width(args),
+        # only SARIF shows it, and reading package metadata costs a noticeable part of start-up
+        information_uri=_home_page() if args.format == "sarif" else "",
+    )
+
+
+def _write_as_they_come(
+    args: argparse.Namespace, coming: Iterable[CaptureResult], opts: ReportOptions
+) -> list[CaptureResult]:
+    """The report of a pool's run, written while its later captures are still analysed; its results.
+    Should the writing stop early (a reader of standard output that went away), the run is still
+    finished: the exit status is that of every capture."""
+    from analyzer.report import render_pieces
+
+    results: list[CaptureResult] = []
+
+    def kept() -> Iterator[CaptureResult]:
+        for result in coming:
+            results.append(result)
+            yield result
+
+    rest = kept()
+    _write(args.output, render_pieces(args.format, rest, opts))
+    for _ in rest:
+        pass
+    return results
+
+
+def _finish(args: argparse.Namespace, results: list[CaptureResult], interrupted: bool) -> int:
+    """The exit status of `wsadiag analyze` once its report is written."""
     if interrupted or any(r.error for r in results):
         return EXIT_ERROR
     empty = _nothing_analysed(results)
@@ -622,11 +671,14 @@ def _run(
     captures: list[str],
     on_findings=None,
     stream=None,
+    report: Callable[[Iterable[CaptureResult]], list[CaptureResult]] | None = None,
 ) -> tuple[list[CaptureResult], bool]:
     """The result of each capture, and whether Ctrl-C stopped the run (the results cover what was read).
 
     on_findings: the live JSONL writer (each finding as its conversation ends). stream: a
     ConversationStream that takes each conversation as it ends (the results then hold none).
+    report: writes the report of a process pool's or Dask's run from its results as they come, and
+    returns them (the caller then writes none); not called for a run in this process.
     """
     from analyzer import scale
     from analyzer.filter import compile_filter
@@ -641,7 +693,9 @@ def _run(
         return [scale.run_split(captures[0], _job(args, keep), args.jobs, args.dask)], False
     elif on_findings is None and scale.many_at_once(captures, args.jobs, args.dask, args.timeout):
         job = _job(args, keep, listing=stream is not None)
-        return scale.run_many(captures, job, args.jobs, args.dask, False if args.no_progress else None, stream)
+        run = scale.ManyRun(captures, job, args.jobs, args.dask, False if args.no_progress else None, stream)
+        results = list(run) if report is None else report(run)
+        return results, run.interrupted
     conv_filter = compile_filter(args.filter) if args.filter else None
     extra = {} if args.max_conversations is None else {"max_conversations": args.max_conversations}
     if args.max_memory is not None:

@@ -314,55 +314,66 @@ def run_split(path: str, job: Job, jobs: int, dask: str | None = None) -> Captur
     return result
 
 
-def run_many(
-    captures: Sequence[str], job: Job, jobs: int, dask: str | None, progress: bool | None, stream=None
-) -> tuple[list[CaptureResult], bool]:
-    """The result of each capture, in the order given, from a process pool or Dask, and whether
-    Ctrl-C stopped the run (the results then cover the captures before it, as serially).
+class ManyRun:
+    """The captures' results from a process pool or Dask, in the order given, as they come.
+
+    A report can be written while the later captures are still analysed (its JSON capture by
+    capture: analyzer.report.AS_THEY_COME); after the iteration, `interrupted` says whether Ctrl-C
+    stopped the run (the results then cover the captures before it, as serially).
 
     progress: the progress bar across all captures (None: on a terminal only). stream: a
     ConversationStream that takes each capture's conversations (`job.listing`).
     """
-    from analyzer.report.common import clean
-    from analyzer.report.progress import CaptureProgress
 
-    results: list[CaptureResult] = []
-    client = None
-    if dask:
-        from analyzer.cluster import dask_client
+    def __init__(
+        self, captures: Sequence[str], job: Job, jobs: int, dask: str | None, progress: bool | None, stream=None
+    ) -> None:
+        self.captures, self.job, self.jobs, self.dask = captures, job, jobs, dask
+        self.progress, self.stream = progress, stream
+        self.interrupted = False
 
-        client = dask_client(dask, jobs)
-    try:
-        with CaptureProgress(
-            f"{len(captures)} captures", total=len(captures), enabled=progress, unit="captures"
-        ) as bar:
-            if client is not None:
-                from analyzer.cluster import run_dask
+    def __iter__(self) -> Iterator[CaptureResult]:
+        from analyzer.report.common import clean
+        from analyzer.report.progress import CaptureProgress
 
-                outcomes = run_dask(captures, job, client, done=bar.update)
-            else:
-                outcomes = run_pool(captures, job, jobs, done=bar.update)
-            for result, ended in outcomes:
-                if result.error:
-                    print(f"error: {clean(result.error)}", file=sys.stderr)
-                if stream is not None:
-                    stream.capture_start(result.path)
-                    for conv in ended:
-                        stream.conversation(conv)
-                    stream.capture_end(result)
-                results.append(result)
-                if any(w.code == "interrupted" for w in result.warnings):
-                    raise KeyboardInterrupt
-    except KeyboardInterrupt:  # the workers got Ctrl-C too: report the captures before it, as a serial run
-        print(
-            f"error: interrupted: the report covers {len(results)} of {len(captures)} capture(s), "
-            "the last one only up to where it stopped",
-            file=sys.stderr,
-        )
-        return results, True
-    finally:
-        if client is not None and dask:
-            from analyzer.cluster import close_client
+        captures, stream = self.captures, self.stream
+        given = 0
+        client = None
+        if self.dask:
+            from analyzer.cluster import dask_client
 
-            close_client(client, dask)
-    return results, False
+            client = dask_client(self.dask, self.jobs)
+        try:
+            with CaptureProgress(
+                f"{len(captures)} captures", total=len(captures), enabled=self.progress, unit="captures"
+            ) as bar:
+                if client is not None:
+                    from analyzer.cluster import run_dask
+
+                    outcomes = run_dask(captures, self.job, client, done=bar.update)
+                else:
+                    outcomes = run_pool(captures, self.job, self.jobs, done=bar.update)
+                for result, ended in outcomes:
+                    if result.error:
+                        print(f"error: {clean(result.error)}", file=sys.stderr)
+                    if stream is not None:
+                        stream.capture_start(result.path)
+                        for conv in ended:
+                            stream.conversation(conv)
+                        stream.capture_end(result)
+                    given += 1
+                    yield result
+                    if any(w.code == "interrupted" for w in result.warnings):
+                        raise KeyboardInterrupt
+        except KeyboardInterrupt:  # the workers got Ctrl-C too: report the captures before it, as a serial run
+            print(
+                f"error: interrupted: the report covers {given} of {len(captures)} capture(s), "
+                "the last one only up to where it stopped",
+                file=sys.stderr,
+            )
+            self.interrupted = True
+        finally:
+            if client is not None and self.dask:
+                from analyzer.cluster import close_client
+
+                close_client(client, self.dask)

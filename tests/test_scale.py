@@ -98,6 +98,43 @@ def test_a_failing_worker_fails_only_its_capture(tmp_path, task, words):
     assert [f.rule for f in results[0].findings] == [f.rule for f in results[3].findings] == ["CON001"]
 
 
+def test_with_jobs_a_capture_is_written_before_the_next_is_read(capsys, tmp_path):
+    """`wsadiag analyze a b --jobs 2 --format json | ...`: the reader gets a's part of the report while
+    b is still being analysed; b is a named pipe that is fed only once a's findings have arrived."""
+    import selectors
+
+    late = tmp_path / "late.pcap"
+    os.mkfifo(late)
+    argv = ["analyze", str(REFUSED), str(late), "--jobs", "2", "--format", "json", "--no-progress"]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "analyzer", *argv],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        cwd=REPO,
+        env={**os.environ, "PYTHONPATH": str(REPO), "PYTHONUNBUFFERED": "1"},
+    )
+    seen = b""
+    with selectors.DefaultSelector() as sel:
+        sel.register(proc.stdout, selectors.EVENT_READ)
+        deadline = time.monotonic() + 120
+        while b'"rule": "CON001"' not in seen and time.monotonic() < deadline:
+            if sel.select(timeout=1):
+                chunk = os.read(proc.stdout.fileno(), 1 << 16)
+                if not chunk:
+                    break
+                seen += chunk
+    fed = b'"rule": "CON001"' in seen
+    with open(late, "wb") as fifo:  # let b be read in any case, so the run can end
+        fifo.write(HEALTHY.read_bytes())
+    rest, _ = proc.communicate(timeout=300)
+    assert fed, "the first capture's findings were not written before the second capture could be read"
+    assert str(late).encode() not in seen  # b's part came after
+    late.unlink()
+    late.write_bytes(HEALTHY.read_bytes())
+    code, serial, _ = report(capsys, *argv[:-3], "--jobs", "1", "--format", "json")
+    assert (proc.returncode, (seen + rest).decode()) == (code, serial)
+
+
 def test_jobs_must_be_a_positive_number(capsys):
     code, _, err = report(capsys, "analyze", REFUSED, "--jobs", "0")
     assert code == 2 and "--jobs" in err and "at least 1" in err

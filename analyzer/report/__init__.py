@@ -30,9 +30,12 @@ RENDERERS: dict[str, tuple[str, str]] = {
     "github": ("github", "render_github"),
 }
 FORMATS: tuple[str, ...] = tuple(RENDERERS)
+# The formats whose renderer takes the results as they come (an iterator) and writes each
+# capture's part before the next result is in; the others are given all of them first.
+AS_THEY_COME: frozenset[str] = frozenset({"json"})
 
 
-def renderer(fmt: str) -> Callable[[list[CaptureResult], ReportOptions], str | Iterable[str]]:
+def renderer(fmt: str) -> Callable[[Iterable[CaptureResult], ReportOptions], str | Iterable[str]]:
     """The function that writes format `fmt` (one of FORMATS)."""
     try:
         module, name = RENDERERS[fmt]
@@ -46,10 +49,12 @@ def render(fmt: str, results: list[CaptureResult], opts: ReportOptions | None = 
     return "".join(render_pieces(fmt, results, opts))
 
 
-def render_pieces(fmt: str, results: list[CaptureResult], opts: ReportOptions | None = None) -> Iterable[str]:
+def render_pieces(fmt: str, results: Iterable[CaptureResult], opts: ReportOptions | None = None) -> Iterable[str]:
     """The report in pieces to write one after the other: the JSON report is made as it is
-    written (it never exists whole in memory); the other formats are one piece."""
-    out = renderer(fmt)([printable_names(r) for r in results], opts or ReportOptions())
+    written (it never exists whole in memory), and takes `results` as they come when they are
+    an iterator (AS_THEY_COME); the other formats are one piece."""
+    named = (printable_names(r) for r in results)
+    out = renderer(fmt)(named if fmt in AS_THEY_COME else list(named), opts or ReportOptions())
     return (out,) if isinstance(out, str) else out
 
 
@@ -88,4 +93,4 @@ def __getattr__(name: str) -> Any:
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-__all__ = ["FORMATS", "ReportOptions", "render", "render_pieces", "to_json_document"]
+__all__ = ["AS_THEY_COME", "FORMATS", "ReportOptions", "render", "render_pieces", "to_json_document"]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from types import GeneratorType
 from typing import IO, Any
 
@@ -122,28 +122,48 @@ def capture_dict(result: CaptureResult, opts: ReportOptions, lazy: bool = False)
 
 
 def to_json_document(
-    results: list[CaptureResult], opts: ReportOptions | None = None, lazy: bool = False
+    results: Iterable[CaptureResult], opts: ReportOptions | None = None, lazy: bool = False
 ) -> dict[str, Any]:
     """The whole JSON report as Python data (what `--format json` prints).
 
     lazy: the captures, and each capture's conversations and findings, are generators (json_pieces
-    writes them one item at a time, so the report never exists whole in memory)."""
+    writes them one item at a time, so the report never exists whole in memory), and `results`
+    may be an iterator whose results are still to come (a process pool's, in order): the summary
+    and the incidents, written after the captures, are counted when json_pieces reaches them,
+    from the results met by then."""
     opts = opts or ReportOptions()
-    captures = (capture_dict(r, opts, lazy) for r in results)
+    met: list[CaptureResult] = []
+
+    def captures() -> Iterator[dict[str, Any]]:
+        for r in results:
+            met.append(r)
+            yield capture_dict(r, opts, lazy)
+
+    if not lazy:
+        met = list(results)
     doc = {
         "version": JSON_VERSION,
         "tool": {"name": TOOL_NAME, "version": opts.tool_version},
-        "captures": captures if lazy else list(captures),
-        "summary": summary_counts(results),
+        "captures": captures() if lazy else [capture_dict(r, opts) for r in met],
+        "summary": Later(lambda: summary_counts(met)) if lazy else summary_counts(met),
     }
     if not opts.conversations_only:
-        doc["incidents"] = [incident_dict(inc, results) for inc in incidents(results)]
+        found = Later(lambda: [incident_dict(inc, met) for inc in incidents(met)])
+        doc["incidents"] = found if lazy else found.make()
     return doc
 
 
-def render_json(results: list[CaptureResult], opts: ReportOptions) -> Iterator[str]:
+@dataclasses.dataclass(frozen=True)
+class Later:
+    """A value of the document that json_pieces makes only when it reaches it."""
+
+    make: Callable[[], Any]
+
+
+def render_json(results: Iterable[CaptureResult], opts: ReportOptions) -> Iterator[str]:
     """`--format json`: the document, indented, keys in contract order, non-ASCII kept; written a
-    piece at a time (the bytes dumps_indented gives for the whole document)."""
+    piece at a time (the bytes dumps_indented gives for the whole document), each capture's as
+    its result comes."""
     return json_pieces(to_json_document(results, opts, lazy=True))
 
 
@@ -154,8 +174,10 @@ def json_pieces(value: Any, depth: int = 0) -> Iterator[str]:
     writes is one of its own, where the depth's indentation goes. A piece orjson refuses (an
     integer beyond 64 bits) is written by the json module alone, not the whole document as
     dumps_indented does: the same values, small and large numbers spelled its way in that piece."""
+    if isinstance(value, Later):
+        value = value.make()
     if isinstance(value, GeneratorType) or (
-        isinstance(value, dict) and any(isinstance(v, GeneratorType) for v in value.values())
+        isinstance(value, dict) and any(isinstance(v, (GeneratorType, Later)) for v in value.values())
     ):
         yield from _container_pieces(value, depth)
     else:
