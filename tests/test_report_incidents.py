@@ -16,6 +16,8 @@ from pathlib import Path
 
 import dpkt
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from analyzer.pipeline import analyze_capture
 from analyzer.report import ReportOptions, render
@@ -183,3 +185,29 @@ def test_times_beyond_the_calendar_are_shown_raw_not_a_crash():
     assert "beyond the calendar" in show_time(ts, "Europe/Berlin")
     assert "beyond the calendar" in show_span(1.0, ts)
     assert iso_utc(0.5) == "1970-01-01T00:00:00.500000Z"  # an ordinary time is unchanged
+
+
+# -- the times reports write ---------------------------------------------------------------------
+
+_TIMES = st.one_of(
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.integers(min_value=-(2**62), max_value=2**62).map(lambda n: n / 1e6),  # pcap's microseconds
+    st.integers(min_value=-(2**62), max_value=2**62).map(lambda n: n / 2e6),  # halves: the rounding ties
+    st.floats(min_value=1.5e9, max_value=1.9e9),
+)
+
+
+@given(_TIMES)
+@settings(max_examples=3000)
+def test_every_time_a_report_writes_is_datetimes_own_to_the_microsecond(ts):
+    """iso_utc writes each whole second once from datetime: every time, rounding ties and carries into
+    the next second included, and the times no calendar holds, reads as datetime writes it."""
+    from datetime import datetime, timezone
+
+    from analyzer.report.incidents import iso_utc
+
+    try:
+        want = datetime.fromtimestamp(ts, timezone.utc).isoformat(timespec="microseconds").replace("+00:00", "Z")
+    except (ValueError, OverflowError, OSError):
+        want = f"{ts:.6f} s after 1970 (beyond the calendar)"
+    assert iso_utc(ts) == want

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import ipaddress
+import math
 from dataclasses import dataclass, replace
 from datetime import datetime, timezone, tzinfo
 from typing import Any
@@ -140,12 +141,36 @@ def _raw_time(ts: float) -> str:
     return f"{ts:.6f} s after 1970 (beyond the calendar)"
 
 
+# Whole seconds already written as ISO 8601 UTC by iso_utc: a capture's times fall in few of them,
+# and making the datetime of each time was most of what a conversations listing spent on it.
+_SECONDS: dict[int, str] = {}
+_SECONDS_KEPT = 4096
+
+
 def iso_utc(ts: float) -> str:
-    """An absolute time as ISO 8601 UTC with microseconds: 2026-12-01T10:02:11.123456Z."""
-    moment = _moment(ts, timezone.utc)
-    if moment is None:
+    """An absolute time as ISO 8601 UTC with microseconds: 2026-12-01T10:02:11.123456Z.
+
+    Rounded to the microsecond as datetime.fromtimestamp rounds (half to even, carried into the
+    second); the date and time of the whole second come from datetime, once per second."""
+    try:
+        frac, whole = math.modf(ts)
+        micro = round(frac * 1e6)
+        second = int(whole)
+    except (ValueError, OverflowError):  # not a number, or infinite
         return _raw_time(ts)
-    return moment.isoformat(timespec="microseconds").replace("+00:00", "Z")
+    if micro >= 1_000_000:
+        second, micro = second + 1, micro - 1_000_000
+    elif micro < 0:
+        second, micro = second - 1, micro + 1_000_000
+    head = _SECONDS.get(second)
+    if head is None:
+        moment = _moment(second, timezone.utc)
+        if moment is None:
+            return _raw_time(ts)
+        if len(_SECONDS) >= _SECONDS_KEPT:
+            _SECONDS.clear()
+        head = _SECONDS[second] = moment.isoformat(timespec="seconds")[:19]
+    return f"{head}.{micro:06d}Z"
 
 
 def show_time(ts: float, tz: str = "UTC", date: bool = True) -> str:
