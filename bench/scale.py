@@ -23,10 +23,11 @@ split's time goes, in CPU seconds, which a busy machine disturbs less than wall 
 
 --critical-path runs each command once more with its processes' CPU seconds recorded: the
 parent's before the first task starts, each worker's (its tasks and sending their results; for
-the split also the share the parent follows), the parent's after the last result is in
-(receiving it, the merge, writing the report), and the total of all processes. The critical path
-is the parent's before + the busiest process's share of the work + the parent's after; on N free
-cores the wall time cannot be below it, nor below the total / N. CPU seconds hardly move with
+the split also the share the parent follows), the parent's beside them (--jobs: taking each
+result and writing its part of the report as it comes), the parent's after the last result is in
+(the merge, the rest of the report), and the total of all processes. The critical path is the
+parent's before + the busiest process's work, or the work beside it spread over the cores if that
+is longer, + the parent's after; on N free cores the wall time cannot be below it. CPU seconds hardly move with
 the machine's load, so this says what a quiet machine would give when the wall times cannot.
 """
 
@@ -261,8 +262,11 @@ def critical_path(args: argparse.Namespace) -> None:
         commands.append((f"{big_name}, serial", [path, "--jobs", "1"]))
         commands.append((f"{big_name}, split --jobs {args.jobs}", [path, "--jobs", str(args.jobs)]))
     print(f"CPU seconds by process ({os.cpu_count()} cores; `before`/`after`: the parent's serial parts)\n")
-    print("| command | parent before | each process | parent after | critical path | total CPU | serial / path |")
-    print("| --- | ---: | ---: | ---: | ---: | ---: | ---: |")
+    print(
+        "| command | parent before | each process | parent beside them | parent after | critical path | total CPU "
+        "| serial / path |"
+    )
+    print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
     serial_path = 0.0
     for name, extra in commands:
         with tempfile.NamedTemporaryFile("w", suffix=".trace") as log:
@@ -276,6 +280,7 @@ def critical_path(args: argparse.Namespace) -> None:
         marks, children, workers = got["marks"], got["children"], got["workers"]
         total = got["end"] + children
         each = []
+        during = 0.0  # the parent's own work while the workers run (--jobs: taking results, writing the report)
         if "before" not in marks:  # serial: all of it is the parent's
             before, busiest, after = got["end"], 0.0, 0.0
             serial_path = total
@@ -284,14 +289,21 @@ def critical_path(args: argparse.Namespace) -> None:
             if workers:  # --jobs: each worker's tasks, and a part of what workers did after their last task
                 rest = max(0.0, children - sum(workers)) / len(workers)
                 each = [w + rest for w in workers]
+                during = marks["last in"] - before
             else:  # the split: the share this process follows beside each worker's (its share, pickling it)
                 each = [marks["own share"], children / max(1, args.jobs - 1)]
             busiest = max(each)
             after = got["end"] - marks["last in"]
-        path_cpu = before + busiest + after
+        # the workers and the parent's work beside them share the cores: the busiest process, or all
+        # of that work spread evenly over the cores, whichever takes longer
+        cores = os.cpu_count() or 1
+        path_cpu = before + max(busiest, (sum(each) + during) / cores) + after
         ratio = f"{serial_path / path_cpu:.2f}x" if "serial" not in name else "1.00x"
         processes = " + ".join(f"{x:.2f}" for x in each) or "-"
-        print(f"| {name} | {before:.2f} | {processes} | {after:.2f} | {path_cpu:.2f} | {total:.2f} | {ratio} |")
+        print(
+            f"| {name} | {before:.2f} | {processes} | {during:.2f} | {after:.2f} | {path_cpu:.2f} | {total:.2f} "
+            f"| {ratio} |"
+        )
     print()
 
 
