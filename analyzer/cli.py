@@ -332,9 +332,11 @@ def _analyze(args: argparse.Namespace) -> int:
     ruleset = _load_rules(args)
     opts = _report_options(args, ruleset)
     live = None if args.peer else _live_jsonl(args)  # a pair's findings come only once both are read
-    # A pool's results can be written as they come when nothing needs all of them first.
+    # A pool's results can be written as they come when nothing needs all of them first, and not
+    # onto the terminal where the progress bar is drawn.
+    on_terminal = args.output in (None, "-") and sys.stdout.isatty()
     as_they_come = args.format in AS_THEY_COME and not (
-        live or args.peer or args.baseline or args.write_baseline or args.evidence
+        live or args.peer or args.baseline or args.write_baseline or args.evidence or on_terminal
     )
     written = False
 
