@@ -362,6 +362,29 @@ def test_file_cut_inside_a_record_keeps_earlier_frames(cut):
     assert "frame 2" in cap.warnings[0].message
 
 
+@pytest.mark.parametrize("fmt", ["pcap", "pcapng"])
+@pytest.mark.parametrize("cut", [0, 1000, 5014])  # whole, cut inside the last record's data, inside its header
+def test_a_file_read_by_path_gives_the_frames_of_a_stream_of_its_bytes(tmp_path, fmt, cut):
+    """A walk refills its buffer a megabyte at a time; from a file opened by path the unread end is
+    read again with the new bytes. Records of every size, across several megabytes of refills, and
+    a file cut inside its last record, read as the same bytes handed over by a stream do."""
+    rng = __import__("random").Random(7)
+    datas = [bytes([i % 251]) * rng.choice([0, 1, 60, 1514, 9000, 40000, 65535]) for i in range(260)]
+    datas.append(b"z" * 5000)
+    whole = pcap_file(datas) if fmt == "pcap" else shb() + idb() + b"".join(epb(d) for d in datas)
+    data = whole[: len(whole) - cut]
+    by_path = open_capture(write(tmp_path, "c." + fmt, data))
+    read = list(by_path)
+    streamed, by_stream = read_all(data)
+    assert len(data) > 3 << 20
+    assert len(read) == len(datas) - (cut > 0)
+    assert read == streamed
+    assert [(w.code, w.frame, w.message) for w in by_path.warnings] == [
+        (w.code, w.frame, w.message) for w in by_stream.warnings
+    ]
+    assert [w.code for w in by_path.warnings] == (["truncated"] if cut else [])
+
+
 def test_absurd_caplen_stops_without_allocating():
     data = pcap_file([b"ok"]) + struct.pack("<IIII", 1_700_000_001, 0, 0xFFFFFFF0, 60) + b"x" * 60
     frames, cap = read_all(data)

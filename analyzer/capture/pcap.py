@@ -95,8 +95,7 @@ class PcapWalk(RecordCursor):
         super().__init__()
         self.cap = cap
         self.linktype = linktype
-        self.read: Callable[[int], bytes] = cap._source.read
-        self.chunk: int = cap._source.chunk
+        self.refill: Callable[[bytes, int, int], bytes] = cap._source.refill
         self.little = order == "<"
         self.units = units
         self.limit = record_limit(snaplen)
@@ -158,13 +157,13 @@ class PcapWalk(RecordCursor):
 
     def _refill(self, truncated: str) -> bool:
         """Read more after the unread tail of the buffer; at the end, report a cut-short record."""
-        data = self.read(self.chunk)
+        data = self.refill(self.buf, self.pos, 1)
         keep_freed_buffers(len(data))
         if not data:
             if self.pos < len(self.buf) and not self.cap._source.failed:
                 self.cap._warn("truncated", truncated, self.n + 1)
             return False
-        self.buf = self.buf[self.pos :] + data
+        self.buf = data
         self.pos = 0
         return True
 

@@ -234,7 +234,7 @@ class PcapngWalk(RecordCursor):
         # The whole block at once: a pipe hands out a pipe buffer per read, and growing
         # the buffer read by read would copy a large block once per 64 KiB (quadratic).
         cap = self.cap
-        data = cap._source.top_up(b"", need)
+        data = cap._source.refill(self.buf, self.pos, need)
         keep_freed_buffers(len(data))
         if not data:
             if avail > 0 and not cap._source.failed:
@@ -244,7 +244,7 @@ class PcapngWalk(RecordCursor):
                 )
             return _STOP
         cap._consumed += self.pos
-        self.buf = self.buf[self.pos :] + data
+        self.buf = data
         self.pos = 0
         return _BLOCK
 

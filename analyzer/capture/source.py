@@ -565,6 +565,8 @@ class Source:
             self._raw_read = fobj.read1
         self._regular = regular
         self._read = self._raw_read
+        # A file this process opened can be read again in place (refill); not on systems without pread.
+        self._positional = regular and owned and hasattr(os, "pread")
 
     def start(self) -> bytes:
         """Read the first bytes, wrap a decompressor when they say so; return the first content bytes.
@@ -615,6 +617,34 @@ class Source:
             parts.append(data)
             have += len(data)
         return b"".join(parts)
+
+    def refill(self, buf: bytes, pos: int, need: int = 1) -> bytes:
+        """The unread end of what was handed out, buf[pos:], followed by more: at least `need` bytes
+        more unless the stream ends first; b"" when nothing more comes (at the end, or after an
+        error, reported).
+
+        A walk refills its buffer this way a megabyte at a time. From a plain file this process
+        opened, the unread end is read again with the new bytes (os.pread), so the next buffer
+        is made in one copy; read and then joined, each byte of the capture was copied twice.
+        """
+        if self._positional and self._inflater is None and not self.failed:
+            return self._read_again(len(buf) - pos, max(need, self.chunk))
+        data = self.top_up(b"", need)
+        return buf[pos:] + data if data else b""
+
+    def _read_again(self, keep: int, n: int) -> bytes:
+        """The last `keep` bytes handed out and up to `n` after them, read in place; b"" if none follow."""
+        try:
+            at = self._fobj.tell()
+            data = os.pread(self._fobj.fileno(), keep + n, at - keep)
+            if len(data) <= keep:
+                return b""
+            self._fobj.seek(at + len(data) - keep)
+        except (OSError, ValueError) as exc:
+            self.failed = True
+            self.warn("read-error", f"read failed: {_why(exc)}")
+            return b""
+        return data
 
     def read(self, n: int) -> bytes:
         """Some bytes (a chunk, or at least `n` if more is asked), or b"" at the end or after an error."""
