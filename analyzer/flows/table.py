@@ -1390,7 +1390,8 @@ class FlowTable(Sink):
         else:
             self.skipped += 1
         if self.learn_hosts is None:
-            self._learn_hosts(flow)
+            if self.timeline:  # a listing's conversations keep no rows to mark by their hosts' TTLs
+                self._learn_hosts(flow)
         else:
             self.learn_hosts(flow)
         if flow.proto != "icmp":
