@@ -3,24 +3,48 @@
 The readers above this module ask for "some more bytes" and get b"" at the end. For regular
 files a request returns a big chunk; for pipes it returns whatever has arrived, so a record is
 yielded as soon as it is complete (`tcpdump -U -w - | wsadiag analyze -`).
+
+A compressed capture is decompressed ahead of the analysis, by the same worker code (`_work`) run
+in one of two places:
+
+- a forked child process (`_ForkAhead`), for a file opened by path on Linux while the process
+  has one thread. A process because a thread does not overlap: on a 200k-packet capture the
+  compiled analysis holds the GIL for long stretches, so each time the worker came back from
+  lzma it waited about 1 ms for the GIL (0.15 s of waiting over 161 calls, for 0.49 s of
+  decompression), and python-isal's decompressobj does not release the GIL at all. A child has
+  a GIL of its own. multiprocessing's "fork" context rather than os.fork by hand: it flushes
+  stdout and stderr before the fork (so no buffered report is written twice), ends the child
+  with os._exit (the parent's atexit handlers and finally blocks do not run in it), reaps it
+  (join, active_children) and frames the messages on the pipe (send_bytes).
+- a worker thread (`_ReadAhead`) everywhere else: pipes and stdin, a caller's file object,
+  other platforms, a process that already has threads (a Dask worker, a pool's parent: forking
+  with threads can deadlock the child), or when the child cannot be started.
+
+Both give the same bytes and the same damage, so the same frames and warnings.
 """
 
 from __future__ import annotations
 
 import bz2
+import gc
 import importlib
 import lzma
 import os
+import signal
 import stat
 import sys
 import threading
 import weakref
 import zlib
 from collections import deque
-from typing import IO, Any, Callable, Iterator
+from typing import IO, TYPE_CHECKING, Any, Callable, Iterator
 
 from analyzer.capture.formats import BZIP2_MAGIC, GZIP_MAGIC, XZ_MAGIC
 from analyzer.errors import CaptureError
+
+if TYPE_CHECKING:
+    from multiprocessing.connection import Connection
+    from multiprocessing.process import BaseProcess
 
 FILE_CHUNK = 1 << 20  # regular files: big reads amortise the per-read buffer copy
 PIPE_CHUNK = 1 << 16  # pipes: at most one pipe buffer per read; returns what has arrived
@@ -118,6 +142,14 @@ AHEAD_RAW = 1 << 18
 # second's decompression took two, and the thread gained nothing.
 AHEAD_SWITCH = 1e-4
 PIPE_WAIT = 1.0  # s: closing waits this long for a worker that reads a pipe
+# Read-ahead in a forked child (see the module doc). A module switch: False keeps every capture on
+# the worker thread (tests that look at the thread set it).
+FORK = sys.platform.startswith("linux")
+# The pipe buffer asked for (Linux F_SETPIPE_SZ; 1 MiB is the default limit for an unprivileged
+# process): the child can write half an item ahead while the parent works, and the parent takes
+# an item in a few reads rather than 32 of the default 64 KiB.
+FORK_PIPE = 1 << 20
+FORK_WAIT = 1.0  # s: closing waits this long for a child that was asked to stop (SIGTERM), then kills it
 
 Warn = Callable[[str, str], None]
 
@@ -468,8 +500,8 @@ class _Queue:
             self._cond.notify_all()
 
 
-def _work(inflater: _Inflater, queue: _Queue, fast: FastReader | None) -> None:
-    """The worker thread: decompress and hand over until the end or a halt."""
+def _work(inflater: _Inflater, queue: _Queue | _PipeQueue, fast: FastReader | None) -> None:
+    """The worker (a thread, or a forked child): decompress and hand over until the end or a halt."""
     with _SWITCH:
         try:
             if fast is not None and _work_fast(fast, inflater, queue):
@@ -481,7 +513,7 @@ def _work(inflater: _Inflater, queue: _Queue, fast: FastReader | None) -> None:
             queue.hand_over(b"")  # the reader must not wait for an item that never comes
 
 
-def _work_fast(fast: FastReader, inflater: _Inflater, queue: _Queue) -> bool:
+def _work_fast(fast: FastReader, inflater: _Inflater, queue: _Queue | _PipeQueue) -> bool:
     """Hand over what the faster reader gives; True when it read the whole file soundly (or was halted).
 
     When it fails, or stops before the file's end, the standard library's decompressor reads the
@@ -541,6 +573,161 @@ class _ReadAhead:
         return not self._thread.is_alive()
 
 
+class _PipeQueue:
+    """The worker's queue in the forked child: each item goes down the pipe, the end takes the damage with it."""
+
+    def __init__(self, send: Connection, inflater: _Inflater, item: int) -> None:
+        self.item = item
+        self._send = send
+        self._inflater = inflater
+
+    def hand_over(self, data: bytes) -> bool:
+        """Send `data` (b"": the end, then the inflater's damage); False: stop working."""
+        try:
+            self._send.send_bytes(data)
+            if not data:
+                self._send.send((self._inflater.damage_code, self._inflater.damage))
+        except (OSError, ValueError):  # the parent closed its end: it has stopped reading
+            return False
+        return bool(data)
+
+
+def _child(inflater: _Inflater, send: Connection, recv: Connection, fast: FastReader | None) -> None:
+    """The forked child: the worker's loop, with the pipe for its queue."""
+    # Ctrl-C reaches the whole process group; the parent handles it and stops this child. SIGINT
+    # was blocked over the fork, so no KeyboardInterrupt can come before this line.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+    gc.disable()  # the parent's objects are never freed here: scanning them would only copy their pages
+    recv.close()  # the parent's end: once the parent closes it, a send here fails and the child ends
+    try:
+        _work(inflater, _PipeQueue(send, inflater, AHEAD_ITEM), fast)
+    except BaseException:  # nothing is printed from here: the parent names a child that ends early
+        pass
+
+
+class _ForkAhead:
+    """Runs `_work` in a forked child and reads its items from a pipe; a drop-in for _ReadAhead.
+
+    The bytes and the damage are the inflater's own, as on the thread: the child sends the
+    damage after the last item, and it is set on the parent's copy of the inflater before the
+    reader sees b"". A child that ends without its last message (killed) ends the stream with a
+    read-error warning; the items it sent before are read.
+    """
+
+    def __init__(self, inflater: _Inflater, fast: FastReader | None) -> None:
+        import multiprocessing  # here, not at import: a plain capture never forks
+
+        context = multiprocessing.get_context("fork")
+        recv, send = context.Pipe(duplex=False)
+        _widen(send)
+        args = (inflater, send, recv, fast)
+        process = context.Process(target=_child, args=args, name="wsadiag-inflate", daemon=True)
+        mask = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})  # until the child ignores it
+        try:
+            process.start()
+        except BaseException:
+            recv.close()
+            raise
+        finally:
+            signal.pthread_sigmask(signal.SIG_SETMASK, mask)
+            send.close()  # the child's copy is the only writer: its end is the stream's end
+        self._inflater = inflater
+        self._recv = recv
+        self._process = process
+        self.pid = process.pid  # the child's process id (tests kill it)
+        self._done = False
+        weakref.finalize(self, _end_child, process, recv)  # a capture dropped unclosed stops its child
+
+    def read(self, n: int) -> bytes:
+        """At least `n` bytes unless the stream ends first; b"" at the end, the damage set on the inflater."""
+        parts: list[bytes] = []
+        have = 0
+        while have < n and not self._done:
+            data = self._take()
+            parts.append(data)
+            have += len(data)
+        return parts[0] if len(parts) == 1 else b"".join(parts)
+
+    def _take(self) -> bytes:
+        try:
+            data = self._recv.recv_bytes()
+            if data:
+                return data
+            code, message = self._recv.recv()
+        except (EOFError, OSError) as exc:  # the child ended without its last message
+            self._done = True
+            self._inflater._fault("read-error", f"decompression failed: {self._ended(exc)}")
+            return b""
+        except BaseException:  # Ctrl-C in the middle of a message: what follows on the pipe cannot be read
+            self._done = True
+            self._inflater._fault("read-error", "decompression failed: interrupted")
+            raise
+        self._done = True
+        if code:
+            self._inflater._fault(code, message)
+        return b""
+
+    def _ended(self, exc: BaseException) -> str:
+        """How the child ended, for the warning."""
+        self._process.join(FORK_WAIT)
+        code = self._process.exitcode
+        if code is not None and code < 0:
+            try:
+                return f"the decompressing process was killed ({signal.Signals(-code).name})"
+            except ValueError:
+                return f"the decompressing process was killed (signal {-code})"
+        if code:
+            return f"the decompressing process ended with status {code}"
+        return f"the decompressing process stopped sending ({_why(exc)})"
+
+    def stop(self, wait: float | None) -> bool:
+        """Stop the child (the reader may stop early) and reap it; True once it has ended."""
+        return _end_child(self._process, self._recv)
+
+
+def _end_child(process: BaseProcess, recv: Connection) -> bool:
+    """Close the parent's end, stop the child (SIGTERM, then SIGKILL) and reap it; True once it has ended."""
+    recv.close()
+    try:
+        process.join(0 if process.exitcode is None else None)
+        if process.exitcode is None:
+            process.terminate()
+            process.join(FORK_WAIT)
+        if process.exitcode is None:
+            process.kill()
+            process.join()
+        process.close()
+    except ValueError:  # closed already (stop, then the finalizer)
+        pass
+    return True
+
+
+def _widen(send: Connection) -> None:
+    """Ask for a FORK_PIPE pipe buffer; the default (64 KiB) where the system refuses."""
+    try:
+        import fcntl
+
+        fcntl.fcntl(send.fileno(), fcntl.F_SETPIPE_SZ, FORK_PIPE)
+    except (ImportError, AttributeError, OSError):
+        pass
+
+
+def _can_fork() -> bool:
+    """Whether decompression may go to a forked child: Linux, fork available, one thread in the process.
+
+    Python's threads are counted, and the kernel's (a library's native threads hold locks too).
+    """
+    if not FORK or threading.active_count() != 1:
+        return False
+    try:
+        import multiprocessing
+
+        return "fork" in multiprocessing.get_all_start_methods() and len(os.listdir("/proc/self/task")) == 1
+    except (ImportError, OSError):
+        return False
+
+
 class Source:
     """A byte stream with a `read(n)` that returns some bytes, b"" at the end, and never raises.
 
@@ -555,7 +742,7 @@ class Source:
         self._fobj = fobj
         self._owned = owned
         self._inflater: _Inflater | None = None  # once the first bytes say the stream is compressed
-        self._ahead: _ReadAhead | None = None  # the inflater's worker thread
+        self._ahead: _ReadAhead | _ForkAhead | None = None  # the inflater's worker thread or child
         regular = _is_regular(fobj)
         self.chunk = FILE_CHUNK if regular else PIPE_CHUNK
         if regular or not hasattr(fobj, "read1"):
@@ -586,13 +773,28 @@ class Source:
                 self._inflater = inflater
                 by_name = self._regular and self._owned  # a path the faster reader can open itself
                 fast = _fast_reader(name, self.path, self._fobj) if by_name else None
-                self._ahead = _ReadAhead(inflater, AHEAD_ITEM if self._regular else self.chunk, fast)
+                self._ahead = self._read_ahead(inflater, fast)
                 self._read = self._ahead.read
                 first = self.read_at_least(self._read, 8)
                 if not first and inflater.damage:
                     raise CaptureError(f"{self.path}: {inflater.damage}; nothing decompressed")
                 return first
         return prefix
+
+    def _read_ahead(self, inflater: _Inflater, fast: FastReader | None) -> _ReadAhead | _ForkAhead:
+        """The inflater's worker: a forked child for a file opened by path where that is safe, else a thread.
+
+        A caller's file object stays on the thread even when it is a regular file: the child would
+        move the offset it shares with the caller's object behind that object's back.
+        """
+        if self._regular and self._owned and _can_fork():
+            try:
+                return _ForkAhead(inflater, fast)
+            except (OSError, ValueError, AssertionError):
+                # fork refused (no memory, too many processes); AssertionError: this process is a
+                # daemonic multiprocessing child, which may not start children
+                pass
+        return _ReadAhead(inflater, AHEAD_ITEM if self._regular else self.chunk, fast)
 
     def top_up(self, head: bytes, n: int) -> bytes:
         """`head` extended to `n` bytes (fewer only at the end); errors end the stream quietly."""
