@@ -116,7 +116,10 @@ def test_a_damaged_file_gives_the_frames_and_warning_of_small_standard_library_s
     assert len(fast[0]) > 100 and fast[1]  # frames before the damage are kept, and the damage is named
 
 
-def test_stopping_early_stops_the_worker_and_restores_the_switch_interval(generated: Path, tmp_path: Path) -> None:
+def test_stopping_early_stops_the_worker_and_restores_the_switch_interval(
+    generated: Path, tmp_path: Path, monkeypatch
+) -> None:
+    monkeypatch.setattr(source, "FORK", False)  # the worker thread (the forked child: test_compressed_fork.py)
     path = tmp_path / "g.pcap.gz"
     path.write_bytes(gzip.compress(generated.read_bytes()))
     gc.collect()  # captures other tests left unclosed halt their workers when collected
@@ -135,6 +138,7 @@ def test_stopping_early_stops_the_worker_and_restores_the_switch_interval(genera
 
 def test_a_capture_dropped_unclosed_halts_its_worker(generated: Path, tmp_path: Path, monkeypatch) -> None:
     monkeypatch.setattr(source, "AHEAD_ITEM", 1 << 16)  # the worker still has items to hand over
+    monkeypatch.setattr(source, "FORK", False)  # the worker thread (the forked child: test_compressed_fork.py)
     path = tmp_path / "g.pcap.xz"
     path.write_bytes(lzma.compress(generated.read_bytes()))
     gc.collect()
@@ -214,6 +218,7 @@ def test_a_sound_bz2_file_is_read_once_by_the_parallel_reader(generated: Path, t
         return outcomes[-1]
 
     monkeypatch.setattr(source, "_work_fast", recorded)
+    monkeypatch.setattr(source, "FORK", False)  # recorded here, on the worker thread, not in a child
     path = tmp_path / "g.pcap.bz2"
     path.write_bytes(bz2.compress(generated.read_bytes()))
     assert frames_and_warnings(path) == frames_and_warnings(generated)

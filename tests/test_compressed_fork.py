@@ -1,0 +1,283 @@
+"""Compressed captures decompressed in a forked child: what a user sees is what the thread gives.
+
+A compressed file opened by path is decompressed ahead in a child process when this process has
+one thread (analyzer/capture/source.py); elsewhere on a worker thread. Reports, frames and
+warnings must not depend on which, on sound files and on damaged ones; a child that dies or is
+sent Ctrl-C costs no traceback, and no child outlives its capture.
+"""
+
+from __future__ import annotations
+
+import bz2
+import gc
+import gzip
+import importlib.util
+import json
+import lzma
+import multiprocessing
+import os
+import random
+import signal
+import subprocess
+import sys
+import threading
+import time
+import zlib
+from pathlib import Path
+
+import pytest
+
+from analyzer.capture import open_capture, source
+from analyzer.cli import main
+
+REPO = Path(__file__).resolve().parents[1]
+GENERATE = REPO / "bench" / "generate.py"
+COMPRESS = {"gz": gzip.compress, "bz2": bz2.compress, "xz": lzma.compress}
+pytestmark = pytest.mark.skipif(not source.FORK, reason="the forked child is used on Linux only")
+
+
+def bench_capture(path: Path, packets: int) -> Path:
+    """The benchmark generator's capture of `packets` packets (5k: 3.7 MB, with findings)."""
+    spec = importlib.util.spec_from_file_location("bench_generate", GENERATE)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    assert module.main([str(path), "--packets", str(packets), "--quiet"]) == 0
+    return path
+
+
+@pytest.fixture(scope="module")
+def generated(tmp_path_factory) -> Path:
+    return bench_capture(tmp_path_factory.mktemp("gen") / "gen-5k.pcap", 5000)
+
+
+@pytest.fixture
+def forks(monkeypatch) -> list[int]:
+    """The process ids of the children started in a test; the process is left with one thread, so it may fork."""
+    started: list[int] = []
+
+    class Recorded(source._ForkAhead):
+        def __init__(self, *args) -> None:
+            super().__init__(*args)
+            started.append(self.pid)
+
+    monkeypatch.setattr(source, "_ForkAhead", Recorded)
+    gc.collect()  # captures other tests left unclosed stop their workers when collected
+    for t in threading.enumerate():
+        if t.name == "wsadiag-inflate":
+            t.join(5)
+    assert threading.active_count() == 1
+    return started
+
+
+def damaged(data: bytes, ext: str, how: str) -> bytes:
+    """`data` compressed, then damaged as files met in the field are."""
+    pack = COMPRESS[ext]
+    z = bytearray(pack(data))
+    if how == "cut":
+        return bytes(z[: len(z) * 2 // 3])
+    if how == "checksum":
+        z[-8 if ext == "gz" else -20] ^= 0xFF  # gzip: the CRC-32 in its trailer; bz2 and xz: near their end
+        return bytes(z)
+    if how == "garbage":
+        return bytes(z) + b"garbage after the compressed data\n"
+    if how == "zeros":
+        return bytes(z) + b"\0" * 512
+    if how == "concatenated":
+        half = len(data) // 2
+        return pack(data[:half]) + pack(data[half:])
+    return corrupt_block(z, ext)
+
+
+def corrupt_block(z: bytearray, ext: str) -> bytes:
+    """`z` with 64 bytes in the middle overwritten by noise its decompressor rejects."""
+    rng = random.Random(5)
+    decompress = {
+        "gz": lambda b: zlib.decompressobj(wbits=31).decompress(b),
+        "bz2": bz2.decompress,
+        "xz": lzma.decompress,
+    }[ext]
+    for at in range(len(z) // 2, len(z) // 2 + 100 * 997, 997):
+        bad = bytearray(z)
+        bad[at : at + 64] = rng.randbytes(64)
+        try:
+            decompress(bytes(bad))
+        except (zlib.error, OSError, lzma.LZMAError, ValueError):
+            return bytes(bad)
+    raise AssertionError("no overwrite that the decompressor rejects")
+
+
+def cli_report(path: Path, capsys) -> tuple[int, str, str]:
+    code = main(["analyze", "--format", "json", "--no-progress", "--fail-on", "never", str(path)])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+HOWS = ["cut", "checksum", "corrupt", "garbage", "zeros", "concatenated"]
+
+
+@pytest.mark.parametrize("how", HOWS)
+@pytest.mark.parametrize("ext", COMPRESS)
+def test_the_child_and_the_thread_give_the_same_report(
+    ext: str, how: str, generated: Path, tmp_path: Path, capsys, monkeypatch, forks
+) -> None:
+    path = tmp_path / f"d.pcap.{ext}"
+    path.write_bytes(damaged(generated.read_bytes(), ext, how))
+    in_child = cli_report(path, capsys)
+    assert len(forks) == 1  # that report was read through a child
+    monkeypatch.setattr(source, "FORK", False)
+    on_thread = cli_report(path, capsys)
+    assert len(forks) == 1
+    assert in_child == on_thread
+    capture = json.loads(in_child[1])["captures"][0]
+    assert capture["packets"] > 100  # the frames before the damage are read
+    # the damage is named (bz2 checks a block only at its end: the pcap walk may meet its garbage first)
+    assert bool(capture["warnings"]) == (how not in ("zeros", "concatenated"))
+    assert multiprocessing.active_children() == []
+
+
+def frames_and_warnings(cap) -> tuple[list[bytes], list[tuple[str, str]]]:
+    frames = [f.data for f in cap]
+    return frames, [(w.code, w.message) for w in cap.warnings]
+
+
+def test_a_killed_child_ends_the_stream_with_a_warning_and_the_frames_read_are_kept(
+    generated: Path, tmp_path: Path, monkeypatch, forks
+) -> None:
+    monkeypatch.setattr(source, "AHEAD_ITEM", 1 << 16)  # many items: most are still to come when it dies
+    path = tmp_path / "g.pcap.xz"
+    path.write_bytes(lzma.compress(generated.read_bytes()))
+    with open_capture(str(generated)) as plain:
+        want = [f.data for f in plain]
+    with open_capture(str(path)) as cap:
+        frames = iter(cap)
+        first = [next(frames).data for _ in range(10)]
+        (child,) = forks
+        os.kill(child, signal.SIGKILL)
+        rest, warnings = frames_and_warnings(cap)
+    got = first + rest
+    assert 10 <= len(got) < len(want)
+    assert got == want[: len(got)]
+    assert warnings == [
+        (
+            "read-error",
+            f"decompression failed: the decompressing process was killed (SIGKILL) (after frame {len(got)})",
+        )
+    ]
+    assert multiprocessing.active_children() == []
+
+
+def test_ctrl_c_sent_to_the_child_alone_changes_nothing(generated: Path, tmp_path: Path, forks) -> None:
+    """A terminal sends Ctrl-C to the whole process group: the child leaves it to the parent."""
+    path = tmp_path / "g.pcap.gz"
+    path.write_bytes(gzip.compress(generated.read_bytes()))
+    with open_capture(str(generated)) as plain:
+        want = frames_and_warnings(plain)
+    with open_capture(str(path)) as cap:
+        os.kill(forks[0], signal.SIGINT)
+        got = frames_and_warnings(cap)
+    assert got == want and len(want[0]) == 5000
+
+
+@pytest.mark.parametrize("ext", COMPRESS)
+def test_closing_a_capture_early_leaves_no_child(ext: str, generated: Path, tmp_path: Path, forks) -> None:
+    path = tmp_path / f"g.pcap.{ext}"
+    path.write_bytes(COMPRESS[ext](generated.read_bytes()))
+    with open_capture(str(path)) as cap:
+        frames = iter(cap)
+        assert len([next(frames) for _ in range(10)]) == 10
+        assert [p.pid for p in multiprocessing.active_children()] == forks
+    assert multiprocessing.active_children() == []
+    with pytest.raises(ProcessLookupError):  # reaped, not a zombie
+        os.kill(forks[0], 0)
+
+
+def test_an_error_in_the_analysis_leaves_no_child(generated: Path, tmp_path: Path, forks) -> None:
+    path = tmp_path / "g.pcap.gz"
+    path.write_bytes(gzip.compress(generated.read_bytes()))
+    with pytest.raises(RuntimeError), open_capture(str(path)) as cap:
+        next(iter(cap))
+        raise RuntimeError("the analysis failed")
+    assert len(forks) == 1
+    assert multiprocessing.active_children() == []
+
+
+def test_a_capture_dropped_unclosed_stops_its_child(generated: Path, tmp_path: Path, forks) -> None:
+    path = tmp_path / "g.pcap.xz"
+    path.write_bytes(lzma.compress(generated.read_bytes()))
+    cap = open_capture(str(path))
+    next(iter(cap))
+    assert len(multiprocessing.active_children()) == 1
+    del cap
+    gc.collect()
+    assert multiprocessing.active_children() == []
+
+
+def test_with_threads_running_the_thread_does_the_work(generated: Path, tmp_path: Path, forks) -> None:
+    """Forking a process with threads can deadlock the child (a lock held by another thread)."""
+    path = tmp_path / "g.pcap.bz2"
+    path.write_bytes(bz2.compress(generated.read_bytes()))
+    release = threading.Event()
+    other = threading.Thread(target=release.wait)
+    other.start()
+    try:
+        with open_capture(str(path)) as cap:
+            got = frames_and_warnings(cap)
+    finally:
+        release.set()
+        other.join()
+    with open_capture(str(generated)) as plain:
+        assert got == frames_and_warnings(plain)
+    assert forks == []
+
+
+def test_when_fork_fails_the_thread_does_the_work(generated: Path, tmp_path: Path, forks, monkeypatch) -> None:
+    def refused() -> int:
+        raise BlockingIOError(11, "Resource temporarily unavailable")  # what fork(2) gives at a process limit
+
+    monkeypatch.setattr(os, "fork", refused)
+    path = tmp_path / "g.pcap.xz"
+    path.write_bytes(lzma.compress(generated.read_bytes()))
+    with open_capture(str(path)) as cap:
+        got = frames_and_warnings(cap)
+    with open_capture(str(generated)) as plain:
+        assert got == frames_and_warnings(plain)
+    assert multiprocessing.active_children() == []
+
+
+def test_a_file_object_of_the_callers_is_read_on_the_thread(generated: Path, tmp_path: Path, forks) -> None:
+    """The child would move the file offset the caller's object shares with it."""
+    path = tmp_path / "g.pcap.gz"
+    path.write_bytes(gzip.compress(generated.read_bytes()))
+    with open(path, "rb") as fh, open_capture(fh) as cap:
+        assert len(frames_and_warnings(cap)[0]) == 5000
+    assert forks == []
+
+
+def test_ctrl_c_to_the_process_group_reports_what_was_read_without_a_traceback(tmp_path: Path) -> None:
+    """As from a terminal: the parent and the child both get SIGINT; the child leaves it to the parent."""
+    path = tmp_path / "g.pcap.xz"
+    path.write_bytes(lzma.compress(bench_capture(tmp_path / "g.pcap", 20_000).read_bytes()))
+    report = tmp_path / "r.json"
+    argv = [sys.executable, "-m", "analyzer", "analyze", "--no-progress", "--format", "json", "-o", str(report)]
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+    proc = subprocess.Popen(
+        [*argv, str(path)], cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True
+    )
+    try:
+        child = 0
+        while not child and proc.poll() is None:  # the child starts once the capture is opened
+            try:
+                child = int(Path(f"/proc/{proc.pid}/task/{proc.pid}/children").read_text().split()[0])
+            except (OSError, IndexError):
+                time.sleep(0.002)
+        assert child, "the run ended before its child was seen"
+        time.sleep(0.05)  # into the packet loop
+        os.killpg(proc.pid, signal.SIGINT)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+    assert proc.returncode == 2
+    assert b"interrupted" in err and b"Traceback" not in err
+    assert not Path(f"/proc/{child}").exists()  # reaped by the parent before it exited
+    assert json.loads(report.read_text())["captures"][0]["packets"] > 0
