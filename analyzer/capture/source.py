@@ -70,7 +70,9 @@ DECOMPRESSION_ERRORS: tuple[type[Exception], ...] = (OSError, zlib.error, lzma.L
 FAST_MODULES = {"gzip": "isal.isal_zlib"}
 
 
-Fast = tuple[Callable[[], Any], type[Exception]]  # a decompressor factory and what it raises on bad data
+# a decompressor factory, what it raises on bad data, and its module's CRC-32 (the same sums as
+# zlib's, in a fifth of the time on a gzip capture: the gzip trailer's check)
+Fast = tuple[Callable[[], Any], type[Exception], Callable[[bytes, int], int]]
 
 
 def _fast(name: str) -> Fast | None:
@@ -82,7 +84,7 @@ def _fast(name: str) -> Fast | None:
         isal_zlib = importlib.import_module(module)
     except ImportError:  # not installed: the standard library alone, same answers
         return None
-    return lambda: isal_zlib.decompressobj(wbits=-isal_zlib.MAX_WBITS), isal_zlib.error
+    return lambda: isal_zlib.decompressobj(wbits=-isal_zlib.MAX_WBITS), isal_zlib.error, isal_zlib.crc32
 
 
 # Whole-file readers that decompress in parallel, when installed (likewise): indexed_bzip2 finds
@@ -187,6 +189,7 @@ class _Inflater:
         self._decomp: Any = None  # the current member's decompressor
         self.skip = 0  # output to drop from the start: a faster reader handed it out before it failed
         self._errors = DECOMPRESSION_ERRORS
+        self._crc32: Callable[[bytes, int], int] = zlib.crc32
         self._in = b""  # compressed bytes read but not yet given to a decompressor
         self._at_end = False  # the raw stream has ended (or failed)
         self._out = self._members()
@@ -203,6 +206,7 @@ class _Inflater:
             if fast is not None:
                 self._factory = fast[0]
                 self._errors = (*DECOMPRESSION_ERRORS, fast[1])
+                self._crc32 = fast[2]
             self._step = AHEAD_STEP
         elif hasattr(self._factory(), "copy"):
             self._step = AHEAD_STEP
@@ -266,7 +270,7 @@ class _Inflater:
             self._decomp = decomp = self._factory()
             for data in self._inflate():
                 if self.name == "gzip":
-                    crc[0] = zlib.crc32(data, crc[0])
+                    crc[0] = self._crc32(data, crc[0])
                     crc[1] += len(data)
                 yield data
             decomp = self._decomp  # a rewind replaces it
