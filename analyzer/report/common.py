@@ -118,7 +118,10 @@ def clean_block(text: object) -> str:
 
 
 # XML 1.0 section 2.2 Char production: everything else is forbidden even as a character reference.
-_XML_FORBIDDEN = re.compile("[^\x09\x0a\x0d\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
+# Written as the complement of the Char ranges (tab, LF, CR, U+0020-U+D7FF, U+E000-U+FFFD and
+# U+10000-U+10FFFF): the same characters, but a negated class over those ranges takes re about
+# 4 ms to compile, a noticeable part of every start-up.
+_XML_FORBIDDEN = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
 
 
 def xml_safe(text: object) -> str:
