@@ -19,7 +19,7 @@ from analyzer.cli import main
 REPO = Path(__file__).resolve().parents[1]
 PCAP = REPO / "samples" / "gen004-syn-at-capture-end.pcap"  # one finding (GEN004), as a small run has
 
-# Imported only where used: --debug (traceback), two captures (peer.words), pktmon drops (windrops),
+# Imported only where used: --debug (traceback), two captures (peer.model, peer.words), pktmon drops (windrops),
 # pcapng input, JSON lines and rule files outside the package (json, jsonschema); `socket`
 # builds its enums at import, and the flow table needs only its C core.
 LAZY = (
@@ -27,6 +27,7 @@ LAZY = (
     "socket",
     "json",
     "jsonschema",
+    "analyzer.peer.model",
     "analyzer.peer.words",
     "analyzer.windrops",
     "analyzer.capture.pcapng",
