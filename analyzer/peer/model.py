@@ -5,10 +5,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal, NamedTuple
 
-from analyzer.peer.fates import RECUT
+# FATES, FATE_MARKS and RECUT, the words of `fate:`, live in analyzer.peer.fates: the rule compiler
+# needs them on every start-up, and these records only with two captures. Imported here as well,
+# so that code importing them from this module keeps working.
+from analyzer.peer.fates import FATE_MARKS, FATES, RECUT  # noqa: F401
 
-# FATES, FATE_MARKS and RECUT, the words of `fate:`, are in analyzer.peer.fates: the rule compiler
-# needs them on every start-up, and these records only with two captures.
 # unknown: outside the other capture's time span
 Fate = Literal["seen", "changed", "lost", "injected", "proxied", "answered", "unknown"]
 
