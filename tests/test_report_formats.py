@@ -314,6 +314,19 @@ def test_junit_hostile_strings_stay_character_data() -> None:
     assert root.findall("testsuite")[1].find("testcase/error").get("type") == "capture-error"
 
 
+def test_xml_reports_escape_exactly_the_characters_xml_forbids() -> None:
+    """Every code point: kept when XML 1.0's Char production allows it, else spelled \\xNN/\\uNNNN."""
+    from analyzer.report.common import xml_safe
+
+    allowed = [(0x9, 0xA), (0xD, 0xD), (0x20, 0xD7FF), (0xE000, 0xFFFD), (0x10000, 0x10FFFF)]
+    for code in range(0x110000):
+        char = chr(code)
+        if any(lo <= code <= hi for lo, hi in allowed):
+            assert xml_safe(char) == char, hex(code)
+        else:
+            assert xml_safe(char) == (f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"), hex(code)
+
+
 # ---- sarif --------------------------------------------------------------------------------------
 
 @pytest.fixture(scope="module")

@@ -19,13 +19,13 @@ from analyzer.capture.formats import (
     PCAPNG_MIN_SHB,
 )
 from analyzer.capture.pcap import FrameCursor, PcapWalk, RecordCursor, frames
-from analyzer.capture.pcapng import Interface, PcapngWalk
 from analyzer.capture.source import Source, open_source
 from analyzer.errors import CaptureError
 from analyzer.model import CaptureWarning, Frame
 
 if TYPE_CHECKING:
     from analyzer.capture.etl import Drop
+    from analyzer.capture.pcapng import Interface
 
 # The CaptureWarning codes this package emits; the frame number is the frame that was lost or
 # affected (for a fault between frames, the number the next frame would have had).
@@ -172,6 +172,8 @@ def _detect(cap: Capture, source: Source, head: bytes) -> None:
         if len(head) < PCAPNG_MIN_SHB:
             raise CaptureError(f"{path}: file ends inside the pcapng section header ({len(head)} bytes){inside}")
         cap.format = "pcapng" + suffix
+        from analyzer.capture.pcapng import PcapngWalk  # pcapng only: not on a pcap's start-up
+
         ng = PcapngWalk(cap, head)
         cap._cursor = ng
         cap._frames = frames(ng)

@@ -24,8 +24,8 @@ timestamp would otherwise stop expiry, or end every conversation at once).
 
 from __future__ import annotations
 
+import _socket  # socket's C core: `import socket` builds its enums, a few ms of every start-up
 import math
-import socket
 from collections import deque
 from typing import Callable, Final
 
@@ -1421,7 +1421,7 @@ def _size(n: int) -> str:
 
 
 def _addr(packed: bytes) -> str:
-    return socket.inet_ntop(socket.AF_INET6 if len(packed) == 16 else socket.AF_INET, packed)
+    return _socket.inet_ntop(_socket.AF_INET6 if len(packed) == 16 else _socket.AF_INET, packed)
 
 
 def _ttl_habit(end: _End) -> tuple[int, tuple[int, ...]]:

@@ -20,6 +20,7 @@ from typing import Any
 from analyzer.errors import CaptureError
 from analyzer.model import CaptureResult, CaptureWarning, Conversation, Mark
 from analyzer.peer.clock import DISAGREE, estimate, order_by_handshake, order_by_ttl
+from analyzer.peer.fates import FATE_MARKS, RECUT
 from analyzer.peer.match import (
     BY_LENGTHS,
     PAIR_WINDOW,
@@ -32,8 +33,6 @@ from analyzer.peer.match import (
     unique_pairs,
 )
 from analyzer.peer.model import (
-    FATE_MARKS,
-    RECUT,
     Clock,
     Coverage,
     Fate,

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 from datetime import datetime, timezone
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from analyzer.icmp import icmp_label
 from analyzer.model import CaptureResult, Conversation
-from analyzer.peer.model import FATES, RECUT, PacketFate, PathView
+from analyzer.peer.fates import FATES, RECUT
+
+if TYPE_CHECKING:  # annotations only: a report of one capture does not load the two-capture records
+    from analyzer.peer.model import PacketFate, PathView
 
 
 def _delays(view: PathView, d: int) -> list[float]:

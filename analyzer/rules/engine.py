@@ -23,13 +23,13 @@ import re
 from bisect import bisect_right
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
+from types import ModuleType
 from typing import Final, Literal
 
 from analyzer.errors import UsageError
 from analyzer.frames import frame_runs
 from analyzer.icmp import icmp_word
 from analyzer.model import Alternative, Confidence, Conversation, Event, Finding, Level, Mark, SocketErrorSeen, Traits
-from analyzer.peer import words
 from analyzer.protocol import TCP_FLAG_NAMES, flag_string
 from analyzer.rules.language import FACT_NO_HANDSHAKE, FACT_PATH, FACT_SERVER_SILENT, SERVER_SILENT_STATES, Pattern
 from analyzer.rules.tables import (
@@ -37,7 +37,6 @@ from analyzer.rules.tables import (
     PAYLOAD_KINDS,
     idle_timeout_hint,
 )
-from analyzer.windrops import drop_sentence
 
 # Message placeholders: name -> meaning (documented by vocabulary_markdown()).
 PLACEHOLDERS: dict[str, str] = {
@@ -155,13 +154,25 @@ _VALUES: dict[str, Callable[[_Evidence], str]] = {
     "rtt": lambda x: seconds(x.conv.rtt) if x.conv.rtt >= 0 else "unknown",
     "rst_signal": lambda x: _rst_signal(x),
     "end_note": lambda x: _end_note(x),
-    "peer_capture": lambda x: words.peer_capture(x.conv),
-    "path_between": lambda x: words.path_between(x.conv),
-    "injected_hops": lambda x: words.injected_hops(x.conv, x.events),
-    "lost_sizes": lambda x: words.lost_sizes(x.conv),
-    "clock_offset": lambda x: words.clock_offset(x.conv),
-    "windows_drop": lambda x: drop_sentence(x.conv, x.events),
+    "peer_capture": lambda x: _words().peer_capture(x.conv),
+    "path_between": lambda x: _words().path_between(x.conv),
+    "injected_hops": lambda x: _words().injected_hops(x.conv, x.events),
+    "lost_sizes": lambda x: _words().lost_sizes(x.conv),
+    "clock_offset": lambda x: _words().clock_offset(x.conv),
+    "windows_drop": lambda x: _windrops().drop_sentence(x.conv, x.events),
 }
+
+
+def _words() -> ModuleType:
+    from analyzer.peer import words  # two captures only: imported when a message is filled, not at start-up
+
+    return words
+
+
+def _windrops() -> ModuleType:
+    from analyzer import windrops  # pktmon drops only: likewise
+
+    return windrops
 
 
 def _rst_signal(x: _Evidence) -> str:

@@ -10,13 +10,13 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Final
+from typing import TYPE_CHECKING, Final
 
 from analyzer.capture.etwfacts import COMPONENT_KINDS, DROP_REASONS
 from analyzer.flows.zeek import CONN_STATES as ZEEK_CONN_STATES
 from analyzer.flows.zeek import ENDPOINT_STATES as ZEEK_ENDPOINT_STATES
 from analyzer.model import MARKS, Conversation, Event, Mark, SideStats, WindowsDrop, event_drop
-from analyzer.peer.model import FATE_MARKS, FATES, PathView
+from analyzer.peer.fates import FATE_MARKS, FATES
 from analyzer.protocol import TCP_FLAG_NAMES
 from analyzer.rules.source import Source
 from analyzer.rules.tables import (
@@ -31,6 +31,9 @@ from analyzer.rules.tables import (
     PAYLOAD_KINDS,
     PROTOS,
 )
+
+if TYPE_CHECKING:  # annotations only: the two-capture records load with two captures
+    from analyzer.peer.model import PathView
 
 MAX_STEPS = 32  # steps in one sequence; a longer chain is not a diagnosable pattern
 SIDES = ("A", "B", "client", "server")
@@ -717,7 +720,7 @@ def _side_holds(side: int, conds: tuple[SideTest, ...]) -> ConvTest:
     return test
 
 
-PathTest = Callable[[PathView], bool]  # a compiled path condition
+PathTest = Callable[["PathView"], bool]  # a compiled path condition
 _PATH_FLAGS: dict[str, Callable[[PathView], bool]] = {
     "matched": lambda v: v.peer_conversation > 0,
     "translated": lambda v: v.translated,

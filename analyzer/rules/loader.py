@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import functools
-import json
 import os
 import re
 import stat
@@ -28,6 +27,8 @@ _REPO_RULES = Path(__file__).resolve().parents[2] / "rules"
 @functools.cache
 def _validator():
     try:
+        import json
+
         import jsonschema
     except ImportError:  # the compiler's own checks still catch every malformed rule
         return None
