@@ -410,18 +410,32 @@ def _write_as_they_come(
     args: argparse.Namespace, coming: Iterable[CaptureResult], opts: ReportOptions
 ) -> list[CaptureResult]:
     """The report of a pool's run, written while its later captures are still analysed; its results.
-    Should the writing stop early (a reader of standard output that went away), the run is still
-    finished: the exit status is that of every capture."""
+
+    Nothing is written before the first result is in: a run that cannot start (no Dask scheduler)
+    fails with standard output empty, as before. Each capture's part is flushed once written, so
+    a pipe's reader has it while the next capture is read. Should the writing stop early (a reader
+    of standard output that went away), the run is still finished: the exit status is that of
+    every capture."""
+    from itertools import chain
+
     from analyzer.report import render_pieces
 
     results: list[CaptureResult] = []
+    flush = sys.stdout.flush if args.output in (None, "-") else None
 
-    def kept() -> Iterator[CaptureResult]:
-        for result in coming:
+    def kept(given: Iterator[CaptureResult]) -> Iterator[CaptureResult]:
+        for result in given:
             results.append(result)
             yield result
+            if flush is not None:  # the renderer asks for the next result once this one's part is written
+                try:
+                    flush()
+                except BrokenPipeError:  # _write sees it at its next write, and handles it
+                    pass
 
-    rest = kept()
+    given = iter(coming)
+    first = next(given, None)
+    rest = kept(given if first is None else chain((first,), given))
     _write(args.output, render_pieces(args.format, rest, opts))
     for _ in rest:
         pass

@@ -15,6 +15,7 @@ complete.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 import signal
@@ -173,7 +174,13 @@ def run_pool(
         state.futures = {pool.submit(guarded, task, captures[i], job): i for i in _biggest_first(captures)}
         pending = set(state.futures)
         while state.nxt < len(captures):
-            yield from state.ready_in_order()
+            with _ctrl_c_held() as held:  # the caller writes its part of the report meanwhile
+                yield from state.ready_in_order()
+            if held:  # as if it had come while the pool was waited on
+                if state.interrupted:
+                    raise KeyboardInterrupt
+                state.interrupted = True
+                _interrupt(pool)
             if state.nxt >= len(captures):
                 break
             if not pending:
@@ -192,6 +199,23 @@ def run_pool(
                     done(state.finished)
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
+
+
+@contextlib.contextmanager
+def _ctrl_c_held() -> Iterator[list[int]]:
+    """Ctrl-C noted, not raised, while the caller holds the pool's results: the report it writes
+    meanwhile is not cut, and the workers are interrupted as when the pool is waited on. Only the
+    main thread can catch signals; elsewhere Ctrl-C is raised where it lands."""
+    hit: list[int] = []
+    try:
+        previous = signal.signal(signal.SIGINT, lambda signum, frame: hit.append(signum))
+    except ValueError:  # not the main thread
+        yield hit
+        return
+    try:
+        yield hit
+    finally:
+        signal.signal(signal.SIGINT, signal.SIG_DFL if previous is None else previous)
 
 
 def _biggest_first(captures: Sequence[str]) -> list[int]:

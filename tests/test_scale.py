@@ -100,7 +100,8 @@ def test_a_failing_worker_fails_only_its_capture(tmp_path, task, words):
 
 def test_with_jobs_a_capture_is_written_before_the_next_is_read(capsys, tmp_path):
     """`wsadiag analyze a b --jobs 2 --format json | ...`: the reader gets a's part of the report while
-    b is still being analysed; b is a named pipe that is fed only once a's findings have arrived."""
+    b is still being analysed (each capture's part is flushed down the pipe); b is a named pipe that
+    is fed only once a's findings have arrived."""
     import selectors
 
     late = tmp_path / "late.pcap"
@@ -111,7 +112,7 @@ def test_with_jobs_a_capture_is_written_before_the_next_is_read(capsys, tmp_path
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         cwd=REPO,
-        env={**os.environ, "PYTHONPATH": str(REPO), "PYTHONUNBUFFERED": "1"},
+        env={**{k: v for k, v in os.environ.items() if k != "PYTHONUNBUFFERED"}, "PYTHONPATH": str(REPO)},
     )
     seen = b""
     with selectors.DefaultSelector() as sel:
@@ -124,8 +125,7 @@ def test_with_jobs_a_capture_is_written_before_the_next_is_read(capsys, tmp_path
                     break
                 seen += chunk
     fed = b'"rule": "CON001"' in seen
-    with open(late, "wb") as fifo:  # let b be read in any case, so the run can end
-        fifo.write(HEALTHY.read_bytes())
+    _feed_once_opened(late, HEALTHY.read_bytes(), proc)  # let b be read in any case, so the run can end
     rest, _ = proc.communicate(timeout=300)
     assert fed, "the first capture's findings were not written before the second capture could be read"
     assert str(late).encode() not in seen  # b's part came after
@@ -133,6 +133,54 @@ def test_with_jobs_a_capture_is_written_before_the_next_is_read(capsys, tmp_path
     late.write_bytes(HEALTHY.read_bytes())
     code, serial, _ = report(capsys, *argv[:-3], "--jobs", "1", "--format", "json")
     assert (proc.returncode, (seen + rest).decode()) == (code, serial)
+
+
+def test_ctrl_c_while_a_part_of_the_report_is_written_still_gives_the_report_of_what_was_read(
+    capsys, tmp_path, monkeypatch
+):
+    """The parent writes each capture's part while the pool works on: a Ctrl-C that lands there is
+    handled as one that lands while the pool is waited on (workers stopped, the report whole)."""
+    import signal
+
+    from analyzer.report import jsondoc
+
+    one = bench_capture(tmp_path / "one.pcap", 20_000)
+    captures = [str(one)]
+    for name in ("two.pcap", "three.pcap", "four.pcap"):
+        (tmp_path / name).write_bytes(one.read_bytes())
+        captures.append(str(tmp_path / name))
+    write_part = jsondoc.capture_dict
+
+    def interrupted_while_writing(*args, **kwargs):
+        if not sent:
+            sent.append(os.getpid())
+            os.kill(os.getpid(), signal.SIGINT)
+        return write_part(*args, **kwargs)
+
+    sent: list[int] = []
+    monkeypatch.setattr(jsondoc, "capture_dict", interrupted_while_writing)
+    out = tmp_path / "report.json"
+    code = main(["analyze", *captures, "--jobs", "2", "--format", "json", "-o", str(out), "--no-progress"])
+    err = capsys.readouterr().err
+    assert sent and code == 2
+    assert "interrupted: the report covers" in err and "Traceback" not in err
+    paths = [c["path"] for c in json.loads(out.read_text())["captures"]]
+    assert 1 <= len(paths) <= len(captures) and paths == captures[: len(paths)]
+
+
+def _feed_once_opened(fifo: Path, data: bytes, proc: subprocess.Popen) -> None:
+    """Write `data` into the named pipe once its reader has opened it; give up if the run has ended."""
+    deadline = time.monotonic() + 120
+    while proc.poll() is None and time.monotonic() < deadline:
+        try:
+            fd = os.open(fifo, os.O_WRONLY | os.O_NONBLOCK)
+        except OSError:  # ENXIO: no reader has it open yet
+            time.sleep(0.05)
+            continue
+        os.set_blocking(fd, True)
+        with os.fdopen(fd, "wb") as out:
+            out.write(data)
+        return
 
 
 def test_jobs_must_be_a_positive_number(capsys):
@@ -348,7 +396,7 @@ def test_without_the_cluster_extra_dask_names_the_install_command(tmp_path):
     script = (
         "import sys; sys.modules['distributed'] = None; sys.modules['dask.distributed'] = None\n"
         "from analyzer.cli import main\n"
-        f"sys.exit(main(['analyze', {str(REFUSED)!r}, {str(HEALTHY)!r}, '--dask', 'local']))\n"
+        f"sys.exit(main(['analyze', {str(REFUSED)!r}, {str(HEALTHY)!r}, '--dask', 'local', '--format', 'json']))\n"
     )
     done = subprocess.run(
         [sys.executable, "-c", script],
@@ -360,6 +408,7 @@ def test_without_the_cluster_extra_dask_names_the_install_command(tmp_path):
     assert done.returncode == 2
     assert "pip install 'wsadiag[cluster]'" in done.stderr
     assert "Traceback" not in done.stderr
+    assert done.stdout == ""  # no report begun that cannot be finished
 
 
 # -- one big capture split by conversation --------------------------------------------------------
