@@ -32,6 +32,7 @@ if TYPE_CHECKING:
     import concurrent.futures as cf
 
     from analyzer.pipeline import Keep
+    from analyzer.report.stream import ConversationStream
 
 CLUSTER_HINT = "pip install 'wsadiag[cluster]'  (dask, distributed and fsspec)"
 
@@ -350,7 +351,13 @@ class ManyRun:
     """
 
     def __init__(
-        self, captures: Sequence[str], job: Job, jobs: int, dask: str | None, progress: bool | None, stream=None
+        self,
+        captures: Sequence[str],
+        job: Job,
+        jobs: int,
+        dask: str | None,
+        progress: bool | None,
+        stream: ConversationStream | None = None,
     ) -> None:
         self.captures, self.job, self.jobs, self.dask = captures, job, jobs, dask
         self.progress, self.stream = progress, stream

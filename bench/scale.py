@@ -296,7 +296,7 @@ def critical_path(args: argparse.Namespace) -> None:
             after = got["end"] - marks["last in"]
         # the workers and the parent's work beside them share the cores: the busiest process, or all
         # of that work spread evenly over the cores, whichever takes longer
-        cores = os.cpu_count() or 1
+        cores = min(os.cpu_count() or 1, args.jobs + 1)  # the workers and the parent
         path_cpu = before + max(busiest, (sum(each) + during) / cores) + after
         ratio = f"{serial_path / path_cpu:.2f}x" if "serial" not in name else "1.00x"
         processes = " + ".join(f"{x:.2f}" for x in each) or "-"

@@ -7,6 +7,7 @@ import gzip
 import io
 import lzma
 import os
+import random
 import struct
 import sys
 import threading
@@ -368,7 +369,7 @@ def test_a_file_read_by_path_gives_the_frames_of_a_stream_of_its_bytes(tmp_path,
     """A walk refills its buffer a megabyte at a time; from a file opened by path the unread end is
     read again with the new bytes. Records of every size, across several megabytes of refills, and
     a file cut inside its last record, read as the same bytes handed over by a stream do."""
-    rng = __import__("random").Random(7)
+    rng = random.Random(7)
     datas = [bytes([i % 251]) * rng.choice([0, 1, 60, 1514, 9000, 40000, 65535]) for i in range(260)]
     datas.append(b"z" * 5000)
     whole = pcap_file(datas) if fmt == "pcap" else shb() + idb() + b"".join(epb(d) for d in datas)

@@ -153,7 +153,7 @@ def to_json_document(
     return doc
 
 
-@dataclasses.dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True, slots=True)
 class Later:
     """A value of the document that json_pieces makes only when it reaches it."""
 
