@@ -21,13 +21,15 @@ import sys
 
 M_TRIM_THRESHOLD = -1  # glibc's malloc.h
 M_MMAP_THRESHOLD = -3
-# Above any refill (a megabyte and the unread end of the record that crossed it, at most
-# MAX_RECORD_LEN), so refills come from the heap and reuse its pages; no higher, so that bigger
-# blocks (the hash tables of tens of thousands of live conversations, replaced as they grow) are
-# mapped on their own and given back when freed. With both thresholds at 8 MiB a listing of the
-# 5M-packet bench capture peaked at 104 MiB; at 2 and 4 MiB, 96 MiB, with about as many page faults.
-MMAP_ABOVE = 2 << 20
-TRIM_ABOVE = 4 << 20  # free memory kept at the heap's top before any is returned (a few refills)
+# Above any buffer a walk refills (a megabyte and the unread end of the record that crossed it, at
+# most MAX_RECORD_LEN) and any item the decompressing child or thread hands over (AHEAD_ITEM and
+# what it is joined with), so those come from the heap and reuse its pages; no higher, so that
+# bigger blocks are mapped on their own and given back when freed. Measured on the bench captures
+# (minor faults, peak): with both thresholds at 8 MiB a listing of 5M packets peaked at 101 MiB;
+# with 4 and 8 MiB at 96 MiB, for the same faults; an mmap threshold of 2 MiB (93 MiB) faulted
+# every decompressed item in anew (a 200k-packet .gz: 163k faults against 42k).
+MMAP_ABOVE = 4 << 20
+TRIM_ABOVE = 8 << 20  # free memory kept at the heap's top before any is returned (a few refills)
 LARGE_READ = 1 << 20  # a read this big is a refill of a large capture
 
 _enabled = False
