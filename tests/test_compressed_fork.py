@@ -283,3 +283,21 @@ def test_ctrl_c_to_the_process_group_reports_what_was_read_without_a_traceback(t
     assert b"interrupted" in err and b"Traceback" not in err
     assert not Path(f"/proc/{child}").exists()  # reaped by the parent before it exited
     assert json.loads(report.read_text())["captures"][0]["packets"] > 0
+
+
+def test_garbage_between_bz2_streams_is_said_once_in_the_report_and_nowhere_else(tmp_path: Path) -> None:
+    """The fast bz2 reader prints its own line on such garbage; the child's output goes nowhere, so
+    what the user sees is the report's warning alone."""
+    pcap = (REPO / "samples" / "con001-refused.pcap").read_bytes()
+    path = tmp_path / "junk.pcap.bz2"
+    path.write_bytes(bz2.compress(pcap) + b"not a stream" * 8 + bz2.compress(b""))
+    report = tmp_path / "r.json"
+    argv = [sys.executable, "-m", "analyzer", "analyze", "--no-progress", "--format", "json", "-o", str(report)]
+    done = subprocess.run(
+        [*argv, str(path)], cwd=REPO, env=dict(os.environ, PYTHONPATH=str(REPO)), capture_output=True, text=True
+    )
+    assert done.returncode == 1  # the refusal is found
+    assert done.stderr == ""
+    warnings = json.loads(report.read_text())["captures"][0]["warnings"]
+    assert [w["code"] for w in warnings] == ["corrupt-compression"]
+    assert "trailing garbage" in warnings[0]["message"]

@@ -604,6 +604,11 @@ def _child(inflater: _Inflater, send: Connection, recv: Connection, fast: FastRe
     # was blocked over the fork, so no KeyboardInterrupt can come before this line.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+    # Nothing from here reaches the terminal: what goes wrong comes to the parent, which warns.
+    # A library's own line (indexed_bzip2 prints one on garbage between streams) would be a stray.
+    quiet = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(quiet, 2)
+    os.close(quiet)
     gc.disable()  # the parent's objects are never freed here: scanning them would only copy their pages
     recv.close()  # the parent's end: once the parent closes it, a send here fails and the child ends
     ahead = _ReadAhead(inflater, AHEAD_ITEM, fast, FORK_DEPTH)
