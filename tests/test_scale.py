@@ -7,7 +7,6 @@ complete.
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import struct
@@ -21,6 +20,7 @@ import pytest
 from analyzer.cli import main
 from analyzer.scale import Job, run_pool
 from tests.corpus import CORPUS, needs_corpus
+from tests.generated import bench_capture
 
 REPO = Path(__file__).resolve().parents[1]
 SAMPLES = REPO / "samples"
@@ -189,18 +189,6 @@ def test_jobs_must_be_a_positive_number(capsys):
 
 
 # -- --stitch -------------------------------------------------------------------------------------
-
-GENERATE = REPO / "bench" / "generate.py"
-
-
-def bench_capture(path: Path, packets: int) -> Path:
-    """The benchmark generator's capture (bench/generate.py): thousands of interleaved conversations."""
-    spec = importlib.util.spec_from_file_location("bench_generate", GENERATE)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    assert module.main([str(path), "--packets", str(packets), "--quiet"]) == 0
-    return path
 
 
 def split_pcap(path: Path, cuts: list[int], out: Path) -> list[Path]:
