@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Iterable, Mapping
 from typing import Any, Literal
@@ -98,10 +99,16 @@ def fmt_duration(seconds: float) -> str:
 
 # Characters never written raw to a terminal: C0 and C1 controls, DEL, and the Unicode
 # format characters that reorder or hide text (bidi overrides: CVE-2021-42574 "Trojan Source").
-# These classes (and _XML_FORBIDDEN) are compiled on first use, and then kept by re's own cache:
-# a JSON report uses none of them, and compiling them is a millisecond of every start-up.
+# These classes (and _XML_FORBIDDEN) are compiled on first use (_pattern): a JSON report uses
+# none of them, and compiling them is a millisecond of every start-up.
 _UNSAFE_TERM = "[\x00-\x1f\x7f-\x9f\u061c\u200b-\u200f\u202a-\u202e\u2066-\u2069\ufeff]"
 _UNSAFE_TERM_KEEP_NL = "[\x00-\x09\x0b-\x1f\x7f-\x9f\u061c\u200b-\u200f\u202a-\u202e\u2066-\u2069\ufeff]"
+
+
+# Kept here rather than left to re's own cache: re.sub with a pattern string looks it up there on
+# every call, twice the cost of the substitution on a short cell, and a text listing has
+# hundreds of thousands of them.
+_pattern = functools.cache(re.compile)
 
 
 def _escape_char(match: re.Match[str]) -> str:
@@ -111,12 +118,12 @@ def _escape_char(match: re.Match[str]) -> str:
 
 def clean(text: object) -> str:
     """A capture-derived string made safe for one terminal line: controls shown as \\xNN."""
-    return re.sub(_UNSAFE_TERM, _escape_char, str(text))
+    return _pattern(_UNSAFE_TERM).sub(_escape_char, str(text))
 
 
 def clean_block(text: object) -> str:
     """Like clean() but keeps newlines: for multi-line rule text (cause, remedy)."""
-    return re.sub(_UNSAFE_TERM_KEEP_NL, _escape_char, str(text))
+    return _pattern(_UNSAFE_TERM_KEEP_NL).sub(_escape_char, str(text))
 
 
 # XML 1.0 section 2.2 Char production: everything else is forbidden even as a character reference.
@@ -128,7 +135,7 @@ _XML_FORBIDDEN = "[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]"
 
 def xml_safe(text: object) -> str:
     """A string with the characters XML 1.0 forbids replaced by their \\xNN spelling."""
-    return re.sub(_XML_FORBIDDEN, _escape_char, str(text))
+    return _pattern(_XML_FORBIDDEN).sub(_escape_char, str(text))
 
 
 def _field(record: Any, name: str, default: Any = "") -> Any:
