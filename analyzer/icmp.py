@@ -5,8 +5,9 @@ the only place a message is named: the decoder's error types, the rule language'
 the ladder's labels and the `{icmp}` placeholder are all derived from it.
 """
 
-from __future__ import annotations
-
+# Annotations in this module are evaluated, not kept as strings (no `from __future__ import
+# annotations`): typing.NamedTuple compiles each string annotation when it makes its class, dozens
+# of compiles on every start-up (tests/test_startup.py).
 from typing import Final, NamedTuple
 
 # ICMPv4 types (RFC 792).

@@ -8,8 +8,9 @@ general path (tunnels, ICMP, VLANs, ...) and Decoder.decode hand on. Per-packet 
 NamedTuples (cheap to build); per-conversation and per-finding records are frozen dataclasses.
 """
 
-from __future__ import annotations
-
+# Annotations in this module are evaluated, not kept as strings (no `from __future__ import
+# annotations`): typing.NamedTuple compiles each string annotation when it makes its class, dozens
+# of compiles on every start-up (tests/test_startup.py).
 import builtins
 from dataclasses import dataclass, field
 from enum import IntFlag
@@ -226,10 +227,10 @@ class DroppedEvent(Event):
     Event's fields, and only the few dropped packets need the extra attribute.
     """
 
-    drop: WindowsDrop
+    drop: "WindowsDrop"  # quoted: defined below
 
 
-def event_drop(ev: Event) -> WindowsDrop | None:
+def event_drop(ev: Event) -> "WindowsDrop | None":
     """Why Windows dropped this event's packet, or None (also for every capture but pktmon's)."""
     return ev.drop if type(ev) is DroppedEvent else None
 
@@ -312,7 +313,7 @@ class Conversation:
     icmp_errors: int = 0
     closed_by: str = ""  # "fin", "rst", "timeout", "" (still open at capture end)
     rtt: float = -1.0  # round-trip time from the handshake (SYN to the ACK of the SYN/ACK); -1 unknown
-    path: PathView | None = None  # two captures (analyze --peer): the conversation seen from both points
+    path: "PathView | None" = None  # two captures (analyze --peer): the conversation seen from both points
     streams: tuple[int, ...] = ()  # every Wireshark stream its packets fell in (usually just `stream`)
 
     @property

@@ -39,8 +39,9 @@ program shows; ``python`` and ``curl`` are what a Linux one shows; ``java`` is t
 which socket call the strings were written for (the text can differ for connect vs recv vs send).
 """
 
-from __future__ import annotations
-
+# Annotations in this module are evaluated, not kept as strings (no `from __future__ import
+# annotations`): typing.NamedTuple compiles each string annotation when it makes its class, dozens
+# of compiles on every start-up (tests/test_startup.py).
 from dataclasses import dataclass
 from typing import Literal, NamedTuple
 

@@ -8,6 +8,7 @@ paths that need it.
 
 from __future__ import annotations
 
+import ast
 import subprocess
 import sys
 from pathlib import Path
@@ -21,7 +22,8 @@ PCAP = REPO / "samples" / "gen004-syn-at-capture-end.pcap"  # one finding (GEN00
 
 # Imported only where used: --debug (traceback), two captures (peer.model, peer.words), pktmon drops (windrops),
 # pcapng input, JSON lines and rule files outside the package (json, jsonschema); `socket`
-# builds its enums at import, and the flow table needs only its C core.
+# builds its enums at import, and the flow table needs only its C core; the built-in rule files
+# are found by path (importlib.resources only for an install inside a zip).
 LAZY = (
     "traceback",
     "socket",
@@ -31,6 +33,7 @@ LAZY = (
     "analyzer.peer.words",
     "analyzer.windrops",
     "analyzer.capture.pcapng",
+    "importlib.resources",
 )
 
 
@@ -84,3 +87,38 @@ def test_without_debug_the_error_comes_alone(tmp_path, capsys):
     missing = tmp_path / "no-such-folder"
     assert main(["analyze", "--no-progress", "--rules", str(missing), str(PCAP)]) == 2
     assert capsys.readouterr().err == f"error: --rules {missing}: not a directory\n"
+
+
+def test_a_start_up_compiles_no_string_annotations(tmp_path):
+    """typing.NamedTuple compiles each annotation given as a string (a ForwardRef) when its class
+    is made: with `from __future__ import annotations` in a module of NamedTuples, that is dozens
+    of compiles on every start-up. The modules that define them keep their annotations evaluated;
+    only a field naming its own class (not defined yet) stays a string."""
+    script = "\n".join(
+        [
+            "import sys, typing",
+            "made = []",
+            "init = typing.ForwardRef.__init__",
+            "def counted(self, arg, *a, **k):",
+            "    f = sys._getframe(1)",
+            "    while f is not None and f.f_code.co_filename.endswith('typing.py'):",
+            "        f = f.f_back",
+            "    if f is not None and '/analyzer/' in f.f_code.co_filename:",
+            "        made.append((f.f_code.co_filename, f.f_lineno, arg))",
+            "    init(self, arg, *a, **k)",
+            "typing.ForwardRef.__init__ = counted",
+            "from analyzer.cli import main",
+            "import io, contextlib",
+            "with contextlib.redirect_stdout(io.StringIO()):",
+            f"    main(['analyze', '--format', 'json', '--no-progress', '--fail-on', 'never', {str(PCAP)!r}])",
+            "print(made)",
+        ]
+    )
+    env = {"PATH": "/usr/bin:/bin", "PYTHONPATH": str(REPO), "XDG_CACHE_HOME": str(tmp_path)}
+    run = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, cwd=tmp_path)
+    assert run.returncode == 0, run.stderr
+    made = ast.literal_eval(run.stdout.splitlines()[-1])
+    for filename, line, text in made:  # the line of the class statement being run
+        statement = Path(filename).read_text().splitlines()[line - 1]
+        name = statement.removeprefix("class ").split("(")[0]
+        assert statement.startswith("class ") and name in text.split(" | "), (filename, line, text)
