@@ -7,8 +7,8 @@ import os
 import re
 import stat
 from collections.abc import Iterable
-from importlib import resources
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from analyzer.errors import RuleError, UsageError
 from analyzer.model import CONFIDENCES, LEVELS
@@ -16,6 +16,9 @@ from analyzer.rules.engine import FROM_ICMP, ErrorSpec, Rule, RuleSet, check_pla
 from analyzer.rules.language import MAX_STEPS, compile_pattern, compile_where, icmp_names, uses_ab, where_facts
 from analyzer.rules.source import MAX_RULE_BYTES, Source, parse, read
 from analyzer.rules.tables import OPERATIONS
+
+if TYPE_CHECKING:
+    from importlib.resources.abc import Traversable
 
 # The sections every rule doc has, in this order (ruff's "what it does / why / example").
 DOC_SECTIONS = ("## What it detects", "## Why it happens", "## What each side sees", "## Example")
@@ -28,6 +31,7 @@ _REPO_RULES = Path(__file__).resolve().parents[2] / "rules"
 def _validator():
     try:
         import json
+        from importlib import resources
 
         import jsonschema
     except ImportError:  # the compiler's own checks still catch every malformed rule
@@ -286,10 +290,7 @@ def precedence() -> tuple[str, ...]:
 
 
 def _precedence_text() -> str:
-    try:
-        return resources.files("analyzer._rules").joinpath(PRECEDENCE_FILE).read_text("utf-8")
-    except (ModuleNotFoundError, FileNotFoundError, NotADirectoryError):
-        return (_REPO_RULES / PRECEDENCE_FILE).read_text("utf-8")
+    return _rules_folder().joinpath(PRECEDENCE_FILE).read_text("utf-8")
 
 
 @functools.cache
@@ -306,26 +307,36 @@ def _builtin_sources() -> tuple[Source, ...]:
 
 
 def _builtin_files() -> list[tuple[str, str]]:
-    # Installed: the top-level rules/ folder is packaged as analyzer._rules; in a checkout,
-    # read the repository's rules/ folder directly.
-    try:
-        root = resources.files("analyzer._rules")
-        files = [
-            (f"rules/{p.name}", p.read_text("utf-8"))
-            for p in root.iterdir()
-            if p.name.endswith(".yaml") and p.name != PRECEDENCE_FILE
-        ]
-        if files:
-            return files
-    except (ModuleNotFoundError, FileNotFoundError, NotADirectoryError):
-        pass
-    if not _REPO_RULES.is_dir():
+    root = _rules_folder()
+    if not root.is_dir():
         return []
     return [
         (f"rules/{p.name}", p.read_text("utf-8"))
-        for p in sorted(_REPO_RULES.glob("*.yaml"))
-        if p.name != PRECEDENCE_FILE
+        for p in root.iterdir()
+        if p.name.endswith(".yaml") and p.name != PRECEDENCE_FILE
     ]
+
+
+@functools.cache
+def _rules_folder() -> Traversable:
+    """Where the built-in rule files are: installed, the top-level rules/ folder is packaged as
+    analyzer._rules beside this package; in a checkout (editable or not) it is the repository's
+    rules/ folder, known by its precedence.yaml.
+
+    Both are looked up as paths first: importlib.resources, which also finds the folder inside a
+    zip, costs a few ms of every start-up to import.
+    """
+    beside = Path(__file__).resolve().parents[1] / "_rules"
+    if beside.is_dir():
+        return beside
+    if (_REPO_RULES / PRECEDENCE_FILE).is_file():
+        return _REPO_RULES
+    from importlib import resources
+
+    try:
+        return resources.files("analyzer._rules")
+    except (ModuleNotFoundError, FileNotFoundError, NotADirectoryError):
+        return _REPO_RULES  # not there either: no built-in rules (a broken install)
 
 
 @functools.cache
