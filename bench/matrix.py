@@ -13,7 +13,10 @@ round by round with its order reversed on odd rounds, so the ratios come from si
                  beside tshark -r F -q -z conv,tcp and tcptrace -n F           (per size)
   formats        wsadiag analyze over the same packets as pcap, pcapng (editcap), .pcap.gz,
                  .pcap.xz and .pcap.bz2, each beside the plain pcap            (--format-size)
-  start-up       wsadiag analyze on a one-packet capture (its first record)
+  start-up       wsadiag analyze on a one-packet capture (its first record); again with
+                 `python -S` (the interpreter's .pth hooks left out, as in a venv of wsadiag's
+                 own; the dependencies still come from its site-packages), and the interpreter
+                 alone (`python -c pass`, `python -S -c pass`) for the floor under both
 
 Captures come from bench/generate.py (seed 1) and are kept in --workdir for the next run.
 --build is the tree whose `analyzer` package is measured (it goes first on PYTHONPATH), for
@@ -33,6 +36,7 @@ import shutil
 import statistics
 import subprocess
 import sys
+import sysconfig
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -164,6 +168,21 @@ def format_group(plain: Path, runs: int) -> Group:
     return Group("formats", plain, cmds, runs, ours=tuple(range(1, len(cmds))))
 
 
+def startup_group(one: Path) -> Group:
+    """A start-up, with and without this interpreter's .pth hooks (some machines' site-packages
+    import certifi or an editable install's finder from them), beside the interpreter alone."""
+    paths = [os.environ["PYTHONPATH"], sysconfig.get_paths()["purelib"], sysconfig.get_paths()["platlib"]]
+    bare = ["env", f"PYTHONPATH={os.pathsep.join(dict.fromkeys(paths))}", sys.executable, "-S"]
+    one_run = wsadiag("analyze", one, "")
+    cmds = [
+        wsadiag("analyze", one, "wsadiag analyze"),
+        Command("wsadiag analyze, python -S", [*bare, *one_run.argv[1:]]),
+        Command("python -c pass", [sys.executable, "-c", "pass"]),
+        Command("python -S -c pass", [sys.executable, "-S", "-c", "pass"]),
+    ]
+    return Group("start-up", one, cmds, STARTUP_RUNS, ours=())
+
+
 def run_groups(groups: list[Group]) -> None:
     rounds = max(g.runs for g in groups)
     for r in range(rounds):
@@ -262,8 +281,9 @@ def main(argv: list[str] | None = None) -> int:
         groups.append(format_group(plain, args.runs))
     if "startup" not in skip:
         one = one_packet(plain)
-        groups.append(Group("start-up", one, [wsadiag("analyze", one, "wsadiag analyze")], STARTUP_RUNS))
-        run_once(groups[-1].cmds[0])  # warm-up: bytecode written, files in the page cache
+        groups.append(startup_group(one))
+        for cmd in groups[-1].cmds:
+            run_once(cmd)  # warm-up: bytecode written, files in the page cache
     for path in sorted({a for g in groups for c in g.cmds for a in c.argv[1:] if a.startswith("/")}):
         if Path(path).is_file():
             warm(Path(path))  # the first timed run should not pay for the disk
