@@ -312,8 +312,8 @@ def _builtin_files() -> list[tuple[str, str]]:
         return []
     return [
         (f"rules/{p.name}", p.read_text("utf-8"))
-        for p in root.iterdir()
-        if p.name.endswith(".yaml") and p.name != PRECEDENCE_FILE
+        for p in root.iterdir()  # not an editor's hidden lock or backup files
+        if p.name.endswith(".yaml") and not p.name.startswith(".") and p.name != PRECEDENCE_FILE
     ]
 
 
