@@ -8,6 +8,7 @@ interpreter that sees neither the checkout nor its editable install.
 
 from __future__ import annotations
 
+import fnmatch
 import os
 import re
 import subprocess
@@ -80,6 +81,24 @@ def test_the_wheel_holds_every_package_of_the_source(installed: tuple[Path, Path
     rules = sorted(p.name for p in (REPO / "rules").glob("*.yaml"))
     shipped = sorted(Path(n).name for n in names if n.startswith("analyzer/_rules/") and n.endswith(".yaml"))
     assert shipped == rules
+
+
+def test_the_wheel_ships_every_file_the_packaging_declares(installed: tuple[Path, Path]) -> None:
+    """Each package-data pattern in pyproject.toml names files that are in the wheel: a pattern that
+    matches nothing is a file the packaging means to ship and does not (py.typed, a template)."""
+    import tomllib
+
+    wheel, _ = installed
+    with zipfile.ZipFile(wheel) as zf:
+        names = zf.namelist()
+    setuptools = tomllib.loads((REPO / "pyproject.toml").read_text(encoding="utf-8"))["tool"]["setuptools"]
+    empty = [
+        f"{package}: {pattern}"
+        for package, patterns in setuptools["package-data"].items()
+        for pattern in patterns
+        if not any(fnmatch.fnmatch(n, f"{package.replace('.', '/')}/{pattern}") for n in names)
+    ]
+    assert not empty, f"package data declared in pyproject.toml and not in the wheel: {empty}"
 
 
 def test_the_installed_wheel_runs_the_quick_start(installed: tuple[Path, Path], tmp_path: Path) -> None:
