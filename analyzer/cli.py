@@ -630,6 +630,7 @@ def _check_outputs(args: argparse.Namespace, captures: list[str]) -> None:
     """Refuse a report or baseline path that cannot be written or that names a capture (or the baseline read)."""
     from analyzer.report.output import check_output
 
+    captures = [*captures, *filter(None, [getattr(args, "peer", None)])]  # --peer's capture is read too
     if args.output not in (None, "-"):
         check_output(args.output, "-o", [*captures, *filter(None, [getattr(args, "baseline", None)])])
     if getattr(args, "write_baseline", None):
