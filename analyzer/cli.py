@@ -635,6 +635,10 @@ def _check_outputs(args: argparse.Namespace, captures: list[str]) -> None:
         check_output(args.output, "-o", [*captures, *filter(None, [getattr(args, "baseline", None)])])
     if getattr(args, "write_baseline", None):
         check_output(args.write_baseline, "--write-baseline", captures)
+    if getattr(args, "evidence", None):
+        from analyzer.report.evidence_names import check_distinct
+
+        check_distinct(captures)
 
 
 def _nothing_analysed(results: list[CaptureResult]) -> list[str]:
