@@ -321,6 +321,7 @@ def _apply_config(args: argparse.Namespace) -> None:
 
     path = None if args.no_config else find_config(expand_captures(args.captures))
     config = load_config(path) if path is not None else Config()
+    args.config_file = str(path) if path is not None else None  # an input too: no output may name it
     args.select = args.select or list(config.select)
     args.ignore = args.ignore or list(config.ignore)
     args.rules = args.rules or list(config.rules)
@@ -627,13 +628,31 @@ def _split_pattern(pattern: str) -> tuple[str, list[str]]:
 
 
 def _check_outputs(args: argparse.Namespace, captures: list[str]) -> None:
-    """Refuse a report or baseline path that cannot be written or that names a capture (or the baseline read)."""
+    """Refuse a report or baseline path that cannot be written or that names a file the run reads
+    (a capture, --peer's, a rule file, the configuration file; for -o also the baseline)."""
     from analyzer.report.output import check_output
 
+    captures = [*captures, *filter(None, [getattr(args, "peer", None)])]  # --peer's capture is read too
+    # and so are the rule files and the configuration file: no output may name them either
+    inputs = [*captures, *filter(None, [getattr(args, "config_file", None)])]
+    inputs += _rule_files(getattr(args, "rules", None) or [])
     if args.output not in (None, "-"):
-        check_output(args.output, "-o", [*captures, *filter(None, [getattr(args, "baseline", None)])])
+        check_output(args.output, "-o", [*inputs, *filter(None, [getattr(args, "baseline", None)])])
     if getattr(args, "write_baseline", None):
-        check_output(args.write_baseline, "--write-baseline", captures)
+        check_output(args.write_baseline, "--write-baseline", inputs)
+    if getattr(args, "evidence", None):
+        from analyzer.report.evidence_names import check_distinct
+
+        check_distinct(captures)
+
+
+def _rule_files(items: list[str]) -> list[str]:
+    """The files `--rules` reads: each folder's *.yaml and *.yml, and files named directly."""
+    out = []
+    for item in items:
+        folder = Path(item)
+        out += [str(f) for f in [*folder.glob("*.yaml"), *folder.glob("*.yml")]] if folder.is_dir() else [item]
+    return out
 
 
 def _nothing_analysed(results: list[CaptureResult]) -> list[str]:

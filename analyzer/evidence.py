@@ -112,7 +112,7 @@ def _capture_evidence(result: CaptureResult, directory: Path) -> int:
     for finding in result.findings:
         conv = convs.get(finding.conversation)
         if conv is not None:
-            plans.append((Path(evidence_path(str(directory), finding, conv)), roles(finding, conv)))
+            plans.append((Path(evidence_path(str(directory), result.path, finding, conv)), roles(finding, conv)))
     if not plans:
         return 0
     frames = _frames(result.path, {n for _, comments in plans for n in comments})

@@ -81,6 +81,59 @@ def test_evidence_never_overwrites_a_file_it_did_not_write(capsys, tmp_path):
     assert code == 2 and "not overwriting" in err and capture.read_bytes() == b"the user's notes"
 
 
+def _frames_of(path: object) -> list[bytes]:
+    with open_capture(str(path)) as cap:
+        return [bytes(fr.data) for fr in cap]
+
+
+def _each_evidence_file_is_its_own_captures(doc: dict, folder: Path) -> None:
+    """Every finding names a file of its own, the folder holds exactly those, and each file holds its
+    capture's packets (the evidence frames among them), not another capture's."""
+    named = [(c["path"], f) for c in doc["captures"] for f in c["findings"]]
+    files = [f["evidence_file"] for _, f in named]
+    assert len(set(files)) == len(files), "two findings name one evidence file"
+    assert sorted(Path(p).name for p in files) == sorted(p.name for p in folder.iterdir())
+    for capture, finding in named:
+        original = _frames_of(capture)
+        kept = _frames_of(finding["evidence_file"])
+        assert all(data in original for data in kept), f"{finding['evidence_file']} holds packets not in {capture}"
+        assert all(original[n - 1] in kept for n in finding["frames"])
+
+
+def test_evidence_of_captures_read_together_is_kept_apart(capsys, tmp_path):
+    """Conversation numbers start at 1 in each capture: the refusals of one service seen through a
+    GRE tunnel and through ERSPAN (conversation 1, CON001, the same server in both) are two files."""
+    folder = tmp_path / "evidence"
+    captures = [SAMPLES / "con001-refused-gre.pcap", SAMPLES / "con001-refused-erspan.pcap"]
+    code, out, err = run(capsys, "analyze", *captures, "--evidence", folder, "--format", "json", "--jobs", 1)
+    assert code == 1 and "wrote 2 evidence capture(s)" in err
+    doc = json.loads(out)
+    assert [len(c["findings"]) for c in doc["captures"]] == [1, 1]
+    _each_evidence_file_is_its_own_captures(doc, folder)
+
+
+def test_evidence_of_captures_of_one_name_in_two_folders_is_kept_apart(capsys, tmp_path):
+    """A folder of CI jobs, each with its traffic.pcap: the file name alone does not tell them apart."""
+    for job, sample in (("job-1", "con001-refused-gre.pcap"), ("job-2", "con001-refused-erspan.pcap")):
+        (tmp_path / "jobs" / job).mkdir(parents=True)
+        shutil.copy(SAMPLES / sample, tmp_path / "jobs" / job / "traffic.pcap")
+    folder = tmp_path / "evidence"
+    code, out, _ = run(capsys, "analyze", tmp_path / "jobs", "--evidence", folder, "--format", "json", "--jobs", 1)
+    assert code == 1
+    doc = json.loads(out)
+    assert [len(c["findings"]) for c in doc["captures"]] == [1, 1]
+    _each_evidence_file_is_its_own_captures(doc, folder)
+
+
+def test_evidence_names_that_would_collide_are_refused_before_reading(capsys, tmp_path):
+    for name in ("a b.pcap", "a-b.pcap"):  # one name once made safe for a file name
+        shutil.copy(REFUSED, tmp_path / name)
+    folder = tmp_path / "evidence"
+    code, _, err = run(capsys, "analyze", tmp_path / "a b.pcap", tmp_path / "a-b.pcap", "--evidence", folder)
+    assert code == 2 and err.startswith("error: --evidence: ") and "same names" in err
+    assert not folder.exists()
+
+
 # ---- absolute times -----------------------------------------------------------------------------
 
 

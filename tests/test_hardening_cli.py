@@ -59,6 +59,37 @@ def test_output_naming_an_input_capture_is_refused(option, capture, capsys, no_a
     assert capture.read_bytes() == before
 
 
+@pytest.mark.parametrize("option", ["-o", "--write-baseline"])
+def test_output_naming_the_peer_capture_is_refused(option, tmp_path, capture, capsys, no_analysis):
+    """`--peer` names a capture being read too: writing the report over it would destroy it."""
+    peer = tmp_path / "server.pcap"
+    shutil.copy(ROOT / "samples" / "pth001-rst-injected-server.pcap", peer)
+    before = peer.read_bytes()
+    assert main(["analyze", "--no-progress", str(capture), "--peer", str(peer), option, str(peer)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert "refusing to overwrite" in err[0] and err[0].startswith("error:")
+    assert peer.read_bytes() == before
+
+
+@pytest.mark.parametrize("option", ["-o", "--write-baseline"])
+@pytest.mark.parametrize("read", ["rule file", "configuration file"])
+def test_output_naming_a_rule_or_configuration_file_is_refused(option, read, tmp_path, capture, capsys, no_analysis):
+    """The run reads these too: a report written over one would destroy the user's rule or settings."""
+    rules = tmp_path / "site-rules"
+    rules.mkdir()
+    rule = rules / "SIT003-site-stray-ack.yaml"
+    shipped = (ROOT / "rules" / "RST003-stray-ack-after-fin.yaml").read_text(encoding="utf-8")
+    rule.write_text(shipped.replace("code: RST003", "code: SIT003").replace("stray-ack-after-fin", "site-stray-ack"))
+    config = tmp_path / "wsadiag.toml"
+    config.write_text('rules = ["site-rules"]\nfail-on = "error"\n')
+    target = rule if read == "rule file" else config
+    before = target.read_bytes()
+    assert main(["analyze", "--no-progress", str(capture), option, str(target)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert "refusing to overwrite" in err[0] and err[0].startswith("error:")
+    assert target.read_bytes() == before
+
+
 def test_output_naming_an_input_through_another_spelling_is_refused(capture, capsys, no_analysis, monkeypatch):
     monkeypatch.chdir(capture.parent)
     os.symlink(capture.name, "link.pcapng")

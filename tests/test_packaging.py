@@ -8,7 +8,9 @@ interpreter that sees neither the checkout nor its editable install.
 
 from __future__ import annotations
 
+import fnmatch
 import os
+import re
 import subprocess
 import sys
 import sysconfig
@@ -81,6 +83,24 @@ def test_the_wheel_holds_every_package_of_the_source(installed: tuple[Path, Path
     assert shipped == rules
 
 
+def test_the_wheel_ships_every_file_the_packaging_declares(installed: tuple[Path, Path]) -> None:
+    """Each package-data pattern in pyproject.toml names files that are in the wheel: a pattern that
+    matches nothing is a file the packaging means to ship and does not (py.typed, a template)."""
+    import tomllib
+
+    wheel, _ = installed
+    with zipfile.ZipFile(wheel) as zf:
+        names = zf.namelist()
+    setuptools = tomllib.loads((REPO / "pyproject.toml").read_text(encoding="utf-8"))["tool"]["setuptools"]
+    empty = [
+        f"{package}: {pattern}"
+        for package, patterns in setuptools["package-data"].items()
+        for pattern in patterns
+        if not any(fnmatch.fnmatch(n, f"{package.replace('.', '/')}/{pattern}") for n in names)
+    ]
+    assert not empty, f"package data declared in pyproject.toml and not in the wheel: {empty}"
+
+
 def test_the_installed_wheel_runs_the_quick_start(installed: tuple[Path, Path], tmp_path: Path) -> None:
     """`wsadiag analyze samples/`, the README's first command, from the wheel."""
     import json
@@ -116,3 +136,27 @@ def test_the_installed_wheel_writes_each_report(installed: tuple[Path, Path], tm
     assert done.returncode in (0, 1), done.stderr
     assert "internal error" not in done.stderr
     assert "WSAECONNRESET" in out.read_text()
+
+
+def test_a_rule_error_points_at_documentation_the_install_has(installed: tuple[Path, Path], tmp_path: Path) -> None:
+    """A user's own rule with a misspelt mark (`--rules DIR`, run from the wheel): the error names
+    file and line, and the hint sends the user to the rule language by a way an install has (the
+    checkout's docs/ folder is not installed)."""
+    _, target = installed
+    rules = tmp_path / "site-rules"
+    rules.mkdir()
+    shipped = (REPO / "rules" / "RST003-stray-ack-after-fin.yaml").read_text(encoding="utf-8")
+    own = shipped.replace("code: RST003", "code: SIT003").replace("name: stray-ack-after-fin", "name: site-stray-ack")
+    assert "kind: duplicate-ack" in own
+    (rules / "SIT003-site-stray-ack.yaml").write_text(own.replace("kind: duplicate-ack", "kind: dup-ack"))
+    sample = REPO / "samples" / "rst003-stray-ack-after-fin.pcapng"
+    done = _run_installed(target, "analyze", str(sample), "--rules", str(rules), cwd=tmp_path)
+    assert done.returncode == 2, done.stderr
+    error, hint = done.stderr.splitlines()
+    assert error.startswith(f"error: {rules / 'SIT003-site-stray-ack.yaml'}:") and "'dup-ack'" in error
+    assert hint.startswith("hint: ")
+    command = re.search(r"`wsadiag ([^`]+)`", hint)
+    assert command, f"the hint names nothing an installed wsadiag has: {hint}"
+    shown = _run_installed(target, *command.group(1).split(), cwd=tmp_path)
+    assert shown.returncode == 0, shown.stderr
+    assert "duplicate-ack" in shown.stdout  # the page lists the mark the user meant

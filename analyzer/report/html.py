@@ -55,7 +55,7 @@ def _environment() -> jinja2.Environment:
     return env
 
 
-def _card(f: Finding, conv: Conversation | None, opts: ReportOptions, anchor: str) -> dict:
+def _card(f: Finding, conv: Conversation | None, opts: ReportOptions, anchor: str, capture: str) -> dict:
     ladder = path = path_ladder = None
     if conv is not None and conv.path is not None:  # two captures: both points as lanes
         path = path_summary(conv)
@@ -72,15 +72,22 @@ def _card(f: Finding, conv: Conversation | None, opts: ReportOptions, anchor: st
         "anchor": anchor,
         "started": show_time(conv.start, opts.tz) if conv is not None else "",
         "evidence_time": show_time(times[0], opts.tz) if times else "",
-        "evidence_file": evidence_path(opts.evidence_dir, f, conv) if opts.evidence_dir and conv is not None else "",
+        "evidence_file": (
+            evidence_path(opts.evidence_dir, capture, f, conv) if opts.evidence_dir and conv is not None else ""
+        ),
     }
 
 
-def _incident_view(inc: Incident, convs: dict[int, Conversation], opts: ReportOptions, budget: list[int]) -> dict:
+def _incident_view(
+    inc: Incident, result: CaptureResult, convs: dict[int, Conversation], opts: ReportOptions, budget: list[int]
+) -> dict:
     """budget: cards the page may still draw (shared by all incidents, most severe first)."""
     shown = max(0, min(opts.html_cards, budget[0]))
     budget[0] -= shown
-    cards = [_card(f, convs.get(f.conversation), opts, f"i{inc.id}-f{n}") for n, f in enumerate(inc.findings[:shown])]
+    cards = [
+        _card(f, convs.get(f.conversation), opts, f"i{inc.id}-f{n}", result.path)
+        for n, f in enumerate(inc.findings[:shown])
+    ]
     rest = inc.findings[shown:]
     return {
         "inc": inc,
@@ -131,7 +138,7 @@ def render_html(results: list[CaptureResult], opts: ReportOptions) -> str:
     # page's budget is spent; the rest of each incident is one line of conversation ids.
     budget = [MAX_CARDS]
     convs = [conversations_by_id(r) for r in results]
-    views = [_incident_view(inc, convs[inc.capture], opts, budget) for inc in found]
+    views = [_incident_view(inc, results[inc.capture], convs[inc.capture], opts, budget) for inc in found]
     captures = [_capture_view(r, i, views, opts) for i, r in enumerate(results)]
     return template.render(
         captures=captures,

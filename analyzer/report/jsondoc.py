@@ -58,7 +58,7 @@ def error_dict(err: SocketErrorSeen) -> dict[str, Any]:
 
 
 def finding_dict(
-    finding: Finding, conv: Conversation | None = None, opts: ReportOptions | None = None
+    finding: Finding, conv: Conversation | None = None, opts: ReportOptions | None = None, capture: str = ""
 ) -> dict[str, Any]:
     """One finding as the contract writes it (plus falsepositives, alternatives, absolute times, a TLS
     alert when one is on the wire, the evidence file)."""
@@ -87,7 +87,7 @@ def finding_dict(
     if finding.tls_alert is not None:
         out["tls_alert"] = finding.tls_alert
     if opts is not None and opts.evidence_dir and conv is not None:
-        out["evidence_file"] = evidence_path(opts.evidence_dir, finding, conv)
+        out["evidence_file"] = evidence_path(opts.evidence_dir, capture, finding, conv)
     return out
 
 
@@ -108,7 +108,7 @@ def capture_dict(result: CaptureResult, opts: ReportOptions, lazy: bool = False)
     }
     if not opts.conversations_only:
         convs = conversations_by_id(result)
-        found = (finding_dict(f, convs.get(f.conversation), opts) for f in result.findings)
+        found = (finding_dict(f, convs.get(f.conversation), opts, result.path) for f in result.findings)
         out["findings"] = found if lazy else list(found)
     if result.encapsulations:  # only when there were any: older documents stay as they were
         out["encapsulations"] = list(result.encapsulations)
@@ -222,7 +222,7 @@ def _finding_record(path: str, conv: Conversation | None, finding: Finding, opts
     record: dict[str, Any] = {"kind": "finding", "capture": path}
     if conv is not None:
         record.update(proto=conv.proto, client=str(conv.client), server=str(conv.server), state=conv.state)
-    record.update(finding_dict(finding, conv, opts))
+    record.update(finding_dict(finding, conv, opts, path))
     if conv is not None and conv.path is not None:  # two captures: the line carries its path, as the JSON does
         record["path"] = path_dict(conv.path)
     return json.dumps(record, ensure_ascii=False)

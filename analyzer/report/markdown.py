@@ -135,7 +135,7 @@ def _errors(finding: Finding) -> list[str]:
     return out + [""] if out else []
 
 
-def _finding(finding: Finding, conv: Conversation | None, opts: ReportOptions) -> list[str]:
+def _finding(finding: Finding, conv: Conversation | None, opts: ReportOptions, capture: str) -> list[str]:
     out = [f"#### {finding.level.upper()} {md(finding.rule)} {md(finding.name)}: {md(finding.title)}", ""]
     if conv is not None:
         inferred = " (roles inferred)" if conv.role_inferred else ""
@@ -166,7 +166,7 @@ def _finding(finding: Finding, conv: Conversation | None, opts: ReportOptions) -
         f"**Wireshark filter:** {code_span(finding.wireshark_filter)}",
     ]
     if opts.evidence_dir and conv is not None:
-        out.append(f"  \n**Evidence capture:** {code_span(evidence_path(opts.evidence_dir, finding, conv))}")
+        out.append(f"  \n**Evidence capture:** {code_span(evidence_path(opts.evidence_dir, capture, finding, conv))}")
     if finding.references:
         out.append(f"  \n**References:** {'; '.join(md(r) for r in finding.references)}")
     if conv is not None and conv.path is not None:  # two captures: both points as lanes
@@ -256,7 +256,7 @@ def _incident_section(inc: Incident, result: CaptureResult, opts: ReportOptions)
     head = [f"### Incident {inc.id}: {md(inc.rule)} {md(inc.name)} {md(inc.server)}", ""]
     head.append(f"{md(incident_summary(inc, opts.tz))}")
     head.append("")
-    shown = [_finding(f, convs.get(f.conversation), opts) for f in inc.findings[: opts.examples]]
+    shown = [_finding(f, convs.get(f.conversation), opts, result.path) for f in inc.findings[: opts.examples]]
     rest = len(inc.findings) - len(shown)
     tail = []
     if rest:

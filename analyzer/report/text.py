@@ -97,7 +97,9 @@ def _evidence_times(finding: Finding, conv: Conversation | None, tz: str) -> str
     return "; ".join([f"{known[0][0]} at {first}", *rest])
 
 
-def _finding_lines(finding: Finding, conv: Conversation | None, opts: ReportOptions, paint: _Painter) -> list[str]:
+def _finding_lines(
+    finding: Finding, conv: Conversation | None, opts: ReportOptions, paint: _Painter, capture: str
+) -> list[str]:
     level = paint(finding.level, finding.level.upper())
     width = opts.width
     lines = [f"  {level} {paint('bold', clean(finding.rule))} {clean(finding.name)}: {clean(finding.title)}"]
@@ -130,7 +132,7 @@ def _finding_lines(finding: Finding, conv: Conversation | None, opts: ReportOpti
         lines += _indent(f"evidence times: {when}", "    ", width)
     lines.append(f"    wireshark: {clean(finding.wireshark_filter)}")
     if opts.evidence_dir and conv is not None:
-        lines.append(f"    evidence capture: {clean(evidence_path(opts.evidence_dir, finding, conv))}")
+        lines.append(f"    evidence capture: {clean(evidence_path(opts.evidence_dir, capture, finding, conv))}")
     if finding.references:
         lines.append(f"    see: {'; '.join(clean(r) for r in finding.references)}")
     lines = _wrap(lines, width)  # the ladder below is drawn to fit 80 columns on its own
@@ -225,7 +227,7 @@ def _incident_details(
         out += [
             paint("bold", line) for line in _wrap([_conversation_head(conv, finding.conversation, opts.tz)], opts.width)
         ]
-        out += _finding_lines(finding, conv, opts, paint)
+        out += _finding_lines(finding, conv, opts, paint, result.path)
         out.append("")
     rest = inc.findings[opts.examples :]
     if rest:

@@ -43,8 +43,9 @@ class Source:
 
     def error(self, where: tuple, what: str) -> RuleError:
         """A RuleError that names this file, the line of `where`, and what is wrong."""
+        # The hint names the command, not docs/rules/vocabulary.md: an installed wsadiag has no docs/ folder.
         return RuleError(
-            f"{self.path}:{self.line(where)}: {what}", hint="the rule language is described in docs/rules/vocabulary.md"
+            f"{self.path}:{self.line(where)}: {what}", hint="`wsadiag rules --vocabulary` prints the rule language"
         )
 
 
