@@ -59,6 +59,24 @@ def test_evidence_writes_one_commented_pcapng_per_finding(capsys, tmp_path):
     assert raw.count(b"wsadiag RST001 handshake") == 3 and raw.count(b"wsadiag RST001 evidence") == 2
 
 
+@pytest.mark.parametrize("fmt", ["json", "text", "markdown", "html"])
+def test_evidence_from_standard_input_is_named_nowhere(tmp_path, fmt):
+    """Standard input cannot be read again, so --evidence writes nothing for it: no report names
+    a file for it either (the warning says why), while a capture read beside it keeps its file."""
+    folder = tmp_path / "evidence"
+    argv = [sys.executable, "-m", "analyzer", "analyze", "-", str(ABORTED), "--evidence", str(folder), "--format", fmt]
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    with REFUSED.open("rb") as stdin:
+        done = subprocess.run(argv, stdin=stdin, capture_output=True, text=True, cwd=ROOT, env=env, check=False)
+    assert done.returncode == 1, done.stderr
+    assert "standard input cannot be read again" in done.stderr
+    written = [p.name for p in folder.iterdir()]
+    assert len(written) == 1 and "RST001" in written[0]  # the file of the capture read by path
+    assert "CON001" in done.stdout  # the finding of standard input is reported ...
+    marker = {"json": '"evidence_file"', "text": "evidence capture:", "markdown": "**Evidence capture:**"}
+    assert done.stdout.count(marker.get(fmt, "<dt>Evidence capture</dt>")) == 1  # ... with no file named
+
+
 @pytest.mark.skipif(TSHARK is None, reason="tshark is not installed")
 def test_evidence_comments_show_in_wireshark(capsys, tmp_path):
     run(capsys, "analyze", REFUSED, "--evidence", tmp_path)

@@ -30,6 +30,14 @@ def evidence_name(capture: str, finding: Finding, conv: Conversation) -> str:
     return f"{capture_label(capture)}-conv{conv.id}-{_UNSAFE.sub('-', finding.rule)}-{server}.pcapng"
 
 
+def evidence_file(directory: str, capture: str, finding: Finding, conv: Conversation | None) -> str:
+    """The evidence capture `--evidence DIR` writes for this finding, as the reports name it; "" when
+    it writes none: no --evidence, the conversation not kept, or standard input (not read again)."""
+    if not directory or conv is None or capture == "-":
+        return ""
+    return evidence_path(directory, capture, finding, conv)
+
+
 def evidence_path(directory: str, capture: str, finding: Finding, conv: Conversation) -> str:
     """Where the evidence capture of a finding of capture `capture` is written: DIR/name."""
     return os.path.join(directory, evidence_name(capture, finding, conv))

@@ -22,7 +22,7 @@ from analyzer.report.common import (
     summary_counts,
     summary_line,
 )
-from analyzer.report.evidence_names import evidence_path
+from analyzer.report.evidence_names import evidence_file
 from analyzer.report.incidents import Incident, frame_times, incident_summary, incidents, show_span, show_time
 from analyzer.report.ladder import ladder_rows, svg_ladder, svg_path_ladder
 from analyzer.report.options import ReportOptions
@@ -72,9 +72,7 @@ def _card(f: Finding, conv: Conversation | None, opts: ReportOptions, anchor: st
         "anchor": anchor,
         "started": show_time(conv.start, opts.tz) if conv is not None else "",
         "evidence_time": show_time(times[0], opts.tz) if times else "",
-        "evidence_file": (
-            evidence_path(opts.evidence_dir, capture, f, conv) if opts.evidence_dir and conv is not None else ""
-        ),
+        "evidence_file": evidence_file(opts.evidence_dir, capture, f, conv),
     }
 
 

@@ -12,7 +12,7 @@ import orjson
 
 from analyzer.model import CaptureResult, Conversation, Finding, SocketErrorSeen
 from analyzer.report.common import conversation_total, conversations_by_id, escape_undecodable, summary_counts
-from analyzer.report.evidence_names import evidence_path
+from analyzer.report.evidence_names import evidence_file
 from analyzer.report.incidents import frame_times, incident_dict, incidents, iso_utc
 from analyzer.report.options import ReportOptions
 from analyzer.report.path import path_dict
@@ -86,8 +86,9 @@ def finding_dict(
     }
     if finding.tls_alert is not None:
         out["tls_alert"] = finding.tls_alert
-    if opts is not None and opts.evidence_dir and conv is not None:
-        out["evidence_file"] = evidence_path(opts.evidence_dir, capture, finding, conv)
+    where = evidence_file(opts.evidence_dir, capture, finding, conv) if opts is not None else ""
+    if where:
+        out["evidence_file"] = where
     return out
 
 

@@ -21,7 +21,7 @@ from analyzer.report.common import (
     summary_counts,
     summary_line,
 )
-from analyzer.report.evidence_names import evidence_path
+from analyzer.report.evidence_names import evidence_file
 from analyzer.report.incidents import Incident, frame_times, incident_summary, incidents, show_span, show_time
 from analyzer.report.ladder import ascii_ladder, ladder_rows, path_ladder
 from analyzer.report.options import ReportOptions
@@ -165,8 +165,9 @@ def _finding(finding: Finding, conv: Conversation | None, opts: ReportOptions, c
         f"**Evidence frames:** {frame_ranges(finding.frames)}{when} (confidence {md(finding.confidence)})  ",
         f"**Wireshark filter:** {code_span(finding.wireshark_filter)}",
     ]
-    if opts.evidence_dir and conv is not None:
-        out.append(f"  \n**Evidence capture:** {code_span(evidence_path(opts.evidence_dir, capture, finding, conv))}")
+    where = evidence_file(opts.evidence_dir, capture, finding, conv)
+    if where:
+        out.append(f"  \n**Evidence capture:** {code_span(where)}")
     if finding.references:
         out.append(f"  \n**References:** {'; '.join(md(r) for r in finding.references)}")
     if conv is not None and conv.path is not None:  # two captures: both points as lanes

@@ -21,7 +21,7 @@ from analyzer.report.common import (
     plural,
     summary_line,
 )
-from analyzer.report.evidence_names import evidence_path
+from analyzer.report.evidence_names import evidence_file
 from analyzer.report.incidents import Incident, frame_times, incident_summary, incidents, show_span, show_time
 from analyzer.report.ladder import ascii_ladder, ladder_rows, path_ladder
 from analyzer.report.options import ReportOptions
@@ -131,8 +131,9 @@ def _finding_lines(
     if when:
         lines += _indent(f"evidence times: {when}", "    ", width)
     lines.append(f"    wireshark: {clean(finding.wireshark_filter)}")
-    if opts.evidence_dir and conv is not None:
-        lines.append(f"    evidence capture: {clean(evidence_path(opts.evidence_dir, capture, finding, conv))}")
+    where = evidence_file(opts.evidence_dir, capture, finding, conv)
+    if where:
+        lines.append(f"    evidence capture: {clean(where)}")
     if finding.references:
         lines.append(f"    see: {'; '.join(clean(r) for r in finding.references)}")
     lines = _wrap(lines, width)  # the ladder below is drawn to fit 80 columns on its own
