@@ -34,7 +34,8 @@ if TYPE_CHECKING:
     from analyzer.pipeline import Keep
     from analyzer.report.stream import ConversationStream
 
-CLUSTER_HINT = "pip install 'wsadiag[cluster]'  (dask, distributed and fsspec)"
+# the cluster extra, installed as wsadiag was: from a package index, or from the checkout
+CLUSTER_HINT = "pip install 'wsadiag[cluster]', or in a checkout pip install '.[cluster]'  (dask, distributed and fsspec)"
 
 
 @dataclass(frozen=True)
