@@ -35,7 +35,7 @@ if TYPE_CHECKING:
     from analyzer.report.stream import ConversationStream
 
 # the cluster extra, installed as wsadiag was: from a package index, or from the checkout
-CLUSTER_HINT = "pip install 'wsadiag[cluster]', or in a checkout pip install '.[cluster]'  (dask, distributed and fsspec)"
+CLUSTER_HINT = "pip install 'wsadiag[cluster]', or in a checkout pip install '.[cluster]' (dask, distributed, fsspec)"
 
 
 @dataclass(frozen=True)
