@@ -32,8 +32,9 @@ def evidence_name(capture: str, finding: Finding, conv: Conversation) -> str:
 
 def evidence_file(directory: str, capture: str, finding: Finding, conv: Conversation | None) -> str:
     """The evidence capture `--evidence DIR` writes for this finding, as the reports name it; "" when
-    it writes none: no --evidence, the conversation not kept, or standard input (not read again)."""
-    if not directory or conv is None or capture == "-":
+    it writes none: no --evidence, the conversation not kept, standard input (not read again), or
+    no capture named (a caller that has none)."""
+    if not directory or conv is None or capture in ("", "-"):
         return ""
     return evidence_path(directory, capture, finding, conv)
 
