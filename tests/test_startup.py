@@ -9,8 +9,10 @@ paths that need it.
 from __future__ import annotations
 
 import ast
+import os
 import subprocess
 import sys
+import sysconfig
 from pathlib import Path
 
 import pytest
@@ -37,6 +39,21 @@ LAZY = (
 )
 
 
+# The interpreter without site's .pth hooks (-S): some machines' hooks import modules a start-up
+# must not (certifi's imports importlib.resources), which would hide them from these tests; the
+# dependencies come from site-packages named on the path.
+_BARE = [sys.executable, "-S"]
+
+
+def _env(tmp_path: Path) -> dict[str, str]:
+    paths = [str(REPO), sysconfig.get_paths()["purelib"], sysconfig.get_paths()["platlib"]]
+    return {
+        "PATH": "/usr/bin:/bin",
+        "PYTHONPATH": os.pathsep.join(dict.fromkeys(paths)),
+        "XDG_CACHE_HOME": str(tmp_path),
+    }
+
+
 def _imported(tmp_path: Path, lazy: tuple[str, ...], *statements: str) -> list[str]:
     """The `lazy` modules a fresh interpreter imports running `statements` (not those it started with)."""
     script = "\n".join(
@@ -47,8 +64,7 @@ def _imported(tmp_path: Path, lazy: tuple[str, ...], *statements: str) -> list[s
             f"print(' '.join(m for m in {lazy!r} if m in sys.modules and m not in before))",
         ]
     )
-    env = {"PATH": "/usr/bin:/bin", "PYTHONPATH": str(REPO), "XDG_CACHE_HOME": str(tmp_path)}
-    run = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, cwd=tmp_path)
+    run = subprocess.run(_BARE + ["-c", script], env=_env(tmp_path), capture_output=True, text=True, cwd=tmp_path)
     assert run.returncode == 0, run.stderr
     return run.stdout.splitlines()[-1].split()
 
@@ -114,8 +130,7 @@ def test_a_start_up_compiles_no_string_annotations(tmp_path):
             "print(made)",
         ]
     )
-    env = {"PATH": "/usr/bin:/bin", "PYTHONPATH": str(REPO), "XDG_CACHE_HOME": str(tmp_path)}
-    run = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, cwd=tmp_path)
+    run = subprocess.run(_BARE + ["-c", script], env=_env(tmp_path), capture_output=True, text=True, cwd=tmp_path)
     assert run.returncode == 0, run.stderr
     made = ast.literal_eval(run.stdout.splitlines()[-1])
     for filename, line, text in made:  # the line of the class statement being run
