@@ -647,12 +647,12 @@ def _check_outputs(args: argparse.Namespace, captures: list[str]) -> None:
 
 
 def _rule_files(items: list[str]) -> list[str]:
-    """The files `--rules` reads: each folder's *.yaml and *.yml, and files named directly."""
-    out = []
-    for item in items:
-        folder = Path(item)
-        out += [str(f) for f in [*folder.glob("*.yaml"), *folder.glob("*.yml")]] if folder.is_dir() else [item]
-    return out
+    """The files `--rules` reads (each folder's, as the rule loader lists them), and what is not a folder as given."""
+    if not items:
+        return []
+    from analyzer.rules.loader import folder_rule_files
+
+    return [str(f) for item in items for f in (folder_rule_files(Path(item)) if Path(item).is_dir() else [item])]
 
 
 def _nothing_analysed(results: list[CaptureResult]) -> list[str]:

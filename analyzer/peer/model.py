@@ -5,10 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal, NamedTuple
 
-# FATES, FATE_MARKS and RECUT, the words of `fate:`, live in analyzer.peer.fates: the rule compiler
-# needs them on every start-up, and these records only with two captures. Imported here as well,
-# so that code importing them from this module keeps working.
-from analyzer.peer.fates import FATE_MARKS, FATES, RECUT  # noqa: F401
+# The words of `fate:` are in analyzer.peer.fates: the rule compiler needs them on every start-up,
+# and these records only with two captures.
+from analyzer.peer.fates import RECUT
 
 # unknown: outside the other capture's time span
 Fate = Literal["seen", "changed", "lost", "injected", "proxied", "answered", "unknown"]

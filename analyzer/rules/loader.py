@@ -349,12 +349,17 @@ def builtin_rules() -> tuple[Rule, ...]:
     return tuple(out)
 
 
+def folder_rule_files(folder: Path) -> list[Path]:
+    """The rule files a folder given with --rules holds: its *.yaml, then its *.yml."""
+    return sorted(folder.glob("*.yaml")) + sorted(folder.glob("*.yml"))
+
+
 def _extra_files(dirs: Iterable[str | Path]) -> list[Path]:
     files: list[Path] = []
     for d in dirs:
         p = Path(d)
         if p.is_dir():
-            files += sorted(p.glob("*.yaml")) + sorted(p.glob("*.yml"))
+            files += folder_rule_files(p)
         elif p.is_file():
             files.append(p)
         else:
