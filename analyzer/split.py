@@ -25,12 +25,17 @@ forged RST or ICMP error from a real one) is kept exactly: a share learns nothin
 for every conversation it ends, when it ended and the TTLs each side showed. "When" is a key that
 puts every share's ends in the serial run's order: the packet, then (the flow table hands on what
 is due at a packet in order of deadline and then of first packet) the deadline and the first
-packet, then what the packet itself ends. A conversation that could need host context (a RST or
-an ICMP error, and a side of fewer than three packets) is sent back unjudged; the client replays
-all shares' logs in that order, and marks and judges each such conversation with the host TTLs
-known at that point. Every returned conversation is judged by the client on its final numbers, so
-rule messages and evidence filters name the serial run's conversation and stream numbers, and the
-per-rule cap counts findings in the serial run's order.
+packet, then what the packet itself ends. A share sends only the log entries a replay can learn
+from (analyzer.flows.shares.compact_host_log: under a tenth of them on the 1M-packet bench
+capture). A conversation that could need host context (a RST or an ICMP error, and a side of
+fewer than three packets) is sent back whole; the client replays all shares' logs in that order,
+and marks each such conversation with the host TTLs known at that point.
+
+Each share judges the conversations it sends back, under its own numbers, and trims those with
+findings to their evidence, as a serial run does. The client gives their findings the serial
+run's conversation and stream numbers (the Wireshark filter is written again); it judges a
+conversation again only when its host's TTLs marked one of its packets, or a message names a
+number (no built-in rule's does). The per-rule cap counts findings in the serial run's order.
 
 The Wireshark stream table's bound (the 8,192 most recently finished address/port pairs,
 analyzer.flows.streams) is replayed the same way: each share logs where each pair was opened,
@@ -47,7 +52,7 @@ it; an ICMP error whose quoted TCP conversation is not in
 the capture becomes a conversation between the two hosts in the quoting share, where a serial run
 may merge it with another share's. And unlike the live conversations, which --max-memory bounds,
 the logs grow with the conversations a share ends (about 1.4 KB each, over half of it the host
-log, which the split always kept): about 37 MiB a share on the 1M-packet bench capture's 55,000
+log, kept whole until the share ends): about 37 MiB a share on the 1M-packet bench capture's 55,000
 conversations, 2 equal shares (share 0, 5/9 of them beside a pool, about 41 MiB).
 """
 
@@ -63,11 +68,20 @@ from analyzer.capture import open_capture
 from analyzer.decode import Decoder, linktype_name
 from analyzer.errors import CaptureError
 from analyzer.flows import FlowTable
-from analyzer.flows.shares import END, HostEntry, PairEntry, ShareSink, host_contexts, host_order, pair_order
+from analyzer.flows.shares import (
+    END,
+    HostEntry,
+    PairEntry,
+    ShareSink,
+    compact_host_log,
+    host_contexts,
+    host_order,
+    pair_order,
+)
 from analyzer.flows.shares import forgotten as replay_forgotten
 from analyzer.flows.streams import RETIRED_PAIRS, forgotten_warning
-from analyzer.flows.table import _TTL_ODD
-from analyzer.model import CaptureResult, CaptureWarning, Conversation
+from analyzer.flows.table import _TTL_ODD, MAX_HOSTS
+from analyzer.model import CaptureResult, CaptureWarning, Conversation, Finding
 from analyzer.pipeline import MAX_FINDINGS_PER_RULE, attach_drops, collector_paused, keep_evidence, packet_loop
 from analyzer.scale import Job, _ruleset
 
@@ -79,7 +93,9 @@ class ShareOutcome:
     """What one worker learnt of its share; positions are (frame, depth)."""
 
     result: CaptureResult
-    returned: dict[int, Conversation] = field(default_factory=dict)  # host-log index -> conversation
+    # host-log index -> a conversation with findings, or needing host context, and its findings
+    # under this share's numbers
+    returned: dict[int, tuple[Conversation, list[Finding]]] = field(default_factory=dict)
     unjudged: set[int] = field(default_factory=set)  # host-log indexes of conversations needing host context
     created: list[tuple[int, int, int]] = field(default_factory=list)  # per local id - 1: frame, depth, is ICMP
     tcp_opened: list[Position] = field(default_factory=list)  # per local tcp.stream
@@ -134,11 +150,14 @@ def analyze_share(path: str, share: int, shares: int, job: Job, lead: bool = Fal
         if cap.drops:
             conv = attach_drops(conv, cap.drops)
         at = len(log)  # the entry ShareSink.ended is about to write for this conversation
+        findings = rules.evaluate(conv)
         if _needs_host_context(conv):
-            out.returned[at] = conv
+            out.returned[at] = (conv, findings)
             out.unjudged.add(at)
-        elif rules.evaluate(conv):
-            out.returned[at] = conv
+        elif findings:
+            if not any(rules.names_numbers(f) for f in findings):  # else judged again on the full timeline
+                conv = keep_evidence(conv, findings)
+            out.returned[at] = (conv, findings)
 
     extra: dict = {}
     if job.max_conversations is not None:
@@ -166,7 +185,12 @@ def analyze_share(path: str, share: int, shares: int, job: Job, lead: bool = Fal
     out.created, out.tcp_opened, out.udp_opened = sink.created, sink.tcp_opened, sink.udp_opened
     out.host_log, out.pairs = log, sink.pairs
     sink.detach()
-    out.skipped_or_filtered += len(out.host_log)
+    out.skipped_or_filtered += len(log)  # a host-log entry per conversation ended
+    compact = compact_host_log(log, set(out.returned), MAX_HOSTS // shares)
+    if compact is not None:
+        out.host_log, moved = compact
+        out.returned = {moved[i]: judged for i, judged in out.returned.items()}
+        out.unjudged = {moved[i] for i in out.unjudged}
     return out
 
 
@@ -234,10 +258,11 @@ def _renumbered(conv: Conversation, s: int, o: ShareOutcome, n: _Numbers, timeli
     )
 
 
-def _host_marked(conv: Conversation, c_host: dict[int, int] | None, s_host: dict[int, int] | None) -> tuple:
+def _host_marked(conv: Conversation, c_host: dict[int, int] | None, s_host: dict[int, int] | None) -> tuple | None:
     """The timeline with the marks build_conversation gives a side of fewer than three packets from
-    its host's TTLs."""
+    its host's TTLs; None when they mark nothing new."""
     timeline = list(conv.timeline)
+    changed = False
     for direction, stats, host in ((0, conv.client_stats, c_host), (1, conv.server_stats, s_host)):
         if not host or stats.packets >= 3:
             continue
@@ -245,9 +270,10 @@ def _host_marked(conv: Conversation, c_host: dict[int, int] | None, s_host: dict
         if count < 2:
             continue
         for i, ev in enumerate(timeline):
-            if ev.dir == direction and ev.icmp is None and ev.ttl not in host:
+            if ev.dir == direction and ev.icmp is None and ev.ttl not in host and not ev.marks & _TTL_ODD:
                 timeline[i] = ev._replace(marks=ev.marks | _TTL_ODD)
-    return tuple(timeline)
+                changed = True
+    return tuple(timeline) if changed else None
 
 
 def merge_shares(outcomes: list[ShareOutcome], rules) -> CaptureResult:
@@ -270,11 +296,15 @@ def merge_shares(outcomes: list[ShareOutcome], rules) -> CaptureResult:
     per_rule: dict[str, int] = {}
     for s, i in order:
         o = outcomes[s]
-        conv = o.returned.get(i)
-        if conv is not None:
+        judged = o.returned.get(i)
+        if judged is not None:
+            conv, findings = judged
             marked = _host_marked(conv, *contexts[(s, i)]) if i in o.unjudged else None
             conv = _renumbered(conv, s, o, numbers, marked)
-            _judge(result, conv, rules, per_rule)
+            if marked is not None or any(rules.names_numbers(f) for f in findings):
+                _keep(result, conv, rules.evaluate(conv), per_rule, trim=True)
+            else:  # what the share found holds: only the numbers change
+                _keep(result, conv, [rules.renumbered(f, conv) for f in findings], per_rule, trim=i in o.unjudged)
     result.conversation_count = sum(o.skipped_or_filtered for o in outcomes)
     result.warnings = _warnings(outcomes, per_rule, numbers)
     result.conversations.sort(key=lambda c: c.id)
@@ -282,15 +312,17 @@ def merge_shares(outcomes: list[ShareOutcome], rules) -> CaptureResult:
     return result
 
 
-def _judge(result: CaptureResult, conv: Conversation, rules, per_rule: dict[str, int]) -> None:
-    """What the pipeline's emit does with a conversation: judge it, cap each rule, keep the evidence."""
-    findings = rules.evaluate(conv)
+def _keep(
+    result: CaptureResult, conv: Conversation, findings: list[Finding], per_rule: dict[str, int], trim: bool
+) -> None:
+    """What the pipeline's emit does with a judged conversation: cap each rule, keep the evidence
+    (`trim`: the share sent the whole timeline)."""
     for f in findings:
         per_rule[f.rule] = per_rule.get(f.rule, 0) + 1
     findings = [f for f in findings if per_rule[f.rule] <= MAX_FINDINGS_PER_RULE]
     if findings:
         result.findings.extend(findings)
-        result.conversations.append(keep_evidence(conv, findings))
+        result.conversations.append(keep_evidence(conv, findings) if trim else conv)
 
 
 _TABLE_CODES = ("memory-bound", "stream-numbers-bounded", "conversation-table-full", "no-ip-packets")
@@ -345,6 +377,6 @@ def analyze_split(
                 outcomes = [analyze_share(path, 0, shares, job, True), *(f.result() for f in others)]
         else:
             outcomes = run(path, job, shares)
-    except cf.process.BrokenProcessPool:
+    except cf.BrokenExecutor:  # a process of the pool died (cf.process is imported only with a pool)
         return CaptureResult(path=path, error=f"{path}: a worker process analysing a share of this capture died")
     return merge_shares(outcomes, _ruleset(job.rule_dirs, job.select, job.ignore))

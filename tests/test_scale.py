@@ -469,6 +469,98 @@ def test_host_context_survives_the_split(shares):
     assert _document(merged) == _document(serial)
 
 
+NUMBERED_RULE = """\
+code: USR100
+name: any-reset-numbered
+title: A reset, named by conversation and stream
+level: warning
+status: experimental
+message: "conversation {conversation}, stream {stream}: a RST from {B}"
+match:
+  where: {proto: tcp}
+  sequence:
+    - {from: A, flags: [RST]}
+errors: []
+cause: test
+remedy: test
+confidence: low
+falsepositives: []
+references: []
+samples: {fires: [], silent: []}
+doc: |
+  ## What it detects
+  Any reset.
+  ## Why it happens
+  Test.
+  ## What each side sees
+  Test.
+  ## Example
+  Test.
+"""
+
+
+def test_a_rule_naming_conversation_and_stream_numbers_gives_the_serial_report_split(bench_100k, tmp_path):
+    """Shares judge their conversations under their own numbers and the client renumbers the
+    findings; a message that names the numbers (a user's rule may) is judged again on them."""
+    from analyzer.scale import analyze_task
+    from analyzer.split import analyze_split
+
+    (tmp_path / "USR100-any-reset-numbered.yaml").write_text(NUMBERED_RULE)
+    job = Job(keep="findings", rule_dirs=(str(tmp_path),))
+    serial, _ = analyze_task(str(bench_100k), job)
+    split = analyze_split(str(bench_100k), job, 2, run=_lead_shares_here)
+    assert _document(split) == _document(serial)
+    convs = {c.id: c for c in serial.conversations}
+    named = [(f, a.message) for f in serial.findings for a in f.also if a.rule == "USR100"]
+    named += [(f, f.message) for f in serial.findings if f.rule == "USR100"]
+    assert len({f.rule for f, _ in named}) > 1  # leading, and an alternative under another rule
+    for f, text in named:
+        assert text.startswith(f"conversation {f.conversation}, stream {convs[f.conversation].stream}:")
+
+
+@pytest.mark.parametrize("shares", [2, 3])
+def test_a_host_log_kept_short_teaches_the_replay_what_the_whole_log_does(shares):
+    """Every share sends only the host-log entries a replay can learn from (compact_host_log): for
+    each conversation that needs host context, the replay over the short logs knows the same TTLs of
+    its hosts, and whether one was seen twice, as over the whole logs."""
+    import random
+
+    from analyzer.flows.shares import EXPIRED, compact_host_log, host_contexts, host_order
+
+    rng = random.Random(7)
+    ttl_values = (64, 63, 128, 255, 60, 61, 62, 59, 58, 57, 50)  # more than a host keeps (MAX_TTL_VALUES)
+    hosts = [bytes([192, 0, 2, n]) for n in range(60)]
+    logs: list[list] = [[] for _ in range(shares)]
+    wanted: list[set[int]] = [set() for _ in range(shares)]
+    for frame in range(1, 3000):
+        s = rng.randrange(shares)
+        # mostly one packet a side, so that a TTL seen twice is often seen once in each of two shares
+        ttls = [{rng.choice(ttl_values): 1 + (rng.random() < 0.05)} for _ in range(2)]
+        if rng.random() < 0.3:
+            ttls[rng.randrange(2)] = {}
+        if rng.random() < 0.1:
+            wanted[s].add(len(logs[s]))
+        logs[s].append(((frame, 0, EXPIRED, 0.0, 0), frame, rng.choice(hosts), ttls[0], rng.choice(hosts), ttls[1]))
+
+    def seen(ttls):  # what the replay's answer tells a conversation (analyzer.flows.table._odd_marks)
+        return None if not ttls else (set(ttls), max(ttls.values()) >= 2)
+
+    whole = host_contexts(logs, host_order(logs), wanted)
+    short = [compact_host_log(log, keep, 1000) for log, keep in zip(logs, wanted)]
+    # besides the entries asked for: at most each share's first 8 TTLs of each host, each until seen twice
+    assert sum(len(log) for log, _ in short) <= sum(map(len, wanted)) + shares * len(hosts) * 8 * 2
+    moved = [{new: old for old, new in m.items()} for _, m in short]
+    logs_kept = [log for log, _ in short]
+    kept = host_contexts(logs_kept, host_order(logs_kept), [set(m.values()) for _, m in short])
+    assert len(kept) == len(whole) > 100
+    for (s, i), (c_host, s_host) in kept.items():
+        c_whole, s_whole = whole[(s, moved[s][i])]
+        assert (seen(c_host), seen(s_host)) == (seen(c_whole), seen(s_whole))
+    assert any(seen(c) and len(c) == 8 for c, _ in whole.values())  # a host past the bound of distinct TTLs
+    assert {seen(c)[1] for c, _ in whole.values() if c} == {True, False}  # a TTL seen twice, and not yet
+    assert compact_host_log(logs[0], wanted[0], len(hosts)) is None  # as many hosts as the bound: sent whole
+
+
 def test_the_shares_of_a_big_capture_run_as_dask_tasks(dask_client):
     from analyzer.cluster import share_tasks
     from analyzer.scale import analyze_task

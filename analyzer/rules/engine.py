@@ -75,6 +75,7 @@ PLACEHOLDERS: dict[str, str] = {
 FROM_ICMP = "from-icmp"
 _PLACEHOLDER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_]+)?)\}")
 _STEP_REF = re.compile(r"^step([1-9][0-9]?)\.([a-z_]+)$")
+_NUMBERS: Final = frozenset(("conversation", "stream"))  # the placeholders that name a conversation's numbers
 
 
 def template_names(template: str) -> list[str]:
@@ -567,8 +568,13 @@ def default_filter(conv: Conversation, chain_events: Sequence[Event]) -> str:
     The stream numbers are Wireshark's own (analyzer.flows.streams); the frame set alone would
     select the evidence, the stream names where it lives for "Follow TCP Stream".
     """
-    frames = frame_set(e.frame for e in chain_events)
-    if conv.proto in ("tcp", "udp") and not any(e.icmp is not None for e in chain_events):
+    return evidence_filter(conv, [e.frame for e in chain_events], any(e.icmp is not None for e in chain_events))
+
+
+def evidence_filter(conv: Conversation, evidence_frames: Iterable[int], via_icmp: bool) -> str:
+    """default_filter from the evidence's frame numbers, and whether an ICMP error is among them."""
+    frames = frame_set(evidence_frames)
+    if conv.proto in ("tcp", "udp") and not via_icmp:
         streams = conv.streams or (conv.stream,)
         if len(streams) == 1:
             return f"{conv.proto}.stream eq {streams[0]} && frame.number in {frames}"
@@ -619,6 +625,8 @@ class RuleSet:
             (r, tuple((a_dir, p, gate(p)) for a_dir, patterns in r.bindings for p in patterns)) for r in self.rules
         ]
         self._messages = {r.code: compile_message(r.message) for r in self.rules}
+        # rules whose message names the conversation or stream number (none built in; a user's may)
+        self._numbered = frozenset(r.code for r in self.rules if _NUMBERS.intersection(template_names(r.message)))
         # feature word -> the rules (and their patterns) whose gates admit it
         self._admitted: dict[int, tuple[tuple[Rule, Candidates], ...]] = {}
 
@@ -702,6 +710,19 @@ class RuleSet:
             if not other.code.startswith(GENERIC_FAMILY)
         )
         return [dataclasses.replace(primary, also=also)]
+
+    def names_numbers(self, finding: Finding) -> bool:
+        """Whether a message of the finding (or of its alternatives) names the conversation or stream number."""
+        return finding.rule in self._numbered or any(a.rule in self._numbered for a in finding.also)
+
+    def renumbered(self, finding: Finding, conv: Conversation) -> Finding:
+        """`finding`, judged by evaluate() on this conversation under other conversation and stream
+        numbers (a share of a split capture), with conv's own. Only for a finding whose messages do
+        not name them (names_numbers): the conversation is judged again."""
+        text = finding.wireshark_filter
+        if text.startswith(f"{conv.proto}.stream "):  # default_filter's stream form: no ICMP error in the evidence
+            text = evidence_filter(conv, finding.frames, via_icmp=False)
+        return dataclasses.replace(finding, conversation=conv.id, wireshark_filter=text)
 
 
 def _first_match(patterns: Candidates, conv: Conversation) -> tuple[int, list[int]] | None:
