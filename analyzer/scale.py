@@ -114,8 +114,9 @@ def guarded(task: Task, path: str, job: Job) -> Outcome:
     """Run `task`; whatever goes wrong becomes this capture's error instead of the run's."""
     limit = job.timeout
     in_main = threading.current_thread() is threading.main_thread()
+    idle = None
     if in_main:  # Ctrl-C reaches a pool worker from the terminal and from run_pool: stop once
-        signal.signal(signal.SIGINT, _interrupt_once())
+        idle = signal.signal(signal.SIGINT, _interrupt_once())
     alarm = limit is not None and in_main
     if alarm and limit is not None:  # in a pool process: also stops a task stuck outside the packet loop
         signal.signal(signal.SIGALRM, _on_alarm)
@@ -131,6 +132,15 @@ def guarded(task: Task, path: str, job: Job) -> Outcome:
     finally:
         if alarm:
             signal.setitimer(signal.ITIMER_REAL, 0)
+        if idle is not None:  # between tasks, as before this one (a pool worker: ignored, _idle_worker)
+            signal.signal(signal.SIGINT, idle)
+
+
+def _idle_worker() -> None:
+    """A pool process ignores Ctrl-C while it waits for a task: the terminal sends it to every
+    process, and one that stops in concurrent.futures' own loop prints a traceback. guarded()
+    takes it during a task."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 def _interrupt_once() -> Callable[[int, object], None]:
@@ -171,7 +181,7 @@ def run_pool(
     import concurrent.futures as cf  # here, not at import: a one-capture run never starts a pool
 
     state = _PoolRun(captures, job, task)
-    pool = cf.ProcessPoolExecutor(max_workers=max(1, jobs))
+    pool = cf.ProcessPoolExecutor(max_workers=max(1, jobs), initializer=_idle_worker)
     try:
         state.futures = {pool.submit(guarded, task, captures[i], job): i for i in _biggest_first(captures)}
         pending = set(state.futures)
@@ -287,7 +297,7 @@ def _alone(path: str, job: Job, task: Task) -> Outcome:
     import concurrent.futures as cf
 
     try:
-        with cf.ProcessPoolExecutor(max_workers=1) as pool:
+        with cf.ProcessPoolExecutor(max_workers=1, initializer=_idle_worker) as pool:
             return pool.submit(guarded, task, path, job).result()
     except cf.process.BrokenProcessPool:
         return failed(path, f"{path}: the worker process analysing this capture died"), []

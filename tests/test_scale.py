@@ -168,6 +168,47 @@ def test_ctrl_c_while_a_part_of_the_report_is_written_still_gives_the_report_of_
     assert 1 <= len(paths) <= len(captures) and paths == captures[: len(paths)]
 
 
+def test_ctrl_c_from_the_terminal_while_a_worker_waits_for_work_prints_no_traceback(tmp_path):
+    """A terminal's Ctrl-C reaches every process of the run. `analyze a b --jobs 2`: a's worker has
+    finished and waits for work while b (a named pipe nobody writes) is still being opened; the run
+    stops with its one-line message, and the waiting worker stops without a traceback."""
+    import selectors
+    import signal
+
+    late = tmp_path / "late.pcap"
+    os.mkfifo(late)
+    argv = ["analyze", str(REFUSED), str(late), "--jobs", "2", "--format", "json", "--no-progress"]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "analyzer", *argv],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        cwd=REPO,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+        start_new_session=True,  # a process group of its own, as a terminal's job
+    )
+    seen = b""
+    with selectors.DefaultSelector() as sel:
+        sel.register(proc.stdout, selectors.EVENT_READ)
+        deadline = time.monotonic() + 120
+        while b'"rule": "CON001"' not in seen and time.monotonic() < deadline:
+            if sel.select(timeout=1):
+                chunk = os.read(proc.stdout.fileno(), 1 << 16)
+                if not chunk:
+                    break
+                seen += chunk
+    assert b'"rule": "CON001"' in seen  # a's part is written: its worker is done with it
+    os.killpg(proc.pid, signal.SIGINT)
+    try:
+        _, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    assert proc.returncode == 2
+    assert err.decode().splitlines() == [
+        "error: interrupted: the report covers 2 of 2 capture(s), the last one only up to where it stopped"
+    ]
+
+
 def _feed_once_opened(fifo: Path, data: bytes, proc: subprocess.Popen) -> None:
     """Write `data` into the named pipe once its reader has opened it; give up if the run has ended."""
     deadline = time.monotonic() + 120
