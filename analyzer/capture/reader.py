@@ -136,6 +136,40 @@ def open_capture(src: str | os.PathLike[str] | IO[bytes], *, appearances: str = 
         raise
 
 
+class OpenedEarly:
+    """A capture file opened before its analysis starts, so that its decompression runs meanwhile.
+
+    The command line opens the first capture right after parsing its arguments: a compressed one
+    is then decompressed (in its forked child, analyzer/capture/source.py) while the rules load
+    and the report modules are imported. What opening met is kept for the analysis: take() hands
+    over the Capture, or raises the CaptureError, at the point the capture would have been opened.
+    """
+
+    def __init__(self, path: str) -> None:
+        self.name = path
+        self._cap: Capture | None = None
+        self._error: CaptureError | None = None
+        try:
+            self._cap = open_capture(path)
+        except CaptureError as exc:
+            self._error = exc
+
+    def take(self) -> Capture:
+        """The open capture (whoever takes it closes it); raises the CaptureError met when opening."""
+        if self._error is not None:
+            raise self._error
+        cap, self._cap = self._cap, None
+        if cap is None:
+            raise CaptureError(f"{self.name}: opened early and taken already")  # a bug of the caller's
+        return cap
+
+    def close(self) -> None:
+        """Close the capture if it was not taken (a run that stopped before its analysis); stops its child."""
+        if self._cap is not None:
+            self._cap.close()
+            self._cap = None
+
+
 def _detect(cap: Capture, source: Source, head: bytes) -> None:
     path = source.path
     suffix = f"+{source.compression}" if source.compression else ""
