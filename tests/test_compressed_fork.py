@@ -245,6 +245,15 @@ def test_a_file_object_of_the_callers_is_read_on_the_thread(generated: Path, tmp
     assert forks == []
 
 
+def child_wrote(pid: int) -> int:
+    """Bytes the process `pid` has written so far (its pipe to the parent), 0 once it is gone."""
+    try:
+        io = Path(f"/proc/{pid}/io").read_text()
+    except OSError:
+        return 0
+    return int(next(line.split()[1] for line in io.splitlines() if line.startswith("wchar:")))
+
+
 def test_ctrl_c_to_the_process_group_reports_what_was_read_without_a_traceback(tmp_path: Path) -> None:
     """As from a terminal: the parent and the child both get SIGINT; the child leaves it to the parent."""
     # Big enough that the child is still sending when the signal comes: it keeps only a few items
@@ -265,7 +274,11 @@ def test_ctrl_c_to_the_process_group_reports_what_was_read_without_a_traceback(t
             except (OSError, IndexError):
                 time.sleep(0.002)
         assert child, "the run ended before its child was seen"
-        time.sleep(0.05)  # into the packet loop
+        # The child starts before the rules load (the capture is opened early): wait until it has
+        # sent more than the pipe holds beside the first item, which the parent takes only in its
+        # packet loop.
+        while proc.poll() is None and child_wrote(child) < 8 * source.AHEAD_ITEM:
+            time.sleep(0.002)
         os.killpg(proc.pid, signal.SIGINT)
         _, err = proc.communicate(timeout=60)
     finally:
