@@ -10,13 +10,14 @@ exit codes rather than exit, and our own exceptions decide the error text.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import fnmatch
 import gc
 import glob
 import os
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable, Iterable, Iterator, Sequence
+from typing import IO, TYPE_CHECKING, Callable, Iterable, Iterator, Sequence
 
 from analyzer import __version__
 from analyzer.errors import UsageError, WsadiagError
@@ -24,6 +25,7 @@ from analyzer.model import CaptureResult, CaptureWarning
 from analyzer.report.common import FAIL_ON, fails
 
 if TYPE_CHECKING:  # imported lazily at run time: start-up stays short
+    from analyzer.capture.reader import OpenedEarly
     from analyzer.pipeline import Keep
     from analyzer.report import ReportOptions
     from analyzer.rules import RuleSet
@@ -259,7 +261,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         _default_jobs(args)
         from analyzer.pipeline import collector_paused  # a one-shot run: reports too are built without cycles
 
-        with collector_paused():
+        with collector_paused(), _opened_early(args):
             return _VERBS[args.verb](args)
     except WsadiagError as exc:
         _print_error(exc)
@@ -281,6 +283,44 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"error: internal error: {type(exc).__name__}: {exc}", file=sys.stderr)
             print("hint: run again with --debug and report the traceback", file=sys.stderr)
         return EXIT_ERROR
+
+
+@contextlib.contextmanager
+def _opened_early(args: argparse.Namespace) -> Iterator[None]:
+    """Open the first capture now, before the rules load and the report modules are imported.
+
+    A compressed capture is decompressed by a child forked when it is opened (analyzer/capture/
+    source.py), and that child is the run's critical path: opened here, it works while this
+    process sets up rather than after. Only the first capture, and only when this process will
+    read it itself (no pool, split, Dask, --stitch or --peer: a process that forks workers must
+    hold no decompressing child): the later ones open in turn, so however many are given, one
+    child and its few megabytes run ahead. The run takes it from `args.early` (_source); what it
+    did not take (it stopped before, on an error or Ctrl-C) is closed here, its child stopped.
+    """
+    early = _open_early(args)
+    args.early = early
+    try:
+        yield
+    finally:
+        if early is not None:
+            early.close()
+
+
+def _open_early(args: argparse.Namespace) -> OpenedEarly | None:
+    """The first capture opened (or the error opening met, kept), or None where it is not opened early."""
+    if args.verb not in ("analyze", "conversations") or getattr(args, "peer", None) or args.stitch or args.dask:
+        return None
+    try:
+        captures = expand_captures(args.captures)
+    except UsageError:  # said when the verb expands them, in its turn
+        return None
+    keep: Keep = "findings" if args.verb == "analyze" else "all"
+    # a regular file only: opening a FIFO would wait for its writer, and standard input is read in turn
+    if not captures or not os.path.isfile(captures[0]) or _elsewhere(args, captures, keep, None):
+        return None
+    from analyzer.capture.reader import OpenedEarly
+
+    return OpenedEarly(captures[0])
 
 
 def _print_traceback() -> None:
@@ -734,11 +774,12 @@ def _run(
     from analyzer.report.progress import CaptureProgress
 
     stitched = _stitched(args, captures)
+    elsewhere = "" if stitched is not None else _elsewhere(args, captures, keep, on_findings)
     if stitched is not None:
         captures = [stitched.name]
-    elif keep == "findings" and on_findings is None and args.split_asked and scale.big_capture(captures, args.jobs):
+    elif elsewhere == "split":
         return [scale.run_split(captures[0], _job(args, keep), args.jobs, args.dask)], False
-    elif on_findings is None and scale.many_at_once(captures, args.jobs, args.dask, args.timeout):
+    elif elsewhere == "pool":
         job = _job(args, keep, listing=stream is not None)
         run = scale.ManyRun(captures, job, args.jobs, args.dask, False if args.no_progress else None, stream)
         results = list(run) if report is None else report(run)
@@ -752,7 +793,7 @@ def _run(
     results = []
     interrupted = False
     for path in captures:
-        source = stitched or (sys.stdin.buffer if path == "-" else path)
+        source = stitched or _source(args, path)
         live = None if on_findings is None else on_findings.for_capture(path)
         if stream is not None:
             stream.capture_start(path)
@@ -789,6 +830,27 @@ def _run(
             file=sys.stderr,
         )
     return results, interrupted
+
+
+def _elsewhere(args: argparse.Namespace, captures: list[str], keep: Keep, on_findings) -> str:
+    """Where the captures are analysed when not in this process one after another: "split" (one
+    big capture across --jobs processes), "pool" (a process pool or Dask), or "" (here)."""
+    from analyzer import scale
+
+    if keep == "findings" and on_findings is None and args.split_asked and scale.big_capture(captures, args.jobs):
+        return "split"
+    if on_findings is None and scale.many_at_once(captures, args.jobs, args.dask, args.timeout):
+        return "pool"
+    return ""
+
+
+def _source(args: argparse.Namespace, path: str) -> str | IO[bytes] | OpenedEarly:
+    """What the pipeline reads for `path`: the capture opened early (_opened_early), once; else the path or stdin."""
+    early = getattr(args, "early", None)
+    if early is not None and early.name == path:
+        args.early = None  # the same path given twice is opened again the second time
+        return early
+    return sys.stdin.buffer if path == "-" else path
 
 
 def _stitched(args: argparse.Namespace, captures: list[str]):

@@ -10,6 +10,7 @@ from typing import IO, Callable, Iterator, Literal, Protocol
 
 from analyzer.capture import open_capture
 from analyzer.capture.pcap import RecordCursor
+from analyzer.capture.reader import OpenedEarly
 from analyzer.decode import Decoder, linktype_name
 from analyzer.errors import CaptureError
 from analyzer.flows import FlowTable
@@ -123,7 +124,7 @@ def packet_loop(
 
 
 def analyze_capture(
-    source: str | os.PathLike[str] | IO[bytes],
+    source: str | os.PathLike[str] | IO[bytes] | OpenedEarly,
     rules: RuleEvaluator | None = None,
     conv_filter: Callable[[Conversation], bool] | None = None,
     *,
@@ -164,7 +165,7 @@ def analyze_capture(
 
 
 def _analyze(
-    source: str | os.PathLike[str] | IO[bytes],
+    source: str | os.PathLike[str] | IO[bytes] | OpenedEarly,
     rules: RuleEvaluator | None,
     conv_filter: Callable[[Conversation], bool] | None,
     keep: Keep,
@@ -182,9 +183,11 @@ def _analyze(
     )
     result = CaptureResult(path=str(name))
     try:
-        # captures read as one (analyzer/stitch.py) open themselves
-        opener = getattr(source, "open_stitched", None)
-        cap = opener() if opener is not None else open_capture(source)
+        if isinstance(source, OpenedEarly):  # opened by the command line while it set up
+            cap = source.take()
+        else:  # captures read as one (analyzer/stitch.py) open themselves
+            opener = getattr(source, "open_stitched", None)
+            cap = opener() if opener is not None else open_capture(source)
     except CaptureError as exc:
         result.error = str(exc)
         return result

@@ -28,6 +28,7 @@ import pytest
 
 from analyzer.capture import open_capture, source
 from analyzer.cli import main
+from analyzer.errors import CaptureError
 from tests.generated import bench_capture
 
 REPO = Path(__file__).resolve().parents[1]
@@ -245,6 +246,15 @@ def test_a_file_object_of_the_callers_is_read_on_the_thread(generated: Path, tmp
     assert forks == []
 
 
+def child_wrote(pid: int) -> int:
+    """Bytes the process `pid` has written so far (its pipe to the parent), 0 once it is gone."""
+    try:
+        io = Path(f"/proc/{pid}/io").read_text()
+    except OSError:
+        return 0
+    return int(next(line.split()[1] for line in io.splitlines() if line.startswith("wchar:")))
+
+
 def test_ctrl_c_to_the_process_group_reports_what_was_read_without_a_traceback(tmp_path: Path) -> None:
     """As from a terminal: the parent and the child both get SIGINT; the child leaves it to the parent."""
     # Big enough that the child is still sending when the signal comes: it keeps only a few items
@@ -265,7 +275,11 @@ def test_ctrl_c_to_the_process_group_reports_what_was_read_without_a_traceback(t
             except (OSError, IndexError):
                 time.sleep(0.002)
         assert child, "the run ended before its child was seen"
-        time.sleep(0.05)  # into the packet loop
+        # The child starts before the rules load (the capture is opened early): wait until it has
+        # sent more than the pipe holds beside the first item, which the parent takes only in its
+        # packet loop.
+        while proc.poll() is None and child_wrote(child) < 8 * source.AHEAD_ITEM:
+            time.sleep(0.002)
         os.killpg(proc.pid, signal.SIGINT)
         _, err = proc.communicate(timeout=60)
     finally:
@@ -292,3 +306,126 @@ def test_garbage_between_bz2_streams_is_said_once_in_the_report_and_nowhere_else
     warnings = json.loads(report.read_text())["captures"][0]["warnings"]
     assert [w["code"] for w in warnings] == ["corrupt-compression"]
     assert "trailing garbage" in warnings[0]["message"]
+
+
+# -- the first capture opened before the rules load (analyzer/cli.py _opened_early) ------------
+
+
+def analyze_json(argv: list[str], capsys) -> tuple[int, dict, str]:
+    code = main(["analyze", "--format", "json", "--no-progress", "--fail-on", "never", *argv])
+    out, err = capsys.readouterr()
+    return code, json.loads(out), err
+
+
+def plain_name(path: str) -> str:
+    stem, _, ext = path.rpartition(".")
+    return stem if ext in COMPRESS else path
+
+
+def as_plain(doc: dict) -> str:
+    """The report with each capture's name (also in incidents) and format as its plain version's would be."""
+    for capture in doc["captures"]:
+        capture["path"] = plain_name(capture["path"])
+        capture["format"] = capture["format"].split("+")[0]
+    for incident in doc["incidents"]:
+        incident["capture"] = plain_name(incident["capture"])
+    return json.dumps(doc, sort_keys=True)
+
+
+def test_several_compressed_captures_in_one_run_report_what_their_plain_versions_report(
+    generated: Path, tmp_path: Path, capsys, forks
+) -> None:
+    """One run in this process (--jobs 1): the first is opened early, the others in turn."""
+    plain = [generated, REPO / "samples" / "con001-refused.pcap", REPO / "samples" / "con001-refused-ipv6.pcap"]
+    copies = [tmp_path / f"{i}.pcap" for i in range(len(plain))]
+    packed = []
+    for p, copy, ext in zip(plain, copies, ["xz", "gz", "bz2"]):
+        copy.write_bytes(p.read_bytes())
+        packed.append(tmp_path / f"{copy.name}.{ext}")
+        packed[-1].write_bytes(COMPRESS[ext](p.read_bytes()))
+    want = analyze_json(["--jobs", "1", *map(str, copies)], capsys)
+    got = analyze_json(["--jobs", "1", *map(str, packed)], capsys)
+    assert len(forks) == len(packed)  # each read through its child
+    assert got[0] == want[0] and got[2] == want[2]
+    assert as_plain(got[1]) == as_plain(want[1])
+    assert got[1]["captures"][0]["packets"] == 5000
+    assert multiprocessing.active_children() == []
+
+
+@pytest.mark.parametrize("first", [True, False], ids=["opened-early", "opened-in-turn"])
+def test_a_compressed_capture_that_cannot_be_decompressed_gives_its_one_line_error_in_its_turn(
+    first: bool, generated: Path, tmp_path: Path, capsys, forks
+) -> None:
+    bad = tmp_path / "bad.pcap.gz"
+    bad.write_bytes(gzip.compress(b"")[:10] + b"\xff" * 4000)  # a gzip header, then no deflate stream
+    good = tmp_path / "good.pcap.gz"
+    good.write_bytes(gzip.compress(generated.read_bytes()))
+    with pytest.raises(CaptureError) as refused:
+        open_capture(str(bad))
+    assert "nothing decompressed" in str(refused.value)
+    order = [bad, good] if first else [good, bad]
+    code, doc, err = analyze_json(["--jobs", "1", *map(str, order)], capsys)
+    assert code == 2
+    assert err == f"error: {refused.value}\n"
+    by_path = {c["path"]: c for c in doc["captures"]}
+    assert by_path[str(bad)]["error"] == str(refused.value)
+    assert by_path[str(good)]["packets"] == 5000
+    assert [c["path"] for c in doc["captures"]] == list(map(str, order))
+    assert multiprocessing.active_children() == []
+
+
+def test_a_run_refused_after_its_capture_was_opened_leaves_no_child(
+    generated: Path, tmp_path: Path, capsys, forks
+) -> None:
+    """The capture is opened before the rules load; a bad --rules folder still ends the run cleanly."""
+    path = tmp_path / "g.pcap.xz"
+    path.write_bytes(lzma.compress(generated.read_bytes()))
+    missing = tmp_path / "no-rules-here"
+    code = main(["analyze", "--no-progress", "--rules", str(missing), str(path)])
+    out, err = capsys.readouterr()
+    assert code == 2 and out == ""
+    assert err.splitlines()[0] == f"error: --rules {missing}: not a directory"
+    assert len(forks) == 1  # it was opened, and its child stopped and reaped
+    assert multiprocessing.active_children() == []
+    with pytest.raises(ProcessLookupError):
+        os.kill(forks[0], 0)
+
+
+def test_a_pool_of_captures_is_not_forked_beside_a_decompressing_child(
+    generated: Path, tmp_path: Path, capsys, forks
+) -> None:
+    """With --jobs 2 the captures go to a process pool: none is opened early in this process."""
+    packed = []
+    for ext in ("gz", "xz"):
+        packed.append(tmp_path / f"{ext}.pcap.{ext}")
+        packed[-1].write_bytes(COMPRESS[ext](generated.read_bytes()))
+    got = analyze_json(["--jobs", "2", *map(str, packed)], capsys)
+    assert forks == []
+    assert got[0] == 0 and [c["packets"] for c in got[1]["captures"]] == [5000, 5000]
+    assert multiprocessing.active_children() == []
+
+
+def test_ctrl_c_while_the_run_sets_up_leaves_no_child_and_no_traceback(tmp_path: Path) -> None:
+    """Ctrl-C as soon as the decompressing child exists: the rules may still be loading."""
+    path = tmp_path / "g.pcap.xz"
+    path.write_bytes(lzma.compress(bench_capture(tmp_path / "g.pcap", 20_000).read_bytes(), preset=0))
+    argv = [sys.executable, "-m", "analyzer", "analyze", "--no-progress", "--format", "json", str(path)]
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+    proc = subprocess.Popen(
+        argv, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True
+    )
+    try:
+        child = 0
+        while not child and proc.poll() is None:
+            try:
+                child = int(Path(f"/proc/{proc.pid}/task/{proc.pid}/children").read_text().split()[0])
+            except (OSError, IndexError):
+                time.sleep(0.001)
+        assert child, "the run ended before its child was seen"
+        os.killpg(proc.pid, signal.SIGINT)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+    assert proc.returncode == 2
+    assert b"interrupted" in err and b"Traceback" not in err
+    assert not Path(f"/proc/{child}").exists()

@@ -126,14 +126,69 @@ def open_capture(src: str | os.PathLike[str] | IO[bytes], *, appearances: str = 
     """
     source = open_source(src)
     try:
-        cap = Capture(source)
-        cap.appearances = appearances
-        head = source.start()
-        _detect(cap, source, head)
-        return cap
+        source.begin()
+        return _capture(source, appearances)
     except BaseException:
         source.close()
         raise
+
+
+def _capture(source: Source, appearances: str) -> Capture:
+    """The capture on a begun source: its first bytes read and its format recognised."""
+    cap = Capture(source)
+    cap.appearances = appearances
+    _detect(cap, source, source.first())
+    return cap
+
+
+class OpenedEarly:
+    """A capture file opened before its analysis starts, so that its decompression runs meanwhile.
+
+    The command line opens the first capture right after parsing its arguments: a compressed one
+    is then decompressed (in its forked child, analyzer/capture/source.py) while the rules load
+    and the report modules are imported. Only the file is opened and its decompression started
+    here, without waiting for its first bytes; take() reads them and recognises the format, at
+    the point the capture would have been opened, and raises there what opening met.
+    """
+
+    def __init__(self, path: str) -> None:
+        self.name = path
+        self._source: Source | None = None
+        self._error: CaptureError | None = None
+        try:
+            source = open_source(path)
+        except CaptureError as exc:
+            self._error = exc
+            return
+        try:
+            source.begin()
+        except CaptureError as exc:
+            source.close()
+            self._error = exc
+            return
+        except BaseException:
+            source.close()
+            raise
+        self._source = source
+
+    def take(self) -> Capture:
+        """The open capture (whoever takes it closes it); raises the CaptureError opening meets."""
+        if self._error is not None:
+            raise self._error
+        source, self._source = self._source, None
+        if source is None:
+            raise CaptureError(f"{self.name}: opened early and taken already")  # a bug of the caller's
+        try:
+            return _capture(source, "wire")
+        except BaseException:
+            source.close()
+            raise
+
+    def close(self) -> None:
+        """Close the file if it was not taken (the run stopped before its analysis); stops its child."""
+        if self._source is not None:
+            self._source.close()
+            self._source = None
 
 
 def _detect(cap: Capture, source: Source, head: bytes) -> None:

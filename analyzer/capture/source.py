@@ -764,6 +764,7 @@ class Source:
         self._owned = owned
         self._inflater: _Inflater | None = None  # once the first bytes say the stream is compressed
         self._ahead: _ReadAhead | _ForkAhead | None = None  # the inflater's worker thread or child
+        self._prefix = b""  # the first bytes read by begin(), for first() when they are not compressed
         regular = _is_regular(fobj)
         self.chunk = FILE_CHUNK if regular else PIPE_CHUNK
         if regular or not hasattr(fobj, "read1"):
@@ -776,21 +777,21 @@ class Source:
         # A file this process opened can be read again in place (refill); not on systems without pread.
         self._positional = regular and owned and hasattr(os, "pread")
 
-    def start(self) -> bytes:
-        """Read the first bytes, wrap a decompressor when they say so; return the first content bytes.
+    def begin(self) -> None:
+        """Read the first bytes and, when they say the stream is compressed, start decompressing it ahead.
 
-        Returns at least 8 bytes unless the content is shorter; the caller reads on with
-        `read_at_least` for the rest of its header, so a pipe is never waited on for more.
+        Returns without waiting for decompressed bytes: a capture opened early (reader.OpenedEarly)
+        has its child at work while this process goes on with other things until first().
         """
         try:
-            prefix = self.read_at_least(self._raw_read, 8)
+            self._prefix = self.read_at_least(self._raw_read, 8)
         except (OSError, ValueError) as exc:
             raise CaptureError(f"{self.path}: cannot read: {_why(exc)}") from None
         for magic, name, factory in COMPRESSIONS:
-            if prefix.startswith(magic):
+            if self._prefix.startswith(magic):
                 self.compression = name
                 inflater = _Inflater(name, magic, factory, self._raw_read, self.chunk)
-                inflater._in = prefix
+                inflater._in, self._prefix = self._prefix, b""
                 # a regular file can be read again after a fault: it may take the big steps and a faster decompressor
                 inflater.ahead(self._fobj if self._regular else None, _fast(name))
                 self._inflater = inflater
@@ -798,11 +799,20 @@ class Source:
                 fast = _fast_reader(name, self.path, self._fobj) if by_name else None
                 self._ahead = self._read_ahead(inflater, fast)
                 self._read = self._ahead.read
-                first = self.read_at_least(self._read, 8)
-                if not first and inflater.damage:
-                    raise CaptureError(f"{self.path}: {inflater.damage}; nothing decompressed")
-                return first
-        return prefix
+                return
+
+    def first(self) -> bytes:
+        """The first content bytes, after begin(): at least 8 unless the content is shorter.
+
+        The caller reads on with `read_at_least` for the rest of its header, so a pipe is never
+        waited on for more.
+        """
+        if self._inflater is None:
+            return self._prefix
+        first = self.read_at_least(self._read, 8)
+        if not first and self._inflater.damage:
+            raise CaptureError(f"{self.path}: {self._inflater.damage}; nothing decompressed")
+        return first
 
     def _read_ahead(self, inflater: _Inflater, fast: FastReader | None) -> _ReadAhead | _ForkAhead:
         """The inflater's worker: a forked child for a file opened by path where that is safe, else a thread.
