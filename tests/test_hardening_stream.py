@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from analyzer.cli import main
+from tests.corpus import CORPUS
 from tests.test_resources import SERVER, linux_only, record, tcp_frame, write_pcap
 
 REPO = Path(__file__).resolve().parents[1]
@@ -114,6 +115,29 @@ def test_streamed_listing_has_what_the_batch_listing_had(fmt, capsys):
         assert streamed.splitlines()[-1] == batch.splitlines()[-1]
         for row in (line.split() for line in batch.splitlines() if line.startswith("  ") and line.split()[0].isdigit()):
             assert any(line.split() == row for line in streamed.splitlines())
+
+
+@pytest.mark.parametrize("where", ["samples", "corpus"])
+def test_a_listing_row_is_the_json_text_of_the_conversation_byte_for_byte(where):
+    """The JSON listing writes each row directly (jsondoc.conversation_json) rather than through a
+    dictionary and the json module: the same text, key order, spacing and number spelling, for every
+    conversation of every sample and corpus capture (a stray space would change every row a user
+    greps)."""
+    from analyzer.cli import expand_captures
+    from analyzer.report.jsondoc import conversation_dict, conversation_json
+    from analyzer.scale import Job, analyze_task
+
+    folder = REPO / "samples" if where == "samples" else CORPUS
+    if not folder.is_dir():
+        pytest.skip(f"corpus not found at {folder}")
+    encode = json.JSONEncoder(ensure_ascii=False).encode
+    rows = 0
+    for capture in expand_captures([str(folder)]):
+        _, ended = analyze_task(capture, Job(keep="all", rules=False, listing=True))
+        for conv in ended:
+            assert conversation_json(conv) == encode(conversation_dict(conv)), capture
+            rows += 1
+    assert rows > 100
 
 
 def test_interrupted_listing_is_still_a_whole_document(monkeypatch, tmp_path, capsys):

@@ -18,7 +18,7 @@ from typing import Any, TextIO
 
 from analyzer.model import CaptureResult, Conversation
 from analyzer.report.common import clean, display_path, escape_undecodable, fmt_duration, plural
-from analyzer.report.jsondoc import JSON_VERSION, TOOL_NAME, conversation_dict, one_line
+from analyzer.report.jsondoc import JSON_VERSION, TOOL_NAME, conversation_dict, conversation_json, one_line
 from analyzer.report.options import ReportOptions
 from analyzer.report.text import CONVERSATION_COLUMNS
 
@@ -70,7 +70,7 @@ class ConversationStream:
             self._write(one_line(_json(record)) + "\n")
         elif self.fmt == "json":
             sep = "," if self._rows else ""
-            self._write(f"{sep}\n        {_json(conversation_dict(conv))}")
+            self._write(f"{sep}\n        {conversation_json(conv)}")
         else:
             if not self._rows:
                 self._write(self._bold(_text_row(CONVERSATION_COLUMNS)) + "\n")
