@@ -177,10 +177,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--debug", action="store_true", help="show a traceback when something fails")
     sub = parser.add_subparsers(dest="verb", metavar="VERB", parser_class=_Parser)
     sub.required = True
+    # each bundle is made once and shared by the verbs that take it, as argparse's parents allow
+    captures, rules = _capture_options(), _rule_options()
 
-    a = sub.add_parser(
-        "analyze", parents=[_capture_options(), _rule_options()], help="diagnose how each connection failed"
-    )
+    a = sub.add_parser("analyze", parents=[captures, rules], help="diagnose how each connection failed")
     a.add_argument("--format", choices=FORMATS, default="text")
     a.add_argument(
         "--fail-on",
@@ -215,15 +215,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     a.add_argument("--no-config", action="store_true", help="ignore wsadiag.toml and [tool.wsadiag] in pyproject.toml")
 
-    c = sub.add_parser("conversations", parents=[_capture_options()], help="list the conversations")
+    c = sub.add_parser("conversations", parents=[captures], help="list the conversations")
     c.add_argument("--format", choices=("text", "json", "jsonl"), default="text")
 
-    e = sub.add_parser(
-        "explain", parents=[_rule_options()], help="explain a rule code, a Winsock code or name, or an errno name"
-    )
+    e = sub.add_parser("explain", parents=[rules], help="explain a rule code, a Winsock code or name, or an errno name")
     e.add_argument("what", metavar="WHAT", help="RST003, 10054, WSAECONNRESET or ECONNRESET")
 
-    r = sub.add_parser("rules", parents=[_rule_options()], help="list the rule catalogue")
+    r = sub.add_parser("rules", parents=[rules], help="list the rule catalogue")
     r.add_argument("--format", choices=("text", "json", "markdown"), default="text")
     r.add_argument("--vocabulary", action="store_true", help="print the rule-file language instead")
     return parser
