@@ -725,18 +725,22 @@ def _run(
     report: writes the report of a process pool's or Dask's run from its results as they come, and
     returns them (the caller then writes none); not called for a run in this process.
     """
-    from analyzer import scale
     from analyzer.filter import compile_filter
     from analyzer.pipeline import analyze_capture
+    from analyzer.placement import big_capture, many_at_once
     from analyzer.report.common import clean
     from analyzer.report.progress import CaptureProgress
 
     stitched = _stitched(args, captures)
     if stitched is not None:
         captures = [stitched.name]
-    elif keep == "findings" and on_findings is None and args.split_asked and scale.big_capture(captures, args.jobs):
+    elif keep == "findings" and on_findings is None and args.split_asked and big_capture(captures, args.jobs):
+        from analyzer import scale  # the pool's machinery: only for a run that uses it
+
         return [scale.run_split(captures[0], _job(args, keep), args.jobs, args.dask)], False
-    elif on_findings is None and scale.many_at_once(captures, args.jobs, args.dask, args.timeout):
+    elif on_findings is None and many_at_once(captures, args.jobs, args.dask, args.timeout):
+        from analyzer import scale
+
         job = _job(args, keep, listing=stream is not None)
         run = scale.ManyRun(captures, job, args.jobs, args.dask, False if args.no_progress else None, stream)
         results = list(run) if report is None else report(run)
