@@ -179,10 +179,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--debug", action="store_true", help="show a traceback when something fails")
     sub = parser.add_subparsers(dest="verb", metavar="VERB", parser_class=_Parser)
     sub.required = True
+    # each bundle is made once and shared by the verbs that take it, as argparse's parents allow
+    captures, rules = _capture_options(), _rule_options()
 
-    a = sub.add_parser(
-        "analyze", parents=[_capture_options(), _rule_options()], help="diagnose how each connection failed"
-    )
+    a = sub.add_parser("analyze", parents=[captures, rules], help="diagnose how each connection failed")
     a.add_argument("--format", choices=FORMATS, default="text")
     a.add_argument(
         "--fail-on",
@@ -217,15 +217,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     a.add_argument("--no-config", action="store_true", help="ignore wsadiag.toml and [tool.wsadiag] in pyproject.toml")
 
-    c = sub.add_parser("conversations", parents=[_capture_options()], help="list the conversations")
+    c = sub.add_parser("conversations", parents=[captures], help="list the conversations")
     c.add_argument("--format", choices=("text", "json", "jsonl"), default="text")
 
-    e = sub.add_parser(
-        "explain", parents=[_rule_options()], help="explain a rule code, a Winsock code or name, or an errno name"
-    )
+    e = sub.add_parser("explain", parents=[rules], help="explain a rule code, a Winsock code or name, or an errno name")
     e.add_argument("what", metavar="WHAT", help="RST003, 10054, WSAECONNRESET or ECONNRESET")
 
-    r = sub.add_parser("rules", parents=[_rule_options()], help="list the rule catalogue")
+    r = sub.add_parser("rules", parents=[rules], help="list the rule catalogue")
     r.add_argument("--format", choices=("text", "json", "markdown"), default="text")
     r.add_argument("--vocabulary", action="store_true", help="print the rule-file language instead")
     return parser
@@ -767,7 +765,6 @@ def _run(
     report: writes the report of a process pool's or Dask's run from its results as they come, and
     returns them (the caller then writes none); not called for a run in this process.
     """
-    from analyzer import scale
     from analyzer.filter import compile_filter
     from analyzer.pipeline import analyze_capture
     from analyzer.report.common import clean
@@ -778,8 +775,12 @@ def _run(
     if stitched is not None:
         captures = [stitched.name]
     elif elsewhere == "split":
+        from analyzer import scale  # the pool's machinery: only for a run that uses it
+
         return [scale.run_split(captures[0], _job(args, keep), args.jobs, args.dask)], False
     elif elsewhere == "pool":
+        from analyzer import scale
+
         job = _job(args, keep, listing=stream is not None)
         run = scale.ManyRun(captures, job, args.jobs, args.dask, False if args.no_progress else None, stream)
         results = list(run) if report is None else report(run)
@@ -835,11 +836,11 @@ def _run(
 def _elsewhere(args: argparse.Namespace, captures: list[str], keep: Keep, on_findings) -> str:
     """Where the captures are analysed when not in this process one after another: "split" (one
     big capture across --jobs processes), "pool" (a process pool or Dask), or "" (here)."""
-    from analyzer import scale
+    from analyzer.placement import big_capture, many_at_once
 
-    if keep == "findings" and on_findings is None and args.split_asked and scale.big_capture(captures, args.jobs):
+    if keep == "findings" and on_findings is None and args.split_asked and big_capture(captures, args.jobs):
         return "split"
-    if on_findings is None and scale.many_at_once(captures, args.jobs, args.dask, args.timeout):
+    if on_findings is None and many_at_once(captures, args.jobs, args.dask, args.timeout):
         return "pool"
     return ""
 

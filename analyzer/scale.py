@@ -303,30 +303,7 @@ def _alone(path: str, job: Job, task: Task) -> Outcome:
         return failed(path, f"{path}: the worker process analysing this capture died"), []
 
 
-# -- what the command line runs (analyzer/cli.py parses the options, these decide and run) --------
-
-SPLIT_FROM_BYTES = 64 << 20  # a smaller capture is read in about a second: not worth starting processes
-
-
-def big_capture(captures: Sequence[str], jobs: int) -> bool:
-    """Whether one capture is big enough to be split by conversation across `jobs` processes."""
-    if jobs < 2 or len(captures) != 1 or captures[0] == "-":
-        return False
-    try:
-        return os.path.getsize(captures[0]) >= SPLIT_FROM_BYTES
-    except OSError:  # reported by the serial path, as ever
-        return False
-
-
-def many_at_once(captures: Sequence[str], jobs: int, dask: str | None, timeout: float | None) -> bool:
-    """Whether the captures go to a process pool or Dask rather than one after another in this process.
-
-    Standard input stays in this process (so does the live JSONL writer: the CLI asks first).
-    """
-    if "-" in captures:
-        return False
-    urls = any("://" in c for c in captures)
-    return bool(dask) or timeout is not None or urls or (jobs > 1 and len(captures) > 1)
+# -- what the command line runs (analyzer/cli.py parses the options, analyzer/placement.py decides) --------
 
 
 def run_split(path: str, job: Job, jobs: int, dask: str | None = None) -> CaptureResult:

@@ -455,7 +455,7 @@ def _document(result) -> dict:
 
 
 def test_a_big_capture_split_across_jobs_writes_the_serial_report(capsys, bench_100k):
-    from analyzer.scale import SPLIT_FROM_BYTES
+    from analyzer.placement import SPLIT_FROM_BYTES
 
     assert bench_100k.stat().st_size >= SPLIT_FROM_BYTES  # so --jobs 2 splits it
     serial = report(capsys, "analyze", bench_100k, "--format", "json", "--jobs", "1")

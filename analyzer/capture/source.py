@@ -32,7 +32,6 @@ import gc
 import importlib
 import lzma
 import os
-import signal
 import stat
 import sys
 import threading
@@ -601,6 +600,8 @@ def _child(inflater: _Inflater, send: Connection, recv: Connection, fast: FastRe
     to take each one before it decompressed the next; with the queue between them it keeps FORK_DEPTH
     items ahead (measured on xz: the child waited 0.17 s of 0.72 s for the parent without it).
     """
+    import signal  # the fork's alone (its enums cost a plain capture's start-up): the parent imported it
+
     # Ctrl-C reaches the whole process group; the parent handles it and stops this child. SIGINT
     # was blocked over the fork, so no KeyboardInterrupt can come before this line.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
@@ -638,6 +639,7 @@ class _ForkAhead:
 
     def __init__(self, inflater: _Inflater, fast: FastReader | None) -> None:
         import multiprocessing  # here, not at import: a plain capture never forks
+        import signal
 
         context = multiprocessing.get_context("fork")
         recv, send = context.Pipe(duplex=False)
@@ -694,6 +696,8 @@ class _ForkAhead:
         self._process.join(FORK_WAIT)
         code = self._process.exitcode
         if code is not None and code < 0:
+            import signal
+
             try:
                 return f"the decompressing process was killed ({signal.Signals(-code).name})"
             except ValueError:

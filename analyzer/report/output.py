@@ -11,7 +11,6 @@ from __future__ import annotations
 import contextlib
 import os
 import sys
-import tempfile
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import TextIO
@@ -25,6 +24,8 @@ def atomic_write_text(path: str | os.PathLike[str], text: str | Iterable[str]) -
     Names that are not UTF-8 are written as the bytes they came from (surrogateescape); the text
     itself is UTF-8. Raises OSError; the target is untouched when it does.
     """
+    import tempfile  # only when a report goes to a file: its imports (random) are a start-up's cost
+
     target = os.fspath(path)
     folder = os.path.dirname(target) or "."
     fd, tmp = tempfile.mkstemp(prefix=".wsadiag-", suffix=".tmp", dir=folder)
@@ -54,6 +55,8 @@ def atomic_stream(path: str | None) -> Iterator[TextIO]:
     if path in (None, "-"):
         yield sys.stdout
         return
+    import tempfile  # as above
+
     folder = os.path.dirname(path) or "."
     try:
         fd, tmp = tempfile.mkstemp(prefix=".wsadiag-", suffix=".tmp", dir=folder)

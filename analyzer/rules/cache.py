@@ -18,7 +18,6 @@ from __future__ import annotations
 import marshal
 import os
 import sys
-import tempfile
 import zlib
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -80,6 +79,8 @@ def _load(path: Path, files: Sequence[tuple[str, str]]) -> list[Source] | None:
 
 def _store(folder: Path, path: Path, sources: Sequence[Source]) -> None:
     """Write the entry atomically (a reader never sees half a file) and drop older entries; failures are ignored."""
+    import tempfile  # only when the entry is written, not on every start-up that reads it
+
     try:
         # ValueError: a value marshal cannot hold (YAML dates, say); such files are simply parsed
         payload = marshal.dumps([(s.path, s.data, s.lines) for s in sources])
