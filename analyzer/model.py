@@ -30,10 +30,11 @@ def hot_record(cls: type[_Record]) -> type[_Record]:
     assignment to a field; dataclasses.replace makes a changed copy), a plain slotted dataclass at
     run time.
 
-    A frozen dataclass's __init__ sets each field through object.__setattr__. For a Conversation
-    and its two SideStats that was about 9 us of every conversation, a tenth of a conversations
-    listing (bench/run.py); a plain one stores each field directly. The hash stays the frozen one's, made
-    from the fields (unsafe_hash), so what keeps them in a set or as a key is unchanged.
+    A frozen dataclass's __init__ sets each field through object.__setattr__. For a Conversation,
+    its two SideStats and its two Endpoints that was about 10 us of every conversation, a tenth of
+    a conversations listing (bench/run.py); a plain one stores each field directly. The hash stays
+    the frozen one's, made from the fields (unsafe_hash), so what keeps them in a set or as a key
+    is unchanged.
     """
     return dataclass(slots=True, unsafe_hash=True)(cls)
 
@@ -266,7 +267,7 @@ class WindowsDrop:
     by_filter: bool = False  # a filter's decision (Windows Firewall / WFP, IPsec), not the stack's
 
 
-@dataclass(frozen=True, slots=True)
+@hot_record
 class Endpoint:
     """One side of a conversation."""
 

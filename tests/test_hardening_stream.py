@@ -8,6 +8,7 @@ every conversation: about 1.5 KiB each, 150 MiB for these.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import subprocess
 import sys
@@ -138,6 +139,9 @@ def test_a_listing_row_is_the_json_text_of_the_conversation_byte_for_byte(where)
             assert conversation_json(conv) == encode(conversation_dict(conv)), capture
             rows += 1
     assert rows > 100
+    for end in (float("nan"), float("inf")):  # a time no capture should give, spelt as json spells it
+        odd = dataclasses.replace(conv, end=end)
+        assert conversation_json(odd) == encode(conversation_dict(odd))
 
 
 def test_interrupted_listing_is_still_a_whole_document(monkeypatch, tmp_path, capsys):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 from collections.abc import Callable, Iterable, Iterator
 from types import GeneratorType
 from typing import IO, Any
@@ -58,13 +59,21 @@ def conversation_json(conv: Conversation) -> str:
         f'"frames": [{conv.first_frame}, {conv.last_frame}], '
         f'"bytes": {{"client": {cs.bytes}, "server": {ss.bytes}}}, '
         f'"packets": {{"client": {cs.packets}, "server": {ss.packets}}}, '
-        f'"duration": {_ROW(round(conv.duration, 6))}, "role_inferred": {"true" if conv.role_inferred else "false"}, '
+        f'"duration": {_number(round(conv.duration, 6))}, '
+        f'"role_inferred": {"true" if conv.role_inferred else "false"}, '
         f'"stream": {conv.stream}, "closed_by": {_str(conv.closed_by)}, '
         f'"start_time": {_str(iso_utc(conv.start))}, "end_time": {_str(iso_utc(conv.end))}}}'
     )
 
 
 _ROW: Callable[[Any], str] = json.JSONEncoder(ensure_ascii=False).encode
+
+
+def _number(x: float) -> str:
+    """A float as the json module writes it: its repr, but NaN and Infinity as JSON spells them."""
+    return repr(x) if math.isfinite(x) else _ROW(x)
+
+
 _str: Callable[[str], str] = json.encoder.encode_basestring  # json's own quoting of a string (non-ASCII kept)
 
 
