@@ -23,7 +23,7 @@ import sys
 import threading
 import time
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Callable, Iterator, Sequence
+from typing import TYPE_CHECKING, Callable, Iterator, Sequence, TypeVar
 
 from analyzer.errors import UsageError
 from analyzer.model import CaptureResult, CaptureWarning, Conversation
@@ -134,6 +134,19 @@ def guarded(task: Task, path: str, job: Job) -> Outcome:
             signal.setitimer(signal.ITIMER_REAL, 0)
         if idle is not None:  # between tasks, as before this one (a pool worker: ignored, _idle_worker)
             signal.signal(signal.SIGINT, idle)
+
+
+_T = TypeVar("_T")
+
+
+def interruptible(task: Callable[..., _T], *args: object) -> _T:
+    """task(*args) in a pool process that ignores Ctrl-C between tasks (_idle_worker): during it,
+    Ctrl-C stops it as it stops this process (the split's shares, analyzer/split.py)."""
+    idle = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        return task(*args)
+    finally:
+        signal.signal(signal.SIGINT, idle)
 
 
 def _idle_worker() -> None:

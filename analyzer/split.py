@@ -83,7 +83,7 @@ from analyzer.flows.streams import RETIRED_PAIRS, forgotten_warning
 from analyzer.flows.table import _TTL_ODD, MAX_HOSTS
 from analyzer.model import CaptureResult, CaptureWarning, Conversation, Finding
 from analyzer.pipeline import MAX_FINDINGS_PER_RULE, attach_drops, collector_paused, keep_evidence, packet_loop
-from analyzer.scale import Job, _ruleset
+from analyzer.scale import Job, _idle_worker, _ruleset, interruptible
 
 Position = tuple[int, int]  # (frame, depth): depth 0 the packet, 1 the packet a tunnel carries ...
 
@@ -96,13 +96,15 @@ class ShareOutcome:
     # host-log index -> a conversation with findings, or needing host context, and its findings
     # under this share's numbers
     returned: dict[int, tuple[Conversation, list[Finding]]] = field(default_factory=dict)
-    unjudged: set[int] = field(default_factory=set)  # host-log indexes of conversations needing host context
+    host_context: set[int] = field(default_factory=set)  # host-log indexes of those needing host context
     created: list[tuple[int, int, int]] = field(default_factory=list)  # per local id - 1: frame, depth, is ICMP
     tcp_opened: list[Position] = field(default_factory=list)  # per local tcp.stream
     udp_opened: list[Position] = field(default_factory=list)
     host_log: list[HostEntry] = field(default_factory=list)  # ShareSink.host_log
     pairs: list[PairEntry] = field(default_factory=list)  # ShareSink.pairs
     skipped_or_filtered: int = 0
+    hosts: int = 0  # the hosts whose TTLs this share learnt
+    short_host_log: bool = False  # host_log holds only what a replay learns from (compact_host_log)
 
 
 def _needs_host_context(conv: Conversation) -> bool:
@@ -128,7 +130,8 @@ def share_slices(share: int, shares: int, lead: bool) -> tuple[int, int, int]:
 
 
 def analyze_share(path: str, share: int, shares: int, job: Job, lead: bool = False) -> ShareOutcome:
-    """One worker's share of a capture: its conversations with findings, or needing host context, unjudged.
+    """One worker's share of a capture: its conversations with findings, or needing host context, judged
+    under the share's own numbers.
 
     lead: share 0 is bigger than the others (this process follows it, see SLICES_PER_SHARE).
     """
@@ -153,9 +156,9 @@ def analyze_share(path: str, share: int, shares: int, job: Job, lead: bool = Fal
         findings = rules.evaluate(conv)
         if _needs_host_context(conv):
             out.returned[at] = (conv, findings)
-            out.unjudged.add(at)
+            out.host_context.add(at)
         elif findings:
-            if not any(rules.names_numbers(f) for f in findings):  # else judged again on the full timeline
+            if not rules.names_numbers(findings):  # else judged again on the full timeline
                 conv = keep_evidence(conv, findings)
             out.returned[at] = (conv, findings)
 
@@ -186,12 +189,19 @@ def analyze_share(path: str, share: int, shares: int, job: Job, lead: bool = Fal
     out.host_log, out.pairs = log, sink.pairs
     sink.detach()
     out.skipped_or_filtered += len(log)  # a host-log entry per conversation ended
-    compact = compact_host_log(log, set(out.returned), MAX_HOSTS // shares)
-    if compact is not None:
-        out.host_log, moved = compact
+    short, moved, out.hosts = compact_host_log(log, set(out.returned))
+    if out.hosts < MAX_HOSTS // shares:  # so that short logs stay exact (host_logs_exact); else sent whole
+        out.host_log, out.short_host_log = short, True
         out.returned = {moved[i]: judged for i, judged in out.returned.items()}
-        out.unjudged = {moved[i] for i in out.unjudged}
+        out.host_context = {moved[i] for i in out.host_context}
     return out
+
+
+def host_logs_exact(outcomes: list[ShareOutcome]) -> bool:
+    """Whether the client's replay of the shares' host logs is a serial run's: every log is whole,
+    or the shares together learnt fewer hosts than a serial run's table forgets them at (MAX_HOSTS),
+    as each share under MAX_HOSTS / shares does (analyzer.flows.shares.compact_host_log)."""
+    return not any(o.short_host_log for o in outcomes) or sum(o.hosts for o in outcomes) < MAX_HOSTS
 
 
 # -- the client: renumber, replay host context, judge --------------------------------------------
@@ -292,19 +302,19 @@ def merge_shares(outcomes: list[ShareOutcome], rules) -> CaptureResult:
     numbers = _numbers(outcomes)
     logs = [o.host_log for o in outcomes]
     order = host_order(logs)
-    contexts = host_contexts(logs, order, [o.unjudged for o in outcomes])
+    contexts = host_contexts(logs, order, [o.host_context for o in outcomes])
     per_rule: dict[str, int] = {}
     for s, i in order:
         o = outcomes[s]
         judged = o.returned.get(i)
         if judged is not None:
             conv, findings = judged
-            marked = _host_marked(conv, *contexts[(s, i)]) if i in o.unjudged else None
+            marked = _host_marked(conv, *contexts[(s, i)]) if i in o.host_context else None
             conv = _renumbered(conv, s, o, numbers, marked)
-            if marked is not None or any(rules.names_numbers(f) for f in findings):
+            if marked is not None or rules.names_numbers(findings):
                 _keep(result, conv, rules.evaluate(conv), per_rule, trim=True)
             else:  # what the share found holds: only the numbers change
-                _keep(result, conv, [rules.renumbered(f, conv) for f in findings], per_rule, trim=i in o.unjudged)
+                _keep(result, conv, [rules.renumbered(f, conv) for f in findings], per_rule, trim=i in o.host_context)
     result.conversation_count = sum(o.skipped_or_filtered for o in outcomes)
     result.warnings = _warnings(outcomes, per_rule, numbers)
     result.conversations.sort(key=lambda c: c.id)
@@ -372,11 +382,17 @@ def analyze_split(
     """
     try:
         if run is None:
-            with cf.ProcessPoolExecutor(max_workers=max(1, shares - 1)) as pool:
-                others = [pool.submit(analyze_share, path, k, shares, job, True) for k in range(1, shares)]
+            with cf.ProcessPoolExecutor(max_workers=max(1, shares - 1), initializer=_idle_worker) as pool:
+                others = [
+                    pool.submit(interruptible, analyze_share, path, k, shares, job, True) for k in range(1, shares)
+                ]
                 outcomes = [analyze_share(path, 0, shares, job, True), *(f.result() for f in others)]
         else:
             outcomes = run(path, job, shares)
     except cf.BrokenExecutor:  # a process of the pool died (cf.process is imported only with a pool)
         return CaptureResult(path=path, error=f"{path}: a worker process analysing a share of this capture died")
+    if not host_logs_exact(outcomes):  # tens of thousands of hosts: a serial run, as the report must be its
+        from analyzer.scale import analyze_task
+
+        return analyze_task(path, job)[0]
     return merge_shares(outcomes, _ruleset(job.rule_dirs, job.select, job.ignore))

@@ -559,21 +559,14 @@ def test_a_rule_naming_conversation_and_stream_numbers_gives_the_serial_report_s
         assert text.startswith(f"conversation {f.conversation}, stream {convs[f.conversation].stream}:")
 
 
-@pytest.mark.parametrize("shares", [2, 3])
-def test_a_host_log_kept_short_teaches_the_replay_what_the_whole_log_does(shares):
-    """Every share sends only the host-log entries a replay can learn from (compact_host_log): for
-    each conversation that needs host context, the replay over the short logs knows the same TTLs of
-    its hosts, and whether one was seen twice, as over the whole logs."""
-    import random
+def _host_log(rng, shares: int, hosts: list[bytes], ttl_values: tuple[int, ...], entries: int):
+    """Random host logs of `shares` shares (analyzer.flows.shares.HostEntry), and in each the entries
+    a replay is asked about (conversations that need host context)."""
+    from analyzer.flows.shares import EXPIRED
 
-    from analyzer.flows.shares import EXPIRED, compact_host_log, host_contexts, host_order
-
-    rng = random.Random(7)
-    ttl_values = (64, 63, 128, 255, 60, 61, 62, 59, 58, 57, 50)  # more than a host keeps (MAX_TTL_VALUES)
-    hosts = [bytes([192, 0, 2, n]) for n in range(60)]
     logs: list[list] = [[] for _ in range(shares)]
     wanted: list[set[int]] = [set() for _ in range(shares)]
-    for frame in range(1, 3000):
+    for frame in range(1, entries + 1):
         s = rng.randrange(shares)
         # mostly one packet a side, so that a TTL seen twice is often seen once in each of two shares
         ttls = [{rng.choice(ttl_values): 1 + (rng.random() < 0.05)} for _ in range(2)]
@@ -582,24 +575,88 @@ def test_a_host_log_kept_short_teaches_the_replay_what_the_whole_log_does(shares
         if rng.random() < 0.1:
             wanted[s].add(len(logs[s]))
         logs[s].append(((frame, 0, EXPIRED, 0.0, 0), frame, rng.choice(hosts), ttls[0], rng.choice(hosts), ttls[1]))
+    return logs, wanted
 
-    def seen(ttls):  # what the replay's answer tells a conversation (analyzer.flows.table._odd_marks)
-        return None if not ttls else (set(ttls), max(ttls.values()) >= 2)
 
-    whole = host_contexts(logs, host_order(logs), wanted)
-    short = [compact_host_log(log, keep, 1000) for log, keep in zip(logs, wanted)]
-    # besides the entries asked for: at most each share's first 8 TTLs of each host, each until seen twice
-    assert sum(len(log) for log, _ in short) <= sum(map(len, wanted)) + shares * len(hosts) * 8 * 2
-    moved = [{new: old for old, new in m.items()} for _, m in short]
-    logs_kept = [log for log, _ in short]
-    kept = host_contexts(logs_kept, host_order(logs_kept), [set(m.values()) for _, m in short])
-    assert len(kept) == len(whole) > 100
-    for (s, i), (c_host, s_host) in kept.items():
-        c_whole, s_whole = whole[(s, moved[s][i])]
-        assert (seen(c_host), seen(s_host)) == (seen(c_whole), seen(s_whole))
-    assert any(seen(c) and len(c) == 8 for c, _ in whole.values())  # a host past the bound of distinct TTLs
-    assert {seen(c)[1] for c, _ in whole.values() if c} == {True, False}  # a TTL seen twice, and not yet
-    assert compact_host_log(logs[0], wanted[0], len(hosts)) is None  # as many hosts as the bound: sent whole
+def _replay_answers(logs, wanted) -> dict:
+    """What the replay tells each wanted conversation of its two hosts (analyzer.flows.table._odd_marks
+    uses only this): the TTLs known, and whether one was seen twice."""
+    from analyzer.flows.shares import host_contexts, host_order
+
+    def seen(ttls):
+        return None if not ttls else (frozenset(ttls), max(ttls.values()) >= 2)
+
+    return {k: (seen(c), seen(s)) for k, (c, s) in host_contexts(logs, host_order(logs), wanted).items()}
+
+
+@pytest.mark.parametrize("shares", [2, 3])
+@pytest.mark.parametrize("hosts, ttl_values", [(60, 11), (3, 20)], ids=["many-hosts", "many-ttls"])
+def test_a_host_log_kept_short_teaches_the_replay_what_the_whole_log_does(shares, hosts, ttl_values):
+    """Every share sends only the host-log entries a replay can learn from (compact_host_log): for
+    each conversation that needs host context, the replay over the short logs knows the same TTLs of
+    its hosts, and whether one was seen twice, as over the whole logs; also for a host that shows
+    more distinct TTLs than a host keeps (MAX_TTL_VALUES), in one share or across several."""
+    import random
+
+    from analyzer.flows.shares import compact_host_log
+
+    addrs = [bytes([192, 0, 2, n]) for n in range(hosts)]
+    values = tuple(range(40, 40 + ttl_values))
+    past_bound, twice = 0, set()
+    for seed in range(60):
+        logs, wanted = _host_log(random.Random(seed), shares, addrs, values, 400)
+        whole = _replay_answers(logs, wanted)
+        short = [compact_host_log(log, keep) for log, keep in zip(logs, wanted)]
+        learnt = [{addr for e in log for addr, ttls in ((e[2], e[3]), (e[4], e[5])) if ttls} for log in logs]
+        assert [n for _, _, n in short] == [len(a) for a in learnt]
+        # besides the entries asked for: at most two counts of each TTL of each host, in each share
+        assert sum(len(log) for log, _, _ in short) <= sum(map(len, wanted)) + shares * hosts * ttl_values * 2
+        kept = _replay_answers([log for log, _, _ in short], [set(m.values()) for _, m, _ in short])
+        back = [{new: old for old, new in m.items()} for _, m, _ in short]
+        assert {(s, back[s][i]): answer for (s, i), answer in kept.items()} == whole, seed
+        answers = [a for pair in whole.values() for a in pair if a is not None]
+        past_bound += any(len(ttls) == 8 for ttls, _ in answers)  # a host past the bound of distinct TTLs
+        twice |= {seen_twice for _, seen_twice in answers}
+    assert past_bound and twice == {True, False}
+
+
+def test_a_ttl_past_a_shares_first_eight_still_counts_when_the_replay_knows_it():
+    """Share 0 sees TTL 64 of a host first; share 1 then sees eight other TTLs of it, then 64 again:
+    64 is among the replay's TTLs of the host (share 0 saw it first), and share 1's sighting makes it
+    seen twice, which marks a later one-packet side of the host that shows another TTL."""
+    from analyzer.flows.shares import EXPIRED, compact_host_log
+
+    host, peer = bytes([192, 0, 2, 1]), bytes([198, 51, 100, 1])
+
+    def entry(frame: int, ttls: dict) -> tuple:
+        return ((frame, 0, EXPIRED, 0.0, 0), frame, host, ttls, peer, {})
+
+    logs = [[entry(1, {64: 1}), entry(100, {})], [*(entry(10 + t, {t: 1}) for t in range(1, 9)), entry(50, {64: 1})]]
+    wanted = [{1}, set()]
+    whole = _replay_answers(logs, wanted)
+    assert whole[(0, 1)][0] == (frozenset({64, 1, 2, 3, 4, 5, 6, 7}), True)
+    short = [compact_host_log(log, keep) for log, keep in zip(logs, wanted)]
+    assert _replay_answers([log for log, _, _ in short], [set(m.values()) for _, m, _ in short]) == {
+        (0, short[0][1][1]): whole[(0, 1)]
+    }
+
+
+def test_short_host_logs_are_used_only_while_the_shares_learnt_fewer_hosts_than_a_run_forgets_them_at():
+    """A serial run forgets every host's TTLs when it knows MAX_HOSTS hosts; short logs cannot
+    replay that, so a split whose shares together learnt that many, one of them sending a short
+    log, is analysed serially instead (analyze_split)."""
+    from analyzer.flows.table import MAX_HOSTS
+    from analyzer.model import CaptureResult
+    from analyzer.split import ShareOutcome, host_logs_exact
+
+    def outcome(hosts: int, short: bool) -> ShareOutcome:
+        return ShareOutcome(CaptureResult(path="x"), hosts=hosts, short_host_log=short)
+
+    half = MAX_HOSTS // 2
+    assert host_logs_exact([outcome(half - 1, True), outcome(half - 1, True)])
+    assert host_logs_exact([outcome(half, False), outcome(half - 1, True)])  # together still fewer
+    assert not host_logs_exact([outcome(half + 10, False), outcome(half - 1, True)])
+    assert host_logs_exact([outcome(half + 10, False), outcome(half, False)])  # whole logs replay it all
 
 
 def test_the_shares_of_a_big_capture_run_as_dask_tasks(dask_client):

@@ -356,18 +356,18 @@ def _learn(hosts: dict[bytes, dict[int, int]], addr: bytes, ttls: dict[int, int]
             known[ttl] = known.get(ttl, 0) + n
 
 
-def compact_host_log(log: list[HostEntry], keep: set[int], bound: int) -> tuple[list[HostEntry], dict[int, int]] | None:
-    """A share's host log with only what the client's replay can learn from, and where each entry of
-    `keep` went; None when the share saw `bound` hosts or more (the log is sent whole).
+def compact_host_log(log: list[HostEntry], keep: set[int]) -> tuple[list[HostEntry], dict[int, int], int]:
+    """A share's host log with only what the client's replay can learn from, where each entry of
+    `keep` went in it, and how many hosts the share learnt.
 
     What a replay tells a conversation of a host (analyzer.flows.table._odd_marks) is which TTLs
-    the host showed and whether one of them was seen at least twice. The host keeps the first
-    MAX_TTL_VALUES distinct TTLs it shows, so a share keeps each of its own first MAX_TTL_VALUES
-    distinct TTLs of a host until it has counted it twice, and drops every other count: a TTL
-    among the first MAX_TTL_VALUES across all shares is among the first of the share that saw it
-    first, and a TTL seen twice across shares was seen twice in one share or once in two. A replay
+    the host showed (the first MAX_TTL_VALUES distinct ones) and whether one of them was seen at
+    least twice. A share keeps each TTL of a host until it has counted it twice and drops the
+    later counts: every TTL's first sighting is kept, so the replay keeps the same first distinct
+    TTLs, and a TTL seen twice across shares was seen twice in one share or once in two. A replay
     forgets every host when it knows MAX_HOSTS of them (host_contexts), which depends on every
-    entry; with each of n shares under MAX_HOSTS / n hosts (`bound`) it never does.
+    entry: short logs are exact only while the shares together learnt fewer hosts than that
+    (analyzer.split.host_logs_exact).
     """
     counted: dict[bytes, dict[int, int]] = {}  # host -> this share's count of each TTL kept
     out: list[HostEntry] = []
@@ -375,14 +375,12 @@ def compact_host_log(log: list[HostEntry], keep: set[int], bound: int) -> tuple[
     for i, (when, fid, c_addr, c_ttls, s_addr, s_ttls) in enumerate(log):
         c_new = _news(counted, c_addr, c_ttls)
         s_new = _news(counted, s_addr, s_ttls)
-        if len(counted) >= bound:
-            return None
         if i in keep:
             moved[i] = len(out)
         elif not c_new and not s_new:
             continue
         out.append((when, fid, c_addr, c_new, s_addr, s_new))
-    return out, moved
+    return out, moved, len(counted)
 
 
 def _news(counted: dict[bytes, dict[int, int]], addr: bytes, ttls: dict[int, int]) -> dict[int, int]:
@@ -395,10 +393,8 @@ def _news(counted: dict[bytes, dict[int, int]], addr: bytes, ttls: dict[int, int
         known = {}
         counted[addr] = known
     for ttl, n in ttls.items():
-        had = known.get(ttl)
-        if had is None and len(known) >= MAX_TTL_VALUES:
-            continue  # not among this share's first distinct TTLs of the host: never among the replay's
-        if had is None or had < 2:
+        had = known.get(ttl, 0)
+        if had < 2:
             news[ttl] = n
-            known[ttl] = n if had is None else had + n
+            known[ttl] = had + n
     return news

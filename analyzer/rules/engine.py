@@ -711,14 +711,15 @@ class RuleSet:
         )
         return [dataclasses.replace(primary, also=also)]
 
-    def names_numbers(self, finding: Finding) -> bool:
-        """Whether a message of the finding (or of its alternatives) names the conversation or stream number."""
-        return finding.rule in self._numbered or any(a.rule in self._numbered for a in finding.also)
+    def names_numbers(self, findings: Sequence[Finding]) -> bool:
+        """Whether a message of the findings (or of their alternatives) names the conversation or stream number."""
+        numbered = self._numbered
+        return any(f.rule in numbered or any(a.rule in numbered for a in f.also) for f in findings)
 
     def renumbered(self, finding: Finding, conv: Conversation) -> Finding:
         """`finding`, judged by evaluate() on this conversation under other conversation and stream
         numbers (a share of a split capture), with conv's own. Only for a finding whose messages do
-        not name them (names_numbers): the conversation is judged again."""
+        not name them (names_numbers); for one that does, judge the conversation again."""
         text = finding.wireshark_filter
         if text.startswith(f"{conv.proto}.stream "):  # default_filter's stream form: no ICMP error in the evidence
             text = evidence_filter(conv, finding.frames, via_icmp=False)
