@@ -17,7 +17,7 @@ import glob
 import os
 import sys
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Callable, Iterable, Iterator, Sequence
+from typing import IO, TYPE_CHECKING, Callable, Iterable, Iterator, Literal, Sequence
 
 from analyzer import __version__
 from analyzer.errors import UsageError, WsadiagError
@@ -313,8 +313,9 @@ def _open_early(args: argparse.Namespace) -> OpenedEarly | None:
     except UsageError:  # said when the verb expands them, in its turn
         return None
     keep: Keep = "findings" if args.verb == "analyze" else "all"
-    # a regular file only: opening a FIFO would wait for its writer, and standard input is read in turn
-    if not captures or not os.path.isfile(captures[0]) or _elsewhere(args, captures, keep, None):
+    # a regular file only: opening a FIFO would wait for its writer; "-" is standard input, read in
+    # its turn (even beside a file of that name)
+    if not captures or captures[0] == "-" or not os.path.isfile(captures[0]) or _elsewhere(args, captures, keep, None):
         return None
     from analyzer.capture.reader import OpenedEarly
 
@@ -833,7 +834,10 @@ def _run(
     return results, interrupted
 
 
-def _elsewhere(args: argparse.Namespace, captures: list[str], keep: Keep, on_findings) -> str:
+Placement = Literal["split", "pool", ""]  # where _elsewhere sends the captures ("": here)
+
+
+def _elsewhere(args: argparse.Namespace, captures: list[str], keep: Keep, on_findings: object) -> Placement:
     """Where the captures are analysed when not in this process one after another: "split" (one
     big capture across --jobs processes), "pool" (a process pool or Dask), or "" (here)."""
     from analyzer.placement import big_capture, many_at_once

@@ -5,7 +5,8 @@ report <- CaptureResult. On the analyze path the common packet becomes neither a
 Packet: its record is decoded where it lies and its header fields go straight to the flow table
 (analyzer/sink.py); Frames are what iterating a capture gives, and Packets what the decoder's
 general path (tunnels, ICMP, VLANs, ...) and Decoder.decode hand on. Per-packet records are
-NamedTuples (cheap to build); per-conversation and per-finding records are frozen dataclasses.
+NamedTuples (cheap to build); per-conversation and per-finding records are frozen dataclasses
+(Conversation, SideStats and Endpoint frozen to the type checker only: hot_record).
 """
 
 # Annotations in this module are evaluated, not kept as strings (no `from __future__ import

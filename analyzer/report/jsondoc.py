@@ -47,7 +47,7 @@ def conversation_json(conv: Conversation) -> str:
     """The JSON text of conversation_dict(conv) (json's separators, non-ASCII kept), written directly.
 
     A conversations listing writes one per conversation; making the dictionary and encoding it
-    took about 10 us, a tenth of the listing, against 5 us here. tests/test_report_formats.py holds
+    took about 10 us, a tenth of the listing, against 5 us here. tests/test_hardening_stream.py holds
     the two equal on every sample and corpus conversation.
     """
     if conv.path is not None:  # two captures (analyze --peer): the general way
