@@ -255,6 +255,43 @@ def child_wrote(pid: int) -> int:
     return int(next(line.split()[1] for line in io.splitlines() if line.startswith("wchar:")))
 
 
+def _started(argv: list[str]) -> subprocess.Popen:
+    """`wsadiag ARGV` in a process group of its own, as a terminal starts a job."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "analyzer", *argv],
+        cwd=REPO,
+        env=dict(os.environ, PYTHONPATH=str(REPO)),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        start_new_session=True,
+    )
+
+
+def _its_child(proc: subprocess.Popen) -> int:
+    """The process id of the run's first child (the decompressing one), once it exists."""
+    child = 0
+    while not child and proc.poll() is None:
+        try:
+            child = int(Path(f"/proc/{proc.pid}/task/{proc.pid}/children").read_text().split()[0])
+        except (OSError, IndexError):
+            time.sleep(0.001)
+    assert child, "the run ended before its child was seen"
+    return child
+
+
+def _ctrl_c(proc: subprocess.Popen, child: int) -> None:
+    """Ctrl-C as a terminal sends it, to every process of the run: it ends with its one-line
+    message and exit status 2, no traceback, its child reaped."""
+    os.killpg(proc.pid, signal.SIGINT)
+    try:
+        _, err = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+    assert proc.returncode == 2, err.decode(errors="replace")
+    assert b"interrupted" in err and b"Traceback" not in err
+    assert not Path(f"/proc/{child}").exists()  # reaped by the parent before it exited
+
+
 def test_ctrl_c_to_the_process_group_reports_what_was_read_without_a_traceback(tmp_path: Path) -> None:
     """As from a terminal: the parent and the child both get SIGINT; the child leaves it to the parent."""
     # Big enough that the child is still sending when the signal comes: it keeps only a few items
@@ -262,31 +299,14 @@ def test_ctrl_c_to_the_process_group_reports_what_was_read_without_a_traceback(t
     path = tmp_path / "g.pcap.gz"
     path.write_bytes(gzip.compress(bench_capture(tmp_path / "g.pcap", 100_000).read_bytes(), compresslevel=1))
     report = tmp_path / "r.json"
-    argv = [sys.executable, "-m", "analyzer", "analyze", "--no-progress", "--format", "json", "-o", str(report)]
-    env = dict(os.environ, PYTHONPATH=str(REPO))
-    proc = subprocess.Popen(
-        [*argv, str(path)], cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True
-    )
-    try:
-        child = 0
-        while not child and proc.poll() is None:  # the child starts once the capture is opened
-            try:
-                child = int(Path(f"/proc/{proc.pid}/task/{proc.pid}/children").read_text().split()[0])
-            except (OSError, IndexError):
-                time.sleep(0.002)
-        assert child, "the run ended before its child was seen"
-        # The child starts before the rules load (the capture is opened early): wait until it has
-        # sent more than the pipe holds beside the first item, which the parent takes only in its
-        # packet loop.
-        while proc.poll() is None and child_wrote(child) < 8 * source.AHEAD_ITEM:
-            time.sleep(0.002)
-        os.killpg(proc.pid, signal.SIGINT)
-        _, err = proc.communicate(timeout=60)
-    finally:
-        proc.kill()
-    assert proc.returncode == 2
-    assert b"interrupted" in err and b"Traceback" not in err
-    assert not Path(f"/proc/{child}").exists()  # reaped by the parent before it exited
+    proc = _started(["analyze", "--no-progress", "--format", "json", "-o", str(report), str(path)])
+    child = _its_child(proc)  # the child starts once the capture is opened
+    # The child starts before the rules load (the capture is opened early): wait until it has
+    # sent more than the pipe holds beside the first item, which the parent takes only in its
+    # packet loop.
+    while proc.poll() is None and child_wrote(child) < 8 * source.AHEAD_ITEM:
+        time.sleep(0.002)
+    _ctrl_c(proc, child)
     assert json.loads(report.read_text())["captures"][0]["packets"] > 0
 
 
@@ -409,23 +429,5 @@ def test_ctrl_c_while_the_run_sets_up_leaves_no_child_and_no_traceback(tmp_path:
     """Ctrl-C as soon as the decompressing child exists: the rules may still be loading."""
     path = tmp_path / "g.pcap.xz"
     path.write_bytes(lzma.compress(bench_capture(tmp_path / "g.pcap", 20_000).read_bytes(), preset=0))
-    argv = [sys.executable, "-m", "analyzer", "analyze", "--no-progress", "--format", "json", str(path)]
-    env = dict(os.environ, PYTHONPATH=str(REPO))
-    proc = subprocess.Popen(
-        argv, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True
-    )
-    try:
-        child = 0
-        while not child and proc.poll() is None:
-            try:
-                child = int(Path(f"/proc/{proc.pid}/task/{proc.pid}/children").read_text().split()[0])
-            except (OSError, IndexError):
-                time.sleep(0.001)
-        assert child, "the run ended before its child was seen"
-        os.killpg(proc.pid, signal.SIGINT)
-        _, err = proc.communicate(timeout=60)
-    finally:
-        proc.kill()
-    assert proc.returncode == 2
-    assert b"interrupted" in err and b"Traceback" not in err
-    assert not Path(f"/proc/{child}").exists()
+    proc = _started(["analyze", "--no-progress", "--format", "json", str(path)])
+    _ctrl_c(proc, _its_child(proc))

@@ -98,12 +98,9 @@ def test_a_failing_worker_fails_only_its_capture(tmp_path, task, words):
     assert [f.rule for f in results[0].findings] == [f.rule for f in results[3].findings] == ["CON001"]
 
 
-def test_with_jobs_a_capture_is_written_before_the_next_is_read(capsys, tmp_path):
-    """`wsadiag analyze a b --jobs 2 --format json | ...`: the reader gets a's part of the report while
-    b is still being analysed (each capture's part is flushed down the pipe); b is a named pipe that
-    is fed only once a's findings have arrived."""
-    import selectors
-
+def _beside_a_named_pipe(tmp_path: Path, **popen) -> tuple[subprocess.Popen, Path, list[str]]:
+    """`wsadiag analyze REFUSED late.pcap --jobs 2 --format json` started, late.pcap a named pipe
+    nobody writes yet; and the pipe, and the arguments."""
     late = tmp_path / "late.pcap"
     os.mkfifo(late)
     argv = ["analyze", str(REFUSED), str(late), "--jobs", "2", "--format", "json", "--no-progress"]
@@ -113,17 +110,35 @@ def test_with_jobs_a_capture_is_written_before_the_next_is_read(capsys, tmp_path
         stderr=subprocess.PIPE,
         cwd=REPO,
         env={**{k: v for k, v in os.environ.items() if k != "PYTHONUNBUFFERED"}, "PYTHONPATH": str(REPO)},
+        **popen,
     )
+    return proc, late, argv
+
+
+def _read_until(proc: subprocess.Popen, marker: bytes) -> bytes:
+    """What the run has written to standard output by the time `marker` is in it (or it ended, or
+    two minutes passed), read as it comes."""
+    import selectors
+
     seen = b""
     with selectors.DefaultSelector() as sel:
         sel.register(proc.stdout, selectors.EVENT_READ)
         deadline = time.monotonic() + 120
-        while b'"rule": "CON001"' not in seen and time.monotonic() < deadline:
+        while marker not in seen and time.monotonic() < deadline:
             if sel.select(timeout=1):
                 chunk = os.read(proc.stdout.fileno(), 1 << 16)
                 if not chunk:
                     break
                 seen += chunk
+    return seen
+
+
+def test_with_jobs_a_capture_is_written_before_the_next_is_read(capsys, tmp_path):
+    """`wsadiag analyze a b --jobs 2 --format json | ...`: the reader gets a's part of the report while
+    b is still being analysed (each capture's part is flushed down the pipe); b is a named pipe that
+    is fed only once a's findings have arrived."""
+    proc, late, argv = _beside_a_named_pipe(tmp_path)
+    seen = _read_until(proc, b'"rule": "CON001"')
     fed = b'"rule": "CON001"' in seen
     _feed_once_opened(late, HEALTHY.read_bytes(), proc)  # let b be read in any case, so the run can end
     rest, _ = proc.communicate(timeout=300)
@@ -172,30 +187,10 @@ def test_ctrl_c_from_the_terminal_while_a_worker_waits_for_work_prints_no_traceb
     """A terminal's Ctrl-C reaches every process of the run. `analyze a b --jobs 2`: a's worker has
     finished and waits for work while b (a named pipe nobody writes) is still being opened; the run
     stops with its one-line message, and the waiting worker stops without a traceback."""
-    import selectors
     import signal
 
-    late = tmp_path / "late.pcap"
-    os.mkfifo(late)
-    argv = ["analyze", str(REFUSED), str(late), "--jobs", "2", "--format", "json", "--no-progress"]
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "analyzer", *argv],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        cwd=REPO,
-        env={**os.environ, "PYTHONPATH": str(REPO)},
-        start_new_session=True,  # a process group of its own, as a terminal's job
-    )
-    seen = b""
-    with selectors.DefaultSelector() as sel:
-        sel.register(proc.stdout, selectors.EVENT_READ)
-        deadline = time.monotonic() + 120
-        while b'"rule": "CON001"' not in seen and time.monotonic() < deadline:
-            if sel.select(timeout=1):
-                chunk = os.read(proc.stdout.fileno(), 1 << 16)
-                if not chunk:
-                    break
-                seen += chunk
+    proc, _, _ = _beside_a_named_pipe(tmp_path, start_new_session=True)  # a group of its own, as a terminal's job
+    seen = _read_until(proc, b'"rule": "CON001"')
     assert b'"rule": "CON001"' in seen  # a's part is written: its worker is done with it
     os.killpg(proc.pid, signal.SIGINT)
     try:
