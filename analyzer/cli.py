@@ -339,7 +339,19 @@ def entrypoint() -> None:
     # collections over all of it while shutting down (over 10 ms, a tenth of a small run):
     # frozen objects are left out of them.
     gc.freeze()
+    forget_unhandled_interrupt()
     sys.exit(code)
+
+
+def forget_unhandled_interrupt() -> None:
+    """Let a Ctrl-C that main() handled end the process with main()'s exit status.
+
+    CPython marks a KeyboardInterrupt that leaves code run by exec() of a string as unhandled,
+    even when a caller catches it, and `python -m analyzer` then ends by SIGINT after exiting
+    (status 130, not 2). Such code runs while modules import (dataclasses make their methods that
+    way), so a Ctrl-C during the set-up could land there. An exec() that completes clears the mark.
+    """
+    exec("pass")
 
 
 def _print_error(exc: WsadiagError) -> None:

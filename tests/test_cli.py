@@ -203,3 +203,33 @@ def test_live_tcpdump_pipe_is_diagnosed(tmp_path):
     findings = json.loads(out)["captures"][0]["findings"]
     assert [f["rule"] for f in findings] == ["CON001"]
     assert findings[0]["errors"][0]["winsock"]["name"] == "WSAECONNREFUSED"
+
+
+INTERRUPTED_IN_EXEC = """
+import os, signal, sys
+
+from analyzer.cli import forget_unhandled_interrupt
+
+try:  # as a Ctrl-C during the set-up lands while a dataclass makes its methods
+    exec("os.kill(os.getpid(), signal.SIGINT)\\nsum(range(100_000))")
+except KeyboardInterrupt:
+    print("error: interrupted", file=sys.stderr)
+forget_unhandled_interrupt()
+sys.exit(2)
+"""
+
+
+def test_a_ctrl_c_handled_during_set_up_ends_python_m_with_the_exit_status_2(tmp_path):
+    """main() handles a Ctrl-C and returns 2; CPython marked one that left exec()'d code as
+    unhandled, and `python -m analyzer` then ended by SIGINT (seen in CI as status -2 after
+    "error: interrupted"). The entry point clears the mark before exiting."""
+    (tmp_path / "interrupted_in_exec.py").write_text(INTERRUPTED_IN_EXEC)
+    run = subprocess.run(
+        [sys.executable, "-m", "interrupted_in_exec"],
+        cwd=tmp_path,
+        env={**os.environ, "PYTHONPATH": f"{REPO}{os.pathsep}{tmp_path}"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert (run.returncode, run.stderr) == (2, "error: interrupted\n")
