@@ -113,16 +113,12 @@ def _open_url(url: str):
 def guarded(task: Task, path: str, job: Job) -> Outcome:
     """Run `task`; whatever goes wrong becomes this capture's error instead of the run's."""
     limit = job.timeout
-    in_main = threading.current_thread() is threading.main_thread()
-    idle = None
-    if in_main:  # Ctrl-C reaches a pool worker from the terminal and from run_pool: stop once
-        idle = signal.signal(signal.SIGINT, _interrupt_once())
-    alarm = limit is not None and in_main
+    alarm = limit is not None and threading.current_thread() is threading.main_thread()
     if alarm and limit is not None:  # in a pool process: also stops a task stuck outside the packet loop
         signal.signal(signal.SIGALRM, _on_alarm)
         signal.setitimer(signal.ITIMER_REAL, limit)
     try:
-        return task(path, job)
+        return interruptible(task, path, job)
     except CaptureTimeout:
         return failed(path, f"{path}: timed out after {job.timeout:g} s (--timeout)"), []
     except UsageError as exc:
@@ -132,17 +128,18 @@ def guarded(task: Task, path: str, job: Job) -> Outcome:
     finally:
         if alarm:
             signal.setitimer(signal.ITIMER_REAL, 0)
-        if idle is not None:  # between tasks, as before this one (a pool worker: ignored, _idle_worker)
-            signal.signal(signal.SIGINT, idle)
 
 
 _T = TypeVar("_T")
 
 
 def interruptible(task: Callable[..., _T], *args: object) -> _T:
-    """task(*args) in a pool process that ignores Ctrl-C between tasks (_idle_worker): during it,
-    Ctrl-C stops it as it stops this process (the split's shares, analyzer/split.py)."""
-    idle = signal.signal(signal.SIGINT, signal.default_int_handler)
+    """task(*args), which Ctrl-C stops once: a pool worker gets it from the terminal and from
+    run_pool both, and ignores it between tasks (_idle_worker), as before this one. Outside the
+    main thread (a Dask worker's task) signals cannot be caught: the task just runs."""
+    if threading.current_thread() is not threading.main_thread():
+        return task(*args)
+    idle = signal.signal(signal.SIGINT, _interrupt_once())
     try:
         return task(*args)
     finally:
@@ -151,7 +148,7 @@ def interruptible(task: Callable[..., _T], *args: object) -> _T:
 
 def _idle_worker() -> None:
     """A pool process ignores Ctrl-C while it waits for a task: the terminal sends it to every
-    process, and one that stops in concurrent.futures' own loop prints a traceback. guarded()
+    process, and one that stops in concurrent.futures' own loop prints a traceback. interruptible()
     takes it during a task."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
 
