@@ -18,10 +18,13 @@ fi
 # file path (compressed or not, cut, damaged) with main() in every output format.
 repo="$PWD"
 work="$(mktemp -d -t wsadiag-fuzz-XXXXXX)"
+# The targets' own temporary directories (seed links, written files) go inside it too, so a run
+# that finds nothing leaves nothing behind; a crash keeps the whole directory for the replay.
+mkdir -p "$work/tmp"
 half=$(( seconds / 3 > 1 ? seconds / 3 : 1 ))
 for target in fuzz_pipeline fuzz_frames fuzz_cli; do
   echo "fuzz: running $target for ${half}s in $work"
-  (cd "$work" && python3 "$repo/fuzz/$target.py" -max_total_time="$half" -timeout=20 -rss_limit_mb=4096 \
+  (cd "$work" && TMPDIR="$work/tmp" python3 "$repo/fuzz/$target.py" -max_total_time="$half" -timeout=20 -rss_limit_mb=4096 \
     -print_final_stats=1 "$work/$target-corpus") >"$work/$target.log" 2>&1
   rc=$?
   grep -E "^stat::number_of_executed_units|Done [0-9]+ runs" "$work/$target.log" || true
@@ -33,3 +36,4 @@ for target in fuzz_pipeline fuzz_frames fuzz_cli; do
   fi
 done
 echo "fuzz: no crash"
+rm -rf "$work"
