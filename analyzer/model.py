@@ -36,6 +36,12 @@ def hot_record(cls: type[_Record]) -> type[_Record]:
     a conversations listing (bench/run.py); a plain one stores each field directly. The hash stays
     the frozen one's, made from the fields (unsafe_hash), so what keeps them in a set or as a key
     is unchanged.
+
+    Findings and the errors in them are hot records too for another reason: a --jobs worker or a
+    split share pickles them by the thousand, and a frozen slotted dataclass unpickles through a
+    Python-level __setstate__ that looks up its fields for every object (a third of the time the
+    parent spent taking a 200k-packet capture's result); a plain one's slots are set by pickle
+    itself.
     """
     return dataclass(slots=True, unsafe_hash=True)(cls)
 
@@ -381,7 +387,7 @@ class SeenAs:
     python_windows: str | None  # Windows CPython
 
 
-@dataclass(frozen=True, slots=True)
+@hot_record
 class SocketErrorSeen:
     """The error one side's application saw, with how each platform spells it."""
 
@@ -394,7 +400,7 @@ class SocketErrorSeen:
     note: str = ""  # e.g. "local to the host: the capture cannot show it"
 
 
-@dataclass(frozen=True, slots=True)
+@hot_record
 class Alternative:
     """Another pattern that explains the same failure, listed under the primary finding."""
 
@@ -405,7 +411,7 @@ class Alternative:
     confidence: Confidence
 
 
-@dataclass(frozen=True, slots=True)
+@hot_record
 class Finding:
     """A rule that matched one conversation."""
 

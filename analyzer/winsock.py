@@ -43,11 +43,13 @@ which socket call the strings were written for (the text can differ for connect 
 # annotations`): typing.NamedTuple compiles each string annotation when it makes its class, dozens
 # of compiles on every start-up (tests/test_startup.py).
 from dataclasses import dataclass
-from typing import Literal, NamedTuple
+from typing import Literal, NamedTuple, TypeVar
 
 from analyzer import icmp
 from analyzer.errors import UsageError
 from analyzer.model import PosixErrno, SeenAs, SocketErrorSeen, WinsockCode
+
+_R = TypeVar("_R", WinsockCode, PosixErrno, SeenAs)
 
 
 @dataclass(frozen=True, slots=True)
@@ -694,11 +696,22 @@ def seen(
         side=side,
         endpoint=endpoint,
         operation=operation,
-        winsock=WinsockCode(e.code, e.name, e.message),
-        posix=posix,
-        seen_as=seen_as,
+        winsock=_shared(WinsockCode(e.code, e.name, e.message)),
+        posix=_shared(posix),
+        seen_as=_shared(seen_as),
         note=note,
     )
+
+
+# One instance of each distinct WinsockCode, PosixErrno and SeenAs (frozen, so they can be shared):
+# a capture with thousands of findings holds a handful rather than three per error, and a pickled
+# result (a --jobs worker's, a split share's) writes each once. The table's rows bound how many.
+_SHARED: dict[object, object] = {}
+
+
+def _shared(record: _R) -> _R:
+    """The one instance equal to `record`."""
+    return _SHARED.setdefault(record, record)  # type: ignore[return-value]
 
 
 # What Java and curl print for an error whose row speaks of connect() (the usual place for it)

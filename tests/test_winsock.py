@@ -427,3 +427,30 @@ def test_a_timeout_on_an_established_connection_is_not_told_as_a_failed_connect(
     assert err.seen_as.curl.startswith("curl: (56) Recv failure")
     refused = winsock.seen("client", "192.0.2.10:40000", "connect", "WSAETIMEDOUT")
     assert "ConnectException" in refused.seen_as.java and "Failed to connect" in refused.seen_as.curl
+
+
+# --- shared records --------------------------------------------------------------------------
+
+SAMPLES = Path(__file__).resolve().parent.parent / "samples"
+
+
+def test_errors_share_one_record_per_code_across_findings_and_a_pickle():
+    """Thousands of findings hold a handful of WinsockCode / PosixErrno / SeenAs records, not three
+    each (memory, and a --jobs worker's pickle); a pickled result reads back equal and still shared."""
+    import pickle
+
+    from analyzer.pipeline import analyze_capture
+    from analyzer.rules import load_rules
+
+    rules = load_rules()
+    findings = [f for path in sorted(SAMPLES.glob("*.pcap")) for f in analyze_capture(path, rules).findings]
+    errors = [e for f in findings for e in f.errors]
+    assert len(errors) > 40  # the samples fire rules with errors on both sides
+    for part in ("winsock", "posix", "seen_as"):
+        records = [getattr(e, part) for e in errors]
+        distinct = len(set(records))
+        assert distinct < len(records) / 2
+        assert len({id(r) for r in records}) == distinct, f"{part}: equal records are separate objects"
+    back = pickle.loads(pickle.dumps(findings, protocol=pickle.HIGHEST_PROTOCOL))
+    assert back == findings
+    assert len({id(e.winsock) for f in back for e in f.errors}) == len({e.winsock for e in errors})
