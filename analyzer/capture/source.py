@@ -14,10 +14,13 @@ in one of two places:
   decompression), and python-isal's decompressobj does not release the GIL at all. A child has
   a GIL of its own. multiprocessing's "fork" context rather than os.fork by hand: it flushes
   stdout and stderr before the fork (so no buffered report is written twice), ends the child
-  with os._exit (the parent's atexit handlers and finally blocks do not run in it), reaps it
-  (join, active_children) and frames the messages on the pipe (send_bytes). In the child the
-  worker runs on a thread as below, beside a thread that sends its items: a pipe holds one
-  item, and a worker that sent its own would stop while the parent had not taken the last.
+  with os._exit (the parent's atexit handlers and finally blocks do not run in it), and reaps it
+  (join, active_children). The decompressed bytes go through a pipe of their own, unframed: the
+  parent reads them straight into the bytes objects the walk takes, one copy, where a
+  multiprocessing message took three in the parent (its read, a BytesIO, the message's bytes).
+  How the stream ended (the inflater's damage) follows on a multiprocessing pipe. In the child
+  the worker runs on a thread as below, beside a thread that writes its items: a pipe holds one
+  item, and a worker that wrote its own would stop while the parent had not taken the last.
 - a worker thread (`_ReadAhead`) everywhere else: pipes and stdin, a caller's file object,
   other platforms, a process that already has threads (a Dask worker, a pool's parent: forking
   with threads can deadlock the child), or when the child cannot be started.
@@ -150,7 +153,7 @@ PIPE_WAIT = 1.0  # s: closing waits this long for a worker that reads a pipe
 # the worker thread (tests that look at the thread set it).
 FORK = sys.platform.startswith("linux")
 # The pipe buffer asked for (Linux F_SETPIPE_SZ; 1 MiB is the default limit for an unprivileged
-# process): the parent takes an item in two reads rather than 32 of the default 64 KiB (156 MB
+# process): the parent takes up to a megabyte per read rather than the default 64 KiB (156 MB
 # through the pipe in 2 MiB items: 0.05 s of the parent's CPU, 0.2 s with 64 KiB).
 FORK_PIPE = 1 << 20
 FORK_DEPTH = 4  # items the child's worker keeps ready beside the one on the pipe (its memory, not the parent's)
@@ -593,10 +596,13 @@ class _ReadAhead:
         return not self._thread.is_alive()
 
 
-def _child(inflater: _Inflater, send: Connection, recv: Connection, fast: FastReader | None) -> None:
-    """The forked child: the worker thread's loop (here beside a sender), each item one message on the pipe.
+def _child(
+    inflater: _Inflater, data: int, parents_data: int, send: Connection, recv: Connection, fast: FastReader | None
+) -> None:
+    """The forked child: the worker thread's loop (here beside a writer), its bytes written on the
+    `data` pipe as they are, then how the stream ended as one message on `send`.
 
-    A pipe holds at most one item, so a worker that sent its items itself would wait for the parent
+    A pipe holds at most one item, so a worker that wrote its items itself would wait for the parent
     to take each one before it decompressed the next; with the queue between them it keeps FORK_DEPTH
     items ahead (measured on xz: the child waited 0.17 s of 0.72 s for the parent without it).
     """
@@ -617,24 +623,32 @@ def _child(inflater: _Inflater, send: Connection, recv: Connection, fast: FastRe
     # page faults in this child). This process is wsadiag's own, whoever called the parent.
     heap.enable()
     heap.keep_freed_buffers(heap.LARGE_READ)
-    recv.close()  # the parent's end: once the parent closes it, a send here fails and the child ends
+    recv.close()  # the parent's ends: once the parent closes them, a write here fails and the child ends
+    os.close(parents_data)
     ahead = _ReadAhead(inflater, AHEAD_ITEM, fast, FORK_DEPTH)
     try:
-        while data := ahead.take_item():
-            send.send_bytes(data)
-        send.send_bytes(b"")  # the end, then the damage: the worker has stopped, the inflater is settled
+        while item := ahead.take_item():
+            _write_all(data, item)
+        os.close(data)  # the end (the parent reads b""), then the damage: the inflater is settled
         send.send((inflater.damage_code, inflater.damage))
     except BaseException:  # the parent closed its end (it stopped reading); nothing is printed from here
         ahead.stop(0)
 
 
+def _write_all(fd: int, item: bytes) -> None:
+    """Write all of `item` to a pipe (a signal can cut a write short)."""
+    view = memoryview(item)
+    while view:
+        view = view[os.write(fd, view) :]
+
+
 class _ForkAhead:
-    """Runs `_work` in a forked child and reads its items from a pipe; a drop-in for _ReadAhead.
+    """Runs `_work` in a forked child and reads its bytes from a pipe; a drop-in for _ReadAhead.
 
     The bytes and the damage are the inflater's own, as on the thread: the child sends the
-    damage after the last item, and it is set on the parent's copy of the inflater before the
-    reader sees b"". A child that ends without its last message (killed) ends the stream with a
-    read-error warning; the items it sent before are read.
+    damage once it has closed the bytes' pipe, and it is set on the parent's copy of the inflater
+    before the reader sees b"". A child that ends without its last message (killed) ends the
+    stream with a read-error warning; the bytes it wrote before are read.
     """
 
     def __init__(self, inflater: _Inflater, fast: FastReader | None) -> None:
@@ -643,46 +657,46 @@ class _ForkAhead:
 
         context = multiprocessing.get_context("fork")
         recv, send = context.Pipe(duplex=False)
-        _widen(send)
-        args = (inflater, send, recv, fast)
+        out, into = os.pipe()
+        _widen(into)
+        # buffering=0: each read is one read(2) into a bytes object of its own (FileIO.read)
+        self._data = open(out, "rb", buffering=0)  # noqa: SIM115 (closed by stop or the finalizer)
+        args = (inflater, into, out, send, recv, fast)
         process = context.Process(target=_child, args=args, name="wsadiag-inflate", daemon=True)
         mask = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})  # until the child ignores it
         try:
             process.start()
         except BaseException:
             recv.close()
+            self._data.close()
             raise
         finally:
             signal.pthread_sigmask(signal.SIG_SETMASK, mask)
-            send.close()  # the child's copy is the only writer: its end is the stream's end
+            send.close()  # the child's copies are the only writers: their ends are the stream's end
+            os.close(into)
         self._inflater = inflater
         self._recv = recv
         self._process = process
         self.pid = process.pid  # the child's process id (tests kill it)
         self._done = False
-        weakref.finalize(self, _end_child, process, recv)  # a capture dropped unclosed stops its child
+        # a capture dropped unclosed stops its child
+        weakref.finalize(self, _end_child, process, recv, self._data)
 
     def read(self, n: int) -> bytes:
-        """At least `n` bytes unless the stream ends first; b"" at the end, the damage set on the inflater."""
-        parts: list[bytes] = []
-        have = 0
-        while have < n and not self._done:
-            data = self._take()
-            parts.append(data)
-            have += len(data)
-        return parts[0] if len(parts) == 1 else b"".join(parts)
-
-    def _take(self) -> bytes:
+        """Up to `n` bytes, whatever one read of the pipe gives (Source.read_at_least asks again for
+        more); b"" at the end, the damage set on the inflater."""
+        if self._done:
+            return b""
         try:
-            data = self._recv.recv_bytes()
+            data = self._data.read(max(n, FORK_PIPE))
             if data:
                 return data
-            code, message = self._recv.recv()
+            code, message = self._recv.recv()  # the bytes have ended: how the stream did
         except (EOFError, OSError) as exc:  # the child ended without its last message
             self._done = True
             self._inflater._fault("read-error", f"decompression failed: {self._ended(exc)}")
             return b""
-        except BaseException:  # Ctrl-C in the middle of a message: what follows on the pipe cannot be read
+        except BaseException:  # Ctrl-C: the child is stopped with the stream (Source.close)
             self._done = True
             self._inflater._fault("read-error", "decompression failed: interrupted")
             raise
@@ -708,12 +722,13 @@ class _ForkAhead:
 
     def stop(self, wait: float | None) -> bool:
         """Stop the child (the reader may stop early) and reap it; True once it has ended."""
-        return _end_child(self._process, self._recv)
+        return _end_child(self._process, self._recv, self._data)
 
 
-def _end_child(process: BaseProcess, recv: Connection) -> bool:
-    """Close the parent's end, stop the child (SIGTERM, then SIGKILL) and reap it; True once it has ended."""
+def _end_child(process: BaseProcess, recv: Connection, data: IO[bytes]) -> bool:
+    """Close the parent's ends, stop the child (SIGTERM, then SIGKILL) and reap it; True once it has ended."""
     recv.close()
+    data.close()
     try:
         process.join(0 if process.exitcode is None else None)
         if process.exitcode is None:
@@ -728,12 +743,12 @@ def _end_child(process: BaseProcess, recv: Connection) -> bool:
     return True
 
 
-def _widen(send: Connection) -> None:
+def _widen(fd: int) -> None:
     """Ask for a FORK_PIPE pipe buffer; the default (64 KiB) where the system refuses."""
     try:
         import fcntl
 
-        fcntl.fcntl(send.fileno(), fcntl.F_SETPIPE_SZ, FORK_PIPE)
+        fcntl.fcntl(fd, fcntl.F_SETPIPE_SZ, FORK_PIPE)
     except (ImportError, AttributeError, OSError):
         pass
 
