@@ -13,6 +13,8 @@ round by round with its order reversed on odd rounds, so the ratios come from si
                  beside tshark -r F -q -z conv,tcp and tcptrace -n F           (per size)
   formats        wsadiag analyze over the same packets as pcap, pcapng (editcap), .pcap.gz,
                  .pcap.xz and .pcap.bz2, each beside the plain pcap            (--format-size)
+                 and, under each compressed row, its decompression alone (bench/decompress.py,
+                 the same library): a floor that no change to wsadiag can go below
   start-up       wsadiag analyze on a one-packet capture (its first record); again with
                  `python -S` (the interpreter's .pth hooks left out, as in a venv of wsadiag's
                  own; the dependencies still come from its site-packages), and the interpreter
@@ -163,7 +165,11 @@ def tool_groups(captures: list[Path], runs: int) -> list[Group]:
 def format_group(plain: Path, runs: int) -> Group:
     cmds = [wsadiag("analyze", plain, "wsadiag analyze (pcap)")]
     for name, suffix, argv in FORMATS:
-        cmds.append(wsadiag("analyze", ensure_variant(plain, suffix, argv), f"wsadiag analyze ({name})"))
+        variant = ensure_variant(plain, suffix, argv)
+        cmds.append(wsadiag("analyze", variant, f"wsadiag analyze ({name})"))
+        if suffix != ".pcapng":  # the floor under that row: its decompression alone
+            decompress = [sys.executable, str(REPO / "bench" / "decompress.py"), str(variant)]
+            cmds.append(Command(f"decompression alone ({name})", decompress))
     # Here the plain pcap is the reference: every other format is compared with it.
     return Group("formats", plain, cmds, runs, ours=tuple(range(1, len(cmds))))
 
