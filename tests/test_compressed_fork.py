@@ -184,6 +184,65 @@ def test_closing_a_capture_early_leaves_no_child(ext: str, generated: Path, tmp_
         os.kill(forks[0], 0)
 
 
+@pytest.mark.parametrize("how", ["sound", "cut", "corrupt", "concatenated"])
+@pytest.mark.parametrize("ext", COMPRESS)
+def test_short_reads_from_a_one_page_pipe_give_the_threads_frames_and_warnings(
+    ext: str, how: str, generated: Path, tmp_path: Path, monkeypatch, forks
+) -> None:
+    """The parent takes what one read of the child's pipe gives; with a pipe of one page every
+    read is short, and the walk still gets every frame and the same warnings as on the thread."""
+    import fcntl
+
+    monkeypatch.setattr(source, "_widen", lambda fd: fcntl.fcntl(fd, fcntl.F_SETPIPE_SZ, 4096))
+    sizes: list[int] = []
+    real = source._ForkAhead.read
+
+    def counted(self, n: int) -> bytes:
+        data = real(self, n)
+        sizes.append(len(data))
+        return data
+
+    monkeypatch.setattr(source._ForkAhead, "read", counted)
+    path = tmp_path / f"g.pcap.{ext}"
+    data = generated.read_bytes()
+    path.write_bytes(COMPRESS[ext](data) if how == "sound" else damaged(data, ext, how))
+    with open_capture(str(path)) as cap:
+        in_child = frames_and_warnings(cap)
+    assert len(forks) == 1 and len(sizes) > 10 and max(sizes) <= 4096  # every read was short
+    monkeypatch.setattr(source, "FORK", False)
+    with open_capture(str(path)) as cap:
+        on_thread = frames_and_warnings(cap)
+    assert in_child == on_thread
+    assert len(in_child[0]) > 100
+
+
+def test_two_compressed_captures_open_at_once_each_have_their_own_child(
+    generated: Path, tmp_path: Path, forks
+) -> None:
+    """The second child is forked while the first runs: closing the first early still stops its
+    child, the second is read whole, and no file descriptor is left open."""
+    with open_capture(str(generated)) as plain:
+        want = [f.data for f in plain]
+    first, second = tmp_path / "a.pcap.xz", tmp_path / "b.pcap.gz"
+    first.write_bytes(lzma.compress(generated.read_bytes()))
+    second.write_bytes(gzip.compress(generated.read_bytes()))
+    before = set(os.listdir("/proc/self/fd"))
+    a = open_capture(str(first))
+    a_frames = iter(a)
+    assert len([next(a_frames) for _ in range(5)]) == 5
+    with open_capture(str(second)) as b:
+        b_frames = iter(b)
+        head = [next(b_frames).data for _ in range(5)]
+        assert len(forks) == 2
+        a.close()
+        assert [p.pid for p in multiprocessing.active_children()] == forks[1:]
+        assert head + [f.data for f in b_frames] == want
+        assert b.warnings == []
+    assert multiprocessing.active_children() == []
+    gc.collect()
+    assert set(os.listdir("/proc/self/fd")) <= before
+
+
 def test_an_error_in_the_analysis_leaves_no_child(generated: Path, tmp_path: Path, forks) -> None:
     path = tmp_path / "g.pcap.gz"
     path.write_bytes(gzip.compress(generated.read_bytes()))

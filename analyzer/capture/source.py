@@ -19,8 +19,9 @@ in one of two places:
   parent reads them straight into the bytes objects the walk takes, one copy, where a
   multiprocessing message took three in the parent (its read, a BytesIO, the message's bytes).
   How the stream ended (the inflater's damage) follows on a multiprocessing pipe. In the child
-  the worker runs on a thread as below, beside a thread that writes its items: a pipe holds one
-  item, and a worker that wrote its own would stop while the parent had not taken the last.
+  the worker runs on a thread as below, beside a thread that writes its items: the pipe holds
+  half an item, and a worker that wrote its own would stop while the parent had not taken the
+  last.
 - a worker thread (`_ReadAhead`) everywhere else: pipes and stdin, a caller's file object,
   other platforms, a process that already has threads (a Dask worker, a pool's parent: forking
   with threads can deadlock the child), or when the child cannot be started.
@@ -597,12 +598,17 @@ class _ReadAhead:
 
 
 def _child(
-    inflater: _Inflater, data: int, parents_data: int, send: Connection, recv: Connection, fast: FastReader | None
+    inflater: _Inflater,
+    data: int,
+    parents_data: IO[bytes],
+    send: Connection,
+    recv: Connection,
+    fast: FastReader | None,
 ) -> None:
     """The forked child: the worker thread's loop (here beside a writer), its bytes written on the
     `data` pipe as they are, then how the stream ended as one message on `send`.
 
-    A pipe holds at most one item, so a worker that wrote its items itself would wait for the parent
+    A pipe holds less than an item, so a worker that wrote its items itself would wait for the parent
     to take each one before it decompressed the next; with the queue between them it keeps FORK_DEPTH
     items ahead (measured on xz: the child waited 0.17 s of 0.72 s for the parent without it).
     """
@@ -624,7 +630,7 @@ def _child(
     heap.enable()
     heap.keep_freed_buffers(heap.LARGE_READ)
     recv.close()  # the parent's ends: once the parent closes them, a write here fails and the child ends
-    os.close(parents_data)
+    parents_data.close()
     ahead = _ReadAhead(inflater, AHEAD_ITEM, fast, FORK_DEPTH)
     try:
         while item := ahead.take_item():
@@ -658,13 +664,13 @@ class _ForkAhead:
         context = multiprocessing.get_context("fork")
         recv, send = context.Pipe(duplex=False)
         out, into = os.pipe()
-        _widen(into)
         # buffering=0: each read is one read(2) into a bytes object of its own (FileIO.read)
         self._data = open(out, "rb", buffering=0)  # noqa: SIM115 (closed by stop or the finalizer)
-        args = (inflater, into, out, send, recv, fast)
-        process = context.Process(target=_child, args=args, name="wsadiag-inflate", daemon=True)
         mask = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})  # until the child ignores it
         try:
+            _widen(into)
+            args = (inflater, into, self._data, send, recv, fast)
+            process = context.Process(target=_child, args=args, name="wsadiag-inflate", daemon=True)
             process.start()
         except BaseException:
             recv.close()
@@ -683,8 +689,8 @@ class _ForkAhead:
         weakref.finalize(self, _end_child, process, recv, self._data)
 
     def read(self, n: int) -> bytes:
-        """Up to `n` bytes, whatever one read of the pipe gives (Source.read_at_least asks again for
-        more); b"" at the end, the damage set on the inflater."""
+        """What one read of the pipe gives, up to max(n, FORK_PIPE) bytes and maybe fewer than `n`
+        (Source.read_at_least asks again); b"" at the end, the damage set on the inflater."""
         if self._done:
             return b""
         try:
@@ -899,7 +905,9 @@ class Source:
         return data
 
     def read(self, n: int) -> bytes:
-        """Some bytes (a chunk, or at least `n` if more is asked), or b"" at the end or after an error."""
+        """Some bytes: about a chunk, or `n` if more is asked (from a pipe or a decompressing child,
+        what has arrived; read_at_least asks again until it has what it needs), or b"" at the end
+        or after an error."""
         if self.failed:
             return b""
         if self._inflater is not None:
