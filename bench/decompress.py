@@ -9,47 +9,74 @@ analysis of them can end), so this row is the floor under the compressed rows.
 
 The libraries are the ones analyzer/capture/source.py picks: python-isal for gzip and
 indexed_bzip2 on two threads for bzip2 when they are installed (the standard library otherwise),
-lzma for xz; one megabyte of output at a time, as wsadiag's decompressing child asks for it.
+lzma for xz. Compressed input is read 256 KiB at a time; every gzip member and xz stream of a
+concatenated file is decompressed.
 """
 
 from __future__ import annotations
 
 import sys
+from typing import Any, Callable
 
-STEP = 1 << 20
+STEP = 1 << 20  # bzip2: output asked per read
+RAW = 1 << 18  # gzip, xz: compressed input per read
+
+
+def _gzip() -> Callable[[], Any]:
+    try:
+        from isal import isal_zlib as zlib
+    except ImportError:
+        import zlib  # type: ignore[no-redef]
+    return lambda: zlib.decompressobj(wbits=31)  # gzip framing, CRC checked
+
+
+def _xz() -> Callable[[], Any]:
+    import lzma
+
+    return lzma.LZMADecompressor
+
+
+def _streams(path: str, factory: Callable[[], Any]) -> int:
+    """Bytes decompressed from every member (stream) of `path`, one after another."""
+    total = 0
+    decompressor = factory()
+    with open(path, "rb") as f:
+        while raw := f.read(RAW):
+            while raw:
+                total += len(decompressor.decompress(raw))
+                if not decompressor.eof:
+                    break
+                raw = decompressor.unused_data.lstrip(b"\0")  # the next member; xz pads streams with zeros
+                decompressor = factory()
+    return total
+
+
+def _bzip2(path: str) -> int:
+    try:
+        import indexed_bzip2  # type: ignore[import-not-found]
+
+        reader: Any = indexed_bzip2.open(path, parallelization=2)
+    except ImportError:
+        import bz2
+
+        reader = bz2.open(path, "rb")
+    total = 0
+    with reader:
+        while chunk := reader.read(STEP):
+            total += len(chunk)
+    return total
 
 
 def main(path: str) -> int:
-    total = 0
     if path.endswith(".bz2"):
-        try:
-            import indexed_bzip2
-
-            reader = indexed_bzip2.open(path, parallelization=2)
-        except ImportError:
-            import bz2
-
-            reader = bz2.open(path, "rb")
-        with reader:
-            while chunk := reader.read(STEP):
-                total += len(chunk)
+        total = _bzip2(path)
+    elif path.endswith(".gz"):
+        total = _streams(path, _gzip())
+    elif path.endswith(".xz"):
+        total = _streams(path, _xz())
     else:
-        if path.endswith(".gz"):
-            try:
-                from isal import isal_zlib as zlib
-            except ImportError:
-                import zlib  # type: ignore[no-redef]
-            decompressor = zlib.decompressobj(wbits=31)  # gzip framing, CRC checked
-        elif path.endswith(".xz"):
-            import lzma
-
-            decompressor = lzma.LZMADecompressor()
-        else:
-            print(f"decompress.py: {path}: not .gz, .xz or .bz2", file=sys.stderr)
-            return 2
-        with open(path, "rb") as f:
-            while raw := f.read(STEP // 4):
-                total += len(decompressor.decompress(raw))
+        print(f"decompress.py: {path}: not .gz, .xz or .bz2", file=sys.stderr)
+        return 2
     print(f"{total} bytes", file=sys.stderr)
     return 0
 
