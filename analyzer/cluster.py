@@ -26,9 +26,62 @@ def dask_client(address: str, workers: int, processes: bool = True):
         )
         return Client(cluster)
     try:
-        return Client(address, timeout="10s")
+        client = Client(address, timeout="10s")
     except (OSError, TimeoutError) as exc:
         raise UsageError(f"--dask {address}: cannot reach the scheduler: {exc}") from None
+    try:
+        _same_records(client, address)
+    except BaseException:
+        client.close()
+        raise
+    return client
+
+
+# This installation's records_layout(), worked out once (a test sets it to stand for another build).
+LAYOUT: str | None = None
+
+
+def records_layout() -> str:
+    """A fingerprint of the records a task's result is pickled as: the version, and each record
+    class's fields and whether pickle restores it through __setstate__. Results pickled by a
+    worker whose records differ are misread here, or not read at all (a frozen dataclass's state
+    is its fields in order; a plain slotted one's, a dictionary of its slots)."""
+    import dataclasses
+    import hashlib
+
+    from analyzer import __version__, model, scale, split
+
+    classes = [c for c in vars(model).values() if isinstance(c, type) and c.__module__ == model.__name__]
+    parts = [__version__]
+    for cls in [*classes, scale.Job, split.ShareOutcome]:
+        if dataclasses.is_dataclass(cls):
+            names = [f.name for f in dataclasses.fields(cls)]
+        else:
+            names = list(getattr(cls, "_fields", ()))  # a NamedTuple pickles as its fields in order
+        parts.append(f"{cls.__name__}({','.join(names)}){'__setstate__' in vars(cls)}")
+    return hashlib.sha256("\n".join(parts).encode()).hexdigest()[:16]
+
+
+def _same_records(client, address: str) -> None:
+    """Refuse a cluster whose workers run a wsadiag that pickles its results otherwise (a worker
+    upgraded before this client, or after), in one line rather than a traceback or a wrong report."""
+    global LAYOUT
+    if LAYOUT is None:
+        LAYOUT = records_layout()
+    try:
+        theirs: dict[str, str] = client.run(records_layout)  # worker address -> its fingerprint
+    except Exception as exc:  # a worker without wsadiag cannot import this module
+        raise UsageError(
+            f"--dask {address}: the workers cannot run wsadiag: {type(exc).__name__}: {exc}",
+            hint="install wsadiag on every worker (README: Many captures)",
+        ) from None
+    other = sorted(worker for worker, layout in theirs.items() if layout != LAYOUT)
+    if other:
+        raise UsageError(
+            f"--dask {address}: {len(other)} of {len(theirs)} workers ({other[0]}{', ...' if len(other) > 1 else ''}) "
+            "run a wsadiag whose results this one cannot read",
+            hint="install the same wsadiag on the workers and here",
+        )
 
 
 def close_client(client, address: str) -> None:

@@ -386,6 +386,25 @@ def test_dask_local_starts_its_own_cluster(capsys):
     assert report(capsys, "analyze", REFUSED, HEALTHY, "--format", "json", "--dask", "local", "--jobs", "2") == serial
 
 
+def test_workers_running_another_wsadiag_are_refused_in_one_line(capsys, dask_client, monkeypatch):
+    """Workers that pickle their results as another build does (a worker upgraded before this
+    client) would be misread: the run stops before any capture is sent, with exit 2 and one line."""
+    from analyzer import cluster
+
+    serial = report(capsys, "analyze", REFUSED, "--format", "json", "--jobs", "1")
+    assert _dask_report(capsys, dask_client, "analyze", REFUSED, "--format", "json") == serial
+    monkeypatch.setattr(cluster, "LAYOUT", "another build's records")
+    code, out, err = _dask_report(capsys, dask_client, "analyze", REFUSED, "--format", "json")
+    assert (code, out) == (2, "")
+    lines = err.strip().splitlines()
+    first = sorted(dask_client.run(cluster.records_layout))[0]
+    assert lines[0] == (
+        f"error: --dask {dask_client.scheduler.address}: 2 of 2 workers ({first}, ...) "
+        "run a wsadiag whose results this one cannot read"
+    )
+    assert "Traceback" not in err and "install the same wsadiag" in err
+
+
 def test_a_capture_failing_on_dask_fails_alone(dask_client, tmp_path):
     from analyzer.cluster import run_dask
 
