@@ -14,15 +14,16 @@ from analyzer.model import (
     Event,
     Finding,
     Mark,
-    SideStats,
     PosixErrno,
     SeenAs,
+    SideStats,
     SocketErrorSeen,
     WinsockCode,
 )
 from analyzer.protocol import ACK, FIN, PSH, RST, SYN
 
 T0 = 1_700_000_000.0
+WINDOWS_RESET = "ConnectionResetError: [WinError 10054] An existing connection was forcibly closed by the remote host"
 
 
 def ev(frame: int, t: float, d: int, flags: int, seq: int, ack: int, plen: int = 0,
@@ -53,7 +54,7 @@ WSAECONNRESET_CLIENT = SocketErrorSeen(
                    java="java.net.SocketException: Connection reset",
                    python="ConnectionResetError: [Errno 104] Connection reset by peer",
                    curl="curl: (56) Recv failure: Connection reset by peer",
-                   python_windows="ConnectionResetError: [WinError 10054] An existing connection was forcibly closed by the remote host"),
+                   python_windows=WINDOWS_RESET),
 )
 
 RST003_TIMELINE = (
@@ -107,7 +108,7 @@ UDP001 = Finding(
         posix=PosixErrno("ECONNREFUSED", 111, 61),
         seen_as=SeenAs(dotnet="SocketException (10054)", java="java.net.PortUnreachableException",
                        python="ConnectionRefusedError: [Errno 111] Connection refused", curl="",
-                       python_windows="ConnectionResetError: [WinError 10054] An existing connection was forcibly closed by the remote host"),
+                       python_windows=WINDOWS_RESET),
         note="Linux reports it on a connected socket only"),),
     cause="Nothing listens on the server port.", remedy="Start the service or fix the port.",
     confidence="high", frames=(20, 21), wireshark_filter="udp.stream eq 0 || icmpv6",
@@ -176,7 +177,10 @@ def hostile_case() -> list[CaptureResult]:
     finding = Finding(
         rule="RST001", name="abortive-close", level="error",
         title="Abortive close <img src=x onerror=alert(3)>",
-        message="payload said <script>alert(4)</script> | *bold* _it_ [x](javascript:alert(5)) \x1b[31mRED\x1b[0m\nline2",
+        message=(
+            "payload said <script>alert(4)</script> | *bold* _it_ [x](javascript:alert(5)) "
+            "\x1b[31mRED\x1b[0m\nline2"
+        ),
         conversation=1, errors=(WSAECONNRESET_CLIENT,),
         cause="cause with ]]> and & and \x00nul", remedy="remedy `code` <b>b</b>",
         confidence="low", frames=(1, 2), wireshark_filter="tcp.stream eq 0 && http contains \"`<x>`\"",

@@ -243,7 +243,9 @@ def test_gzipped_text_is_refused_with_a_hint(tmp_path):
 # --- pipes and stdin ---
 
 
-def stream_through_pipe(header: bytes, records: list[bytes], encode=lambda b: b, end=lambda: b"") -> tuple[list, object]:
+def stream_through_pipe(
+    header: bytes, records: list[bytes], encode=lambda b: b, end=lambda: b""
+) -> tuple[list, object]:
     """Write `header`, then one record at a time into a pipe, each only after the reader
     has yielded the previous frame; fail if a frame waits for the next record."""
     rfd, wfd = os.pipe()
@@ -442,7 +444,9 @@ def test_warnings_are_bounded():
 
 # --- the shared corpus ---
 
-CORPUS_FILES = sorted(p for p in CORPUS.rglob("*") if p.suffix in (".pcap", ".pcapng", ".gz")) if CORPUS.is_dir() else []
+CORPUS_FILES = (
+    sorted(p for p in CORPUS.rglob("*") if p.suffix in (".pcap", ".pcapng", ".gz")) if CORPUS.is_dir() else []
+)
 
 
 def dpkt_frames(path: Path) -> list[tuple[float, int]] | None:

@@ -96,7 +96,9 @@ def _check(path: Path) -> tuple[list[str], list[str]]:
         for err in finding.errors:
             side = 0 if err.side == "client" else 1
             if not (_received_rst(conv, side) or _received_icmp(conv, side) or _timed_out(conv, side)):
-                unfounded.append(f"{finding.rule} claims {err.winsock.name} for the {err.side} of conversation {conv.id}")
+                unfounded.append(
+                    f"{finding.rule} claims {err.winsock.name} for the {err.side} of conversation {conv.id}"
+                )
     return silent, unfounded
 
 

@@ -63,7 +63,8 @@ def decode(data: bytes, linktype: int = 1, dec: Decoder | None = None) -> Packet
 def test_ethernet_ipv4_tcp_syn_with_options() -> None:
     pkt = decode(eth(0x0800, ipv4(6, tcp(opts=SYN_OPTS))))
     assert (pkt.family, pkt.src, pkt.dst, pkt.proto, pkt.sport, pkt.dport) == (4, A4, B4, 6, 49732, 443)
-    assert (pkt.flags, pkt.seq, pkt.win, pkt.ttl, pkt.ip_id, pkt.plen, pkt.payload) == (SYN, 1000, 64240, 64, 0x1234, 0, b"")
+    got = (pkt.flags, pkt.seq, pkt.win, pkt.ttl, pkt.ip_id, pkt.plen, pkt.payload)
+    assert got == (SYN, 1000, 64240, 64, 0x1234, 0, b"")
     assert pkt.tcp_opts == OPT_MSS | OPT_SACK_PERM | OPT_TIMESTAMP | OPT_WSCALE
     assert pkt.quoted is None and pkt.inner is None and pkt.icmp_type == -1
     assert reference_decode(Frame(7, 1.5, 0, 0, 1, eth(0x0800, ipv4(6, tcp(opts=SYN_OPTS))))) == pkt._replace(ts=1.5)
@@ -104,7 +105,8 @@ def test_vlan_tags(tags) -> None:
 
 def test_ethernet_ipv6() -> None:
     pkt = decode(eth(0x86DD, ipv6(6, tcp(flags=SYN | ACK, ack=1001))))
-    assert (pkt.family, pkt.src, pkt.dst, pkt.ttl, pkt.ip_id, pkt.flags, pkt.ack) == (6, A6, B6, 57, -1, SYN | ACK, 1001)
+    got = (pkt.family, pkt.src, pkt.dst, pkt.ttl, pkt.ip_id, pkt.flags, pkt.ack)
+    assert got == (6, A6, B6, 57, -1, SYN | ACK, 1001)
 
 
 def test_linux_sll_and_sll2() -> None:
@@ -248,7 +250,8 @@ def test_teredo_on_the_server_port_with_origin_and_auth_indications() -> None:
     pkt = decode(eth(0x0800, ipv4(17, udp(sport=3544, dport=3797, payload=auth + origin + inner))))
     assert (pkt.proto, pkt.sport, pkt.dport) == (17, 3544, 3797)
     assert pkt.inner is not None
-    assert (pkt.inner.family, pkt.inner.src, pkt.inner.proto, pkt.inner.dport, pkt.inner.flags) == (6, TEREDO_A6, 6, 80, SYN)
+    inner = pkt.inner
+    assert (inner.family, inner.src, inner.proto, inner.dport, inner.flags) == (6, TEREDO_A6, 6, 80, SYN)
 
 
 def test_teredo_between_peers_needs_the_teredo_prefix() -> None:

@@ -8,7 +8,10 @@ from analyzer.explain import rule_markdown, rules_catalogue
 from analyzer.rules import load_rules
 
 REPO = Path(__file__).resolve().parents[1]
-REGENERATE = "python -c \"from analyzer.rules import load_rules; from analyzer.explain import write_rule_docs; write_rule_docs(load_rules(), 'docs/rules')\""
+REGENERATE = (
+    'python -c "from analyzer.rules import load_rules; from analyzer.explain import write_rule_docs; '
+    "write_rule_docs(load_rules(), 'docs/rules')\""
+)
 
 
 def test_every_rule_has_a_current_doc_page():

@@ -212,7 +212,7 @@ def test_bit_flips_in_ip_and_transport_headers(data):
 # --- ICMP errors quoting garbage, or quoting other ICMP errors ---
 
 scapy = pytest.importorskip("scapy.all")
-from scapy.all import ICMP, IP, UDP, Ether, ICMPv6DestUnreach, IPv6, IPerror6, Raw  # noqa: E402
+from scapy.all import ICMP, IP, UDP, Ether, ICMPv6DestUnreach, IPerror6, IPv6, Raw  # noqa: E402
 
 CLIENT, SERVER, ROUTER = "192.0.2.10", "198.51.100.20", "203.0.113.1"
 CLIENT6, SERVER6, ROUTER6 = "2001:db8::10", "2001:db8:1::20", "2001:db8:2::1"

@@ -11,11 +11,11 @@ from pathlib import Path
 import jsonschema
 import pytest
 
-from tests import report_cases as rc
 from analyzer.errors import UsageError
 from analyzer.report import FORMATS, ReportOptions, render, to_json_document
 from analyzer.report.github import escape_data, escape_property
 from analyzer.report.markdown import code_span, md
+from tests import report_cases as rc
 
 OPTS = ReportOptions(rules=rc.RULES)
 # The OASIS SARIF 2.1.0 schema (errata01, $id docs.oasis-open.org/.../sarif-schema-2.1.0.json), taken

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from tests import report_cases as rc
 from analyzer.report import FORMATS, ReportOptions, render
+from tests import report_cases as rc
 
 GOLDEN = Path(__file__).parent / "golden"
 EXTENSIONS = {"text": "txt", "json": "json", "jsonl": "jsonl", "markdown": "md", "html": "html",

@@ -9,9 +9,9 @@ from __future__ import annotations
 import json
 import os
 import re
+import xml.etree.ElementTree as ET
 from html.parser import HTMLParser
 from pathlib import Path
-import xml.etree.ElementTree as ET
 
 import pytest
 

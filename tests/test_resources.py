@@ -49,7 +49,8 @@ def tcp_frame(src: bytes, dst: bytes, sport: int, dport: int, seq: int, ack: int
 
 def record(i: int, frame: bytes, per_second: int = 10_000) -> bytes:
     """A pcap record for the i-th packet, `per_second` packets to each second of capture time."""
-    return RECORD.pack(T0 + i // per_second, (i % per_second) * (1_000_000 // per_second), len(frame), len(frame)) + frame
+    usec = (i % per_second) * (1_000_000 // per_second)
+    return RECORD.pack(T0 + i // per_second, usec, len(frame), len(frame)) + frame
 
 
 def write_pcap(path: Path, records) -> Path:
@@ -116,7 +117,10 @@ def test_record_claiming_4gb_captured_length(caplen):
     frame, and the frames before it analysed.
     Bound: 8 MiB traced peak, the reader's 1 MiB read chunk and its copies, with room to spare;
     trusting the length field would need gigabytes."""
-    good = [tcp_frame(CLIENT, SERVER, 40000, 443, 1000, 0, 0x02), tcp_frame(SERVER, CLIENT, 443, 40000, 5000, 1001, 0x12)]
+    good = [
+        tcp_frame(CLIENT, SERVER, 40000, 443, 1000, 0, 0x02),
+        tcp_frame(SERVER, CLIENT, 443, 40000, 5000, 1001, 0x12),
+    ]
     data = PCAP_HEADER + record(0, good[0]) + record(1, good[1])
     data += RECORD.pack(T0 + 1, 0, caplen, caplen) + b"\xab" * 4096
     result, peak = traced_peak(lambda: analyze_capture(io.BytesIO(data)))

@@ -14,9 +14,8 @@ import yaml
 from analyzer.errors import RuleError, UsageError
 from analyzer.model import MARKS, Mark, SideStats
 from analyzer.rules import DOC_SECTIONS, load_rules, vocabulary_markdown
-from analyzer.rules.language import PATH_CONDITIONS
-from analyzer.rules.language import STEP_PREDICATES
 from analyzer.rules.engine import RuleSet
+from analyzer.rules.language import PATH_CONDITIONS, STEP_PREDICATES
 from analyzer.rules.loader import PRECEDENCE_FILE, builtin_rules, compile_rule, precedence
 from analyzer.rules.source import read
 from tests.rules_build import conv, ev
@@ -74,7 +73,8 @@ def line_of(msg: str) -> int:
 def test_builtin_catalogue_loads_in_code_order():
     rs = load_rules()
     codes = [r.code for r in rs.rules]
-    plan = re.findall(r"^\| ([A-Z]{3}\d{3}) \| ([a-z-]+) \| (\w+) \|", (REPO / "docs/CATALOGUE-PLAN.md").read_text(), re.M)
+    catalogue = (REPO / "docs/CATALOGUE-PLAN.md").read_text()
+    plan = re.findall(r"^\| ([A-Z]{3}\d{3}) \| ([a-z-]+) \| (\w+) \|", catalogue, re.M)
     assert codes == sorted(codes)
     assert {(r.code, r.name, r.level) for r in rs.rules} == set(plan)
 
@@ -149,7 +149,7 @@ def test_unknown_step_predicate(tmp_path):
     text = rule_text(match={"sequence": [{"from": "A", "flgs": ["RST"]}]})
     msg = error_of(tmp_path, text)
     assert "unknown step predicate 'flgs'" in msg
-    assert line_of(msg) == text.splitlines().index(next(l for l in text.splitlines() if "flgs" in l)) + 1
+    assert line_of(msg) == text.splitlines().index(next(line for line in text.splitlines() if "flgs" in line)) + 1
 
 
 @pytest.mark.parametrize("step, words", [
@@ -211,7 +211,7 @@ def test_yaml_syntax_error_alias_and_duplicate_key(tmp_path):
 def test_missing_doc_section_and_missing_key(tmp_path):
     msg = error_of(tmp_path, rule_text(extra={"doc": "## What it detects\nonly this\n"}))
     assert "## Why it happens" in msg
-    text = "\n".join(l for l in rule_text().splitlines() if not l.startswith("remedy:"))
+    text = "\n".join(line for line in rule_text().splitlines() if not line.startswith("remedy:"))
     assert "remedy" in error_of(tmp_path, text)
 
 
@@ -473,5 +473,6 @@ def test_empty_timeline_and_unrelated_conversation():
 
 
 def test_vocabulary_doc_is_up_to_date():
-    # Regenerate with: python -c "from analyzer.rules import vocabulary_markdown as v; print(v(), end='')" > docs/rules/vocabulary.md
+    # Regenerate with:
+    # python -c "from analyzer.rules import vocabulary_markdown as v; print(v(), end='')" > docs/rules/vocabulary.md
     assert (REPO / "docs/rules/vocabulary.md").read_text() == vocabulary_markdown()

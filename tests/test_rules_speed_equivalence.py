@@ -28,7 +28,8 @@ def _rules() -> RuleSet:
 
 
 def ungated(rs: RuleSet, c: Conversation) -> list[tuple[str, tuple[int, ...], list[str]]]:
-    """(rule, evidence frames, alternatives) found by matching every pattern of every rule, as evaluate() reports them."""
+    """(rule, evidence frames, alternatives) found by matching every pattern of every rule, as
+    evaluate() reports them."""
     fired = {}
     for rule in rs.rules:
         best = None

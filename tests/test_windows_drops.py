@@ -32,7 +32,8 @@ def _summary(result):
 def test_pktmon_refusal_names_windows_drop_reason_in_the_finding() -> None:
     result = analyze_capture(ETL, load_rules())
     assert result.format == "etl-pktmon"
-    assert [f.rule for f in result.findings] == ["CON001"]  # one connect(): Windows re-sends the same SYN after each RST
+    # one connect(): Windows re-sends the same SYN after each RST
+    assert [f.rule for f in result.findings] == ["CON001"]
     for f in result.findings:
         assert "INET_EndpointNotFound" in f.message and "TCP/IPv4 - L3/L4 (tcpip.sys)" in f.message
         assert "no socket was listening on port 1433" in f.message

@@ -25,7 +25,9 @@ ON_LINUX = sys.platform.startswith("linux")
 
 # --- lookups ---------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("ask", [10054, "10054", " 10054 ", "WSAECONNRESET", "wsaeconnreset", "ECONNRESET", "econnreset"])
+@pytest.mark.parametrize(
+    "ask", [10054, "10054", " 10054 ", "WSAECONNRESET", "wsaeconnreset", "ECONNRESET", "econnreset"]
+)
 def test_lookup_by_code_name_or_errno_finds_the_same_row(ask):
     row = winsock.lookup(ask)
     assert (row.code, row.name, row.posix_name) == (10054, "WSAECONNRESET", "ECONNRESET")
