@@ -11,7 +11,6 @@ hand here.
 
 from __future__ import annotations
 
-import os
 import sys
 from collections.abc import Iterable
 from pathlib import Path
@@ -26,6 +25,7 @@ from analyzer.protocol import SYN
 from analyzer.report.common import conversations_by_id
 from analyzer.report.evidence_names import evidence_path
 from analyzer.report.ladder import packet_label
+from analyzer.report.output import replacing
 
 TOOL = f"wsadiag {__version__}"  # written as the section's shb_userappl: marks files wsadiag may replace
 LITTLE = sys.byteorder == "little"
@@ -75,8 +75,7 @@ def _write_one(path: Path, packets: list[tuple[int, float, int, bytes, str]]) ->
     iface = {lt: i for i, lt in enumerate(linktypes)}
     shb = _SHB(opts=[_OPT(code=pcapng.PCAPNG_OPT_SHB_USERAPPL, text=TOOL), _OPT(code=pcapng.PCAPNG_OPT_ENDOFOPT)])
     idbs = [_IDB(linktype=lt, snaplen=262144) for lt in linktypes]
-    tmp = path.with_name(path.name + ".part")
-    with tmp.open("wb") as fh:
+    with replacing(str(path), binary=True) as fh:  # complete or not there: a failed write leaves nothing
         writer = pcapng.Writer(fh, shb=shb, idb=idbs)
         for linktype, ts, wirelen, data, comment in packets:
             micros = round(ts * 1e6)
@@ -90,7 +89,6 @@ def _write_one(path: Path, packets: list[tuple[int, float, int, bytes, str]]) ->
                 opts=[_OPT(code=pcapng.PCAPNG_OPT_COMMENT, text=comment), _OPT(code=pcapng.PCAPNG_OPT_ENDOFOPT)],
             )
             writer.writepkt(epb)
-    os.replace(tmp, path)
 
 
 def _frames(path: str, wanted: set[int]) -> dict[int, tuple[int, float, int, bytes]]:

@@ -154,6 +154,16 @@ def test_report_file_keeps_its_permissions(tmp_path, capture, monkeypatch, unnam
     assert sorted(p.name for p in tmp_path.iterdir()) == ["r.txt", "t.pcapng"]  # no temporary left
 
 
+def test_an_evidence_capture_that_cannot_be_written_whole_leaves_nothing(tmp_path):
+    folder = tmp_path / "evidence"
+    done = run_cli(
+        "analyze", "--no-progress", "--evidence", str(folder), str(FIRES), preexec_fn=_fsize_limit(300),
+    )
+    assert done.returncode == 2
+    assert b"cannot write" in done.stderr and b"Traceback" not in done.stderr
+    assert list(folder.iterdir()) == []  # no half-written capture, no temporary beside it
+
+
 def _writing_under(pid: int, folder: Path, wait: float = 30.0) -> bool:
     """Whether process `pid` comes to hold a file in `folder` open within `wait` seconds."""
     deadline = time.monotonic() + wait

@@ -6,8 +6,9 @@ previous report as it was. On Linux the report is written into a file with no na
 (O_TMPFILE), copied into a hidden one (`.wsadiag-*.tmp`) only once complete, and that is
 renamed: a run killed outright while it writes (SIGKILL, the machine's memory killer) leaves
 nothing behind. Where the file system has no unnamed files, the hidden file is written
-directly; either is removed on any error Python sees. The checks run before an analysis, so a bad `-o` fails in a second rather than
-after an hour of reading.
+directly; either is removed on any error Python sees. The same goes for the evidence files
+(analyzer/evidence.py). The checks run before an analysis, so a bad `-o` fails in a second
+rather than after an hour of reading.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import os
 import sys
 from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import TextIO
+from typing import IO, Any, TextIO
 
 from analyzer.errors import UsageError
 
@@ -28,20 +29,12 @@ def atomic_write_text(path: str | os.PathLike[str], text: str | Iterable[str]) -
     Names that are not UTF-8 are written as the bytes they came from (surrogateescape); the text
     itself is UTF-8. Raises OSError; the target is untouched when it does.
     """
-    target = os.fspath(path)
-    folder = os.path.dirname(target) or "."
-    fd, tmp = _new_file(folder)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", errors="surrogateescape", newline="") as fh:
-            if isinstance(text, str):
-                fh.write(text)
-            else:
-                for piece in text:
-                    fh.write(piece)
-            _put_in_place(fh, tmp, target)
-    except BaseException:
-        _remove(tmp)
-        raise
+    with replacing(os.fspath(path)) as fh:
+        if isinstance(text, str):
+            fh.write(text)
+        else:
+            for piece in text:
+                fh.write(piece)
 
 
 @contextlib.contextmanager
@@ -51,19 +44,28 @@ def atomic_stream(path: str | None) -> Iterator[TextIO]:
     if path in (None, "-"):
         yield sys.stdout
         return
-    folder = os.path.dirname(path) or "."
     try:
-        fd, tmp = _new_file(folder)
+        with replacing(path) as fh:
+            yield fh
     except OSError as exc:
         raise UsageError(f"cannot write {path}: {exc.strerror or exc}") from None
+
+
+@contextlib.contextmanager
+def replacing(path: str, binary: bool = False) -> Iterator[Any]:
+    """A new file (text, UTF-8, or binary) that becomes `path` when the block ends without an
+    exception; on any exception the target is as it was and nothing is left beside it."""
+    fd, tmp = _new_file(os.path.dirname(path) or ".")
     try:
-        with os.fdopen(fd, "w", encoding="utf-8", errors="surrogateescape", newline="") as fh:
+        if binary:
+            fh: IO[Any] = os.fdopen(fd, "wb")
+        else:
+            fh = os.fdopen(fd, "w", encoding="utf-8", errors="surrogateescape", newline="")
+        with fh:
             yield fh
             _put_in_place(fh, tmp, path)
-    except BaseException as exc:
+    except BaseException:
         _remove(tmp)
-        if isinstance(exc, OSError):
-            raise UsageError(f"cannot write {path}: {exc.strerror or exc}") from None
         raise
 
 
@@ -85,7 +87,7 @@ def _named(folder: str) -> tuple[int, str]:
     return tempfile.mkstemp(prefix=".wsadiag-", suffix=".tmp", dir=folder)
 
 
-def _put_in_place(fh: TextIO, tmp: str | None, target: str) -> None:
+def _put_in_place(fh: IO[Any], tmp: str | None, target: str) -> None:
     """Make the written file `target`: synced, with the target's permissions, renamed over it.
 
     An unnamed file is first copied into a named one in the same folder (in the kernel: a few
