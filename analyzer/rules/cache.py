@@ -79,14 +79,20 @@ def _load(path: Path, files: Sequence[tuple[str, str]]) -> list[Source] | None:
 
 def _store(folder: Path, path: Path, sources: Sequence[Source]) -> None:
     """Write the entry atomically (a reader never sees half a file) and drop older entries; failures are ignored."""
-    from analyzer.report.output import replacing  # only when the entry is written (as a report is)
+    import tempfile  # only when the entry is written, not on every start-up that reads it
 
     try:
         # ValueError: a value marshal cannot hold (YAML dates, say); such files are simply parsed
         payload = marshal.dumps([(s.path, s.data, s.lines) for s in sources])
         folder.mkdir(parents=True, exist_ok=True)
-        with replacing(str(path), binary=True) as fh:  # nothing is left of a write that fails or is killed
-            fh.write(_digest(payload) + payload)
+        fd, tmp = tempfile.mkstemp(dir=folder, prefix=".rules-", suffix=".tmp")
+        try:
+            with os.fdopen(fd, "wb") as fh:
+                fh.write(_digest(payload) + payload)
+            os.replace(tmp, path)
+        except BaseException:
+            os.unlink(tmp)
+            raise
         for old in folder.glob("rules-*.marshal"):
             if old != path:  # entries of rule files as they were before an edit or upgrade
                 old.unlink(missing_ok=True)
