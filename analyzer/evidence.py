@@ -75,7 +75,7 @@ def _write_one(path: Path, packets: list[tuple[int, float, int, bytes, str]]) ->
     iface = {lt: i for i, lt in enumerate(linktypes)}
     shb = _SHB(opts=[_OPT(code=pcapng.PCAPNG_OPT_SHB_USERAPPL, text=TOOL), _OPT(code=pcapng.PCAPNG_OPT_ENDOFOPT)])
     idbs = [_IDB(linktype=lt, snaplen=262144) for lt in linktypes]
-    with replacing(str(path), binary=True) as fh:  # complete or not there: a failed write leaves nothing
+    with replacing(str(path), binary=True, sync=False) as fh:  # complete, or the old file and nothing beside it
         writer = pcapng.Writer(fh, shb=shb, idb=idbs)
         for linktype, ts, wirelen, data, comment in packets:
             micros = round(ts * 1e6)

@@ -1,14 +1,10 @@
 """Writing reports to files: nothing the user owns is truncated or overwritten by accident.
 
-A report goes to a new file in the target's own folder, and is renamed over the target only
-once it is complete (a rename within one file system is atomic), so a failed write leaves the
-previous report as it was. On Linux the report is written into a file with no name
-(O_TMPFILE), copied into a hidden one (`.wsadiag-*.tmp`) only once complete, and that is
-renamed: a run killed outright while it writes (SIGKILL, the machine's memory killer) leaves
-nothing behind. Where the file system has no unnamed files, the hidden file is written
-directly; either is removed on any error Python sees. The same goes for the evidence files
-(analyzer/evidence.py). The checks run before an analysis, so a bad `-o` fails in a second
-rather than after an hour of reading.
+A report goes to a temporary file in the target's own folder, and is renamed over the target
+only once it is complete (a rename within one file system is atomic), so a failed write leaves
+the previous report as it was, and the temporary file is removed. Evidence captures
+(analyzer/evidence.py) are written the same way. The checks run before an analysis, so a bad
+`-o` fails in a second rather than after an hour of reading.
 """
 
 from __future__ import annotations
@@ -52,10 +48,16 @@ def atomic_stream(path: str | None) -> Iterator[TextIO]:
 
 
 @contextlib.contextmanager
-def replacing(path: str, binary: bool = False) -> Iterator[Any]:
-    """A new file (text, UTF-8, or binary) that becomes `path` when the block ends without an
-    exception; on any exception the target is as it was and nothing is left beside it."""
-    fd, tmp = _new_file(os.path.dirname(path) or ".")
+def replacing(path: str, binary: bool = False, sync: bool = True) -> Iterator[Any]:
+    """A new file (text in UTF-8, or binary) beside `path` that becomes `path` when the block ends
+    without an exception; on an exception the target is as it was and the new file is removed.
+
+    sync: flushed to the disk before it replaces the target (a report replacing the last one);
+    evidence captures, many small new files, skip it.
+    """
+    import tempfile  # only when a report goes to a file: its imports (random) are a start-up's cost
+
+    fd, tmp = tempfile.mkstemp(prefix=".wsadiag-", suffix=".tmp", dir=os.path.dirname(path) or ".")
     try:
         if binary:
             fh: IO[Any] = os.fdopen(fd, "wb")
@@ -63,79 +65,29 @@ def replacing(path: str, binary: bool = False) -> Iterator[Any]:
             fh = os.fdopen(fd, "w", encoding="utf-8", errors="surrogateescape", newline="")
         with fh:
             yield fh
-            _put_in_place(fh, tmp, path)
+            fh.flush()
+            if sync:
+                os.fsync(fh.fileno())
+        # closed first: Windows renames no open file, and has os.fchmod only from Python 3.13
+        _keep_mode(path, tmp)
+        os.replace(tmp, path)
     except BaseException:
-        _remove(tmp)
-        raise
-
-
-def _new_file(folder: str) -> tuple[int, str | None]:
-    """A new file in `folder` for a report, open for writing, and its name: None while it has
-    none (O_TMPFILE), else a hidden temporary name (mkstemp)."""
-    unnamed = getattr(os, "O_TMPFILE", 0)  # Linux only
-    if unnamed:
-        try:
-            return os.open(folder, unnamed | os.O_RDWR, 0o600), None
-        except OSError:  # a file system without it (NFS, some FUSE mounts): a named temporary file
-            pass
-    return _named(folder)
-
-
-def _named(folder: str) -> tuple[int, str]:
-    import tempfile  # only when a report goes to a file: its imports (random) are a start-up's cost
-
-    return tempfile.mkstemp(prefix=".wsadiag-", suffix=".tmp", dir=folder)
-
-
-def _put_in_place(fh: IO[Any], tmp: str | None, target: str) -> None:
-    """Make the written file `target`: synced, with the target's permissions, renamed over it.
-
-    An unnamed file is first copied into a named one in the same folder (in the kernel: a few
-    milliseconds even for a large report), since giving it a name (linkat through /proc) is not
-    allowed everywhere. A temporary name made here is removed if this fails."""
-    fh.flush()
-    fd = fh.fileno()
-    mode = _mode(target)
-    if tmp is None:
-        out, tmp = _named(os.path.dirname(target) or ".")
-        try:
-            size, done = os.fstat(fd).st_size, 0
-            while done < size:
-                done += os.sendfile(out, fd, done, size - done)
-            os.fchmod(out, mode)
-            os.fsync(out)
-        except BaseException:
-            _remove(tmp)
-            raise
-        finally:
-            os.close(out)
-    else:
-        os.fchmod(fd, mode)
-        os.fsync(fd)
-    try:
-        os.replace(tmp, target)
-    except BaseException:
-        _remove(tmp)
-        raise
-
-
-def _remove(tmp: str | None) -> None:
-    """Remove a temporary file left by a failed write (an unnamed one goes with its descriptor)."""
-    if tmp is not None:
         try:
             os.unlink(tmp)
         except OSError:
             pass
+        raise
 
 
-def _mode(target: str) -> int:
-    """The old file's permission bits (a new file is made 0600), or the umask's default."""
+def _keep_mode(target: str, tmp: str) -> None:
+    """Give the new file the old one's permission bits (mkstemp makes it 0600), or the umask's default."""
     try:
-        return os.stat(target).st_mode & 0o7777
+        mode = os.stat(target).st_mode & 0o7777
     except OSError:
         umask = os.umask(0)
         os.umask(umask)
-        return 0o666 & ~umask
+        mode = 0o666 & ~umask
+    os.chmod(tmp, mode)
 
 
 def check_output(path: str, option: str, inputs: Iterable[str]) -> None:
