@@ -68,18 +68,15 @@ def _same_records(client, address: str) -> None:
     global LAYOUT
     if LAYOUT is None:
         LAYOUT = records_layout()
-    try:
-        theirs: dict[str, str] = client.run(records_layout)  # worker address -> its fingerprint
-    except Exception as exc:  # a worker without wsadiag cannot import this module
-        raise UsageError(
-            f"--dask {address}: the workers cannot run wsadiag: {type(exc).__name__}: {exc}",
-            hint="install wsadiag on every worker (README: Many captures)",
-        ) from None
-    other = sorted(worker for worker, layout in theirs.items() if layout != LAYOUT)
+    # worker address -> its fingerprint, or the error it raised (an ImportError or AttributeError:
+    # no wsadiag, or one without this function); a worker that went away meanwhile (its connection
+    # closed: OSError) is left to the scheduler, as it is for any task
+    theirs: dict[str, object] = client.run(records_layout, on_error="return")
+    other = sorted(w for w, layout in theirs.items() if layout != LAYOUT and not isinstance(layout, OSError))
     if other:
         raise UsageError(
             f"--dask {address}: {len(other)} of {len(theirs)} workers ({other[0]}{', ...' if len(other) > 1 else ''}) "
-            "run a wsadiag whose results this one cannot read",
+            "run a wsadiag whose results this one cannot read, or none",
             hint="install the same wsadiag on the workers and here",
         )
 
