@@ -83,7 +83,7 @@ from analyzer.flows.streams import RETIRED_PAIRS, forgotten_warning
 from analyzer.flows.table import _TTL_ODD, MAX_HOSTS
 from analyzer.model import CaptureResult, CaptureWarning, Conversation, Finding
 from analyzer.pipeline import MAX_FINDINGS_PER_RULE, attach_drops, collector_paused, keep_evidence, packet_loop
-from analyzer.scale import Job, _idle_worker, _ruleset, interruptible
+from analyzer.scale import Job, _idle_worker, _ruleset, analyze_task, interruptible
 
 Position = tuple[int, int]  # (frame, depth): depth 0 the packet, 1 the packet a tunnel carries ...
 
@@ -103,7 +103,6 @@ class ShareOutcome:
     host_log: list[HostEntry] = field(default_factory=list)  # ShareSink.host_log
     pairs: list[PairEntry] = field(default_factory=list)  # ShareSink.pairs
     skipped_or_filtered: int = 0
-    hosts: int = 0  # the hosts whose TTLs this share learnt
     short_host_log: bool = False  # host_log holds only what a replay learns from (compact_host_log)
 
 
@@ -189,19 +188,12 @@ def analyze_share(path: str, share: int, shares: int, job: Job, lead: bool = Fal
     out.host_log, out.pairs = log, sink.pairs
     sink.detach()
     out.skipped_or_filtered += len(log)  # a host-log entry per conversation ended
-    short, moved, out.hosts = compact_host_log(log, set(out.returned))
-    if out.hosts < MAX_HOSTS // shares:  # so that short logs stay exact (host_logs_exact); else sent whole
+    short, moved, hosts = compact_host_log(log, set(out.returned))
+    if hosts < MAX_HOSTS // shares:  # the replay of short logs then seldom fills up (merge_shares); else whole
         out.host_log, out.short_host_log = short, True
         out.returned = {moved[i]: judged for i, judged in out.returned.items()}
         out.host_context = {moved[i] for i in out.host_context}
     return out
-
-
-def host_logs_exact(outcomes: list[ShareOutcome]) -> bool:
-    """Whether the client's replay of the shares' host logs is a serial run's: every log is whole,
-    or the shares together learnt fewer hosts than a serial run's table forgets them at (MAX_HOSTS),
-    as each share under MAX_HOSTS / shares does (analyzer.flows.shares.compact_host_log)."""
-    return not any(o.short_host_log for o in outcomes) or sum(o.hosts for o in outcomes) < MAX_HOSTS
 
 
 # -- the client: renumber, replay host context, judge --------------------------------------------
@@ -286,8 +278,9 @@ def _host_marked(conv: Conversation, c_host: dict[int, int] | None, s_host: dict
     return tuple(timeline) if changed else None
 
 
-def merge_shares(outcomes: list[ShareOutcome], rules) -> CaptureResult:
-    """The serial run's result from the shares' outcomes (see the module doc)."""
+def merge_shares(outcomes: list[ShareOutcome], rules) -> CaptureResult | None:
+    """The serial run's result from the shares' outcomes (see the module doc); None when short host
+    logs cannot replay it: the serial run came to know MAX_HOSTS hosts and forgot them all."""
     first = outcomes[0].result
     result = CaptureResult(
         path=first.path,
@@ -302,7 +295,9 @@ def merge_shares(outcomes: list[ShareOutcome], rules) -> CaptureResult:
     numbers = _numbers(outcomes)
     logs = [o.host_log for o in outcomes]
     order = host_order(logs)
-    contexts = host_contexts(logs, order, [o.host_context for o in outcomes])
+    contexts, filled = host_contexts(logs, order, [o.host_context for o in outcomes])
+    if filled and any(o.short_host_log for o in outcomes):
+        return None
     per_rule: dict[str, int] = {}
     for s, i in order:
         o = outcomes[s]
@@ -391,8 +386,6 @@ def analyze_split(
             outcomes = run(path, job, shares)
     except cf.BrokenExecutor:  # a process of the pool died (cf.process is imported only with a pool)
         return CaptureResult(path=path, error=f"{path}: a worker process analysing a share of this capture died")
-    if not host_logs_exact(outcomes):  # tens of thousands of hosts: a serial run, as the report must be its
-        from analyzer.scale import analyze_task
-
-        return analyze_task(path, job)[0]
-    return merge_shares(outcomes, _ruleset(job.rule_dirs, job.select, job.ignore))
+    merged = merge_shares(outcomes, _ruleset(job.rule_dirs, job.select, job.ignore))
+    # None: tens of thousands of hosts, past what short host logs replay: a serial run, as the report must be its
+    return merged if merged is not None else analyze_task(path, job)[0]

@@ -600,7 +600,7 @@ def _replay_answers(logs, wanted) -> dict:
     def seen(ttls):
         return None if not ttls else (frozenset(ttls), max(ttls.values()) >= 2)
 
-    return {k: (seen(c), seen(s)) for k, (c, s) in host_contexts(logs, host_order(logs), wanted).items()}
+    return {k: (seen(c), seen(s)) for k, (c, s) in host_contexts(logs, host_order(logs), wanted)[0].items()}
 
 
 @pytest.mark.parametrize("shares", [2, 3])
@@ -655,22 +655,24 @@ def test_a_ttl_past_a_shares_first_eight_still_counts_when_the_replay_knows_it()
     }
 
 
-def test_short_host_logs_are_used_only_while_the_shares_learnt_fewer_hosts_than_a_run_forgets_them_at():
-    """A serial run forgets every host's TTLs when it knows MAX_HOSTS hosts; short logs cannot
-    replay that, so a split whose shares together learnt that many, one of them sending a short
-    log, is analysed serially instead (analyze_split)."""
-    from analyzer.flows.table import MAX_HOSTS
-    from analyzer.model import CaptureResult
-    from analyzer.split import ShareOutcome, host_logs_exact
+def test_the_replay_of_short_host_logs_says_when_it_knows_as_many_hosts_as_a_run_forgets_them_at():
+    """A serial run forgets every host's TTLs when it knows MAX_HOSTS hosts; short host logs replay
+    its hosts only up to that point, so the replay says when it gets there (the split is then
+    analysed serially, analyze_split). A host two shares saw counts once: two shares that each saw
+    the same six hosts and one peer stay under a bound of 8; one host more reaches it."""
+    from analyzer.flows.shares import EXPIRED, compact_host_log, host_contexts, host_order
 
-    def outcome(hosts: int, short: bool) -> ShareOutcome:
-        return ShareOutcome(CaptureResult(path="x"), hosts=hosts, short_host_log=short)
+    hosts, peer = [bytes([192, 0, 2, n]) for n in range(7)], bytes([198, 51, 100, 1])
 
-    half = MAX_HOSTS // 2
-    assert host_logs_exact([outcome(half - 1, True), outcome(half - 1, True)])
-    assert host_logs_exact([outcome(half, False), outcome(half - 1, True)])  # together still fewer
-    assert not host_logs_exact([outcome(half + 10, False), outcome(half - 1, True)])
-    assert host_logs_exact([outcome(half + 10, False), outcome(half, False)])  # whole logs replay it all
+    def short_log(first: int, seen: list[bytes]) -> list:
+        log = [((first + k, 0, EXPIRED, 0.0, 0), first + k, h, {64: 1}, peer, {64: 1}) for k, h in enumerate(seen)]
+        return compact_host_log(log, set())[0]
+
+    def filled(logs: list) -> bool:
+        return host_contexts(logs, host_order(logs), [set() for _ in logs], bound=8)[1]
+
+    assert not filled([short_log(1, hosts[:6]), short_log(11, hosts[:6])])
+    assert filled([short_log(1, hosts[:6]), short_log(11, hosts[:7])])
 
 
 def test_the_shares_of_a_big_capture_run_as_dask_tasks(dask_client):

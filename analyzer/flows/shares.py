@@ -324,23 +324,29 @@ def forgotten(
 
 
 def host_contexts(
-    logs: list[list[HostEntry]], order: list[tuple[int, int]], wanted: list[set[int]]
-) -> dict[tuple[int, int], tuple[dict[int, int] | None, dict[int, int] | None]]:
+    logs: list[list[HostEntry]], order: list[tuple[int, int]], wanted: list[set[int]], bound: int = MAX_HOSTS
+) -> tuple[dict[tuple[int, int], tuple[dict[int, int] | None, dict[int, int] | None]], bool]:
     """For each wanted (share, index): the TTLs known of its client's and its server's host when it
-    ended, as FlowTable._learn_hosts learns them from the conversations that ended before."""
+    ended, as FlowTable._learn_hosts learns them from the conversations that ended before; and
+    whether the replay came to know `bound` (MAX_HOSTS) hosts, when a serial run forgets them all.
+
+    Up to that point a replay of short logs (compact_host_log) knows the serial run's hosts, each
+    host's first sighting being kept; past it only whole logs replay what the run learns anew."""
     hosts: dict[bytes, dict[int, int]] = {}
     out: dict[tuple[int, int], tuple[dict[int, int] | None, dict[int, int] | None]] = {}
+    filled = False
     for s, i in order:
         _, _, c_addr, c_ttls, s_addr, s_ttls = logs[s][i]
         if i in wanted[s]:
             c_host = hosts.get(c_addr)
             s_host = hosts.get(s_addr)
             out[(s, i)] = (None if c_host is None else dict(c_host), None if s_host is None else dict(s_host))
-        if len(hosts) >= MAX_HOSTS:  # FlowTable._learn_hosts, on a host-log entry
+        if len(hosts) >= bound:  # FlowTable._learn_hosts, on a host-log entry
             hosts.clear()
         _learn(hosts, c_addr, c_ttls)
         _learn(hosts, s_addr, s_ttls)
-    return out
+        filled = filled or len(hosts) >= bound
+    return out, filled
 
 
 def _learn(hosts: dict[bytes, dict[int, int]], addr: bytes, ttls: dict[int, int]) -> None:
@@ -365,9 +371,8 @@ def compact_host_log(log: list[HostEntry], keep: set[int]) -> tuple[list[HostEnt
     least twice. A share keeps each TTL of a host until it has counted it twice and drops the
     later counts: every TTL's first sighting is kept, so the replay keeps the same first distinct
     TTLs, and a TTL seen twice across shares was seen twice in one share or once in two. A replay
-    forgets every host when it knows MAX_HOSTS of them (host_contexts), which depends on every
-    entry: short logs are exact only while the shares together learnt fewer hosts than that
-    (analyzer.split.host_logs_exact).
+    forgets every host when it knows MAX_HOSTS of them, which depends on every entry: short logs
+    are exact only while the replay knows fewer hosts than that (host_contexts says when not).
     """
     counted: dict[bytes, dict[int, int]] = {}  # host -> this share's count of each TTL kept
     out: list[HostEntry] = []
