@@ -6,11 +6,10 @@ import contextlib
 import dataclasses
 import gc
 import os
-from typing import IO, Callable, Iterator, Literal, Protocol
+from typing import IO, Any, Callable, Iterator, Literal, Protocol, runtime_checkable
 
 from analyzer.capture import open_capture
 from analyzer.capture.pcap import RecordCursor
-from analyzer.capture.reader import OpenedEarly
 from analyzer.decode import Decoder, linktype_name
 from analyzer.errors import CaptureError
 from analyzer.flows import FlowTable
@@ -123,8 +122,18 @@ def packet_loop(
         records.close()  # also when interrupted: the frames read so far are counted
 
 
+@runtime_checkable
+class Opens(Protocol):
+    """A source that opens itself: captures read as one (analyzer/stitch.py), or a capture the
+    command line opened early (analyzer.capture.reader.OpenedEarly)."""
+
+    def opened(self) -> Any:
+        """The capture to read (a Capture or what behaves as one); raises CaptureError."""
+        ...
+
+
 def analyze_capture(
-    source: str | os.PathLike[str] | IO[bytes] | OpenedEarly,
+    source: str | os.PathLike[str] | IO[bytes] | Opens,
     rules: RuleEvaluator | None = None,
     conv_filter: Callable[[Conversation], bool] | None = None,
     *,
@@ -165,7 +174,7 @@ def analyze_capture(
 
 
 def _analyze(
-    source: str | os.PathLike[str] | IO[bytes] | OpenedEarly,
+    source: str | os.PathLike[str] | IO[bytes] | Opens,
     rules: RuleEvaluator | None,
     conv_filter: Callable[[Conversation], bool] | None,
     keep: Keep,
@@ -183,11 +192,7 @@ def _analyze(
     )
     result = CaptureResult(path=str(name))
     try:
-        if isinstance(source, OpenedEarly):  # opened by the command line while it set up
-            cap = source.take()
-        else:  # captures read as one (analyzer/stitch.py) open themselves
-            opener = getattr(source, "open_stitched", None)
-            cap = opener() if opener is not None else open_capture(source)
+        cap = source.opened() if isinstance(source, Opens) else open_capture(source)
     except CaptureError as exc:
         result.error = str(exc)
         return result

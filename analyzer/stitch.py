@@ -123,7 +123,7 @@ class StitchedCursor(RecordCursor):
 
 
 class StitchedSet:
-    """Several captures as one: what the pipeline opens instead of a single file (see open_stitched)."""
+    """Several captures as one: what the pipeline opens instead of a single file (see opened)."""
 
     def __init__(self, paths: list[str], name: str) -> None:
         self.name = name
@@ -174,7 +174,7 @@ class StitchedSet:
 
     # -- what the pipeline uses of a Capture ----------------------------------------------------
 
-    def open_stitched(self) -> StitchedSet:
+    def opened(self) -> StitchedSet:
         if self.errors and not self.ordered:  # not one file of the set could be read
             raise CaptureError(
                 self.errors[0] if len(self.errors) == 1 else f"{self.errors[0]} (and {len(self.errors) - 1} more)"

@@ -8,13 +8,16 @@ decompressing child starts after the interpreter, and hands the last bytes over 
 analysis of them can end), so this row is the floor under the compressed rows.
 
 The libraries are the ones analyzer/capture/source.py picks: python-isal for gzip and
-indexed_bzip2 on two threads for bzip2 when they are installed (the standard library otherwise),
-lzma for xz. Compressed input is read 256 KiB at a time; every gzip member and xz stream of a
-concatenated file is decompressed.
+indexed_bzip2 for bzip2, on as many threads as wsadiag gives it, when they are installed (the
+standard library otherwise), lzma for xz. gzip is inflated with the CRC checked by the library
+(wsadiag inflates raw deflate and checks the CRC with python-isal's crc32: the same work).
+Compressed input is read 256 KiB at a time; every gzip member and xz stream of a concatenated
+file is decompressed.
 """
 
 from __future__ import annotations
 
+import os
 import sys
 from typing import Any, Callable
 
@@ -55,7 +58,9 @@ def _bzip2(path: str) -> int:
     try:
         import indexed_bzip2  # type: ignore[import-not-found]
 
-        reader: Any = indexed_bzip2.open(path, parallelization=2)
+        from analyzer.capture.source import FAST_THREADS  # the threads wsadiag gives it
+
+        reader: Any = indexed_bzip2.open(path, parallelization=min(os.cpu_count() or 1, FAST_THREADS))
     except ImportError:
         import bz2
 

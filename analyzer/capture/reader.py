@@ -124,13 +124,23 @@ def open_capture(src: str | os.PathLike[str] | IO[bytes], *, appearances: str = 
     "all" (every component's copy, as Microsoft's conversion writes them).
     Raises CaptureError with a one-line message naming the path when nothing can be read.
     """
-    source = open_source(src)
+    source = _begun(src)
     try:
-        source.begin()
         return _capture(source, appearances)
     except BaseException:
         source.close()
         raise
+
+
+def _begun(src: str | os.PathLike[str] | IO[bytes]) -> Source:
+    """The source opened and begun (its first bytes read, its decompression started), or closed again."""
+    source = open_source(src)
+    try:
+        source.begin()
+    except BaseException:
+        source.close()
+        raise
+    return source
 
 
 def _capture(source: Source, appearances: str) -> Capture:
@@ -147,7 +157,7 @@ class OpenedEarly:
     The command line opens the first capture right after parsing its arguments: a compressed one
     is then decompressed (in its forked child, analyzer/capture/source.py) while the rules load
     and the report modules are imported. Only the file is opened and its decompression started
-    here, without waiting for its first bytes; take() reads them and recognises the format, at
+    here, without waiting for its first bytes; opened() reads them and recognises the format, at
     the point the capture would have been opened, and raises there what opening met.
     """
 
@@ -156,30 +166,18 @@ class OpenedEarly:
         self._source: Source | None = None
         self._error: CaptureError | None = None
         try:
-            source = open_source(path)
+            self._source = _begun(path)
         except CaptureError as exc:
             self._error = exc
-            return
-        try:
-            source.begin()
-        except CaptureError as exc:
-            source.close()
-            self._error = exc
-            return
-        except BaseException:
-            source.close()
-            raise
-        self._source = source
 
-    def take(self) -> Capture:
-        """The open capture (whoever takes it closes it); raises the CaptureError opening meets."""
+    def opened(self, appearances: str = "wire") -> Capture:
+        """The open capture, once (whoever takes it closes it); raises the CaptureError opening meets."""
         if self._error is not None:
             raise self._error
         source, self._source = self._source, None
-        if source is None:
-            raise CaptureError(f"{self.name}: opened early and taken already")  # a bug of the caller's
+        assert source is not None, "a capture opened early is read once"
         try:
-            return _capture(source, "wire")
+            return _capture(source, appearances)
         except BaseException:
             source.close()
             raise

@@ -51,7 +51,7 @@ def conversation_json(conv: Conversation) -> str:
     the two equal on every sample and corpus conversation.
     """
     if conv.path is not None:  # two captures (analyze --peer): the general way
-        return _ROW(conversation_dict(conv))
+        return json_text(conversation_dict(conv))
     cs, ss = conv.client_stats, conv.server_stats
     return (
         f'{{"id": {conv.id}, "proto": {_str(conv.proto)}, "client": {_str(str(conv.client))}, '
@@ -66,12 +66,14 @@ def conversation_json(conv: Conversation) -> str:
     )
 
 
-_ROW: Callable[[Any], str] = json.JSONEncoder(ensure_ascii=False).encode
+# one JSON value as the json module writes it on one line, non-ASCII kept (also report/stream.py's rows):
+# json.dumps(value, ensure_ascii=False) would make an encoder per call, and a listing calls it per conversation
+json_text: Callable[[Any], str] = json.JSONEncoder(ensure_ascii=False).encode
 
 
 def _number(x: float) -> str:
     """A float as the json module writes it: its repr, but NaN and Infinity as JSON spells them."""
-    return repr(x) if math.isfinite(x) else _ROW(x)
+    return repr(x) if math.isfinite(x) else json_text(x)
 
 
 _str: Callable[[str], str] = json.encoder.encode_basestring  # json's own quoting of a string (non-ASCII kept)

@@ -10,6 +10,7 @@ the previous report as it was, and the temporary file is removed. Evidence captu
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import sys
 from collections.abc import Iterable, Iterator
@@ -84,10 +85,17 @@ def _keep_mode(target: str, tmp: str) -> None:
     try:
         mode = os.stat(target).st_mode & 0o7777
     except OSError:
-        umask = os.umask(0)
-        os.umask(umask)
-        mode = 0o666 & ~umask
+        mode = _new_file_mode()
     os.chmod(tmp, mode)
+
+
+@functools.cache
+def _new_file_mode() -> int:
+    """What open() gives a new file under this process's umask; read once (reading the umask sets
+    it, briefly, for the whole process), not for every evidence file."""
+    umask = os.umask(0)
+    os.umask(umask)
+    return 0o666 & ~umask
 
 
 def check_output(path: str, option: str, inputs: Iterable[str]) -> None:

@@ -13,12 +13,12 @@ from __future__ import annotations
 import json
 import os
 import sys
-from collections.abc import Callable
 from typing import Any, TextIO
 
 from analyzer.model import CaptureResult, Conversation
 from analyzer.report.common import clean, display_path, escape_undecodable, fmt_duration, plural
 from analyzer.report.jsondoc import JSON_VERSION, TOOL_NAME, conversation_dict, conversation_json, one_line
+from analyzer.report.jsondoc import json_text as _json
 from analyzer.report.options import ReportOptions
 from analyzer.report.text import CONVERSATION_COLUMNS
 
@@ -159,10 +159,6 @@ class ConversationStream:
         if self._out is sys.stdout:
             devnull = os.open(os.devnull, os.O_WRONLY)
             os.dup2(devnull, sys.stdout.fileno())
-
-
-# json.dumps(value, ensure_ascii=False) makes an encoder per call; one row per conversation pays for it.
-_json: Callable[[Any], str] = json.JSONEncoder(ensure_ascii=False).encode
 
 
 def _cells(c: Conversation) -> tuple[str, ...]:
