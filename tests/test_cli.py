@@ -208,14 +208,19 @@ def test_live_tcpdump_pipe_is_diagnosed(tmp_path):
 INTERRUPTED_IN_EXEC = """
 import os, signal, sys
 
-from analyzer.cli import forget_unhandled_interrupt
+from analyzer import cli
 
-try:  # as a Ctrl-C during the set-up lands while a dataclass makes its methods
-    exec("os.kill(os.getpid(), signal.SIGINT)\\nsum(range(100_000))")
-except KeyboardInterrupt:
-    print("error: interrupted", file=sys.stderr)
-forget_unhandled_interrupt()
-sys.exit(2)
+
+def main(argv):  # main() as it handles a Ctrl-C that lands while a dataclass makes its methods
+    try:
+        exec("os.kill(os.getpid(), signal.SIGINT)\\nsum(range(100_000))")
+    except KeyboardInterrupt:
+        print("error: interrupted", file=sys.stderr)
+    return 2
+
+
+cli.main = main
+cli.entrypoint()  # the console script's and `python -m analyzer`'s own exit
 """
 
 

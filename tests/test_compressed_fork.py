@@ -412,9 +412,19 @@ def as_plain(doc: dict) -> str:
 
 
 def test_several_compressed_captures_in_one_run_report_what_their_plain_versions_report(
-    generated: Path, tmp_path: Path, capsys, forks
+    generated: Path, tmp_path: Path, capsys, forks, monkeypatch
 ) -> None:
-    """One run in this process (--jobs 1): the first is opened early, the others in turn."""
+    """One run in this process (--jobs 1): the first is opened early, its child decompressing
+    while the rules load, the others in turn."""
+    from analyzer import cli
+
+    load_rules = cli._load_rules
+    children_when_rules_load: list[int] = []
+
+    def counted(args):
+        children_when_rules_load.append(len(forks))
+        return load_rules(args)
+
     plain = [generated, REPO / "samples" / "con001-refused.pcap", REPO / "samples" / "con001-refused-ipv6.pcap"]
     copies = [tmp_path / f"{i}.pcap" for i in range(len(plain))]
     packed = []
@@ -423,7 +433,9 @@ def test_several_compressed_captures_in_one_run_report_what_their_plain_versions
         packed.append(tmp_path / f"{copy.name}.{ext}")
         packed[-1].write_bytes(COMPRESS[ext](p.read_bytes()))
     want = analyze_json(["--jobs", "1", *map(str, copies)], capsys)
+    monkeypatch.setattr(cli, "_load_rules", counted)
     got = analyze_json(["--jobs", "1", *map(str, packed)], capsys)
+    assert children_when_rules_load == [1]  # the first capture's child was at work before the rules loaded
     assert len(forks) == len(packed)  # each read through its child
     assert got[0] == want[0] and got[2] == want[2]
     assert as_plain(got[1]) == as_plain(want[1])

@@ -405,6 +405,31 @@ def test_workers_running_another_wsadiag_are_refused_in_one_line(capsys, dask_cl
     assert "Traceback" not in err and "install the same wsadiag" in err
 
 
+def test_a_worker_that_went_away_is_left_to_the_scheduler_and_one_without_wsadiag_is_refused():
+    """What the workers answer the check with (client.run, on_error="return"): a worker whose
+    connection closed meanwhile does not stop the run; one that cannot import wsadiag does."""
+    pytest.importorskip("distributed")
+    from distributed.comm.core import CommClosedError
+
+    from analyzer import cluster
+    from analyzer.errors import UsageError
+
+    ours = cluster.records_layout()
+
+    class Answers:
+        def __init__(self, answers: dict) -> None:
+            self.answers = answers
+
+        def run(self, function, on_error: str = "raise") -> dict:
+            assert (function, on_error) == (cluster.records_layout, "return")
+            return self.answers
+
+    cluster._same_records(Answers({"tcp://w1": ours, "tcp://w2": CommClosedError("gone")}), "tcp://s")
+    with pytest.raises(UsageError) as refused:
+        cluster._same_records(Answers({"tcp://w1": ours, "tcp://w2": ModuleNotFoundError("analyzer")}), "tcp://s")
+    assert "1 of 2 workers (tcp://w2)" in str(refused.value)
+
+
 def test_a_capture_failing_on_dask_fails_alone(dask_client, tmp_path):
     from analyzer.cluster import run_dask
 
