@@ -17,7 +17,7 @@ import glob
 import os
 import sys
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Callable, Iterable, Iterator, Literal, Sequence
+from typing import IO, TYPE_CHECKING, Callable, Iterable, Iterator, Sequence
 
 from analyzer import __version__
 from analyzer.errors import UsageError, WsadiagError
@@ -27,6 +27,7 @@ from analyzer.report.common import FAIL_ON, fails
 if TYPE_CHECKING:  # imported lazily at run time: start-up stays short
     from analyzer.capture.reader import OpenedEarly
     from analyzer.pipeline import Keep
+    from analyzer.placement import Placement
     from analyzer.report import ReportOptions
     from analyzer.rules import RuleSet
 
@@ -306,16 +307,16 @@ def _opened_early(args: argparse.Namespace) -> Iterator[None]:
 
 def _open_early(args: argparse.Namespace) -> OpenedEarly | None:
     """The first capture opened (or the error opening met, kept), or None where it is not opened early."""
-    if args.verb not in ("analyze", "conversations") or getattr(args, "peer", None) or args.stitch or args.dask:
+    if args.verb not in ("analyze", "conversations") or getattr(args, "peer", None) or args.stitch:
         return None
     try:
-        captures = expand_captures(args.captures)
+        captures = _captures(args)
     except UsageError:  # said when the verb expands them, in its turn
         return None
     keep: Keep = "findings" if args.verb == "analyze" else "all"
     # a regular file only: opening a FIFO would wait for its writer; "-" is standard input, read in
     # its turn (even beside a file of that name)
-    if not captures or captures[0] == "-" or not os.path.isfile(captures[0]) or _elsewhere(args, captures, keep, None):
+    if not captures or captures[0] == "-" or not os.path.isfile(captures[0]) or _placement(args, captures, keep):
         return None
     from analyzer.capture.reader import OpenedEarly
 
@@ -370,7 +371,7 @@ def _apply_config(args: argparse.Namespace) -> None:
     """Fill the options not given on the command line from the captures' configuration file."""
     from analyzer.config import Config, find_config, load_config
 
-    path = None if args.no_config else find_config(expand_captures(args.captures))
+    path = None if args.no_config else find_config(_captures(args))
     config = load_config(path) if path is not None else Config()
     args.config_file = str(path) if path is not None else None  # an input too: no output may name it
     args.select = args.select or list(config.select)
@@ -389,7 +390,7 @@ def _analyze(args: argparse.Namespace) -> int:
     if args.baseline or args.write_baseline:  # its hashlib and json are a few ms of a start-up
         from analyzer.report.baseline import apply_baseline, load_baseline, write_baseline
     zone(args.tz)  # an unknown zone is a usage error before any capture is read
-    captures = expand_captures(args.captures)
+    captures = _captures(args)
     # Everything that can be refused is refused before the first capture is read.
     _check_outputs(args, captures)
     known = load_baseline(args.baseline) if args.baseline else None
@@ -513,7 +514,7 @@ def _conversations(args: argparse.Namespace) -> int:
     from analyzer.report.output import atomic_stream
     from analyzer.report.stream import ConversationStream
 
-    captures = expand_captures(args.captures)
+    captures = _captures(args)
     _check_outputs(args, captures)
     opts = ReportOptions(color=_color(args), conversations_only=True)
     with atomic_stream(args.output) as out:
@@ -784,7 +785,7 @@ def _run(
     from analyzer.report.progress import CaptureProgress
 
     stitched = _stitched(args, captures)
-    elsewhere = "" if stitched is not None else _elsewhere(args, captures, keep, on_findings)
+    elsewhere = "" if stitched is not None else _placement(args, captures, keep, live=on_findings is not None)
     if stitched is not None:
         captures = [stitched.name]
     elif elsewhere == "split":
@@ -846,19 +847,21 @@ def _run(
     return results, interrupted
 
 
-Placement = Literal["split", "pool", ""]  # where _elsewhere sends the captures ("": here)
+def _placement(args: argparse.Namespace, captures: list[str], keep: Keep, live: bool = False) -> Placement:
+    """analyzer.placement.placement for this run's options."""
+    from analyzer.placement import placement
+
+    split = keep == "findings" and args.split_asked
+    return placement(captures, args.jobs, args.dask, args.timeout, split=split, live=live)
 
 
-def _elsewhere(args: argparse.Namespace, captures: list[str], keep: Keep, on_findings: object) -> Placement:
-    """Where the captures are analysed when not in this process one after another: "split" (one
-    big capture across --jobs processes), "pool" (a process pool or Dask), or "" (here)."""
-    from analyzer.placement import big_capture, many_at_once
-
-    if keep == "findings" and on_findings is None and args.split_asked and big_capture(captures, args.jobs):
-        return "split"
-    if on_findings is None and many_at_once(captures, args.jobs, args.dask, args.timeout):
-        return "pool"
-    return ""
+def _captures(args: argparse.Namespace) -> list[str]:
+    """The capture arguments as files (expand_captures), walked once per run: the configuration
+    lookup, the early open and the verb all ask."""
+    found: list[str] | None = getattr(args, "expanded", None)
+    if found is None:
+        found = args.expanded = expand_captures(args.captures)
+    return found
 
 
 def _source(args: argparse.Namespace, path: str) -> str | IO[bytes] | OpenedEarly:
@@ -903,7 +906,7 @@ def _run_pair(args: argparse.Namespace, ruleset) -> list[CaptureResult]:
     from analyzer.peer.path import analyze_pair
     from analyzer.report.common import clean
 
-    captures = expand_captures(args.captures)
+    captures = _captures(args)
     if args.stitch:
         raise UsageError("--stitch cannot be combined with --evidence or --peer yet")
     if len(captures) != 1 or "-" in (captures[0], args.peer):

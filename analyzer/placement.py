@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
+from typing import Literal
 
 SPLIT_FROM_BYTES = 64 << 20  # a smaller capture is read in about a second: not worth starting processes
 
@@ -32,3 +33,23 @@ def many_at_once(captures: Sequence[str], jobs: int, dask: str | None, timeout: 
         return False
     urls = any("://" in c for c in captures)
     return bool(dask) or timeout is not None or urls or (jobs > 1 and len(captures) > 1)
+
+
+Placement = Literal["split", "pool", ""]
+
+
+def placement(
+    captures: Sequence[str], jobs: int, dask: str | None, timeout: float | None, *, split: bool, live: bool
+) -> Placement:
+    """Where the captures are analysed: "split" (one big capture across `jobs` processes), "pool"
+    (a process pool or Dask), or "" (in this process, one after another).
+
+    split: the run may split a capture (only findings are kept, and --jobs was asked for or is
+    the default). live: findings are written as each conversation ends (the live JSONL writer),
+    which only this process can do.
+    """
+    if live:
+        return ""
+    if split and big_capture(captures, jobs):
+        return "split"
+    return "pool" if many_at_once(captures, jobs, dask, timeout) else ""
