@@ -6,10 +6,11 @@ import contextlib
 import dataclasses
 import gc
 import os
-from typing import IO, Any, Callable, Iterator, Literal, Protocol, runtime_checkable
+from typing import IO, Callable, Iterator, Literal, Protocol
 
 from analyzer.capture import open_capture
 from analyzer.capture.pcap import RecordCursor
+from analyzer.capture.reader import Opens
 from analyzer.decode import Decoder, linktype_name
 from analyzer.errors import CaptureError
 from analyzer.flows import FlowTable
@@ -120,16 +121,6 @@ def packet_loop(
                 progress(n)
     finally:
         records.close()  # also when interrupted: the frames read so far are counted
-
-
-@runtime_checkable
-class Opens(Protocol):
-    """A source that opens itself: captures read as one (analyzer/stitch.py), or a capture the
-    command line opened early (analyzer.capture.reader.OpenedEarly)."""
-
-    def opened(self) -> Any:
-        """The capture to read (a Capture or what behaves as one); raises CaptureError."""
-        ...
 
 
 def analyze_capture(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import struct
-from typing import IO, TYPE_CHECKING, Iterator
+from typing import IO, TYPE_CHECKING, Any, Iterator, Protocol, runtime_checkable
 
 from analyzer.capture.formats import (
     OTHER_MAGICS,
@@ -149,6 +149,17 @@ def _capture(source: Source, appearances: str) -> Capture:
     cap.appearances = appearances
     _detect(cap, source, source.first())
     return cap
+
+
+@runtime_checkable
+class Opens(Protocol):
+    """A source that opens itself (analyze_capture takes one): captures read as one
+    (analyzer/stitch.py), or a capture the command line opened early (OpenedEarly). Here, not in
+    the compiled pipeline: a protocol class mypyc compiles is no protocol to runtime_checkable."""
+
+    def opened(self) -> Any:
+        """The capture to read (a Capture or what behaves as one); raises CaptureError."""
+        ...
 
 
 class OpenedEarly:
